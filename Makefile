@@ -1,0 +1,30 @@
+# Quick start: `make demo` runs the app on the shipped model; `make test` runs the whole suite.
+# Both create .venv and install everything on first use.
+
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+export GRADIO_ANALYTICS_ENABLED := False
+
+.PHONY: install demo test browser clean
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt
+	$(PY) -m pip install --disable-pip-version-check -q --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Headless Chromium for the browser tests (Debian's package; Playwright drives it).
+browser:
+	@command -v chromium >/dev/null || { apt-get update -q && apt-get install -y -q chromium; }
+
+demo: install
+	$(VENV)/bin/smfd demo
+
+test: install browser
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf $(VENV) .pytest_cache

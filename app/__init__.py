@@ -1,0 +1,1 @@
+"""The SMFD lab web app (Gradio)."""

@@ -1,0 +1,1 @@
+"""The evaluation lab: restore pairs with many methods, score them, reproduce the thesis' tables."""

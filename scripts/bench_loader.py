@@ -1,0 +1,49 @@
+"""Benchmark: training samples per second from smfd.data.FaceDataset through torch's DataLoader.
+
+    .venv/bin/python scripts/bench_loader.py [--data DIR] [--workers 0 1 2] [--samples 96]
+
+Prints samples/s for each worker count and the CPU use of the whole process tree, so one can see
+whether loading keeps the cores busy.
+"""
+
+import argparse
+import os
+import time
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from smfd import data
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default="../shared/data/celebamask_mini")
+    parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--samples", type=int, default=96)
+    parser.add_argument("--patch", type=int, default=None)
+    args = parser.parse_args()
+    records = data.select(data.open_dataset(args.data), "train")
+    print(f"{len(records)} training faces from {args.data}, {os.cpu_count()} CPUs")
+    for workers in args.workers:
+        dataset = data.FaceDataset(records, patch=args.patch)
+        loader = DataLoader(dataset, batch_size=16, num_workers=workers,
+                            sampler=range(args.samples))
+        start_cpu, start = _cpu_seconds(), time.perf_counter()
+        n = sum(len(b["blurry"]) for b in loader)
+        wall = time.perf_counter() - start
+        busy = (_cpu_seconds() - start_cpu) / wall
+        print(f"workers={workers}: {n / wall:6.1f} samples/s, {busy:.2f} cores busy")
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process and its (finished) children."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(1)
+    np.seterr(all="ignore")
+    main()

@@ -1,0 +1,294 @@
+"""The ``smfd`` command. Each subcommand imports what it needs only when it runs.
+
+Exit status: 0 on success, 1 when some inputs of a batch failed (the others are written),
+2 for a bad command line or unusable input. Errors are one line, without a traceback
+(set SMFD_DEBUG=1 to see one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from .images import InputError
+
+DEFAULTS_NOTE = "defaults are the thesis' values"
+
+
+class BatchErrors(Exception):
+    """Some inputs of a batch failed; each was reported already, the rest was written."""
+
+    def __init__(self, failed: int, total: int):
+        super().__init__(f"{failed} of {total} inputs failed (see the messages above)")
+
+
+def report(message: str) -> None:
+    print(f"smfd: error: {message}", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------- blur
+
+def _add_pipeline_options(p: argparse.ArgumentParser) -> None:
+    from .degrade import DIRECTIONS, SEQUENCES, PipelineOptions
+
+    d = PipelineOptions()
+    g = p.add_argument_group(f"degradation pipeline ({DEFAULTS_NOTE})")
+    g.add_argument("--layers", type=int, nargs="+", default=list(d.layers), metavar="N",
+                   help="allowed numbers of blur layers (default: 1 2 3)")
+    g.add_argument("--sequences", nargs="+", default=list(d.sequences), choices=list(SEQUENCES),
+                   metavar="SEQ", help="allowed blur sequences per layer: M, G>M, M>G, G>M>G (default: all)")
+    g.add_argument("--gaussian-sizes", type=int, nargs="+", default=list(d.gaussian_sizes), metavar="K",
+                   help="odd Gaussian kernel sizes (default: 15 21 25 31 35 41)")
+    g.add_argument("--motion-sizes", type=int, nargs="+", default=list(d.motion_sizes), metavar="K",
+                   help="odd motion kernel sizes (default: 15 21 25 31 35 41)")
+    g.add_argument("--directions", nargs="+", default=list(d.directions), choices=list(DIRECTIONS),
+                   metavar="DIR", help="motion directions: " + ", ".join(DIRECTIONS) + " (default: all)")
+    g.add_argument("--scale-range", type=float, nargs=2, default=list(d.scale_range), metavar=("LO", "HI"),
+                   help="down-scaling factor range (default: 2.0 4.0)")
+    g.add_argument("--noise-range", type=float, nargs=2, default=list(d.noise_range), metavar=("LO", "HI"),
+                   help="Gaussian noise sigma range on the 0..255 scale (default: 5.0 10.0)")
+    g.add_argument("--no-blur", action="store_true", help="switch the blur stage off")
+    g.add_argument("--no-rescale", action="store_true", help="switch the down/up-scaling stage off")
+    g.add_argument("--no-noise", action="store_true", help="switch the noise stage off")
+
+
+def _pipeline_options(args):
+    from .degrade import PipelineOptions
+
+    return PipelineOptions(
+        layers=args.layers, sequences=args.sequences, gaussian_sizes=args.gaussian_sizes,
+        motion_sizes=args.motion_sizes, directions=args.directions, scale_range=args.scale_range,
+        noise_range=args.noise_range, blur=not args.no_blur, rescale=not args.no_rescale,
+        noise=not args.no_noise)
+
+
+def cmd_blur(args) -> None:
+    from .degrade import count_scenarios
+
+    try:
+        options = _pipeline_options(args)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    if args.count:
+        c = count_scenarios(options)
+        print(f"{c.total:,} scenarios = {c.blur:,} blur combinations ({c.per_layer:,} per layer) "
+              f"x {c.scales} scales x {c.noise_levels} noise levels")
+        return
+    if args.input is None or args.output is None:
+        raise InputError("blur needs IN and OUT (or --count)")
+    from .blur_files import blur_files
+
+    blur_files(args.input, args.output, options, args.seed, args.recipe, args.overwrite)
+
+
+# ---------------------------------------------------------------- train
+
+def _add_train(sub) -> None:
+    p = sub.add_parser("train", help="train the mask generator or SMFD-UNet",
+                       description="Train a network on one or more dataset folders (merged, official "
+                                   "CelebAMask-HQ or plain image folder layout). Running the same "
+                                   "command again resumes from OUT/state.pt.")
+    p.add_argument("task", choices=["mask", "deblur"], help="mask generator or SMFD-UNet")
+    p.add_argument("data", nargs="+", help="dataset folders")
+    p.add_argument("--out", required=True, help="run folder (state.pt, best.safetensors, log.csv)")
+    p.add_argument("--epochs", type=int, default=50)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lr-patience", type=int, default=5, help="epochs without improvement before lr x 0.2")
+    p.add_argument("--early-stop", type=int, default=10, help="epochs without improvement before stopping")
+    p.add_argument("--size", type=int, default=256, help="working size of the faces")
+    p.add_argument("--patch", type=int, default=None, help="train on random PATCH x PATCH crops")
+    p.add_argument("--samples-per-epoch", type=int, default=None)
+    p.add_argument("--val-faces", type=int, default=None, help="cap on validation faces")
+    p.add_argument("--workers", type=int, default=2, help="data-loading processes")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--folds", type=int, default=5, help="k of the k-fold split (validation = one fold)")
+    p.add_argument("--fold", type=int, default=0, help="which fold validates")
+    p.add_argument("--cross-validate", action="store_true", help="train every fold into OUT/fold<i>")
+    p.add_argument("--loss", default=None, help="mask: dice (default), dice+ce; deblur: mse (default), l1, l1+ssim")
+    p.add_argument("--mask-source", choices=["gt", "generated", "mix"], default="gt",
+                   help="deblur: ground-truth masks, the mask generator's, or half of each")
+    p.add_argument("--mask-model", default=None, help="mask-generator checkpoint for generated/mix")
+    p.add_argument("--ablation", default=None, help="deblur: a thesis table 4.3 variant: "
+                   "no-mask, plain-upsampling, attention-transpose, attention-pixelshuffle, full")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a model config field, e.g. --set residual=true (JSON values)")
+    p.add_argument("--init", default=None, help="start from these weights (fine-tuning)")
+    p.add_argument("--no-augment", action="store_true")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.set_defaults(func=cmd_train)
+
+
+def cmd_train(args) -> None:
+    from .models import ABLATIONS
+    from .train import TrainSettings, cross_validate, train
+
+    config = {}
+    if args.ablation:
+        if args.task != "deblur" or args.ablation not in ABLATIONS:
+            raise InputError(f"--ablation takes a deblur variant: {', '.join(ABLATIONS)}")
+        config.update(ABLATIONS[args.ablation])
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise InputError(f"--set expects KEY=VALUE, got {item!r}")
+        try:
+            config[key] = json.loads(value)
+        except json.JSONDecodeError:
+            config[key] = value
+    settings = TrainSettings(
+        task=args.task, data=tuple(args.data), out=args.out, epochs=args.epochs, batch=args.batch,
+        lr=args.lr, lr_patience=args.lr_patience, early_stop=args.early_stop, size=args.size,
+        patch=args.patch, samples_per_epoch=args.samples_per_epoch, val_faces=args.val_faces,
+        workers=args.workers, seed=args.seed, k=args.folds, fold=args.fold, loss=args.loss,
+        mask_source=args.mask_source, mask_model=args.mask_model, config=config, init=args.init,
+        device=args.device, augment=not args.no_augment)
+    settings.model_config()  # fail early on a bad --set
+    if args.cross_validate:
+        for r in cross_validate(settings):
+            print(f"fold {r['fold']}: best {r['best']:.4f} after {r['epochs']} epochs")
+    else:
+        result = train(settings)
+        print(f"best {result['best']:.4f} after {result['epochs']} epochs; weights in {args.out}/best.safetensors")
+
+
+# ---------------------------------------------------------------- restore / mask
+
+def _add_restore(sub) -> None:
+    p = sub.add_parser("restore", help="deblur face images",
+                       description="Deblur an image or a folder of images; writes OUT/<stem>.png per input. "
+                                   "Without --masks the shipped mask generator makes the masks.")
+    p.add_argument("input", help="image file or folder")
+    p.add_argument("output", help="output folder")
+    p.add_argument("--masks", default=None, help="folder of 5-group label PNGs (values 0..4), <stem>.png")
+    p.add_argument("--weights", default=None, help="folder with mask_generator.safetensors and "
+                   "smfd_unet.safetensors (default: the shipped weights)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.set_defaults(func=cmd_restore)
+
+    p = sub.add_parser("mask", help="write 5-group face masks",
+                       description="Predict the 5-group semantic mask (0 background, 1 face skin, "
+                                   "2 facial parts, 3 hair, 4 accessories) of each image; writes "
+                                   "OUT/<stem>.png with uint8 values 0..4.")
+    p.add_argument("input", help="image file or folder")
+    p.add_argument("output", help="output folder")
+    p.add_argument("--weights", default=None, help="folder with the weights (default: the shipped weights)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.set_defaults(func=cmd_mask)
+
+
+def _restorer_factory(args):
+    def make():
+        from .restorer import Restorer
+
+        return Restorer.from_pretrained(args.weights, args.device)
+
+    return make
+
+
+def cmd_restore(args) -> None:
+    from .restore_files import restore_files
+
+    restore_files(args.input, args.output, _restorer_factory(args), args.masks, args.overwrite)
+
+
+def cmd_mask(args) -> None:
+    from .restore_files import mask_files
+
+    mask_files(args.input, args.output, _restorer_factory(args), args.overwrite)
+
+
+# ---------------------------------------------------------------- demo
+
+def _add_demo(sub) -> None:
+    p = sub.add_parser("demo", help="start the web app",
+                       description="Start the SMFD lab web app (Gradio) on the shipped model, offline.")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--weights", default=None, help="folder with the weights (default: the shipped weights)")
+    p.add_argument("--examples", default=None, help="a dataset folder to offer as examples")
+    p.add_argument("--study-db", default=None,
+                   help="SQLAlchemy URL for user-study votes (default: sqlite file in ~/.cache/smfd)")
+    p.add_argument("--admin-token", default=None, help="token that opens the study results view")
+    p.set_defaults(func=cmd_demo)
+
+
+def cmd_demo(args) -> None:
+    from app.main import launch
+
+    launch(host=args.host, port=args.port, weights=args.weights, examples=args.examples,
+           study_db=args.study_db, admin_token=args.admin_token)
+
+
+# ---------------------------------------------------------------- info
+
+def cmd_info(args) -> None:
+    from .models import MaskNet, MaskNetConfig, SMFDConfig, SMFDNet, count_parameters
+
+    thesis = {"mask generator": 5_416_159, "SMFD-UNet": 7_532_601}
+    for name, model in (("mask generator", MaskNet(MaskNetConfig())), ("SMFD-UNet", SMFDNet(SMFDConfig()))):
+        c = count_parameters(model)
+        diff = (c["total"] - thesis[name]) / thesis[name] * 100
+        print(f"{name:15s} {c['total']:>10,} parameters ({c['trainable']:,} trainable, "
+              f"{c['non_trainable']:,} non-trainable); thesis {thesis[name]:,} ({diff:+.1f} %)")
+
+
+# ---------------------------------------------------------------- main
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="smfd", description="SMFD lab: deblur face photos with semantic-mask guidance (SMFD-UNet).",
+        epilog="Run 'smfd COMMAND --help' for the options of a command.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("blur", help="degrade images with the randomised pipeline",
+                       description="Degrade an image or a folder of images with the thesis' randomised "
+                                   "pipeline. Writes OUT/<stem>.png and OUT/<stem>.json (the recipe); "
+                                   "the same --seed gives identical bytes.")
+    p.add_argument("input", nargs="?", help="image file or folder")
+    p.add_argument("output", nargs="?", help="output folder")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--recipe", default=None, help="replay this recipe JSON instead of sampling one")
+    p.add_argument("--count", action="store_true", help="print the number of scenarios for the options")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    _add_pipeline_options(p)
+    p.set_defaults(func=cmd_blur)
+
+    _add_restore(sub)
+    _add_train(sub)
+    _add_demo(sub)
+
+    p = sub.add_parser("info", help="parameter counts of the networks")
+    p.set_defaults(func=cmd_info)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        args.func(args)
+    except BatchErrors as exc:
+        report(str(exc))
+        return 1
+    except (InputError, FileNotFoundError, PermissionError, IsADirectoryError) as exc:
+        report(str(exc))
+        return 2
+    except KeyboardInterrupt:
+        report("interrupted")
+        return 130
+    except Exception as exc:  # one line for users; the traceback on request
+        if os.environ.get("SMFD_DEBUG"):
+            raise
+        report(f"{type(exc).__name__}: {exc} (set SMFD_DEBUG=1 for the traceback)")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

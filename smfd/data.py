@@ -1,0 +1,284 @@
+"""Face datasets: three on-disk layouts, deterministic splits, and on-the-fly training samples.
+
+Layouts (detected by :func:`open_dataset`):
+
+* ``merged``  -- ``images/<id>.jpg`` + ``masks/<id>.png`` (palette PNG of the 19 classes), as in
+  ``../shared/data/celebamask_mini``;
+* ``official`` -- the CelebAMask-HQ release: ``CelebA-HQ-img/<id>.jpg`` (1024x1024) and
+  ``CelebAMask-HQ-mask-anno/<id // 2000>/<id:05d>_<part>.png`` (512x512, one binary PNG per part);
+* ``folder``  -- any folder of face images without masks (e.g. FFHQ).
+
+Every random draw takes an explicit ``numpy.random.Generator``; a training sample's generator is
+seeded from (seed, epoch, index), so any sample can be reproduced.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from . import degrade, labels
+from .images import IMAGE_SUFFIXES, InputError, read_image, read_labels
+
+SOURCE_SIZE = 512  # the pipeline's kernel sizes are meant for 512x512 faces
+WORK_SIZE = 256
+
+
+@dataclass(frozen=True)
+class FaceRecord:
+    id: str
+    image: Path
+    mask: Path | None = None  # merged layout: one palette PNG of class ids
+    parts: tuple[tuple[int, Path], ...] = ()  # official layout: (class id, binary part PNG)
+
+    @property
+    def has_mask(self) -> bool:
+        return self.mask is not None or bool(self.parts)
+
+
+# ---------------------------------------------------------------- layouts
+
+def detect_layout(root: str | Path) -> str:
+    root = Path(root)
+    if not root.is_dir():
+        raise InputError(f"{root}: dataset folder not found")
+    if (root / "CelebA-HQ-img").is_dir() and (root / "CelebAMask-HQ-mask-anno").is_dir():
+        return "official"
+    if (root / "images").is_dir() and (root / "masks").is_dir():
+        return "merged"
+    return "folder"
+
+
+def open_dataset(root: str | Path, layout: str = "auto") -> list[FaceRecord]:
+    """List the faces of a dataset folder, sorted by id."""
+    root = Path(root)
+    layout = detect_layout(root) if layout == "auto" else layout
+    readers = {"merged": _merged, "official": _official, "folder": _folder}
+    if layout not in readers:
+        raise InputError(f"unknown dataset layout {layout!r} (choose from {', '.join(readers)})")
+    records = readers[layout](root)
+    if not records:
+        raise InputError(f"{root}: no faces found in the {layout} layout")
+    return sorted(records, key=lambda r: r.id)
+
+
+def _images_in(folder: Path) -> list[Path]:
+    return [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+
+
+def _merged(root: Path) -> list[FaceRecord]:
+    records = []
+    for img in _images_in(root / "images"):
+        mask = root / "masks" / f"{img.stem}.png"
+        records.append(FaceRecord(img.stem, img, mask if mask.is_file() else None))
+    return records
+
+
+_PART_ORDER = labels.CLASSES[1:]  # painted in class order: later parts overwrite earlier ones
+
+
+def _official(root: Path) -> list[FaceRecord]:
+    anno = root / "CelebAMask-HQ-mask-anno"
+    parts: dict[int, list[tuple[int, Path]]] = {}
+    for sub in anno.iterdir():
+        if not sub.is_dir():
+            continue
+        for png in sub.glob("*.png"):
+            stem, _, part = png.stem.partition("_")
+            if stem.isdigit() and part in _PART_ORDER:
+                parts.setdefault(int(stem), []).append((labels.CLASSES.index(part), png))
+    records = []
+    for img in _images_in(root / "CelebA-HQ-img"):
+        if img.stem.isdigit():
+            found = tuple(sorted(parts.get(int(img.stem), [])))
+            records.append(FaceRecord(img.stem, img, None, found))
+    return records
+
+
+def _folder(root: Path) -> list[FaceRecord]:
+    return [FaceRecord(p.stem, p) for p in _images_in(root)]
+
+
+# ---------------------------------------------------------------- loading
+
+def load_face(record: FaceRecord, size: int = SOURCE_SIZE) -> tuple[np.ndarray, np.ndarray | None]:
+    """RGB uint8 at size x size and its 19-class label map (None without a mask)."""
+    image = read_image(record.image)
+    if image.shape[:2] != (size, size):
+        image = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
+    classes = load_classes(record)
+    if classes is not None and classes.shape != (size, size):
+        classes = cv2.resize(classes, (size, size), interpolation=cv2.INTER_NEAREST)
+    return image, classes
+
+
+def load_classes(record: FaceRecord) -> np.ndarray | None:
+    if record.mask is not None:
+        classes = read_labels(record.mask)
+        if classes.max() >= len(labels.CLASSES):
+            raise InputError(f"{record.mask}: class index {classes.max()} outside 0..18")
+        return classes
+    if not record.parts:
+        return None
+    classes = None
+    for class_id, png in record.parts:
+        part = read_image(png)[..., 0] > 127  # binary part masks, stored as gray or RGB PNGs
+        if classes is None:
+            classes = np.zeros(part.shape, np.uint8)
+        classes[part] = class_id
+    return classes
+
+
+# ---------------------------------------------------------------- splits
+
+def _unit_hash(text: str) -> float:
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") / 2**64
+
+
+def split_of(face_id: str, test_fraction: float = 0.2) -> str:
+    """'test' for a stable ~test_fraction of ids (by hash), else 'trainval'."""
+    return "test" if _unit_hash(f"smfd-test:{face_id}") < test_fraction else "trainval"
+
+
+def fold_of(face_id: str, k: int = 5) -> int:
+    return int(_unit_hash(f"smfd-fold:{face_id}") * k)
+
+
+def select(records: list[FaceRecord], part: str, k: int = 5, fold: int = 0,
+           test_fraction: float = 0.2) -> list[FaceRecord]:
+    """Pick 'train', 'val', 'trainval' or 'test' records; val is fold `fold` of k over trainval."""
+    if part not in ("train", "val", "trainval", "test"):
+        raise ValueError(f"unknown split part {part!r}")
+    if part == "test":
+        return [r for r in records if split_of(r.id, test_fraction) == "test"]
+    pool = [r for r in records if split_of(r.id, test_fraction) == "trainval"]
+    if part == "trainval":
+        return pool
+    if not 0 <= fold < k:
+        raise ValueError(f"fold {fold} outside 0..{k - 1}")
+    in_val = [fold_of(r.id, k) == fold for r in pool]
+    return [r for r, v in zip(pool, in_val) if v == (part == "val")]
+
+
+# ---------------------------------------------------------------- augmentation and samples
+
+@dataclass(frozen=True)
+class Augment:
+    """The thesis' on-the-fly augmentation (3.4.6.1); geometry is shared by image and mask."""
+
+    rotation: float = 30.0
+    hflip: bool = True
+    crop: tuple[float, float] = (0.8, 1.0)
+    brightness: tuple[float, float] = (0.7, 1.3)
+    contrast: tuple[float, float] = (0.7, 1.3)
+
+
+_LR_SWAP = np.arange(len(labels.CLASSES), dtype=np.uint8)
+for _l, _r in (("l_eye", "r_eye"), ("l_brow", "r_brow"), ("l_ear", "r_ear")):
+    _i, _j = labels.CLASSES.index(_l), labels.CLASSES.index(_r)
+    _LR_SWAP[_i], _LR_SWAP[_j] = _j, _i
+
+
+def augment(image: np.ndarray, classes: np.ndarray | None, rng: np.random.Generator,
+            aug: Augment = Augment()) -> tuple[np.ndarray, np.ndarray | None]:
+    """Random rotation, flip and crop (one affine warp) and brightness/contrast on the sharp face."""
+    h, w = image.shape[:2]
+    angle = rng.uniform(-aug.rotation, aug.rotation)
+    frac = rng.uniform(*aug.crop)
+    flip = aug.hflip and rng.random() < 0.5
+    # Crop window of side frac*w at a random position, then rotate about its centre.
+    cx = rng.uniform(frac * w / 2, w - frac * w / 2)
+    cy = rng.uniform(frac * h / 2, h - frac * h / 2)
+    m = cv2.getRotationMatrix2D((cx, cy), angle, 1.0 / frac)
+    m[:, 2] += (w / 2 - cx, h / 2 - cy)
+    if flip:
+        m = np.array([[-1, 0, w - 1], [0, 1, 0]], np.float64) @ np.vstack([m, [0, 0, 1]])
+    image = cv2.warpAffine(image, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+    if classes is not None:
+        classes = cv2.warpAffine(classes, m, (w, h), flags=cv2.INTER_NEAREST,
+                                 borderMode=cv2.BORDER_REFLECT_101)
+        if flip:
+            classes = _LR_SWAP[classes]
+    x = image.astype(np.float32)
+    mean = x.mean()
+    x = ((x - mean) * rng.uniform(*aug.contrast) + mean) * rng.uniform(*aug.brightness)
+    return np.clip(np.rint(x), 0, 255).astype(np.uint8), classes
+
+
+def make_pair(image: np.ndarray, rng: np.random.Generator,
+              options: degrade.PipelineOptions = degrade.PipelineOptions(),
+              size: int = WORK_SIZE) -> tuple[np.ndarray, np.ndarray, degrade.Recipe]:
+    """Degrade at the source resolution, then resize blurry and sharp to size (INTER_AREA)."""
+    blurry, recipe = degrade.degrade(image, rng, options)
+    if image.shape[:2] != (size, size):
+        blurry = cv2.resize(blurry, (size, size), interpolation=cv2.INTER_AREA)
+        image = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
+    return blurry, image, recipe
+
+
+def resize_labels(classes: np.ndarray, size: int) -> np.ndarray:
+    if classes.shape != (size, size):
+        classes = cv2.resize(classes, (size, size), interpolation=cv2.INTER_NEAREST)
+    return classes
+
+
+class FaceDataset:
+    """A map-style dataset of on-the-fly (blurry, sharp, mask) samples for torch's DataLoader.
+
+    Each item is a dict of float32 CHW arrays ``blurry``, ``sharp`` in [0, 1] and ``mask`` (int64
+    HxW of group ids, or of class ids when ``classes=19``; -1 everywhere for a face without a mask).
+    With ``fixed=True`` (and typically ``augment=None``) the samples form a fixed evaluation set
+    whose degradations depend only on (seed, face id). In training, an index may exceed the number of
+    faces (a sampler's second pass): the face is ``index % n`` and the random stream is keyed by
+    (seed, epoch, index), so every draw is new yet reproducible.
+    """
+
+    def __init__(self, records: list[FaceRecord], size: int = WORK_SIZE, patch: int | None = None,
+                 options: degrade.PipelineOptions = degrade.PipelineOptions(),
+                 augment: Augment | None = Augment(), seed: int = 0, classes: int = 5,
+                 fixed: bool = False):
+        if not records:
+            raise ValueError("a dataset needs at least one face")
+        if patch is not None and patch > size:
+            raise ValueError(f"patch {patch} larger than the working size {size}")
+        self.records, self.size, self.patch = records, size, patch
+        self.options, self.augment, self.seed, self.classes = options, augment, seed, classes
+        self.fixed, self.epoch = fixed, 0
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def rng_for(self, index: int) -> np.random.Generator:
+        if self.fixed:  # evaluation: the same degradation per face, whatever the epoch
+            key = int(_unit_hash(f"smfd-eval:{self.records[index % len(self.records)].id}") * 2**62)
+            return np.random.default_rng([self.seed, key])
+        return np.random.default_rng([self.seed, self.epoch, index])
+
+    def __getitem__(self, index: int) -> dict:
+        record = self.records[index % len(self.records)]
+        rng = self.rng_for(index)
+        image, classes = load_face(record)
+        if self.augment is not None:
+            image, classes = augment(image, classes, rng, self.augment)
+        blurry, sharp, _ = make_pair(image, rng, self.options, self.size)
+        if classes is None:
+            mask = np.full((self.size, self.size), -1, np.int64)
+        else:
+            classes = resize_labels(classes, self.size)
+            mask = (classes if self.classes == 19 else labels.to_groups(classes)).astype(np.int64)
+        if self.patch is not None:
+            y, x = rng.integers(0, self.size - self.patch + 1, size=2)
+            window = np.s_[y:y + self.patch, x:x + self.patch]
+            blurry, sharp, mask = blurry[window], sharp[window], mask[window]
+        return {
+            "blurry": np.ascontiguousarray(blurry.transpose(2, 0, 1), np.float32) / 255.0,
+            "sharp": np.ascontiguousarray(sharp.transpose(2, 0, 1), np.float32) / 255.0,
+            "mask": np.ascontiguousarray(mask),
+        }

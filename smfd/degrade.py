@@ -1,0 +1,286 @@
+"""The thesis' randomised degradation pipeline (section 3.4.1).
+
+A degradation is split in two steps so that every sample can be logged and replayed:
+
+* ``sample_recipe(rng, options)`` draws a :class:`Recipe` -- a plain value holding every random
+  choice, including the seed of its own noise;
+* ``apply(image, recipe)`` turns a sharp uint8 RGB image into the degraded one, deterministically.
+
+Blur kernels follow OpenCV's conventions (the thesis' tooling): a Gaussian kernel of odd size ``k``
+has sigma ``0.3 * ((k - 1) / 2 - 1) + 0.8`` (what ``cv2.GaussianBlur`` uses for sigma 0) and a
+motion kernel is a normalised line through the kernel centre.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+SEQUENCES = {"M": "M", "G>M": "GM", "M>G": "MG", "G>M>G": "GMG"}  # name -> operation letters
+DIRECTIONS = ("horizontal", "vertical", "diagonal", "anti-diagonal")
+THESIS_KERNEL_SIZES = (15, 21, 25, 31, 35, 41)
+RECIPE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class PipelineOptions:
+    """Every range and set of the pipeline; the defaults are the thesis' values."""
+
+    layers: tuple[int, ...] = (1, 2, 3)
+    sequences: tuple[str, ...] = tuple(SEQUENCES)
+    gaussian_sizes: tuple[int, ...] = THESIS_KERNEL_SIZES
+    motion_sizes: tuple[int, ...] = THESIS_KERNEL_SIZES
+    directions: tuple[str, ...] = DIRECTIONS
+    scale_range: tuple[float, float] = (2.0, 4.0)
+    noise_range: tuple[float, float] = (5.0, 10.0)
+    blur: bool = True
+    rescale: bool = True
+    noise: bool = True
+    # Step used to discretise the continuous scale and noise ranges when counting scenarios.
+    count_step: float = 0.1
+
+    def __post_init__(self) -> None:
+        # Normalise lists from JSON / the CLI into tuples so options stay hashable.
+        for name in ("layers", "sequences", "gaussian_sizes", "motion_sizes", "directions",
+                     "scale_range", "noise_range"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        self.validate()
+
+    def validate(self) -> None:
+        def fail(msg: str) -> None:
+            raise ValueError(f"invalid pipeline option: {msg}")
+
+        if self.blur:
+            if not self.layers or any(n < 1 for n in self.layers):
+                fail(f"layers must be positive integers, got {self.layers}")
+            if not self.sequences or any(s not in SEQUENCES for s in self.sequences):
+                fail(f"sequences must be among {list(SEQUENCES)}, got {list(self.sequences)}")
+            needs_g = any("G" in SEQUENCES[s] for s in self.sequences)
+            if needs_g and not self.gaussian_sizes:
+                fail("a sequence with Gaussian blur needs at least one Gaussian kernel size")
+            if not self.motion_sizes or not self.directions:
+                fail("every sequence has a motion blur: give motion sizes and directions")
+            for k in (*self.gaussian_sizes, *self.motion_sizes):
+                if k < 1 or k % 2 == 0:
+                    fail(f"kernel sizes must be odd and positive, got {k}")
+            bad = [d for d in self.directions if d not in DIRECTIONS]
+            if bad:
+                fail(f"directions must be among {list(DIRECTIONS)}, got {bad}")
+        lo, hi = self.scale_range
+        if self.rescale and not (1.0 <= lo <= hi):
+            fail(f"scale range must satisfy 1 <= low <= high, got {self.scale_range}")
+        lo, hi = self.noise_range
+        if self.noise and not (0.0 <= lo <= hi):
+            fail(f"noise range must satisfy 0 <= low <= high, got {self.noise_range}")
+        if self.count_step <= 0:
+            fail("count_step must be positive")
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "PipelineOptions":
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class BlurOp:
+    kind: str  # "gaussian" or "motion"
+    size: int
+    direction: str | None = None  # motion only
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Every random choice of one degradation: replaying it gives the same pixels."""
+
+    layers: tuple[tuple[BlurOp, ...], ...] = ()
+    scale: float | None = None  # down-scaling factor, None = stage off
+    noise_sigma: float | None = None  # on the 0..255 scale, None = stage off
+    noise_seed: int | None = None
+    version: int = field(default=RECIPE_VERSION)
+
+    def to_dict(self) -> dict:
+        return {
+            "version": self.version,
+            "layers": [[asdict(op) for op in layer] for layer in self.layers],
+            "scale": self.scale,
+            "noise_sigma": self.noise_sigma,
+            "noise_seed": self.noise_seed,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Recipe":
+        if data.get("version") != RECIPE_VERSION:
+            raise ValueError(f"unsupported recipe version {data.get('version')!r}")
+        layers = tuple(tuple(BlurOp(**op) for op in layer) for layer in data["layers"])
+        for layer in layers:
+            for op in layer:
+                if op.kind not in ("gaussian", "motion") or op.size < 1 or op.size % 2 == 0:
+                    raise ValueError(f"invalid blur operation in recipe: {op}")
+                if op.kind == "motion" and op.direction not in DIRECTIONS:
+                    raise ValueError(f"invalid motion direction in recipe: {op.direction!r}")
+        if (data["noise_sigma"] is None) != (data["noise_seed"] is None):
+            raise ValueError("a recipe's noise needs both noise_sigma and noise_seed")
+        return cls(layers, data["scale"], data["noise_sigma"], data["noise_seed"])
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Recipe":
+        return cls.from_dict(json.loads(text))
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(self.to_json() + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Recipe":
+        return cls.from_json(Path(path).read_text())
+
+    def describe(self) -> str:
+        """One line for humans, e.g. ``G21>M35/diagonal | M15/vertical, x2.7, noise 6.3``."""
+        layers = " | ".join(
+            ">".join(f"G{op.size}" if op.kind == "gaussian" else f"M{op.size}/{op.direction}"
+                     for op in layer) for layer in self.layers) or "no blur"
+        scale = f"x{self.scale:.2f}" if self.scale is not None else "no rescale"
+        noise = f"noise {self.noise_sigma:.2f}" if self.noise_sigma is not None else "no noise"
+        return f"{layers}, {scale}, {noise}"
+
+
+# ---------------------------------------------------------------- kernels
+
+def gaussian_sigma(size: int) -> float:
+    """OpenCV's sigma for a Gaussian kernel of this size when sigma is left at 0."""
+    return 0.3 * ((size - 1) * 0.5 - 1) + 0.8
+
+
+def gaussian_kernel(size: int) -> np.ndarray:
+    g = cv2.getGaussianKernel(size, gaussian_sigma(size), ktype=cv2.CV_64F)
+    return g @ g.T
+
+
+def motion_kernel(size: int, direction: str) -> np.ndarray:
+    k = np.zeros((size, size), np.float64)
+    c = size // 2
+    if direction == "horizontal":
+        k[c, :] = 1
+    elif direction == "vertical":
+        k[:, c] = 1
+    elif direction == "diagonal":
+        np.fill_diagonal(k, 1)
+    elif direction == "anti-diagonal":
+        np.fill_diagonal(np.fliplr(k), 1)
+    else:
+        raise ValueError(f"unknown motion direction {direction!r}")
+    return k / k.sum()
+
+
+def kernel_of(op: BlurOp) -> np.ndarray:
+    return gaussian_kernel(op.size) if op.kind == "gaussian" else motion_kernel(op.size, op.direction)
+
+
+def effective_psf(recipe: Recipe) -> np.ndarray:
+    """The point-spread function of all blur layers together (full convolution of the kernels).
+
+    Scaling and noise are not linear shift-invariant blur and are left out. A recipe without
+    blur has the identity PSF ``[[1.0]]``.
+    """
+    psf = np.ones((1, 1))
+    for layer in recipe.layers:
+        for op in layer:
+            psf = _full_convolve(psf, kernel_of(op))
+    return psf / psf.sum()
+
+
+def _full_convolve(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    out = np.zeros((a.shape[0] + b.shape[0] - 1, a.shape[1] + b.shape[1] - 1))
+    for (i, j), v in np.ndenumerate(b):
+        if v:
+            out[i:i + a.shape[0], j:j + a.shape[1]] += v * a
+    return out
+
+
+# ---------------------------------------------------------------- sampling and applying
+
+def sample_recipe(rng: np.random.Generator, options: PipelineOptions = PipelineOptions()) -> Recipe:
+    layers: list[tuple[BlurOp, ...]] = []
+    if options.blur:
+        for _ in range(int(rng.choice(options.layers))):
+            letters = SEQUENCES[options.sequences[rng.integers(len(options.sequences))]]
+            ops = []
+            for letter in letters:
+                if letter == "G":
+                    ops.append(BlurOp("gaussian", int(rng.choice(options.gaussian_sizes))))
+                else:
+                    ops.append(BlurOp("motion", int(rng.choice(options.motion_sizes)),
+                                      str(options.directions[rng.integers(len(options.directions))])))
+            layers.append(tuple(ops))
+    scale = float(rng.uniform(*options.scale_range)) if options.rescale else None
+    noise_sigma = float(rng.uniform(*options.noise_range)) if options.noise else None
+    noise_seed = int(rng.integers(2**63 - 1)) if options.noise else None
+    return Recipe(tuple(layers), scale, noise_sigma, noise_seed)
+
+
+def apply(image: np.ndarray, recipe: Recipe) -> np.ndarray:
+    """Degrade an RGB (or grayscale) uint8 image with a recipe; returns uint8 of the same shape."""
+    if image.dtype != np.uint8 or image.ndim not in (2, 3):
+        raise ValueError(f"expected a uint8 HxW or HxWxC image, got {image.dtype} {image.shape}")
+    h, w = image.shape[:2]
+    x = image.astype(np.float32)
+    for layer in recipe.layers:
+        for op in layer:
+            x = cv2.filter2D(x, -1, kernel_of(op).astype(np.float32), borderType=cv2.BORDER_REFLECT_101)
+    if recipe.scale is not None and recipe.scale != 1.0:
+        small = (max(1, round(w / recipe.scale)), max(1, round(h / recipe.scale)))
+        x = cv2.resize(cv2.resize(x, small, interpolation=cv2.INTER_LINEAR), (w, h),
+                       interpolation=cv2.INTER_LINEAR)
+        x = x.reshape(image.shape)  # cv2 drops a trailing channel axis of size 1
+    if recipe.noise_sigma is not None:
+        noise = np.random.default_rng(recipe.noise_seed).standard_normal(x.shape, dtype=np.float32)
+        x = x + np.float32(recipe.noise_sigma) * noise
+    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+
+
+def degrade(image: np.ndarray, rng: np.random.Generator,
+            options: PipelineOptions = PipelineOptions()) -> tuple[np.ndarray, Recipe]:
+    recipe = sample_recipe(rng, options)
+    return apply(image, recipe), recipe
+
+
+# ---------------------------------------------------------------- counting
+
+@dataclass(frozen=True)
+class ScenarioCount:
+    per_layer: int
+    blur: int
+    scales: int
+    noise_levels: int
+
+    @property
+    def total(self) -> int:
+        return self.blur * self.scales * self.noise_levels
+
+
+def _grid_size(lo: float, hi: float, step: float) -> int:
+    return math.floor(round((hi - lo) / step, 9)) + 1
+
+
+def count_scenarios(options: PipelineOptions = PipelineOptions()) -> ScenarioCount:
+    """Count distinct scenarios by enumeration arithmetic (thesis 3.4.1).
+
+    Per layer: the sum over allowed sequences of the product of each operation's choices
+    (Gaussian: sizes; motion: sizes x directions). Blur: the sum over allowed layer counts n of
+    per_layer**n. Scale and noise are discretised with ``count_step``. A disabled stage counts 1.
+    """
+    choices = {"G": len(options.gaussian_sizes), "M": len(options.motion_sizes) * len(options.directions)}
+    per_layer = sum(math.prod(choices[c] for c in SEQUENCES[s]) for s in options.sequences)
+    blur = sum(per_layer ** n for n in set(options.layers)) if options.blur else 1
+    scales = _grid_size(*options.scale_range, options.count_step) if options.rescale else 1
+    noise = _grid_size(*options.noise_range, options.count_step) if options.noise else 1
+    return ScenarioCount(per_layer if options.blur else 0, blur, scales, noise)

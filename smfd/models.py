@@ -1,0 +1,211 @@
+"""The mask generator (thesis 3.4.4) and SMFD-UNet (3.4.5), each built from a frozen config.
+
+A network only wires blocks together; every ablation of thesis table 4.3 is a config switch
+(``ABLATIONS`` below; the table is cumulative, each row adds one thing to the row above).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .blocks import CBAM, PostProcess, ResidualDenseBlock, UpsampleMerge
+
+
+@dataclass(frozen=True)
+class MaskNetConfig:
+    in_channels: int = 1  # the thesis feeds the grayscale blurry face
+    classes: int = 5  # 5 groups, or 19 CelebAMask-HQ classes
+    encoder: tuple[int, ...] = (32, 64, 128, 224)
+    decoder: tuple[int, ...] = (256, 128, 64)
+    head: int = 32
+    dense_layers: int = 1
+    upsample: str = "pixelshuffle-attention"
+    shuffle_kernel: int = 3  # kernel of the conv before PixelShuffle
+    # The mask generator looks at the face at this fraction of the input's resolution and
+    # upsamples its logits back: masks are smooth, the input is blurry, and it is 4x cheaper.
+    input_scale: float = 0.5
+
+    kind = "mask"
+
+
+@dataclass(frozen=True)
+class SMFDConfig:
+    image_channels: int = 3
+    mask_channels: int = 5  # one-hot 5-group mask
+    encoder: tuple[int, ...] = (32, 64, 128, 256)  # image branch
+    mask_encoder: tuple[int, ...] = (16, 32, 64, 128)  # mask branch
+    decoder: tuple[int, ...] = (256, 128, 64)
+    head: int = 32
+    dense_layers: int = 1
+    use_mask: bool = True
+    upsample: str = "pixelshuffle-attention"
+    shuffle_kernel: int = 3
+    post_process: bool = True
+    contrast: float = 2.0
+    brightness: float = 0.1
+    # Our addition, off in the thesis' configuration: predict a correction added to the blurry
+    # input, which keeps the output's colours anchored to the input's.
+    residual: bool = False
+
+    kind = "deblur"
+
+
+# Thesis table 4.3, row by row: config overrides of SMFDConfig().
+ABLATIONS = {
+    "no-mask": {"use_mask": False, "upsample": "plain", "post_process": False},
+    "plain-upsampling": {"upsample": "plain", "post_process": False},
+    "attention-transpose": {"upsample": "transpose-attention", "post_process": False},
+    "attention-pixelshuffle": {"post_process": False},
+    "full": {},
+}
+
+
+def config_to_dict(config) -> dict:
+    return {"kind": config.kind, **{k: list(v) if isinstance(v, tuple) else v
+                                    for k, v in dataclasses.asdict(config).items()}}
+
+
+def config_from_dict(data: dict):
+    data = dict(data)
+    cls = {"mask": MaskNetConfig, "deblur": SMFDConfig}[data.pop("kind")]
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(data) - names
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} fields: {sorted(unknown)}")
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+
+class Encoder(nn.Module):
+    """len(channels) levels of RDC; max-pooling between levels. Returns every level's features."""
+
+    def __init__(self, in_channels: int, channels: tuple[int, ...], dense_layers: int):
+        super().__init__()
+        ins = (in_channels, *channels[:-1])
+        self.levels = nn.ModuleList(ResidualDenseBlock(i, o, dense_layers) for i, o in zip(ins, channels))
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        features = []
+        for i, level in enumerate(self.levels):
+            x = level(F.max_pool2d(x, 2) if i else x)
+            features.append(x)
+        return features
+
+
+class Decoder(nn.Module):
+    """From the deepest features up: upsample-merge with each skip, then an RDC; then CBAM + RDC."""
+
+    def __init__(self, deep_channels: int, skip_channels: tuple[int, ...], channels: tuple[int, ...],
+                 head: int, dense_layers: int, upsample: str, shuffle_kernel: int = 3):
+        super().__init__()
+        if len(skip_channels) != len(channels):
+            raise ValueError("the decoder needs one stage per encoder skip")
+        self.merges, self.blocks = nn.ModuleList(), nn.ModuleList()
+        for skip, out in zip(skip_channels, channels):
+            merge = UpsampleMerge(deep_channels, skip, out, upsample, shuffle_kernel)
+            self.merges.append(merge)
+            self.blocks.append(ResidualDenseBlock(merge.out_channels, out, dense_layers))
+            deep_channels = out
+        self.attention = CBAM(deep_channels)
+        self.refine = ResidualDenseBlock(deep_channels, head, dense_layers)
+
+    def forward(self, deep: torch.Tensor, skips: list[torch.Tensor]) -> torch.Tensor:
+        x = deep
+        for merge, block, skip in zip(self.merges, self.blocks, skips):
+            x = block(merge(x, skip))
+        return self.refine(self.attention(x))
+
+
+def _check_size(x: torch.Tensor, levels: int) -> None:
+    factor = 2 ** (levels - 1)
+    if x.shape[-1] % factor or x.shape[-2] % factor:
+        raise ValueError(f"the network's input height and width must be multiples of {factor}, "
+                         f"got {tuple(x.shape[-2:])}")
+
+
+class MaskNet(nn.Module):
+    """Grayscale blurry face -> per-pixel class logits (softmax is applied by the caller/loss)."""
+
+    def __init__(self, config: MaskNetConfig = MaskNetConfig()):
+        super().__init__()
+        self.config = config
+        c = config
+        self.encoder = Encoder(c.in_channels, c.encoder, c.dense_layers)
+        self.decoder = Decoder(c.encoder[-1], tuple(reversed(c.encoder[:-1])), c.decoder,
+                               c.head, c.dense_layers, c.upsample, c.shuffle_kernel)
+        self.out = nn.Sequential(nn.Conv2d(c.head, c.head, 1), nn.ReLU(inplace=True),
+                                 nn.Conv2d(c.head, c.classes, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        size = x.shape[-2:]
+        if self.config.input_scale != 1.0:
+            x = F.interpolate(x, scale_factor=self.config.input_scale, mode="area")
+        _check_size(x, len(self.config.encoder))
+        *skips, deep = self.encoder(x)
+        logits = self.out(self.decoder(deep, skips[::-1]))
+        with torch.autocast(x.device.type, enabled=False):
+            logits = logits.float()
+            if logits.shape[-2:] != size:
+                logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+        return logits
+
+
+class SMFDNet(nn.Module):
+    """Blurry RGB + one-hot mask -> sharp RGB, fusing both encoders' features at every stage."""
+
+    def __init__(self, config: SMFDConfig = SMFDConfig()):
+        super().__init__()
+        self.config = config
+        c = config
+        if c.use_mask and len(c.mask_encoder) != len(c.encoder):
+            raise ValueError("image and mask encoders need the same number of levels")
+        self.image_encoder = Encoder(c.image_channels, c.encoder, c.dense_layers)
+        self.mask_encoder = Encoder(c.mask_channels, c.mask_encoder, c.dense_layers) if c.use_mask else None
+        fused = [i + (m if c.use_mask else 0) for i, m in zip(c.encoder, c.mask_encoder)]
+        self.decoder = Decoder(fused[-1], tuple(reversed(fused[:-1])), c.decoder, c.head,
+                               c.dense_layers, c.upsample, c.shuffle_kernel)
+        self.out = nn.Sequential(nn.Conv2d(c.head, c.head, 1), nn.ReLU(inplace=True),
+                                 nn.Conv2d(c.head, c.image_channels, 1))
+        self.post = PostProcess(c.contrast, c.brightness) if c.post_process else nn.Identity()
+
+    def forward(self, image: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        _check_size(image, len(self.config.encoder))
+        features = self.image_encoder(image)
+        if self.mask_encoder is not None:
+            if mask is None:
+                raise ValueError("this SMFD configuration needs a mask")
+            features = [torch.cat(pair, 1) for pair in zip(features, self.mask_encoder(mask))]
+        *skips, deep = features
+        x = self.decoder(deep, skips[::-1])
+        # The output head runs in float32 even under bf16 autocast: bf16 would quantise the
+        # image to about one grey level.
+        with torch.autocast(image.device.type, enabled=False):
+            y = self.post(self.out(x.float()))
+            return y + image.float() if self.config.residual else y
+
+
+def build(config) -> nn.Module:
+    return {"mask": MaskNet, "deblur": SMFDNet}[config.kind](config)
+
+
+def count_parameters(model: nn.Module) -> dict[str, int]:
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
+    buffers = sum(b.numel() for n, b in model.named_buffers() if not n.endswith("num_batches_tracked"))
+    # Keras counts BatchNorm's running mean/var as non-trainable parameters: report the same way.
+    return {"total": trainable + frozen + buffers, "trainable": trainable, "non_trainable": frozen + buffers}
+
+
+def rgb_to_gray(x: torch.Tensor) -> torch.Tensor:
+    """Nx3xHxW RGB in [0, 1] -> Nx1xHxW luma (ITU-R BT.601 weights, as OpenCV)."""
+    w = x.new_tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+    return (x * w).sum(1, keepdim=True)
+
+
+def one_hot_mask(labels: torch.Tensor, classes: int = 5) -> torch.Tensor:
+    """NxHxW integer labels -> NxCxHxW float one-hot."""
+    return F.one_hot(labels.long().clamp_min(0), classes).permute(0, 3, 1, 2).float()

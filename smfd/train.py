@@ -1,0 +1,321 @@
+"""One training loop for both networks (thesis 3.4.6), on CPU, one GPU, or many through torchrun.
+
+* Adam; the learning rate is multiplied by 0.2 after ``lr_patience`` epochs without improvement of
+  the monitored metric (val Dice for the mask generator, val SSIM for SMFD), down to 1e-9; training
+  stops after ``early_stop`` such epochs; the best checkpoint is kept.
+* Everything needed to resume (weights, optimiser, scheduler, history) is written after every
+  epoch to ``state.pt``; running the same command again continues where it stopped.
+* Under ``torchrun`` (WORLD_SIZE > 1) each process trains on its share of every epoch with
+  DistributedDataParallel; rank 0 validates, logs and saves, and shares its verdict.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, Sampler
+from tqdm import tqdm
+
+from . import checkpoint, data, metrics
+from .images import to_uint8
+from .losses import restoration_loss, segmentation_loss
+from .models import MaskNetConfig, SMFDConfig, build, count_parameters, one_hot_mask, rgb_to_gray
+from .runtime import fast_autocast, pick_device
+
+MONITOR = {"mask": "dice", "deblur": "ssim"}
+
+
+@dataclass
+class TrainSettings:
+    task: str  # "mask" or "deblur"
+    data: tuple[str, ...]  # dataset folders, any layout (see smfd.data)
+    out: str  # run folder: state.pt, best.safetensors, log.csv
+    epochs: int = 50
+    batch: int = 16
+    lr: float = 1e-3
+    lr_factor: float = 0.2
+    lr_patience: int = 5
+    min_lr: float = 1e-9
+    early_stop: int = 10
+    size: int = data.WORK_SIZE
+    patch: int | None = None  # train on random patch x patch crops of the working-size sample
+    samples_per_epoch: int | None = None  # default: one pass over the training faces
+    val_faces: int | None = None  # cap on validation faces (default: all of the fold)
+    workers: int = 2
+    seed: int = 0
+    k: int = 5
+    fold: int = 0
+    test_fraction: float = 0.2
+    loss: str | None = None  # mask: dice | dice+ce; deblur: mse | l1 | l1+ssim
+    mask_source: str = "gt"  # deblur: gt | generated | mix (half of the faces each)
+    mask_model: str | None = None  # mask-generator checkpoint for generated / mix
+    config: dict = field(default_factory=dict)  # model config overrides, e.g. {"use_mask": false}
+    init: str | None = None  # start from these weights (fine-tuning)
+    device: str = "auto"
+    augment: bool = True
+
+    def __post_init__(self):
+        if self.task not in MONITOR:
+            raise ValueError(f"task must be 'mask' or 'deblur', got {self.task!r}")
+        self.loss = self.loss or ("dice" if self.task == "mask" else "mse")
+        if self.task == "deblur" and self.mask_source not in ("gt", "generated", "mix"):
+            raise ValueError(f"mask source must be gt, generated or mix, got {self.mask_source!r}")
+        if self.task == "deblur" and self.mask_source != "gt" and not self.mask_model:
+            raise ValueError("generated or mixed masks need --mask-model (a mask-generator checkpoint)")
+        self.data = tuple(self.data)
+
+    def model_config(self):
+        base = MaskNetConfig() if self.task == "mask" else SMFDConfig()
+        return dataclasses.replace(base, **{k: tuple(v) if isinstance(v, list) else v
+                                            for k, v in self.config.items()})
+
+
+class EpochSampler(Sampler):
+    """A fresh permutation of the faces each epoch, repeated to ``samples`` and split by rank.
+
+    It yields ``pass * n + face`` so that every draw of an epoch has its own random stream.
+    """
+
+    def __init__(self, n: int, samples: int, seed: int, rank: int = 0, world: int = 1):
+        self.n, self.samples, self.seed, self.rank, self.world = n, samples, seed, rank, world
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _indices(self) -> list[int]:
+        rng = np.random.default_rng([self.seed, self.epoch, 7])
+        passes = math.ceil(self.samples / self.n)
+        order = np.concatenate([rng.permutation(self.n) + p * self.n for p in range(passes)])
+        return order[: self.samples][self.rank::self.world].tolist()
+
+    def __iter__(self):
+        return iter(self._indices())
+
+    def __len__(self) -> int:
+        return len(self._indices())
+
+
+def _distributed() -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend)
+    return (dist.get_rank(), world) if world > 1 else (0, 1)
+
+
+class Trainer:
+    def __init__(self, settings: TrainSettings):
+        self.s = s = settings
+        self.rank, self.world = _distributed()
+        self.device = pick_device(s.device, self.rank)
+        self.out = Path(s.out)
+        torch.manual_seed(s.seed)
+
+        records = [r for root in s.data for r in data.open_dataset(root)]
+        needs_gt = s.task == "mask" or s.mask_source == "gt"
+        if needs_gt:
+            records = [r for r in records if r.has_mask]
+            if not records:
+                raise ValueError("this training needs faces with masks; none of the datasets has any")
+        self.train_records = data.select(records, "train", s.k, s.fold, s.test_fraction)
+        val = data.select(records, "val", s.k, s.fold, s.test_fraction)
+        val = [r for r in val if r.has_mask] if (s.task == "mask" or s.mask_source == "gt") else val
+        self.val_records = val[: s.val_faces] if s.val_faces else val
+        if not self.train_records or not self.val_records:
+            raise ValueError(f"too few faces: {len(self.train_records)} for training, "
+                             f"{len(self.val_records)} for validation")
+
+        self.model = build(s.model_config()).to(self.device, memory_format=torch.channels_last)
+        if s.init:
+            self.model.load_state_dict(checkpoint.load(s.init).state_dict())
+        self.mask_model = None
+        if s.task == "deblur" and s.mask_source != "gt":
+            self.mask_model = checkpoint.load(s.mask_model, self.device)
+            for p in self.mask_model.parameters():
+                p.requires_grad_(False)
+        self.net = self.model
+        if self.world > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.net = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=s.lr)
+        self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            self.optimizer, mode="max", factor=s.lr_factor, patience=s.lr_patience - 1,
+            min_lr=s.min_lr)
+        self.epoch, self.best, self.bad_epochs, self.history = 0, -math.inf, 0, []
+
+    # ------------------------------------------------------------ state
+    def save_state(self) -> None:
+        tmp = self.out / "state.pt.tmp"
+        torch.save({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                    "scheduler": self.scheduler.state_dict(), "epoch": self.epoch, "best": self.best,
+                    "bad_epochs": self.bad_epochs, "history": self.history,
+                    "settings": dataclasses.asdict(self.s)}, tmp)
+        os.replace(tmp, self.out / "state.pt")
+
+    def load_state(self) -> bool:
+        path = self.out / "state.pt"
+        if not path.is_file():
+            return False
+        state = torch.load(path, map_location=self.device, weights_only=True)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.epoch, self.best = state["epoch"], state["best"]
+        self.bad_epochs, self.history = state["bad_epochs"], state["history"]
+        return True
+
+    # ------------------------------------------------------------ steps
+    def masks_for(self, batch: dict, generated_share: float, rng: np.random.Generator) -> torch.Tensor:
+        """One-hot masks for SMFD: ground truth, or the mask generator's prediction."""
+        labels = batch["mask"].to(self.device)
+        if self.mask_model is not None:
+            use = (labels[:, 0, 0] < 0).cpu().numpy() | (rng.random(len(labels)) < generated_share)
+            if use.any():
+                with torch.no_grad():
+                    pred = self.mask_model(rgb_to_gray(batch["blurry"][use].to(self.device))).argmax(1)
+                labels = labels.clone()
+                labels[torch.from_numpy(use).to(self.device)] = pred
+        return one_hot_mask(labels, self.model.config.mask_channels)
+
+    def forward(self, batch: dict, net, generated_share: float, rng) -> tuple[torch.Tensor, torch.Tensor]:
+        blurry = batch["blurry"].to(self.device).contiguous(memory_format=torch.channels_last)
+        with fast_autocast(self.device):
+            if self.s.task == "mask":
+                logits = net(rgb_to_gray(blurry) if self.model.config.in_channels == 1 else blurry)
+                return logits, segmentation_loss(self.s.loss, logits.float(), batch["mask"].to(self.device))
+            mask = self.masks_for(batch, generated_share, rng) if self.model.config.use_mask else None
+            out = net(blurry, mask)
+        return out, restoration_loss(self.s.loss, out.float(), batch["sharp"].to(self.device))
+
+    def train_epoch(self, loader) -> float:
+        self.net.train()
+        share = {"gt": 0.0, "generated": 1.0, "mix": 0.5}[self.s.mask_source]
+        rng = np.random.default_rng([self.s.seed, self.epoch, 11, self.rank])
+        total, count = 0.0, 0
+        bar = tqdm(loader, desc=f"epoch {self.epoch + 1}/{self.s.epochs}", disable=self.rank != 0,
+                   mininterval=1.0 if sys.stderr.isatty() else 60.0, unit="batch", leave=False)
+        for batch in bar:
+            _, loss = self.forward(batch, self.net, share, rng)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            total += loss.item() * len(batch["blurry"])
+            count += len(batch["blurry"])
+            bar.set_postfix(loss=f"{total / count:.4f}")
+        return total / max(count, 1)
+
+    @torch.no_grad()
+    def validate(self, loader) -> dict:
+        self.model.eval()
+        share = 0.0 if self.s.mask_source == "gt" else 1.0  # validate the way users will run it
+        rng = np.random.default_rng(0)
+        seg = metrics.SegmentationScore(self.model.config.classes) if self.s.task == "mask" else None
+        scores = {"psnr": [], "ssim": [], "colour_shift": []}
+        for batch in loader:
+            out, _ = self.forward(batch, self.model, share, rng)
+            if seg is not None:
+                for p, t in zip(out.argmax(1).cpu().numpy(), batch["mask"].numpy()):
+                    seg.add(p, t)
+                continue
+            for o, t in zip(out.clamp(0, 1).cpu().numpy(), batch["sharp"].numpy()):
+                o, t = to_uint8(o.transpose(1, 2, 0)), to_uint8(t.transpose(1, 2, 0))
+                scores["psnr"].append(metrics.psnr(o, t))
+                scores["ssim"].append(metrics.ssim(o, t))
+                scores["colour_shift"].append(metrics.mean_colour_shift(o, t))
+        if seg is not None:
+            return {"dice": seg.mean_dice(), "jaccard": seg.mean_jaccard()}
+        return {k: float(np.mean(v)) for k, v in scores.items()}
+
+    # ------------------------------------------------------------ loop
+    def loaders(self):
+        s = self.s
+        classes = self.model.config.classes if s.task == "mask" else 5
+        train_set = data.FaceDataset(self.train_records, s.size, s.patch, seed=s.seed, classes=classes,
+                                     augment=data.Augment() if s.augment else None)
+        sampler = EpochSampler(len(self.train_records), s.samples_per_epoch or len(self.train_records),
+                               s.seed, self.rank, self.world)
+        per_rank = max(1, s.batch // self.world)
+        train = DataLoader(train_set, per_rank, sampler=sampler, num_workers=s.workers, drop_last=True,
+                           pin_memory=self.device.type == "cuda")
+        val_set = data.FaceDataset(self.val_records, s.size, None, augment=None, seed=0,
+                                   classes=classes, fixed=True)
+        val = DataLoader(val_set, max(1, min(s.batch, 8)), num_workers=s.workers)
+        return train_set, sampler, train, val
+
+    def log(self, row: dict) -> None:
+        path = self.out / "log.csv"
+        new = not path.exists()
+        with path.open("a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(row))
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+
+    def run(self) -> dict:
+        s, main = self.s, self.rank == 0
+        self.out.mkdir(parents=True, exist_ok=True)
+        resumed = self.load_state()
+        if main:
+            n = count_parameters(self.model)["total"]
+            print(f"[smfd train] {s.task}: {n:,} parameters, {len(self.train_records)} training / "
+                  f"{len(self.val_records)} validation faces, device {self.device}, world {self.world}"
+                  + (f", resumed after epoch {self.epoch}" if resumed else ""), flush=True)
+            (self.out / "settings.json").write_text(json.dumps(dataclasses.asdict(s), indent=2))
+        train_set, sampler, train, val = self.loaders()
+        monitor = MONITOR[s.task]
+        while self.epoch < s.epochs and self.bad_epochs < s.early_stop:
+            start = time.time()
+            train_set.set_epoch(self.epoch)
+            sampler.set_epoch(self.epoch)
+            loss = self.train_epoch(train)
+            verdict = torch.zeros(1)
+            if main:
+                scores = self.validate(val)
+                verdict[0] = scores[monitor]
+            if self.world > 1:
+                dist.broadcast(verdict, 0)
+            value = float(verdict[0])
+            self.scheduler.step(value)
+            improved = value > self.best
+            self.best, self.bad_epochs = (value, 0) if improved else (self.best, self.bad_epochs + 1)
+            self.epoch += 1
+            if main:
+                row = {"epoch": self.epoch, "lr": self.optimizer.param_groups[0]["lr"], "train_loss": loss,
+                       **scores, "seconds": round(time.time() - start, 1)}
+                self.history.append(row)
+                self.log(row)
+                if improved:
+                    checkpoint.save(self.out / "best.safetensors", self.model, epoch=self.epoch,
+                                    scores=scores, settings=dataclasses.asdict(s))
+                self.save_state()
+                print(f"[smfd train] epoch {self.epoch}: loss {loss:.4f}, "
+                      + ", ".join(f"{k} {v:.4f}" for k, v in scores.items())
+                      + (" (best)" if improved else ""), flush=True)
+        if self.world > 1:
+            dist.barrier()
+        return {"best": self.best, "epochs": self.epoch, "out": str(self.out)}
+
+
+def train(settings: TrainSettings) -> dict:
+    return Trainer(settings).run()
+
+
+def cross_validate(settings: TrainSettings) -> list[dict]:
+    """k-fold cross-validation: one run per fold in ``out/fold<i>``, each validated on its fold."""
+    results = []
+    for fold in range(settings.k):
+        fold_settings = dataclasses.replace(settings, fold=fold, out=str(Path(settings.out) / f"fold{fold}"))
+        results.append({"fold": fold, **train(fold_settings)})
+    return results
