@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+import numbers
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import cv2
@@ -56,6 +57,15 @@ class PipelineOptions:
             raise ValueError(f"invalid pipeline option: {msg}")
 
         if self.blur:
+            for name in ("layers", "gaussian_sizes", "motion_sizes"):
+                values = getattr(self, name)
+                if not all(_is_int(v) for v in values):
+                    fail(f"{name} must be integers, got {list(values)}")
+            # A repeated value would be counted twice and drawn twice as often.
+            for name in ("layers", "sequences", "gaussian_sizes", "motion_sizes", "directions"):
+                values = getattr(self, name)
+                if len(set(values)) != len(values):
+                    fail(f"{name} must not repeat a value, got {list(values)}")
             if not self.layers or any(n < 1 for n in self.layers):
                 fail(f"layers must be positive integers, got {self.layers}")
             if not self.sequences or any(s not in SEQUENCES for s in self.sequences):
@@ -71,21 +81,31 @@ class PipelineOptions:
             bad = [d for d in self.directions if d not in DIRECTIONS]
             if bad:
                 fail(f"directions must be among {list(DIRECTIONS)}, got {bad}")
-        lo, hi = self.scale_range
-        if self.rescale and not (1.0 <= lo <= hi):
-            fail(f"scale range must satisfy 1 <= low <= high, got {self.scale_range}")
-        lo, hi = self.noise_range
-        if self.noise and not (0.0 <= lo <= hi):
-            fail(f"noise range must satisfy 0 <= low <= high, got {self.noise_range}")
-        if self.count_step <= 0:
-            fail("count_step must be positive")
+        for name, low, on in (("scale_range", 1.0, self.rescale), ("noise_range", 0.0, self.noise)):
+            bounds = getattr(self, name)
+            if on and not (len(bounds) == 2 and all(_is_finite(v) for v in bounds)
+                           and low <= bounds[0] <= bounds[1]):
+                fail(f"{name} must be two finite numbers with {low:g} <= low <= high, got {list(bounds)}")
+        if not (_is_finite(self.count_step) and self.count_step > 0):
+            fail(f"count_step must be a positive number, got {self.count_step}")
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
     @classmethod
     def from_dict(cls, data: dict) -> "PipelineOptions":
+        unknown = set(data) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"invalid pipeline option: unknown {', '.join(sorted(unknown))}")
         return cls(**data)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_finite(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass(frozen=True)
@@ -116,18 +136,35 @@ class Recipe:
 
     @classmethod
     def from_dict(cls, data: dict) -> "Recipe":
+        """Rebuild a recipe, checking every field (recipes come from files users edit)."""
+        if not isinstance(data, dict):
+            raise ValueError("a recipe must be a JSON object")
         if data.get("version") != RECIPE_VERSION:
             raise ValueError(f"unsupported recipe version {data.get('version')!r}")
-        layers = tuple(tuple(BlurOp(**op) for op in layer) for layer in data["layers"])
+        missing = {"layers", "scale", "noise_sigma", "noise_seed"} - data.keys()
+        if missing:
+            raise ValueError(f"recipe lacks {', '.join(sorted(missing))}")
+        try:
+            layers = tuple(tuple(BlurOp(**op) for op in layer) for layer in data["layers"])
+        except TypeError:
+            raise ValueError("recipe layers must be lists of {kind, size, direction} objects") from None
         for layer in layers:
             for op in layer:
-                if op.kind not in ("gaussian", "motion") or op.size < 1 or op.size % 2 == 0:
+                odd_size = _is_int(op.size) and op.size >= 1 and op.size % 2 == 1
+                if op.kind not in ("gaussian", "motion") or not odd_size:
                     raise ValueError(f"invalid blur operation in recipe: {op}")
                 if op.kind == "motion" and op.direction not in DIRECTIONS:
                     raise ValueError(f"invalid motion direction in recipe: {op.direction!r}")
-        if (data["noise_sigma"] is None) != (data["noise_seed"] is None):
+        scale, sigma, seed = data["scale"], data["noise_sigma"], data["noise_seed"]
+        if scale is not None and not (_is_finite(scale) and scale >= 1):
+            raise ValueError(f"recipe scale must be a number >= 1 or null, got {scale!r}")
+        if sigma is not None and not (_is_finite(sigma) and sigma >= 0):
+            raise ValueError(f"recipe noise_sigma must be a number >= 0 or null, got {sigma!r}")
+        if seed is not None and not (_is_int(seed) and seed >= 0):
+            raise ValueError(f"recipe noise_seed must be a non-negative integer or null, got {seed!r}")
+        if (sigma is None) != (seed is None):
             raise ValueError("a recipe's noise needs both noise_sigma and noise_seed")
-        return cls(layers, data["scale"], data["noise_sigma"], data["noise_seed"])
+        return cls(layers, scale, sigma, seed)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)

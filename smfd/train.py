@@ -152,7 +152,7 @@ class Trainer:
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=s.lr)
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             self.optimizer, mode="max", factor=s.lr_factor, patience=s.lr_patience - 1,
-            min_lr=s.min_lr)
+            threshold=0.0, min_lr=s.min_lr)
         self.epoch, self.best, self.bad_epochs, self.history = 0, -math.inf, 0, []
 
     # ------------------------------------------------------------ state
@@ -213,7 +213,7 @@ class Trainer:
             self.optimizer.step()
             total += loss.item() * len(batch["blurry"])
             count += len(batch["blurry"])
-            bar.set_postfix(loss=f"{total / count:.4f}")
+            bar.set_postfix(loss=f"{total / count:.4f}", refresh=False)
         return total / max(count, 1)
 
     @torch.no_grad()

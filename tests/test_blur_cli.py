@@ -1,0 +1,209 @@
+"""``smfd blur`` on real faces: files, folders, reproducibility, recipes, counting and bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from smfd import degrade
+from smfd.cli import main
+from smfd.images import read_image
+
+SMFD = str(Path(sys.executable).with_name("smfd"))  # the console script of this environment
+
+
+def smfd(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([SMFD, *map(str, args)], capture_output=True, text=True, timeout=120)
+
+
+def error_lines(stderr: str) -> list[str]:
+    # splitlines also splits at the carriage returns of a progress bar.
+    return [line for line in stderr.splitlines() if line.startswith("smfd: error:")]
+
+
+@pytest.fixture(scope="module")
+def face_files(celeba) -> list[Path]:
+    return sorted((celeba / "images").glob("*.jpg"))[:3]
+
+
+@pytest.fixture
+def inbox(tmp_path, face_files) -> Path:
+    """A folder of two real faces and three bad files."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for f in face_files[:2]:
+        shutil.copy(f, folder / f.name)
+    data = face_files[2].read_bytes()
+    (folder / "truncated.jpg").write_bytes(data[:len(data) // 3])
+    (folder / "empty.jpg").write_bytes(b"")
+    (folder / "notes.png").write_text("this is not an image\n")
+    return folder
+
+
+def test_a_file(tmp_path, face_files, capsys):
+    src = face_files[0]
+    assert main(["blur", str(src), str(tmp_path / "out"), "--seed", "5"]) == 0
+    png, js = tmp_path / "out" / f"{src.stem}.png", tmp_path / "out" / f"{src.stem}.json"
+    out = read_image(png)
+    assert out.shape == read_image(src).shape and not np.array_equal(out, read_image(src))
+    meta = json.loads(js.read_text())
+    assert meta["source"] == src.name and meta["seed"] == 5
+    assert meta["options"] == degrade.PipelineOptions().to_dict()
+    np.testing.assert_array_equal(degrade.apply(read_image(src), degrade.Recipe.from_dict(meta)), out)
+    assert "blurred 1 of 1" in capsys.readouterr().out
+
+
+def test_a_folder_with_bad_files_writes_the_good_ones(inbox, tmp_path, face_files):
+    out = tmp_path / "out"
+    result = smfd("blur", inbox, out, "--seed", "1")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    errors = error_lines(result.stderr)
+    for name, reason in (("truncated.jpg", "corrupt or truncated"), ("empty.jpg", "empty"),
+                         ("notes.png", "not an image")):
+        [line] = [e for e in errors if name in e]
+        assert reason in line and str(inbox / name) in line
+    assert "3 of 5 inputs failed" in errors[-1]
+    written = sorted(p.name for p in out.iterdir())
+    assert written == sorted(f"{f.stem}{ext}" for f in face_files[:2] for ext in (".png", ".json"))
+    assert "blurred 2 of 5" in result.stdout
+
+
+def test_same_seed_gives_identical_bytes(tmp_path, face_files, capsys):
+    src = face_files[0]
+    runs = {}
+    for name, seed in (("a", 9), ("b", 9), ("c", 10)):
+        assert main(["blur", str(src), str(tmp_path / name), "--seed", str(seed)]) == 0
+        runs[name] = [(tmp_path / name / f"{src.stem}{ext}").read_bytes() for ext in (".png", ".json")]
+    assert runs["a"] == runs["b"]
+    assert runs["a"][0] != runs["c"][0]
+
+
+def test_a_saved_recipe_replays_to_the_identical_png(tmp_path, face_files):
+    src = face_files[1]
+    assert smfd("blur", src, tmp_path / "first", "--seed", "3").returncode == 0
+    recipe = tmp_path / "first" / f"{src.stem}.json"
+    replay = smfd("blur", src, tmp_path / "again", "--recipe", recipe, "--seed", "77")
+    assert replay.returncode == 0, replay.stderr
+    first, again = (tmp_path / d / f"{src.stem}.png" for d in ("first", "again"))
+    assert first.read_bytes() == again.read_bytes()
+
+
+def test_count_prints_the_scenario_count(capsys):
+    assert main(["blur", "--count"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("1,743,335,166,888 scenarios")  # see test_degrade for the thesis' slip
+    assert "1,176 per layer" in out and "21 scales" in out and "51 noise levels" in out
+    assert main(["blur", "--count", "--layers", "2", "--sequences", "M", "G>M", "--gaussian-sizes", "15",
+                 "--motion-sizes", "15", "21", "--directions", "vertical", "--scale-range", "2", "2.5",
+                 "--no-noise"]) == 0
+    expected = degrade.count_scenarios(degrade.PipelineOptions(
+        layers=(2,), sequences=("M", "G>M"), gaussian_sizes=(15,), motion_sizes=(15, 21),
+        directions=("vertical",), scale_range=(2.0, 2.5), noise=False))
+    assert expected.total == (2 + 2) ** 2 * 6
+    assert capsys.readouterr().out.startswith(f"{expected.total:,} scenarios")
+
+
+def test_pipeline_options_reach_the_recipe(tmp_path, face_files, capsys):
+    src = face_files[0]
+    args = ["blur", str(src), str(tmp_path / "out"), "--layers", "2", "--sequences", "G>M", "--gaussian-sizes",
+            "21", "--motion-sizes", "15", "--directions", "anti-diagonal", "--scale-range", "2.5", "2.5",
+            "--noise-range", "7", "7"]
+    assert main(args) == 0
+    meta = json.loads((tmp_path / "out" / f"{src.stem}.json").read_text())
+    layer = [{"kind": "gaussian", "size": 21, "direction": None},
+             {"kind": "motion", "size": 15, "direction": "anti-diagonal"}]
+    assert meta["layers"] == [layer, layer]
+    assert meta["scale"] == 2.5 and meta["noise_sigma"] == 7.0
+    assert meta["options"]["gaussian_sizes"] == [21] and meta["options"]["layers"] == [2]
+    # With every stage off the output is the input's pixels.
+    assert main(["blur", str(src), str(tmp_path / "off"), "--no-blur", "--no-rescale", "--no-noise"]) == 0
+    np.testing.assert_array_equal(read_image(tmp_path / "off" / f"{src.stem}.png"), read_image(src))
+    meta = json.loads((tmp_path / "off" / f"{src.stem}.json").read_text())
+    assert meta["layers"] == [] and meta["scale"] is None and meta["noise_sigma"] is None
+
+
+def test_existing_outputs_are_kept_without_overwrite(tmp_path, face_files, capsys):
+    src, out = face_files[0], tmp_path / "out"
+    assert main(["blur", str(src), str(out), "--seed", "1"]) == 0
+    png = out / f"{src.stem}.png"
+    before = png.read_bytes(), (out / f"{src.stem}.json").read_bytes()
+    capsys.readouterr()
+    assert main(["blur", str(src), str(out), "--seed", "2"]) == 1
+    err = capsys.readouterr().err
+    assert f"{png}: exists already" in err and "--overwrite" in err
+    assert (png.read_bytes(), (out / f"{src.stem}.json").read_bytes()) == before
+    assert main(["blur", str(src), str(out), "--seed", "2", "--overwrite"]) == 0
+    assert png.read_bytes() != before[0]
+
+
+def test_missing_input_and_output_file_are_one_line_errors(tmp_path, face_files, capsys):
+    missing = smfd("blur", tmp_path / "nowhere.jpg", tmp_path / "out")
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
+    assert error_lines(missing.stderr) == [f"smfd: error: {tmp_path / 'nowhere.jpg'}: no such file or folder"]
+    taken = tmp_path / "taken"
+    taken.write_text("keep me")
+    result = smfd("blur", face_files[0], taken)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert error_lines(result.stderr) == [f"smfd: error: {taken}: output must be a folder"]
+    below = main(["blur", str(face_files[0]), str(taken / "sub")])
+    assert below == 2 and taken.read_text() == "keep me"
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"smfd: error: {taken / 'sub'}: cannot create the output folder")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--layers", "0"], "layers"),
+    (["--gaussian-sizes", "14"], "odd"),
+    (["--layers", "1", "1"], "must not repeat"),
+    (["--scale-range", "0.5", "2"], "scale_range"),
+    (["--seed", "-1"], "--seed"),
+])
+def test_bad_options_are_one_line_errors(args, message, tmp_path, face_files, capsys):
+    assert main(["blur", str(face_files[0]), str(tmp_path / "out"), *args]) == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("smfd: error:") and message in line
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_bad_recipe_files_are_named(tmp_path, face_files, capsys):
+    cases = {"missing.json": None, "broken.json": "{not json", "wrong.json": json.dumps({"version": 1}),
+             "folder.json": "dir"}
+    for name, content in cases.items():
+        path = tmp_path / name
+        if content == "dir":
+            path.mkdir()
+        elif content is not None:
+            path.write_text(content)
+        assert main(["blur", str(face_files[0]), str(tmp_path / "out"), "--recipe", str(path)]) == 2
+        [line] = capsys.readouterr().err.strip().splitlines()
+        assert line.startswith(f"smfd: error: {path}:"), line
+
+
+def test_a_recipe_replays_onto_a_png_input(tmp_path, face_files, capsys):
+    """PNG in, PNG out: replaying onto the lossless file reproduces the pixels of apply()."""
+    src = tmp_path / "face.png"
+    Image.open(face_files[2]).save(src)
+    recipe = degrade.sample_recipe(np.random.default_rng(4))
+    recipe.save(tmp_path / "r.json")
+    assert main(["blur", str(src), str(tmp_path / "out"), "--recipe", str(tmp_path / "r.json")]) == 0
+    expected = degrade.apply(read_image(src), recipe)
+    np.testing.assert_array_equal(read_image(tmp_path / "out" / "face.png"), expected)
+
+
+def test_two_inputs_with_one_stem_never_replace_each_other(tmp_path, face_files, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(face_files[0], folder / "face.jpg")
+    Image.open(face_files[1]).save(folder / "face.png")
+    assert main(["blur", str(folder), str(tmp_path / "out"), "--overwrite"]) == 1
+    [line] = error_lines(capsys.readouterr().err)[:-1]
+    assert line.startswith(f"smfd: error: {folder / 'face.png'}: same name as face.jpg")
+    assert json.loads((tmp_path / "out" / "face.json").read_text())["source"] == "face.jpg"

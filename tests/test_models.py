@@ -1,0 +1,157 @@
+"""Building blocks, both networks, every ablation switch, and checkpoints."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from smfd import checkpoint
+from smfd.blocks import (CBAM, PixelShuffleUpsample, PostProcess, ResidualDenseBlock, TransposeUpsample,
+                         UpsampleMerge)
+from smfd.images import InputError
+from smfd.models import (ABLATIONS, MaskNet, MaskNetConfig, SMFDConfig, SMFDNet, build, config_from_dict,
+                         config_to_dict, count_parameters, one_hot_mask, rgb_to_gray)
+
+torch.manual_seed(0)
+
+
+def test_residual_dense_block_wiring():
+    block = ResidualDenseBlock(5, 8, layers=3)
+    # Dense connectivity: layer i sees the input plus all i earlier outputs.
+    assert [layer[0].in_channels for layer in block.dense] == [5, 13, 21]
+    assert block.fuse.in_channels == 5 + 3 * 8 and block.fuse.out_channels == 8
+    assert block.project.in_channels == 5 and block.project.kernel_size == (1, 1)
+    y = block(torch.randn(2, 5, 16, 12))
+    assert y.shape == (2, 8, 16, 12) and (y >= 0).all()  # ends with ReLU
+
+
+def test_residual_path_carries_the_input():
+    block = ResidualDenseBlock(3, 3, layers=1).eval()
+    with torch.no_grad():
+        block.fuse.weight.zero_()
+        block.fuse.bias.zero_()
+        block.project.weight.copy_(torch.eye(3).view(3, 3, 1, 1))
+        block.project.bias.zero_()
+    x = torch.rand(1, 3, 8, 8)
+    assert torch.allclose(block(x), x)  # fused branch silenced: output = ReLU(identity projection)
+
+
+def test_cbam_only_scales_features():
+    cbam = CBAM(16)
+    x = torch.randn(2, 16, 10, 10)
+    y = cbam(x)
+    assert y.shape == x.shape
+    # Both attentions multiply by sigmoids in (0, 1): magnitudes shrink, signs are kept.
+    assert (y.abs() <= x.abs() + 1e-6).all() and (torch.sign(y) == torch.sign(x)).all()
+    assert not torch.allclose(y, x)
+
+
+def test_upsamplers_double_resolution():
+    x = torch.randn(1, 12, 8, 8)
+    assert PixelShuffleUpsample(12, 6)(x).shape == (1, 6, 16, 16)
+    assert TransposeUpsample(12, 6)(x).shape == (1, 6, 16, 16)
+    skip = torch.randn(1, 4, 16, 16)
+    for mode, channels in (("pixelshuffle-attention", 10), ("transpose-attention", 10), ("plain", 16)):
+        merge = UpsampleMerge(12, 4, 6, mode)
+        assert merge.out_channels == channels
+        assert merge(x, skip).shape == (1, channels, 16, 16)
+    with pytest.raises(ValueError):
+        UpsampleMerge(12, 4, 6, "bicubic")
+
+
+def test_post_process_formula():
+    x = torch.rand(2, 3, 4, 4)
+    mean = x.mean((1, 2, 3), keepdim=True)
+    expected = (x - mean) * 2.0 + mean + 0.1
+    assert torch.allclose(PostProcess()(x), expected)
+
+
+@pytest.mark.parametrize("size", [128, 256])
+def test_network_shapes(size):
+    masknet, smfd = MaskNet().eval(), SMFDNet().eval()
+    with torch.no_grad():
+        logits = masknet(torch.rand(1, 1, size, size))
+        out = smfd(torch.rand(1, 3, size, size), one_hot_mask(torch.zeros(1, size, size, dtype=torch.long)))
+    assert logits.shape == (1, 5, size, size)
+    assert out.shape == (1, 3, size, size)
+    assert MaskNet(MaskNetConfig(classes=19))(torch.rand(1, 1, 64, 64)).shape == (1, 19, 64, 64)
+
+
+def test_parameter_counts_match_the_thesis():
+    mask = count_parameters(MaskNet())["total"]
+    deblur = count_parameters(SMFDNet())["total"]
+    assert abs(mask - 5_416_159) / 5_416_159 < 0.10, mask
+    assert abs(deblur - 7_532_601) / 7_532_601 < 0.10, deblur
+
+
+def test_bad_input_size_is_explained():
+    with pytest.raises(ValueError, match="multiples of 8"):
+        SMFDNet()(torch.rand(1, 3, 100, 100), torch.rand(1, 5, 100, 100))
+
+
+@pytest.mark.parametrize("name", list(ABLATIONS))
+def test_every_ablation_builds_trains_and_differs(name):
+    config = dataclasses.replace(SMFDConfig(), **ABLATIONS[name])
+    model = build(config)
+    x, mask = torch.rand(2, 3, 32, 32), one_hot_mask(torch.randint(0, 5, (2, 32, 32)))
+    out = model(x, mask)
+    out.mean().backward()
+    assert out.shape == x.shape
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+    has_mask_branch = model.mask_encoder is not None
+    assert has_mask_branch == config.use_mask
+    if not config.use_mask:
+        assert torch.allclose(model.eval()(x, None), model(x, mask))  # the mask is really unused
+    assert isinstance(model.post, PostProcess) == config.post_process
+
+
+def test_ablations_are_distinct_configurations():
+    configs = {dataclasses.replace(SMFDConfig(), **o) for o in ABLATIONS.values()}
+    assert len(configs) == len(ABLATIONS)
+    counts = {n: count_parameters(build(dataclasses.replace(SMFDConfig(), **o)))["total"]
+              for n, o in ABLATIONS.items()}
+    assert counts["no-mask"] < counts["plain-upsampling"]
+    assert counts["attention-pixelshuffle"] == counts["full"]  # post-processing has no weights
+
+
+def test_config_round_trip_and_validation():
+    for config in (MaskNetConfig(classes=19), SMFDConfig(use_mask=False, residual=True)):
+        assert config_from_dict(config_to_dict(config)) == config
+    with pytest.raises(ValueError, match="unknown"):
+        config_from_dict({**config_to_dict(SMFDConfig()), "wings": 2})
+
+
+@pytest.mark.parametrize("half", [False, True])
+def test_checkpoint_round_trip(tmp_path, half):
+    model = SMFDNet(SMFDConfig(residual=True)).eval()
+    path = checkpoint.save(tmp_path / "m.safetensors", model, half=half, note="test")
+    loaded = checkpoint.load(path)
+    assert loaded.config == model.config and loaded.info == {"note": "test"}
+    x, mask = torch.rand(1, 3, 64, 64), one_hot_mask(torch.randint(0, 5, (1, 64, 64)))
+    with torch.no_grad():
+        diff = (loaded(x, mask) - model(x, mask)).abs().max().item()
+    assert diff < (2e-2 if half else 1e-6)
+
+
+def test_checkpoint_rejects_foreign_files(tmp_path):
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.zeros(2)}, tmp_path / "other.safetensors")
+    with pytest.raises(InputError, match="not an SMFD checkpoint"):
+        checkpoint.load(tmp_path / "other.safetensors")
+    (tmp_path / "junk.safetensors").write_bytes(b"not a checkpoint")
+    with pytest.raises(InputError, match="not a safetensors"):
+        checkpoint.load(tmp_path / "junk.safetensors")
+    with pytest.raises(InputError, match="not found"):
+        checkpoint.load(tmp_path / "missing.safetensors")
+
+
+def test_gray_and_one_hot():
+    x = torch.zeros(1, 3, 2, 2)
+    x[:, 1] = 1.0
+    assert torch.allclose(rgb_to_gray(x), torch.full((1, 1, 2, 2), 0.587))
+    labels = torch.tensor([[[0, 4], [2, 1]]])
+    hot = one_hot_mask(labels)
+    assert hot.shape == (1, 5, 2, 2) and torch.equal(hot.argmax(1), labels)

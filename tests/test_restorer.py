@@ -1,0 +1,51 @@
+"""The Restorer API on real faces (random-weight networks of the real architectures)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from smfd.images import InputError, read_image
+from smfd.restorer import Restorer
+
+
+@pytest.fixture(scope="module")
+def restorer(random_weights):
+    return Restorer.from_pretrained(random_weights, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def face(celeba):
+    return read_image(sorted((celeba / "images").glob("*.jpg"))[0])
+
+
+@pytest.mark.parametrize("size", [(512, 512), (300, 200), (64, 96)])
+def test_any_crop_size_comes_back_at_its_size(restorer, face, size):
+    import cv2
+
+    image = cv2.resize(face, size, interpolation=cv2.INTER_AREA)
+    out = restorer.restore(image)
+    groups = restorer.mask(image)
+    assert out.shape == image.shape and out.dtype == np.uint8
+    assert groups.shape == image.shape[:2] and groups.dtype == np.uint8 and groups.max() <= 4
+
+
+def test_given_mask_changes_the_result(restorer, face):
+    plain = np.zeros(face.shape[:2], np.uint8)
+    hair = np.full(face.shape[:2], 3, np.uint8)
+    assert not np.array_equal(restorer.restore(face, plain), restorer.restore(face, hair))
+    assert np.array_equal(restorer.restore(face, plain), restorer.restore(face, plain))  # deterministic
+
+
+def test_bad_inputs_are_refused(restorer, face):
+    with pytest.raises(InputError, match="RGB uint8"):
+        restorer.restore(face.astype(np.float32))
+    with pytest.raises(InputError, match="RGB uint8"):
+        restorer.restore(face[..., 0])
+    with pytest.raises(ValueError, match="0..4"):
+        restorer.restore(face, np.full(face.shape[:2], 7, np.uint8))
+
+
+def test_missing_weights_are_named(tmp_path):
+    with pytest.raises(InputError, match="mask_generator.safetensors"):
+        Restorer.from_pretrained(tmp_path)
