@@ -220,6 +220,20 @@ def make_pair(image: np.ndarray, rng: np.random.Generator,
     return blurry, image, recipe
 
 
+def benchmark_pair(record: FaceRecord, seed: int = 0, size: int = WORK_SIZE,
+                   options: degrade.PipelineOptions = degrade.PipelineOptions()):
+    """One evaluation pair under the benchmark protocol (SPEC section 2): the pipeline on the 512
+    source with a recipe drawn from (seed, face id), both resized to ``size`` with INTER_AREA.
+
+    Returns (blurry, sharp, groups or None, recipe); groups is the 5-group map at ``size``.
+    """
+    image, classes = load_face(record)
+    rng = np.random.default_rng([seed, int(_unit_hash(f"smfd-eval:{record.id}") * 2**62)])
+    blurry, sharp, recipe = make_pair(image, rng, options, size)
+    groups = None if classes is None else labels.to_groups(resize_labels(classes, size))
+    return blurry, sharp, groups, recipe
+
+
 def resize_labels(classes: np.ndarray, size: int) -> np.ndarray:
     if classes.shape != (size, size):
         classes = cv2.resize(classes, (size, size), interpolation=cv2.INTER_NEAREST)

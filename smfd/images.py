@@ -12,10 +12,12 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 MAX_PIXELS = 100_000_000  # ~10000x10000; larger files are refused rather than risking memory
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
 
 
 class InputError(ValueError):
@@ -60,8 +62,9 @@ def _open(path: Path) -> Image.Image:
 
 
 def read_image(path: str | Path) -> np.ndarray:
-    """Read any common image file as RGB uint8 HxWx3 (alpha dropped, grayscale expanded)."""
-    img = _open(Path(path))
+    """Read any common image file as RGB uint8 HxWx3 (alpha dropped, grayscale expanded), turned
+    upright by its EXIF orientation as phone photos need."""
+    img = ImageOps.exif_transpose(_open(Path(path)))
     if img.mode in ("I;16", "I;16B", "I", "F"):
         arr = np.asarray(img, np.float64)
         arr = arr / max(arr.max(), 1) * 255
@@ -90,6 +93,7 @@ def write_png(path: str | Path, array: np.ndarray, overwrite: bool = True) -> Pa
     os.close(fd)
     try:
         Image.fromarray(np.ascontiguousarray(array)).save(tmp, format="PNG")
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the usual permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -1,4 +1,4 @@
-"""``smfd restore`` and ``smfd mask`` over files and folders of aligned face crops."""
+"""``smfd restore`` and ``smfd mask`` over files and folders: whole photos or aligned face crops."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from .images import InputError, list_images, read_image, read_labels, write_png
-from .labels import check_groups
+from .images import InputError, check_rgb, list_images, read_image, read_labels, write_png
+from .labels import check_groups, colorize
+from .photos import MIN_FACE, PhotoReport, restore_photo
 
 
 def _prepare_out(dst: str) -> Path:
@@ -49,21 +50,50 @@ def load_mask_for(path: Path, masks_dir: Path):
 
 
 def restore_files(src: str, dst: str, make_restorer, masks: str | None = None,
-                  overwrite: bool = False) -> None:
-    """``make_restorer()`` is called once the inputs are known to be usable."""
+                  overwrite: bool = False, aligned: bool = False, faces_out: str | None = None,
+                  min_face: float = MIN_FACE, detector: str = "hog") -> None:
+    """Whole photos by default (every face found, restored and pasted back); ``aligned``: each
+    input is one aligned face crop. ``make_restorer()`` is called once the inputs are known to be
+    usable."""
     files = list_images(src)
     masks_dir = Path(masks) if masks else None
+    if masks_dir is not None and not aligned:
+        raise InputError("--masks holds masks of aligned crops: use it with --aligned")
+    if faces_out and aligned:
+        raise InputError("--faces-out writes the faces found in whole photos: drop --aligned")
     if masks_dir is not None and not masks_dir.is_dir():
         raise InputError(f"{masks_dir}: --masks folder not found")
     out = _prepare_out(dst)
+    crops_dir = _prepare_out(faces_out) if faces_out else None
     restorer = make_restorer()
 
-    def work(path: Path):
+    def work_aligned(path: Path):
         image = read_image(path)
         mask = load_mask_for(path, masks_dir) if masks_dir else None
         return restorer.restore(image, mask)
 
-    _each(files, out, overwrite, "restore", work)
+    def work_photo(path: Path):
+        image = check_rgb(read_image(path), str(path))
+        photo, report = restore_photo(image, restorer, min_face=min_face, detector=detector)
+        tqdm.write(f"{path.name}: {report.summary()}")
+        if crops_dir is not None:
+            write_face_crops(crops_dir, path.stem, report, overwrite)
+        return photo
+
+    _each(files, out, overwrite, "restore", work_aligned if aligned else work_photo)
+
+
+def write_face_crops(folder: Path, stem: str, report: PhotoReport, overwrite: bool) -> None:
+    """<stem>_face<k>_{blurry,mask,mask_colour,restored}.png per restored face; mask: labels 0..4."""
+    for k, face in enumerate(report.faces, 1):
+        if not face.restored:
+            continue
+        for name, array in (("blurry", face.crop), ("mask", face.groups),
+                            ("mask_colour", colorize(face.groups)), ("restored", face.result)):
+            target = folder / f"{stem}_face{k}_{name}.png"
+            if target.exists() and not overwrite:
+                raise InputError(f"{target}: exists already (use --overwrite to replace it)")
+            write_png(target, array)
 
 
 def mask_files(src: str, dst: str, make_restorer, overwrite: bool = False) -> None:

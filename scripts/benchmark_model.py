@@ -1,0 +1,94 @@
+"""Benchmark of the shipped model on held-out faces under the protocol of SPEC section 2.
+
+    .venv/bin/python scripts/benchmark_model.py --data ../shared/data/celebamask_mini [--weights DIR]
+        [--faces N] [--seed 0] [--json OUT.json]
+
+Faces: the test split of the dataset (smfd.data.select(..., "test")), which no training run sees.
+Each face is degraded at 512x512 with a recipe drawn from (seed, face id), then the blurry image and
+the sharp target are resized to 256x256 with INTER_AREA. Prints, for the blurry input, SMFD with
+generated masks and SMFD with ground-truth masks: PSNR, SSIM, MSE, the mean colour shift (mean
+absolute difference of per-channel means, 0..255 levels) and the background speckle rate; and the
+mask generator's Dice/Jaccard per group (dataset-level pixel counts) and their mean.
+"""
+
+import argparse
+import json
+
+import numpy as np
+from scipy.ndimage import median_filter
+from tqdm import tqdm
+
+from smfd import data, metrics
+from smfd.labels import GROUPS
+from smfd.restorer import Restorer
+
+
+def speckle_rate(image: np.ndarray, background: np.ndarray, threshold: float = 40.0) -> float:
+    """Share of background pixels that stand out from their 5x5 neighbourhood's median by more
+    than ``threshold`` levels in some channel: isolated stray (coloured) pixels."""
+    if not background.any():
+        return 0.0
+    x = image.astype(np.float32)
+    med = median_filter(x, size=(5, 5, 1), mode="reflect")
+    outlier = np.abs(x - med).max(-1) > threshold
+    return float(outlier[background].mean())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default="../shared/data/celebamask_mini")
+    parser.add_argument("--weights", default=None, help="weights folder (default: the shipped weights)")
+    parser.add_argument("--faces", type=int, default=None, help="use only the first N test faces")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    args = parser.parse_args()
+
+    records = [r for r in data.select(data.open_dataset(args.data), "test") if r.has_mask]
+    records = records[: args.faces] if args.faces else records
+    restorer = Restorer.from_pretrained(args.weights, args.device)
+    rows = {name: {"psnr": [], "ssim": [], "mse": [], "colour_shift": [], "speckles": []}
+            for name in ("blurry input", "SMFD, generated masks", "SMFD, ground-truth masks", "sharp target")}
+    seg = metrics.SegmentationScore(len(GROUPS))
+    for record in tqdm(records, desc="benchmark", unit="face"):
+        blurry, sharp, groups, _ = data.benchmark_pair(record, args.seed)
+        predicted = restorer.mask(blurry)
+        seg.add(predicted, groups)
+        outputs = {
+            "blurry input": blurry,
+            "SMFD, generated masks": restorer.deblur_at_work_size(blurry, predicted),
+            "SMFD, ground-truth masks": restorer.deblur_at_work_size(blurry, groups),
+            "sharp target": sharp,
+        }
+        for name, out in outputs.items():
+            row = rows[name]
+            row["psnr"].append(metrics.psnr(out, sharp))
+            row["ssim"].append(metrics.ssim(out, sharp))
+            row["mse"].append(metrics.mse(out, sharp))
+            row["colour_shift"].append(metrics.mean_colour_shift(out, sharp))
+            row["speckles"].append(speckle_rate(out, groups == 0))
+
+    summary = {name: {k: float(np.mean(v)) for k, v in row.items()} for name, row in rows.items()}
+    print(f"\n{len(records)} held-out faces from {args.data} (test split), seed {args.seed}\n")
+    print(f"| {'method':26s} | PSNR dB | SSIM   | MSE    | colour shift | bg speckles |")
+    print(f"|{'-' * 28}|---------|--------|--------|--------------|-------------|")
+    for name, s in summary.items():
+        psnr = "inf" if name == "sharp target" else f"{s['psnr']:.2f}"
+        print(f"| {name:26s} | {psnr:>7s} | {s['ssim']:.4f} | {s['mse']:6.1f} | {s['colour_shift']:12.2f} "
+              f"| {s['speckles'] * 100:10.3f}% |")
+    dice, jaccard = seg.dice(), seg.jaccard()
+    print("\nmask generator (dataset-level, per group):")
+    for g, name in enumerate(GROUPS):
+        print(f"  {name:13s} Dice {dice[g]:.4f}  Jaccard {jaccard[g]:.4f}")
+    print(f"  {'mean':13s} Dice {seg.mean_dice():.4f}  Jaccard {seg.mean_jaccard():.4f}")
+    if args.json:
+        summary.pop("sharp target")
+        result = {"faces": len(records), "seed": args.seed, "restoration": summary,
+                  "mask": {"dice": dict(zip(GROUPS, map(float, dice))), "jaccard": dict(zip(GROUPS, map(float, jaccard))),
+                           "mean_dice": seg.mean_dice(), "mean_jaccard": seg.mean_jaccard()}}
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,95 @@
+"""The README's whole-photo figure: a real photo before and after ``smfd restore``, with its faces
+enlarged beside it.
+
+    .venv/bin/python scripts/make_whole_photo_figure.py [--photo PATH] [--weights DIR] [--out PNG]
+
+Defaults: ../shared/data/realworld/whole/10045.png, the shipped weights (smfd/weights),
+docs/whole_photo.png. The restored photo is what ``smfd restore PHOTO OUT`` writes.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, ImageDraw
+
+from smfd.images import read_image, write_png
+from smfd.photos import restore_photo
+from smfd.restorer import Restorer
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_PHOTO = ROOT.parent / "shared" / "data" / "realworld" / "whole" / "10045.png"
+PHOTO_HEIGHT = 560  # px of each whole photo in the figure
+MAX_FACES = 4  # enlarged faces shown beside the photos
+GAP = 8
+LABEL = 22  # px of the caption strip above each panel
+
+
+def fit_height(image: np.ndarray, height: int) -> np.ndarray:
+    h, w = image.shape[:2]
+    width = round(w * height / h)
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if height < h else cv2.INTER_CUBIC)
+
+
+def captioned(image: np.ndarray, text: str) -> np.ndarray:
+    panel = Image.new("RGB", (image.shape[1], image.shape[0] + LABEL), "white")
+    panel.paste(Image.fromarray(image), (0, LABEL))
+    ImageDraw.Draw(panel).text((4, 4), text, fill="black")
+    return np.asarray(panel)
+
+
+def row(panels: list[np.ndarray]) -> np.ndarray:
+    height = max(p.shape[0] for p in panels)
+    pieces = []
+    for p in panels:
+        pad = np.full((height - p.shape[0], p.shape[1], 3), 255, np.uint8)
+        pieces += [np.vstack([p, pad]), np.full((height, GAP, 3), 255, np.uint8)]
+    return np.hstack(pieces[:-1])
+
+
+def stack(rows: list[np.ndarray]) -> np.ndarray:
+    width = max(r.shape[1] for r in rows)
+    padded = [np.hstack([r, np.full((r.shape[0], width - r.shape[1], 3), 255, np.uint8)]) for r in rows]
+    gap = np.full((GAP, width, 3), 255, np.uint8)
+    return np.vstack([x for r in padded for x in (r, gap)][:-1])
+
+
+def zoom(image: np.ndarray, centre: np.ndarray, size: float, side: int) -> np.ndarray:
+    """A square of 1.6 face widths around the face, resized to ``side`` px."""
+    half = 0.8 * size
+    x0, y0 = (max(int(v - half), 0) for v in centre)
+    x1, y1 = min(int(centre[0] + half), image.shape[1]), min(int(centre[1] + half), image.shape[0])
+    return cv2.resize(image[y0:y1, x0:x1], (side, side), interpolation=cv2.INTER_CUBIC)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--photo", default=str(DEFAULT_PHOTO))
+    parser.add_argument("--weights", default=None, help="weights folder (default: the shipped weights)")
+    parser.add_argument("--out", default=str(ROOT / "docs" / "whole_photo.png"))
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    args = parser.parse_args()
+
+    restorer = Restorer.from_pretrained(args.weights, args.device)
+    image = read_image(args.photo)
+    restored, report = restore_photo(image, restorer)
+    print(f"{Path(args.photo).name}: {report.summary()}")
+
+    panels = [captioned(fit_height(image, PHOTO_HEIGHT), "input"),
+              captioned(fit_height(restored, PHOTO_HEIGHT), "smfd restore")]
+    shown = report.restored[:MAX_FACES]
+    if shown:  # one row per face, input | restored, as tall as the photos together
+        side = min(240, (PHOTO_HEIGHT + LABEL - GAP * (len(shown) - 1)) // len(shown) - LABEL)
+        panels.append(stack([row([captioned(zoom(picture, r.face.centre, r.face.size, side), f"face {k}: {what}")
+                                  for picture, what in ((image, "input"), (restored, "restored"))])
+                             for k, r in enumerate(shown, 1)]))
+    figure = row(panels)
+    print(f"wrote {write_png(args.out, figure)} ({figure.shape[1]}x{figure.shape[0]}), "
+          f"weights: {args.weights or 'shipped (smfd/weights)'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+"""Measure the face template of smfd/faces.py on the aligned training crops.
+
+Runs the HOG detector and the 68-point predictor over aligned 512x512 CelebA-HQ crops and prints
+the mean eye centres and mouth corners (TEMPLATE) and the mean detector box (TEMPLATE_BOX) as
+fractions of the crop side, ready to paste into smfd/faces.py.
+
+    .venv/bin/python scripts/measure_face_template.py [../shared/data/celebamask_mini/images]
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from smfd.faces import find_boxes, key_points, landmarks_in
+from smfd.images import list_images, read_image
+
+DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "data" / "celebamask_mini" / "images"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folder", nargs="?", default=str(DEFAULT), help="aligned square face crops")
+    args = parser.parse_args()
+
+    points, boxes, missed = [], [], 0
+    files = list_images(args.folder)
+    for path in tqdm(files, unit="face"):
+        image = read_image(path)
+        side = image.shape[0]
+        found = find_boxes(image)
+        if not found:
+            missed += 1
+            continue
+        box, _ = max(found, key=lambda b: (b[0][2] - b[0][0]) * (b[0][3] - b[0][1]))  # the largest face
+        points.append(key_points(landmarks_in(image, box)) / side)
+        boxes.append(box / side)
+    points, boxes = np.array(points), np.array(boxes)
+    print(f"{len(points)} of {len(files)} crops measured ({missed} without a detected face)")
+    print("TEMPLATE (eye centres left/right, mouth corners left/right), mean +- std:")
+    for name, mean, std in zip(("eye L", "eye R", "mouth L", "mouth R"), points.mean(0), points.std(0)):
+        print(f"    [{mean[0]:.4f}, {mean[1]:.4f}],  # {name}: std {std[0]:.4f}, {std[1]:.4f}")
+    print("TEMPLATE_BOX = (" + ", ".join(f"{v:.4f}" for v in boxes.mean(0)) + ")"
+          f"  # std {', '.join(f'{v:.4f}' for v in boxes.std(0))}")
+
+
+if __name__ == "__main__":
+    main()

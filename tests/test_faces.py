@@ -1,0 +1,271 @@
+"""Whole photos: detection, alignment, restoration and seamless paste-back (issue 3).
+
+The networks are random-init (``random_weights``): these tests check the geometry and the
+bookkeeping, which do not depend on trained weights.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from smfd.cli import main
+from smfd.faces import CROP_SIZE, TEMPLATE, apply, detect_faces, fit_template, invert, key_points, warp
+from smfd.images import read_image, read_labels, write_png
+from smfd.photos import MIN_FACE, paste, paste_alpha, restore_photo
+from smfd.restorer import Restorer
+
+# The real photos and how many faces each shows (counted by eye).
+REAL_PHOTOS = {"00.jpg": 2, "10045.png": 3, "Blake_Lively.jpg": 2}
+
+
+@pytest.fixture(scope="module")
+def restorer(random_weights) -> Restorer:
+    return Restorer.from_pretrained(random_weights, "cpu")
+
+
+@pytest.fixture(scope="module")
+def whole(shared_data):
+    return shared_data / "realworld" / "whole"
+
+
+@pytest.fixture(scope="module")
+def restored_real(whole, restorer) -> dict:
+    """name -> (input, output, report) for every real photo; computed once for the module."""
+    results = {}
+    for name in REAL_PHOTOS:
+        image = read_image(whole / name)
+        out, report = restore_photo(image, restorer)
+        results[name] = image, out, report
+    return results
+
+
+@pytest.fixture(scope="module")
+def face_512(celeba) -> np.ndarray:
+    """A real aligned 512x512 CelebA-HQ face."""
+    return read_image(sorted((celeba / "images").glob("*.jpg"))[0])
+
+
+def gradient(width: int, height: int) -> np.ndarray:
+    """A smooth, face-free RGB canvas."""
+    canvas = np.empty((height, width, 3), np.uint8)  # built in place: cheap even at 6000x4000
+    canvas[..., 0] = np.linspace(30, 230, width, dtype=np.float32).astype(np.uint8)
+    canvas[..., 1] = np.linspace(30, 230, height, dtype=np.float32).astype(np.uint8)[:, None]
+    canvas[..., 2] = 120
+    return canvas
+
+
+def place(canvas: np.ndarray, face: np.ndarray, side: int, x: int, y: int) -> np.ndarray:
+    """Paste ``face`` resized to ``side`` with its top-left corner at (x, y), cut at the edges."""
+    small = cv2.resize(face, (side, side), interpolation=cv2.INTER_AREA)
+    h, w = canvas.shape[:2]
+    x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + side, w), min(y + side, h)
+    canvas[y0:y1, x0:x1] = small[y0 - y:y1 - y, x0 - x:x1 - x]
+    return canvas
+
+
+def changed(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.any(a != b, axis=2)
+
+
+def assert_changes_only_near(image, out, faces, reach=1.5):
+    """Every changed pixel lies within ``reach`` face widths of some face centre."""
+    ys, xs = np.nonzero(changed(image, out))
+    if not len(xs):
+        return
+    pixels = np.stack([xs, ys], 1).astype(np.float64)
+    nearest = np.min([np.linalg.norm(pixels - f.centre, axis=1) / f.size for f in faces], axis=0)
+    assert nearest.max() <= reach, f"a pixel {nearest.max():.2f} face widths from any face changed"
+
+
+def mean_change_around(image, out, face, radius=0.25) -> float:
+    x, y = face.centre
+    r = radius * face.size
+    x0, y0, x1, y1 = int(x - r), int(y - r), int(x + r), int(y + r)
+    a, b = image[y0:y1, x0:x1].astype(np.float64), out[y0:y1, x0:x1].astype(np.float64)
+    return float(np.abs(a - b).mean())
+
+
+# ---------------------------------------------------------------- real photos
+
+@pytest.mark.parametrize("name", REAL_PHOTOS)
+def test_real_photo_faces_are_found_restored_and_pasted(restored_real, name):
+    image, out, report = restored_real[name]
+    assert len(report.faces) == REAL_PHOTOS[name], report.summary()
+    assert out.shape == image.shape and out.dtype == np.uint8
+    assert len(report.restored) == REAL_PHOTOS[name]  # all of these faces are large enough
+    for result in report.faces:
+        face = result.face
+        assert face.size >= MIN_FACE
+        eye_l, eye_r, mouth_l, mouth_r = key_points(face.landmarks)
+        assert max(eye_l[1], eye_r[1]) < min(mouth_l[1], mouth_r[1])  # upright: eyes above the mouth
+        assert eye_l[0] < eye_r[0] and mouth_l[0] < mouth_r[0]
+        assert mean_change_around(image, out, face) > 1.0, "the pasted face equals the input"
+    assert_changes_only_near(image, out, [r.face for r in report.faces])
+
+
+def test_real_faces_are_aligned_to_the_template(restored_real):
+    for image, _, report in restored_real.values():
+        for result in report.faces:
+            placed = apply(result.face.matrix, key_points(result.face.landmarks))
+            error = np.linalg.norm(placed - TEMPLATE * CROP_SIZE, axis=1)
+            assert error.max() < 0.06 * CROP_SIZE  # a few px: faces differ a little from the mean
+            assert result.crop.shape == (CROP_SIZE, CROP_SIZE, 3)
+            assert result.groups.shape == (CROP_SIZE, CROP_SIZE) and result.groups.max() <= 4
+
+
+def test_multi_face_photo_pastes_every_face(restored_real):
+    image, out, report = restored_real["10045.png"]
+    regions = [r.region for r in report.restored]
+    assert len(set(regions)) == 3  # three separate faces, each pasted
+    centres = np.array([r.face.centre for r in report.faces])
+    assert np.all(np.diff(centres[:, 0]) >= 0)  # reported left to right
+
+
+def test_rotated_photo_finds_the_faces_at_their_place(restored_real):
+    image, _, report = restored_real["Blake_Lively.jpg"]
+    turned = np.ascontiguousarray(np.rot90(image))  # counter-clockwise: (x, y) -> (y, W - 1 - x)
+    faces = detect_faces(turned)
+    assert len(faces) == 2
+    width = image.shape[1]
+    expected = sorted((c[1], width - 1 - c[0]) for c in (r.face.centre for r in report.faces))
+    for face, (ex, ey) in zip(faces, expected):
+        assert np.hypot(face.centre[0] - ex, face.centre[1] - ey) < 0.1 * face.size
+
+
+# ---------------------------------------------------------------- geometry
+
+def test_alignment_round_trip_on_a_synthetic_pattern():
+    y, x = np.mgrid[0:400, 0:500].astype(np.float64)
+    pattern = np.dstack([128 + 100 * np.sin(x / 9) * np.cos(y / 13), 128 + 90 * np.sin((x + y) / 17),
+                         128 + 80 * np.cos(x / 21)]).astype(np.uint8)
+    angle, scale = np.deg2rad(25), 1.4  # photo -> crop: turned and enlarged
+    known = np.array([[scale * np.cos(angle), -scale * np.sin(angle), -150.0],
+                      [scale * np.sin(angle), scale * np.cos(angle), -300.0]])
+    points = apply(invert(known), TEMPLATE * CROP_SIZE)
+    matrix = fit_template(points)
+    np.testing.assert_allclose(matrix, known, atol=1e-6)
+
+    crop = warp(pattern, matrix, (CROP_SIZE, CROP_SIZE))
+    back = np.zeros_like(pattern)
+    region = paste(back, crop, np.ones((CROP_SIZE, CROP_SIZE), np.float32), matrix)
+    assert region is not None
+    # Compare where the photo pixel maps well inside the crop (bilinear edges excluded).
+    inside = apply(matrix, np.stack([x.ravel(), y.ravel()], 1)).reshape(400, 500, 2)
+    keep = np.all((inside > 3) & (inside < CROP_SIZE - 4), axis=2)
+    error = np.abs(back[keep].astype(int) - pattern[keep].astype(int))
+    assert keep.sum() > 10_000 and error.mean() < 2.0 and error.max() < 25
+
+
+def test_paste_with_zero_alpha_changes_nothing_and_alpha_fades_at_the_border():
+    photo = gradient(300, 200)
+    matrix = fit_template(np.array([[120, 90], [170, 90], [125, 140], [165, 140]], np.float64))
+    out = photo.copy()
+    paste(out, np.zeros((CROP_SIZE, CROP_SIZE, 3), np.uint8), np.zeros((CROP_SIZE, CROP_SIZE), np.float32), matrix)
+    assert np.array_equal(out, photo)
+
+    alpha = paste_alpha(np.ones((CROP_SIZE, CROP_SIZE), np.uint8))
+    assert alpha[0].max() == 0 and alpha[:, -1].max() == 0  # the crop's box never shows
+    assert alpha[CROP_SIZE // 2, CROP_SIZE // 2] > 0.99
+    assert paste_alpha(np.zeros((CROP_SIZE, CROP_SIZE), np.uint8)).max() == 0  # background: no paste
+
+
+# ---------------------------------------------------------------- edge cases
+
+def test_face_at_the_border(restorer, face_512):
+    photo = place(gradient(640, 480), face_512, 220, -50, 100)  # its left side is cut off
+    out, report = restore_photo(photo, restorer)
+    assert len(report.restored) == 1
+    face = report.faces[0].face
+    assert face.box[0] < 0  # the face box passes the photo's edge
+    assert out.shape == photo.shape
+    assert mean_change_around(photo, out, face) > 1.0
+    assert changed(photo, out)[:, :3].any()  # restored right up to the edge
+    assert_changes_only_near(photo, out, [face])
+
+
+def test_tiny_face_is_left_untouched_and_reported(restorer, face_512):
+    photo = place(gradient(640, 480), face_512, 45, 300, 200)  # a ~26 px wide face
+    out, report = restore_photo(photo, restorer)
+    assert len(report.faces) == 1 and len(report.too_small) == 1
+    assert report.faces[0].face.size < MIN_FACE
+    assert np.array_equal(out, photo)
+    assert "1 left untouched (smaller than 32 px" in report.summary()
+
+
+def test_photo_without_a_face_is_returned_unchanged(tmp_path, random_weights, capsys):
+    src = write_png(tmp_path / "sky.png", gradient(320, 240))
+    rc = main(["restore", str(src), str(tmp_path / "out"), "--weights", str(random_weights)])
+    assert rc == 0
+    assert np.array_equal(read_image(tmp_path / "out" / "sky.png"), read_image(src))
+    assert "sky.png: no face found; the photo is returned unchanged" in capsys.readouterr().out
+
+
+def test_folder_with_bad_files_and_faces_out(tmp_path, random_weights, face_512, capsys):
+    photos = tmp_path / "photos"
+    write_png(photos / "good.png", place(gradient(640, 480), face_512, 200, 220, 120))
+    (photos / "empty.jpg").write_bytes(b"")
+    (photos / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4)
+    (photos / "notes.jpg").write_text("not a photo")
+    out, crops = tmp_path / "out", tmp_path / "crops"
+    rc = main(["restore", str(photos), str(out), "--weights", str(random_weights), "--faces-out", str(crops)])
+    captured = capsys.readouterr()
+    assert rc == 1  # some inputs failed, the others were written
+    errors = [line for line in captured.err.splitlines() if line.startswith("smfd: error:")]
+    for bad in ("empty.jpg", "broken.png", "notes.jpg"):
+        assert sum(bad in line for line in errors) == 1, captured.err
+    assert "good.png: 1 face found, 1 restored" in captured.out
+    assert sorted(p.name for p in out.iterdir()) == ["good.png"]
+    assert read_image(out / "good.png").shape == (480, 640, 3)
+    names = sorted(p.name for p in crops.iterdir())
+    assert names == [f"good_face1_{k}.png" for k in ("blurry", "mask", "mask_colour", "restored")]
+    labels = read_labels(crops / "good_face1_mask.png")
+    assert labels.shape == (CROP_SIZE, CROP_SIZE) and labels.max() <= 4
+    assert read_image(crops / "good_face1_restored.png").shape == (CROP_SIZE, CROP_SIZE, 3)
+
+
+def test_aligned_option_and_masks_need_it(tmp_path, random_weights, face_512, capsys):
+    src = write_png(tmp_path / "crop.png", face_512)
+    rc = main(["restore", str(src), str(tmp_path / "out"), "--weights", str(random_weights), "--aligned"])
+    assert rc == 0 and read_image(tmp_path / "out" / "crop.png").shape == (512, 512, 3)
+    assert "face found" not in capsys.readouterr().out  # no detection on aligned crops
+    (tmp_path / "masks").mkdir()
+    rc = main(["restore", str(src), str(tmp_path / "out2"), "--weights", str(random_weights),
+               "--masks", str(tmp_path / "masks")])
+    assert rc == 2 and "use it with --aligned" in capsys.readouterr().err
+
+
+# VmHWM (peak resident memory) of this process alone; ru_maxrss would include the parent's peak
+# at fork time.
+LARGE_RUN = """
+import re, sys
+from pathlib import Path
+from smfd.cli import main
+rc = main(sys.argv[1:])
+print("peak-rss-mb", int(re.search(r"VmHWM:\\s*(\\d+)", Path("/proc/self/status").read_text())[1]) // 1024)
+sys.exit(rc)
+"""
+
+
+def test_large_photo_is_processed_in_bounded_memory(tmp_path, random_weights, face_512):
+    photo = place(gradient(6000, 4000), face_512, 700, 2500, 1500)
+    src = tmp_path / "large.jpg"
+    cv2.imwrite(str(src), photo[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
+    del photo
+    run = subprocess.run([sys.executable, "-c", LARGE_RUN, "restore", str(src), str(tmp_path / "out"),
+                          "--weights", str(random_weights)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert "large.jpg: 1 face found, 1 restored" in run.stdout
+    peak = int(run.stdout.split("peak-rss-mb")[1])
+    # ~650 MB are torch and the networks, ~300 MB reading the 72 MB photo; no full-size blow-up.
+    assert peak < 1600, f"peak memory {peak} MB"
+    image, out = read_image(src), read_image(tmp_path / "out" / "large.png")
+    assert out.shape == image.shape == (4000, 6000, 3)
+    ys, xs = np.nonzero(changed(image, out))
+    assert len(xs) > 0
+    assert xs.min() >= 2500 - 350 and xs.max() < 3200 + 350  # within half a face square of the face
+    assert ys.min() >= 1500 - 350 and ys.max() < 2200 + 350
