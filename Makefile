@@ -14,7 +14,10 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install --disable-pip-version-check -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
+# NIQE's pristine-model parameters: extracted from the basicsr source package into ~/.cache/smfd
+# (or $$SMFD_CACHE) once; never committed. A no-op when present.
 install: $(STAMP)
+	$(PY) -m eval.niqe fetch
 
 # Headless Chromium for the browser tests (Debian's package; Playwright drives it).
 browser:

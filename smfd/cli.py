@@ -26,7 +26,10 @@ class BatchErrors(Exception):
 
 
 def report(message: str) -> None:
-    print(f"smfd: error: {message}", file=sys.stderr, flush=True)
+    from tqdm import tqdm
+
+    # tqdm.write keeps the message on a line of its own while a progress bar is drawn.
+    tqdm.write(f"smfd: error: {message}", file=sys.stderr)
 
 
 # ---------------------------------------------------------------- blur
@@ -158,12 +161,26 @@ def cmd_train(args) -> None:
 # ---------------------------------------------------------------- restore / mask
 
 def _add_restore(sub) -> None:
-    p = sub.add_parser("restore", help="deblur face images",
-                       description="Deblur an image or a folder of images; writes OUT/<stem>.png per input. "
-                                   "Without --masks the shipped mask generator makes the masks.")
+    p = sub.add_parser("restore", help="deblur the faces of photos",
+                       description="Deblur the faces of a photo or a folder of photos; writes OUT/<stem>.png "
+                                   "per input. Every face is found, aligned, restored and pasted back; the "
+                                   "rest of the photo is left exactly as it was. With --aligned each input "
+                                   "is one aligned face crop instead. Without --masks the shipped mask "
+                                   "generator makes the masks.")
     p.add_argument("input", help="image file or folder")
     p.add_argument("output", help="output folder")
-    p.add_argument("--masks", default=None, help="folder of 5-group label PNGs (values 0..4), <stem>.png")
+    p.add_argument("--aligned", action="store_true",
+                   help="inputs are aligned face crops (CelebA-HQ style): restore each whole, no detection")
+    p.add_argument("--faces-out", default=None, metavar="DIR",
+                   help="also write each face's aligned blurry crop, mask (labels 0..4 and colour) and "
+                        "restored crop to DIR")
+    p.add_argument("--min-face", type=float, default=None, metavar="PX",
+                   help="faces narrower than PX pixels are left untouched and reported (default: 32)")
+    p.add_argument("--detector", default="hog", choices=["hog", "cnn"],
+                   help="dlib face detector: hog (default, fast) or cnn (copes better with turned heads "
+                        "and poor light; on CPU ~10 s and ~1 GB per photo)")
+    p.add_argument("--masks", default=None, help="with --aligned: folder of 5-group label PNGs "
+                   "(values 0..4), <stem>.png")
     p.add_argument("--weights", default=None, help="folder with mask_generator.safetensors and "
                    "smfd_unet.safetensors (default: the shipped weights)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -192,9 +209,12 @@ def _restorer_factory(args):
 
 
 def cmd_restore(args) -> None:
+    from .photos import MIN_FACE
     from .restore_files import restore_files
 
-    restore_files(args.input, args.output, _restorer_factory(args), args.masks, args.overwrite)
+    restore_files(args.input, args.output, _restorer_factory(args), args.masks, args.overwrite,
+                  aligned=args.aligned, faces_out=args.faces_out,
+                  min_face=MIN_FACE if args.min_face is None else args.min_face, detector=args.detector)
 
 
 def cmd_mask(args) -> None:
@@ -214,7 +234,10 @@ def _add_demo(sub) -> None:
     p.add_argument("--examples", default=None, help="a dataset folder to offer as examples")
     p.add_argument("--study-db", default=None,
                    help="SQLAlchemy URL for user-study votes (default: sqlite file in ~/.cache/smfd)")
-    p.add_argument("--admin-token", default=None, help="token that opens the study results view")
+    p.add_argument("--admin-token", default=None, help="token that opens the study results view "
+                   "(default: a random one, printed at start-up)")
+    p.add_argument("--study-images", default=None, help="folder of face photos for the user study "
+                   "(default: ../shared/data/realworld/cropped when present)")
     p.set_defaults(func=cmd_demo)
 
 
@@ -222,7 +245,142 @@ def cmd_demo(args) -> None:
     from app.main import launch
 
     launch(host=args.host, port=args.port, weights=args.weights, examples=args.examples,
-           study_db=args.study_db, admin_token=args.admin_token)
+           study_db=args.study_db, admin_token=args.admin_token, study_images=args.study_images)
+
+
+# ---------------------------------------------------------------- eval / baselines
+
+def _add_eval(sub) -> None:
+    p = sub.add_parser(
+        "eval", help="compare restoration methods; reproduce the thesis' tables",
+        description="Three jobs. --pairs: restore BLURRY_DIR with every method in --methods and score "
+                    "against SHARP_DIR (OUT/results.csv, results.md, chart.html, grid.png). --make-pairs: "
+                    "degrade a dataset's held-out faces into OUT/{blurry,sharp,masks} under the benchmark "
+                    "protocol. --thesis-tables: reproduce the thesis' tables 4.1-4.4 on --data, training "
+                    "what they need into OUT/runs (kept and reused on the next run).")
+    mode = p.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--pairs", nargs=2, metavar=("BLURRY_DIR", "SHARP_DIR"), help="evaluation pairs (same stems)")
+    mode.add_argument("--make-pairs", metavar="DATA_DIR", help="dataset folder to make evaluation pairs from")
+    mode.add_argument("--thesis-tables", action="store_true", help="reproduce tables 4.1-4.4 on --data")
+    p.add_argument("--out", required=True, help="output folder")
+    g = p.add_argument_group("restoring and scoring (--pairs; --weights, --device and the CodeFormer "
+                             "options also serve --thesis-tables)")
+    g.add_argument("--masks", default=None, metavar="GT_MASK_DIR", help="5-group ground-truth masks (<stem>.png)")
+    g.add_argument("--methods", nargs="+", default=["all"], metavar="NAME",
+                   help="methods, space- or comma-separated, or 'all' (see 'smfd baselines list')")
+    g.add_argument("--weights", action="append", default=[], metavar="NAME=PATH",
+                   help="weights of a method: a checkpoint file, or for smfd/smfd-gt-mask a folder "
+                        "(NAME 'smfd' sets both); default: the cache / the shipped weights")
+    g.add_argument("--codeformer-fidelity", type=float, default=0.5, metavar="W",
+                   help="CodeFormer's fidelity weight w in 0..1 (default 0.5, the official default)")
+    g.add_argument("--download", action="store_true", help="download absent official weights first")
+    g.add_argument("--grid-rows", type=int, default=4, help="samples in grid.png (default 4)")
+    g.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    g = p.add_argument_group("--make-pairs")
+    g.add_argument("--limit", type=int, default=None, help="at most this many faces")
+    g.add_argument("--seed", type=int, default=0, help="seed of the degradations (default 0)")
+    g.add_argument("--split", choices=["test", "all"], default="test",
+                   help="held-out test faces only (default), or every face of an unseen dataset")
+    g = p.add_argument_group("--thesis-tables (training budget; defaults are the thesis' recipe)")
+    g.add_argument("--data", default=None, metavar="DATA_DIR", help="dataset folder with masks")
+    g.add_argument("--tables", nargs="+", default=["4.1", "4.2", "4.3", "4.4"],
+                   choices=["4.1", "4.2", "4.3", "4.4"])
+    g.add_argument("--epochs", type=int, default=50)
+    g.add_argument("--samples-per-epoch", type=int, default=None, help="default: one pass over the faces")
+    g.add_argument("--patch", type=int, default=None, help="train on PATCH x PATCH crops (default: whole faces)")
+    g.add_argument("--batch", type=int, default=16)
+    g.add_argument("--val-faces", type=int, default=None, help="cap on validation faces per run")
+    g.add_argument("--folds", type=int, default=5, help="k of the cross-validation (default 5)")
+    g.add_argument("--test-faces", type=int, default=None, help="cap on held-out faces evaluated")
+    g.add_argument("--workers", type=int, default=2, help="data-loading processes per run")
+    g.add_argument("--runs", default=None, metavar="DIR",
+                   help="run folders to train into or reuse (default OUT/runs)")
+    p.set_defaults(func=cmd_eval)
+
+
+def _method_list(items: list[str]) -> list[str]:
+    from baselines import methods
+
+    names = [n for item in items for n in item.split(",") if n]
+    return [m.name for m in methods()] if names == ["all"] else names
+
+
+def _weights_overrides(items: list[str]) -> dict[str, str]:
+    from baselines import methods
+
+    known = {m.name for m in methods()}
+    out = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or name not in known:
+            raise InputError(f"--weights expects NAME=PATH with NAME among {', '.join(sorted(known))}, got {item!r}")
+        out[name] = path
+    return out
+
+
+def cmd_eval(args) -> None:
+    if args.make_pairs:
+        from eval.pairs import make_pairs
+
+        n = make_pairs(args.make_pairs, args.out, args.limit, args.seed, args.split)
+        print(f"wrote {n} evaluation pairs into {args.out}/{{blurry,sharp,masks}}")
+        return
+    from eval.compare import EvalOptions
+
+    options = EvalOptions(weights=_weights_overrides(args.weights), device=args.device,
+                          fidelity=args.codeformer_fidelity, download=args.download)
+    if args.thesis_tables:
+        from eval.thesis import Budget, reproduce
+
+        if not args.data:
+            raise InputError("--thesis-tables needs --data DATA_DIR")
+        budget = Budget(epochs=args.epochs, samples_per_epoch=args.samples_per_epoch, patch=args.patch,
+                        batch=args.batch, val_faces=args.val_faces, folds=args.folds, workers=args.workers)
+        print(reproduce(args.data, args.out, args.tables, budget, options, args.test_faces, args.runs))
+        return
+    from eval.compare import evaluate
+    from eval.pairs import find_pairs
+    from eval.report import markdown_table
+
+    pairs = find_pairs(*args.pairs, args.masks)
+    rows = evaluate(pairs, _method_list(args.methods), args.out, options, args.grid_rows)
+    print(markdown_table(rows, ("method", "n", "psnr", "ssim", "mse", "niqe", "lpips", "fid", "id_sim", "lmd")))
+    for r in rows:
+        if r["status"] != "ok":
+            print(f"{r['method']}: {r['status']}")
+    print(f"results in {args.out}/results.csv (also results.md, chart.html, grid.png)")
+
+
+def _add_baselines(sub) -> None:
+    p = sub.add_parser("baselines", help="list or download the compared methods",
+                       description="The methods 'smfd eval' compares, their licences and official weights.")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    a = actions.add_parser("list", help="methods, licences, native sizes and weights status")
+    a.set_defaults(func=cmd_baselines)
+    a = actions.add_parser("download", help="fetch official weights into the cache (SHA-256 checked)")
+    a.add_argument("names", nargs="+", metavar="NAME")
+    a.add_argument("--force", action="store_true", help="fetch again even if present")
+    a.set_defaults(func=cmd_baselines)
+
+
+def cmd_baselines(args) -> None:
+    from baselines import PROTOCOL, download, info, methods
+
+    if args.action == "download":
+        for name in args.names:
+            info(name)  # fail on a typo before any download starts
+        for name in args.names:
+            download(name, args.force)
+        return
+    print(f"{'name':16s} {'native':>6s} {'commercial':10s} {'weights':9s} licence / title")
+    for m in methods():
+        state = ("-" if not m.needs_weights else "folder" if m.filename is None
+                 else "cached" if m.cached_path().is_file() else "missing")
+        print(f"{m.name:16s} {m.native_size or 'any':>6} {'yes' if m.commercial_use else 'NO':10s} "
+              f"{state:9s} {m.licence}; {m.title}")
+        if m.url:
+            print(f"{'':16s} {m.url}\n{'':16s} sha256 {m.sha256 or 'not pinned (no published digest found)'}")
+    print(f"\nweights cache: {methods()[0].cached_path().parent}\n{PROTOCOL}")
 
 
 # ---------------------------------------------------------------- info
@@ -262,6 +420,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_restore(sub)
     _add_train(sub)
     _add_demo(sub)
+    _add_eval(sub)
+    _add_baselines(sub)
 
     p = sub.add_parser("info", help="parameter counts of the networks")
     p.set_defaults(func=cmd_info)

@@ -55,6 +55,25 @@ class SMFDConfig:
     kind = "deblur"
 
 
+@dataclass(frozen=True)
+class SegBaselineConfig:
+    """UNet / UNet++ of segmentation_models_pytorch, the thesis' mask baselines (table 4.1):
+    trained from scratch (no pretrained encoder) on the mask generator's data and recipe."""
+
+    arch: str = "unet"  # "unet" or "unetplusplus"
+    encoder: str = "resnet34"  # smp's default encoder
+    in_channels: int = 1  # the grayscale blurry face, as the mask generator sees it
+    classes: int = 5
+
+    kind = "smp"
+
+    def __post_init__(self):
+        if self.arch not in SEG_BASELINES:
+            raise ValueError(f"arch must be one of {', '.join(SEG_BASELINES)}, got {self.arch!r}")
+
+
+SEG_BASELINES = {"unet": "Unet", "unetplusplus": "UnetPlusPlus"}  # arch -> smp class
+
 # Thesis table 4.3, row by row: config overrides of SMFDConfig().
 ABLATIONS = {
     "no-mask": {"use_mask": False, "upsample": "plain", "post_process": False},
@@ -72,7 +91,7 @@ def config_to_dict(config) -> dict:
 
 def config_from_dict(data: dict):
     data = dict(data)
-    cls = {"mask": MaskNetConfig, "deblur": SMFDConfig}[data.pop("kind")]
+    cls = {"mask": MaskNetConfig, "deblur": SMFDConfig, "smp": SegBaselineConfig}[data.pop("kind")]
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = set(data) - names
     if unknown:
@@ -188,8 +207,25 @@ class SMFDNet(nn.Module):
             return y + image.float() if self.config.residual else y
 
 
+class SegBaseline(nn.Module):
+    """An smp segmentation network behind the mask generator's interface: image -> class logits."""
+
+    def __init__(self, config: SegBaselineConfig = SegBaselineConfig()):
+        super().__init__()
+        import segmentation_models_pytorch as smp  # heavy (timm); only these baselines need it
+
+        self.config = config
+        self.net = getattr(smp, SEG_BASELINES[config.arch])(
+            encoder_name=config.encoder, encoder_weights=None, in_channels=config.in_channels,
+            classes=config.classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check_size(x, 6)  # five 2x downsamplings: multiples of 32
+        return self.net(x).float()
+
+
 def build(config) -> nn.Module:
-    return {"mask": MaskNet, "deblur": SMFDNet}[config.kind](config)
+    return {"mask": MaskNet, "deblur": SMFDNet, "smp": SegBaseline}[config.kind](config)
 
 
 def count_parameters(model: nn.Module) -> dict[str, int]:

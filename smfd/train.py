@@ -30,7 +30,8 @@ from tqdm import tqdm
 from . import checkpoint, data, metrics
 from .images import to_uint8
 from .losses import restoration_loss, segmentation_loss
-from .models import MaskNetConfig, SMFDConfig, build, count_parameters, one_hot_mask, rgb_to_gray
+from .models import (MaskNetConfig, SegBaselineConfig, SMFDConfig, build, count_parameters, one_hot_mask,
+                     rgb_to_gray)
 from .runtime import fast_autocast, pick_device
 
 MONITOR = {"mask": "dice", "deblur": "ssim"}
@@ -76,7 +77,10 @@ class TrainSettings:
         self.data = tuple(self.data)
 
     def model_config(self):
-        base = MaskNetConfig() if self.task == "mask" else SMFDConfig()
+        if self.task == "deblur":
+            base = SMFDConfig()
+        else:  # --set arch=unet|unetplusplus trains an smp baseline instead of the mask generator
+            base = SegBaselineConfig() if "arch" in self.config else MaskNetConfig()
         return dataclasses.replace(base, **{k: tuple(v) if isinstance(v, list) else v
                                             for k, v in self.config.items()})
 

@@ -1,0 +1,102 @@
+"""The face-prior networks (GFPGAN, CodeFormer, RestoreFormer, RestoreFormer++) under the zero-shot
+protocol of :mod:`baselines.registry`.
+
+GFPGAN, CodeFormer and RestoreFormer load through spandrel / spandrel-extra-arches (no basicsr),
+whose loader unpickles only tensors and containers; RestoreFormer++ uses the network in
+:mod:`baselines.restoreformer_pp`. All four take and return RGB in [-1, 1].
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from smfd.images import InputError, check_rgb
+from smfd.runtime import pick_device
+
+from .registry import Method, MethodInfo
+
+NOISE_SEED = 0  # GFPGAN injects random noise (as officially run); a fixed seed makes runs repeatable
+
+
+def resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Bilinear up (the official aligned-input paths use it), area averaging down."""
+    h, w = image.shape[:2]
+    if (w, h) == (width, height):
+        return image
+    shrink = width * height < w * h
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+
+
+class FaceNetMethod(Method):
+    """A network on [-1, 1] RGB at a fixed working size (by default its native one)."""
+
+    def __init__(self, info: MethodInfo, net: torch.nn.Module, run: Callable, device: torch.device):
+        self.info, self.net, self.run, self.device = info, net.eval().to(device), run, device
+        # The working size: the native one. The RestoreFormers are fully convolutional and also run
+        # at other multiples of 32 (the tests use that to stay fast); GFPGAN and CodeFormer need 512.
+        self.size = info.native_size
+
+    @torch.no_grad()
+    def restore(self, image: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+        h, w = check_rgb(image).shape[:2]
+        x = torch.from_numpy(resize(image, self.size, self.size)).to(self.device)
+        x = x.permute(2, 0, 1)[None].float() / 127.5 - 1
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(NOISE_SEED)
+            y = self.run(self.net, x)
+        y = ((y.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)[0].permute(1, 2, 0).cpu().numpy()
+        return resize(y, w, h)
+
+
+def _spandrel_arch(name: str):
+    if name.startswith("gfpgan"):
+        from spandrel.architectures.GFPGAN import GFPGANArch
+
+        return GFPGANArch()
+    if name == "restoreformer":
+        from spandrel.architectures.RestoreFormer import RestoreFormerArch
+
+        return RestoreFormerArch()
+    from spandrel_extra_arches.architectures.CodeFormer import CodeFormerArch
+
+    return CodeFormerArch()
+
+
+def _load_spandrel(info: MethodInfo, path: Path) -> torch.nn.Module:
+    from spandrel import ModelLoader
+
+    arch = _spandrel_arch(info.name)
+    try:
+        state = ModelLoader().load_state_dict_from_file(path)
+    except Exception as exc:  # corrupt file, or pickled objects beyond tensors and containers
+        raise InputError(f"{path}: cannot read the checkpoint safely ({type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0][:200] if str(exc) else ''})") from None
+    if not arch.detect(state):
+        raise InputError(f"{path}: not a {info.title} checkpoint (its keys do not match)")
+    try:
+        return arch.load(state).model
+    except RuntimeError as exc:
+        raise InputError(f"{path}: weights do not fit {info.title} ({str(exc).splitlines()[0]})") from None
+
+
+def load_facenet(info: MethodInfo, path: Path, device: str = "cpu", fidelity: float = 0.5) -> FaceNetMethod:
+    dev = pick_device(device)
+    if info.name == "restoreformer++":
+        from .restoreformer_pp import load_checkpoint
+
+        return FaceNetMethod(info, load_checkpoint(path), lambda net, x: net(x), dev)
+    net = _load_spandrel(info, path)
+    if info.name.startswith("gfpgan"):
+        run = lambda net, x: net(x, return_rgb=False)[0]  # noqa: E731
+    elif info.name == "codeformer":
+        if not 0.0 <= fidelity <= 1.0:
+            raise InputError(f"CodeFormer's fidelity weight must lie in 0..1, got {fidelity}")
+        run = lambda net, x: net(x, weight=fidelity)[0]  # noqa: E731
+    else:
+        run = lambda net, x: net(x)[0]  # noqa: E731
+    return FaceNetMethod(info, net, run, dev)

@@ -1,0 +1,164 @@
+"""Every restoration method the lab compares, behind one interface.
+
+``methods()`` lists them (licence, official weights, native resolution); ``load(name)`` returns a
+:class:`Method` whose ``restore(image, mask=None)`` maps an RGB uint8 face crop to one of the same
+size. Loading never downloads: a missing weights file raises :class:`WeightsMissing`, whose
+message says how to get it.
+
+Zero-shot protocol for the face-prior networks (GFPGAN, CodeFormer, RestoreFormer(++)): an aligned
+face crop is resized to the network's native size (bilinear, as their official aligned-input
+paths do), restored, and resized back (area averaging). No face detection for aligned inputs.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from smfd.images import InputError
+
+from . import weights as _weights
+
+PROTOCOL = ("zero-shot: aligned faces are resized to the method's native size (bilinear), restored, "
+            "and resized back (area); no face detection for aligned inputs")
+
+
+class WeightsMissing(InputError):
+    """A method's weights file is absent; the message says how to get it."""
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    name: str
+    title: str  # for tables, e.g. "GFPGAN v1.4 (CVPR 2021)"
+    licence: str
+    commercial_use: bool
+    native_size: int | None  # the network's input size; None = any size
+    url: str | None  # official download of the weights
+    sha256: str | None  # None: the publisher's file has no digest we could verify
+    needs_weights: bool
+    needs_mask: bool  # restore() needs a 5-group mask
+    notes: str = ""
+    filename: str | None = None  # official file name, also its name in the cache
+
+    def cached_path(self) -> Path | None:
+        return _weights.weights_dir() / self.filename if self.filename else None
+
+
+class Method(ABC):
+    info: MethodInfo
+
+    @abstractmethod
+    def restore(self, image: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+        """RGB uint8 HxWx3 (and a 5-group uint8 HxW mask where needed) -> RGB uint8 HxWx3."""
+
+
+_GFPGAN = "https://github.com/TencentARC/GFPGAN/releases/download"
+_GFPGAN_LICENCE = "Apache-2.0"
+_GFPGAN_NOTES = ("trained on FFHQ (CC BY-NC-SA 4.0 data); the 'clean' architecture, no compiled "
+                 "StyleGAN2 ops")
+
+_METHODS = (
+    MethodInfo("gfpgan-1.3", "GFPGAN v1.3 (CVPR 2021)", _GFPGAN_LICENCE, True, 512,
+               f"{_GFPGAN}/v1.3.0/GFPGANv1.3.pth",
+               "c953a88f2727c85c3d9ae72e2bd4846bbaf59fe6972ad94130e23e7017524a70", True, False,
+               _GFPGAN_NOTES, "GFPGANv1.3.pth"),
+    MethodInfo("gfpgan-1.4", "GFPGAN v1.4 (CVPR 2021)", _GFPGAN_LICENCE, True, 512,
+               f"{_GFPGAN}/v1.3.0/GFPGANv1.4.pth",
+               "e2cd4703ab14f4d01fd1383a8a8b266f9a5833dacee8e6a79d3bf21a1b6be5ad", True, False,
+               _GFPGAN_NOTES, "GFPGANv1.4.pth"),
+    MethodInfo("codeformer", "CodeFormer (NeurIPS 2022)", "S-Lab License 1.0 (non-commercial)", False, 512,
+               "https://github.com/sczhou/CodeFormer/releases/download/v0.1.0/codeformer.pth",
+               "1009e537e0c2a07d4cabce6355f53cb66767cd4b4297ec7a4a64ca4b8a5684b7", True, False,
+               "fidelity weight w (default 0.5: the official default; 0 = quality, 1 = fidelity); "
+               "research and non-commercial use only", "codeformer.pth"),
+    MethodInfo("restoreformer", "RestoreFormer (CVPR 2022)", "Apache-2.0", True, 512,
+               f"{_GFPGAN}/v1.3.4/RestoreFormer.pth",
+               "07404d446d62ca3d5ed38b1de09a947a1e77d46dbccec961a74d713a8f24ace0", True, False,
+               "the release hosted by the GFPGAN project; trained on FFHQ", "RestoreFormer.pth"),
+    MethodInfo("restoreformer++", "RestoreFormer++ (TPAMI 2023)", "Apache-2.0", True, 512,
+               "https://github.com/wzhouxiff/RestoreFormerPlusPlus/releases/download/v1.0.0/"
+               "RestoreFormer%2B%2B.ckpt",
+               None, True, False,
+               "network written here (no maintained package covers it); no published SHA-256 could be "
+               "found, so the download is not pinned and its computed digest is printed",
+               "RestoreFormer++.ckpt"),
+    MethodInfo("deconv", "Richardson-Lucy deconvolution", "BSD-3-Clause (scikit-image)", True, None,
+               None, None, False, False,
+               "20 iterations per channel with a fixed isotropic Gaussian PSF of sigma 2.0 px per "
+               "256 px of image width (the middle of the pipeline's Gaussian blur widths at 256x256); "
+               "not a blind estimate"),
+    MethodInfo("blurry", "Blurry input (no restoration)", "-", True, None, None, None, False, False,
+               "the input itself: the floor every method should beat"),
+    MethodInfo("smfd", "SMFD-UNet, generated masks", "MIT (code)", False, 256, None, None, True, False,
+               "the shipped mask generator makes the mask; weights trained on CelebAMask-HQ "
+               "(non-commercial research and education only)"),
+    MethodInfo("smfd-gt-mask", "SMFD-UNet, ground-truth masks", "MIT (code)", False, 256, None, None, True,
+               True, "the given 5-group mask guides the restoration; weights trained on CelebAMask-HQ "
+               "(non-commercial research and education only)"),
+)
+_BY_NAME = {m.name: m for m in _METHODS}
+
+
+def methods() -> list[MethodInfo]:
+    return list(_METHODS)
+
+
+def info(name: str) -> MethodInfo:
+    try:
+        return _BY_NAME[name]
+    except KeyError:
+        raise InputError(f"unknown method {name!r} (choose from {', '.join(_BY_NAME)})") from None
+
+
+def download(name: str, force: bool = False) -> Path:
+    """Fetch a method's official weights into the cache, verifying the SHA-256 where pinned."""
+    m = info(name)
+    if not m.url:
+        raise InputError(f"{name}: nothing to download ("
+                         + ("uses the SMFD weights folder" if m.name.startswith("smfd") else "needs no weights")
+                         + ")")
+    return _weights.download(m.url, m.cached_path(), m.sha256, force)
+
+
+def weights_file(m: MethodInfo, weights: str | Path | None) -> Path:
+    """``weights`` if given (must exist), else the cached official file."""
+    if weights is not None:
+        path = Path(weights)
+        if not path.is_file():
+            raise InputError(f"{path}: weights file for {m.name} not found")
+        return path
+    path = m.cached_path()
+    if not path.is_file():
+        raise WeightsMissing(
+            f"{m.name}: weights not found at {path}; on a machine with internet run "
+            f"'smfd baselines download {m.name}' (or pass --weights PATH to the official {m.filename})")
+    return path
+
+
+def load(name: str, weights: str | Path | None = None, device: str = "cpu", restorer=None, *,
+         fidelity: float = 0.5, download_missing: bool = False) -> Method:
+    """Build a ready-to-run method.
+
+    ``weights``: a checkpoint file for the external networks (default: the cached official file),
+    a folder with the SMFD weights for ``smfd``/``smfd-gt-mask`` (default: the shipped ones).
+    ``restorer``: an already loaded :class:`smfd.Restorer` for the SMFD methods.
+    ``fidelity``: CodeFormer's w. ``download_missing``: fetch absent official weights first.
+    """
+    m = info(name)
+    if m.name in ("blurry", "deconv"):
+        from .classical import Blurry, Deconvolution
+
+        return Blurry(m) if m.name == "blurry" else Deconvolution(m)
+    if m.name.startswith("smfd"):
+        from .smfd_methods import SMFDMethod
+
+        return SMFDMethod(m, weights, device, restorer)
+    if download_missing and weights is None and not m.cached_path().is_file():
+        download(m.name)
+    from .facenets import load_facenet
+
+    return load_facenet(m, weights_file(m, weights), device, fidelity)

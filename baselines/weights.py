@@ -1,0 +1,71 @@
+"""Weights of the external methods: one cache folder, downloads verified by SHA-256.
+
+Files live in ``$SMFD_CACHE/weights`` (default ``~/.cache/smfd/weights``) under their official
+names. Nothing is ever downloaded implicitly: :func:`download` runs only when asked
+(``smfd baselines download NAME`` or ``smfd eval --download``), so loading a method offline fails
+fast with a message that says how to get its file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import urllib.request
+from pathlib import Path
+
+from tqdm import tqdm
+
+from smfd.images import InputError
+
+CHUNK = 1 << 20
+
+
+def cache_root() -> Path:
+    """``$SMFD_CACHE`` or ``~/.cache/smfd``: weights, NIQE parameters and other fetched files."""
+    return Path(os.environ.get("SMFD_CACHE") or Path.home() / ".cache" / "smfd")
+
+
+def weights_dir() -> Path:
+    return cache_root() / "weights"
+
+
+def sha256_of(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(CHUNK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def download(url: str, target: Path, sha256: str | None, force: bool = False) -> Path:
+    """Fetch ``url`` into ``target`` atomically; a file whose digest differs from ``sha256`` is
+    refused. Without a pinned digest the file is kept and the computed digest printed."""
+    if target.is_file() and not force:
+        print(f"{target}: present already (use --force to fetch it again)")
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".part", dir=target.parent)
+    digest = hashlib.sha256()
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
+            total = int(response.headers.get("Content-Length") or 0) or None
+            with tqdm(total=total, unit="B", unit_scale=True, desc=target.name) as bar:
+                while block := response.read(CHUNK):
+                    out.write(block)
+                    digest.update(block)
+                    bar.update(len(block))
+        got = digest.hexdigest()
+        if sha256 is not None and got != sha256:
+            raise InputError(f"{url}: SHA-256 mismatch (expected {sha256}, got {got}); file discarded")
+        if sha256 is None:
+            print(f"{target.name}: no SHA-256 is pinned for this file; computed {got} "
+                  "(compare it with the publisher's before trusting results)")
+        shutil.move(tmp, target)
+    except OSError as exc:  # URLError, timeouts, disk errors
+        raise InputError(f"{url}: download failed ({exc})") from None
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    print(f"{target}: ok (sha256 {got})")
+    return target

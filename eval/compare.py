@@ -1,0 +1,183 @@
+"""``smfd eval --pairs``: restore evaluation pairs with many methods and score every output.
+
+Per method one row of ``results.csv`` (:data:`COLUMNS`): the mean over images of PSNR, SSIM, MSE
+(SPEC section 2), NIQE, LPIPS, identity similarity and landmark distance, and FID over the set.
+A method or metric that cannot run here leaves its cells empty and says why in ``status``; no
+number is ever made up. Restored images are kept in ``outputs/<method>/<id>.png``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from smfd import metrics
+from smfd.images import InputError, write_png
+
+from .common import MetricUnavailable
+from .pairs import Pair
+
+COLUMNS = ("method", "n", "psnr", "ssim", "mse", "niqe", "lpips", "fid", "id_sim", "lmd", "status")
+PER_IMAGE = ("psnr", "ssim", "mse", "niqe", "lpips", "id_sim", "lmd")
+
+
+@dataclass
+class EvalOptions:
+    weights: dict[str, str] = field(default_factory=dict)  # method -> file (or SMFD weights folder)
+    device: str = "cpu"
+    fidelity: float = 0.5  # CodeFormer's w
+    download: bool = False  # fetch absent official weights first
+    restorer: object = None  # an already loaded smfd.Restorer for the SMFD methods
+
+
+def _checked_niqe(module):
+    module.pristine_model()  # raises MetricUnavailable before any image is scored
+    return module.niqe
+
+
+class Metrics:
+    """Every metric this machine can compute; the others with the reason they cannot."""
+
+    def __init__(self, device: str = "cpu"):
+        from smfd.runtime import pick_device
+
+        from . import identity, niqe, perceptual
+
+        device = pick_device(device)
+        self.unavailable: dict[str, MetricUnavailable] = {}
+        self.niqe = self._try("niqe", lambda: _checked_niqe(niqe))
+        self.lpips = self._try("lpips", lambda: perceptual.LPIPS(device))
+        self.fid = self._try("fid", lambda: perceptual.FID(device))
+        self.geometry = self._try("id_sim", identity.geometry)
+        if self.geometry is None:
+            self.unavailable["lmd"] = self.unavailable["id_sim"]
+
+    def _try(self, name: str, make):
+        try:
+            return make()
+        except MetricUnavailable as exc:
+            self.unavailable[name] = exc
+            return None
+
+    def per_image(self, restored: np.ndarray, sharp: np.ndarray) -> tuple[dict, dict]:
+        """(scores, problems): one value per available metric, or why it failed on this image."""
+        scores = {"psnr": metrics.psnr(restored, sharp), "ssim": metrics.ssim(restored, sharp),
+                  "mse": metrics.mse(restored, sharp)}
+        problems = {}
+        for name, fn in (("niqe", lambda: self.niqe(restored)),
+                         ("lpips", lambda: self.lpips(restored, sharp)),
+                         ("id_sim", lambda: self.geometry.compare(restored, sharp))):
+            if name in self.unavailable:
+                continue
+            try:
+                value = fn()
+            except (ValueError, RuntimeError) as exc:
+                problems[name] = str(exc)
+                if name == "id_sim":
+                    problems["lmd"] = str(exc)
+                continue
+            if name == "id_sim":
+                scores["id_sim"], scores["lmd"] = value
+            else:
+                scores[name] = value
+        return scores, problems
+
+
+def _mean(values: list[float]) -> float | None:
+    return float(np.mean(values)) if values else None
+
+
+def _status(reasons: dict[str, str]) -> str:
+    return "ok" if not reasons else "; ".join(f"{k}: {v}" for k, v in reasons.items())
+
+
+def load_methods(names: list[str], options: EvalOptions, has_masks: bool) -> dict[str, object]:
+    """name -> a loaded Method, or the reason (str) it cannot run here."""
+    from baselines import info, load
+
+    loaded, restorers = {}, {}
+    for name in names:
+        if info(name).needs_mask and not has_masks:
+            loaded[name] = "not available: needs ground-truth masks (--masks)"
+            continue
+        smfd = name.startswith("smfd")
+        weights = options.weights.get(name) or (options.weights.get("smfd") if smfd else None)
+        # Both SMFD rows share one loaded model when they use the same weights.
+        restorer = restorers.get(weights, options.restorer if weights is None else None) if smfd else None
+        try:
+            method = load(name, weights, options.device, restorer, fidelity=options.fidelity,
+                          download_missing=options.download)
+        except InputError as exc:
+            loaded[name] = f"not available: {str(exc).removeprefix(name + ': ')}"
+            continue
+        if smfd:
+            restorers[weights] = method.restorer
+        loaded[name] = method
+    return loaded
+
+
+def evaluate(pairs: list[Pair], names: list[str], out: str | Path, options: EvalOptions | None = None,
+             grid_rows: int = 4) -> list[dict]:
+    """Restore and score; writes results.csv, per_image.csv, results.md, chart.html and grid.png
+    into ``out`` and returns the rows."""
+    from baselines import methods
+
+    options = options or EvalOptions()
+    from . import report
+
+    if not pairs:
+        raise InputError("no evaluation pairs")
+    unknown = [n for n in names if n not in {m.name for m in methods()}]
+    if unknown:
+        raise InputError(f"unknown method(s) {', '.join(unknown)} (see 'smfd baselines list')")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    loaded = load_methods(names, options, all(p.mask is not None for p in pairs))
+    suite = Metrics(options.device)
+    rows, per_image = [], []
+    runnable = [n for n in names if not isinstance(loaded[n], str)]
+    bar = tqdm(total=len(runnable) * len(pairs), desc="eval", unit="image")
+    for name in names:
+        method = loaded[name]
+        if isinstance(method, str):
+            rows.append({"method": name, "n": 0, "status": method})
+            continue
+        bar.set_description(name)
+        scores: dict[str, list[float]] = {k: [] for k in PER_IMAGE}
+        failures: dict[str, list[str]] = {}  # metric (or "restore") -> "id: reason" per failed image
+        restored_all, sharp_all = [], []
+        for pair in pairs:
+            blurry, sharp, mask = pair.load()
+            bar.update()
+            try:
+                restored = method.restore(blurry, mask)
+            except InputError as exc:
+                failures.setdefault("restore", []).append(f"{pair.id}: {exc}")
+                continue
+            write_png(out / "outputs" / name / f"{pair.id}.png", restored)
+            image_scores, image_problems = suite.per_image(restored, sharp)
+            for k, v in image_scores.items():
+                scores[k].append(v)
+            for k, v in image_problems.items():
+                failures.setdefault(k, []).append(f"{pair.id}: {v}")
+            per_image.append({"method": name, "id": pair.id, **image_scores})
+            restored_all.append(restored)
+            sharp_all.append(sharp)
+        n = len(restored_all)
+        # A mean over only some of the images would not be comparable with the other rows.
+        row = {"method": name, "n": n, **{k: _mean(v) if len(v) == n else None for k, v in scores.items()}}
+        reasons = {k: f"failed on {len(v)} of {len(pairs) if k == 'restore' else n} images (first: {v[0]})"
+                   for k, v in failures.items()}
+        if suite.fid is not None and n >= 2:
+            row["fid"] = suite.fid(restored_all, sharp_all)
+        elif suite.fid is not None:
+            reasons["fid"] = "needs at least two restored images"
+        reasons.update({k: f"not available ({v.reason})" for k, v in suite.unavailable.items()})
+        rows.append({**row, "status": _status(reasons)})
+    bar.close()
+    report.write_all(out, rows, per_image, pairs, loaded, suite.unavailable, grid_rows)
+    return rows
+

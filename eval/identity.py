@@ -1,0 +1,84 @@
+"""Identity similarity and landmark distance with dlib's offline models (face_recognition_models).
+
+Both compare a restored face with its sharp target. The face box is found once, on the target
+(dlib's HOG detector, largest face; the central 80 % of the crop when none is found, since the
+faces are aligned crops), and both images are read inside that same box:
+
+* ``id_sim``: cosine similarity of dlib's 128-d face-recognition embeddings (ResNet, the chip
+  aligned by the 5-point landmarks of each image); 1 = same direction. dlib's own verification
+  rule is a Euclidean distance below 0.6 between the (unit-length) embeddings, i.e. a cosine
+  similarity above 0.82.
+* ``lmd``: mean Euclidean distance between the 68 landmarks of the two images, in pixels of the
+  compared images.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+
+from .common import MetricUnavailable
+
+RECOGNITION = "dlib_face_recognition_resnet_model_v1.dat"
+LANDMARKS_5 = "shape_predictor_5_face_landmarks.dat"
+LANDMARKS_68 = "shape_predictor_68_face_landmarks.dat"
+
+
+def model_path(name: str) -> Path:
+    # face_recognition_models' __init__ needs pkg_resources; only its data files are used.
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise MetricUnavailable("the face_recognition_models package is not installed",
+                                "pip install face_recognition_models (see requirements.txt)")
+    path = Path(spec.submodule_search_locations[0]) / "models" / name
+    if not path.is_file():
+        raise MetricUnavailable(f"dlib model {path} is missing", "reinstall face_recognition_models")
+    return path
+
+
+class FaceGeometry:
+    """dlib's detector, 5- and 68-point landmark predictors and face-recognition network."""
+
+    def __init__(self):
+        try:
+            import dlib
+        except ImportError:
+            raise MetricUnavailable("dlib is not installed", "pip install dlib-bin (see requirements.txt)") from None
+        self.dlib = dlib
+        self.detector = dlib.get_frontal_face_detector()
+        self.points5 = dlib.shape_predictor(str(model_path(LANDMARKS_5)))
+        self.points68 = dlib.shape_predictor(str(model_path(LANDMARKS_68)))
+        self.recognition = dlib.face_recognition_model_v1(str(model_path(RECOGNITION)))
+
+    def face_box(self, image: np.ndarray):
+        faces = self.detector(image, 1)
+        if faces:
+            return max(faces, key=lambda r: r.area())
+        h, w = image.shape[:2]
+        return self.dlib.rectangle(int(0.1 * w), int(0.1 * h), int(0.9 * w), int(0.9 * h))
+
+    def landmarks(self, image: np.ndarray, box) -> np.ndarray:
+        shape = self.points68(image, box)
+        return np.array([(p.x, p.y) for p in shape.parts()], np.float64)
+
+    def embedding(self, image: np.ndarray, box) -> np.ndarray:
+        return np.array(self.recognition.compute_face_descriptor(image, self.points5(image, box)))
+
+    def compare(self, restored: np.ndarray, target: np.ndarray) -> tuple[float, float]:
+        """(identity cosine similarity, mean 68-landmark distance in pixels)."""
+        if restored.shape != target.shape:
+            raise ValueError(f"images differ in shape: {restored.shape} vs {target.shape}")
+        restored, target = np.ascontiguousarray(restored), np.ascontiguousarray(target)
+        box = self.face_box(target)
+        a, b = self.embedding(restored, box), self.embedding(target, box)
+        sim = float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+        lmd = float(np.linalg.norm(self.landmarks(restored, box) - self.landmarks(target, box), axis=1).mean())
+        return sim, lmd
+
+
+@functools.cache
+def geometry() -> FaceGeometry:
+    return FaceGeometry()

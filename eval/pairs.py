@@ -1,0 +1,94 @@
+"""Evaluation pairs: made from a dataset under the benchmark protocol (SPEC section 2), and read back.
+
+A pairs folder holds ``blurry/<id>.png`` (with ``<id>.json``, the degradation recipe),
+``sharp/<id>.png`` and, where the dataset has masks, ``masks/<id>.png`` (5-group labels 0..4).
+Only held-out faces are used by default (the test split of :func:`smfd.data.select`), so no
+training run has seen them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from smfd import data
+from smfd.images import InputError, list_images, read_image, read_labels, write_png
+from smfd.labels import check_groups
+
+
+@dataclass(frozen=True)
+class Pair:
+    id: str
+    blurry: Path
+    sharp: Path
+    mask: Path | None = None
+
+    def load(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        blurry, sharp = read_image(self.blurry), read_image(self.sharp)
+        if blurry.shape != sharp.shape:
+            raise InputError(f"{self.blurry}: size {blurry.shape[1]}x{blurry.shape[0]} differs from "
+                             f"{self.sharp} ({sharp.shape[1]}x{sharp.shape[0]})")
+        mask = None
+        if self.mask is not None:
+            try:
+                mask = check_groups(read_labels(self.mask))
+            except ValueError as exc:
+                raise InputError(f"{self.mask}: {exc}") from None
+            if mask.shape != blurry.shape[:2]:
+                raise InputError(f"{self.mask}: mask size differs from {self.blurry}")
+        return blurry, sharp, mask
+
+
+def make_pairs(dataset: str | Path, out: str | Path, limit: int | None = None, seed: int = 0,
+               split: str = "test") -> int:
+    """Degrade the dataset's ``split`` faces ('test' or 'all') into ``out``; returns the count."""
+    records = data.open_dataset(dataset)
+    if split == "test":
+        records = data.select(records, "test")
+    elif split != "all":
+        raise InputError(f"split must be 'test' or 'all', got {split!r}")
+    if not records:
+        raise InputError(f"{dataset}: no held-out (test split) faces; use --split all for a dataset "
+                         "that no training run has seen")
+    records = records[:limit] if limit else records
+    out = Path(out)
+    for sub in ("blurry", "sharp", "masks"):
+        if (out / sub).is_dir() and any((out / sub).iterdir()):
+            raise InputError(f"{out / sub}: not empty (choose a new --out folder)")
+    for record in tqdm(records, desc="pairs", unit="face"):
+        blurry, sharp, groups, recipe = data.benchmark_pair(record, seed)
+        write_png(out / "blurry" / f"{record.id}.png", blurry)
+        (out / "blurry" / f"{record.id}.json").write_text(
+            json.dumps({**recipe.to_dict(), "source": str(record.image), "seed": seed}, indent=2) + "\n")
+        write_png(out / "sharp" / f"{record.id}.png", sharp)
+        if groups is not None:
+            write_png(out / "masks" / f"{record.id}.png", groups)
+    (out / "pairs.json").write_text(json.dumps(
+        {"dataset": str(dataset), "split": split, "faces": len(records), "seed": seed,
+         "protocol": "thesis pipeline on the 512x512 source, blurry and sharp resized to 256x256 "
+                     "with cv2.INTER_AREA (SPEC section 2)"}, indent=2) + "\n")
+    return len(records)
+
+
+def find_pairs(blurry_dir: str | Path, sharp_dir: str | Path, masks_dir: str | Path | None = None) -> list[Pair]:
+    """Match ``blurry_dir/<stem>.*`` with ``sharp_dir/<stem>.*`` (and ``masks_dir/<stem>.png``)."""
+    blurry_dir, sharp_dir = Path(blurry_dir), Path(sharp_dir)
+    for folder in (blurry_dir, sharp_dir, *([Path(masks_dir)] if masks_dir else [])):
+        if not folder.is_dir():
+            raise InputError(f"{folder}: folder not found")
+    sharp = {p.stem: p for p in list_images(sharp_dir)}
+    pairs = []
+    for b in list_images(blurry_dir):
+        if b.stem not in sharp:
+            raise InputError(f"{b}: no sharp image {b.stem}.* in {sharp_dir}")
+        mask = None
+        if masks_dir:
+            mask = Path(masks_dir) / f"{b.stem}.png"
+            if not mask.is_file():
+                raise InputError(f"{mask}: no mask for {b.name} in the masks folder")
+        pairs.append(Pair(b.stem, b, sharp[b.stem], mask))
+    return pairs

@@ -1,0 +1,125 @@
+"""What ``smfd eval`` writes: CSV files, a Markdown table, a plotly chart and a grid of samples."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from smfd.images import read_image, write_png
+from smfd.restorer import resize_to
+
+from .pairs import Pair
+
+DIGITS = {"psnr": 2, "ssim": 4, "mse": 2, "niqe": 3, "lpips": 4, "fid": 2, "id_sim": 4, "lmd": 2}
+BETTER = {"psnr": "higher", "ssim": "higher", "mse": "lower", "niqe": "lower", "lpips": "lower",
+          "fid": "lower", "id_sim": "higher", "lmd": "lower"}
+METRIC_NOTES = {
+    "psnr": "PSNR in dB on RGB uint8, no border crop (SPEC section 2)",
+    "ssim": "SSIM on RGB: Gaussian window sigma 1.5, K1 0.01, K2 0.03, mean over channels",
+    "mse": "mean squared error on the 0..255 scale",
+    "niqe": "NIQE on luma Y (BT.601), 96x96 blocks, pristine model of the MATLAB release (basicsr's copy)",
+    "lpips": "LPIPS v0.1, AlexNet",
+    "fid": "FID between the restored and the sharp sets (pytorch-fid Inception pool3); "
+           "unreliable on fewer than a few thousand images",
+    "id_sim": "identity: cosine similarity of dlib's 128-d face embeddings of output and target",
+    "lmd": "landmark distance: mean pixel distance of dlib's 68 landmarks of output and target",
+}
+
+
+def fmt(name: str, value) -> str:
+    if value is None:
+        return ""
+    if name in DIGITS:
+        return f"{value:.{DIGITS[name]}f}"
+    return str(value)
+
+
+def write_csv(path: Path, columns, rows: list[dict]) -> None:
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(columns)
+        for row in rows:
+            writer.writerow([fmt(c, row.get(c)) for c in columns])
+
+
+def markdown_table(rows: list[dict], columns) -> str:
+    head = "| " + " | ".join(columns) + " |\n|" + "---|" * len(columns) + "\n"
+    return head + "".join("| " + " | ".join(fmt(c, r.get(c)) or "n/a" for c in columns) + " |\n"
+                          for r in rows)
+
+
+def write_markdown(path: Path, rows: list[dict], pairs: list[Pair], unavailable: dict) -> None:
+    from baselines import PROTOCOL, info
+
+    shown = [{**r, "method": info(r["method"]).title,
+              "status": "ok" if r["status"] == "ok" else "see notes"} for r in rows]
+    columns = ("method", "n", *DIGITS, "status")
+    lines = [f"# Evaluation on {len(pairs)} pairs\n",
+             f"Protocol: {PROTOCOL}. Arrows: " + ", ".join(f"{k} {v}" for k, v in BETTER.items()) + ".\n",
+             markdown_table(shown, columns), "\n## Methods\n"]
+    for r in rows:
+        m = info(r["method"])
+        lines.append(f"- **{m.title}** (`{m.name}`): licence {m.licence}; commercial use "
+                     f"{'yes' if m.commercial_use else 'no'}; {m.notes or '-'}."
+                     + ("" if r["status"] == "ok" else f" Status: {r['status']}."))
+    lines.append("\n## Metrics\n")
+    lines += [f"- `{k}`: {v}" + (f" -- **not available here**: {unavailable[k]}." if k in unavailable else "")
+              for k, v in METRIC_NOTES.items()]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def write_chart(path: Path, rows: list[dict], title: str) -> None:
+    """One bar chart per metric that has numbers; plotly.js is written beside it (works offline)."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    names = [k for k in DIGITS if any(r.get(k) is not None for r in rows)]
+    if not names:
+        names = ["psnr"]
+    fig = make_subplots(rows=1, cols=len(names), subplot_titles=[f"{k} ({BETTER[k]} is better)" for k in names])
+    for i, k in enumerate(names, 1):
+        have = [r for r in rows if r.get(k) is not None]
+        fig.add_trace(go.Bar(x=[r["method"] for r in have], y=[r[k] for r in have], name=k,
+                             showlegend=False), row=1, col=i)
+    fig.update_layout(title=title, height=460, width=max(700, 330 * len(names)))
+    fig.write_html(path, include_plotlyjs="directory")
+
+
+TILE = 256
+
+
+def _label(tile: np.ndarray, text: str) -> np.ndarray:
+    img = Image.fromarray(resize_to(tile, (TILE, TILE)))
+    draw = ImageDraw.Draw(img)
+    draw.rectangle([0, 0, img.width, 14], fill=(0, 0, 0))
+    draw.text((3, 1), text, fill=(255, 255, 255))
+    return np.asarray(img)
+
+
+def write_grid(path: Path, out: Path, pairs: list[Pair], methods: list[str], rows: int) -> None:
+    """Rows of samples: blurry input, each method's output, sharp target."""
+    lines = []
+    for pair in pairs[:rows]:
+        blurry, sharp = read_image(pair.blurry), read_image(pair.sharp)
+        tiles = [_label(blurry, "input")]
+        for name in methods:
+            f = out / "outputs" / name / f"{pair.id}.png"  # absent when the method failed on this face
+            tiles.append(_label(read_image(f), name) if f.is_file()
+                         else _label(np.zeros((TILE, TILE, 3), np.uint8), f"{name}: n/a"))
+        tiles.append(_label(sharp, "target"))
+        lines.append(np.concatenate(tiles, 1))
+    write_png(path, np.concatenate(lines, 0))
+
+
+def write_all(out: Path, rows: list[dict], per_image: list[dict], pairs: list[Pair], loaded: dict,
+              unavailable: dict, grid_rows: int) -> None:
+    from .compare import COLUMNS, PER_IMAGE
+
+    write_csv(out / "results.csv", COLUMNS, rows)
+    write_csv(out / "per_image.csv", ("method", "id", *PER_IMAGE), per_image)
+    write_markdown(out / "results.md", rows, pairs, unavailable)
+    write_chart(out / "chart.html", rows, f"{len(pairs)} evaluation pairs")
+    write_grid(out / "grid.png", out, pairs, [n for n in loaded if not isinstance(loaded[n], str)], grid_rows)

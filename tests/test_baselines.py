@@ -1,0 +1,256 @@
+"""The baselines: registry, weights handling, and each method's whole load-and-restore path.
+
+No hub is reachable, so each external network is built with random weights in its real
+architecture, saved as a checkpoint in its official format, and loaded back through
+``load(name, weights=PATH)`` exactly as the official file would be.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+import baselines
+from baselines import WeightsMissing, load, methods
+from baselines.restoreformer_pp import RestoreFormerPP, RestoreFormerPPConfig
+from smfd import metrics
+from smfd.cli import main
+from smfd.images import InputError, read_image
+
+EXTERNAL = ("gfpgan-1.3", "gfpgan-1.4", "codeformer", "restoreformer", "restoreformer++")
+
+
+@pytest.fixture(scope="module")
+def face(celeba) -> np.ndarray:
+    """A real aligned face at the benchmark size."""
+    image = read_image(sorted((celeba / "images").glob("*.jpg"))[0])
+    return cv2.resize(image, (256, 256), interpolation=cv2.INTER_AREA)
+
+
+@pytest.fixture(autouse=True)
+def empty_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("SMFD_CACHE", str(tmp_path / "cache"))
+
+
+def check_restored(method, face: np.ndarray) -> np.ndarray:
+    out = method.restore(face)
+    assert out.shape == face.shape and out.dtype == np.uint8
+    assert out.std() > 0 and not np.array_equal(out, face)  # a real network output
+    return out
+
+
+# ---------------------------------------------------------------- registry
+
+def test_registry_lists_every_method_with_its_terms():
+    infos = {m.name: m for m in methods()}
+    assert set(infos) == {*EXTERNAL, "deconv", "blurry", "smfd", "smfd-gt-mask"}
+    for name in EXTERNAL:
+        m = infos[name]
+        assert m.needs_weights and m.native_size == 512 and m.url.startswith("https://github.com/")
+        assert m.filename and m.url.replace("%2B", "+").endswith(m.filename)
+        assert m.sha256 is None or len(m.sha256) == 64
+    assert infos["codeformer"].commercial_use is False and "non-commercial" in infos["codeformer"].licence
+    assert infos["restoreformer++"].sha256 is None and "not pinned" in infos["restoreformer++"].notes
+    assert infos["smfd-gt-mask"].needs_mask and not infos["smfd"].needs_mask
+    assert "PSF" in infos["deconv"].notes
+
+
+def test_missing_weights_say_how_to_get_them():
+    for name in EXTERNAL:
+        with pytest.raises(WeightsMissing, match=f"smfd baselines download {name}.*--weights PATH") as e:
+            load(name)
+        assert "\n" not in str(e.value) and isinstance(e.value, InputError)
+    with pytest.raises(InputError, match="unknown method 'gfpgan'"):
+        load("gfpgan")
+
+
+def test_cli_list_and_download_errors(capsys):
+    assert main(["baselines", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "codeformer" in out and "NO" in out and "S-Lab" in out and "not pinned" in out
+    assert "zero-shot" in out
+    assert main(["baselines", "download", "blurry"]) == 2
+    assert "needs no weights" in capsys.readouterr().err
+
+
+def test_download_verifies_the_digest(tmp_path):
+    """Through a file:// URL (no network): a pinned digest must match; an unpinned file is kept
+    and its digest printed."""
+    from baselines.weights import download
+
+    source = tmp_path / "weights.pth"
+    source.write_bytes(b"not really a network" * 100)
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()
+    target = tmp_path / "cache" / "w.pth"
+    with pytest.raises(InputError, match="SHA-256 mismatch"):
+        download(source.as_uri(), target, "0" * 64)
+    assert not target.exists() and not list(target.parent.glob("*.part"))
+    assert download(source.as_uri(), target, digest) == target and target.read_bytes() == source.read_bytes()
+    target.unlink()
+    download(source.as_uri(), target, None)
+    assert target.is_file()
+    with pytest.raises(InputError, match="download failed"):
+        download((tmp_path / "absent.pth").as_uri(), tmp_path / "x.pth", None)
+
+
+# ---------------------------------------------------------------- external networks, random weights
+
+def test_gfpgan_full_path(tmp_path, face):
+    from spandrel.architectures.GFPGAN import GFPGAN
+
+    torch.manual_seed(0)
+    path = tmp_path / "GFPGANv1.4.pth"
+    torch.save({"params_ema": GFPGAN().state_dict()}, path)  # the official files' layout
+    method = load("gfpgan-1.4", weights=path)
+    check_restored(method, face)
+    same = load("gfpgan-1.3", weights=path)  # v1.3 and v1.4 share the architecture
+    assert same.info.name == "gfpgan-1.3" and same.size == 512
+    assert all(torch.equal(a, b) for a, b in zip(method.net.state_dict().values(), same.net.state_dict().values()))
+
+
+def test_codeformer_full_path_and_fidelity(tmp_path, face):
+    from spandrel_extra_arches.architectures.CodeFormer import CodeFormer
+
+    torch.manual_seed(0)
+    path = tmp_path / "codeformer.pth"
+    torch.save({"params_ema": CodeFormer().state_dict()}, path)
+    check_restored(load("codeformer", weights=path, fidelity=0.7), face)
+    with pytest.raises(InputError, match="fidelity"):
+        load("codeformer", weights=path, fidelity=1.5)
+
+
+def test_restoreformer_full_path(tmp_path, face):
+    from spandrel.architectures.RestoreFormer import RestoreFormer
+
+    torch.manual_seed(0)
+    path = tmp_path / "RestoreFormer.pth"
+    torch.save({"params": RestoreFormer().state_dict()}, path)
+    method = load("restoreformer", weights=path)
+    method.size = 128  # fully convolutional: a smaller working size keeps the test fast
+    check_restored(method, face)
+
+
+def lightning_checkpoint(model: RestoreFormerPP) -> dict:
+    """The layout of the official RestoreFormer++.ckpt: a Lightning file whose state_dict holds the
+    network under 'vqvae.' beside training-only entries."""
+    state = {f"vqvae.{k}": v for k, v in model.state_dict().items()}
+    state["vqvae.quantize.utility_counter"] = torch.zeros(1024)
+    state["loss.discriminator.main.0.weight"] = torch.zeros(64, 3, 4, 4)
+    return {"epoch": 109, "global_step": 1, "state_dict": state}
+
+
+def test_restoreformer_pp_full_path(tmp_path, face):
+    torch.manual_seed(0)
+    model = RestoreFormerPP()
+    path = tmp_path / "RestoreFormer++.ckpt"
+    torch.save(lightning_checkpoint(model), path)
+    method = load("restoreformer++", weights=path)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), method.net.state_dict().values()))
+    method.size = 128
+    check_restored(method, face)
+
+
+def test_restoreformer_pp_refuses_foreign_or_mismatched_files(tmp_path):
+    bad = tmp_path / "bad.ckpt"
+    torch.save({"state_dict": {"model.weight": torch.zeros(1)}}, bad)
+    with pytest.raises(InputError, match="not a RestoreFormer\\+\\+ checkpoint"):
+        load("restoreformer++", weights=bad)
+    small = RestoreFormerPP(RestoreFormerPPConfig(channels=32, multipliers=(1, 2), resolution=32))
+    torch.save(lightning_checkpoint(small), bad)
+    with pytest.raises(InputError, match="do not fit RestoreFormer\\+\\+"):
+        load("restoreformer++", weights=bad)
+    (tmp_path / "junk.ckpt").write_bytes(b"junk")
+    with pytest.raises(InputError, match="cannot read the checkpoint safely"):
+        load("restoreformer++", weights=tmp_path / "junk.ckpt")
+    with pytest.raises(InputError, match="not found"):
+        load("restoreformer++", weights=tmp_path / "absent.ckpt")
+
+
+def test_spandrel_refuses_the_wrong_architecture(tmp_path):
+    path = tmp_path / "x.pth"
+    torch.save({"params_ema": {"conv.weight": torch.zeros(3, 3, 3, 3)}}, path)
+    with pytest.raises(InputError, match="not a GFPGAN v1.4"):
+        load("gfpgan-1.4", weights=path)
+
+
+def test_restoreformer_pp_matches_an_independent_implementation():
+    """Our network with RestoreFormer's settings (8 heads, no extra scale) is spandrel's
+    RestoreFormer: the same weights must load strictly and give the same output."""
+    from spandrel.architectures.RestoreFormer import RestoreFormer
+
+    torch.manual_seed(0)
+    kw = dict(ch=32, ch_mult=(1, 2, 2), attn_resolutions=(16,), resolution=64, head_size=8)
+    theirs = RestoreFormer(**kw).eval()
+    ours = RestoreFormerPP(RestoreFormerPPConfig(channels=32, multipliers=(1, 2, 2), resolution=64,
+                                                 heads=8, extra_scales=0)).eval()
+    ours.load_state_dict(theirs.state_dict(), strict=True)
+    x = torch.rand(1, 3, 64, 64) * 2 - 1
+    with torch.no_grad():
+        assert torch.allclose(ours(x), theirs(x)[0], atol=1e-4)  # float rounding only
+
+
+def test_restoreformer_pp_has_the_release_size():
+    """The official RestoreFormer++.ckpt is 294,028,815 bytes; its float32 weights must be nearly all of it."""
+    n = sum(p.numel() for p in RestoreFormerPP().parameters())
+    assert 0.99 < n * 4 / 294_028_815 < 1.0
+    keys = RestoreFormerPP().state_dict()
+    assert "decoder.up.4.attn.2.q.weight" in keys and "encoder.down.5.attn.1.proj_out.weight" in keys
+
+
+def test_injected_noise_is_seeded_and_leaves_the_global_generator_alone(face):
+    """GFPGAN adds random noise inside the network, as officially run: each restore draws it from a
+    fixed seed, so results repeat, and the caller's random stream is untouched."""
+    from baselines.facenets import FaceNetMethod
+    from baselines.registry import info
+
+    def method(noise: float) -> FaceNetMethod:
+        m = FaceNetMethod(info("gfpgan-1.4"), torch.nn.Identity(),
+                          lambda net, x: net(x) + noise * torch.randn_like(x), torch.device("cpu"))
+        m.size = 64
+        return m
+
+    noisy = method(0.2)
+    torch.manual_seed(123)
+    before = torch.rand(1)
+    torch.manual_seed(123)
+    a, b = noisy.restore(face), noisy.restore(face)
+    assert np.array_equal(a, b) and torch.equal(torch.rand(1), before)
+    assert not np.array_equal(a, method(0.0).restore(face))  # the noise is really there
+
+
+# ---------------------------------------------------------------- classical and SMFD
+
+def test_blurry_is_the_input(face):
+    out = load("blurry").restore(face)
+    assert np.array_equal(out, face) and out is not face
+
+
+def test_deconvolution_sharpens_a_gaussian_blur(face):
+    blurred = cv2.GaussianBlur(face, (0, 0), 2.0)
+    out = load("deconv").restore(blurred)
+    assert out.shape == face.shape and out.dtype == np.uint8
+    assert metrics.psnr(out, face) > metrics.psnr(blurred, face) + 0.5
+
+
+def test_smfd_methods_wrap_the_restorer(random_weights, face):
+    from smfd.restorer import Restorer
+
+    restorer = Restorer.from_pretrained(random_weights, device="cpu")
+    generated = load("smfd", restorer=restorer)
+    given = load("smfd-gt-mask", weights=random_weights)
+    mask = restorer.mask(face)
+    assert np.array_equal(generated.restore(face), restorer.restore(face))
+    assert np.array_equal(given.restore(face, mask), restorer.restore(face, mask))
+    with pytest.raises(InputError, match="needs a ground-truth"):
+        given.restore(face)
+    with pytest.raises(InputError, match="model weights not found"):
+        load("smfd", weights=random_weights / "absent")
+
+
+def test_package_reexports_the_interface():
+    assert baselines.load is load and issubclass(baselines.WeightsMissing, InputError)
+    assert "resized to the method's native size" in baselines.PROTOCOL

@@ -1,0 +1,157 @@
+"""``smfd eval`` on real pairs made from ../shared/data: pairs, results files, the thesis tables."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from eval import thesis
+from eval.pairs import find_pairs
+from smfd import data, metrics
+from smfd.cli import main
+from smfd.images import read_image, read_labels
+
+FACES = 3
+
+
+@pytest.fixture(scope="module")
+def pairs_dir(celeba, tmp_path_factory):
+    out = tmp_path_factory.mktemp("pairs")
+    assert main(["eval", "--make-pairs", str(celeba), "--out", str(out), "--limit", str(FACES)]) == 0
+    return out
+
+
+@pytest.fixture(autouse=True)
+def no_weights_cache(tmp_path, monkeypatch):
+    """A cache with NIQE's parameters (fetched by 'make install') but no external weights, and
+    no torch hub backbones: what this machine has, whatever the real caches hold."""
+    from eval.niqe import niqe_dir
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "niqe").symlink_to(niqe_dir())
+    monkeypatch.setenv("SMFD_CACHE", str(cache))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+
+
+def test_pairs_follow_the_benchmark_protocol(celeba, pairs_dir):
+    test_ids = {r.id for r in data.select(data.open_dataset(celeba), "test")}
+    records = {r.id: r for r in data.open_dataset(celeba)}
+    pairs = find_pairs(pairs_dir / "blurry", pairs_dir / "sharp", pairs_dir / "masks")
+    assert len(pairs) == FACES
+    for pair in pairs:
+        assert pair.id in test_ids  # held-out faces only
+        blurry, sharp, groups, recipe = data.benchmark_pair(records[pair.id], seed=0)
+        assert np.array_equal(read_image(pair.blurry), blurry) and np.array_equal(read_image(pair.sharp), sharp)
+        assert np.array_equal(read_labels(pair.mask), groups) and blurry.shape == (256, 256, 3)
+        assert json.loads(pair.blurry.with_suffix(".json").read_text())["layers"] == recipe.to_dict()["layers"]
+    assert main(["eval", "--make-pairs", str(celeba), "--out", str(pairs_dir), "--limit", "1"]) == 2  # no overwrite
+
+
+def test_eval_writes_every_result(pairs_dir, random_weights, tmp_path, capsys):
+    out = tmp_path / "eval"
+    code = main(["eval", "--pairs", str(pairs_dir / "blurry"), str(pairs_dir / "sharp"), "--masks",
+                 str(pairs_dir / "masks"), "--methods", "blurry,smfd-gt-mask", "gfpgan-1.4", "--weights",
+                 f"smfd={random_weights}", "--out", str(out), "--device", "cpu"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "smfd baselines download gfpgan-1.4" in printed
+    with (out / "results.csv").open() as f:
+        rows = {r["method"]: r for r in csv.DictReader(f)}
+        assert list(rows["blurry"]) == ["method", "n", "psnr", "ssim", "mse", "niqe", "lpips", "fid", "id_sim",
+                                        "lmd", "status"]
+    pairs = find_pairs(pairs_dir / "blurry", pairs_dir / "sharp")
+    blurry = rows["blurry"]
+    expected = np.mean([metrics.psnr(read_image(p.blurry), read_image(p.sharp)) for p in pairs])
+    assert blurry["n"] == str(FACES) and float(blurry["psnr"]) == pytest.approx(expected, abs=0.01)
+    assert 0 < float(blurry["ssim"]) < 1 and float(blurry["niqe"]) > 0
+    assert 0 < float(blurry["id_sim"]) <= 1 and float(blurry["lmd"]) >= 0
+    # LPIPS and FID have no backbone weights here: empty cells and the reason, never a number.
+    assert blurry["lpips"] == "" and blurry["fid"] == "" and "lpips: not available" in blurry["status"]
+    gfpgan = rows["gfpgan-1.4"]
+    assert gfpgan["n"] == "0" and gfpgan["psnr"] == "" and "not available: weights not found" in gfpgan["status"]
+    assert rows["smfd-gt-mask"]["n"] == str(FACES) and rows["smfd-gt-mask"]["psnr"] != ""
+    for name in ("results.md", "chart.html", "plotly.min.js", "grid.png", "per_image.csv"):
+        assert (out / name).is_file(), name
+    assert "zero-shot" in (out / "results.md").read_text() and "S-Lab" not in (out / "results.md").read_text()
+    assert read_image(out / "grid.png").shape == (FACES * 256, 4 * 256, 3)  # input, 2 methods, target
+    assert len(list((out / "outputs" / "smfd-gt-mask").glob("*.png"))) == FACES
+
+
+def test_eval_refuses_bad_inputs(pairs_dir, tmp_path, capsys):
+    assert main(["eval", "--pairs", str(pairs_dir / "blurry"), str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    assert "no image files" in capsys.readouterr().err
+    assert main(["eval", "--pairs", str(pairs_dir / "blurry"), str(pairs_dir / "sharp"), "--methods", "magic",
+                 "--out", str(tmp_path / "o")]) == 2
+    assert "unknown method(s) magic" in capsys.readouterr().err
+    assert main(["eval", "--pairs", str(pairs_dir / "blurry"), str(pairs_dir / "sharp"), "--weights", "x=y",
+                 "--out", str(tmp_path / "o")]) == 2
+    assert main(["eval", "--thesis-tables", "--out", str(tmp_path / "o")]) == 2
+    assert "--data" in capsys.readouterr().err
+
+
+def test_eval_without_masks_reports_the_gt_mask_method(pairs_dir, tmp_path):
+    out = tmp_path / "eval"
+    assert main(["eval", "--pairs", str(pairs_dir / "blurry"), str(pairs_dir / "sharp"), "--methods",
+                 "smfd-gt-mask,deconv", "--out", str(out), "--grid-rows", "1"]) == 0
+    rows = {r["method"]: r for r in csv.DictReader((out / "results.csv").open())}
+    assert rows["smfd-gt-mask"]["n"] == "0" and "needs ground-truth masks" in rows["smfd-gt-mask"]["status"]
+    assert float(rows["deconv"]["psnr"]) > 0
+
+
+def test_thesis_tables_with_a_tiny_budget(celeba, random_weights, tmp_path, monkeypatch, capsys):
+    """Every table end to end on a tiny budget (2 folds, 2 of the 5 ablation rows, UNet++ left out:
+    it is UNet's code path); a second run reuses the finished runs instead of training again."""
+    monkeypatch.setattr(thesis, "ABLATIONS", {k: thesis.ABLATIONS[k] for k in ("no-mask", "full")})
+    monkeypatch.setattr(thesis, "MASK_MODELS", {k: thesis.MASK_MODELS[k] for k in ("mask-generator", "unet")})
+    args = ["eval", "--thesis-tables", "--data", str(celeba), "--out", str(tmp_path), "--epochs", "1",
+            "--samples-per-epoch", "4", "--patch", "32", "--batch", "4", "--val-faces", "1", "--folds", "2",
+            "--test-faces", "1", "--workers", "0", "--weights", f"smfd={random_weights}", "--device", "cpu"]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    for heading in ("Table 4.1", "Table 4.2", "Table 4.3", "Table 4.4", "Reduced training budget"):
+        assert heading in text
+    assert "| UNet (smp, resnet34 encoder, from scratch) |" in text and "31,401,605" in text and "24,449,685" in text
+    assert "| mask generator (" in text and "5,416,159" in text
+    assert "24.4687 ± 0.2289" in text and "70.53 ± 0.61" in text  # the thesis' own mean ± SD
+    assert "| codeformer | 0 | n/a" in text and "| 22.59 | 61.80 |" in text
+    assert (tmp_path / "thesis_tables.md").read_text() in text
+    runs = sorted(p.name for p in (tmp_path / "runs").iterdir())
+    assert runs == ["deblur-full-fold0", "deblur-full-fold1", "deblur-no-mask-fold0", "mask-generator",
+                    "unet"]  # the 'full' ablation is fold 0 of the cross-validation
+    best = tmp_path / "runs" / "deblur-full-fold1" / "best.safetensors"
+    stamp = best.stat().st_mtime_ns
+    assert main(args + ["--tables", "4.4"]) == 0
+    assert best.stat().st_mtime_ns == stamp
+
+
+def test_segmentation_baselines_train_save_and_load(tmp_path):
+    """`smfd train mask ... --set arch=unet|unetplusplus` builds the smp baselines; their checkpoints
+    rebuild from the stored config like the mask generator's."""
+    import torch
+
+    from smfd import checkpoint
+    from smfd.models import SegBaseline, SegBaselineConfig, build, count_parameters
+    from smfd.train import TrainSettings
+
+    counts = {}
+    for arch in ("unet", "unetplusplus"):
+        config = TrainSettings("mask", ("unused",), str(tmp_path), config={"arch": arch}).model_config()
+        assert config == SegBaselineConfig(arch=arch)
+        model = build(config).eval()
+        counts[arch] = count_parameters(model)["total"]
+        path = checkpoint.save(tmp_path / f"{arch}.safetensors", model)
+        loaded = checkpoint.load(path)
+        assert isinstance(loaded, SegBaseline) and loaded.config == config
+        x = torch.rand(1, 1, 64, 64)
+        with torch.no_grad():
+            y = loaded(x)
+            assert y.shape == (1, 5, 64, 64) and torch.allclose(y, model(x))
+    assert counts == {"unet": 24_449_685, "unetplusplus": 26_093_717}  # the figures the README reports
+    with pytest.raises(ValueError, match="arch must be one of"):
+        TrainSettings("mask", ("unused",), str(tmp_path), config={"arch": "segformer"}).model_config()
+    with pytest.raises(ValueError, match="multiples of 32"):
+        build(SegBaselineConfig())(torch.rand(1, 1, 48, 48))
