@@ -1,0 +1,86 @@
+"""The named API endpoints ``restore``, ``mask`` and ``blur`` for gradio_client:
+
+    from gradio_client import Client, handle_file
+    client = Client("http://127.0.0.1:7860/")
+    restored = client.predict(handle_file("face.png"), api_name="/restore")  # -> PNG path
+"""
+
+from __future__ import annotations
+
+import json
+
+import gradio as gr
+import numpy as np
+from gradio import FileData
+
+from smfd import degrade
+from smfd.images import InputError, write_png
+
+from .blur_tab import recipe_record
+from .context import AppContext
+from .face import safe_stem, write_mask_png
+from .uploads import read_mask_upload, read_upload
+
+
+def _image(data: dict) -> np.ndarray:
+    return read_upload(data["path"], data.get("orig_name"))
+
+
+def _stem(data: dict) -> str:
+    return safe_stem(data.get("orig_name") or data["path"])
+
+
+def register(ctx: AppContext) -> None:
+    """Add the endpoints to the Blocks being built."""
+
+    def restore(image: FileData, mask: FileData | None = None) -> FileData:
+        """Deblur an aligned face crop (any size). mask: optional label PNG with the 5 groups
+        (values 0..4, as written by the mask endpoint) or the 19 CelebAMask-HQ classes; without
+        it the mask generator makes one. Returns the restored face as a PNG of the input's size."""
+        picture = _image(image)
+        labels = read_mask_upload(mask["path"], "auto", mask.get("orig_name")) if mask else None
+        try:
+            out = ctx.restorer.restore(picture, labels)
+        except InputError as exc:
+            raise gr.Error(str(exc)) from None
+        return FileData(path=str(write_png(ctx.output_dir() / f"{_stem(image)}_restored.png", out)))
+
+    def mask(image: FileData) -> FileData:
+        """The 5-group face mask of an aligned face crop: a palette PNG whose values are the
+        groups (0 background, 1 face skin, 2 facial parts, 3 hair, 4 accessories)."""
+        picture = _image(image)
+        try:
+            groups = ctx.restorer.mask(picture)
+        except InputError as exc:
+            raise gr.Error(str(exc)) from None
+        return FileData(path=str(write_mask_png(ctx.output_dir() / f"{_stem(image)}_mask.png", groups)))
+
+    def blur(image: FileData, seed: int = 0, layers: list[int] | None = None,
+             sequences: list[str] | None = None, gaussian_sizes: list[int] | None = None,
+             motion_sizes: list[int] | None = None, directions: list[str] | None = None,
+             scale_range: list[float] | None = None, noise_range: list[float] | None = None,
+             blur_stage: bool = True, rescale_stage: bool = True, noise_stage: bool = True
+             ) -> tuple[FileData, str]:
+        """Degrade an image with the thesis pipeline, as `smfd blur` does (any option left out
+        keeps the thesis' value). Returns the degraded PNG and the recipe as JSON, which
+        `smfd blur --recipe` replays exactly."""
+        picture = _image(image)
+        given = dict(layers=layers, sequences=sequences, gaussian_sizes=gaussian_sizes,
+                     motion_sizes=motion_sizes, directions=directions, scale_range=scale_range,
+                     noise_range=noise_range)
+        try:
+            if int(seed) < 0:
+                raise ValueError(f"seed must be a non-negative integer, got {seed}")
+            options = degrade.PipelineOptions(blur=blur_stage, rescale=rescale_stage, noise=noise_stage,
+                                               **{k: v for k, v in given.items() if v is not None})
+        except (TypeError, ValueError) as exc:
+            raise gr.Error(str(exc)) from None
+        recipe = degrade.sample_recipe(np.random.default_rng(int(seed)), options)
+        out = write_png(ctx.output_dir() / f"{_stem(image)}_blurred.png", degrade.apply(picture, recipe))
+        record = recipe_record(recipe, options, int(seed), image.get("orig_name") or "upload")
+        return FileData(path=str(out)), json.dumps(record, indent=2)
+
+    model = dict(concurrency_id="model")
+    gr.api(restore, api_name="restore", **model)
+    gr.api(mask, api_name="mask", **model)
+    gr.api(blur, api_name="blur", **model)

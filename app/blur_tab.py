@@ -1,0 +1,162 @@
+"""Blur lab: every option of the degradation pipeline, the kernels, the effective PSF, the live
+scenario count and the recipe, for any face; "send to restore" hands the result on."""
+
+from __future__ import annotations
+
+import json
+from functools import partial
+from types import SimpleNamespace
+
+import cv2
+import gradio as gr
+import numpy as np
+
+from smfd import degrade
+from smfd.images import InputError
+
+from . import examples, render
+from .context import AppContext
+from .face import Face, safe_stem
+from .uploads import checked_image
+
+KERNEL_SIZES = (3, 5, 7, 9, 11, 15, 21, 25, 31, 35, 41, 51, 61)
+LAYER_CHOICES = (1, 2, 3, 4, 5)
+
+
+def options_from(layers, sequences, gaussian_sizes, motion_sizes, directions, scale_lo, scale_hi,
+                 noise_lo, noise_hi, blur_on, rescale_on, noise_on) -> degrade.PipelineOptions:
+    """The UI's values as PipelineOptions; raises ValueError naming a bad combination."""
+    return degrade.PipelineOptions(
+        layers=sorted(int(n) for n in layers), sequences=list(sequences),
+        gaussian_sizes=sorted(int(k) for k in gaussian_sizes),
+        motion_sizes=sorted(int(k) for k in motion_sizes), directions=list(directions),
+        scale_range=(float(scale_lo), float(scale_hi)), noise_range=(float(noise_lo), float(noise_hi)),
+        blur=bool(blur_on), rescale=bool(rescale_on), noise=bool(noise_on))
+
+
+def count_text(*values) -> str:
+    try:
+        options = options_from(*values)
+    except ValueError as exc:
+        return f"**These options do not make a pipeline:** {exc}"
+    c = degrade.count_scenarios(options)
+    parts = [f"{c.blur:,} blur combinations ({c.per_layer:,} per layer)" if options.blur else "no blur",
+             f"{c.scales} scales" if options.rescale else "no rescaling",
+             f"{c.noise_levels} noise levels" if options.noise else "no noise"]
+    return (f"### {c.total:,} scenarios\n{' x '.join(parts)} (scale and noise counted in steps of "
+            f"{options.count_step}; the Learn tab shows how this number arises)")
+
+
+def source_size(image: np.ndarray) -> np.ndarray:
+    """Scale so that the longer side is 512: the thesis' kernel sizes are meant for 512x512 faces."""
+    h, w = image.shape[:2]
+    scale = examples.SOURCE_SIZE / max(h, w)
+    if scale == 1:
+        return image
+    size = (max(8, round(w * scale)), max(8, round(h * scale)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
+
+
+def recipe_record(recipe: degrade.Recipe, options: degrade.PipelineOptions, seed: int, source: str) -> dict:
+    """What ``smfd blur`` writes beside each image: ``smfd blur --recipe`` replays it."""
+    return {**recipe.to_dict(), "source": source, "seed": seed, "options": options.to_dict()}
+
+
+def blur_lab(ctx: AppContext, image, resize, source, seed, *option_values):
+    if image is None:
+        raise gr.Error("Upload a sharp face or pick an example first.")
+    try:
+        options = options_from(*option_values)
+    except ValueError as exc:
+        raise gr.Error(str(exc), title="Pipeline options") from None
+    seed = int(seed or 0)
+    if seed < 0:
+        raise gr.Error("The seed must be a non-negative integer.")
+    name, truth = source or ("upload", None)
+    sharp = source_size(image) if resize else image
+    recipe = degrade.sample_recipe(np.random.default_rng(seed), options)
+    blurry = degrade.apply(sharp, recipe)
+    record = recipe_record(recipe, options, seed, name)
+    text = json.dumps(record, indent=2)
+    path = ctx.output_dir() / f"{safe_stem(name)}_seed{seed}_recipe.json"
+    path.write_text(text + "\n")
+    face = Face(f"{name} (blur lab, seed {seed})", blurry, sharp)
+    if truth is not None:
+        face = face.with_truth(truth)
+    summary = f"**Recipe:** {recipe.describe()}"
+    return blurry, render.kernels_picture(recipe), summary, text, str(path), face
+
+
+def load_example(ctx: AppContext, name: str):
+    if not name:
+        return gr.skip(), gr.skip()
+    try:
+        image, truth = ctx.example(name).load()
+    except InputError as exc:  # e.g. a corrupt file in the --examples folder
+        raise gr.Error(str(exc)) from None
+    return image, (name, truth)
+
+
+def build(ctx: AppContext) -> SimpleNamespace:
+    d = degrade.PipelineOptions()
+    with gr.Row():
+        with gr.Column(scale=1, min_width=300):
+            image = checked_image(label="Sharp face", value=examples.astronaut_face(), elem_id="blur-source")
+            example = gr.Dropdown([e.name for e in ctx.examples], value=None, label="Example faces",
+                                  filterable=True, elem_id="blur-example")
+            resize = gr.Checkbox(True, label="Scale to 512 px first (the kernel sizes are meant for 512x512 faces)")
+            source = gr.State(("astronaut", None))
+        with gr.Column(scale=2):
+            with gr.Row():
+                blur_on = gr.Checkbox(d.blur, label="1. Heavy blur", elem_id="blur-on")
+                rescale_on = gr.Checkbox(d.rescale, label="2. Down- and up-scaling", elem_id="rescale-on")
+                noise_on = gr.Checkbox(d.noise, label="3. Gaussian noise", elem_id="noise-on")
+            layers = gr.CheckboxGroup(list(LAYER_CHOICES), value=list(d.layers), label="Number of blur layers (drawn uniformly)",
+                                      elem_id="blur-layers")
+            sequences = gr.CheckboxGroup(list(degrade.SEQUENCES), value=list(d.sequences),
+                                         label="Sequences per layer (G = Gaussian, M = motion)", elem_id="blur-sequences")
+            gaussian_sizes = gr.CheckboxGroup(list(KERNEL_SIZES), value=list(d.gaussian_sizes),
+                                              label="Gaussian kernel sizes", elem_id="blur-gaussian")
+            motion_sizes = gr.CheckboxGroup(list(KERNEL_SIZES), value=list(d.motion_sizes),
+                                            label="Motion kernel sizes", elem_id="blur-motion")
+            directions = gr.CheckboxGroup(list(degrade.DIRECTIONS), value=list(d.directions),
+                                          label="Motion directions", elem_id="blur-directions")
+            with gr.Row():
+                scale_lo = gr.Slider(1.0, 8.0, d.scale_range[0], step=0.1, label="Down-scaling from")
+                scale_hi = gr.Slider(1.0, 8.0, d.scale_range[1], step=0.1, label="to")
+            with gr.Row():
+                noise_lo = gr.Slider(0.0, 50.0, d.noise_range[0], step=0.1, label="Noise sigma from (0..255 scale)")
+                noise_hi = gr.Slider(0.0, 50.0, d.noise_range[1], step=0.1, label="to")
+            option_inputs = [layers, sequences, gaussian_sizes, motion_sizes, directions, scale_lo,
+                             scale_hi, noise_lo, noise_hi, blur_on, rescale_on, noise_on]
+            count = gr.Markdown(count_text(*[c.value for c in option_inputs]), elem_id="blur-count")
+            with gr.Row():
+                seed = gr.Number(0, precision=0, minimum=0, label="Seed", elem_id="blur-seed")
+                new_seed = gr.Button("New seed", size="sm")
+                run = gr.Button("Blur", variant="primary", elem_id="blur-run")
+    with gr.Row():
+        blurry = gr.Image(label="Blurry result", format="png", interactive=False, elem_id="blur-result",
+                          scale=1)
+        with gr.Column(scale=2):
+            kernels = gr.Image(label="Kernels and effective point-spread function", format="png",
+                               interactive=False, elem_id="blur-kernels")
+            summary = gr.Markdown()
+            recipe_file = gr.File(label="Download the recipe (smfd blur --recipe FILE replays it)",
+                                  elem_id="blur-recipe-file")
+            send = gr.Button("Send to restore", elem_id="blur-send", interactive=False)
+    with gr.Accordion("Recipe as JSON", open=False):
+        recipe = gr.Code(language="json", max_lines=30, elem_id="blur-recipe", show_label=False)
+    lab_face = gr.State(None)
+
+    for c in option_inputs:
+        c.change(count_text, option_inputs, count, api_visibility="private", show_progress="hidden",
+                 queue=False)
+    example.change(partial(load_example, ctx), example, [image, source], api_visibility="private")
+    image.upload(lambda: ("upload", None), None, source, api_visibility="private", queue=False)
+    new_seed.click(lambda: int(np.random.default_rng().integers(2**31)), None, seed,
+                   api_visibility="private", queue=False)
+    run.click(partial(blur_lab, ctx), [image, resize, source, seed, *option_inputs],
+              [blurry, kernels, summary, recipe, recipe_file, lab_face], api_visibility="private",
+              concurrency_id="model").success(lambda: gr.Button(interactive=True), None, send,
+                                           api_visibility="private", queue=False)
+    return SimpleNamespace(send=send, lab_face=lab_face)

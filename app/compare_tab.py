@@ -1,0 +1,132 @@
+"""Compare: the current face through SMFD (generated and given mask) and every baseline, side by
+side, with per-image metrics when the sharp face is known. A baseline whose weights are absent
+shows how to get them instead of a result."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from functools import partial
+from types import SimpleNamespace
+
+import gradio as gr
+import numpy as np
+
+from smfd.images import InputError
+
+from .context import AppContext
+from .face import Face, quality
+
+COLUMNS = ["method", "PSNR (dB)", "SSIM", "seconds", "licence", "commercial use"]
+
+
+@dataclass(frozen=True)
+class Result:
+    title: str
+    image: np.ndarray | None = None
+    seconds: float | None = None
+    licence: str = ""
+    commercial: str = ""
+    problem: str = ""  # why there is no image (weights missing, no given mask)
+
+
+def given_mask(face: Face) -> tuple[np.ndarray | None, str]:
+    """The ground truth if known, else the user's edited mask."""
+    if face.truth is not None:
+        return face.truth, "ground-truth mask"
+    if face.mask_source == "edited" and face.mask is not None:
+        return face.mask, "your edited mask"
+    return None, ""
+
+
+def _timed(fn, *args) -> tuple[np.ndarray, float]:
+    start = time.perf_counter()
+    out = fn(*args)
+    return out, time.perf_counter() - start
+
+
+def run_all(ctx: AppContext, face: Face, progress=None) -> list[Result]:
+    results = [Result("blurry input", face.blurry)]
+    infos = ctx.external_methods()
+    given, given_name = given_mask(face)
+    steps = 2 + len(infos)
+    tick = progress or (lambda *a, **k: None)
+
+    tick(0 / steps, desc="SMFD with the generated mask")
+    out, secs = _timed(ctx.run_method, "smfd", face.blurry, face.generated)
+    results.append(Result("SMFD (generated mask)", out, secs, "MIT", "yes"))
+    tick(1 / steps, desc="SMFD with the given mask")
+    if given is None:
+        results.append(Result("SMFD (given mask)", problem="no given mask: load a dataset example "
+                              "with a ground-truth mask, upload one in Restore, or edit the mask there"))
+    else:
+        out, secs = _timed(ctx.run_method, "smfd", face.blurry, given)
+        results.append(Result(f"SMFD (given: {given_name})", out, secs, "MIT", "yes"))
+    for k, info in enumerate(infos):
+        tick((2 + k) / steps, desc=info.title)
+        commercial = "yes" if info.commercial_use else "no (non-commercial licence)"
+        try:
+            mask = (given if given is not None else face.generated) if info.needs_mask else None
+            out, secs = _timed(ctx.run_method, info.name, face.blurry, mask)
+            results.append(Result(info.title, out, secs, info.licence, commercial))
+        except InputError as exc:  # the registry's WeightsMissing says how to get the weights
+            results.append(Result(info.title, licence=info.licence, commercial=commercial, problem=str(exc)))
+        except Exception as exc:  # a broken method must not hide the others: show what failed
+            results.append(Result(info.title, licence=info.licence, commercial=commercial,
+                                  problem=f"failed ({type(exc).__name__}: {exc})"))
+    return results
+
+
+def table(face: Face, results: list[Result]) -> list[list]:
+    rows = []
+    for r in results:
+        if r.image is None:
+            continue
+        psnr, ssim = quality(r.image, face.sharp) if face.sharp is not None else (None, None)
+        rows.append([r.title, None if psnr is None else round(psnr, 2),
+                     None if ssim is None else round(ssim, 4),
+                     None if r.seconds is None else round(r.seconds, 2), r.licence, r.commercial])
+    return rows
+
+
+def unavailable(results: list[Result], has_baselines: bool) -> str:
+    lines = [f"- **{r.title}**: {r.problem}" for r in results if r.problem]
+    if not has_baselines:
+        lines.append("- **Baselines**: the `baselines` package has no registry installed yet.")
+    return "### Not shown\n" + "\n".join(lines) if lines else ""
+
+
+def compare(ctx: AppContext, face: Face | None, progress=gr.Progress()):
+    if face is None:
+        raise gr.Error("Load or upload a face in the Restore tab first.")
+    if face.generated is None:
+        progress(0, desc="Predicting the mask")
+        face = face.replace(generated=ctx.restorer.mask(face.blurry))
+    results = run_all(ctx, face, progress)
+    gallery = [(r.image, r.title) for r in results if r.image is not None]
+    note = "" if face.sharp is not None else (
+        "No sharp reference for this image, so no PSNR/SSIM (load an example or upload the sharp face).")
+    return gallery, table(face, results), unavailable(results, ctx.baselines is not None), note
+
+
+def current(face: Face | None) -> str:
+    if face is None:
+        return "No face yet: load or upload one in the **Restore** tab."
+    known = "sharp face known" if face.sharp is not None else "no sharp reference"
+    mask = "ground-truth mask known" if face.truth is not None else "no ground-truth mask"
+    return f"Current face: **{face.name}** ({known}; {mask})."
+
+
+def build(ctx: AppContext, face: gr.State, tab: gr.Tab) -> SimpleNamespace:
+    about = gr.Markdown(current(None), elem_id="compare-current")
+    run = gr.Button("Compare every method on the current face", variant="primary", elem_id="compare-run")
+    gallery = gr.Gallery(label="Side by side", format="png", columns=4, height="auto",
+                         object_fit="contain", elem_id="compare-gallery")
+    note = gr.Markdown()
+    metrics = gr.Dataframe(headers=COLUMNS, label="Per-image metrics (PSNR/SSIM at 256x256 against the sharp face)",
+                           interactive=False, elem_id="compare-table")
+    missing = gr.Markdown(elem_id="compare-missing")
+    tab.select(current, face, about, api_visibility="private", queue=False)
+    run.click(partial(compare, ctx), face, [gallery, metrics, missing, note], api_visibility="private",
+              concurrency_id="model")
+    return SimpleNamespace(about=about)

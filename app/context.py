@@ -1,0 +1,108 @@
+"""Everything the app loads once at start-up: the models, the examples, the baselines, the study.
+
+Handlers get an :class:`AppContext`; none of them loads a model or keeps per-user data in it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import shutil
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from smfd.restorer import DEBLUR_WEIGHTS, MASK_WEIGHTS, WEIGHTS_DIR, Restorer
+
+from .examples import Example
+
+OUTPUT_TTL = 3600  # seconds a request's download folder is kept
+OWN_METHODS = ("blurry", "input")  # registry names for the unrestored input
+
+
+def weights_tag(folder: str | Path | None) -> str:
+    """A short fingerprint of the SMFD weights: cached restorations are only reused with them."""
+    folder = Path(folder) if folder else WEIGHTS_DIR
+    digest = hashlib.sha256()
+    for name in (MASK_WEIGHTS, DEBLUR_WEIGHTS):
+        with open(folder / name, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()[:12]
+
+
+def find_baselines() -> Any | None:
+    """The baselines registry (``methods()``, ``load()``) once that package provides it."""
+    if importlib.util.find_spec("baselines.registry") is None:
+        return None
+    return importlib.import_module("baselines.registry")
+
+
+def find_whole_photo() -> Callable | None:
+    """``smfd.photos.restore_photo(image, restorer) -> (photo, report)`` once it is installed."""
+    if importlib.util.find_spec("smfd.photos") is None:
+        return None
+    return importlib.import_module("smfd.photos").restore_photo
+
+
+@dataclass
+class AppContext:
+    restorer: Restorer
+    examples: list[Example]
+    work_dir: Path  # each request writes its downloads into its own folder below
+    weights_tag: str = "unknown"
+    baselines: Any | None = None  # module-like: methods() -> [MethodInfo], load(name, ...)
+    whole_photo: Callable | None = None  # (photo, restorer) -> (photo, report with .summary())
+    study: Any | None = None  # app.study.Study
+    admin_token: str = ""
+    _methods: dict = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def example(self, name: str) -> Example:
+        for ex in self.examples:
+            if ex.name == name:
+                return ex
+        from smfd.images import InputError
+
+        raise InputError(f"unknown example {name!r}")
+
+    def output_dir(self) -> Path:
+        """A fresh folder for one request's files; folders older than OUTPUT_TTL are removed."""
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        now = time.time()
+        for old in self.work_dir.iterdir():
+            if old.is_dir() and now - old.stat().st_mtime > OUTPUT_TTL:
+                shutil.rmtree(old, ignore_errors=True)
+        folder = self.work_dir / uuid.uuid4().hex
+        folder.mkdir()
+        return folder
+
+    # ------------------------------------------------------------ baselines
+    def external_methods(self) -> list:
+        """The registry's methods, less the ones the app runs itself: the blurry input and SMFD
+        (with the app's own restorer and the mask the user chose)."""
+        if self.baselines is None:
+            return []
+        return [m for m in self.baselines.methods() if m.name not in OWN_METHODS and not m.name.startswith("smfd")]
+
+    def baseline(self, name: str):
+        """A loaded baseline (once per app); raises the registry's WeightsMissing when absent."""
+        with self._lock:
+            if name not in self._methods:
+                self._methods[name] = self.baselines.load(
+                    name, device=str(self.restorer.device), restorer=self.restorer)
+            return self._methods[name]
+
+    def run_method(self, name: str, image: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+        """'smfd' (generated mask unless given), 'input' (the image itself) or a baseline."""
+        if name == "input":
+            return image
+        if name == "smfd":
+            return self.restorer.restore(image, mask)
+        return self.baseline(name).restore(image, mask)

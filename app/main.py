@@ -1,0 +1,131 @@
+"""The SMFD lab web app: ``smfd demo`` calls :func:`launch`.
+
+Offline by construction: telemetry off (see app/__init__.py), no share link, system fonts only,
+bound to 127.0.0.1 unless told otherwise.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import secrets
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+
+import gradio as gr
+
+from smfd.restorer import Restorer
+
+from . import api, blur_tab, compare_tab, learn_tab, restore_tab, study_tab
+from .context import AppContext, find_baselines, find_whole_photo, weights_tag
+from .examples import find_examples
+from .face import Face
+from .study import Study, study_photos
+from .study_store import VoteStore
+from .uploads import MAX_UPLOAD
+
+ROOT = Path(__file__).resolve().parents[1]
+THEME = gr.themes.Default(primary_hue="orange", secondary_hue="sky",
+                          font=["system-ui", "Segoe UI", "Helvetica", "Arial", "sans-serif"],
+                          font_mono=["ui-monospace", "Menlo", "Consolas", "monospace"])
+CSS = """
+.smfd-legend { display: flex; gap: 1.2em; flex-wrap: wrap; }
+.smfd-swatch { display: inline-flex; align-items: center; gap: 0.4em; }
+.smfd-swatch i { width: 1.1em; height: 1.1em; border-radius: 3px; border: 1px solid #8888; }
+"""
+HEADER = """# SMFD lab
+Deblur face photos with **SMFD-UNet**: a mask generator predicts a 5-group face mask from the
+blurry face, and a UNet fuses that mask with the image at every encoder stage. Everything runs
+on this machine; nothing is sent anywhere."""
+
+
+def default_study_images() -> Path | None:
+    shared = Path(os.environ.get("SMFD_SHARED_DATA", ROOT.parent / "shared" / "data"))
+    folder = shared / "realworld" / "cropped"
+    return folder if folder.is_dir() else None
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("SMFD_CACHE", Path.home() / ".cache" / "smfd"))
+
+
+def study_methods(ctx: AppContext) -> list[str]:
+    """SMFD and every baseline whose weights are here (Study adds the input as a control if
+    that makes fewer than two)."""
+    methods, left_out = ["smfd"], []
+    for info in ctx.external_methods():
+        if info.needs_mask:  # real-world photos have no ground-truth mask
+            continue
+        try:
+            ctx.baseline(info.name)
+            methods.append(info.name)
+        except Exception as exc:  # missing weights or a broken install: leave it out, say so
+            left_out.append(f"{info.name} ({type(exc).__name__})")
+    print(f"user study: comparing {', '.join(methods)}"
+          + (f"; left out: {', '.join(left_out)}" if left_out else ""), flush=True)
+    return methods
+
+
+def create_context(weights=None, examples=None, study_db=None, admin_token=None,
+                   study_images=None) -> AppContext:
+    restorer = Restorer.from_pretrained(weights)
+    work_dir = Path(tempfile.mkdtemp(prefix="smfd-app-"))
+    atexit.register(shutil.rmtree, work_dir, ignore_errors=True)
+    ctx = AppContext(restorer=restorer, examples=find_examples(examples),
+                     work_dir=work_dir, weights_tag=weights_tag(weights),
+                     baselines=find_baselines(), whole_photo=find_whole_photo(),
+                     admin_token=admin_token or secrets.token_urlsafe(12))
+    folder = study_images or default_study_images()
+    if folder is not None:
+        store, photos = VoteStore(study_db), study_photos(folder)
+        ctx.study = Study(photos, study_methods(ctx), store, cache_root() / "study" / ctx.weights_tag,
+                          ctx.run_method)
+    return ctx
+
+
+def send_to_restore(face: Face | None):
+    if face is None:
+        raise gr.Error("Blur a face first.")
+    return face, face.blurry, None, "", None, None, gr.Button(interactive=face.truth is not None), \
+        gr.Tabs(selected="restore")
+
+
+def build_app(ctx: AppContext) -> gr.Blocks:
+    with gr.Blocks(title="SMFD lab", analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
+        gr.Markdown(HEADER)
+        face = gr.State(None)  # the face the Restore, Compare and Learn tabs work on
+        with gr.Tabs() as tabs:
+            with gr.Tab("Blur lab", id="blur", elem_id="tab-blur"):
+                blur = blur_tab.build(ctx)
+            with gr.Tab("Restore", id="restore", elem_id="tab-restore"):
+                restore = restore_tab.build(ctx, face)
+            with gr.Tab("Compare", id="compare", elem_id="tab-compare") as compare:
+                compare_tab.build(ctx, face, compare)
+            with gr.Tab("User study", id="study", elem_id="tab-study"):
+                study_tab.build(ctx)
+            with gr.Tab("Learn", id="learn", elem_id="tab-learn"):
+                learn_tab.build(ctx, face)
+        blur.send.click(send_to_restore, blur.lab_face, [face, restore.input, *restore.outputs[1:], tabs],
+                        api_visibility="private")
+        api.register(ctx)
+    return demo
+
+
+def launch(host: str = "127.0.0.1", port: int = 7860, weights=None, examples=None, study_db=None,
+           admin_token=None, study_images=None, block: bool = True) -> gr.Blocks:
+    """Serve the app; ``block=False`` returns at once (``.close()`` the result to stop it)."""
+    ctx = create_context(weights, examples, study_db, admin_token, study_images)
+    demo = build_app(ctx)
+    if ctx.study is not None:
+        # Fill the study's restoration cache in the background so participants never wait.
+        threading.Thread(target=ctx.study.precompute, daemon=True, name="study-cache").start()
+    if not admin_token:
+        print(f"user-study results token (this run only): {ctx.admin_token}", flush=True)
+    demo.queue(default_concurrency_limit=1).launch(
+        server_name=host, server_port=port, share=False, max_file_size=MAX_UPLOAD, theme=THEME,
+        css=CSS, ssr_mode=False, mcp_server=False, footer_links=["api"], show_error=False,
+        allowed_paths=[str(ctx.work_dir)],  # the API hands out files from the requests' folders
+        prevent_thread_lock=not block)
+    return demo

@@ -1,0 +1,188 @@
+"""Restore: upload a blurry face or blur an example, see the generated mask, edit it with a brush
+per group or swap in the ground truth, restore again, compare before/after, download."""
+
+from __future__ import annotations
+
+from functools import partial
+from types import SimpleNamespace
+
+import gradio as gr
+
+from smfd import labels
+from smfd.images import InputError, write_png
+
+from . import examples
+from .context import AppContext
+from .face import Face, apply_strokes, editor_value, palette_hex, report, safe_stem, write_mask_png
+from .uploads import checked_image, read_mask_upload
+
+
+def legend_html() -> str:
+    items = "".join(f'<span class="smfd-swatch"><i style="background:{c}"></i>{name}</span>'
+                    for c, name in zip(palette_hex(), labels.GROUPS))
+    return f'<div class="smfd-legend">{items}</div>'
+
+
+def face_from_upload(image) -> Face:
+    return Face("upload", image)
+
+
+def face_from_example(ctx: AppContext, name: str, seed) -> Face:
+    if not name:
+        raise gr.Error("Pick an example first.")
+    try:
+        sharp, truth = ctx.example(name).load()
+    except InputError as exc:  # e.g. a corrupt file in the --examples folder
+        raise gr.Error(str(exc)) from None
+    seed = int(seed or 0)
+    blurry, recipe = examples.blurred(sharp, seed)
+    face = Face(f"{name} (seed {seed}: {recipe.describe()})", blurry, sharp)
+    return face if truth is None else face.with_truth(truth)
+
+
+def with_sharp(face: Face | None, image) -> Face:
+    if face is None:
+        raise gr.Error("Upload the blurry face first, then its sharp reference.")
+    try:
+        return face.with_sharp(image)
+    except InputError as exc:
+        raise gr.Error(str(exc)) from None
+
+
+def with_truth(face: Face | None, file, kind: str) -> Face:
+    if face is None:
+        raise gr.Error("Upload the blurry face first, then its ground-truth mask.")
+    truth = read_mask_upload(file, kind, name=None)
+    try:
+        return face.with_truth(truth)
+    except InputError as exc:
+        raise gr.Error(str(exc)) from None
+
+
+def restored_with(ctx: AppContext, face: Face, mask, source: str) -> Face:
+    try:
+        return face.replace(mask=mask, mask_source=source, restored=ctx.restorer.restore(face.blurry, mask))
+    except InputError as exc:
+        raise gr.Error(str(exc)) from None
+
+
+def downloads(ctx: AppContext, face: Face) -> list[str]:
+    """The restored face and its mask, in a folder of this request's own."""
+    folder, stem = ctx.output_dir(), safe_stem(face.name.split(" (")[0])
+    files = [write_png(folder / f"{stem}_restored.png", face.restored)]
+    if face.mask is not None:
+        files.append(write_mask_png(folder / f"{stem}_mask.png", face.mask))
+    return [str(f) for f in files]
+
+
+def cleared():
+    """Empty outputs (slider, report, downloads, editor, truth button) for a new face."""
+    return None, "", None, None, gr.Button(interactive=False)
+
+
+def show(ctx: AppContext, face: Face):
+    """Outputs for a restored face: state, slider, report, downloads, editor, truth button."""
+    editor = editor_value(face) if face.mask is not None else None
+    return (face, (face.blurry, face.restored), report(face), downloads(ctx, face), editor,
+            gr.Button(interactive=face.truth is not None))
+
+
+def restore(ctx: AppContext, face: Face | None, whole_photo: bool, progress=gr.Progress()):
+    if face is None:
+        raise gr.Error("Upload a blurry face or load an example first.")
+    if whole_photo and ctx.whole_photo is not None:
+        progress(0.2, desc="Finding and restoring every face")
+        try:
+            out, found = ctx.whole_photo(face.blurry, ctx.restorer)
+        except InputError as exc:
+            raise gr.Error(str(exc)) from None
+        return show(ctx, face.replace(mask=None, mask_source="", restored=out, note=found.summary()))
+    progress(0.1, desc="Predicting the mask")
+    generated = face.generated if face.generated is not None else ctx.restorer.mask(face.blurry)
+    progress(0.5, desc="Restoring")
+    return show(ctx, restored_with(ctx, face.replace(generated=generated), generated, "generated"))
+
+
+def restore_edited(ctx: AppContext, face: Face | None, edits: dict | None, progress=gr.Progress()):
+    if face is None or face.mask is None:
+        raise gr.Error("Restore once first: the editor starts from the generated mask.")
+    layers = (edits or {}).get("layers") or []
+    mask = apply_strokes(face.mask, layers)
+    if not (mask != face.mask).any():
+        gr.Warning("No brush strokes found: paint over the mask with a group's colour first.")
+    progress(0.5, desc="Restoring with the edited mask")
+    return show(ctx, restored_with(ctx, face, mask, "edited"))
+
+
+def restore_truth(ctx: AppContext, face: Face | None, progress=gr.Progress()):
+    if face is None or face.truth is None:
+        raise gr.Error("This image has no ground-truth mask (load a dataset example or upload one).")
+    progress(0.5, desc="Restoring with the ground-truth mask")
+    return show(ctx, restored_with(ctx, face, face.truth, "ground truth"))
+
+
+def restore_generated(ctx: AppContext, face: Face | None, progress=gr.Progress()):
+    if face is None or face.generated is None:
+        raise gr.Error("Restore once first.")
+    progress(0.5, desc="Restoring with the generated mask")
+    return show(ctx, restored_with(ctx, face, face.generated, "generated"))
+
+
+def build(ctx: AppContext, face: gr.State) -> SimpleNamespace:
+    with gr.Row():
+        with gr.Column(scale=1, min_width=300):
+            blurry_in = checked_image(label="Blurry face (an aligned face crop)", elem_id="restore-input")
+            with gr.Row():
+                example = gr.Dropdown([e.name for e in ctx.examples], value=ctx.examples[0].name,
+                                      label="Example (blurred with the thesis pipeline)",
+                                      filterable=True, scale=3, elem_id="restore-example")
+                seed = gr.Number(0, precision=0, minimum=0, label="Seed", scale=1, min_width=80)
+            load = gr.Button("Load and blur the example", elem_id="restore-load")
+            whole = gr.Checkbox(False, label="Whole photo: find and restore every face",
+                                visible=ctx.whole_photo is not None, elem_id="restore-whole")
+            with gr.Accordion("Optional references", open=False):
+                sharp_in = checked_image(label="Sharp reference (enables PSNR/SSIM)", elem_id="restore-sharp")
+                truth_in = gr.File(label="Ground-truth mask: label PNG", file_types=[".png"],
+                                   elem_id="restore-truth-file")
+                kind = gr.Radio(["auto", "groups", "classes"], value="auto", label="Mask values",
+                                info="groups: 0..4 as in smfd mask; classes: the 19 CelebAMask-HQ "
+                                     "classes; auto: classes if a value above 4 occurs")
+            run = gr.Button("Restore", variant="primary", elem_id="restore-run")
+        with gr.Column(scale=2):
+            slider = gr.ImageSlider(label="Before / after (drag the handle)", format="png",
+                                    type="numpy", elem_id="restore-slider", max_height=560)
+            info = gr.Markdown(elem_id="restore-report")
+            files = gr.File(label="Download the restored face and its mask", file_count="multiple",
+                            elem_id="restore-files")
+    gr.Markdown("### The mask: paint a group's colour over it, then restore again")
+    gr.HTML(legend_html())
+    with gr.Row():
+        editor = gr.ImageEditor(
+            label="Mask over the blurry face", type="numpy", image_mode="RGBA", format="png",
+            sources=(), transforms=(), canvas_size=(512, 512), height=640, elem_id="restore-editor",
+            brush=gr.Brush(colors=palette_hex(), default_color=palette_hex()[1], color_mode="fixed",
+                           default_size=8),
+            eraser=gr.Eraser(default_size=8),
+            layers=gr.LayerOptions(allow_additional_layers=False, layers=["edits"]), scale=2)
+        with gr.Column(scale=1, min_width=240):
+            again = gr.Button("Restore with the edited mask", variant="primary", elem_id="restore-edited")
+            use_truth = gr.Button("Use the ground-truth mask", interactive=False, elem_id="restore-truth")
+            use_generated = gr.Button("Back to the generated mask", elem_id="restore-generated")
+            gr.Markdown("The brush paints one group per colour; the eraser removes strokes. "
+                        "Masks download as palette PNGs whose values are the group ids, ready for "
+                        "`smfd restore --masks`.")
+
+    outputs = [face, slider, info, files, editor, use_truth]
+    hidden = dict(api_visibility="private")
+    blurry_in.upload(lambda image: (face_from_upload(image), *cleared()), blurry_in, outputs, **hidden)
+    load.click(partial(face_from_example, ctx), [example, seed], face, **hidden).success(
+        lambda f: (f.blurry, *cleared()), face, [blurry_in, *outputs[1:]], **hidden)
+    sharp_in.upload(with_sharp, [face, sharp_in], face, **hidden)
+    truth_in.upload(with_truth, [face, truth_in, kind], face, **hidden).success(
+        lambda f: gr.Button(interactive=f.truth is not None), face, use_truth, **hidden)
+    model = dict(concurrency_id="model", **hidden)
+    run.click(partial(restore, ctx), [face, whole], outputs, **model)
+    again.click(partial(restore_edited, ctx), [face, editor], outputs, **model)
+    use_truth.click(partial(restore_truth, ctx), face, outputs, **model)
+    use_generated.click(partial(restore_generated, ctx), face, outputs, **model)
+    return SimpleNamespace(input=blurry_in, outputs=outputs)

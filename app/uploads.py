@@ -1,0 +1,76 @@
+"""Checked image uploads: every user file is read through smfd.images, with web-sized limits,
+and any problem becomes a one-line message in the browser (gr.Error), never a stack trace."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+from PIL import Image
+
+from smfd import labels
+from smfd.images import InputError, read_image, read_labels
+
+MAX_UPLOAD = "25mb"  # Gradio refuses bigger files before they reach a handler
+MAX_PIXELS = 25_000_000  # decoded size limit: a 25 MB PNG can still hold a gigapixel image
+
+
+def _declared_size(path: Path) -> tuple[int, int] | None:
+    """Width and height from the file header, without decoding the pixels."""
+    try:
+        with Image.open(path) as img:
+            return img.size
+    except Exception:  # read_image below names the exact problem
+        return None
+
+
+def read_upload(path: str | Path, name: str | None = None) -> np.ndarray:
+    """An uploaded image as RGB uint8, or gr.Error naming the file (as the user called it)."""
+    path = Path(path)
+    shown = name or path.name
+    try:
+        size = _declared_size(path)
+        if size and size[0] * size[1] > MAX_PIXELS:
+            raise InputError(f"{path}: image is too large ({size[0]}x{size[1]}; the web app takes "
+                             f"up to {MAX_PIXELS // 1_000_000} megapixels)")
+        return read_image(path)
+    except InputError as exc:
+        raise gr.Error(str(exc).replace(str(path), shown), title="Unusable image") from None
+
+
+def read_mask_upload(path: str | Path, kind: str, name: str | None = None) -> np.ndarray:
+    """A label PNG as 5-group labels. ``kind``: 'groups' (values 0..4), 'classes' (the 19
+    CelebAMask-HQ classes) or 'auto' (classes when a value above 4 occurs)."""
+    path = Path(path)
+    shown = name or path.name
+    try:
+        raw = read_labels(path)
+        if kind == "classes" or (kind == "auto" and raw.size and raw.max() >= len(labels.GROUPS)):
+            return labels.to_groups(raw)
+        return labels.check_groups(raw)
+    except (InputError, ValueError) as exc:
+        message = str(exc).replace(str(path), shown)
+        raise gr.Error(message if message.startswith(shown) else f"{shown}: {message}",
+                       title="Unusable mask") from None
+
+
+def checked_image(**kwargs) -> gr.Image:
+    """A gr.Image whose uploads go through :func:`read_upload` (RGB uint8 numpy out).
+
+    Gradio's own preprocessing would fail on a non-image with a bare "Error"; this one names the
+    file and the reason. The instance's preprocess is replaced rather than subclassing gr.Image,
+    because Gradio writes a .pyi stub beside any module that defines a component class.
+    """
+    kwargs.setdefault("format", "png")  # exact pixels (the default webp is lossy)
+    kwargs.setdefault("sources", ("upload", "clipboard"))
+    image = gr.Image(type="numpy", image_mode="RGB", **kwargs)
+    standard = image.preprocess
+
+    def preprocess(payload):
+        if payload is None or payload.path is None:
+            return standard(payload)  # nothing uploaded, or an inline data URL
+        return read_upload(payload.path, payload.orig_name)
+
+    image.preprocess = preprocess
+    return image

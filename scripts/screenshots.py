@@ -1,0 +1,114 @@
+"""Screenshots of every tab of the web app, for the README.
+
+    .venv/bin/python scripts/screenshots.py [--weights DIR] [--out docs/screenshots]
+
+Starts the app on a free localhost port and drives it with headless Chromium (`make browser`):
+blurs, restores and compares the public-domain astronaut portrait, casts a few study votes on
+blurred copies of it (so no dataset face ends up in the pictures), opens the study results and
+shows the Learn tab. Writes blur.jpg, restore.jpg, compare.jpg, study.jpg and learn.jpg.
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import tempfile
+import time
+from pathlib import Path
+
+import app  # noqa: F401  (telemetry off before gradio loads)
+from app.examples import astronaut_face, blurred
+from app.main import launch
+from smfd.images import write_png
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+TIMEOUT = 120_000
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def snap(page, path: Path) -> None:
+    page.screenshot(path=path, full_page=True, type="jpeg", quality=85)  # a tenth of a PNG's size
+
+
+def shoot(url: str, out: Path, token: str) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(url)
+        page.wait_for_selector("#blur-run", timeout=TIMEOUT)
+
+        page.click("#blur-run")
+        expect(page.locator("#blur-send")).to_be_enabled(timeout=TIMEOUT)
+        snap(page, out / "blur.jpg")
+
+        page.click("#blur-send")
+        page.click("#restore-run")
+        expect(page.locator("#restore-report")).to_contain_text("restored", timeout=TIMEOUT)
+        time.sleep(2)  # the mask editor draws its canvas
+        snap(page, out / "restore.jpg")
+
+        page.get_by_role("tab", name="Compare").click()
+        page.click("#compare-run")
+        expect(page.locator("#compare-table")).to_contain_text("SMFD (generated mask)", timeout=TIMEOUT)
+        time.sleep(1)
+        snap(page, out / "compare.jpg")
+
+        for k in range(4):  # a few participants, so that the results view has something to show
+            voter = browser.new_context().new_page()
+            voter.goto(url)
+            voter.get_by_role("tab", name="User study").click()
+            voter.click("#study-start")
+            for side in ("left", "right", "left")[: 1 + k % 3]:
+                expect(voter.locator("#study-pick-left")).to_be_enabled(timeout=TIMEOUT)
+                voter.click(f"#study-pick-{side}")
+                time.sleep(1)
+            voter.context.close()
+        page.get_by_role("tab", name="User study").click()
+        page.click("#study-start")
+        expect(page.locator("#study-left img")).to_be_visible(timeout=TIMEOUT)
+        page.get_by_text("Results (admin)").click()
+        page.locator("#study-token input").fill(token)
+        page.click("#study-show")
+        expect(page.locator("#study-plot img")).to_be_visible(timeout=TIMEOUT)
+        snap(page, out / "study.jpg")
+
+        page.get_by_role("tab", name="Learn").click()
+        page.click("#learn-run")
+        expect(page.locator("#learn-smfd-maps")).to_contain_text("network output", timeout=TIMEOUT)
+        time.sleep(2)
+        snap(page, out / "learn.jpg")
+        browser.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--weights", default=None, help="weights folder (default: the shipped weights)")
+    parser.add_argument("--out", default="docs/screenshots")
+    args = parser.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        photos = Path(tmp) / "photos"
+        for seed in range(3):
+            write_png(photos / f"astronaut-{seed}.png", blurred(astronaut_face(), seed)[0])
+        port, token = free_port(), "screenshots"
+        demo = launch(port=port, weights=args.weights, study_db=f"sqlite:///{tmp}/study.sqlite",
+                      admin_token=token, study_images=photos, block=False)
+        try:
+            shoot(f"http://127.0.0.1:{port}/", out, token)
+        finally:
+            demo.close()
+    for name in ("blur", "restore", "compare", "study", "learn"):
+        print(f"wrote {out / name}.jpg")
+
+
+if __name__ == "__main__":
+    main()

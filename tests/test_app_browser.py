@@ -1,0 +1,441 @@
+"""The web app end to end: `smfd demo` in a subprocess, driven through every tab by headless
+Chromium (Playwright, Debian's chromium: `make browser`), and through its API by gradio_client.
+
+One app serves the whole module (random-weight networks of the real architectures); the study
+test kills it with SIGKILL in the middle of several participants' sessions and starts it again.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from smfd import degrade
+from smfd.images import read_image, read_labels
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ADMIN = "let-me-see"
+METHOD_NAMES = ("smfd", "deconv", "blurry", "gfpgan", "codeformer", "restoreformer")
+TIMEOUT = 90_000  # ms: model steps on two busy cores
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class AppProcess:
+    """`python -m smfd demo ...` on a free localhost port; restartable on the same port and data."""
+
+    def __init__(self, args: list[str], env: dict, log: Path):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/"
+        self.args, self.env, self.log = args, env, log
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 240) -> None:
+        cmd = [sys.executable, "-m", "smfd", "demo", "--port", str(self.port), *self.args]
+        with open(self.log, "a") as log:
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=self.env,
+                                         start_new_session=True)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                pytest.fail(f"the app exited with {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(self.url + "config", timeout=5) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                time.sleep(1)
+        pytest.fail(f"the app did not answer within {timeout} s:\n{self.log.read_text()[-3000:]}")
+
+    def crash(self) -> None:
+        """SIGKILL: no shutdown code runs, as in a power cut or an OOM kill."""
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.crash()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, random_weights, celeba, shared_data):
+    work = tmp_path_factory.mktemp("app")
+    photos = work / "study_photos"  # a few real-world faces, copied into the test's temp folder
+    photos.mkdir()
+    for src in sorted((shared_data / "realworld" / "cropped").iterdir())[:3]:
+        shutil.copy(src, photos / src.name)
+    db = work / "study.sqlite"
+    env = {**os.environ, "SMFD_CACHE": str(work / "cache"), "GRADIO_TEMP_DIR": str(work / "gradio"),
+           "GRADIO_ANALYTICS_ENABLED": "False"}
+    app = AppProcess(["--weights", str(random_weights), "--examples", str(celeba),
+                      "--study-db", f"sqlite:///{db}", "--admin-token", ADMIN,
+                      "--study-images", str(photos)], env, work / "app.log")
+    app.db, app.photos = db, photos
+    app.start()
+    yield app
+    app.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists():
+        pytest.fail("headless Chromium is missing: run `make browser` (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+class Visitor:
+    """One browser context (its own storage, like one person) that records every request."""
+
+    def __init__(self, browser, server, width: int = 1400):
+        self.context = browser.new_context(viewport={"width": width, "height": 900})
+        self.hosts: set[str] = set()
+        self.page = self.context.new_page()
+        self.page.on("request", lambda r: self.hosts.add(r.url.split("/")[2]))
+        self.server = server
+
+    def open(self, tab: str | None = None):
+        self.page.goto(self.server.url)
+        self.page.wait_for_selector("#blur-run", timeout=TIMEOUT)
+        if tab:
+            self.page.get_by_role("tab", name=tab).click()
+        return self.page
+
+    def fetch(self, url: str) -> bytes:
+        if url.startswith("/"):
+            url = self.server.url.rstrip("/") + url
+        return self.page.request.get(url).body()
+
+    def close(self):
+        self.context.close()
+        # the app never reaches beyond this machine: no fonts, no CDN, no telemetry
+        assert self.hosts <= {f"127.0.0.1:{self.server.port}"}, self.hosts
+
+
+@pytest.fixture
+def visitor(browser, server):
+    v = Visitor(browser, server)
+    yield v
+    v.close()
+
+
+def decoded(png: bytes) -> np.ndarray:
+    """PNG bytes as an array (a palette PNG gives its indices, i.e. the group labels)."""
+    return np.asarray(Image.open(io.BytesIO(png)))
+
+
+def image_at(v: Visitor, selector: str) -> np.ndarray:
+    return decoded(v.fetch(v.page.locator(selector).first.get_attribute("src")))
+
+
+def file_link(v: Visitor, selector: str, suffix: str, not_href: str | None = None) -> bytes:
+    """The file a download link points to; ``not_href``: wait until the link has changed."""
+    from playwright.sync_api import expect
+
+    link = v.page.locator(f'{selector} a[href$="{suffix}"]').first
+    if not_href is not None:
+        expect(link).not_to_have_attribute("href", not_href, timeout=TIMEOUT)
+    v.last_href = link.get_attribute("href")
+    return v.fetch(v.last_href)
+
+
+def load_example(page, name: str) -> None:
+    box = page.locator("#restore-example input")
+    box.fill(name)
+    page.get_by_role("option", name=name).click()
+    page.click("#restore-load")
+    from playwright.sync_api import expect
+
+    expect(page.locator("#restore-input img")).to_be_visible(timeout=TIMEOUT)
+
+
+# ---------------------------------------------------------------- tabs
+
+def test_blur_lab_with_chosen_parameters_then_send_to_restore(visitor):
+    from playwright.sync_api import expect
+
+    page = visitor.open()
+    page.locator("#noise-on input").uncheck()
+    for group, keep in (("#blur-layers", "1"), ("#blur-sequences", "M"), ("#blur-directions", "vertical")):
+        for box in page.locator(f"{group} label").all():
+            if box.inner_text().strip() != keep:
+                box.locator("input").uncheck()
+    expect(page.locator("#blur-count")).to_contain_text("126 scenarios")  # 6 sizes x 21 scales
+    page.locator("#blur-seed input").fill("5")
+    page.click("#blur-run")
+    expect(page.locator("#blur-kernels img")).to_be_visible(timeout=TIMEOUT)
+    expect(page.locator("#blur-send")).to_be_enabled(timeout=TIMEOUT)
+
+    recipe = json.loads(file_link(visitor, "#blur-recipe-file", ".json"))
+    assert recipe["seed"] == 5 and recipe["noise_sigma"] is None and len(recipe["layers"]) == 1
+    assert recipe["layers"][0][0]["kind"] == "motion" and recipe["layers"][0][0]["direction"] == "vertical"
+    from app.examples import astronaut_face
+
+    shown = image_at(visitor, "#blur-result img")
+    assert (shown == degrade.apply(astronaut_face(), degrade.Recipe.from_dict(recipe))).all()
+
+    page.click("#blur-send")
+    expect(page.get_by_role("tab", name="Restore")).to_have_attribute("aria-selected", "true")
+    assert (image_at(visitor, "#restore-input img") == shown).all()
+    page.click("#restore-run")
+    expect(page.locator("#restore-report")).to_contain_text("restored", timeout=TIMEOUT)
+    expect(page.locator("#restore-report")).to_contain_text("PSNR")  # the sharp face came along
+
+
+def test_restore_edit_the_mask_restore_again_and_swap_in_the_truth(browser, server, celeba):
+    from playwright.sync_api import expect
+
+    # A narrow window: the editor's WebGL canvas is drawn in software here, and a smaller canvas
+    # keeps the brush strokes quick.
+    visitor = Visitor(browser, server, width=1000)
+    page = visitor.open("Restore")
+    name = sorted(p.stem for p in (celeba / "images").glob("*.jpg"))[0]
+    load_example(page, name)
+    page.click("#restore-run")
+    report = page.locator("#restore-report")
+    expect(report).to_contain_text("generated mask", timeout=TIMEOUT)
+    expect(report).to_contain_text("Mask vs ground truth")
+    expect(page.locator("#restore-slider img")).to_have_count(2)
+    before = decoded(file_link(visitor, "#restore-files", "_mask.png"))
+
+    # paint a horizontal stroke in the brush's default colour (face skin) across the face
+    editor = page.locator("#restore-editor")
+    editor.scroll_into_view_if_needed()
+    editor.get_by_label("Brush", exact=True).click()
+    box = editor.locator("canvas").first.bounding_box()
+    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(cx - 80, cy)
+    page.mouse.down()
+    page.mouse.move(cx + 80, cy, steps=3)
+    page.mouse.up()
+    page.click("#restore-edited")
+    expect(report).to_contain_text("edited mask", timeout=TIMEOUT)
+    after = decoded(file_link(visitor, "#restore-files", "_mask.png", not_href=visitor.last_href))
+    changed = after != before
+    rows = np.flatnonzero(changed.any(1))
+    assert changed.sum() > 500 and (after[changed] == 1).all()  # painted pixels became face skin
+    assert rows.max() - rows.min() < 0.1 * after.shape[0]  # ... in one horizontal band
+
+    page.click("#restore-truth")
+    expect(report).to_contain_text("ground truth mask", timeout=TIMEOUT)
+    expect(report).to_contain_text("mean Dice 100.0 %")
+    truth = decoded(file_link(visitor, "#restore-files", "_mask.png", not_href=visitor.last_href))
+    from smfd import labels
+
+    assert (truth == labels.to_groups(read_labels(celeba / "masks" / f"{name}.png"))).all()
+    restored = decoded(file_link(visitor, "#restore-files", "_restored.png"))
+    assert restored.shape == (512, 512, 3)
+    visitor.close()
+
+
+def test_a_bad_upload_gets_a_clear_message(visitor, tmp_path):
+    from playwright.sync_api import expect
+
+    page = visitor.open("Restore")
+    notes = tmp_path / "notes.png"
+    notes.write_text("this is not an image")
+    page.locator("#restore-input input[type=file]").set_input_files(str(notes))
+    expect(page.get_by_text("notes.png: not an image file (unrecognised format)")).to_be_visible(timeout=TIMEOUT)
+    expect(page.get_by_text("Traceback")).to_have_count(0)
+
+
+def test_compare_every_method(visitor, celeba):
+    from playwright.sync_api import expect
+
+    page = visitor.open("Restore")
+    load_example(page, sorted(p.stem for p in (celeba / "images").glob("*.jpg"))[1])
+    page.get_by_role("tab", name="Compare").click()
+    expect(page.locator("#compare-current")).to_contain_text("ground-truth mask known")
+    page.click("#compare-run")
+    table = page.locator("#compare-table")
+    expect(table).to_contain_text("SMFD (given: ground-truth mask)", timeout=TIMEOUT)
+    for title in ("blurry input", "SMFD (generated mask)"):
+        expect(table).to_contain_text(title)
+    expect(page.locator("#compare-gallery img").first).to_be_visible()
+    shown, missing = table.inner_text(), page.locator("#compare-missing").inner_text()
+    from app.context import find_baselines
+
+    registry = find_baselines()
+    if registry is None:
+        assert "no registry installed" in missing
+    else:  # every baseline is either side by side or explained (e.g. how to get its weights)
+        for info in registry.methods():
+            if info.name not in ("blurry", "smfd", "smfd-gt-mask"):
+                assert info.title in shown or info.title in missing, info.title
+
+
+def test_learn_shows_both_networks_layer_by_layer(visitor):
+    from playwright.sync_api import expect
+
+    page = visitor.open("Learn")
+    expect(page.locator("#learn-count")).to_contain_text("1,743,335,166,888")
+    page.click("#learn-run")
+    expect(page.locator("#learn-smfd-maps")).to_contain_text("network output: 3 ch, 256x256", timeout=TIMEOUT)
+    expect(page.locator("#learn-mask-maps")).to_contain_text("network output: 5 ch, 256x256, argmax of 5")
+    expect(page.locator("#learn-ablations")).to_contain_text("attention-pixelshuffle")
+
+
+def test_study_votes_from_concurrent_participants_survive_a_crash(browser, server):
+    from playwright.sync_api import expect
+
+    from app.study_store import VoteStore
+
+    people = [Visitor(browser, server) for _ in range(3)]
+    pages = [p.open("User study") for p in people]
+    for page in pages:
+        page.click("#study-start")
+    for page in pages:
+        expect(page.locator("#study-where")).to_contain_text("Photo 1 of 3", timeout=TIMEOUT)
+        for side in ("left", "right"):  # blind: no method name in what the participant sees
+            html = page.locator(f"#study-{side}").inner_html().lower()
+            assert not any(m in html for m in METHOD_NAMES), html
+    choices = {}
+    for round_ in range(2):
+        for k, page in enumerate(pages):  # click on all pages before waiting: concurrent votes
+            side = "left" if (k + round_) % 2 else "right"
+            choices[(k, round_)] = side
+            page.click(f"#study-pick-{side}")
+        for page in pages:
+            expect(page.locator("#study-where")).to_contain_text(f"Photo {round_ + 2} of 3", timeout=TIMEOUT)
+
+    server.crash()  # mid-session: every participant is looking at photo 3
+    rows = VoteStore(f"sqlite:///{server.db}").rows()
+    assert len(rows) == 6 and len({r["participant"] for r in rows}) == 3
+    assert sorted(r["trial"] for r in rows) == [0, 0, 0, 1, 1, 1]
+    assert all(r["response_ms"] > 0 and r["chosen"] == r[r["side"]] for r in rows)
+    server.start()
+
+    pages[0].reload()  # a returning participant continues where they stopped
+    pages[0].get_by_role("tab", name="User study").click()
+    pages[0].click("#study-start")
+    expect(pages[0].locator("#study-where")).to_contain_text("Photo 3 of 3", timeout=TIMEOUT)
+
+    admin = Visitor(browser, server)
+    page = admin.open("User study")
+    page.get_by_text("Results (admin)").click()
+    page.locator("#study-token input").fill("wrong")
+    page.click("#study-show")
+    expect(page.get_by_text("Wrong admin token.")).to_be_visible(timeout=TIMEOUT)
+    page.locator("#study-token input").fill(ADMIN)
+    page.click("#study-show")
+    expect(page.locator("#study-summary")).to_contain_text("6 votes from 3 participants", timeout=TIMEOUT)
+    expect(page.locator("#study-plot img")).to_be_visible()
+    expect(page.locator("#study-bt")).to_contain_text("smfd")
+    csv = file_link(admin, "#study-csv", ".csv").decode().splitlines()
+    assert len(csv) == 7 and csv[0].startswith("id,participant,trial")
+    for v in [*people, admin]:
+        v.close()
+
+
+# ---------------------------------------------------------------- the API
+
+@pytest.fixture(scope="module")
+def client(server, tmp_path_factory):
+    from gradio_client import Client
+
+    return Client(server.url, verbose=False, download_files=str(tmp_path_factory.mktemp("client")))
+
+
+@pytest.fixture(scope="module")
+def local(random_weights):
+    """The same networks as the app's, run here, to check what the API returns."""
+    from smfd.restorer import Restorer
+
+    return Restorer.from_pretrained(random_weights, "cpu")
+
+
+def test_api_lists_exactly_the_named_endpoints(client):
+    api = client.view_api(return_format="dict", print_info=False)
+    assert set(api["named_endpoints"]) == {"/restore", "/mask", "/blur"}
+    assert not api["unnamed_endpoints"]
+
+
+def test_api_blur_mask_and_restore(client, celeba, local):
+    from gradio_client import handle_file
+
+    src = sorted((celeba / "images").glob("*.jpg"))[2]
+    blurred, text = client.predict(handle_file(str(src)), seed=11, sequences=["G>M"], noise_stage=False,
+                                   api_name="/blur")
+    recipe = json.loads(text)
+    assert recipe["seed"] == 11 and recipe["source"] == src.name and recipe["noise_sigma"] is None
+    blurry = read_image(blurred)
+    assert (blurry == degrade.apply(read_image(src), degrade.Recipe.from_dict(recipe))).all()
+
+    mask_file = client.predict(handle_file(blurred), api_name="/mask")
+    mask = read_labels(mask_file)
+    assert Image.open(mask_file).mode == "P" and mask.max() <= 4
+    assert (mask == local.mask(blurry)).mean() > 0.99
+
+    edited = mask.copy()
+    edited[200:300] = 2
+    Image.fromarray(edited).save(Path(mask_file).with_name("edited.png"))
+    out = read_image(client.predict(handle_file(blurred), handle_file(str(Path(mask_file).with_name("edited.png"))),
+                                    api_name="/restore"))
+    expected = local.restore(blurry, edited)
+    assert out.shape == blurry.shape
+    assert np.abs(out.astype(int) - expected).mean() < 0.5
+
+
+def test_api_requests_each_get_their_own_files(client, celeba, local):
+    from gradio_client import handle_file
+
+    sources = sorted((celeba / "images").glob("*.jpg"))[3:5]
+    results = {}
+
+    def call(src):
+        results[src] = client.predict(handle_file(str(src)), api_name="/restore")
+
+    threads = [threading.Thread(target=call, args=(s,)) for s in sources]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(results.values())) == len(sources)
+    for src, path in results.items():
+        expected = local.restore(read_image(src))
+        assert np.abs(read_image(path).astype(int) - expected).mean() < 0.5, src.name
+
+
+def test_api_refuses_bad_uploads_with_a_message(client, tmp_path):
+    from gradio_client import handle_file
+
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG but then nothing useful")
+    with pytest.raises(Exception, match="bad.png: not an image file"):
+        client.predict(handle_file(str(bad)), api_name="/restore")
+    big = tmp_path / "big.png"
+    big.write_bytes(os.urandom(26 * 1024 * 1024))  # over the 25 MB upload limit
+    with pytest.raises(Exception, match="(?i)size|large|413"):
+        client.predict(handle_file(str(big)), api_name="/mask")
+    good = tmp_path / "good.png"
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(good)
+    with pytest.raises(Exception, match="layers must be positive"):
+        client.predict(handle_file(str(good)), layers=[0], api_name="/blur")
