@@ -8,7 +8,17 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(os.environ.get("SMFD_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+
+def _find_shared_data() -> Path:
+    """$SMFD_SHARED_DATA, else ../shared/data beside the checkout, else the workplace's /work/shared."""
+    if os.environ.get("SMFD_SHARED_DATA"):
+        return Path(os.environ["SMFD_SHARED_DATA"])
+    candidates = [ROOT.parent / "shared" / "data", Path("/work/shared/data")]
+    return next((c for c in candidates if (c / "celebamask_mini").is_dir()), candidates[0])
+
+
+SHARED_DATA = _find_shared_data()
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 
