@@ -7,9 +7,9 @@ import zlib
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from . import degrade
+from .batch import check_free, prepare_out, run_batch
 from .images import InputError, list_images, read_image, write_png
 
 
@@ -30,39 +30,19 @@ def load_recipe(path: str) -> degrade.Recipe:
 
 def blur_files(src: str, dst: str, options: degrade.PipelineOptions, seed: int = 0,
                recipe_path: str | None = None, overwrite: bool = False) -> int:
-    from .cli import BatchErrors, report
-
     if seed < 0:
         raise InputError(f"--seed must be a non-negative integer, got {seed}")
     files = list_images(src)
     fixed = load_recipe(recipe_path) if recipe_path else None
-    out = Path(dst)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"{out}: output must be a folder")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:  # e.g. a parent is a file, or no permission
-        raise InputError(f"{out}: cannot create the output folder ({exc.strerror})") from None
-    failed = 0
-    sources: dict[str, Path] = {}  # stem -> the input whose result OUT/<stem>.png is, this run
-    for path in tqdm(files, desc="blur", unit="image", disable=len(files) < 2):
-        try:
-            png, js = out / f"{path.stem}.png", out / f"{path.stem}.json"
-            if path.stem in sources:  # e.g. a.jpg and a.png: never replace this run's own output
-                raise InputError(f"{path}: same name as {sources[path.stem].name}, whose result is {png}")
-            if not overwrite and (png.exists() or js.exists()):
-                raise InputError(f"{png}: exists already (use --overwrite to replace it)")
-            image = read_image(path)
-            recipe = fixed or degrade.sample_recipe(rng_for_file(seed, path), options)
-            blurry = degrade.apply(image, recipe)
-            write_png(png, blurry)
-            meta = {**recipe.to_dict(), "source": path.name, "seed": seed, "options": options.to_dict()}
-            js.write_text(json.dumps(meta, indent=2) + "\n")
-            sources[path.stem] = path
-        except InputError as exc:
-            report(str(exc))
-            failed += 1
-    print(f"blurred {len(files) - failed} of {len(files)} images into {out}")
-    if failed:
-        raise BatchErrors(failed, len(files))
-    return len(files) - failed
+    out = prepare_out(dst)
+
+    def work(path: Path) -> None:
+        png, js = out / f"{path.stem}.png", out / f"{path.stem}.json"
+        check_free((png, js), overwrite)
+        image = read_image(path)
+        recipe = fixed or degrade.sample_recipe(rng_for_file(seed, path), options)
+        write_png(png, degrade.apply(image, recipe))
+        meta = {**recipe.to_dict(), "source": path.name, "seed": seed, "options": options.to_dict()}
+        js.write_text(json.dumps(meta, indent=2) + "\n")
+
+    return run_batch(files, "blur", work, "blurred", out)

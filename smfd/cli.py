@@ -13,23 +13,10 @@ import os
 import sys
 from pathlib import Path
 
+from .batch import BatchErrors, report
 from .images import InputError
 
 DEFAULTS_NOTE = "defaults are the thesis' values"
-
-
-class BatchErrors(Exception):
-    """Some inputs of a batch failed; each was reported already, the rest was written."""
-
-    def __init__(self, failed: int, total: int):
-        super().__init__(f"{failed} of {total} inputs failed (see the messages above)")
-
-
-def report(message: str) -> None:
-    from tqdm import tqdm
-
-    # tqdm.write keeps the message on a line of its own while a progress bar is drawn.
-    tqdm.write(f"smfd: error: {message}", file=sys.stderr)
 
 
 # ---------------------------------------------------------------- blur

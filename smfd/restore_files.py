@@ -6,37 +6,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from .batch import check_free, prepare_out, run_batch
 from .images import InputError, check_rgb, list_images, read_image, read_labels, write_png
 from .labels import check_groups, colorize
 from .photos import MIN_FACE, PhotoReport, restore_photo
-
-
-def _prepare_out(dst: str) -> Path:
-    out = Path(dst)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"{out}: output must be a folder")
-    out.mkdir(parents=True, exist_ok=True)
-    return out
-
-
-def _each(files: list[Path], out: Path, overwrite: bool, desc: str, work) -> None:
-    """Run ``work(path) -> array`` per file, writing OUT/<stem>.png; one bad file does not stop
-    the others, and an existing output is never replaced without ``overwrite``."""
-    from .cli import BatchErrors, report
-
-    failed = 0
-    for path in tqdm(files, desc=desc, unit="image", disable=len(files) < 2):
-        target = out / f"{path.stem}.png"
-        try:
-            if target.exists() and not overwrite:
-                raise InputError(f"{target}: exists already (use --overwrite to replace it)")
-            write_png(target, work(path))
-        except InputError as exc:
-            report(str(exc))
-            failed += 1
-    print(f"{desc}: wrote {len(files) - failed} of {len(files)} images into {out}")
-    if failed:
-        raise BatchErrors(failed, len(files))
 
 
 def load_mask_for(path: Path, masks_dir: Path):
@@ -63,8 +36,8 @@ def restore_files(src: str, dst: str, make_restorer, masks: str | None = None,
         raise InputError("--faces-out writes the faces found in whole photos: drop --aligned")
     if masks_dir is not None and not masks_dir.is_dir():
         raise InputError(f"{masks_dir}: --masks folder not found")
-    out = _prepare_out(dst)
-    crops_dir = _prepare_out(faces_out) if faces_out else None
+    out = prepare_out(dst)
+    crops_dir = prepare_out(faces_out) if faces_out else None
     restorer = make_restorer()
 
     def work_aligned(path: Path):
@@ -80,7 +53,7 @@ def restore_files(src: str, dst: str, make_restorer, masks: str | None = None,
             write_face_crops(crops_dir, path.stem, report, overwrite)
         return photo
 
-    _each(files, out, overwrite, "restore", work_aligned if aligned else work_photo)
+    _write_each(files, out, overwrite, "restore", work_aligned if aligned else work_photo, "restored")
 
 
 def write_face_crops(folder: Path, stem: str, report: PhotoReport, overwrite: bool) -> None:
@@ -91,13 +64,23 @@ def write_face_crops(folder: Path, stem: str, report: PhotoReport, overwrite: bo
         for name, array in (("blurry", face.crop), ("mask", face.groups),
                             ("mask_colour", colorize(face.groups)), ("restored", face.result)):
             target = folder / f"{stem}_face{k}_{name}.png"
-            if target.exists() and not overwrite:
-                raise InputError(f"{target}: exists already (use --overwrite to replace it)")
+            check_free([target], overwrite)
             write_png(target, array)
 
 
 def mask_files(src: str, dst: str, make_restorer, overwrite: bool = False) -> None:
     files = list_images(src)
-    out = _prepare_out(dst)
+    out = prepare_out(dst)
     restorer = make_restorer()
-    _each(files, out, overwrite, "mask", lambda path: restorer.mask(read_image(path)))
+    _write_each(files, out, overwrite, "mask", lambda path: restorer.mask(read_image(path)), "masked")
+
+
+def _write_each(files: list[Path], out: Path, overwrite: bool, desc: str, make, verb: str) -> None:
+    """OUT/<stem>.png = make(path) for each file, by the rules of smfd.batch."""
+
+    def work(path: Path) -> None:
+        target = out / f"{path.stem}.png"
+        check_free([target], overwrite)
+        write_png(target, make(path))
+
+    run_batch(files, desc, work, verb, out)

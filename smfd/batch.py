@@ -1,0 +1,65 @@
+"""Running a command over many files: one bad file is reported by name and skips only itself.
+
+The rules every file command follows: outputs go to OUT/<stem>.<ext>; an existing output is never
+replaced without ``--overwrite``; two inputs of one run with the same stem are refused rather than
+overwriting each other; errors are single lines; the exit status says whether all went well.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from tqdm import tqdm
+
+from .images import InputError
+
+
+class BatchErrors(Exception):
+    """Some inputs of a batch failed; each was reported already, the rest was written."""
+
+    def __init__(self, failed: int, total: int):
+        super().__init__(f"{failed} of {total} inputs failed (see the messages above)")
+
+
+def report(message: str) -> None:
+    # tqdm.write keeps the message on a line of its own while a progress bar is drawn.
+    tqdm.write(f"smfd: error: {message}", file=sys.stderr)
+
+
+def prepare_out(dst: str | Path) -> Path:
+    out = Path(dst)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: output must be a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # e.g. a parent is a file, or no permission
+        raise InputError(f"{out}: cannot create the output folder ({exc.strerror})") from None
+    return out
+
+
+def check_free(paths: Iterable[Path], overwrite: bool) -> None:
+    for path in paths:
+        if path.exists() and not overwrite:
+            raise InputError(f"{path}: exists already (use --overwrite to replace it)")
+
+
+def run_batch(files: list[Path], desc: str, work: Callable[[Path], None], verb: str, out: Path) -> int:
+    """Call ``work(path)`` per file with a progress bar, then print e.g. "blurred 3 of 4 images
+    into OUT"; raises BatchErrors if any failed."""
+    failed = 0
+    stems: dict[str, Path] = {}  # stem -> the input whose outputs carry it in this run
+    for path in tqdm(files, desc=desc, unit="image", disable=len(files) < 2):
+        try:
+            if path.stem in stems:  # e.g. a.jpg and a.png: never replace this run's own output
+                raise InputError(f"{path}: same name as {stems[path.stem].name}, whose result has that name")
+            stems[path.stem] = path
+            work(path)
+        except InputError as exc:
+            report(str(exc))
+            failed += 1
+    print(f"{verb} {len(files) - failed} of {len(files)} images into {out}")
+    if failed:
+        raise BatchErrors(failed, len(files))
+    return len(files) - failed

@@ -1,0 +1,84 @@
+"""``smfd restore --aligned`` and ``smfd mask`` on real aligned faces, given masks, and bad input."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from smfd import data
+from smfd.cli import main
+from smfd.images import read_image, read_labels
+from smfd.labels import to_groups
+
+
+@pytest.fixture(scope="module")
+def faces(celeba, tmp_path_factory):
+    """Three real aligned faces (the JPEGs as they are) and their 5-group masks as label PNGs."""
+    root = tmp_path_factory.mktemp("faces")
+    (root / "in").mkdir()
+    (root / "masks").mkdir()
+    for record in data.open_dataset(celeba)[:3]:
+        shutil.copy(record.image, root / "in" / record.image.name)
+        Image.fromarray(to_groups(data.load_classes(record))).save(root / "masks" / f"{record.id}.png")
+    return root
+
+
+def test_mask_writes_group_labels_at_the_input_size(faces, tmp_path, random_weights, capsys):
+    assert main(["mask", str(faces / "in"), str(tmp_path), "--weights", str(random_weights)]) == 0
+    outputs = sorted(tmp_path.glob("*.png"))
+    assert [p.stem for p in outputs] == sorted(p.stem for p in (faces / "in").glob("*.jpg"))
+    for out in outputs:
+        labels = read_labels(out)
+        assert labels.shape == (512, 512) and labels.max() <= 4
+    assert "masked 3 of 3 images" in capsys.readouterr().out
+
+
+def test_restore_with_given_masks(faces, tmp_path, random_weights):
+    generated, given = tmp_path / "generated", tmp_path / "given"
+    args = ["--weights", str(random_weights), "--aligned"]
+    assert main(["restore", str(faces / "in"), str(generated), *args]) == 0
+    assert main(["restore", str(faces / "in"), str(given), "--masks", str(faces / "masks"), *args]) == 0
+    for src in (faces / "in").glob("*.jpg"):
+        a, b = read_image(generated / f"{src.stem}.png"), read_image(given / f"{src.stem}.png")
+        assert a.shape == b.shape == read_image(src).shape
+        assert not np.array_equal(a, b)  # the mask steers the result
+
+
+def test_a_missing_mask_fails_only_that_face(faces, tmp_path, random_weights, capsys):
+    masks = tmp_path / "masks"
+    shutil.copytree(faces / "masks", masks)
+    victim = sorted(masks.glob("*.png"))[0]
+    victim.unlink()
+    rc = main(["restore", str(faces / "in"), str(tmp_path / "out"), "--aligned", "--masks", str(masks),
+               "--weights", str(random_weights)])
+    err = capsys.readouterr().err
+    assert rc == 1 and f"no mask for {victim.stem}" in err and "Traceback" not in err
+    assert len(list((tmp_path / "out").glob("*.png"))) == 2
+
+
+def test_same_stem_twice_and_existing_outputs_are_kept(faces, tmp_path, random_weights, capsys):
+    src = tmp_path / "in"
+    shutil.copytree(faces / "in", src)
+    first = sorted(src.glob("*.jpg"))[0]
+    Image.open(first).save(first.with_suffix(".png"))  # a.jpg and a.png would both write OUT/a.png
+    out = tmp_path / "out"
+    assert main(["mask", str(src), str(out), "--weights", str(random_weights)]) == 1
+    assert "same name as" in capsys.readouterr().err
+    before = (out / f"{first.stem}.png").read_bytes()
+    assert main(["mask", str(first), str(out), "--weights", str(random_weights)]) == 1
+    assert "exists already" in capsys.readouterr().err
+    assert (out / f"{first.stem}.png").read_bytes() == before
+
+
+def test_bad_inputs_exit_with_one_line(tmp_path, random_weights, capsys):
+    text = tmp_path / "notes.png"
+    text.write_text("not an image")
+    assert main(["mask", str(text), str(tmp_path / "o"), "--weights", str(random_weights)]) == 1
+    assert main(["restore", str(tmp_path / "missing.jpg"), str(tmp_path / "o"), "--aligned"]) == 2
+    assert main(["restore", str(text), str(tmp_path / "o"), "--aligned", "--weights", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "not an image file" in err and "no such file" in err and "model weights not found" in err
+    assert "Traceback" not in err
