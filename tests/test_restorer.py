@@ -49,3 +49,9 @@ def test_bad_inputs_are_refused(restorer, face):
 def test_missing_weights_are_named(tmp_path):
     with pytest.raises(InputError, match="mask_generator.safetensors"):
         Restorer.from_pretrained(tmp_path)
+
+def test_top_level_import():
+    from smfd import Restorer as top
+    from smfd.restorer import Restorer
+
+    assert top is Restorer
