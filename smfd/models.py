@@ -48,9 +48,12 @@ class SMFDConfig:
     post_process: bool = True
     contrast: float = 2.0
     brightness: float = 0.1
-    # Our addition, off in the thesis' configuration: predict a correction added to the blurry
-    # input, which keeps the output's colours anchored to the input's.
+    # Our additions, off in the thesis' configuration. residual: predict a correction added to
+    # the blurry input. match_input_mean: give the output the per-channel mean of the input --
+    # blur, rescaling and zero-mean noise keep an image's mean colour, so the input's mean is the
+    # target's, and the thesis' colour shift cannot arise.
     residual: bool = False
+    match_input_mean: bool = False
 
     kind = "deblur"
 
@@ -204,7 +207,11 @@ class SMFDNet(nn.Module):
         # image to about one grey level.
         with torch.autocast(image.device.type, enabled=False):
             y = self.post(self.out(x.float()))
-            return y + image.float() if self.config.residual else y
+            if self.config.residual:
+                y = y + image.float()
+            if self.config.match_input_mean:
+                y = y - y.mean((2, 3), keepdim=True) + image.float().mean((2, 3), keepdim=True)
+            return y
 
 
 class SegBaseline(nn.Module):

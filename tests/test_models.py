@@ -155,3 +155,11 @@ def test_gray_and_one_hot():
     labels = torch.tensor([[[0, 4], [2, 1]]])
     hot = one_hot_mask(labels)
     assert hot.shape == (1, 5, 2, 2) and torch.equal(hot.argmax(1), labels)
+
+
+def test_match_input_mean_keeps_the_inputs_colour():
+    model = SMFDNet(SMFDConfig(match_input_mean=True)).eval()
+    x = torch.rand(2, 3, 32, 32) * 0.5 + 0.2
+    with torch.no_grad():
+        y = model(x, one_hot_mask(torch.randint(0, 5, (2, 32, 32))))
+    assert torch.allclose(y.mean((2, 3)), x.mean((2, 3)), atol=1e-5)
