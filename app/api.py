@@ -14,10 +14,11 @@ import numpy as np
 from gradio import FileData
 
 from smfd import degrade
+from smfd.blur_files import recipe_record
 from smfd.images import InputError, write_png
 
-from .blur_tab import recipe_record
 from .context import AppContext
+from .examples import blurred
 from .face import safe_stem, write_mask_png
 from .uploads import read_mask_upload, read_upload
 
@@ -75,8 +76,8 @@ def register(ctx: AppContext) -> None:
                                                **{k: v for k, v in given.items() if v is not None})
         except (TypeError, ValueError) as exc:
             raise gr.Error(str(exc)) from None
-        recipe = degrade.sample_recipe(np.random.default_rng(int(seed)), options)
-        out = write_png(ctx.output_dir() / f"{_stem(image)}_blurred.png", degrade.apply(picture, recipe))
+        degraded, recipe = blurred(picture, int(seed), options)
+        out = write_png(ctx.output_dir() / f"{_stem(image)}_blurred.png", degraded)
         record = recipe_record(recipe, options, int(seed), image.get("orig_name") or "upload")
         return FileData(path=str(out)), json.dumps(record, indent=2)
 

@@ -7,12 +7,12 @@ import json
 from functools import partial
 from types import SimpleNamespace
 
-import cv2
 import gradio as gr
 import numpy as np
 
 from smfd import degrade
-from smfd.images import InputError
+from smfd.blur_files import recipe_record
+from smfd.images import InputError, resize_to
 
 from . import examples, render
 from .context import AppContext
@@ -51,15 +51,7 @@ def source_size(image: np.ndarray) -> np.ndarray:
     """Scale so that the longer side is 512: the thesis' kernel sizes are meant for 512x512 faces."""
     h, w = image.shape[:2]
     scale = examples.SOURCE_SIZE / max(h, w)
-    if scale == 1:
-        return image
-    size = (max(8, round(w * scale)), max(8, round(h * scale)))
-    return cv2.resize(image, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
-
-
-def recipe_record(recipe: degrade.Recipe, options: degrade.PipelineOptions, seed: int, source: str) -> dict:
-    """What ``smfd blur`` writes beside each image: ``smfd blur --recipe`` replays it."""
-    return {**recipe.to_dict(), "source": source, "seed": seed, "options": options.to_dict()}
+    return resize_to(image, (max(8, round(w * scale)), max(8, round(h * scale))))
 
 
 def blur_lab(ctx: AppContext, image, resize, source, seed, *option_values):
@@ -74,8 +66,7 @@ def blur_lab(ctx: AppContext, image, resize, source, seed, *option_values):
         raise gr.Error("The seed must be a non-negative integer.")
     name, truth = source or ("upload", None)
     sharp = source_size(image) if resize else image
-    recipe = degrade.sample_recipe(np.random.default_rng(seed), options)
-    blurry = degrade.apply(sharp, recipe)
+    blurry, recipe = examples.blurred(sharp, seed, options)
     record = recipe_record(recipe, options, seed, name)
     text = json.dumps(record, indent=2)
     path = ctx.output_dir() / f"{safe_stem(name)}_seed{seed}_recipe.json"

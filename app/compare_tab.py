@@ -92,7 +92,7 @@ def table(face: Face, results: list[Result]) -> list[list]:
 def unavailable(results: list[Result], has_baselines: bool) -> str:
     lines = [f"- **{r.title}**: {r.problem}" for r in results if r.problem]
     if not has_baselines:
-        lines.append("- **Baselines**: the `baselines` package has no registry installed yet.")
+        lines.append("- **Baselines**: this app was started without the baselines registry.")
     return "### Not shown\n" + "\n".join(lines) if lines else ""
 
 

@@ -6,8 +6,6 @@ Handlers get an :class:`AppContext`; none of them loads a model or keeps per-use
 from __future__ import annotations
 
 import hashlib
-import importlib
-import importlib.util
 import shutil
 import threading
 import time
@@ -18,7 +16,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from smfd.restorer import DEBLUR_WEIGHTS, MASK_WEIGHTS, WEIGHTS_DIR, Restorer
+from baselines.weights import sha256_of
+from smfd.restorer import Restorer, weight_files
 
 from .examples import Example
 
@@ -28,27 +27,8 @@ OWN_METHODS = ("blurry", "input")  # registry names for the unrestored input
 
 def weights_tag(folder: str | Path | None) -> str:
     """A short fingerprint of the SMFD weights: cached restorations are only reused with them."""
-    folder = Path(folder) if folder else WEIGHTS_DIR
-    digest = hashlib.sha256()
-    for name in (MASK_WEIGHTS, DEBLUR_WEIGHTS):
-        with open(folder / name, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                digest.update(chunk)
-    return digest.hexdigest()[:12]
-
-
-def find_baselines() -> Any | None:
-    """The baselines registry (``methods()``, ``load()``) once that package provides it."""
-    if importlib.util.find_spec("baselines.registry") is None:
-        return None
-    return importlib.import_module("baselines.registry")
-
-
-def find_whole_photo() -> Callable | None:
-    """``smfd.photos.restore_photo(image, restorer) -> (photo, report)`` once it is installed."""
-    if importlib.util.find_spec("smfd.photos") is None:
-        return None
-    return importlib.import_module("smfd.photos").restore_photo
+    digests = "".join(sha256_of(path) for path in weight_files(folder))
+    return hashlib.sha256(digests.encode()).hexdigest()[:12]
 
 
 @dataclass
@@ -57,8 +37,9 @@ class AppContext:
     examples: list[Example]
     work_dir: Path  # each request writes its downloads into its own folder below
     weights_tag: str = "unknown"
-    baselines: Any | None = None  # module-like: methods() -> [MethodInfo], load(name, ...)
-    whole_photo: Callable | None = None  # (photo, restorer) -> (photo, report with .summary())
+    # None (as in tests): the Compare tab shows no baselines, the Restore tab no whole-photo mode.
+    baselines: Any | None = None  # module-like (baselines.registry): methods(), load(name, ...)
+    whole_photo: Callable | None = None  # smfd.photos.restore_photo: (photo, restorer) -> (photo, report)
     study: Any | None = None  # app.study.Study
     admin_token: str = ""
     _methods: dict = field(default_factory=dict)
@@ -77,7 +58,11 @@ class AppContext:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         now = time.time()
         for old in self.work_dir.iterdir():
-            if old.is_dir() and now - old.stat().st_mtime > OUTPUT_TTL:
+            try:
+                expired = old.is_dir() and now - old.stat().st_mtime > OUTPUT_TTL
+            except FileNotFoundError:  # another request removed it meanwhile
+                continue
+            if expired:
                 shutil.rmtree(old, ignore_errors=True)
         folder = self.work_dir / uuid.uuid4().hex
         folder.mkdir()

@@ -4,6 +4,7 @@ into the project)."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,11 +32,28 @@ class Example:
 
 
 def astronaut_face() -> np.ndarray:
-    """Eileen Collins' NASA portrait, cropped to the face like a CelebA-HQ crop, 512x512."""
+    """Eileen Collins' NASA portrait as an aligned 512x512 face crop (a fresh copy each call)."""
+    return _aligned_astronaut().copy()
+
+
+@functools.cache
+def _aligned_astronaut() -> np.ndarray:
+    """The face found in the portrait (dlib, as for whole photos) and warped by the similarity
+    that puts its eyes and mouth corners on the template of the CelebA-HQ training crops, so the
+    example has the geometry the networks were trained on. Deterministic: same pixels every run."""
     from skimage import data as skdata
 
-    crop = skdata.astronaut()[0:260, 95:355]
-    return cv2.resize(crop, (SOURCE_SIZE, SOURCE_SIZE), interpolation=cv2.INTER_CUBIC)
+    from smfd.faces import alignment, detect_faces, warp
+
+    photo = skdata.astronaut()
+    # The face is ~100 px wide: the detector finds it at the photo's own size, no enlarging needed.
+    faces = detect_faces(photo, rotations=False, pixels=photo.shape[0] * photo.shape[1])
+    if not faces:
+        raise RuntimeError("no face found in scikit-image's astronaut portrait")
+    face = max(faces, key=lambda f: f.size)
+    # Bicubic: the face is enlarged about 3x to the 512 crop.
+    return warp(photo, alignment(face.landmarks, SOURCE_SIZE), (SOURCE_SIZE, SOURCE_SIZE),
+                interpolation=cv2.INTER_CUBIC)
 
 
 def find_examples(folder: str | Path | None) -> list[Example]:

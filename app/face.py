@@ -8,12 +8,12 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 from PIL import Image
 
 from smfd import labels, metrics
-from smfd.restorer import WORK_SIZE, resize_to
+from smfd.images import InputError, resize_labels, resize_to
+from smfd.restorer import WORK
 
 EDITOR_SIZE = 512  # the mask editor's longer side: big enough to paint eyes and lips
 
@@ -45,17 +45,13 @@ def fit_to(image: np.ndarray, reference: np.ndarray, what: str, nearest: bool = 
     h, w = reference.shape[:2]
     ih, iw = image.shape[:2]
     if abs(iw / ih - w / h) > 0.02:
-        from smfd.images import InputError
-
         raise InputError(f"the {what} ({iw}x{ih}) does not match the blurry image ({w}x{h})")
-    if (ih, iw) == (h, w):
-        return image
-    return cv2.resize(image, (w, h), interpolation=cv2.INTER_NEAREST) if nearest else resize_to(image, (w, h))
+    return resize_labels(image, (w, h)) if nearest else resize_to(image, (w, h))
 
 
 def at_work_size(image: np.ndarray) -> np.ndarray:
     """The benchmark protocol measures at 256x256 (area interpolation)."""
-    return resize_to(image, (WORK_SIZE, WORK_SIZE))
+    return resize_to(image, WORK)
 
 
 def quality(output: np.ndarray, sharp: np.ndarray) -> tuple[float, float]:
@@ -106,7 +102,7 @@ def editor_value(face: Face) -> dict:
     """The editor's background: the mask as a coloured overlay on the blurry face, no strokes."""
     size = editor_size(face.blurry.shape)
     picture = resize_to(face.blurry, size)
-    mask = cv2.resize(face.mask, size, interpolation=cv2.INTER_NEAREST)
+    mask = resize_labels(face.mask, size)
     return {"background": labels.overlay(picture, mask, alpha=0.5), "layers": [], "composite": None}
 
 
@@ -118,7 +114,7 @@ def painted(layers: list[np.ndarray], shape: tuple[int, int]) -> np.ndarray:
         layer = np.asarray(layer)
         if layer.ndim != 3 or layer.shape[2] != 4:
             continue
-        layer = cv2.resize(layer, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
+        layer = resize_labels(layer, (shape[1], shape[0]))  # nearest: stroke colours stay exact
         hit = layer[..., 3] >= 128  # stroke edges are anti-aliased: take the solid part
         distance = ((layer[..., None, :3].astype(np.int32) - palette) ** 2).sum(-1)
         out[hit] = distance.argmin(-1)[hit]

@@ -3,8 +3,8 @@
 Forward hooks record every stage's output for one face. They go on a private copy of the
 network: hooks on the shared model would also catch other users' requests running meanwhile.
 A map with 3 channels is shown as RGB (min-max scaled when it is far from 0..1), 5 channels
-(the mask's groups) by argmax in the group colours, 1 channel as is; any other number of channels by its first channel (as the thesis
-does) or by the mean over channels.
+(the mask's groups) by argmax in the group colours, 1 channel as is; any other number of channels
+by its first channel (as the thesis does) or by the mean over channels.
 """
 
 from __future__ import annotations
@@ -15,8 +15,7 @@ import numpy as np
 import torch
 
 from smfd import labels
-from smfd.models import one_hot_mask, rgb_to_gray
-from smfd.restorer import WORK_SIZE, Restorer, resize_to
+from smfd.restorer import Restorer
 
 from .render import enlarge, heatmap, normalise
 
@@ -55,16 +54,14 @@ def capture(net: torch.nn.Module, stages, *inputs) -> list[tuple[str, np.ndarray
 
 def mask_generator_maps(restorer: Restorer, image: np.ndarray) -> list[tuple[str, np.ndarray]]:
     net = copy.deepcopy(restorer.mask_model)
-    x = rgb_to_gray(restorer._tensor(resize_to(image, (WORK_SIZE, WORK_SIZE))))
+    x = restorer.mask_input(image)
     maps = capture(net, _stages(net, [("encoder", net.encoder)]), x)
-    return [("input (grayscale)", x[0].cpu().numpy())] + maps
+    return [("input (grayscale)" if x.shape[1] == 1 else "input", x[0].cpu().numpy())] + maps
 
 
 def smfd_maps(restorer: Restorer, image: np.ndarray, mask: np.ndarray) -> list[tuple[str, np.ndarray]]:
     net = copy.deepcopy(restorer.deblur_model)
-    x = restorer._tensor(resize_to(image, (WORK_SIZE, WORK_SIZE)))
-    groups = torch.from_numpy(resize_to(mask, (WORK_SIZE, WORK_SIZE)).astype(np.int64))[None]
-    m = one_hot_mask(groups.to(restorer.device))
+    x, m = restorer.deblur_inputs(image, mask)
     branches = [("image encoder", net.image_encoder)]
     if net.mask_encoder is not None:
         branches.append(("mask encoder", net.mask_encoder))

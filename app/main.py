@@ -7,7 +7,6 @@ bound to 127.0.0.1 unless told otherwise.
 from __future__ import annotations
 
 import atexit
-import os
 import secrets
 import shutil
 import tempfile
@@ -16,17 +15,20 @@ from pathlib import Path
 
 import gradio as gr
 
+from baselines import registry
+from baselines.weights import cache_root
+from smfd.data import shared_data
+from smfd.photos import restore_photo
 from smfd.restorer import Restorer
 
 from . import api, blur_tab, compare_tab, learn_tab, restore_tab, study_tab
-from .context import AppContext, find_baselines, find_whole_photo, weights_tag
+from .context import AppContext, weights_tag
 from .examples import find_examples
 from .face import Face
 from .study import Study, study_photos
 from .study_store import VoteStore
 from .uploads import MAX_UPLOAD
 
-ROOT = Path(__file__).resolve().parents[1]
 THEME = gr.themes.Default(primary_hue="orange", secondary_hue="sky",
                           font=["system-ui", "Segoe UI", "Helvetica", "Arial", "sans-serif"],
                           font_mono=["ui-monospace", "Menlo", "Consolas", "monospace"])
@@ -42,13 +44,8 @@ on this machine; nothing is sent anywhere."""
 
 
 def default_study_images() -> Path | None:
-    shared = Path(os.environ.get("SMFD_SHARED_DATA", ROOT.parent / "shared" / "data"))
-    folder = shared / "realworld" / "cropped"
+    folder = shared_data() / "realworld" / "cropped"
     return folder if folder.is_dir() else None
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("SMFD_CACHE", Path.home() / ".cache" / "smfd"))
 
 
 def study_methods(ctx: AppContext) -> list[str]:
@@ -75,7 +72,7 @@ def create_context(weights=None, examples=None, study_db=None, admin_token=None,
     atexit.register(shutil.rmtree, work_dir, ignore_errors=True)
     ctx = AppContext(restorer=restorer, examples=find_examples(examples),
                      work_dir=work_dir, weights_tag=weights_tag(weights),
-                     baselines=find_baselines(), whole_photo=find_whole_photo(),
+                     baselines=registry, whole_photo=restore_photo,
                      admin_token=admin_token or secrets.token_urlsafe(12))
     folder = study_images or default_study_images()
     if folder is not None:

@@ -20,6 +20,7 @@ from sqlalchemy import (Column, DateTime, Integer, MetaData, String, Table, Uniq
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError
 
+from baselines.weights import cache_root
 from smfd.images import InputError
 
 RETRIES = 8
@@ -62,7 +63,7 @@ class Vote:
 
 
 def default_url() -> str:
-    return f"sqlite:///{Path.home() / '.cache' / 'smfd' / 'study.sqlite'}"
+    return f"sqlite:///{cache_root() / 'study.sqlite'}"
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:

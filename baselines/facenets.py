@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import torch
 
-from smfd.images import InputError, check_rgb
+from smfd.images import InputError, check_rgb, resize_to
 from smfd.runtime import pick_device
 
 from .registry import Method, MethodInfo
@@ -25,11 +25,7 @@ NOISE_SEED = 0  # GFPGAN injects random noise (as officially run); a fixed seed 
 
 def resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
     """Bilinear up (the official aligned-input paths use it), area averaging down."""
-    h, w = image.shape[:2]
-    if (w, h) == (width, height):
-        return image
-    shrink = width * height < w * h
-    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    return resize_to(image, (width, height), upscale=cv2.INTER_LINEAR)
 
 
 class FaceNetMethod(Method):

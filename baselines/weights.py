@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
-import tempfile
 import urllib.request
 from pathlib import Path
 
 from tqdm import tqdm
 
-from smfd.images import InputError
+from smfd.images import InputError, write_atomically
 
 CHUNK = 1 << 20
 
@@ -45,27 +43,27 @@ def download(url: str, target: Path, sha256: str | None, force: bool = False) ->
     if target.is_file() and not force:
         print(f"{target}: present already (use --force to fetch it again)")
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".part", dir=target.parent)
     digest = hashlib.sha256()
-    try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
+
+    def fetch(tmp: Path) -> None:
+        with open(tmp, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
             total = int(response.headers.get("Content-Length") or 0) or None
             with tqdm(total=total, unit="B", unit_scale=True, desc=target.name) as bar:
                 while block := response.read(CHUNK):
                     out.write(block)
                     digest.update(block)
                     bar.update(len(block))
-        got = digest.hexdigest()
-        if sha256 is not None and got != sha256:
-            raise InputError(f"{url}: SHA-256 mismatch (expected {sha256}, got {got}); file discarded")
-        if sha256 is None:
-            print(f"{target.name}: no SHA-256 is pinned for this file; computed {got} "
-                  "(compare it with the publisher's before trusting results)")
-        shutil.move(tmp, target)
+        if sha256 is not None and digest.hexdigest() != sha256:
+            raise InputError(f"{url}: SHA-256 mismatch (expected {sha256}, got {digest.hexdigest()}); "
+                             "file discarded")
+
+    try:
+        write_atomically(target, fetch, ".part")
     except OSError as exc:  # URLError, timeouts, disk errors
         raise InputError(f"{url}: download failed ({exc})") from None
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    got = digest.hexdigest()
+    if sha256 is None:
+        print(f"{target.name}: no SHA-256 is pinned for this file; computed {got} "
+              "(compare it with the publisher's before trusting results)")
     print(f"{target}: ok (sha256 {got})")
     return target

@@ -133,6 +133,8 @@ def evaluate(pairs: list[Pair], names: list[str], out: str | Path, options: Eval
     unknown = [n for n in names if n not in {m.name for m in methods()}]
     if unknown:
         raise InputError(f"unknown method(s) {', '.join(unknown)} (see 'smfd baselines list')")
+    for pair in pairs:  # an unreadable or mismatched pair is named before any method runs
+        pair.load()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     loaded = load_methods(names, options, all(p.mask is not None for p in pairs))

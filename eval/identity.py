@@ -15,10 +15,11 @@ faces are aligned crops), and both images are read inside that same box:
 from __future__ import annotations
 
 import functools
-import importlib.util
 from pathlib import Path
 
 import numpy as np
+
+from smfd.faces import models_dir
 
 from .common import MetricUnavailable
 
@@ -28,12 +29,11 @@ LANDMARKS_68 = "shape_predictor_68_face_landmarks.dat"
 
 
 def model_path(name: str) -> Path:
-    # face_recognition_models' __init__ needs pkg_resources; only its data files are used.
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or not spec.submodule_search_locations:
+    try:
+        path = models_dir() / name
+    except ImportError:
         raise MetricUnavailable("the face_recognition_models package is not installed",
-                                "pip install face_recognition_models (see requirements.txt)")
-    path = Path(spec.submodule_search_locations[0]) / "models" / name
+                                "pip install face_recognition_models (see requirements.txt)") from None
     if not path.is_file():
         raise MetricUnavailable(f"dlib model {path} is missing", "reinstall face_recognition_models")
     return path

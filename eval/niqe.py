@@ -28,7 +28,8 @@ import numpy as np
 from scipy.ndimage import correlate
 from scipy.special import gamma
 
-from baselines.weights import cache_root
+from baselines.weights import cache_root, sha256_of
+from smfd.images import write_atomically
 
 from .common import MetricUnavailable
 
@@ -51,7 +52,7 @@ def fetch(force: bool = False) -> Path:
     """Download the basicsr source package with pip and extract the pristine parameters (checked
     against their SHA-256). The package itself is kept beside them for the reference test."""
     target = params_path()
-    if target.is_file() and not force and hashlib.sha256(target.read_bytes()).hexdigest() == PARAMS_SHA256:
+    if target.is_file() and not force and sha256_of(target) == PARAMS_SHA256:
         return target
     niqe_dir().mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
@@ -66,10 +67,7 @@ def fetch(force: bool = False) -> Path:
         if got != PARAMS_SHA256:
             raise RuntimeError(f"{SDIST}: {PARAMS_MEMBER} has SHA-256 {got}, expected {PARAMS_SHA256}")
         (niqe_dir() / SDIST).write_bytes(sdist.read_bytes())
-    tmp_target = target.with_suffix(".tmp")
-    tmp_target.write_bytes(data)
-    tmp_target.replace(target)
-    return target
+    return write_atomically(target, lambda tmp: tmp.write_bytes(data), ".npz")
 
 
 @functools.cache

@@ -16,6 +16,8 @@ import numpy as np
 from tqdm import tqdm
 
 from smfd import data
+from smfd.blur_files import recipe_record
+from smfd.degrade import PipelineOptions
 from smfd.images import InputError, list_images, read_image, read_labels, write_png
 from smfd.labels import check_groups
 
@@ -63,7 +65,7 @@ def make_pairs(dataset: str | Path, out: str | Path, limit: int | None = None, s
         blurry, sharp, groups, recipe = data.benchmark_pair(record, seed)
         write_png(out / "blurry" / f"{record.id}.png", blurry)
         (out / "blurry" / f"{record.id}.json").write_text(
-            json.dumps({**recipe.to_dict(), "source": str(record.image), "seed": seed}, indent=2) + "\n")
+            json.dumps(recipe_record(recipe, PipelineOptions(), seed, str(record.image)), indent=2) + "\n")
         write_png(out / "sharp" / f"{record.id}.png", sharp)
         if groups is not None:
             write_png(out / "masks" / f"{record.id}.png", groups)

@@ -8,8 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from smfd.images import read_image, write_png
-from smfd.restorer import resize_to
+from smfd.images import read_image, resize_to, write_png
 
 from .pairs import Pair
 

@@ -19,7 +19,7 @@ import torch
 
 from smfd import checkpoint, metrics
 from smfd.images import InputError
-from smfd.models import ABLATIONS, count_parameters, rgb_to_gray
+from smfd.models import ABLATIONS, count_parameters
 
 from .compare import EvalOptions, evaluate
 from .pairs import Pair, find_pairs, make_pairs
@@ -90,16 +90,15 @@ def train_run(task: str, data: str, out: Path, budget: Budget, device: str, conf
     return best
 
 
-@torch.no_grad()
 def segmentation_scores(model: torch.nn.Module, pairs: list[Pair]) -> tuple[float, float]:
     """Mean Dice and Jaccard (%) over the 5 groups, pixel counts summed over the pairs."""
+    from smfd.restorer import Restorer
+
+    restorer = Restorer(model, torch.nn.Identity(), next(model.parameters()).device)  # masks only
     score = metrics.SegmentationScore(5)
-    device = next(model.parameters()).device
     for pair in pairs:
         blurry, _, truth = pair.load()
-        x = torch.from_numpy(blurry).permute(2, 0, 1)[None].float().div(255).to(device)
-        x = rgb_to_gray(x) if model.config.in_channels == 1 else x
-        score.add(model(x).argmax(1)[0].cpu().numpy(), truth)
+        score.add(restorer.mask(blurry), truth)
     return score.mean_dice() * 100, score.mean_jaccard() * 100
 
 
@@ -107,8 +106,7 @@ def deblur_scores(model: torch.nn.Module, pairs: list[Pair]) -> tuple[float, flo
     """Mean PSNR and SSIM (%) of an SMFD-UNet variant guided by the ground-truth masks."""
     from smfd.restorer import Restorer
 
-    device = next(model.parameters()).device
-    restorer = Restorer(torch.nn.Identity(), model, device)  # given masks: no mask generator runs
+    restorer = Restorer(torch.nn.Identity(), model, next(model.parameters()).device)  # given masks
     psnr, ssim = [], []
     for pair in pairs:
         blurry, sharp, truth = pair.load()
@@ -130,7 +128,7 @@ def _num(value, digits: int) -> str:
 # ---------------------------------------------------------------- the tables
 
 def table_41(data: str, runs: Path, pairs: list[Pair], budget: Budget, options: EvalOptions) -> str:
-    from smfd.restorer import MASK_WEIGHTS, WEIGHTS_DIR
+    from smfd.restorer import weight_files
 
     device = _device(options)
     rows = []
@@ -140,7 +138,7 @@ def table_41(data: str, runs: Path, pairs: list[Pair], budget: Budget, options: 
         t = THESIS_41[key]
         rows.append([title, _num(dice, 2), _num(jaccard, 2), f"{count_parameters(model)['total']:,}",
                      _num(t[0], 2), _num(t[1], 2), f"{t[2]:,}"])
-    shipped = Path(options.weights.get("smfd") or WEIGHTS_DIR) / MASK_WEIGHTS
+    shipped = weight_files(options.weights.get("smfd"))[0]
     title = "mask generator (" + ("shipped weights" if "smfd" not in options.weights else str(shipped)) + ")"
     note = ""
     if shipped.is_file():

@@ -2,9 +2,10 @@
 
     .venv/bin/python scripts/bench_faces.py [PHOTOS] [--weights DIR | --random-weights] [--device cpu]
 
-PHOTOS defaults to ../shared/data/realworld/whole. Timings do not depend on the weights' values, so
---random-weights (random-init networks of the real architectures) measures the same thing before
-trained weights exist.
+PHOTOS defaults to realworld/whole of the shared data ($SMFD_SHARED_DATA, else ../shared/data
+beside the project folder). Timings do not depend on the weights' values, so --random-weights
+(random-init networks of the real architectures) measures the same thing before trained weights
+exist.
 """
 
 from __future__ import annotations
@@ -12,14 +13,12 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
-from pathlib import Path
 
+from smfd.data import shared_data
 from smfd.faces import detect_faces
 from smfd.images import list_images, read_image
 from smfd.photos import MIN_FACE, align_face, paste, paste_alpha, restore_crop
 from smfd.restorer import Restorer
-
-DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "data" / "realworld" / "whole"
 
 
 def random_restorer(device: str) -> Restorer:
@@ -27,18 +26,20 @@ def random_restorer(device: str) -> Restorer:
 
     from smfd import checkpoint
     from smfd.models import MaskNet, SMFDNet
-    from smfd.restorer import DEBLUR_WEIGHTS, MASK_WEIGHTS
+    from smfd.restorer import weight_files
 
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as folder:
-        checkpoint.save(Path(folder) / MASK_WEIGHTS, MaskNet().eval(), half=True)
-        checkpoint.save(Path(folder) / DEBLUR_WEIGHTS, SMFDNet().eval(), half=True)
+        mask_path, deblur_path = weight_files(folder)
+        checkpoint.save(mask_path, MaskNet().eval(), half=True)
+        checkpoint.save(deblur_path, SMFDNet().eval(), half=True)
         return Restorer.from_pretrained(folder, device)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("photos", nargs="?", default=str(DEFAULT), help="photo or folder of photos")
+    parser.add_argument("photos", nargs="?", default=str(shared_data() / "realworld" / "whole"),
+                        help="photo or folder of photos")
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--weights", default=None, help="weights folder (default: the shipped weights)")
     group.add_argument("--random-weights", action="store_true", help="random-init networks")

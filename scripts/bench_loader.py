@@ -2,6 +2,9 @@
 
     .venv/bin/python scripts/bench_loader.py [--data DIR] [--workers 0 1 2] [--samples 96]
 
+DIR defaults to celebamask_mini of the shared data ($SMFD_SHARED_DATA, else ../shared/data beside
+the project folder).
+
 Prints samples/s for each worker count and the CPU use of the whole process tree, so one can see
 whether loading keeps the cores busy.
 """
@@ -19,7 +22,7 @@ from smfd import data
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default="../shared/data/celebamask_mini")
+    parser.add_argument("--data", default=str(data.shared_data() / "celebamask_mini"))
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--samples", type=int, default=96)
     parser.add_argument("--patch", type=int, default=None)

@@ -1,7 +1,10 @@
 """Benchmark of the shipped model on held-out faces under the protocol of SPEC section 2.
 
-    .venv/bin/python scripts/benchmark_model.py --data ../shared/data/celebamask_mini [--weights DIR]
-        [--faces N] [--seed 0] [--json OUT.json]
+    .venv/bin/python scripts/benchmark_model.py [--data DIR] [--weights DIR] [--faces N] [--seed 0]
+        [--json OUT.json]
+
+DIR defaults to celebamask_mini of the shared data ($SMFD_SHARED_DATA, else ../shared/data beside
+the project folder).
 
 Faces: the test split of the dataset (smfd.data.select(..., "test")), which no training run sees.
 Each face is degraded at 512x512 with a recipe drawn from (seed, face id), then the blurry image and
@@ -36,7 +39,7 @@ def speckle_rate(image: np.ndarray, background: np.ndarray, threshold: float = 4
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default="../shared/data/celebamask_mini")
+    parser.add_argument("--data", default=str(data.shared_data() / "celebamask_mini"))
     parser.add_argument("--weights", default=None, help="weights folder (default: the shipped weights)")
     parser.add_argument("--faces", type=int, default=None, help="use only the first N test faces")
     parser.add_argument("--seed", type=int, default=0)

@@ -3,8 +3,9 @@ enlarged beside it.
 
     .venv/bin/python scripts/make_whole_photo_figure.py [--photo PATH] [--weights DIR] [--out PNG]
 
-Defaults: ../shared/data/realworld/whole/10045.png, the shipped weights (smfd/weights),
-docs/whole_photo.png. The restored photo is what ``smfd restore PHOTO OUT`` writes.
+Defaults: realworld/whole/10045.png of the shared data ($SMFD_SHARED_DATA, else ../shared/data
+beside the project folder), the shipped weights (smfd/weights), docs/whole_photo.png. The restored
+photo is what ``smfd restore PHOTO OUT`` writes.
 """
 
 from __future__ import annotations
@@ -16,12 +17,12 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw
 
-from smfd.images import read_image, write_png
+from smfd.data import shared_data
+from smfd.images import read_image, resize_to, write_png
 from smfd.photos import restore_photo
 from smfd.restorer import Restorer
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_PHOTO = ROOT.parent / "shared" / "data" / "realworld" / "whole" / "10045.png"
 PHOTO_HEIGHT = 560  # px of each whole photo in the figure
 MAX_FACES = 4  # enlarged faces shown beside the photos
 GAP = 8
@@ -30,8 +31,7 @@ LABEL = 22  # px of the caption strip above each panel
 
 def fit_height(image: np.ndarray, height: int) -> np.ndarray:
     h, w = image.shape[:2]
-    width = round(w * height / h)
-    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if height < h else cv2.INTER_CUBIC)
+    return resize_to(image, (round(w * height / h), height))
 
 
 def captioned(image: np.ndarray, text: str) -> np.ndarray:
@@ -67,7 +67,7 @@ def zoom(image: np.ndarray, centre: np.ndarray, size: float, side: int) -> np.nd
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--photo", default=str(DEFAULT_PHOTO))
+    parser.add_argument("--photo", default=str(shared_data() / "realworld" / "whole" / "10045.png"))
     parser.add_argument("--weights", default=None, help="weights folder (default: the shipped weights)")
     parser.add_argument("--out", default=str(ROOT / "docs" / "whole_photo.png"))
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])

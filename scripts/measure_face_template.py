@@ -4,26 +4,28 @@ Runs the HOG detector and the 68-point predictor over aligned 512x512 CelebA-HQ 
 the mean eye centres and mouth corners (TEMPLATE) and the mean detector box (TEMPLATE_BOX) as
 fractions of the crop side, ready to paste into smfd/faces.py.
 
-    .venv/bin/python scripts/measure_face_template.py [../shared/data/celebamask_mini/images]
+    .venv/bin/python scripts/measure_face_template.py [FOLDER]
+
+FOLDER defaults to celebamask_mini/images of the shared data ($SMFD_SHARED_DATA, else
+../shared/data beside the project folder).
 """
 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
+from smfd.data import shared_data
 from smfd.faces import find_boxes, key_points, landmarks_in
 from smfd.images import list_images, read_image
-
-DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "data" / "celebamask_mini" / "images"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("folder", nargs="?", default=str(DEFAULT), help="aligned square face crops")
+    parser.add_argument("folder", nargs="?", default=str(shared_data() / "celebamask_mini" / "images"),
+                        help="aligned square face crops")
     args = parser.parse_args()
 
     points, boxes, missed = [], [], 0

@@ -1,11 +1,12 @@
 """Screenshots of every tab of the web app, for the README.
 
-    .venv/bin/python scripts/screenshots.py [--weights DIR] [--out docs/screenshots]
+    .venv/bin/python scripts/screenshots.py [--weights DIR] [--out DIR]
 
 Starts the app on a free localhost port and drives it with headless Chromium (`make browser`):
 blurs, restores and compares the public-domain astronaut portrait, casts a few study votes on
 blurred copies of it (so no dataset face ends up in the pictures), opens the study results and
-shows the Learn tab. Writes blur.jpg, restore.jpg, compare.jpg, study.jpg and learn.jpg.
+shows the Learn tab. Writes blur.jpg, restore.jpg, compare.jpg, study.jpg and learn.jpg into
+--out (default: docs/screenshots of the project, whatever the current directory).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from smfd.images import write_png
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 TIMEOUT = 120_000
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:
@@ -91,7 +93,7 @@ def shoot(url: str, out: Path, token: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--weights", default=None, help="weights folder (default: the shipped weights)")
-    parser.add_argument("--out", default="docs/screenshots")
+    parser.add_argument("--out", default=str(ROOT / "docs" / "screenshots"))
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

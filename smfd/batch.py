@@ -7,6 +7,7 @@ overwriting each other; errors are single lines; the exit status says whether al
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -58,6 +59,11 @@ def run_batch(files: list[Path], desc: str, work: Callable[[Path], None], verb: 
             work(path)
         except InputError as exc:
             report(str(exc))
+            failed += 1
+        except Exception as exc:  # an unexpected failure on one file must not stop the others
+            if os.environ.get("SMFD_DEBUG"):
+                raise
+            report(f"{path}: {type(exc).__name__}: {exc} (set SMFD_DEBUG=1 for the traceback)")
             failed += 1
     print(f"{verb} {len(files) - failed} of {len(files)} images into {out}")
     if failed:

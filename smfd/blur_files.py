@@ -10,12 +10,18 @@ import numpy as np
 
 from . import degrade
 from .batch import check_free, prepare_out, run_batch
-from .images import InputError, list_images, read_image, write_png
+from .images import InputError, list_images, read_image, write_atomically, write_png
 
 
 def rng_for_file(seed: int, path: Path) -> np.random.Generator:
     """Each file's stream depends on the seed and its name only, not on the other files."""
     return np.random.default_rng([seed, zlib.crc32(path.name.encode())])
+
+
+def recipe_record(recipe: degrade.Recipe, options: degrade.PipelineOptions, seed: int, source: str) -> dict:
+    """What is written beside a degraded image: its recipe (``smfd blur --recipe`` replays it),
+    the source, the seed and the options it was drawn with."""
+    return {**recipe.to_dict(), "source": source, "seed": seed, "options": options.to_dict()}
 
 
 def load_recipe(path: str) -> degrade.Recipe:
@@ -42,7 +48,7 @@ def blur_files(src: str, dst: str, options: degrade.PipelineOptions, seed: int =
         image = read_image(path)
         recipe = fixed or degrade.sample_recipe(rng_for_file(seed, path), options)
         write_png(png, degrade.apply(image, recipe))
-        meta = {**recipe.to_dict(), "source": path.name, "seed": seed, "options": options.to_dict()}
-        js.write_text(json.dumps(meta, indent=2) + "\n")
+        text = json.dumps(recipe_record(recipe, options, seed, path.name), indent=2) + "\n"
+        write_atomically(js, lambda tmp: tmp.write_text(text), ".json")
 
     return run_batch(files, "blur", work, "blurred", out)

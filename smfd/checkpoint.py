@@ -6,15 +6,13 @@ Loading never unpickles anything, so a checkpoint from an untrusted source canno
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from .images import InputError
+from .images import InputError, write_atomically
 from .models import build, config_from_dict, config_to_dict
 
 FORMAT = "smfd-1"
@@ -22,22 +20,12 @@ FORMAT = "smfd-1"
 
 def save(path: str | Path, model: torch.nn.Module, half: bool = False, **info) -> Path:
     """Write model weights (fp16 if ``half``) and its config; extra ``info`` goes into metadata."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     model = getattr(model, "module", model)  # unwrap DDP
     state = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu().contiguous()
              for k, v in model.state_dict().items()}
     meta = {"format": FORMAT, "config": json.dumps(config_to_dict(model.config)),
             "info": json.dumps(info, default=str)}
-    fd, tmp = tempfile.mkstemp(suffix=".safetensors", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(state, tmp, metadata=meta)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomically(path, lambda tmp: save_file(state, tmp, metadata=meta), ".safetensors")
 
 
 def read_metadata(path: str | Path) -> dict:
@@ -51,14 +39,32 @@ def read_metadata(path: str | Path) -> dict:
         raise InputError(f"{path}: not a safetensors checkpoint ({exc})") from None
     if meta.get("format") != FORMAT:
         raise InputError(f"{path}: not an SMFD checkpoint (metadata format {meta.get('format')!r})")
-    return {"config": json.loads(meta["config"]), "info": json.loads(meta.get("info", "{}"))}
+    try:
+        config, info = json.loads(meta["config"]), json.loads(meta.get("info", "{}"))
+    except (KeyError, ValueError) as exc:
+        raise InputError(f"{path}: unreadable SMFD metadata ({type(exc).__name__}: {exc})") from None
+    if not isinstance(config, dict):
+        raise InputError(f"{path}: unreadable SMFD metadata (the config is not a JSON object)")
+    return {"config": config, "info": info}
 
 
-def load(path: str | Path, device: str | torch.device = "cpu") -> torch.nn.Module:
-    """Rebuild the network from the stored config and load its weights (in float32, eval mode)."""
+def load(path: str | Path, device: str | torch.device = "cpu", kinds: tuple[str, ...] | None = None
+         ) -> torch.nn.Module:
+    """Rebuild the network from the stored config and load its weights (in float32, eval mode).
+
+    ``kinds``: the config kinds accepted (e.g. ``("deblur",)``), so that a swapped file is named.
+    """
     meta = read_metadata(path)
-    model = build(config_from_dict(meta["config"]))
-    state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(path)).items()}
-    model.load_state_dict(state, strict=True)
+    kind = meta["config"].get("kind")
+    if kinds is not None and kind not in kinds:
+        raise InputError(f"{path}: holds a {kind!r} network, expected {' or '.join(map(repr, kinds))}")
+    try:
+        model = build(config_from_dict(meta["config"]))
+        state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(path)).items()}
+        model.load_state_dict(state, strict=True)
+    except (KeyError, TypeError, ValueError, RuntimeError, SafetensorError) as exc:
+        # e.g. a config from another version, or weights that do not fit it
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"{path}: the checkpoint does not rebuild its network ({first})") from None
     model.info = meta["info"]
     return model.to(device).eval()

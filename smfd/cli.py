@@ -11,7 +11,6 @@ import argparse
 import json
 import os
 import sys
-from pathlib import Path
 
 from .batch import BatchErrors, report
 from .images import InputError
@@ -25,21 +24,27 @@ def _add_pipeline_options(p: argparse.ArgumentParser) -> None:
     from .degrade import DIRECTIONS, SEQUENCES, PipelineOptions
 
     d = PipelineOptions()
+
+    def shown(values) -> str:
+        return " ".join(map(str, values))
+
     g = p.add_argument_group(f"degradation pipeline ({DEFAULTS_NOTE})")
     g.add_argument("--layers", type=int, nargs="+", default=list(d.layers), metavar="N",
-                   help="allowed numbers of blur layers (default: 1 2 3)")
+                   help=f"allowed numbers of blur layers (default: {shown(d.layers)})")
     g.add_argument("--sequences", nargs="+", default=list(d.sequences), choices=list(SEQUENCES),
-                   metavar="SEQ", help="allowed blur sequences per layer: M, G>M, M>G, G>M>G (default: all)")
+                   metavar="SEQ", help=f"allowed blur sequences per layer: {', '.join(SEQUENCES)} "
+                                       f"(default: {shown(d.sequences)})")
     g.add_argument("--gaussian-sizes", type=int, nargs="+", default=list(d.gaussian_sizes), metavar="K",
-                   help="odd Gaussian kernel sizes (default: 15 21 25 31 35 41)")
+                   help=f"odd Gaussian kernel sizes (default: {shown(d.gaussian_sizes)})")
     g.add_argument("--motion-sizes", type=int, nargs="+", default=list(d.motion_sizes), metavar="K",
-                   help="odd motion kernel sizes (default: 15 21 25 31 35 41)")
+                   help=f"odd motion kernel sizes (default: {shown(d.motion_sizes)})")
     g.add_argument("--directions", nargs="+", default=list(d.directions), choices=list(DIRECTIONS),
-                   metavar="DIR", help="motion directions: " + ", ".join(DIRECTIONS) + " (default: all)")
+                   metavar="DIR", help=f"motion directions: {', '.join(DIRECTIONS)} "
+                                       f"(default: {shown(d.directions)})")
     g.add_argument("--scale-range", type=float, nargs=2, default=list(d.scale_range), metavar=("LO", "HI"),
-                   help="down-scaling factor range (default: 2.0 4.0)")
+                   help=f"down-scaling factor range (default: {shown(d.scale_range)})")
     g.add_argument("--noise-range", type=float, nargs=2, default=list(d.noise_range), metavar=("LO", "HI"),
-                   help="Gaussian noise sigma range on the 0..255 scale (default: 5.0 10.0)")
+                   help=f"Gaussian noise sigma range on the 0..255 scale (default: {shown(d.noise_range)})")
     g.add_argument("--no-blur", action="store_true", help="switch the blur stage off")
     g.add_argument("--no-rescale", action="store_true", help="switch the down/up-scaling stage off")
     g.add_argument("--no-noise", action="store_true", help="switch the noise stage off")
@@ -129,14 +134,17 @@ def cmd_train(args) -> None:
             config[key] = json.loads(value)
         except json.JSONDecodeError:
             config[key] = value
-    settings = TrainSettings(
-        task=args.task, data=tuple(args.data), out=args.out, epochs=args.epochs, batch=args.batch,
-        lr=args.lr, lr_patience=args.lr_patience, early_stop=args.early_stop, size=args.size,
-        patch=args.patch, samples_per_epoch=args.samples_per_epoch, val_faces=args.val_faces,
-        workers=args.workers, seed=args.seed, k=args.folds, fold=args.fold, loss=args.loss,
-        mask_source=args.mask_source, mask_model=args.mask_model, config=config, init=args.init,
-        device=args.device, augment=not args.no_augment)
-    settings.model_config()  # fail early on a bad --set
+    try:
+        settings = TrainSettings(
+            task=args.task, data=tuple(args.data), out=args.out, epochs=args.epochs, batch=args.batch,
+            lr=args.lr, lr_patience=args.lr_patience, early_stop=args.early_stop, size=args.size,
+            patch=args.patch, samples_per_epoch=args.samples_per_epoch, val_faces=args.val_faces,
+            workers=args.workers, seed=args.seed, k=args.folds, fold=args.fold, loss=args.loss,
+            mask_source=args.mask_source, mask_model=args.mask_model, config=config, init=args.init,
+            device=args.device, augment=not args.no_augment)
+        settings.model_config()  # fail early on a bad --set
+    except (TypeError, ValueError) as exc:  # e.g. an unknown config field or value
+        raise InputError(f"bad training options: {exc}") from None
     if args.cross_validate:
         for r in cross_validate(settings):
             print(f"fold {r['fold']}: best {r['best']:.4f} after {r['epochs']} epochs")
@@ -166,8 +174,9 @@ def _add_restore(sub) -> None:
     p.add_argument("--detector", default="hog", choices=["hog", "cnn"],
                    help="dlib face detector: hog (default, fast) or cnn (copes better with turned heads "
                         "and poor light; on CPU ~10 s and ~1 GB per photo)")
-    p.add_argument("--masks", default=None, help="with --aligned: folder of 5-group label PNGs "
-                   "(values 0..4), <stem>.png")
+    p.add_argument("--masks", default=None, metavar="DIR", help="folder of 5-group label PNGs (values "
+                   "0..4), DIR/<stem>.png per input, used instead of generated masks; the inputs are "
+                   "then aligned face crops (implies --aligned)")
     p.add_argument("--weights", default=None, help="folder with mask_generator.safetensors and "
                    "smfd_unet.safetensors (default: the shipped weights)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -220,11 +229,13 @@ def _add_demo(sub) -> None:
     p.add_argument("--weights", default=None, help="folder with the weights (default: the shipped weights)")
     p.add_argument("--examples", default=None, help="a dataset folder to offer as examples")
     p.add_argument("--study-db", default=None,
-                   help="SQLAlchemy URL for user-study votes (default: sqlite file in ~/.cache/smfd)")
+                   help="SQLAlchemy URL for user-study votes (default: study.sqlite in $SMFD_CACHE, "
+                        "~/.cache/smfd unless set)")
     p.add_argument("--admin-token", default=None, help="token that opens the study results view "
                    "(default: a random one, printed at start-up)")
     p.add_argument("--study-images", default=None, help="folder of face photos for the user study "
-                   "(default: ../shared/data/realworld/cropped when present)")
+                   "(default: realworld/cropped of the shared data, $SMFD_SHARED_DATA or "
+                   "../shared/data beside the project folder, when present)")
     p.set_defaults(func=cmd_demo)
 
 

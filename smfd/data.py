@@ -15,6 +15,7 @@ seeded from (seed, epoch, index), so any sample can be reproduced.
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,10 +23,17 @@ import cv2
 import numpy as np
 
 from . import degrade, labels
-from .images import IMAGE_SUFFIXES, InputError, read_image, read_labels
+from .images import IMAGE_SUFFIXES, InputError, read_image, read_labels, resize_labels
 
 SOURCE_SIZE = 512  # the pipeline's kernel sizes are meant for 512x512 faces
-WORK_SIZE = 256
+WORK_SIZE = 256  # the networks' working size
+
+
+def shared_data() -> Path:
+    """The project's real data: ``$SMFD_SHARED_DATA``, else ``shared/data`` beside the project
+    folder (``../shared/data`` seen from it), whatever the current directory."""
+    folder = os.environ.get("SMFD_SHARED_DATA")
+    return Path(folder) if folder else Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 @dataclass(frozen=True)
@@ -111,9 +119,7 @@ def load_face(record: FaceRecord, size: int = SOURCE_SIZE) -> tuple[np.ndarray, 
     if image.shape[:2] != (size, size):
         image = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
     classes = load_classes(record)
-    if classes is not None and classes.shape != (size, size):
-        classes = cv2.resize(classes, (size, size), interpolation=cv2.INTER_NEAREST)
-    return image, classes
+    return image, None if classes is None else resize_labels(classes, (size, size))
 
 
 def load_classes(record: FaceRecord) -> np.ndarray | None:
@@ -146,6 +152,11 @@ def split_of(face_id: str, test_fraction: float = 0.2) -> str:
 
 def fold_of(face_id: str, k: int = 5) -> int:
     return int(_unit_hash(f"smfd-fold:{face_id}") * k)
+
+
+def eval_rng(seed: int, face_id: str) -> np.random.Generator:
+    """The generator of a face's evaluation degradation: it depends on (seed, face id) only."""
+    return np.random.default_rng([seed, int(_unit_hash(f"smfd-eval:{face_id}") * 2**62)])
 
 
 def select(records: list[FaceRecord], part: str, k: int = 5, fold: int = 0,
@@ -228,16 +239,9 @@ def benchmark_pair(record: FaceRecord, seed: int = 0, size: int = WORK_SIZE,
     Returns (blurry, sharp, groups or None, recipe); groups is the 5-group map at ``size``.
     """
     image, classes = load_face(record)
-    rng = np.random.default_rng([seed, int(_unit_hash(f"smfd-eval:{record.id}") * 2**62)])
-    blurry, sharp, recipe = make_pair(image, rng, options, size)
-    groups = None if classes is None else labels.to_groups(resize_labels(classes, size))
+    blurry, sharp, recipe = make_pair(image, eval_rng(seed, record.id), options, size)
+    groups = None if classes is None else labels.to_groups(resize_labels(classes, (size, size)))
     return blurry, sharp, groups, recipe
-
-
-def resize_labels(classes: np.ndarray, size: int) -> np.ndarray:
-    if classes.shape != (size, size):
-        classes = cv2.resize(classes, (size, size), interpolation=cv2.INTER_NEAREST)
-    return classes
 
 
 class FaceDataset:
@@ -271,8 +275,7 @@ class FaceDataset:
 
     def rng_for(self, index: int) -> np.random.Generator:
         if self.fixed:  # evaluation: the same degradation per face, whatever the epoch
-            key = int(_unit_hash(f"smfd-eval:{self.records[index % len(self.records)].id}") * 2**62)
-            return np.random.default_rng([self.seed, key])
+            return eval_rng(self.seed, self.records[index % len(self.records)].id)
         return np.random.default_rng([self.seed, self.epoch, index])
 
     def __getitem__(self, index: int) -> dict:
@@ -285,7 +288,7 @@ class FaceDataset:
         if classes is None:
             mask = np.full((self.size, self.size), -1, np.int64)
         else:
-            classes = resize_labels(classes, self.size)
+            classes = resize_labels(classes, (self.size, self.size))
             mask = (classes if self.classes == 19 else labels.to_groups(classes)).astype(np.int64)
         if self.patch is not None:
             y, x = rng.integers(0, self.size - self.patch + 1, size=2)

@@ -25,6 +25,7 @@ import numpy as np
 SEQUENCES = {"M": "M", "G>M": "GM", "M>G": "MG", "G>M>G": "GMG"}  # name -> operation letters
 DIRECTIONS = ("horizontal", "vertical", "diagonal", "anti-diagonal")
 THESIS_KERNEL_SIZES = (15, 21, 25, 31, 35, 41)
+MAX_KERNEL_SIZE = 255  # bounds memory and time; half the 512 source is already a lot of blur
 RECIPE_VERSION = 1
 
 
@@ -76,8 +77,8 @@ class PipelineOptions:
             if not self.motion_sizes or not self.directions:
                 fail("every sequence has a motion blur: give motion sizes and directions")
             for k in (*self.gaussian_sizes, *self.motion_sizes):
-                if k < 1 or k % 2 == 0:
-                    fail(f"kernel sizes must be odd and positive, got {k}")
+                if k < 1 or k % 2 == 0 or k > MAX_KERNEL_SIZE:
+                    fail(f"kernel sizes must be odd and between 1 and {MAX_KERNEL_SIZE}, got {k}")
             bad = [d for d in self.directions if d not in DIRECTIONS]
             if bad:
                 fail(f"directions must be among {list(DIRECTIONS)}, got {bad}")
@@ -150,7 +151,7 @@ class Recipe:
             raise ValueError("recipe layers must be lists of {kind, size, direction} objects") from None
         for layer in layers:
             for op in layer:
-                odd_size = _is_int(op.size) and op.size >= 1 and op.size % 2 == 1
+                odd_size = _is_int(op.size) and 1 <= op.size <= MAX_KERNEL_SIZE and op.size % 2 == 1
                 if op.kind not in ("gaussian", "motion") or not odd_size:
                     raise ValueError(f"invalid blur operation in recipe: {op}")
                 if op.kind == "motion" and op.direction not in DIRECTIONS:

@@ -20,7 +20,10 @@ import cv2
 import numpy as np
 from skimage.transform import SimilarityTransform
 
-CROP_SIZE = 256  # the networks' working size (smfd.restorer.WORK_SIZE)
+from .data import WORK_SIZE
+from .images import resize_to
+
+CROP_SIZE = WORK_SIZE  # faces are aligned straight to the networks' working size
 
 # Eye centres (left, right in the image), then mouth corners (left, right), as fractions of the crop
 # side. Measured by scripts/measure_face_template.py: the mean of each point over the 800 aligned
@@ -211,11 +214,10 @@ def _view(image: np.ndarray, scale: float, angle: float) -> tuple[np.ndarray, np
     that holds it whole; returns (view, 2x3 matrix photo -> view)."""
     h, w = image.shape[:2]
     sw, sh = max(1, round(w * scale)), max(1, round(h * scale))
-    shrink = sw * sh < w * h
-    view = cv2.resize(image, (sw, sh), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    view = resize_to(image, (sw, sh), upscale=cv2.INTER_LINEAR)
     matrix = np.array([[sw / w, 0, 0], [0, sh / h, 0]], np.float64)
     if angle % 360 == 0:
-        return view, matrix
+        return np.ascontiguousarray(view), matrix  # dlib reads only contiguous arrays
     rotation = cv2.getRotationMatrix2D((sw / 2, sh / 2), angle, 1.0)
     cos, sin = abs(rotation[0, 0]), abs(rotation[0, 1])
     cw, ch = math.ceil(sw * cos + sh * sin), math.ceil(sw * sin + sh * cos)

@@ -1,7 +1,8 @@
 """Image files and the one in-memory convention: RGB, HxWxC, uint8 (or float32 in [0, 1]).
 
-Every conversion between files, arrays and tensors goes through here, and every problem with an
-input file becomes an :class:`InputError` whose message names the file and the reason.
+Reading and (atomically) writing files, value conversions and resizing of images and label maps
+go through here, and every problem with an input file becomes an :class:`InputError` whose
+message names the file and the reason.
 """
 
 from __future__ import annotations
@@ -9,8 +10,10 @@ from __future__ import annotations
 import os
 import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
+import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -65,10 +68,11 @@ def read_image(path: str | Path) -> np.ndarray:
     """Read any common image file as RGB uint8 HxWx3 (alpha dropped, grayscale expanded), turned
     upright by its EXIF orientation as phone photos need."""
     img = ImageOps.exif_transpose(_open(Path(path)))
-    if img.mode in ("I;16", "I;16B", "I", "F"):
+    if img.mode.startswith("I;16"):  # 16-bit grayscale: 65535 is white, as 255 is in 8 bits
+        img = Image.fromarray(np.rint(np.asarray(img, np.float64) / 257).astype(np.uint8))
+    elif img.mode in ("I", "F"):  # 32-bit integer or float: no fixed white level, so stretch
         arr = np.asarray(img, np.float64)
-        arr = arr / max(arr.max(), 1) * 255
-        img = Image.fromarray(arr.astype(np.uint8))
+        img = Image.fromarray(np.clip(arr / max(arr.max(), 1) * 255, 0, 255).astype(np.uint8))
     return np.asarray(img.convert("RGB"))
 
 
@@ -83,22 +87,47 @@ def read_labels(path: str | Path) -> np.ndarray:
     return np.asarray(img).astype(np.uint8)
 
 
-def write_png(path: str | Path, array: np.ndarray, overwrite: bool = True) -> Path:
-    """Write uint8 HxW or HxWx3 as PNG atomically (a crash never leaves a half-written file)."""
+def write_atomically(path: str | Path, write: Callable[[Path], None], suffix: str = "") -> Path:
+    """Call ``write(tmp)`` on a new file beside ``path``, then rename it to ``path``: a crash never
+    leaves a half-written file, and readers see the old file or the whole new one."""
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise InputError(f"{path}: exists already (refusing to overwrite)")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".png", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(suffix=suffix, dir=path.parent)
     os.close(fd)
     try:
-        Image.fromarray(np.ascontiguousarray(array)).save(tmp, format="PNG")
+        write(Path(tmp))
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the usual permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def write_png(path: str | Path, array: np.ndarray, overwrite: bool = True) -> Path:
+    """Write uint8 HxW or HxWx3 as PNG atomically."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise InputError(f"{path}: exists already (refusing to overwrite)")
+    image = Image.fromarray(np.ascontiguousarray(array))
+    return write_atomically(path, lambda tmp: image.save(tmp, format="PNG"), ".png")
+
+
+def resize_to(image: np.ndarray, size: tuple[int, int], upscale: int = cv2.INTER_CUBIC) -> np.ndarray:
+    """Resize an image to (width, height): area averaging down, ``upscale`` interpolation up."""
+    h, w = image.shape[:2]
+    if (w, h) == tuple(size):
+        return image
+    shrink = size[0] * size[1] < w * h
+    return cv2.resize(image, tuple(size), interpolation=cv2.INTER_AREA if shrink else upscale)
+
+
+def resize_labels(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize a label map to (width, height) with nearest neighbours, so that no label is mixed."""
+    h, w = labels.shape[:2]
+    if (w, h) == tuple(size):
+        return labels
+    return cv2.resize(labels, tuple(size), interpolation=cv2.INTER_NEAREST)
 
 
 def to_float(image: np.ndarray) -> np.ndarray:

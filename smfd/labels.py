@@ -59,11 +59,6 @@ def check_groups(labels: np.ndarray) -> np.ndarray:
     return labels.astype(np.uint8)
 
 
-def one_hot(labels: np.ndarray, n: int = len(GROUPS)) -> np.ndarray:
-    """HxW integer labels -> HxWxn float32 one-hot."""
-    return np.eye(n, dtype=np.float32)[labels]
-
-
 def colorize(labels: np.ndarray, palette: np.ndarray = GROUP_PALETTE) -> np.ndarray:
     """Label map -> RGB uint8 picture."""
     return palette[np.asarray(labels)]

@@ -94,7 +94,11 @@ def config_to_dict(config) -> dict:
 
 def config_from_dict(data: dict):
     data = dict(data)
-    cls = {"mask": MaskNetConfig, "deblur": SMFDConfig, "smp": SegBaselineConfig}[data.pop("kind")]
+    kinds = {"mask": MaskNetConfig, "deblur": SMFDConfig, "smp": SegBaselineConfig}
+    kind = data.pop("kind", None)
+    if kind not in kinds:
+        raise ValueError(f"unknown network kind {kind!r} (expected one of {', '.join(kinds)})")
+    cls = kinds[kind]
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = set(data) - names
     if unknown:
@@ -250,5 +254,8 @@ def rgb_to_gray(x: torch.Tensor) -> torch.Tensor:
 
 
 def one_hot_mask(labels: torch.Tensor, classes: int = 5) -> torch.Tensor:
-    """NxHxW integer labels -> NxCxHxW float one-hot."""
-    return F.one_hot(labels.long().clamp_min(0), classes).permute(0, 3, 1, 2).float()
+    """NxHxW integer labels (0..classes-1) -> NxCxHxW float one-hot."""
+    labels = labels.long()
+    if labels.numel() and (labels.min() < 0 or labels.max() >= classes):
+        raise ValueError(f"mask labels must lie in 0..{classes - 1}")
+    return F.one_hot(labels, classes).permute(0, 3, 1, 2).float()

@@ -12,6 +12,11 @@ from .labels import check_groups, colorize
 from .photos import MIN_FACE, PhotoReport, restore_photo
 
 
+def read_rgb(path: Path):
+    """An input image, refused with its file name when it cannot be restored (e.g. too small)."""
+    return check_rgb(read_image(path), str(path))
+
+
 def load_mask_for(path: Path, masks_dir: Path):
     mask_path = masks_dir / f"{path.stem}.png"
     if not mask_path.is_file():
@@ -26,14 +31,14 @@ def restore_files(src: str, dst: str, make_restorer, masks: str | None = None,
                   overwrite: bool = False, aligned: bool = False, faces_out: str | None = None,
                   min_face: float = MIN_FACE, detector: str = "hog") -> None:
     """Whole photos by default (every face found, restored and pasted back); ``aligned``: each
-    input is one aligned face crop. ``make_restorer()`` is called once the inputs are known to be
-    usable."""
+    input is one aligned face crop, as it is whenever ``masks`` are given (masks of aligned crops).
+    ``make_restorer()`` is called once the inputs are known to be usable."""
     files = list_images(src)
     masks_dir = Path(masks) if masks else None
-    if masks_dir is not None and not aligned:
-        raise InputError("--masks holds masks of aligned crops: use it with --aligned")
-    if faces_out and aligned:
-        raise InputError("--faces-out writes the faces found in whole photos: drop --aligned")
+    if faces_out and (aligned or masks_dir is not None):
+        raise InputError("--faces-out writes the faces found in whole photos: "
+                         "it does not go with --aligned or --masks")
+    aligned = aligned or masks_dir is not None
     if masks_dir is not None and not masks_dir.is_dir():
         raise InputError(f"{masks_dir}: --masks folder not found")
     out = prepare_out(dst)
@@ -41,12 +46,12 @@ def restore_files(src: str, dst: str, make_restorer, masks: str | None = None,
     restorer = make_restorer()
 
     def work_aligned(path: Path):
-        image = read_image(path)
+        image = read_rgb(path)
         mask = load_mask_for(path, masks_dir) if masks_dir else None
         return restorer.restore(image, mask)
 
     def work_photo(path: Path):
-        image = check_rgb(read_image(path), str(path))
+        image = read_rgb(path)
         photo, report = restore_photo(image, restorer, min_face=min_face, detector=detector)
         tqdm.write(f"{path.name}: {report.summary()}")
         if crops_dir is not None:
@@ -72,7 +77,7 @@ def mask_files(src: str, dst: str, make_restorer, overwrite: bool = False) -> No
     files = list_images(src)
     out = prepare_out(dst)
     restorer = make_restorer()
-    _write_each(files, out, overwrite, "mask", lambda path: restorer.mask(read_image(path)), "masked")
+    _write_each(files, out, overwrite, "mask", lambda path: restorer.mask(read_rgb(path)), "masked")
 
 
 def _write_each(files: list[Path], out: Path, overwrite: bool, desc: str, make, verb: str) -> None:

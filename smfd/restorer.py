@@ -8,28 +8,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 
 from . import checkpoint, labels
-from .images import InputError, check_rgb, to_float, to_uint8
+from .data import WORK_SIZE
+from .images import InputError, check_rgb, resize_labels, resize_to, to_float, to_uint8
 from .models import one_hot_mask, rgb_to_gray
 from .runtime import fast_autocast, pick_device
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 MASK_WEIGHTS = "mask_generator.safetensors"
 DEBLUR_WEIGHTS = "smfd_unet.safetensors"
-WORK_SIZE = 256
+WORK = (WORK_SIZE, WORK_SIZE)
 
 
-def resize_to(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Resize an image to (width, height): area-averaging down, bicubic up."""
-    h, w = image.shape[:2]
-    if (w, h) == size:
-        return image
-    shrink = size[0] * size[1] < w * h
-    return cv2.resize(image, size, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
+def weight_files(folder: str | Path | None = None) -> tuple[Path, Path]:
+    """(mask generator, SMFD-UNet) weights in ``folder``; by default the shipped ones."""
+    folder = Path(folder) if folder else WEIGHTS_DIR
+    return folder / MASK_WEIGHTS, folder / DEBLUR_WEIGHTS
 
 
 class Restorer:
@@ -43,51 +40,54 @@ class Restorer:
     def from_pretrained(cls, weights: str | Path | None = None, device: str = "auto") -> "Restorer":
         """Load the shipped weights, or ``mask_generator.safetensors`` and ``smfd_unet.safetensors``
         from the folder ``weights``. Works offline."""
-        folder = Path(weights) if weights else WEIGHTS_DIR
-        paths = [folder / MASK_WEIGHTS, folder / DEBLUR_WEIGHTS]
-        missing = [str(p) for p in paths if not p.is_file()]
+        mask_path, deblur_path = weight_files(weights)
+        missing = [str(p) for p in (mask_path, deblur_path) if not p.is_file()]
         if missing:
             raise InputError(f"model weights not found: {', '.join(missing)}")
         dev = pick_device(device)
-        return cls(checkpoint.load(paths[0], dev), checkpoint.load(paths[1], dev), dev)
+        return cls(checkpoint.load(mask_path, dev, kinds=("mask", "smp")),
+                   checkpoint.load(deblur_path, dev, kinds=("deblur",)), dev)
 
-    # ------------------------------------------------------------ tensors
+    # ------------------------------------------------------------ network inputs
     def _tensor(self, image: np.ndarray) -> torch.Tensor:
         x = torch.from_numpy(to_float(image)).permute(2, 0, 1)[None].to(self.device)
         return x.contiguous(memory_format=torch.channels_last)
 
+    def mask_input(self, image: np.ndarray) -> torch.Tensor:
+        """The mask generator's input: the face at 256x256, grayscale unless the network takes RGB."""
+        x = self._tensor(resize_to(check_rgb(image), WORK))
+        return rgb_to_gray(x) if self.mask_model.config.in_channels == 1 else x
+
+    def deblur_inputs(self, image: np.ndarray, groups: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """SMFD-UNet's inputs: the face and the one-hot of its 5-group map, both at 256x256."""
+        small = resize_labels(labels.check_groups(groups), WORK)
+        m = one_hot_mask(torch.from_numpy(small.astype(np.int64))[None].to(self.device))
+        return self._tensor(resize_to(check_rgb(image), WORK)), m.contiguous(memory_format=torch.channels_last)
+
+    # ------------------------------------------------------------ public API
     @torch.no_grad()
     def mask_probabilities(self, image: np.ndarray) -> np.ndarray:
         """Per-group probabilities at 256x256, float32 256x256x5."""
-        small = resize_to(check_rgb(image), (WORK_SIZE, WORK_SIZE))
         with fast_autocast(self.device):
-            logits = self.mask_model(rgb_to_gray(self._tensor(small)))
+            logits = self.mask_model(self.mask_input(image))
         return logits.float().softmax(1)[0].permute(1, 2, 0).cpu().numpy()
 
-    # ------------------------------------------------------------ public API
     def mask(self, image: np.ndarray) -> np.ndarray:
         """The 5-group label map (uint8 0..4) at the input's size."""
         h, w = check_rgb(image).shape[:2]
-        groups = self.mask_probabilities(image).argmax(-1).astype(np.uint8)
-        return cv2.resize(groups, (w, h), interpolation=cv2.INTER_NEAREST)
+        return resize_labels(self.mask_probabilities(image).argmax(-1).astype(np.uint8), (w, h))
 
-    @torch.no_grad()
     def restore(self, image: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
         """Deblur an aligned face crop. ``mask``: a 5-group label map of any size (else generated)."""
         h, w = check_rgb(image).shape[:2]
-        small = resize_to(image, (WORK_SIZE, WORK_SIZE))
-        if mask is None:
-            groups = self.mask_probabilities(image).argmax(-1)
-        else:
-            groups = cv2.resize(labels.check_groups(mask), (WORK_SIZE, WORK_SIZE),
-                                interpolation=cv2.INTER_NEAREST)
-        return resize_to(self.deblur_at_work_size(small, groups), (w, h))
+        groups = self.mask_probabilities(image).argmax(-1) if mask is None else mask
+        return resize_to(self.deblur_at_work_size(image, groups), (w, h))
 
     @torch.no_grad()
     def deblur_at_work_size(self, image: np.ndarray, groups: np.ndarray) -> np.ndarray:
-        """SMFD-UNet on a 256x256 face and its 256x256 group map -> 256x256 RGB uint8."""
-        x = self._tensor(image)
-        m = one_hot_mask(torch.from_numpy(groups.astype(np.int64))[None].to(self.device))
+        """SMFD-UNet on a face and its 5-group map (resized to 256x256 where they are not)
+        -> the 256x256 RGB uint8 result."""
+        x, m = self.deblur_inputs(image, groups)
         with fast_autocast(self.device):
-            out = self.deblur_model(x, m.contiguous(memory_format=torch.channels_last))
+            out = self.deblur_model(x, m)
         return to_uint8(out.float().clamp(0, 1)[0].permute(1, 2, 0).cpu().numpy())

@@ -8,16 +8,19 @@ from pathlib import Path
 
 import torch
 
+from .images import InputError
+
 
 def pick_device(name: str, rank: int = 0) -> torch.device:
+    """'auto' (CUDA when present), 'cpu' or 'cuda'; an unusable choice is an InputError."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError("--device cuda asked for, but no CUDA GPU is available")
+            raise InputError("--device cuda asked for, but no CUDA GPU is available")
         return torch.device("cuda", rank % torch.cuda.device_count())
     if name != "cpu":
-        raise ValueError(f"device must be auto, cpu or cuda, got {name!r}")
+        raise InputError(f"device must be auto, cpu or cuda, got {name!r}")
     return torch.device("cpu")
 
 

@@ -74,6 +74,9 @@ class TrainSettings:
             raise ValueError(f"mask source must be gt, generated or mix, got {self.mask_source!r}")
         if self.task == "deblur" and self.mask_source != "gt" and not self.mask_model:
             raise ValueError("generated or mixed masks need --mask-model (a mask-generator checkpoint)")
+        if self.samples_per_epoch is not None and self.samples_per_epoch < self.batch:
+            raise ValueError(f"samples per epoch ({self.samples_per_epoch}) must be at least the batch "
+                             f"size ({self.batch})")
         self.data = tuple(self.data)
 
     def model_config(self):
@@ -111,18 +114,18 @@ class EpochSampler(Sampler):
         return len(self._indices())
 
 
-def _distributed() -> tuple[int, int]:
+def _distributed(device_name: str) -> tuple[int, int]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        dist.init_process_group(backend)
+        cuda = device_name == "cuda" or (device_name == "auto" and torch.cuda.is_available())
+        dist.init_process_group("nccl" if cuda else "gloo")
     return (dist.get_rank(), world) if world > 1 else (0, 1)
 
 
 class Trainer:
     def __init__(self, settings: TrainSettings):
         self.s = s = settings
-        self.rank, self.world = _distributed()
+        self.rank, self.world = _distributed(s.device)
         self.device = pick_device(s.device, self.rank)
         self.out = Path(s.out)
         torch.manual_seed(s.seed)
@@ -135,7 +138,6 @@ class Trainer:
                 raise ValueError("this training needs faces with masks; none of the datasets has any")
         self.train_records = data.select(records, "train", s.k, s.fold, s.test_fraction)
         val = data.select(records, "val", s.k, s.fold, s.test_fraction)
-        val = [r for r in val if r.has_mask] if (s.task == "mask" or s.mask_source == "gt") else val
         self.val_records = val[: s.val_faces] if s.val_faces else val
         if not self.train_records or not self.val_records:
             raise ValueError(f"too few faces: {len(self.train_records)} for training, "
@@ -143,7 +145,11 @@ class Trainer:
 
         self.model = build(s.model_config()).to(self.device, memory_format=torch.channels_last)
         if s.init:
-            self.model.load_state_dict(checkpoint.load(s.init).state_dict())
+            start = checkpoint.load(s.init)
+            if _weights_layout(start) != _weights_layout(self.model):
+                raise ValueError(f"{s.init}: its network ({start.config}) does not fit the one being "
+                                 f"trained ({self.model.config})")
+            self.model.load_state_dict(start.state_dict())
         self.mask_model = None
         if s.task == "deblur" and s.mask_source != "gt":
             self.mask_model = checkpoint.load(s.mask_model, self.device)
@@ -173,6 +179,10 @@ class Trainer:
         if not path.is_file():
             return False
         state = torch.load(path, map_location=self.device, weights_only=True)
+        saved = TrainSettings(**state["settings"]).model_config()
+        if saved != self.model.config:
+            raise ValueError(f"{path}: this run folder trains {saved}; resume it with the same "
+                             f"model options, or choose another --out")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -310,6 +320,10 @@ class Trainer:
         if self.world > 1:
             dist.barrier()
         return {"best": self.best, "epochs": self.epoch, "out": str(self.out)}
+
+
+def _weights_layout(model: torch.nn.Module) -> dict:
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
 def train(settings: TrainSettings) -> dict:

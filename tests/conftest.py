@@ -7,15 +7,16 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from smfd.data import shared_data as default_shared_data
 
 
 def _find_shared_data() -> Path:
-    """$SMFD_SHARED_DATA, else ../shared/data beside the checkout, else the workplace's /work/shared."""
-    if os.environ.get("SMFD_SHARED_DATA"):
-        return Path(os.environ["SMFD_SHARED_DATA"])
-    candidates = [ROOT.parent / "shared" / "data", Path("/work/shared/data")]
-    return next((c for c in candidates if (c / "celebamask_mini").is_dir()), candidates[0])
+    """$SMFD_SHARED_DATA, else ../shared/data beside the checkout (smfd.data.shared_data), else
+    the workplace's /work/shared."""
+    found, fallback = default_shared_data(), Path("/work/shared/data")
+    if os.environ.get("SMFD_SHARED_DATA") or (found / "celebamask_mini").is_dir():
+        return found
+    return fallback if (fallback / "celebamask_mini").is_dir() else found
 
 
 SHARED_DATA = _find_shared_data()
@@ -42,10 +43,11 @@ def random_weights(tmp_path_factory) -> Path:
 
     from smfd import checkpoint
     from smfd.models import MaskNet, SMFDNet
-    from smfd.restorer import DEBLUR_WEIGHTS, MASK_WEIGHTS
+    from smfd.restorer import weight_files
 
     torch.manual_seed(0)
     folder = tmp_path_factory.mktemp("weights")
-    checkpoint.save(folder / MASK_WEIGHTS, MaskNet().eval(), half=True)
-    checkpoint.save(folder / DEBLUR_WEIGHTS, SMFDNet().eval(), half=True)
+    mask_path, deblur_path = weight_files(folder)
+    checkpoint.save(mask_path, MaskNet().eval(), half=True)
+    checkpoint.save(deblur_path, SMFDNet().eval(), half=True)
     return folder

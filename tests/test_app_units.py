@@ -26,7 +26,7 @@ from app.study import CONTROL, Study, study_photos
 from app.study_store import Vote, VoteStore
 from app.uploads import checked_image, read_mask_upload, read_upload
 from smfd import degrade, labels
-from smfd.images import InputError, read_labels
+from smfd.images import InputError, read_labels, resize_labels
 
 
 def png_with_declared_size(path: Path, width: int, height: int) -> Path:
@@ -163,6 +163,22 @@ class FakeRestorer:
 def make_context(tmp_path, **extra) -> AppContext:
     return AppContext(restorer=FakeRestorer(), examples=examples.find_examples(None),
                       work_dir=tmp_path / "work", **extra)
+
+
+# ---------------------------------------------------------------- examples
+
+def test_astronaut_example_is_aligned_like_the_training_crops():
+    from smfd.faces import TEMPLATE, detect_faces, key_points
+
+    crop = examples.astronaut_face()
+    assert crop.shape == (512, 512, 3) and crop.dtype == np.uint8
+    kept = crop.copy()
+    crop[:] = 0  # each call hands out its own copy
+    assert np.array_equal(examples.astronaut_face(), kept)
+    found = detect_faces(kept, rotations=False)
+    assert len(found) == 1
+    # Eyes and mouth corners on the CelebA-HQ template (there they vary by 1-2 % of the side).
+    assert np.abs(key_points(found[0].landmarks) / 512 - TEMPLATE).max() < 0.04
 
 
 # ---------------------------------------------------------------- blur lab
@@ -329,7 +345,7 @@ def test_compare_without_truth_or_registry(tmp_path):
     gallery, rows, missing, note = compare_tab.compare(ctx, f, progress=lambda *a, **k: None)
     assert [t for _, t in gallery] == ["blurry input", "SMFD (generated mask)"]
     assert all(r[1] is None for r in rows) and "no PSNR/SSIM" in note
-    assert "SMFD (given mask)**: no given mask" in missing and "no registry installed" in missing
+    assert "SMFD (given mask)**: no given mask" in missing and "without the baselines registry" in missing
     with pytest.raises(gr.Error, match="Restore tab first"):
         compare_tab.compare(ctx, None, progress=lambda *a, **k: None)
 
@@ -348,8 +364,10 @@ def test_feature_maps_of_both_networks(random_weights):
     shapes = dict(mask_maps)
     assert shapes["encoder level 1"].shape == (32, 128, 128)  # the mask net looks at half size
     assert shapes["output head"].shape == (5, 128, 128) and shapes["network output"].shape == (5, 256, 256)
-    smfd_maps = features.smfd_maps(restorer, image, restorer.mask(image))
+    stripes = np.tile(np.array([0, 4], np.uint8), (512, 256))  # a label map is resized without mixing labels
+    smfd_maps = features.smfd_maps(restorer, image, stripes)
     assert len(smfd_maps) == 21 and dict(smfd_maps)["network output"].shape == (3, 256, 256)
+    assert np.array_equal(dict(smfd_maps)["input mask"].argmax(0), resize_labels(stripes, (256, 256)))
     assert dict(smfd_maps)["mask encoder level 4"].shape == (128, 32, 32)
     # hooks went on copies: the shared networks carry none afterwards
     assert not any(m._forward_hooks for m in restorer.deblur_model.modules())

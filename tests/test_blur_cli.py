@@ -76,6 +76,15 @@ def test_a_folder_with_bad_files_writes_the_good_ones(inbox, tmp_path, face_file
     assert "blurred 2 of 5" in result.stdout
 
 
+def test_a_16_bit_grey_png_keeps_its_brightness(tmp_path, face_files):
+    grey = np.asarray(Image.open(face_files[0]).convert("L"), np.uint16) * 100  # at most 25,500 of 65,535
+    Image.fromarray(grey).save(tmp_path / "deep.png")
+    assert Image.open(tmp_path / "deep.png").mode.startswith("I;16")
+    image = read_image(tmp_path / "deep.png")
+    assert image.shape == grey.shape + (3,)
+    assert np.abs(image[..., 0].astype(int) - np.rint(grey / 257).astype(int)).max() == 0  # not stretched
+
+
 def test_same_seed_gives_identical_bytes(tmp_path, face_files, capsys):
     src = face_files[0]
     runs = {}

@@ -50,12 +50,12 @@ def test_defaults_are_the_thesis_values():
     (dict(sequences=("G",)), "sequences"),
     (dict(sequences=("M", "M")), "must not repeat"),
     (dict(gaussian_sizes=()), "Gaussian kernel size"),
-    (dict(gaussian_sizes=(14,)), "odd and positive"),
-    (dict(gaussian_sizes=(-15,)), "odd and positive"),
+    (dict(gaussian_sizes=(14,)), "odd and between"),
+    (dict(gaussian_sizes=(-15,)), "odd and between"),
     (dict(gaussian_sizes=(15.0,)), "gaussian_sizes must be integers"),
     (dict(gaussian_sizes=(15, 15)), "must not repeat"),
     (dict(motion_sizes=()), "motion sizes"),
-    (dict(motion_sizes=(16,)), "odd and positive"),
+    (dict(motion_sizes=(16,)), "odd and between"),
     (dict(directions=()), "directions"),
     (dict(directions=("sideways",)), "directions must be among"),
     (dict(directions=("vertical", "vertical")), "must not repeat"),
@@ -351,3 +351,13 @@ def test_every_sampled_blur_is_one_of_the_counted_layers():
     rng = np.random.default_rng(0)
     seen = {degrade.sample_recipe(rng, o).layers[0] for _ in range(300)}
     assert seen == counted and degrade.count_scenarios(o).total == len(counted) == 2 + 4
+
+
+def test_kernel_sizes_are_bounded():
+    from smfd.degrade import MAX_KERNEL_SIZE
+
+    with pytest.raises(ValueError, match="between 1 and"):
+        PipelineOptions(gaussian_sizes=(MAX_KERNEL_SIZE + 2,))
+    recipe = Recipe(layers=((BlurOp("gaussian", 30001),),)).to_dict()
+    with pytest.raises(ValueError):
+        Recipe.from_dict(recipe)

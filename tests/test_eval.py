@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -91,6 +92,14 @@ def test_eval_refuses_bad_inputs(pairs_dir, tmp_path, capsys):
                  "--out", str(tmp_path / "o")]) == 2
     assert main(["eval", "--thesis-tables", "--out", str(tmp_path / "o")]) == 2
     assert "--data" in capsys.readouterr().err
+    sharp = tmp_path / "sharp"
+    shutil.copytree(pairs_dir / "sharp", sharp)
+    broken = sorted(sharp.glob("*.png"))[-1]
+    broken.write_bytes(broken.read_bytes()[:100])  # truncated
+    assert main(["eval", "--pairs", str(pairs_dir / "blurry"), str(sharp), "--methods", "blurry",
+                 "--out", str(tmp_path / "o")]) == 2
+    assert f"{broken}: corrupt or truncated" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()  # named before any method ran
 
 
 def test_eval_without_masks_reports_the_gt_mask_method(pairs_dir, tmp_path):

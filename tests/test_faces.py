@@ -228,15 +228,20 @@ def test_folder_with_bad_files_and_faces_out(tmp_path, random_weights, face_512,
     assert read_image(crops / "good_face1_restored.png").shape == (CROP_SIZE, CROP_SIZE, 3)
 
 
-def test_aligned_option_and_masks_need_it(tmp_path, random_weights, face_512, capsys):
+def test_aligned_option_and_masks_imply_it(tmp_path, random_weights, face_512, capsys):
     src = write_png(tmp_path / "crop.png", face_512)
     rc = main(["restore", str(src), str(tmp_path / "out"), "--weights", str(random_weights), "--aligned"])
     assert rc == 0 and read_image(tmp_path / "out" / "crop.png").shape == (512, 512, 3)
     assert "face found" not in capsys.readouterr().out  # no detection on aligned crops
-    (tmp_path / "masks").mkdir()
-    rc = main(["restore", str(src), str(tmp_path / "out2"), "--weights", str(random_weights),
-               "--masks", str(tmp_path / "masks")])
-    assert rc == 2 and "use it with --aligned" in capsys.readouterr().err
+    write_png(tmp_path / "masks" / "crop.png", np.full((512, 512), 3, np.uint8))
+    weights = ["--weights", str(random_weights), "--masks", str(tmp_path / "masks")]
+    assert main(["restore", str(src), str(tmp_path / "out2"), *weights]) == 0  # SPEC: IN OUT --masks DIR
+    assert main(["restore", str(src), str(tmp_path / "out3"), *weights, "--aligned"]) == 0
+    assert "face found" not in capsys.readouterr().out
+    assert np.array_equal(read_image(tmp_path / "out2" / "crop.png"),
+                          read_image(tmp_path / "out3" / "crop.png"))
+    rc = main(["restore", str(src), str(tmp_path / "out4"), *weights, "--faces-out", str(tmp_path / "f")])
+    assert rc == 2 and "does not go with --aligned or --masks" in capsys.readouterr().err
 
 
 # VmHWM (peak resident memory) of this process alone; ru_maxrss would include the parent's peak

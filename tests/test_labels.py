@@ -62,13 +62,6 @@ def test_out_of_range_labels_are_refused():
     assert labels.check_groups(np.array([[0, 4]], np.int64)).dtype == np.uint8
 
 
-def test_one_hot(real_masks):
-    groups = labels.to_groups(real_masks[0])
-    hot = labels.one_hot(groups)
-    assert hot.shape == (512, 512, 5) and hot.dtype == np.float32
-    assert np.all(hot.sum(-1) == 1) and np.array_equal(hot.argmax(-1), groups)
-
-
 def test_palettes_are_distinct_rgb_colours():
     for palette, n in ((labels.GROUP_PALETTE, 5), (labels.CLASS_PALETTE, 19)):
         assert palette.shape == (n, 3) and palette.dtype == np.uint8

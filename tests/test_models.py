@@ -148,6 +148,26 @@ def test_checkpoint_rejects_foreign_files(tmp_path):
         checkpoint.load(tmp_path / "missing.safetensors")
 
 
+def test_checkpoint_names_a_wrong_or_unfitting_network(tmp_path):
+    import json
+    import os
+
+    from safetensors.torch import save_file
+
+    small = MaskNet(MaskNetConfig(encoder=(8, 8, 8, 8), decoder=(8, 8, 8), head=8))
+    path = checkpoint.save(tmp_path / "mask.safetensors", small)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(path).st_mode & 0o777 == 0o666 & ~umask  # readable like any other file
+    with pytest.raises(InputError, match="holds a 'mask' network, expected 'deblur'"):
+        checkpoint.load(path, kinds=("deblur",))
+    other = config_to_dict(dataclasses.replace(small.config, head=16))  # weights of another shape
+    save_file(small.state_dict(), tmp_path / "unfit.safetensors",
+              metadata={"format": checkpoint.FORMAT, "config": json.dumps(other)})
+    with pytest.raises(InputError, match="unfit.safetensors: the checkpoint does not rebuild"):
+        checkpoint.load(tmp_path / "unfit.safetensors")
+
+
 def test_gray_and_one_hot():
     x = torch.zeros(1, 3, 2, 2)
     x[:, 1] = 1.0

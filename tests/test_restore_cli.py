@@ -82,3 +82,20 @@ def test_bad_inputs_exit_with_one_line(tmp_path, random_weights, capsys):
     err = capsys.readouterr().err
     assert "not an image file" in err and "no such file" in err and "model weights not found" in err
     assert "Traceback" not in err
+    tiny = tmp_path / "tiny.png"
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tiny)
+    for command, *extra in (["restore", "--aligned"], ["mask"]):
+        assert main([command, str(tiny), str(tmp_path / "t"), *extra, "--weights", str(random_weights)]) == 1
+        assert f"{tiny}: image is too small (4x4)" in capsys.readouterr().err  # the file is named
+
+
+def test_a_swapped_weights_file_is_named(tmp_path, random_weights, capsys):
+    swapped = tmp_path / "swapped"
+    swapped.mkdir()
+    for name, source in (("mask_generator", "smfd_unet"), ("smfd_unet", "mask_generator")):
+        shutil.copy(random_weights / f"{source}.safetensors", swapped / f"{name}.safetensors")
+    face = tmp_path / "face.png"
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(face)
+    assert main(["mask", str(face), str(tmp_path / "o"), "--weights", str(swapped)]) == 2
+    err = capsys.readouterr().err
+    assert "mask_generator.safetensors: holds a 'deblur' network" in err and "Traceback" not in err

@@ -46,9 +46,11 @@ def test_bad_inputs_are_refused(restorer, face):
         restorer.restore(face, np.full(face.shape[:2], 7, np.uint8))
 
 
-def test_missing_weights_are_named(tmp_path):
+def test_missing_weights_and_unknown_devices_are_named(tmp_path, random_weights):
     with pytest.raises(InputError, match="mask_generator.safetensors"):
         Restorer.from_pretrained(tmp_path)
+    with pytest.raises(InputError, match="auto, cpu or cuda, got 'tpu'"):
+        Restorer.from_pretrained(random_weights, "tpu")
 
 def test_top_level_import():
     from smfd import Restorer as top

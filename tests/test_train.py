@@ -94,3 +94,21 @@ def test_torchrun_ddp_with_two_cpu_processes(celeba, tmp_path):
     assert "world 2" in done.stdout
     assert len(_rows(tmp_path / "log.csv")) == 1  # only rank 0 logs
     assert checkpoint.load(tmp_path / "best.safetensors").config.kind == "deblur"
+
+
+def test_mismatched_init_and_resume_are_explained(celeba, tmp_path):
+    from smfd.models import SMFDNet
+
+    checkpoint.save(tmp_path / "plain.safetensors", SMFDNet())
+    with pytest.raises(ValueError, match="does not fit"):
+        Trainer(TrainSettings(task="deblur", data=(str(celeba),), out=str(tmp_path / "a"),
+                              init=str(tmp_path / "plain.safetensors"), config={"use_mask": False}, **TINY))
+    first = Trainer(TrainSettings(task="deblur", data=(str(celeba),), out=str(tmp_path / "b"), **TINY))
+    first.out.mkdir()
+    first.save_state()
+    other = Trainer(TrainSettings(task="deblur", data=(str(celeba),), out=str(tmp_path / "b"),
+                                  config={"upsample": "plain"}, **TINY))
+    with pytest.raises(ValueError, match="same model options"):
+        other.load_state()
+    with pytest.raises(ValueError, match="at least the batch"):
+        TrainSettings(task="deblur", data=(str(celeba),), out=str(tmp_path), batch=16, samples_per_epoch=8)
