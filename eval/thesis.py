@@ -65,6 +65,7 @@ class Budget:
     val_faces: int | None = None
     folds: int = 5
     workers: int = 2
+    deblur_config: dict = dataclasses.field(default_factory=dict)  # overrides for every SMFD-UNet run
 
     def differs_from_thesis(self) -> list[str]:
         thesis = Budget()
@@ -183,7 +184,7 @@ def table_43(data: str, runs: Path, pairs: list[Pair], budget: Budget, options: 
     rows = []
     for variant, overrides in ABLATIONS.items():
         model = checkpoint.load(train_run("deblur", data, runs / f"deblur-{variant}-fold0", budget, device,
-                                          overrides), device)
+                                          {**overrides, **budget.deblur_config}), device)
         psnr, ssim = deblur_scores(model, pairs)
         t = THESIS_43[variant]
         rows.append([ABLATION_TITLES[variant], _num(psnr, 2), _num(ssim, 2), _num(t[0], 2), _num(t[1], 2)])
@@ -195,7 +196,8 @@ def table_44(data: str, runs: Path, budget: Budget, options: EvalOptions) -> str
     device = _device(options)
     rows, scores = [], []
     for fold in range(budget.folds):
-        best = train_run("deblur", data, runs / f"deblur-full-fold{fold}", budget, device, fold=fold)
+        best = train_run("deblur", data, runs / f"deblur-full-fold{fold}", budget, device,
+                         budget.deblur_config, fold=fold)
         val = checkpoint.read_metadata(best)["info"]["scores"]
         scores.append((val["psnr"], val["ssim"] * 100))
         t = THESIS_44[fold] if fold < len(THESIS_44) else None

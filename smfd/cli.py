@@ -117,6 +117,20 @@ def _add_train(sub) -> None:
     p.set_defaults(func=cmd_train)
 
 
+def _config_overrides(items: list[str]) -> dict:
+    """``--set KEY=VALUE`` items as a dict of model config overrides (values parsed as JSON)."""
+    config = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise InputError(f"--set expects KEY=VALUE, got {item!r}")
+        try:
+            config[key] = json.loads(value)
+        except json.JSONDecodeError:
+            config[key] = value
+    return config
+
+
 def cmd_train(args) -> None:
     from .models import ABLATIONS
     from .train import TrainSettings, cross_validate, train
@@ -126,14 +140,7 @@ def cmd_train(args) -> None:
         if args.task != "deblur" or args.ablation not in ABLATIONS:
             raise InputError(f"--ablation takes a deblur variant: {', '.join(ABLATIONS)}")
         config.update(ABLATIONS[args.ablation])
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise InputError(f"--set expects KEY=VALUE, got {item!r}")
-        try:
-            config[key] = json.loads(value)
-        except json.JSONDecodeError:
-            config[key] = value
+    config.update(_config_overrides(args.set))
     try:
         settings = TrainSettings(
             task=args.task, data=tuple(args.data), out=args.out, epochs=args.epochs, batch=args.batch,
@@ -293,6 +300,8 @@ def _add_eval(sub) -> None:
     g.add_argument("--workers", type=int, default=2, help="data-loading processes per run")
     g.add_argument("--runs", default=None, metavar="DIR",
                    help="run folders to train into or reuse (default OUT/runs)")
+    g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field of every SMFD-UNet run, e.g. --set residual=true")
     p.set_defaults(func=cmd_eval)
 
 
@@ -333,7 +342,8 @@ def cmd_eval(args) -> None:
         if not args.data:
             raise InputError("--thesis-tables needs --data DATA_DIR")
         budget = Budget(epochs=args.epochs, samples_per_epoch=args.samples_per_epoch, patch=args.patch,
-                        batch=args.batch, val_faces=args.val_faces, folds=args.folds, workers=args.workers)
+                        batch=args.batch, val_faces=args.val_faces, folds=args.folds, workers=args.workers,
+                        deblur_config=_config_overrides(args.set))
         print(reproduce(args.data, args.out, args.tables, budget, options, args.test_faces, args.runs))
         return
     from eval.compare import evaluate

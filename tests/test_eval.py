@@ -11,7 +11,7 @@ import pytest
 
 from eval import thesis
 from eval.pairs import find_pairs
-from smfd import data, metrics
+from smfd import checkpoint, data, metrics
 from smfd.cli import main
 from smfd.images import read_image, read_labels
 
@@ -118,7 +118,8 @@ def test_thesis_tables_with_a_tiny_budget(celeba, random_weights, tmp_path, monk
     monkeypatch.setattr(thesis, "MASK_MODELS", {k: thesis.MASK_MODELS[k] for k in ("mask-generator", "unet")})
     args = ["eval", "--thesis-tables", "--data", str(celeba), "--out", str(tmp_path), "--epochs", "1",
             "--samples-per-epoch", "4", "--patch", "32", "--batch", "4", "--val-faces", "1", "--folds", "2",
-            "--test-faces", "1", "--workers", "0", "--weights", f"smfd={random_weights}", "--device", "cpu"]
+            "--test-faces", "1", "--workers", "0", "--weights", f"smfd={random_weights}", "--device", "cpu",
+            "--set", "residual=true"]
     assert main(args) == 0
     text = capsys.readouterr().out
     for heading in ("Table 4.1", "Table 4.2", "Table 4.3", "Table 4.4", "Reduced training budget"):
@@ -128,6 +129,10 @@ def test_thesis_tables_with_a_tiny_budget(celeba, random_weights, tmp_path, monk
     assert "24.4687 ± 0.2289" in text and "70.53 ± 0.61" in text  # the thesis' own mean ± SD
     assert "| codeformer | 0 | n/a" in text and "| 22.59 | 61.80 |" in text
     assert (tmp_path / "thesis_tables.md").read_text() in text
+    assert "deblur_config={'residual': True}" in text  # stated as a departure from the thesis' recipe
+    for run in ("deblur-full-fold1", "deblur-no-mask-fold0"):  # --set reaches every SMFD-UNet run
+        config = checkpoint.read_metadata(tmp_path / "runs" / run / "best.safetensors")["config"]
+        assert config["residual"] is True
     runs = sorted(p.name for p in (tmp_path / "runs").iterdir())
     assert runs == ["deblur-full-fold0", "deblur-full-fold1", "deblur-no-mask-fold0", "mask-generator",
                     "unet"]  # the 'full' ablation is fold 0 of the cross-validation
