@@ -57,3 +57,11 @@ def test_top_level_import():
     from smfd.restorer import Restorer
 
     assert top is Restorer
+
+
+def test_the_mask_of_a_mirrored_face_is_the_mirrored_mask(restorer, face):
+    """The mask averages the face and its mirror image (the 5 groups are left-right symmetric)."""
+    p = restorer.mask_probabilities(face)
+    mirrored = restorer.mask_probabilities(np.ascontiguousarray(face[:, ::-1]))
+    assert p.shape == (256, 256, 5) and np.allclose(p.sum(-1), 1, atol=1e-4)
+    assert np.allclose(mirrored[:, ::-1], p, atol=1e-3)
