@@ -69,7 +69,7 @@ class Restorer:
     def mask_probabilities(self, image: np.ndarray) -> np.ndarray:
         """Per-group probabilities at 256x256, float32 256x256x5: the mean over the face and its
         mirror image (the 5 groups are left-right symmetric), which makes the mask of a mirrored
-        face the mirrored mask and adds about 0.01 Dice for 50 ms (scripts/benchmark_model.py)."""
+        face the mirrored mask (shipped weights, 151 test faces: mean Dice 0.712 -> 0.717, +50 ms)."""
         x = self.mask_input(image)
         with fast_autocast(self.device):
             logits = self.mask_model(torch.cat([x, x.flip(-1)]))

@@ -1,0 +1,46 @@
+"""Learning curves of training runs: the validation score of every epoch, from each run's log.csv.
+
+    .venv/bin/python scripts/plot_training.py runs/mask runs/smfd_gt runs/smfd_mix --out docs/learning_curves.png
+
+One panel per run: the validation Dice (mask generator) or PSNR (SMFD-UNet) against the hours of
+training, with dotted lines where the learning rate dropped.
+"""
+
+import argparse
+import csv
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("runs", nargs="+", help="run folders (each with log.csv)")
+    parser.add_argument("--out", default="learning_curves.png")
+    args = parser.parse_args()
+    fig, axes = plt.subplots(1, len(args.runs), figsize=(4.2 * len(args.runs), 3.2), squeeze=False)
+    for ax, run in zip(axes[0], args.runs):
+        rows = list(csv.DictReader(open(Path(run) / "log.csv")))
+        score = "dice" if "dice" in rows[0] else "psnr"
+        hours, total = [], 0.0
+        for r in rows:
+            total += float(r["seconds"]) / 3600
+            hours.append(total)
+        ax.plot(hours, [float(r[score]) for r in rows], marker="o", markersize=3)
+        for prev, r, h in zip(rows, rows[1:], hours[1:]):
+            if float(r["lr"]) < float(prev["lr"]):
+                ax.axvline(h, color="grey", linestyle=":", linewidth=1)
+        ax.set_title(f"{Path(run).name} ({len(rows)} epochs)")
+        ax.set_xlabel("hours of training (1 CPU thread)")
+        ax.set_ylabel("validation " + ("mean Dice" if score == "dice" else "PSNR (dB)"))
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(args.out, dpi=110)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

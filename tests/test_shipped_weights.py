@@ -1,0 +1,51 @@
+"""The weights shipped inside the package: present, compact, the default architectures, and better
+than the blurry input on held-out faces (the full figures: scripts/benchmark_model.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from safetensors import safe_open
+
+from smfd import checkpoint, data, metrics
+from smfd.models import MaskNetConfig, SMFDConfig, count_parameters
+from smfd.restorer import WEIGHTS_DIR, Restorer, weight_files
+
+
+def test_shipped_files_are_fp16_with_a_model_card():
+    assert (WEIGHTS_DIR / "MODEL_CARD.md").is_file()
+    for path in weight_files():
+        with safe_open(str(path), framework="pt") as f:
+            dtypes = {str(f.get_slice(k).get_dtype()) for k in f.keys()}
+        assert "F32" not in dtypes and "F16" in dtypes, (path, dtypes)
+
+
+def test_shipped_networks_have_the_default_architectures():
+    mask_file, deblur_file = weight_files()
+    mask_net, smfd_net = checkpoint.load(mask_file), checkpoint.load(deblur_file)
+    for net, default in ((mask_net, MaskNetConfig()), (smfd_net, SMFDConfig())):
+        from smfd.models import build
+
+        assert count_parameters(net) == count_parameters(build(default))
+
+
+@pytest.fixture(scope="module")
+def held_out(celeba):
+    records = [r for r in data.select(data.open_dataset(celeba), "test") if r.has_mask]
+    return [data.benchmark_pair(r, seed=0) for r in records[:6]]
+
+
+def test_shipped_model_beats_the_blurry_input_on_held_out_faces(held_out):
+    restorer = Restorer.from_pretrained(device="cpu")
+    blurry_psnr, restored_psnr, shifts, seg = [], [], [], metrics.SegmentationScore(5)
+    for blurry, sharp, groups, _ in held_out:
+        predicted = restorer.mask(blurry)
+        seg.add(predicted, groups)
+        out = restorer.deblur_at_work_size(blurry, predicted)
+        blurry_psnr.append(metrics.psnr(blurry, sharp))
+        restored_psnr.append(metrics.psnr(out, sharp))
+        shifts.append(metrics.mean_colour_shift(out, sharp))
+    # Six faces are a small sample; the margins are well inside what the full benchmark measures.
+    assert np.mean(restored_psnr) > np.mean(blurry_psnr) + 0.8
+    assert np.mean(shifts) < 3.0
+    assert seg.mean_dice() > 0.6
