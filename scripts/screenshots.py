@@ -38,6 +38,16 @@ def snap(page, path: Path) -> None:
     page.screenshot(path=path, full_page=True, type="jpeg", quality=85)  # a tenth of a PNG's size
 
 
+def run_and_snap(page, button: str, result: str, text: str, settle: float, path: Path) -> None:
+    """Click ``button``, wait until ``result`` shows ``text``, let the page settle, take the picture."""
+    from playwright.sync_api import expect
+
+    page.click(button)
+    expect(page.locator(result)).to_contain_text(text, timeout=TIMEOUT)
+    time.sleep(settle)  # e.g. the mask editor draws its canvas
+    snap(page, path)
+
+
 def shoot(url: str, out: Path, token: str) -> None:
     from playwright.sync_api import expect, sync_playwright
 
@@ -52,16 +62,10 @@ def shoot(url: str, out: Path, token: str) -> None:
         snap(page, out / "blur.jpg")
 
         page.click("#blur-send")
-        page.click("#restore-run")
-        expect(page.locator("#restore-report")).to_contain_text("restored", timeout=TIMEOUT)
-        time.sleep(2)  # the mask editor draws its canvas
-        snap(page, out / "restore.jpg")
+        run_and_snap(page, "#restore-run", "#restore-report", "restored", 2, out / "restore.jpg")
 
         page.get_by_role("tab", name="Compare").click()
-        page.click("#compare-run")
-        expect(page.locator("#compare-table")).to_contain_text("SMFD (generated mask)", timeout=TIMEOUT)
-        time.sleep(1)
-        snap(page, out / "compare.jpg")
+        run_and_snap(page, "#compare-run", "#compare-table", "SMFD (generated mask)", 1, out / "compare.jpg")
 
         for k in range(4):  # a few participants, so that the results view has something to show
             voter = browser.new_context().new_page()
@@ -83,10 +87,7 @@ def shoot(url: str, out: Path, token: str) -> None:
         snap(page, out / "study.jpg")
 
         page.get_by_role("tab", name="Learn").click()
-        page.click("#learn-run")
-        expect(page.locator("#learn-smfd-maps")).to_contain_text("network output", timeout=TIMEOUT)
-        time.sleep(2)
-        snap(page, out / "learn.jpg")
+        run_and_snap(page, "#learn-run", "#learn-smfd-maps", "network output", 2, out / "learn.jpg")
         browser.close()
 
 

@@ -8,7 +8,7 @@ import pytest
 from safetensors import safe_open
 
 from smfd import checkpoint, data, metrics
-from smfd.models import MaskNetConfig, SMFDConfig, count_parameters
+from smfd.models import MaskNetConfig, SMFDConfig, build, count_parameters
 from smfd.restorer import WEIGHTS_DIR, Restorer, weight_files
 
 
@@ -24,8 +24,6 @@ def test_shipped_networks_have_the_default_architectures():
     mask_file, deblur_file = weight_files()
     mask_net, smfd_net = checkpoint.load(mask_file), checkpoint.load(deblur_file)
     for net, default in ((mask_net, MaskNetConfig()), (smfd_net, SMFDConfig())):
-        from smfd.models import build
-
         assert count_parameters(net) == count_parameters(build(default))
 
 
