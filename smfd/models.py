@@ -54,6 +54,10 @@ class SMFDConfig:
     # target's, and the thesis' colour shift cannot arise.
     residual: bool = False
     match_input_mean: bool = False
+    # soft_mask: a generated mask reaches the network as the mask generator's per-group
+    # probabilities instead of the one-hot of their argmax, so an uncertain group (a mouth the
+    # generator is unsure of) is not presented as certain. A given label map is always one-hot.
+    soft_mask: bool = False
 
     kind = "deblur"
 
