@@ -1,7 +1,7 @@
 """Benchmark of the shipped model on held-out faces under the protocol of SPEC section 2.
 
     .venv/bin/python scripts/benchmark_model.py [--data DIR] [--weights DIR] [--faces N] [--seed 0]
-        [--json OUT.json]
+        [--json OUT.json] [--per-face OUT.csv]
 
 DIR defaults to celebamask_mini of the shared data ($SMFD_SHARED_DATA, else ../shared/data beside
 the project folder).
@@ -10,20 +10,27 @@ Faces: the test split of the dataset (smfd.data.select(..., "test")), which no t
 Each face is degraded at 512x512 with a recipe drawn from (seed, face id), then the blurry image and
 the sharp target are resized to 256x256 with INTER_AREA. Prints, for the blurry input, SMFD with
 generated masks and SMFD with ground-truth masks: PSNR, SSIM, MSE, the mean colour shift (mean
-absolute difference of per-channel means, 0..255 levels) and the background speckle rate; and the
-mask generator's Dice/Jaccard per group (dataset-level pixel counts) and their mean.
+absolute difference of per-channel means, 0..255 levels), the background speckle rate and identity
+(dlib's descriptor distance to the sharp face, the box found once on the sharp face and reused: mean,
+and the share of faces under dlib's same-person threshold 0.6); and the mask generator's
+Dice/Jaccard per group (dataset-level pixel counts) and their mean. ``--per-face`` writes every
+face's figures, with the per-group Dice of its generated mask, for finding which faces lose identity.
 """
 
 import argparse
+import csv
 import json
 
 import numpy as np
 from scipy.ndimage import median_filter
 from tqdm import tqdm
 
+from eval.identity import SAME_PERSON, geometry
 from smfd import data, metrics
 from smfd.labels import GROUPS
 from smfd.restorer import Restorer
+
+METHODS = ("blurry input", "SMFD, generated masks", "SMFD, ground-truth masks", "sharp target")
 
 
 def speckle_rate(image: np.ndarray, background: np.ndarray, threshold: float = 40.0) -> float:
@@ -45,45 +52,62 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    parser.add_argument("--per-face", default=None, help="also write every face's figures to this CSV file")
     args = parser.parse_args()
 
     records = [r for r in data.select(data.open_dataset(args.data), "test") if r.has_mask]
     records = records[: args.faces] if args.faces else records
     restorer = Restorer.from_pretrained(args.weights, args.device)
-    rows = {name: {"psnr": [], "ssim": [], "mse": [], "colour_shift": [], "speckles": []}
-            for name in ("blurry input", "SMFD, generated masks", "SMFD, ground-truth masks", "sharp target")}
+    rows = {name: {"psnr": [], "ssim": [], "mse": [], "colour_shift": [], "speckles": [], "id_dist": []}
+            for name in METHODS}
     seg = metrics.SegmentationScore(len(GROUPS))
+    faces = []
     for record in tqdm(records, desc="benchmark", unit="face"):
         blurry, sharp, groups, _ = data.benchmark_pair(record, args.seed)
-        predicted = restorer.mask(blurry)
+        probs = restorer.mask_probabilities(blurry)
+        predicted = probs.argmax(-1).astype(np.uint8)
         seg.add(predicted, groups)
-        outputs = {
-            "blurry input": blurry,
-            "SMFD, generated masks": restorer.deblur_at_work_size(blurry, predicted),
-            "SMFD, ground-truth masks": restorer.deblur_at_work_size(blurry, groups),
-            "sharp target": sharp,
-        }
-        for name, out in outputs.items():
+        outputs = dict(zip(METHODS, (blurry, restorer.deblur_at_work_size(blurry, probs),
+                                     restorer.deblur_at_work_size(blurry, groups), sharp)))
+        distances = geometry().distances(list(outputs.values()), sharp)
+        face = {"id": record.id}
+        for (name, out), dist in zip(outputs.items(), distances):
             row = rows[name]
             row["psnr"].append(metrics.psnr(out, sharp))
             row["ssim"].append(metrics.ssim(out, sharp))
             row["mse"].append(metrics.mse(out, sharp))
             row["colour_shift"].append(metrics.mean_colour_shift(out, sharp))
             row["speckles"].append(speckle_rate(out, groups == 0))
+            row["id_dist"].append(dist)
+            key = name.split(",")[-1].strip().split()[0]  # input, generated, ground-truth, target
+            face.update({f"{key}_psnr": row["psnr"][-1], f"{key}_ssim": row["ssim"][-1], f"{key}_id_dist": dist})
+        face.update({f"dice_{g}": d for g, d in zip(GROUPS, metrics.dice(predicted, groups))})
+        faces.append(face)
 
     summary = {name: {k: float(np.mean(v)) for k, v in row.items()} for name, row in rows.items()}
+    for name, row in rows.items():
+        summary[name]["same_person"] = float(np.mean(np.array(row["id_dist"]) < SAME_PERSON))
     print(f"\n{len(records)} held-out faces from {args.data} (test split), seed {args.seed}\n")
-    print(f"| {'method':26s} | PSNR dB | SSIM   | MSE    | colour shift | bg speckles |")
-    print(f"|{'-' * 28}|---------|--------|--------|--------------|-------------|")
+    print(f"| {'method':26s} | PSNR dB | SSIM   | same person | id distance | MSE    | colour shift | bg speckles |")
+    print(f"|{'-' * 28}|---------|--------|-------------|-------------|--------|--------------|-------------|")
     for name, s in summary.items():
         psnr = "inf" if name == "sharp target" else f"{s['psnr']:.2f}"
-        print(f"| {name:26s} | {psnr:>7s} | {s['ssim']:.4f} | {s['mse']:6.1f} | {s['colour_shift']:12.2f} "
-              f"| {s['speckles'] * 100:10.3f}% |")
+        print(f"| {name:26s} | {psnr:>7s} | {s['ssim']:.4f} | {s['same_person'] * 100:10.1f}% | {s['id_dist']:11.3f} "
+              f"| {s['mse']:6.1f} | {s['colour_shift']:12.2f} | {s['speckles'] * 100:10.3f}% |")
+    generated, blurry = np.array(rows[METHODS[1]]["id_dist"]), np.array(rows[METHODS[0]]["id_dist"])
+    truth = np.array(rows[METHODS[2]]["id_dist"])
+    print(f"\nfaces whose identity distance grows against the blurry input: generated masks "
+          f"{int((generated > blurry).sum())} of {len(records)}, ground-truth masks {int((truth > blurry).sum())}")
     dice, jaccard = seg.dice(), seg.jaccard()
     print("\nmask generator (dataset-level, per group):")
     for g, name in enumerate(GROUPS):
         print(f"  {name:13s} Dice {dice[g]:.4f}  Jaccard {jaccard[g]:.4f}")
     print(f"  {'mean':13s} Dice {seg.mean_dice():.4f}  Jaccard {seg.mean_jaccard():.4f}")
+    if args.per_face:
+        with open(args.per_face, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(faces[0]))
+            writer.writeheader()
+            writer.writerows(faces)
     if args.json:
         summary.pop("sharp target")
         result = {"faces": len(records), "seed": args.seed, "restoration": summary,

@@ -48,6 +48,11 @@ def _add_pipeline_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-blur", action="store_true", help="switch the blur stage off")
     g.add_argument("--no-rescale", action="store_true", help="switch the down/up-scaling stage off")
     g.add_argument("--no-noise", action="store_true", help="switch the noise stage off")
+    g.add_argument("--jpeg", type=int, nargs=2, default=None, metavar=("LO", "HI"),
+                   help="add JPEG compression after the noise, quality drawn from LO..HI (1..100); "
+                        f"off in the thesis' pipeline (the 'real' training preset: {shown(d.jpeg_range)})")
+    g.add_argument("--jpeg-share", type=float, default=d.jpeg_share, metavar="P",
+                   help="with --jpeg: the share of images compressed, 0 < P <= 1 (default: all)")
 
 
 def _pipeline_options(args):
@@ -57,7 +62,9 @@ def _pipeline_options(args):
         layers=args.layers, sequences=args.sequences, gaussian_sizes=args.gaussian_sizes,
         motion_sizes=args.motion_sizes, directions=args.directions, scale_range=args.scale_range,
         noise_range=args.noise_range, blur=not args.no_blur, rescale=not args.no_rescale,
-        noise=not args.no_noise)
+        noise=not args.no_noise, jpeg=args.jpeg is not None,
+        jpeg_range=args.jpeg if args.jpeg is not None else PipelineOptions.jpeg_range,
+        jpeg_share=args.jpeg_share)
 
 
 def cmd_blur(args) -> None:
@@ -70,7 +77,8 @@ def cmd_blur(args) -> None:
     if args.count:
         c = count_scenarios(options)
         print(f"{c.total:,} scenarios = {c.blur:,} blur combinations ({c.per_layer:,} per layer) "
-              f"x {c.scales} scales x {c.noise_levels} noise levels")
+              f"x {c.scales} scales x {c.noise_levels} noise levels"
+              + (f" x {c.jpeg_qualities} JPEG settings" if c.jpeg_qualities > 1 else ""))
         return
     if args.input is None or args.output is None:
         raise InputError("blur needs IN and OUT (or --count)")
@@ -113,6 +121,9 @@ def _add_train(sub) -> None:
                    help="override a model config field, e.g. --set residual=true (JSON values)")
     p.add_argument("--init", default=None, help="start from these weights (fine-tuning)")
     p.add_argument("--no-augment", action="store_true")
+    p.add_argument("--preset", default="thesis", choices=["thesis", "real"],
+                   help="degradation of the training samples: the thesis' pipeline, or 'real' = the thesis' "
+                        "plus JPEG compression (validation always uses the thesis' pipeline)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.set_defaults(func=cmd_train)
 
@@ -148,7 +159,7 @@ def cmd_train(args) -> None:
             patch=args.patch, samples_per_epoch=args.samples_per_epoch, val_faces=args.val_faces,
             workers=args.workers, seed=args.seed, k=args.folds, fold=args.fold, loss=args.loss,
             mask_source=args.mask_source, mask_model=args.mask_model, config=config, init=args.init,
-            device=args.device, augment=not args.no_augment)
+            device=args.device, augment=not args.no_augment, preset=args.preset)
         settings.model_config()  # fail early on a bad --set
     except (TypeError, ValueError) as exc:  # e.g. an unknown config field or value
         raise InputError(f"bad training options: {exc}") from None
@@ -394,14 +405,23 @@ def cmd_baselines(args) -> None:
 # ---------------------------------------------------------------- info
 
 def cmd_info(args) -> None:
-    from .models import MaskNet, MaskNetConfig, SMFDConfig, SMFDNet, count_parameters
+    from . import checkpoint
+    from .models import count_macs, count_parameters
+    from .restorer import weight_files
 
     thesis = {"mask generator": 5_416_159, "SMFD-UNet": 7_532_601}
-    for name, model in (("mask generator", MaskNet(MaskNetConfig())), ("SMFD-UNet", SMFDNet(SMFDConfig()))):
-        c = count_parameters(model)
+    print(f"the shipped networks ({weight_files()[0].parent}); compute per 256x256 face:")
+    passes = {"mask generator": 2, "SMFD-UNet": 1}  # the mask is made from the face and its mirror image
+    total = 0
+    for name, path in zip(thesis, weight_files()):
+        model = checkpoint.load(path)
+        c, macs = count_parameters(model), count_macs(model)
+        total += macs * passes[name]
         diff = (c["total"] - thesis[name]) / thesis[name] * 100
         print(f"{name:15s} {c['total']:>10,} parameters ({c['trainable']:,} trainable, "
-              f"{c['non_trainable']:,} non-trainable); thesis {thesis[name]:,} ({diff:+.1f} %)")
+              f"{c['non_trainable']:,} non-trainable); thesis {thesis[name]:,} ({diff:+.1f} %); "
+              f"{macs / 1e9:.1f} GMAC x {passes[name]} pass{'es' if passes[name] > 1 else ''}")
+    print(f"{'together':15s} {total / 1e9:.1f} GMAC per face")
 
 
 # ---------------------------------------------------------------- main

@@ -258,7 +258,7 @@ class FaceDataset:
     def __init__(self, records: list[FaceRecord], size: int = WORK_SIZE, patch: int | None = None,
                  options: degrade.PipelineOptions = degrade.PipelineOptions(),
                  augment: Augment | None = Augment(), seed: int = 0, classes: int = 5,
-                 fixed: bool = False):
+                 fixed: bool = False, full_face: bool = False):
         if not records:
             raise ValueError("a dataset needs at least one face")
         if patch is not None and patch > size:
@@ -266,6 +266,9 @@ class FaceDataset:
         self.records, self.size, self.patch = records, size, patch
         self.options, self.augment, self.seed, self.classes = options, augment, seed, classes
         self.fixed, self.epoch = fixed, 0
+        # full_face: also return the whole blurry face and the patch's (y, x), so that a mask
+        # generator can see the face as it will at inference, not just the patch.
+        self.full_face = full_face
 
     def __len__(self) -> int:
         return len(self.records)
@@ -290,12 +293,20 @@ class FaceDataset:
         else:
             classes = resize_labels(classes, (self.size, self.size))
             mask = (classes if self.classes == 19 else labels.to_groups(classes)).astype(np.int64)
+        item = {}
+        if self.full_face:
+            item["blurry_full"] = _chw(blurry)
+        y = x = 0
         if self.patch is not None:
             y, x = rng.integers(0, self.size - self.patch + 1, size=2)
             window = np.s_[y:y + self.patch, x:x + self.patch]
             blurry, sharp, mask = blurry[window], sharp[window], mask[window]
-        return {
-            "blurry": np.ascontiguousarray(blurry.transpose(2, 0, 1), np.float32) / 255.0,
-            "sharp": np.ascontiguousarray(sharp.transpose(2, 0, 1), np.float32) / 255.0,
-            "mask": np.ascontiguousarray(mask),
-        }
+        item.update(blurry=_chw(blurry), sharp=_chw(sharp), mask=np.ascontiguousarray(mask))
+        if self.full_face:
+            item["origin"] = np.array([y, x], np.int64)
+        return item
+
+
+def _chw(image: np.ndarray) -> np.ndarray:
+    """HxWx3 uint8 -> 3xHxW float32 in [0, 1]."""
+    return np.ascontiguousarray(image.transpose(2, 0, 1), np.float32) / 255.0

@@ -43,13 +43,19 @@ class PipelineOptions:
     blur: bool = True
     rescale: bool = True
     noise: bool = True
+    # Not in the thesis: JPEG compression after the noise, for a share of the images, at a quality
+    # drawn from jpeg_range (integers). Real photos arrive compressed; a network that never saw it
+    # sharpens 8x8 blocking into visible squares.
+    jpeg: bool = False
+    jpeg_range: tuple[int, int] = (30, 95)
+    jpeg_share: float = 1.0
     # Step used to discretise the continuous scale and noise ranges when counting scenarios.
     count_step: float = 0.1
 
     def __post_init__(self) -> None:
         # Normalise lists from JSON / the CLI into tuples so options stay hashable.
         for name in ("layers", "sequences", "gaussian_sizes", "motion_sizes", "directions",
-                     "scale_range", "noise_range"):
+                     "scale_range", "noise_range", "jpeg_range"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         self.validate()
 
@@ -87,6 +93,11 @@ class PipelineOptions:
             if on and not (len(bounds) == 2 and all(_is_finite(v) for v in bounds)
                            and low <= bounds[0] <= bounds[1]):
                 fail(f"{name} must be two finite numbers with {low:g} <= low <= high, got {list(bounds)}")
+        q = self.jpeg_range
+        if self.jpeg and not (len(q) == 2 and all(_is_int(v) for v in q) and 1 <= q[0] <= q[1] <= 100):
+            fail(f"jpeg_range must be two integer qualities with 1 <= low <= high <= 100, got {list(q)}")
+        if self.jpeg and not (_is_finite(self.jpeg_share) and 0 < self.jpeg_share <= 1):
+            fail(f"jpeg_share must be a number in (0, 1], got {self.jpeg_share}")
         if not (_is_finite(self.count_step) and self.count_step > 0):
             fail(f"count_step must be a positive number, got {self.count_step}")
 
@@ -109,6 +120,11 @@ def _is_finite(value) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
+# Named pipelines for training: the thesis' own, and the thesis' plus JPEG compression as real
+# photos have it (the shipped model's; see its model card).
+PRESETS = {"thesis": PipelineOptions(), "real": PipelineOptions(jpeg=True, jpeg_share=0.5)}
+
+
 @dataclass(frozen=True)
 class BlurOp:
     kind: str  # "gaussian" or "motion"
@@ -124,6 +140,7 @@ class Recipe:
     scale: float | None = None  # down-scaling factor, None = stage off
     noise_sigma: float | None = None  # on the 0..255 scale, None = stage off
     noise_seed: int | None = None
+    jpeg_quality: int | None = None  # None = stage off
     version: int = field(default=RECIPE_VERSION)
 
     def to_dict(self) -> dict:
@@ -133,6 +150,7 @@ class Recipe:
             "scale": self.scale,
             "noise_sigma": self.noise_sigma,
             "noise_seed": self.noise_seed,
+            "jpeg_quality": self.jpeg_quality,
         }
 
     @classmethod
@@ -165,7 +183,10 @@ class Recipe:
             raise ValueError(f"recipe noise_seed must be a non-negative integer or null, got {seed!r}")
         if (sigma is None) != (seed is None):
             raise ValueError("a recipe's noise needs both noise_sigma and noise_seed")
-        return cls(layers, scale, sigma, seed)
+        quality = data.get("jpeg_quality")  # absent in recipes written before the JPEG stage
+        if quality is not None and not (_is_int(quality) and 1 <= quality <= 100):
+            raise ValueError(f"recipe jpeg_quality must be an integer 1..100 or null, got {quality!r}")
+        return cls(layers, scale, sigma, seed, quality)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
@@ -188,7 +209,8 @@ class Recipe:
                      for op in layer) for layer in self.layers) or "no blur"
         scale = f"x{self.scale:.2f}" if self.scale is not None else "no rescale"
         noise = f"noise {self.noise_sigma:.2f}" if self.noise_sigma is not None else "no noise"
-        return f"{layers}, {scale}, {noise}"
+        jpeg = f", JPEG q{self.jpeg_quality}" if self.jpeg_quality is not None else ""
+        return f"{layers}, {scale}, {noise}{jpeg}"
 
 
 # ---------------------------------------------------------------- kernels
@@ -262,7 +284,11 @@ def sample_recipe(rng: np.random.Generator, options: PipelineOptions = PipelineO
     scale = float(rng.uniform(*options.scale_range)) if options.rescale else None
     noise_sigma = float(rng.uniform(*options.noise_range)) if options.noise else None
     noise_seed = int(rng.integers(2**63 - 1)) if options.noise else None
-    return Recipe(tuple(layers), scale, noise_sigma, noise_seed)
+    # Drawn last so that turning JPEG on leaves every other choice of a seed's recipe unchanged.
+    quality = None
+    if options.jpeg and rng.random() < options.jpeg_share:
+        quality = int(rng.integers(options.jpeg_range[0], options.jpeg_range[1] + 1))
+    return Recipe(tuple(layers), scale, noise_sigma, noise_seed, quality)
 
 
 def apply(image: np.ndarray, recipe: Recipe) -> np.ndarray:
@@ -282,7 +308,20 @@ def apply(image: np.ndarray, recipe: Recipe) -> np.ndarray:
     if recipe.noise_sigma is not None:
         noise = np.random.default_rng(recipe.noise_seed).standard_normal(x.shape, dtype=np.float32)
         x = x + np.float32(recipe.noise_sigma) * noise
-    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+    out = np.clip(np.rint(x), 0, 255).astype(np.uint8)
+    return out if recipe.jpeg_quality is None else jpeg_roundtrip(out, recipe.jpeg_quality)
+
+
+def jpeg_roundtrip(image: np.ndarray, quality: int) -> np.ndarray:
+    """Encode as JPEG (4:2:0, as cameras and websites do) and decode again."""
+    colour = image.ndim == 3 and image.shape[2] == 3
+    bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if colour else image
+    ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise ValueError("JPEG encoding failed")
+    flags = cv2.IMREAD_COLOR if colour else cv2.IMREAD_UNCHANGED
+    out = cv2.imdecode(buf, flags)
+    return (cv2.cvtColor(out, cv2.COLOR_BGR2RGB) if colour else out).reshape(image.shape)
 
 
 def degrade(image: np.ndarray, rng: np.random.Generator,
@@ -299,10 +338,11 @@ class ScenarioCount:
     blur: int
     scales: int
     noise_levels: int
+    jpeg_qualities: int = 1
 
     @property
     def total(self) -> int:
-        return self.blur * self.scales * self.noise_levels
+        return self.blur * self.scales * self.noise_levels * self.jpeg_qualities
 
 
 def _grid_size(lo: float, hi: float, step: float) -> int:
@@ -314,11 +354,13 @@ def count_scenarios(options: PipelineOptions = PipelineOptions()) -> ScenarioCou
 
     Per layer: the sum over allowed sequences of the product of each operation's choices
     (Gaussian: sizes; motion: sizes x directions). Blur: the sum over allowed layer counts n of
-    per_layer**n. Scale and noise are discretised with ``count_step``. A disabled stage counts 1.
+    per_layer**n. Scale and noise are discretised with ``count_step``; JPEG counts its integer qualities, plus
+    one for "not compressed" when only a share of the images is. A disabled stage counts 1.
     """
     choices = {"G": len(options.gaussian_sizes), "M": len(options.motion_sizes) * len(options.directions)}
     per_layer = sum(math.prod(choices[c] for c in SEQUENCES[s]) for s in options.sequences)
     blur = sum(per_layer ** n for n in set(options.layers)) if options.blur else 1
     scales = _grid_size(*options.scale_range, options.count_step) if options.rescale else 1
     noise = _grid_size(*options.noise_range, options.count_step) if options.noise else 1
-    return ScenarioCount(per_layer if options.blur else 0, blur, scales, noise)
+    jpeg = options.jpeg_range[1] - options.jpeg_range[0] + 1 + (options.jpeg_share < 1) if options.jpeg else 1
+    return ScenarioCount(per_layer if options.blur else 0, blur, scales, noise, jpeg)

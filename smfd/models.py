@@ -251,10 +251,37 @@ def count_parameters(model: nn.Module) -> dict[str, int]:
     return {"total": trainable + frozen + buffers, "trainable": trainable, "non_trainable": frozen + buffers}
 
 
+def count_macs(model: nn.Module, size: int = 256) -> int:
+    """Multiply-accumulates of one forward pass on a size x size face (convolutions and matrix
+    products, as torch's FLOP counter counts them; one MAC = two FLOPs)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    config = model.config
+    channels = getattr(config, "in_channels", getattr(config, "image_channels", 3))
+    x = torch.zeros(1, channels, size, size)
+    inputs = (x, torch.zeros(1, config.mask_channels, size, size)) if config.kind == "deblur" else (x,)
+    was_training = model.training
+    model.eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(*inputs)
+    model.train(was_training)
+    return counter.get_total_flops() // 2
+
+
 def rgb_to_gray(x: torch.Tensor) -> torch.Tensor:
     """Nx3xHxW RGB in [0, 1] -> Nx1xHxW luma (ITU-R BT.601 weights, as OpenCV)."""
     w = x.new_tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
     return (x * w).sum(1, keepdim=True)
+
+
+def mask_probabilities(mask_model: nn.Module, image: torch.Tensor) -> torch.Tensor:
+    """Per-group probabilities (NxCxHxW, float32) of the mask generator for RGB faces in [0, 1]:
+    the mean over each face and its mirror image (the groups are left-right symmetric), so the
+    mask of a mirrored face is the mirrored mask."""
+    x = rgb_to_gray(image) if mask_model.config.in_channels == 1 else image
+    n = len(x)
+    p = mask_model(torch.cat([x, x.flip(-1)])).float().softmax(1)
+    return (p[:n] + p[n:].flip(-1)) / 2
 
 
 def one_hot_mask(labels: torch.Tensor, classes: int = 5) -> torch.Tensor:

@@ -59,7 +59,14 @@ class Restorer:
         return rgb_to_gray(x) if self.mask_model.config.in_channels == 1 else x
 
     def deblur_inputs(self, image: np.ndarray, groups: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """SMFD-UNet's inputs: the face and the one-hot of its 5-group map, both at 256x256."""
+        """SMFD-UNet's inputs: the face and its mask, both at 256x256. ``groups``: a 5-group label
+        map (one-hot to the network), or the mask generator's 256x256x5 probabilities (passed as
+        they are to a ``soft_mask`` network, as the one-hot of their argmax to any other)."""
+        if groups.ndim == 3:
+            if self.deblur_model.config.soft_mask:
+                m = torch.from_numpy(np.ascontiguousarray(groups.transpose(2, 0, 1)))[None].to(self.device)
+                return self._tensor(resize_to(check_rgb(image), WORK)), m.contiguous(memory_format=torch.channels_last)
+            groups = groups.argmax(-1).astype(np.uint8)
         small = resize_labels(labels.check_groups(groups), WORK)
         m = one_hot_mask(torch.from_numpy(small.astype(np.int64))[None].to(self.device))
         return self._tensor(resize_to(check_rgb(image), WORK)), m.contiguous(memory_format=torch.channels_last)
@@ -85,7 +92,7 @@ class Restorer:
     def restore(self, image: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
         """Deblur an aligned face crop. ``mask``: a 5-group label map of any size (else generated)."""
         h, w = check_rgb(image).shape[:2]
-        groups = self.mask_probabilities(image).argmax(-1) if mask is None else mask
+        groups = self.mask_probabilities(image) if mask is None else mask
         return resize_to(self.deblur_at_work_size(image, groups), (w, h))
 
     @torch.no_grad()

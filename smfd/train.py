@@ -27,11 +27,11 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
-from . import checkpoint, data, metrics
+from . import checkpoint, data, degrade, metrics
 from .images import to_uint8
 from .losses import restoration_loss, segmentation_loss
-from .models import (MaskNetConfig, SegBaselineConfig, SMFDConfig, build, count_parameters, one_hot_mask,
-                     rgb_to_gray)
+from .models import (MaskNetConfig, SegBaselineConfig, SMFDConfig, build, count_parameters, mask_probabilities,
+                     one_hot_mask, rgb_to_gray)
 from .runtime import fast_autocast, pick_device
 
 MONITOR = {"mask": "dice", "deblur": "ssim"}
@@ -65,6 +65,7 @@ class TrainSettings:
     init: str | None = None  # start from these weights (fine-tuning)
     device: str = "auto"
     augment: bool = True
+    preset: str = "thesis"  # degradation pipeline of the training samples: smfd.degrade.PRESETS
 
     def __post_init__(self):
         if self.task not in MONITOR:
@@ -77,6 +78,8 @@ class TrainSettings:
         if self.samples_per_epoch is not None and self.samples_per_epoch < self.batch:
             raise ValueError(f"samples per epoch ({self.samples_per_epoch}) must be at least the batch "
                              f"size ({self.batch})")
+        if self.preset not in degrade.PRESETS:
+            raise ValueError(f"preset must be one of {', '.join(degrade.PRESETS)}, got {self.preset!r}")
         self.data = tuple(self.data)
 
     def model_config(self):
@@ -192,16 +195,28 @@ class Trainer:
 
     # ------------------------------------------------------------ steps
     def masks_for(self, batch: dict, generated_share: float, rng: np.random.Generator) -> torch.Tensor:
-        """One-hot masks for SMFD: ground truth, or the mask generator's prediction."""
+        """SMFD's mask input: the one-hot ground truth, or for a share of the faces (and every face
+        without a mask) the mask generator's prediction, made as at inference: on the whole face
+        (then cropped to the patch) and its mirror image, as probabilities when the network takes
+        them (``soft_mask``), else as the one-hot of their argmax."""
         labels = batch["mask"].to(self.device)
-        if self.mask_model is not None:
-            use = (labels[:, 0, 0] < 0).cpu().numpy() | (rng.random(len(labels)) < generated_share)
-            if use.any():
-                with torch.no_grad():
-                    pred = self.mask_model(rgb_to_gray(batch["blurry"][use].to(self.device))).argmax(1)
-                labels = labels.clone()
-                labels[torch.from_numpy(use).to(self.device)] = pred
-        return one_hot_mask(labels, self.model.config.mask_channels)
+        masks = one_hot_mask(labels.clamp(min=0), self.model.config.mask_channels)
+        if self.mask_model is None:
+            return masks
+        use = (labels[:, 0, 0] < 0).cpu().numpy() | (rng.random(len(labels)) < generated_share)
+        if use.any():
+            whole = batch.get("blurry_full", batch["blurry"])[use].to(self.device)
+            with torch.no_grad():
+                probs = mask_probabilities(self.mask_model, whole)
+            if "origin" in batch:
+                h, w = labels.shape[-2:]
+                probs = torch.stack([p[:, y:y + h, x:x + w] for p, (y, x)
+                                     in zip(probs, batch["origin"][use].tolist())])
+            if not self.model.config.soft_mask:
+                probs = one_hot_mask(probs.argmax(1), self.model.config.mask_channels)
+            masks = masks.clone()
+            masks[torch.from_numpy(use).to(self.device)] = probs.to(masks.dtype)
+        return masks
 
     def forward(self, batch: dict, net, generated_share: float, rng) -> tuple[torch.Tensor, torch.Tensor]:
         blurry = batch["blurry"].to(self.device).contiguous(memory_format=torch.channels_last)
@@ -256,8 +271,10 @@ class Trainer:
     def loaders(self):
         s = self.s
         classes = self.model.config.classes if s.task == "mask" else 5
-        train_set = data.FaceDataset(self.train_records, s.size, s.patch, seed=s.seed, classes=classes,
-                                     augment=data.Augment() if s.augment else None)
+        options = degrade.PRESETS[s.preset]
+        train_set = data.FaceDataset(self.train_records, s.size, s.patch, options, seed=s.seed, classes=classes,
+                                     augment=data.Augment() if s.augment else None,
+                                     full_face=self.mask_model is not None and s.patch is not None)
         sampler = EpochSampler(len(self.train_records), s.samples_per_epoch or len(self.train_records),
                                s.seed, self.rank, self.world)
         per_rank = max(1, s.batch // self.world)

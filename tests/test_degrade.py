@@ -134,12 +134,13 @@ def test_recipe_json_is_plain_and_describable():
     r = Recipe(((BlurOp("gaussian", 21), BlurOp("motion", 35, "diagonal")), (BlurOp("motion", 15, "vertical"),)),
                2.7, 6.3, 5)
     data = json.loads(r.to_json())
-    assert data == {"version": 1, "scale": 2.7, "noise_sigma": 6.3, "noise_seed": 5, "layers": [
+    assert data == {"version": 1, "scale": 2.7, "noise_sigma": 6.3, "noise_seed": 5, "jpeg_quality": None, "layers": [
         [{"kind": "gaussian", "size": 21, "direction": None},
          {"kind": "motion", "size": 35, "direction": "diagonal"}],
         [{"kind": "motion", "size": 15, "direction": "vertical"}]]}
     assert r.describe() == "G21>M35/diagonal | M15/vertical, x2.70, noise 6.30"
     assert Recipe().describe() == "no blur, no rescale, no noise"
+    assert Recipe(jpeg_quality=40).describe() == "no blur, no rescale, no noise, JPEG q40"
 
 
 GOOD = {"version": 1, "layers": [[{"kind": "motion", "size": 15, "direction": "vertical"}]],
@@ -361,3 +362,58 @@ def test_kernel_sizes_are_bounded():
     recipe = Recipe(layers=((BlurOp("gaussian", 30001),),)).to_dict()
     with pytest.raises(ValueError):
         Recipe.from_dict(recipe)
+
+
+# ---------------------------------------------------------------- JPEG (not in the thesis)
+
+def test_jpeg_is_off_in_the_thesis_pipeline_and_leaves_other_draws_unchanged():
+    assert not PipelineOptions().jpeg and degrade.PRESETS["thesis"] == PipelineOptions()
+    for seed in range(5):
+        plain = degrade.sample_recipe(np.random.default_rng(seed))
+        jpeg = degrade.sample_recipe(np.random.default_rng(seed), PipelineOptions(jpeg=True))
+        assert plain.jpeg_quality is None and 30 <= jpeg.jpeg_quality <= 95
+        assert (jpeg.layers, jpeg.scale, jpeg.noise_sigma) == (plain.layers, plain.scale, plain.noise_sigma)
+
+
+def test_jpeg_share_compresses_about_that_share():
+    options = PipelineOptions(jpeg=True, jpeg_share=0.5, jpeg_range=(40, 40))
+    qualities = [degrade.sample_recipe(np.random.default_rng(s), options).jpeg_quality for s in range(400)]
+    assert set(qualities) == {None, 40}
+    assert 0.4 < qualities.count(40) / len(qualities) < 0.6
+
+
+def test_jpeg_stage_is_a_real_jpeg_roundtrip_and_replays(small_face, tmp_path):
+    recipe = Recipe(jpeg_quality=20)
+    out = degrade.apply(small_face, recipe)
+    ok, buf = cv2.imencode(".jpg", small_face[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 20])
+    assert np.array_equal(out, cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1])
+    assert not np.array_equal(out, small_face)
+    recipe.save(tmp_path / "r.json")
+    assert np.array_equal(degrade.apply(small_face, Recipe.load(tmp_path / "r.json")), out)
+    gray = degrade.apply(small_face[..., 0], recipe)
+    assert gray.shape == small_face.shape[:2]
+
+
+def test_recipes_written_before_the_jpeg_stage_still_load():
+    data = Recipe(scale=2.0).to_dict()
+    del data["jpeg_quality"]
+    assert Recipe.from_dict(data) == Recipe(scale=2.0)
+    with pytest.raises(ValueError, match="jpeg_quality"):
+        Recipe.from_dict({**data, "jpeg_quality": 0})
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(jpeg=True, jpeg_range=(50, 20)), "jpeg_range"),
+    (dict(jpeg=True, jpeg_range=(0, 20)), "jpeg_range"),
+    (dict(jpeg=True, jpeg_range=(30.5, 90)), "jpeg_range"),
+    (dict(jpeg=True, jpeg_share=0.0), "jpeg_share"),
+])
+def test_bad_jpeg_options_are_refused(bad, message):
+    with pytest.raises(ValueError, match=message):
+        PipelineOptions(**bad)
+
+
+def test_jpeg_multiplies_the_scenario_count():
+    base = degrade.count_scenarios().total
+    assert degrade.count_scenarios(PipelineOptions(jpeg=True)).total == base * 66
+    assert degrade.count_scenarios(PipelineOptions(jpeg=True, jpeg_share=0.5)).total == base * 67

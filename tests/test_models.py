@@ -12,7 +12,8 @@ from smfd.blocks import (CBAM, PixelShuffleUpsample, PostProcess, ResidualDenseB
                          UpsampleMerge)
 from smfd.images import InputError
 from smfd.models import (ABLATIONS, MaskNet, MaskNetConfig, SMFDConfig, SMFDNet, build, config_from_dict,
-                         config_to_dict, count_parameters, one_hot_mask, rgb_to_gray)
+                         config_to_dict, count_macs, count_parameters, mask_probabilities, one_hot_mask,
+                         rgb_to_gray)
 
 torch.manual_seed(0)
 
@@ -183,3 +184,22 @@ def test_match_input_mean_keeps_the_inputs_colour():
     with torch.no_grad():
         y = model(x, one_hot_mask(torch.randint(0, 5, (2, 32, 32))))
     assert torch.allclose(y.mean((2, 3)), x.mean((2, 3)), atol=1e-5)
+
+
+def test_mask_probabilities_are_a_distribution_and_mirror_equivariant():
+    model = MaskNet().eval()
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        p, q = mask_probabilities(model, x), mask_probabilities(model, x.flip(-1))
+    assert p.shape == (2, 5, 64, 64)
+    assert torch.allclose(p.sum(1), torch.ones(2, 64, 64), atol=1e-5)
+    assert torch.allclose(q, p.flip(-1), atol=1e-5)
+
+
+def test_count_macs_counts_every_convolution():
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, 4, 1))
+    net.config = MaskNetConfig(in_channels=3)
+    assert count_macs(net, 16) == 16 * 16 * (8 * 3 * 9 + 4 * 8)
+    # The decoder holds most of SMFD-UNet's compute; a lighter decoder is a config away.
+    full, light = SMFDNet(SMFDConfig()), SMFDNet(SMFDConfig(decoder=(128, 64, 32), shuffle_kernel=1))
+    assert 30e9 < count_macs(full) < 36e9 and count_macs(light) < count_macs(full) / 3

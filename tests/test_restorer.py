@@ -65,3 +65,27 @@ def test_the_mask_of_a_mirrored_face_is_the_mirrored_mask(restorer, face):
     mirrored = restorer.mask_probabilities(np.ascontiguousarray(face[:, ::-1]))
     assert p.shape == (256, 256, 5) and np.allclose(p.sum(-1), 1, atol=1e-4)
     assert np.allclose(mirrored[:, ::-1], p, atol=1e-3)
+
+
+def test_a_soft_mask_network_gets_the_generators_probabilities(random_weights, face, tmp_path):
+    import shutil
+
+    import torch
+
+    from smfd import checkpoint
+    from smfd.models import SMFDConfig, SMFDNet
+    from smfd.restorer import weight_files
+
+    torch.manual_seed(1)
+    folder = tmp_path / "soft"
+    folder.mkdir()
+    shutil.copy(weight_files(random_weights)[0], weight_files(folder)[0])
+    checkpoint.save(weight_files(folder)[1], SMFDNet(SMFDConfig(soft_mask=True)).eval())
+    soft = Restorer.from_pretrained(folder, device="cpu")
+    probs = soft.mask_probabilities(face)
+    _, m = soft.deblur_inputs(face, probs)
+    assert torch.allclose(m[0].permute(1, 2, 0), torch.from_numpy(probs))
+    # a given label map is one-hot, also for a soft_mask network
+    _, hot = soft.deblur_inputs(face, probs.argmax(-1).astype(np.uint8))
+    assert set(hot.unique().tolist()) == {0.0, 1.0}
+    assert np.array_equal(soft.restore(face), soft.restore(face, probs))

@@ -112,3 +112,32 @@ def test_mismatched_init_and_resume_are_explained(celeba, tmp_path):
         other.load_state()
     with pytest.raises(ValueError, match="at least the batch"):
         TrainSettings(task="deblur", data=(str(celeba),), out=str(tmp_path), batch=16, samples_per_epoch=8)
+
+
+def test_generated_masks_are_made_on_the_whole_face_as_at_inference(celeba, tmp_path):
+    """With a mask generator and patches, SMFD sees the generator's mask of the whole face cropped
+    to the patch (not a mask of the patch alone), as probabilities for a soft_mask network."""
+    from smfd.models import MaskNet, mask_probabilities
+
+    torch.manual_seed(0)
+    mask_path = checkpoint.save(tmp_path / "mask.safetensors", MaskNet().eval())
+    settings = TrainSettings(task="deblur", data=(str(celeba),), out=str(tmp_path / "run"),
+                             mask_source="generated", mask_model=str(mask_path), preset="real",
+                             config={"soft_mask": True}, **TINY)
+    trainer = Trainer(settings)
+    batch = next(iter(trainer.loaders()[2]))
+    assert batch["blurry_full"].shape[-1] == 256 and batch["blurry"].shape[-1] == 64
+    masks = trainer.masks_for(batch, 1.0, np.random.default_rng(0))
+    with torch.no_grad():
+        whole = mask_probabilities(trainer.mask_model, batch["blurry_full"])
+    for m, w, (y, x) in zip(masks, whole, batch["origin"].tolist()):
+        assert torch.allclose(m, w[:, y:y + 64, x:x + 64], atol=1e-5)
+    assert masks.shape == (4, 5, 64, 64) and 0 < masks.max() < 1  # probabilities, not one-hot
+    # the patch is the window of the whole face that origin names
+    b, f, (y, x) = batch["blurry"][0], batch["blurry_full"][0], batch["origin"][0].tolist()
+    assert torch.equal(b, f[:, y:y + 64, x:x + 64])
+
+
+def test_unknown_preset_is_refused(celeba, tmp_path):
+    with pytest.raises(ValueError, match="preset must be one of thesis, real"):
+        TrainSettings(task="deblur", data=(str(celeba),), out=str(tmp_path), preset="jpeg")
