@@ -1,7 +1,8 @@
 """``smfd eval --pairs``: restore evaluation pairs with many methods and score every output.
 
 Per method one row of ``results.csv`` (:data:`COLUMNS`): the mean over images of PSNR, SSIM, MSE
-(SPEC section 2), NIQE, LPIPS, identity similarity and landmark distance, and FID over the set.
+(SPEC section 2), NIQE, LPIPS, identity (dlib descriptor distance, and the share of images under
+dlib's same-person threshold) and landmark distance, and FID over the set.
 A method or metric that cannot run here leaves its cells empty and says why in ``status``; no
 number is ever made up. Restored images are kept in ``outputs/<method>/<id>.png``.
 """
@@ -18,10 +19,12 @@ from smfd import metrics
 from smfd.images import InputError, write_png
 
 from .common import MetricUnavailable
+from .identity import SAME_PERSON
 from .pairs import Pair
 
-COLUMNS = ("method", "n", "psnr", "ssim", "mse", "niqe", "lpips", "fid", "id_sim", "lmd", "status")
-PER_IMAGE = ("psnr", "ssim", "mse", "niqe", "lpips", "id_sim", "lmd")
+COLUMNS = ("method", "n", "psnr", "ssim", "mse", "niqe", "lpips", "fid", "id_dist", "same_person", "lmd",
+           "status")
+PER_IMAGE = ("psnr", "ssim", "mse", "niqe", "lpips", "id_dist", "lmd")
 
 
 @dataclass
@@ -51,9 +54,9 @@ class Metrics:
         self.niqe = self._try("niqe", lambda: _checked_niqe(niqe))
         self.lpips = self._try("lpips", lambda: perceptual.LPIPS(device))
         self.fid = self._try("fid", lambda: perceptual.FID(device))
-        self.geometry = self._try("id_sim", identity.geometry)
+        self.geometry = self._try("id_dist", identity.geometry)
         if self.geometry is None:
-            self.unavailable["lmd"] = self.unavailable["id_sim"]
+            self.unavailable["same_person"] = self.unavailable["lmd"] = self.unavailable["id_dist"]
 
     def _try(self, name: str, make):
         try:
@@ -69,18 +72,18 @@ class Metrics:
         problems = {}
         for name, fn in (("niqe", lambda: self.niqe(restored)),
                          ("lpips", lambda: self.lpips(restored, sharp)),
-                         ("id_sim", lambda: self.geometry.compare(restored, sharp))):
+                         ("id_dist", lambda: self.geometry.compare(restored, sharp))):
             if name in self.unavailable:
                 continue
             try:
                 value = fn()
             except (ValueError, RuntimeError) as exc:
                 problems[name] = str(exc)
-                if name == "id_sim":
+                if name == "id_dist":
                     problems["lmd"] = str(exc)
                 continue
-            if name == "id_sim":
-                scores["id_sim"], scores["lmd"] = value
+            if name == "id_dist":
+                scores["id_dist"], scores["lmd"] = value
             else:
                 scores[name] = value
         return scores, problems
@@ -171,6 +174,8 @@ def evaluate(pairs: list[Pair], names: list[str], out: str | Path, options: Eval
         n = len(restored_all)
         # A mean over only some of the images would not be comparable with the other rows.
         row = {"method": name, "n": n, **{k: _mean(v) if len(v) == n else None for k, v in scores.items()}}
+        if row["id_dist"] is not None:
+            row["same_person"] = float(np.mean(np.array(scores["id_dist"]) < SAME_PERSON))
         reasons = {k: f"failed on {len(v)} of {len(pairs) if k == 'restore' else n} images (first: {v[0]})"
                    for k, v in failures.items()}
         if suite.fid is not None and n >= 2:

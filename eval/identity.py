@@ -4,13 +4,10 @@ Both compare a restored face with its sharp target. The face box is found once, 
 (dlib's HOG detector, largest face; the central 80 % of the crop when none is found, since the
 faces are aligned crops), and both images are read inside that same box:
 
-* ``id_sim``: cosine similarity of dlib's 128-d face-recognition embeddings (ResNet, the chip
-  aligned by the 5-point landmarks of each image); 1 = same direction. dlib's own verification
-  rule is a Euclidean distance below 0.6 between the (unit-length) embeddings, i.e. a cosine
-  similarity above 0.82.
-* ``id_dist``: the Euclidean distance between the two descriptors, dlib's own measure: below
+* ``id_dist``: the Euclidean distance between dlib's 128-d face-recognition descriptors (ResNet,
+  the chip aligned by the 5-point landmarks of each image), dlib's own measure: below
   ``SAME_PERSON`` (0.6) dlib calls the two faces the same person. The headline identity figures
-  are its mean and the share of faces under that threshold.
+  are its mean and the share of faces under that threshold (``same_person``).
 * ``lmd``: mean Euclidean distance between the 68 landmarks of the two images, in pixels of the
   compared images.
 """
@@ -85,15 +82,14 @@ class FaceGeometry:
         return out
 
     def compare(self, restored: np.ndarray, target: np.ndarray) -> tuple[float, float]:
-        """(identity cosine similarity, mean 68-landmark distance in pixels)."""
+        """(identity descriptor distance, mean 68-landmark distance in pixels)."""
         if restored.shape != target.shape:
             raise ValueError(f"images differ in shape: {restored.shape} vs {target.shape}")
         restored, target = np.ascontiguousarray(restored), np.ascontiguousarray(target)
         box = self.face_box(target)
-        a, b = self.embedding(restored, box), self.embedding(target, box)
-        sim = float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+        dist = float(np.linalg.norm(self.embedding(restored, box) - self.embedding(target, box)))
         lmd = float(np.linalg.norm(self.landmarks(restored, box) - self.landmarks(target, box), axis=1).mean())
-        return sim, lmd
+        return dist, lmd
 
 
 @functools.cache

@@ -12,9 +12,10 @@ from smfd.images import read_image, resize_to, write_png
 
 from .pairs import Pair
 
-DIGITS = {"psnr": 2, "ssim": 4, "mse": 2, "niqe": 3, "lpips": 4, "fid": 2, "id_sim": 4, "lmd": 2}
+DIGITS = {"psnr": 2, "ssim": 4, "mse": 2, "niqe": 3, "lpips": 4, "fid": 2, "id_dist": 4, "same_person": 3,
+          "lmd": 2}
 BETTER = {"psnr": "higher", "ssim": "higher", "mse": "lower", "niqe": "lower", "lpips": "lower",
-          "fid": "lower", "id_sim": "higher", "lmd": "lower"}
+          "fid": "lower", "id_dist": "lower", "same_person": "higher", "lmd": "lower"}
 METRIC_NOTES = {
     "psnr": "PSNR in dB on RGB uint8, no border crop (SPEC section 2)",
     "ssim": "SSIM on RGB: Gaussian window sigma 1.5, K1 0.01, K2 0.03, mean over channels",
@@ -23,7 +24,9 @@ METRIC_NOTES = {
     "lpips": "LPIPS v0.1, AlexNet",
     "fid": "FID between the restored and the sharp sets (pytorch-fid Inception pool3); "
            "unreliable on fewer than a few thousand images",
-    "id_sim": "identity: cosine similarity of dlib's 128-d face embeddings of output and target",
+    "id_dist": "identity: distance of dlib's 128-d face descriptors of output and target (face box found "
+               "once on the target); below 0.6 dlib calls them the same person",
+    "same_person": "share of images whose identity distance is below dlib's 0.6 same-person threshold",
     "lmd": "landmark distance: mean pixel distance of dlib's 68 landmarks of output and target",
 }
 

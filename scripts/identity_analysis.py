@@ -1,7 +1,7 @@
 """Why does a restoration lose the person's identity? Mask interventions on held-out faces.
 
     .venv/bin/python scripts/identity_analysis.py [--weights DIR] [--faces N] [--seed 0]
-        [--figure docs/identity_analysis.png]
+        [--figure docs/identity_analysis.png] [--after DIR]
 
 On the test split under the benchmark protocol (SPEC section 2), each face is restored by the same
 SMFD-UNet with different masks, and dlib's descriptor distance to the sharp face is measured (the
@@ -17,7 +17,8 @@ box found once on the sharp face):
 
 It prints each variant's mean distance and same-person share beside the blurry input's, the
 faces whose distance grows most with the generated mask, and how the identity loss follows the
-facial-parts Dice. ``--figure`` shows those faces: sharp, blurry, both masks, both restorations.
+facial-parts Dice. ``--figure`` shows those faces: sharp, blurry, both masks, both restorations;
+with ``--after DIR`` also the restoration by the weights in DIR (a newer model) of the same faces.
 """
 
 import argparse
@@ -57,6 +58,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--worst", type=int, default=6, help="faces listed and shown")
     parser.add_argument("--figure", default=None, help="write a PNG of the faces that lose most identity")
+    parser.add_argument("--after", default=None, help="weights folder of a newer model to show beside")
     args = parser.parse_args()
 
     records = [r for r in data.select(data.open_dataset(args.data), "test") if r.has_mask]
@@ -109,30 +111,46 @@ def main() -> None:
         print(f"  {shown[i][0]}: blurry {d['blurry input'][i]:.3f} -> generated {d['generated mask'][i]:.3f} "
               f"(ground truth {d['ground-truth mask'][i]:.3f}, facial parts fixed "
               f"{d['facial parts fixed'][i]:.3f}); facial-parts Dice {parts[i]:.2f}")
+    after = None
+    if args.after:
+        newer = Restorer.from_pretrained(args.after, "cpu")
+        after = []
+        for i in worst:
+            blurry, sharp = shown[i][2], shown[i][1]
+            out = newer.deblur_at_work_size(blurry, newer.mask_probabilities(blurry))
+            after.append((out, geometry().distances([out], sharp)[0]))
+            print(f"  {shown[i][0][:8]} with {args.after}: {after[-1][1]:.3f}")
     if args.figure:
-        figure(args.figure, [shown[i] for i in worst], [loss[i] for i in worst])
+        figure(args.figure, [shown[i] for i in worst], [d["blurry input"][i] for i in worst],
+               [d["generated mask"][i] for i in worst], after)
         print(f"\nwrote {args.figure}")
 
 
-def figure(path: str, rows: list, losses: list) -> None:
+def figure(path: str, rows: list, blurry_dist: list, generated_dist: list, after: list | None) -> None:
+    """One row per face; each restoration titled with its descriptor distance to the sharp face."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    titles = ("sharp", "blurry", "generated mask", "true mask", "restored, generated", "restored, true mask")
-    fig, axes = plt.subplots(len(rows), 6, figsize=(12, 2.1 * len(rows)), squeeze=False)
-    for r, (row, loss) in enumerate(zip(rows, losses)):
+    columns = 7 if after else 6
+    fig, axes = plt.subplots(len(rows), columns, figsize=(2 * columns, 2.15 * len(rows)), squeeze=False)
+    for r, row in enumerate(rows):
         face_id, sharp, blurry, generated, truth, out_gen, out_gt = row
-        images = (sharp, blurry, labels.colorize(generated), labels.colorize(truth), out_gen, out_gt)
-        for c, image in enumerate(images):
+        cells = [("sharp", sharp), (f"blurry {blurry_dist[r]:.2f}", blurry),
+                 ("generated mask", labels.colorize(generated)), ("true mask", labels.colorize(truth)),
+                 (f"generated mask {generated_dist[r]:.2f}", out_gen), ("true mask", out_gt)]
+        if after:
+            cells.append((f"newer model {after[r][1]:.2f}", after[r][0]))
+        for c, (title, image) in enumerate(cells):
             ax = axes[r, c]
             ax.imshow(image)
             ax.set_xticks([])
             ax.set_yticks([])
-            if r == 0:
-                ax.set_title(titles[c], fontsize=9)
-        axes[r, 0].set_ylabel(f"{face_id}\n+{loss:.2f}", fontsize=8)
+            ax.set_title(title, fontsize=8)
+        axes[r, 0].set_ylabel(face_id[:8], fontsize=8)
+    fig.suptitle("Faces whose identity moves most (dlib descriptor distance to the sharp face; < 0.6 = same person)",
+                 fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
 

@@ -363,7 +363,7 @@ def cmd_eval(args) -> None:
 
     pairs = find_pairs(*args.pairs, args.masks)
     rows = evaluate(pairs, _method_list(args.methods), args.out, options, args.grid_rows)
-    print(markdown_table(rows, ("method", "n", "psnr", "ssim", "mse", "niqe", "lpips", "fid", "id_sim", "lmd")))
+    print(markdown_table(rows, ("method", "n", "psnr", "ssim", "mse", "niqe", "lpips", "fid", "id_dist", "same_person", "lmd")))
     for r in rows:
         if r["status"] != "ok":
             print(f"{r['method']}: {r['status']}")

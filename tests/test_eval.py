@@ -62,14 +62,15 @@ def test_eval_writes_every_result(pairs_dir, random_weights, tmp_path, capsys):
     assert "smfd baselines download gfpgan-1.4" in printed
     with (out / "results.csv").open() as f:
         rows = {r["method"]: r for r in csv.DictReader(f)}
-        assert list(rows["blurry"]) == ["method", "n", "psnr", "ssim", "mse", "niqe", "lpips", "fid", "id_sim",
-                                        "lmd", "status"]
+        assert list(rows["blurry"]) == ["method", "n", "psnr", "ssim", "mse", "niqe", "lpips", "fid", "id_dist",
+                                        "same_person", "lmd", "status"]
     pairs = find_pairs(pairs_dir / "blurry", pairs_dir / "sharp")
     blurry = rows["blurry"]
     expected = np.mean([metrics.psnr(read_image(p.blurry), read_image(p.sharp)) for p in pairs])
     assert blurry["n"] == str(FACES) and float(blurry["psnr"]) == pytest.approx(expected, abs=0.01)
     assert 0 < float(blurry["ssim"]) < 1 and float(blurry["niqe"]) > 0
-    assert 0 < float(blurry["id_sim"]) <= 1 and float(blurry["lmd"]) >= 0
+    assert 0 < float(blurry["id_dist"]) < 1.5 and 0 <= float(blurry["same_person"]) <= 1
+    assert float(blurry["lmd"]) >= 0
     # LPIPS and FID have no backbone weights here: empty cells and the reason, never a number.
     assert blurry["lpips"] == "" and blurry["fid"] == "" and "lpips: not available" in blurry["status"]
     gfpgan = rows["gfpgan-1.4"]
