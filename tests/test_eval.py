@@ -82,6 +82,31 @@ def test_eval_writes_every_result(pairs_dir, random_weights, tmp_path, capsys):
     assert len(list((out / "outputs" / "smfd-gt-mask").glob("*.png"))) == FACES
 
 
+def test_eval_never_replaces_earlier_results_silently(pairs_dir, tmp_path, capsys):
+    out = tmp_path / "eval"
+    args = ["eval", "--pairs", str(pairs_dir / "blurry"), str(pairs_dir / "sharp"), "--methods", "blurry",
+            "--out", str(out), "--grid-rows", "1"]
+    assert main(args) == 0
+    capsys.readouterr()
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"smfd: error: {out / 'results.csv'}: results of an earlier evaluation; pass --overwrite "
+                   "to replace them or choose another --out")
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    for name in ("results.csv", "per_image.csv", "grid.png", "chart.html", "results.md"):
+        others = [p for p in out.iterdir() if p.name != name and p.is_file()]
+        for p in others:
+            p.rename(tmp_path / p.name)  # only `name` is left of the earlier results
+        assert main(args) == 2 and f"{out / name}: results of an earlier" in capsys.readouterr().err
+        for p in others:
+            (tmp_path / p.name).rename(p)
+    (out / "outputs" / "blurry" / "stale.png").write_bytes(b"")
+    assert main(args + ["--overwrite"]) == 0
+    assert not (out / "outputs" / "blurry" / "stale.png").exists()
+    assert len(list((out / "outputs" / "blurry").glob("*.png"))) == FACES
+
+
 def test_eval_refuses_bad_inputs(pairs_dir, tmp_path, capsys):
     assert main(["eval", "--pairs", str(pairs_dir / "blurry"), str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     assert "no image files" in capsys.readouterr().err
