@@ -318,29 +318,39 @@ def _add_eval(sub) -> None:
     g.add_argument("--grid-rows", type=_int_from(1), default=4, help="samples in grid.png (default 4)")
     g.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     g.add_argument("--overwrite", action="store_true",
-                   help="replace the results of an earlier evaluation in OUT (refused without it)")
+                   help="replace the results of an earlier evaluation (or tables) in OUT; refused without it")
     g = p.add_argument_group("--make-pairs")
     g.add_argument("--limit", type=_int_from(1), default=None, help="at most this many faces")
     g.add_argument("--seed", type=_int_from(0), default=0, help="seed of the degradations (default 0)")
     g.add_argument("--split", choices=["test", "all"], default="test",
                    help="held-out test faces only (default), or every face of an unseen dataset")
-    g = p.add_argument_group("--thesis-tables (training budget; defaults are the thesis' recipe)")
+    g = p.add_argument_group("--thesis-tables (the training budget of every trained row)")
     g.add_argument("--data", default=None, metavar="DATA_DIR", help="dataset folder with masks")
     g.add_argument("--tables", nargs="+", default=["4.1", "4.2", "4.3", "4.4"],
                    choices=["4.1", "4.2", "4.3", "4.4"])
-    g.add_argument("--epochs", type=_int_from(1), default=50)
-    g.add_argument("--samples-per-epoch", type=_int_from(1), default=None, help="default: one pass over the faces")
-    g.add_argument("--patch", type=_int_from(32), default=None, help="train on PATCH x PATCH crops (default: whole faces)")
-    g.add_argument("--batch", type=_int_from(1), default=16)
-    g.add_argument("--val-faces", type=_int_from(1), default=None, help="cap on validation faces per run")
-    g.add_argument("--folds", type=_int_from(2), default=5, help="k of the cross-validation (default 5)")
+    g.add_argument("--budget", type=_budget, default=None, metavar="SAMPLES|thesis",
+                   help="training samples every trained row sees (default 8192, about half an hour per row "
+                        "on 2 CPU cores), or 'thesis': the thesis' recipe (50 passes over whole faces, early "
+                        "stopping; a GPU's budget). Raising it continues finished runs")
+    g.add_argument("--samples-per-epoch", type=_int_from(1), default=None,
+                   help="training samples between two validations (default 1024; thesis: one pass)")
+    g.add_argument("--patch", type=_int_from(32), default=None,
+                   help="train on PATCH x PATCH crops (default 128; thesis: whole faces)")
+    g.add_argument("--batch", type=_int_from(1), default=None, help="batch size (default 16)")
+    g.add_argument("--val-faces", type=_int_from(1), default=None,
+                   help="validation faces per run (default 32; thesis: the whole fold)")
+    g.add_argument("--folds", type=_int_from(2), default=None, help="k of the cross-validation (default 5)")
     g.add_argument("--test-faces", type=_int_from(1), default=None, help="cap on held-out faces evaluated")
-    g.add_argument("--workers", type=_int_from(0), default=2, help="data-loading processes per run")
+    g.add_argument("--workers", type=_int_from(0), default=None, help="data-loading processes per run (default 2)")
     g.add_argument("--runs", default=None, metavar="DIR",
                    help="run folders to train into or reuse (default OUT/runs)")
     g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field of every SMFD-UNet run, e.g. --set residual=true")
     p.set_defaults(func=cmd_eval)
+
+
+def _budget(text: str):
+    return "thesis" if text == "thesis" else _int_from(1)(text)
 
 
 def _method_list(items: list[str]) -> list[str]:
@@ -379,10 +389,16 @@ def cmd_eval(args) -> None:
 
         if not args.data:
             raise InputError("--thesis-tables needs --data DATA_DIR")
-        budget = Budget(epochs=args.epochs, samples_per_epoch=args.samples_per_epoch, patch=args.patch,
-                        batch=args.batch, val_faces=args.val_faces, folds=args.folds, workers=args.workers,
-                        deblur_config=_config_overrides(args.set))
-        print(reproduce(args.data, args.out, args.tables, budget, options, args.test_faces, args.runs))
+        given = {k: v for k, v in (("samples_per_epoch", args.samples_per_epoch), ("patch", args.patch),
+                                   ("batch", args.batch), ("val_faces", args.val_faces), ("folds", args.folds),
+                                   ("workers", args.workers)) if v is not None}
+        given["deblur_config"] = _config_overrides(args.set)
+        if args.budget == "thesis":
+            budget = Budget.thesis(**given)
+        else:
+            budget = Budget(**given, **({} if args.budget is None else {"samples": args.budget}))
+        print(reproduce(args.data, args.out, args.tables, budget, options, args.test_faces, args.runs,
+                        args.overwrite))
         return
     from eval.compare import evaluate
     from eval.pairs import find_pairs
