@@ -615,6 +615,8 @@ def reproduce(data_dir: str, out: str | Path, tables: list[str], budget: Budget 
     if not pairs:
         raise InputError(f"{data_dir}: no held-out faces with masks to evaluate")
     lab = Lab(data_dir, out, runs, pairs, budget, options)
+    if "4.3" in tables:
+        lab.mask_weights()  # its generated-mask columns need one: say so before hours of training
     builders = {"4.1": lambda: table_41(lab), "4.2": lambda: (table_42(lab, overwrite), []),
                 "4.3": lambda: table_43(lab), "4.4": lambda: table_44(lab)}
     parts, all_runs = [], {}
