@@ -19,6 +19,7 @@ from smfd.images import InputError, check_rgb, resize_to
 from smfd.runtime import pick_device
 
 from .registry import Method, MethodInfo
+from .weights import load_error_details
 
 NOISE_SEED = 0  # GFPGAN injects random noise (as officially run); a fixed seed makes runs repeatable
 
@@ -31,8 +32,10 @@ def resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
 class FaceNetMethod(Method):
     """A network on [-1, 1] RGB at a fixed working size (by default its native one)."""
 
-    def __init__(self, info: MethodInfo, net: torch.nn.Module, run: Callable, device: torch.device):
+    def __init__(self, info: MethodInfo, net: torch.nn.Module, run: Callable, device: torch.device,
+                 finish: Callable | None = None):
         self.info, self.net, self.run, self.device = info, net.eval().to(device), run, device
+        self.finish = finish  # (restored, input) at the working size -> restored, as the method's own inference does
         # The working size: the native one. The RestoreFormers are fully convolutional and also run
         # at other multiples of 32 (the tests use that to stay fast); GFPGAN and CodeFormer need 512.
         self.size = info.native_size
@@ -46,7 +49,31 @@ class FaceNetMethod(Method):
             torch.manual_seed(NOISE_SEED)
             y = self.run(self.net, x)
         y = ((y.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)[0].permute(1, 2, 0).cpu().numpy()
+        if self.finish is not None:
+            y = self.finish(y, resize(image, self.size, self.size))
         return resize(y, w, h)
+
+
+GREY_THRESHOLD = 10.0  # CodeFormer's: mean variance of the channel differences
+
+
+def is_grey(image: np.ndarray, threshold: float = GREY_THRESHOLD) -> bool:
+    """Whether an RGB image is grey in CodeFormer's sense: its channels differ by (almost) nothing."""
+    r, g, b = (image[..., i].astype(np.int16) for i in range(3))
+    return float(np.mean([(r - g).var(), (g - b).var(), (b - r).var()])) <= threshold
+
+
+def codeformer_finish(restored: np.ndarray, source: np.ndarray) -> np.ndarray:
+    """CodeFormer's official inference on a grey face: the result is made grey (BT.601 luma) and each
+    channel then takes the mean and spread of the input's, so a grey photo stays grey."""
+    if not is_grey(source):
+        return restored
+    luma = restored.astype(np.float64) @ np.array([0.2989, 0.5870, 0.1140])
+    out = np.empty(restored.shape, np.float64)
+    for c in range(3):
+        ref = source[..., c].astype(np.float64)
+        out[..., c] = (luma - luma.mean()) / (luma.std() + 1e-5) * ref.std() + ref.mean()
+    return np.clip(np.round(out), 0, 255).astype(np.uint8)
 
 
 def _spandrel_arch(name: str):
@@ -77,7 +104,7 @@ def _load_spandrel(info: MethodInfo, path: Path) -> torch.nn.Module:
     try:
         return arch.load(state).model
     except RuntimeError as exc:
-        raise InputError(f"{path}: weights do not fit {info.title} ({str(exc).splitlines()[0]})") from None
+        raise InputError(f"{path}: weights do not fit {info.title} ({load_error_details(exc)})") from None
 
 
 def load_facenet(info: MethodInfo, path: Path, device: str = "cpu", fidelity: float = 0.5) -> FaceNetMethod:
@@ -93,6 +120,7 @@ def load_facenet(info: MethodInfo, path: Path, device: str = "cpu", fidelity: fl
         if not 0.0 <= fidelity <= 1.0:
             raise InputError(f"CodeFormer's fidelity weight must lie in 0..1, got {fidelity}")
         run = lambda net, x: net(x, weight=fidelity)[0]  # noqa: E731
+        return FaceNetMethod(info, net, run, dev, finish=codeformer_finish)
     else:
         run = lambda net, x: net(x)[0]  # noqa: E731
     return FaceNetMethod(info, net, run, dev)

@@ -57,34 +57,38 @@ class Method(ABC):
 
 
 _GFPGAN = "https://github.com/TencentARC/GFPGAN/releases/download"
-_GFPGAN_LICENCE = "Apache-2.0"
-_GFPGAN_NOTES = ("trained on FFHQ (CC BY-NC-SA 4.0 data); the 'clean' architecture, no compiled "
-                 "StyleGAN2 ops")
+# Code licence of the repository; the weights carry the terms of what they were built from.
+_GFPGAN_LICENCE = ("Apache-2.0 code, with StyleGAN2 parts (NVIDIA Source Code License-NC) and DFDNet parts "
+                   "(CC BY-NC-SA 4.0) under non-commercial terms")
+_GFPGAN_NOTES = ("weights trained on FFHQ (CC BY-NC-SA 4.0 data): not cleared for commercial use; the 'clean' "
+                 "architecture, no compiled StyleGAN2 ops")
+_FFHQ = "weights trained on FFHQ (CC BY-NC-SA 4.0 data): not cleared for commercial use"
 
 _METHODS = (
-    MethodInfo("gfpgan-1.3", "GFPGAN v1.3 (CVPR 2021)", _GFPGAN_LICENCE, True, 512,
+    MethodInfo("gfpgan-1.3", "GFPGAN v1.3 (CVPR 2021)", _GFPGAN_LICENCE, False, 512,
                f"{_GFPGAN}/v1.3.0/GFPGANv1.3.pth",
                "c953a88f2727c85c3d9ae72e2bd4846bbaf59fe6972ad94130e23e7017524a70", True, False,
                _GFPGAN_NOTES, "GFPGANv1.3.pth"),
-    MethodInfo("gfpgan-1.4", "GFPGAN v1.4 (CVPR 2021)", _GFPGAN_LICENCE, True, 512,
+    MethodInfo("gfpgan-1.4", "GFPGAN v1.4 (CVPR 2021)", _GFPGAN_LICENCE, False, 512,
                f"{_GFPGAN}/v1.3.0/GFPGANv1.4.pth",
                "e2cd4703ab14f4d01fd1383a8a8b266f9a5833dacee8e6a79d3bf21a1b6be5ad", True, False,
                _GFPGAN_NOTES, "GFPGANv1.4.pth"),
     MethodInfo("codeformer", "CodeFormer (NeurIPS 2022)", "S-Lab License 1.0 (non-commercial)", False, 512,
                "https://github.com/sczhou/CodeFormer/releases/download/v0.1.0/codeformer.pth",
                "1009e537e0c2a07d4cabce6355f53cb66767cd4b4297ec7a4a64ca4b8a5684b7", True, False,
-               "fidelity weight w (default 0.5: the official default; 0 = quality, 1 = fidelity); "
-               "research and non-commercial use only", "codeformer.pth"),
-    MethodInfo("restoreformer", "RestoreFormer (CVPR 2022)", "Apache-2.0", True, 512,
+               "fidelity weight w (default 0.5: the official default; 0 = quality, 1 = fidelity); a grey "
+               "input gives a grey result, as in the official inference; research and non-commercial use "
+               "only", "codeformer.pth"),
+    MethodInfo("restoreformer", "RestoreFormer (CVPR 2022)", "Apache-2.0 (code)", False, 512,
                f"{_GFPGAN}/v1.3.4/RestoreFormer.pth",
                "07404d446d62ca3d5ed38b1de09a947a1e77d46dbccec961a74d713a8f24ace0", True, False,
-               "the release hosted by the GFPGAN project; trained on FFHQ", "RestoreFormer.pth"),
-    MethodInfo("restoreformer++", "RestoreFormer++ (TPAMI 2023)", "Apache-2.0", True, 512,
+               f"the release hosted by the GFPGAN project; {_FFHQ}", "RestoreFormer.pth"),
+    MethodInfo("restoreformer++", "RestoreFormer++ (TPAMI 2023)", "Apache-2.0 (code)", False, 512,
                "https://github.com/wzhouxiff/RestoreFormerPlusPlus/releases/download/v1.0.0/"
                "RestoreFormer%2B%2B.ckpt",
                None, True, False,
-               "network written here (no maintained package covers it); no published SHA-256 could be "
-               "found, so the download is not pinned and its computed digest is printed",
+               f"network written here (no maintained package covers it); {_FFHQ}; no published SHA-256 "
+               "could be found, so the download is not pinned and its computed digest is printed",
                "RestoreFormer++.ckpt"),
     MethodInfo("deconv", "Richardson-Lucy deconvolution", "BSD-3-Clause (scikit-image)", True, None,
                None, None, False, False,

@@ -12,6 +12,7 @@ which are dropped. Inputs and outputs are RGB in [-1, 1] at 512x512.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -228,17 +229,38 @@ def network_state(checkpoint: dict, source: str | Path) -> dict[str, torch.Tenso
     return {k: v for k, v in net.items() if k not in TRAINING_ONLY}
 
 
+class LightningCallbackName:
+    """Stands in for a PyTorch Lightning callback class while the release checkpoint is unpickled.
+
+    Lightning 1.x keys the callbacks' saved states by the callback's class, so the file names
+    that class as a pickle global, which ``weights_only`` loading refuses. Here the name resolves
+    to this inert class instead: it is only a dictionary key, and no Lightning code is imported
+    or run. Only the names in :data:`LIGHTNING_GLOBALS` are allowed; any other global is refused.
+    """
+
+
+LIGHTNING_GLOBALS = [(LightningCallbackName, "pytorch_lightning.callbacks.model_checkpoint.ModelCheckpoint")]
+
+
 def load_checkpoint(path: str | Path) -> RestoreFormerPP:
     """Build the network and load an official checkpoint with every key matched (float32, eval)."""
+    from .weights import load_error_details, state_dict_mismatch
+
     try:
         # weights_only: a checkpoint from the internet must not be able to run code when unpickled.
-        raw = torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(LIGHTNING_GLOBALS):
+            raw = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt file, or pickled objects beyond tensors and containers
-        raise InputError(f"{path}: cannot read the checkpoint safely ({type(exc).__name__}: "
-                         f"{str(exc).splitlines()[0][:200]})") from None
+        refused = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+        reason = (f"it pickles {refused.group(1)}, which is not allowed" if refused
+                  else f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}")
+        raise InputError(f"{path}: cannot read the checkpoint safely ({reason})") from None
     model = RestoreFormerPP()
     try:
-        model.load_state_dict({k: v.float() for k, v in network_state(raw, path).items()}, strict=True)
-    except RuntimeError as exc:
-        raise InputError(f"{path}: weights do not fit RestoreFormer++ ({str(exc).splitlines()[0]})") from None
+        result = model.load_state_dict({k: v.float() for k, v in network_state(raw, path).items()}, strict=False)
+    except RuntimeError as exc:  # shapes that differ
+        raise InputError(f"{path}: weights do not fit RestoreFormer++ ({load_error_details(exc)})") from None
+    if result.missing_keys or result.unexpected_keys:
+        raise InputError(f"{path}: weights do not fit RestoreFormer++ "
+                         f"({state_dict_mismatch(result.missing_keys, result.unexpected_keys)})")
     return model.eval()

@@ -67,3 +67,22 @@ def download(url: str, target: Path, sha256: str | None, force: bool = False) ->
               "(compare it with the publisher's before trusting results)")
     print(f"{target}: ok (sha256 {got})")
     return target
+
+
+def state_dict_mismatch(missing: list[str], unexpected: list[str], shown: int = 6) -> str:
+    """The keys a checkpoint lacks and the ones it has in excess, named (the first few of each)."""
+    def some(keys: list[str]) -> str:
+        more = f" and {len(keys) - shown} more" if len(keys) > shown else ""
+        return ", ".join(keys[:shown]) + more
+
+    parts = ([f"missing keys: {some(missing)}"] if missing else []) + (
+        [f"unexpected keys: {some(unexpected)}"] if unexpected else [])
+    return "; ".join(parts)
+
+
+def load_error_details(exc: RuntimeError, shown: int = 6) -> str:
+    """torch's load_state_dict error on one line, keeping the key names its later lines give."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    details = lines[1:] or lines
+    more = f" (and {len(details) - shown} more)" if len(details) > shown else ""
+    return " ".join(details[:shown]) + more

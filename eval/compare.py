@@ -9,6 +9,7 @@ number is ever made up. Restored images are kept in ``outputs/<method>/<id>.png`
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -122,10 +123,20 @@ def load_methods(names: list[str], options: EvalOptions, has_masks: bool) -> dic
     return loaded
 
 
+def earlier_results(out: Path, names: list[str]) -> list[Path]:
+    """What an earlier evaluation left in ``out`` that this one would replace."""
+    from .report import RESULT_FILES
+
+    found = [out / f for f in RESULT_FILES if (out / f).exists()]
+    return found + [out / "outputs" / n for n in names
+                    if (out / "outputs" / n).is_dir() and any((out / "outputs" / n).iterdir())]
+
+
 def evaluate(pairs: list[Pair], names: list[str], out: str | Path, options: EvalOptions | None = None,
-             grid_rows: int = 4) -> list[dict]:
+             grid_rows: int = 4, overwrite: bool = False) -> list[dict]:
     """Restore and score; writes results.csv, per_image.csv, results.md, chart.html and grid.png
-    into ``out`` and returns the rows."""
+    into ``out`` and returns the rows. An earlier run's results there are refused unless
+    ``overwrite`` (then its outputs of these methods are removed first)."""
     from baselines import methods
 
     options = options or EvalOptions()
@@ -136,9 +147,18 @@ def evaluate(pairs: list[Pair], names: list[str], out: str | Path, options: Eval
     unknown = [n for n in names if n not in {m.name for m in methods()}]
     if unknown:
         raise InputError(f"unknown method(s) {', '.join(unknown)} (see 'smfd baselines list')")
+    if grid_rows < 1:
+        raise InputError(f"--grid-rows must be at least 1, got {grid_rows}")
+    out = Path(out)
+    taken = earlier_results(out, names)
+    if taken and not overwrite:
+        raise InputError(f"{taken[0]}: results of an earlier evaluation; pass --overwrite to replace them "
+                         "or choose another --out")
     for pair in pairs:  # an unreadable or mismatched pair is named before any method runs
         pair.load()
-    out = Path(out)
+    for folder in (out / "outputs" / n for n in names):
+        if folder.is_dir():  # --overwrite: no stale image of a face outside this set stays behind
+            shutil.rmtree(folder)
     out.mkdir(parents=True, exist_ok=True)
     loaded = load_methods(names, options, all(p.mask is not None for p in pairs))
     suite = Metrics(options.device)

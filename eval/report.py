@@ -91,6 +91,8 @@ def write_chart(path: Path, rows: list[dict], title: str) -> None:
 
 
 TILE = 256
+# The results ``write_all`` writes (beside them plotly.min.js, the chart's copy of plotly).
+RESULT_FILES = ("results.csv", "per_image.csv", "results.md", "chart.html", "grid.png")
 
 
 def _label(tile: np.ndarray, text: str) -> np.ndarray:

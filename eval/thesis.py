@@ -1,27 +1,39 @@
 """``smfd eval --thesis-tables``: the thesis' tables 4.1-4.4, reproduced on any dataset with masks.
 
-Every number comes from held-out faces (the dataset's test split, made into evaluation pairs
-under the benchmark protocol in ``OUT/pairs``), except table 4.4, which reports each fold's
-validation scores at its best epoch as the thesis does. What a table needs is trained with
-:mod:`smfd.train` into ``OUT/runs/<name>`` under one training budget; a finished run is reused and an
-interrupted one resumed, so the command can be run again (or pointed at existing runs with
-``--runs``). Each table is printed beside the thesis' numbers.
+Every trained row of tables 4.1, 4.3 and 4.4 gets the same training budget, counted in training
+samples seen (:class:`Budget`), and the table states it beside the wall time each run took. Runs
+live in ``OUT/runs/<name>`` (or ``--runs``); a finished run is reused and an interrupted one
+resumed, and each row's scores are kept in ``OUT/scores``, so the tables can be built over several
+sittings: run the same command again. A raised ``--budget`` continues the runs to it.
+
+Every number is measured on held-out faces (the dataset's test split, made into evaluation pairs
+under the benchmark protocol in ``OUT/pairs``). A trained row that ends no better than the floor
+of its table (the blurry input for restoration, a per-pixel prior for segmentation) is flagged
+and its numbers withheld: it says nothing about the method, only that the budget was too small.
+Each table is printed beside the thesis' numbers, with a verdict computed from the measurements.
 """
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import hashlib
+import json
+import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from smfd import checkpoint, metrics
-from smfd.images import InputError
+from smfd import checkpoint, data, metrics
+from smfd.images import InputError, write_atomically
+from smfd.labels import GROUPS, to_groups
 from smfd.models import ABLATIONS, count_parameters
 
 from .compare import EvalOptions, evaluate
+from .identity import SAME_PERSON
 from .pairs import Pair, find_pairs, make_pairs
 from .report import fmt
 
@@ -46,76 +58,262 @@ ABLATION_TITLES = {
     "attention-pixelshuffle": "+ attention upsampling (PixelShuffle)",
     "full": "+ post-processing block (SMFD-UNet)",
 }
+# What each ablation step adds, for its verdict line.
+STEP_NAMES = {"plain-upsampling": "the mask branch", "attention-transpose": "attention upsampling (transpose conv)",
+              "attention-pixelshuffle": "PixelShuffle instead of transpose conv",
+              "full": "the post-processing block"}
 # Table 4.1's rows: run name -> (title, config overrides for ``smfd train mask``).
 MASK_MODELS = {"mask-generator": ("mask generator (trained here)", {}),
                "unet": ("UNet (smp, resnet34 encoder, from scratch)", {"arch": "unet"}),
                "unetplusplus": ("UNet++ (smp, resnet34 encoder, from scratch)", {"arch": "unetplusplus"})}
 TABLE_42_METHODS = ("codeformer", "restoreformer", "restoreformer++", "gfpgan-1.3", "gfpgan-1.4",
                     "smfd-gt-mask", "smfd", "blurry", "deconv")
+PRIOR_FACES = 400  # training masks averaged into table 4.1's per-pixel prior
+FLAG = "**below the floor: not a result**"
+NEVER = 10**9  # early_stop of a run without early stopping (the same for every budget, so runs extend)
 
 
 @dataclass(frozen=True)
 class Budget:
-    """Training budget of every run; the defaults are the thesis' recipe (SPEC section 1)."""
+    """The training budget of every trained row, in training samples seen.
 
-    epochs: int = 50
-    samples_per_epoch: int | None = None
-    patch: int | None = None
+    The default (``samples`` 8,192 on 128x128 crops) is sized for about half an hour of CPU per
+    row on 2 cores (``scripts/bench_thesis_rows.py`` measures it); :meth:`thesis` is the thesis'
+    own recipe (50 passes over the training faces at 256x256, early stopping), a GPU's budget.
+    Without early stopping every row sees exactly ``samples``: equal budgets, as the tables need.
+    """
+
+    samples: int | None = 8192  # None: the thesis' 50 passes over the training faces
+    samples_per_epoch: int | None = 1024  # between two validations; None: one pass over the faces
+    patch: int | None = 128  # None: whole 256x256 faces
     batch: int = 16
-    val_faces: int | None = None
+    val_faces: int | None = 32  # None: the whole validation fold
     folds: int = 5
     workers: int = 2
+    early_stop: int | None = None  # validations without improvement before stopping; None: never
     deblur_config: dict = dataclasses.field(default_factory=dict)  # overrides for every SMFD-UNet run
 
-    def differs_from_thesis(self) -> list[str]:
-        thesis = Budget()
-        return [f"{f.name}={getattr(self, f.name)} (thesis {getattr(thesis, f.name)})"
-                for f in dataclasses.fields(self)
-                if f.name != "workers" and getattr(self, f.name) != getattr(thesis, f.name)]
+    def __post_init__(self):
+        def need(ok: bool, option: str, rule: str, value) -> None:
+            if not ok:
+                raise InputError(f"{option} must be {rule}, got {value!r}")
+
+        for option, value, least in (("--budget", self.samples, 1), ("--samples-per-epoch", self.samples_per_epoch, 1),
+                                     ("--val-faces", self.val_faces, 1), ("--early-stop", self.early_stop, 1)):
+            if value is not None:
+                need(isinstance(value, int) and value >= least, option, f"at least {least}", value)
+        need(self.batch >= 1, "--batch", "at least 1", self.batch)
+        need(self.folds >= 2, "--folds", "at least 2", self.folds)
+        need(self.workers >= 0, "--workers", "at least 0", self.workers)
+        if self.patch is not None:
+            need(32 <= self.patch <= data.WORK_SIZE and self.patch % 32 == 0, "--patch",
+                 f"a multiple of 32 up to {data.WORK_SIZE}", self.patch)
+        if self.samples_per_epoch is not None:
+            need(self.samples_per_epoch >= self.batch, "--samples-per-epoch", f"at least --batch ({self.batch})",
+                 self.samples_per_epoch)
+            if self.samples is not None:
+                need(self.samples >= self.samples_per_epoch, "--budget",
+                     f"at least --samples-per-epoch ({self.samples_per_epoch})", self.samples)
+
+    @classmethod
+    def thesis(cls, **changes) -> "Budget":
+        """The thesis' recipe: 50 epochs of whole faces, early stopping after 10 (SPEC section 1)."""
+        return cls(**{"samples": None, "samples_per_epoch": None, "patch": None, "val_faces": None,
+                      "early_stop": 10, **changes})
+
+    def epochs(self) -> int:
+        if self.samples is None or self.samples_per_epoch is None:
+            return 50
+        return math.ceil(self.samples / self.samples_per_epoch)
+
+    def describe(self) -> str:
+        seen = ("50 passes over the training faces (the thesis' recipe)" if self.samples is None
+                else f"{self.epochs() * self.samples_per_epoch:,} training samples")
+        every = ("once per pass" if self.samples_per_epoch is None
+                 else f"every {self.samples_per_epoch:,} samples")
+        return (f"every trained row sees {seen}: "
+                + (f"{self.patch}x{self.patch} crops" if self.patch else "whole faces")
+                + f" of the {data.WORK_SIZE}x{data.WORK_SIZE} faces, batch {self.batch}, Adam lr 1e-3, "
+                f"validation on {self.val_faces or 'all the'} faces of the fold {every}, lr x 0.2 after 5 "
+                "validations without improvement, "
+                + ("no early stopping" if self.early_stop is None else f"early stopping after {self.early_stop}")
+                + (f", SMFD-UNet config overrides {self.deblur_config}" if self.deblur_config else ""))
 
 
-def train_run(task: str, data: str, out: Path, budget: Budget, device: str, config: dict | None = None,
-              fold: int = 0) -> Path:
-    """Train (or resume, or reuse when finished) one run; returns its best checkpoint."""
+@dataclass
+class Run:
+    """A finished training run: its best checkpoint, what it saw and what it took."""
+
+    name: str
+    best: Path
+    samples: int
+    seconds: float
+    history: list[dict]
+
+
+def _log(out: Path) -> list[dict]:
+    path = out / "log.csv"
+    if not path.is_file():
+        return []
+    with path.open() as f:
+        return [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(f)]
+
+
+def train_run(task: str, data_dir: str, out: Path, budget: Budget, device: str, config: dict | None = None,
+              fold: int = 0) -> Run:
+    """Train, resume, or reuse when finished, one run under ``budget``."""
     from smfd.train import TrainSettings, train
 
-    best = out / "best.safetensors"
-    settings = TrainSettings(task=task, data=(data,), out=str(out), epochs=budget.epochs, batch=budget.batch,
+    epochs = budget.epochs()
+    settings = TrainSettings(task=task, data=(data_dir,), out=str(out), epochs=epochs, batch=budget.batch,
                              patch=budget.patch, samples_per_epoch=budget.samples_per_epoch,
                              val_faces=budget.val_faces, workers=budget.workers, k=budget.folds, fold=fold,
-                             config=dict(config or {}), device=device)
+                             early_stop=budget.early_stop or NEVER, config=dict(config or {}),
+                             device=device)
+    done = _log(out)
+    if done and done[-1]["epoch"] > epochs:
+        raise InputError(f"{out}: this run has trained {int(done[-1]['epoch'])} epochs, more than the "
+                         f"budget's {epochs}; give the larger --budget or another --runs folder")
     print(f"[thesis tables] run {out.name}", flush=True)
     train(settings)
+    best = out / "best.safetensors"
     if not best.is_file():
         raise InputError(f"{out}: training wrote no best.safetensors")
-    return best
+    history = _log(out)
+    return Run(out.name, best, int(history[-1].get("samples", 0)), sum(r.get("seconds", 0) for r in history),
+               history)
 
 
-def segmentation_scores(model: torch.nn.Module, pairs: list[Pair]) -> tuple[float, float]:
-    """Mean Dice and Jaccard (%) over the 5 groups, pixel counts summed over the pairs."""
+# ---------------------------------------------------------------- scores, kept between sittings
+
+def _fingerprint(*paths: Path | None, pairs: list[Pair]) -> str:
+    """Changes when a checkpoint is rewritten or the evaluation faces change."""
+    digest = hashlib.sha256()
+    for p in paths:
+        stat = p.stat() if p is not None else None
+        digest.update(f"{p}:{stat and stat.st_size}:{stat and stat.st_mtime_ns};".encode())
+    digest.update(",".join(p.id for p in pairs).encode())
+    return digest.hexdigest()
+
+
+def _cached(path: Path, key: str, compute) -> dict:
+    if path.is_file():
+        stored = json.loads(path.read_text())
+        if stored.get("key") == key:
+            return stored["scores"]
+    scores = compute()
+    text = json.dumps({"key": key, "scores": scores})
+    write_atomically(path, lambda tmp: tmp.write_text(text), ".json")
+    return scores
+
+
+class Identity:
+    """dlib's descriptor distance to the sharp face (SPEC section 2): the box is found once on
+    the sharp face and reused for every candidate, so a blurry face the detector misses still counts."""
+
+    def __init__(self, pairs: list[Pair]):
+        from .identity import geometry
+
+        self.geometry = geometry()
+        self.reference = []
+        for pair in pairs:
+            sharp = pair.load()[1]
+            box = self.geometry.face_box(sharp)
+            self.reference.append((box, self.geometry.embedding(sharp, box)))
+
+    def distance(self, index: int, image: np.ndarray) -> float:
+        box, sharp = self.reference[index]
+        return float(np.linalg.norm(self.geometry.embedding(np.ascontiguousarray(image), box) - sharp))
+
+
+def restoration_scores(restore, pairs: list[Pair], identity: Identity | None) -> dict:
+    """Per-face PSNR, SSIM and identity distance of ``restore(blurry, truth_mask)``."""
+    out = {"psnr": [], "ssim": [], "id_distance": []}
+    for i, pair in enumerate(pairs):
+        blurry, sharp, truth = pair.load()
+        restored = restore(blurry, truth)
+        out["psnr"].append(metrics.psnr(restored, sharp))
+        out["ssim"].append(metrics.ssim(restored, sharp))
+        if identity is not None:
+            out["id_distance"].append(identity.distance(i, restored))
+    return out
+
+
+def segmentation_scores(model: torch.nn.Module, pairs: list[Pair]) -> dict:
+    """Dice and Jaccard (%) per group and their means, pixel counts summed over the faces, and
+    the wall time per face."""
     from smfd.restorer import Restorer
 
     restorer = Restorer(model, torch.nn.Identity(), next(model.parameters()).device)  # masks only
-    score = metrics.SegmentationScore(5)
+    score = metrics.SegmentationScore(len(GROUPS))
+    seconds = 0.0
     for pair in pairs:
         blurry, _, truth = pair.load()
-        score.add(restorer.mask(blurry), truth)
-    return score.mean_dice() * 100, score.mean_jaccard() * 100
+        start = time.perf_counter()
+        predicted = restorer.mask(blurry)
+        seconds += time.perf_counter() - start
+        score.add(predicted, truth)
+    return _segmentation_dict(score) | {"seconds_per_face": seconds / len(pairs)}
 
 
-def deblur_scores(model: torch.nn.Module, pairs: list[Pair]) -> tuple[float, float]:
-    """Mean PSNR and SSIM (%) of an SMFD-UNet variant guided by the ground-truth masks."""
-    from smfd.restorer import Restorer
+def _segmentation_dict(score: metrics.SegmentationScore) -> dict:
+    return {"dice": [float(v) * 100 for v in score.dice()], "jaccard": [float(v) * 100 for v in score.jaccard()],
+            "mean_dice": score.mean_dice() * 100, "mean_jaccard": score.mean_jaccard() * 100}
 
-    restorer = Restorer(torch.nn.Identity(), model, next(model.parameters()).device)  # given masks
-    psnr, ssim = [], []
+
+def prior_scores(data_dir: str, pairs: list[Pair], folds: int) -> dict:
+    """Table 4.1's floor: the most frequent group at each pixel over the training faces' masks,
+    the same map for every face. A segmenter that does no better has learnt nothing from the image."""
+    records = [r for r in data.select(data.open_dataset(data_dir), "train", folds, 0) if r.has_mask]
+    counts = np.zeros((len(GROUPS), data.WORK_SIZE, data.WORK_SIZE), np.int32)
+    rows, cols = np.indices(counts.shape[1:])
+    for record in records[:PRIOR_FACES]:
+        groups = to_groups(data.load_face(record, data.WORK_SIZE)[1])
+        counts[groups, rows, cols] += 1
+    prior = counts.argmax(0).astype(np.uint8)
+    score = metrics.SegmentationScore(len(GROUPS))
     for pair in pairs:
-        blurry, sharp, truth = pair.load()
-        out = restorer.restore(blurry, truth)
-        psnr.append(metrics.psnr(out, sharp))
-        ssim.append(metrics.ssim(out, sharp))
-    return float(np.mean(psnr)), float(np.mean(ssim)) * 100
+        truth = pair.load()[2]
+        score.add(prior if prior.shape == truth.shape else _resized_labels(prior, truth.shape), truth)
+    return _segmentation_dict(score)
 
+
+def _resized_labels(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    from smfd.images import resize_labels
+
+    return resize_labels(labels, (shape[1], shape[0]))
+
+
+# ---------------------------------------------------------------- verdicts
+
+def paired_difference(after: list[float], before: list[float]) -> tuple[float, float]:
+    """Mean per-face difference and the half-width of its 95 % confidence interval."""
+    d = np.asarray(after, np.float64) - np.asarray(before, np.float64)
+    half = 1.96 * d.std(ddof=1) / math.sqrt(len(d)) if len(d) > 1 else math.inf
+    return float(d.mean()), float(half)
+
+
+def step_verdict(step: str, after: dict, before: dict, thesis_delta: float) -> str:
+    """One line: what ``step`` changes in PSNR at equal budget, measured face by face, and
+    whether that agrees with the thesis' ``thesis_delta`` (dB)."""
+    mean, half = paired_difference(after["psnr"], before["psnr"])
+    ssim = (np.mean(after["ssim"]) - np.mean(before["ssim"])) * 100
+    ci = f"95 % CI {mean - half:+.2f} to {mean + half:+.2f} dB, SSIM {ssim:+.2f} points"
+    if mean - half > 0:
+        ours, said = 1, f"{step} adds {mean:.2f} dB at equal budget ({ci})"
+    elif mean + half < 0:
+        ours, said = -1, f"{step} costs {-mean:.2f} dB at equal budget ({ci})"
+    else:
+        ours, said = 0, f"{step} makes no measurable difference at equal budget ({mean:+.2f} dB, {ci})"
+    theirs = 0 if abs(thesis_delta) < 0.05 else (1 if thesis_delta > 0 else -1)
+    if ours != theirs:
+        said += f". **Differs from the thesis**, which reports {thesis_delta:+.2f} dB for this step"
+    else:
+        said += f"; the thesis reports {thesis_delta:+.2f} dB"
+    return said + "."
+
+
+# ---------------------------------------------------------------- tables
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -123,43 +321,153 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def _num(value, digits: int) -> str:
-    return "n/a" if value is None else f"{value:,.{digits}f}"
+    """A cell; n/a where there is no number (e.g. Dice of a group absent from every face)."""
+    return "n/a" if value is None or math.isnan(value) else f"{value:,.{digits}f}"
 
 
-# ---------------------------------------------------------------- the tables
+def _budget_cells(run: Run) -> list[str]:
+    return [f"{run.samples:,}", f"{run.seconds / 60:.1f}"]
 
-def table_41(data: str, runs: Path, pairs: list[Pair], budget: Budget, options: EvalOptions) -> str:
+
+def _mean(values: list[float]) -> float:
+    return float(np.mean(values))
+
+
+def _share(distances: list[float]) -> float:
+    return float(np.mean(np.asarray(distances) < SAME_PERSON)) * 100
+
+
+def _curves(path: Path, runs: list[Run], metric: str, title: str, floor: float | None = None) -> Path:
+    """One figure: the validation ``metric`` of every run against training samples seen."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for run in runs:
+        points = [(r["samples"], r[metric]) for r in run.history if metric in r and "samples" in r]
+        if points:
+            ax.plot(*zip(*points), marker="o", markersize=3, label=run.name)
+    if floor is not None:
+        ax.axhline(floor, color="grey", linestyle="--", label="floor (held-out faces)")
+    ax.set_xlabel("training samples seen")
+    ax.set_ylabel(f"validation {metric}")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    write_atomically(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110), ".png")
+    plt.close(fig)
+    return path
+
+
+class Lab:
+    """What the tables share: the pairs, the runs folder, the budget, the scores cache."""
+
+    def __init__(self, data_dir: str, out: Path, runs: Path, pairs: list[Pair], budget: Budget,
+                 options: EvalOptions):
+        from smfd.runtime import pick_device
+
+        self.data, self.out, self.runs, self.pairs, self.budget = data_dir, out, runs, pairs, budget
+        self.options = options
+        self.device = str(pick_device(options.device))
+        self._identity = None
+
+    def identity(self) -> Identity:
+        if self._identity is None:
+            self._identity = Identity(self.pairs)
+        return self._identity
+
+    def cached(self, name: str, key_paths: tuple, compute) -> dict:
+        return _cached(self.out / "scores" / f"{name}.json", _fingerprint(*key_paths, pairs=self.pairs), compute)
+
+    def blurry(self) -> dict:
+        return self.cached("blurry-input", (), lambda: restoration_scores(
+            lambda blurry, _: blurry, self.pairs, self.identity()))
+
+    def restoration(self, run: Run, model: torch.nn.Module, generated: bool) -> dict:
+        """Per-face scores of a trained SMFD-UNet run with the truth or the generated masks."""
+        if generated and not model.config.use_mask:  # no mask branch: the masks change nothing
+            generated = False
+        keys = (run.best, self.mask_weights()) if generated else (run.best,)
+        return self.cached(f"{run.name}-{'generated' if generated else 'gt'}", keys, lambda: restoration_scores(
+            _restore_with(self, model, generated), self.pairs, self.identity()))
+
+    def mask_weights(self) -> Path:
+        from smfd.restorer import weight_files
+
+        path = weight_files(self.options.weights.get("smfd"))[0]
+        if not path.is_file():
+            raise InputError(f"{path}: the mask generator for the generated-mask columns is absent")
+        return path
+
+
+def table_41(lab: Lab) -> tuple[str, list[Run]]:
     from smfd.restorer import weight_files
 
-    device = _device(options)
-    rows = []
+    prior = lab.cached("mask-prior", (), lambda: prior_scores(lab.data, lab.pairs, lab.budget.folds))
+    header = ["model", "samples", "minutes", *[f"Dice {g}" for g in GROUPS], "Dice mean %", "Jaccard mean %",
+              "parameters", "ms per face", "thesis Dice %", "thesis Jaccard %", "thesis parameters"]
+    rows = [["per-pixel prior (floor, no training on images)", "", "", *[_num(v, 2) for v in prior["dice"]],
+             _num(prior["mean_dice"], 2), _num(prior["mean_jaccard"], 2), "0", "", "", "", ""]]
+    runs, flags, results = [], [], {}
     for key, (title, config) in MASK_MODELS.items():
-        model = checkpoint.load(train_run("mask", data, runs / key, budget, device, config), device)
-        dice, jaccard = segmentation_scores(model, pairs)
+        run = train_run("mask", lab.data, lab.runs / key, lab.budget, lab.device, config)
+        runs.append(run)
+        model = checkpoint.load(run.best, lab.device)
+        s = lab.cached(f"{key}-segmentation", (run.best,), lambda: segmentation_scores(model, lab.pairs))
         t = THESIS_41[key]
-        rows.append([title, _num(dice, 2), _num(jaccard, 2), f"{count_parameters(model)['total']:,}",
-                     _num(t[0], 2), _num(t[1], 2), f"{t[2]:,}"])
-    shipped = weight_files(options.weights.get("smfd"))[0]
-    title = "mask generator (" + ("shipped weights" if "smfd" not in options.weights else str(shipped)) + ")"
-    note = ""
+        params = f"{count_parameters(model)['total']:,}"
+        thesis = [_num(t[0], 2), _num(t[1], 2), f"{t[2]:,}"]
+        if s["mean_dice"] <= prior["mean_dice"]:
+            flags.append(f"- {title}: mean Dice {s['mean_dice']:.2f} % is no better than the per-pixel prior's "
+                         f"{prior['mean_dice']:.2f} %; its row is withheld. Train longer (a larger --budget).")
+            rows.append([title, *_budget_cells(run), *[FLAG] + [""] * (len(GROUPS) + 1), params, "", *thesis])
+            continue
+        results[key] = s
+        rows.append([title, *_budget_cells(run), *[_num(v, 2) for v in s["dice"]], _num(s["mean_dice"], 2),
+                     _num(s["mean_jaccard"], 2), params, _num(s["seconds_per_face"] * 1000, 0), *thesis])
+    shipped = weight_files(lab.options.weights.get("smfd"))[0]
     if shipped.is_file():
-        model = checkpoint.load(shipped, device)
-        dice, jaccard = segmentation_scores(model, pairs)
-        rows.append([title, _num(dice, 2), _num(jaccard, 2),
-                     f"{count_parameters(model)['total']:,}", "", "", ""])
-    else:
-        rows.append([title, "n/a", "n/a", "n/a", "", "", ""])
-        note = f"The {title} is not available: {shipped} is absent.\n"
-    return ("## Table 4.1: mask generator vs UNet vs UNet++ (held-out faces)\n\n"
-            + _table(["model", "Dice %", "Jaccard %", "parameters", "thesis Dice %", "thesis Jaccard %",
-                      "thesis parameters"], rows)
-            + "\nDice and Jaccard: per group over the 5 groups (background included), pixel counts summed "
+        model = checkpoint.load(shipped, lab.device)
+        s = lab.cached("shipped-mask-generator-segmentation", (shipped,), lambda: segmentation_scores(model, lab.pairs))
+        rows.append([f"mask generator, not trained here ({shipped.name})", "", "", *[_num(v, 2) for v in s["dice"]],
+                     _num(s["mean_dice"], 2), _num(s["mean_jaccard"], 2), f"{count_parameters(model)['total']:,}",
+                     _num(s["seconds_per_face"] * 1000, 0), "", "", ""])
+    verdict = _verdict_41(results)
+    _curves(lab.out / "curves_4.1.png", runs, "dice", "Table 4.1: validation Dice per run")
+    return ("## Table 4.1: mask generator vs UNet vs UNet++ (held-out faces, equal budget)\n\n"
+            + _table(header, rows)
+            + "\nDice and Jaccard (%): per group over the 5 groups (background included), pixel counts summed "
               "over the faces, then the mean. Parameters counted as Keras does (BatchNorm statistics "
-              "included).\n" + note)
+              f"included). ms per face: mask prediction at 256x256 on {lab.device}, wall time here. Learning "
+              "curves: curves_4.1.png.\n\n" + "\n".join(flags) + ("\n\n" if flags else "")
+            + f"**Verdict.** {verdict}\n"), runs
 
 
-def table_42(pairs: list[Pair], out: Path, options: EvalOptions) -> str:
-    results = {r["method"]: r for r in evaluate(pairs, list(TABLE_42_METHODS), out / "table4.2", options)}
+def _verdict_41(results: dict) -> str:
+    if set(results) != set(MASK_MODELS):
+        return "not measured: some rows are below the floor (see above)."
+    ours = max(results, key=lambda k: results[k]["mean_dice"])
+    line = (f"at equal budget the best mean Dice is {MASK_MODELS[ours][0]}'s, "
+            + ", ".join(f"{k} {v['mean_dice']:.2f} %" for k, v in results.items()) + ".")
+    if ours != "unetplusplus":
+        line += " **Differs from the thesis**, where UNet++ leads (68.20 %) and the mask generator trails (64.84 %)."
+    else:
+        line += " As in the thesis, UNet++ leads."
+    return line
+
+
+def table_42(lab: Lab, overwrite: bool) -> str:
+    folder = lab.out / "table4.2"
+    if (folder / "results.csv").is_file() and not overwrite:  # kept from an earlier sitting
+        with (folder / "results.csv").open() as f:
+            results = {r["method"]: {k: (float(v) if k not in ("method", "status", "n") and v else
+                                         (None if v == "" else v)) for k, v in r.items()} for r in csv.DictReader(f)}
+    else:
+        results = {r["method"]: r for r in evaluate(lab.pairs, list(TABLE_42_METHODS), folder, lab.options,
+                                                    overwrite=True)}
     rows = []
     for name in TABLE_42_METHODS:
         r, t = results[name], THESIS_42.get(name)
@@ -176,74 +484,153 @@ def table_42(pairs: list[Pair], out: Path, options: EvalOptions) -> str:
             + "\nThe thesis does not say which GFPGAN version it ran (its row is shown against both). Its "
               "NIQE values (about 0.26) are not on the scale of the standard NIQE (about 3-20 on faces); "
               "they cannot be compared with ours. Full results, samples and a chart: "
-              f"{out / 'table4.2'}.\n\n" + notes)
+              f"{folder}.\n\n" + notes)
 
 
-def table_43(data: str, runs: Path, pairs: list[Pair], budget: Budget, options: EvalOptions) -> str:
-    device = _device(options)
-    rows = []
+def _restore_with(lab: Lab, deblur: torch.nn.Module, generated: bool):
+    """restore(blurry, truth) with the truth mask, or with the mask generator's."""
+    from smfd.restorer import Restorer
+
+    mask_model = checkpoint.load(lab.mask_weights(), lab.device) if generated else torch.nn.Identity()
+    restorer = Restorer(mask_model, deblur, lab.device)
+    return (lambda blurry, truth: restorer.restore(blurry)) if generated else restorer.restore
+
+
+def _restoration_cells(s: dict) -> list[str]:
+    return [_num(_mean(s["psnr"]), 2), _num(_mean(s["ssim"]) * 100, 2), _num(_mean(s["id_distance"]), 3),
+            _num(_share(s["id_distance"]), 1)]
+
+
+def table_43(lab: Lab) -> tuple[str, list[Run]]:
+    blurry = lab.blurry()
+    floor = _mean(blurry["psnr"])
+    header = ["configuration", "samples", "minutes"] + [f"{c} ({m})" for m in ("GT masks", "generated masks")
+                                                        for c in ("PSNR", "SSIM %", "ID dist", "ID < 0.6 %")]
+    header += ["thesis PSNR", "thesis SSIM %"]
+    rows = [["blurry input (floor)", "", "", *_restoration_cells(blurry) * 2, "", ""]]
+    runs, flags, scored = [], [], {}
     for variant, overrides in ABLATIONS.items():
-        model = checkpoint.load(train_run("deblur", data, runs / f"deblur-{variant}-fold0", budget, device,
-                                          {**overrides, **budget.deblur_config}), device)
-        psnr, ssim = deblur_scores(model, pairs)
+        run = train_run("deblur", lab.data, lab.runs / f"deblur-{variant}-fold0", lab.budget, lab.device,
+                        {**overrides, **lab.budget.deblur_config})
+        runs.append(run)
+        model = checkpoint.load(run.best, lab.device)
+        both = {"gt": lab.restoration(run, model, False), "generated": lab.restoration(run, model, True)}
         t = THESIS_43[variant]
-        rows.append([ABLATION_TITLES[variant], _num(psnr, 2), _num(ssim, 2), _num(t[0], 2), _num(t[1], 2)])
-    return ("## Table 4.3: ablation (held-out faces, ground-truth masks)\n\n"
-            + _table(["configuration", "PSNR", "SSIM %", "thesis PSNR", "thesis SSIM %"], rows))
+        low = [s for s in ("gt", "generated") if _mean(both[s]["psnr"]) <= floor]
+        if low:
+            flags.append(f"- {ABLATION_TITLES[variant]}: PSNR {_mean(both[low[0]]['psnr']):.2f} dB with "
+                         f"{'ground-truth' if low[0] == 'gt' else 'generated'} masks, no better than the blurry "
+                         f"input's {floor:.2f} dB; its row is withheld. Train longer (a larger --budget).")
+            rows.append([ABLATION_TITLES[variant], *_budget_cells(run), FLAG] + [""] * 7 + [_num(t[0], 2), _num(t[1], 2)])
+            continue
+        scored[variant] = both
+        rows.append([ABLATION_TITLES[variant], *_budget_cells(run), *_restoration_cells(both["gt"]),
+                     *_restoration_cells(both["generated"]), _num(t[0], 2), _num(t[1], 2)])
+    verdicts = []
+    names = list(ABLATIONS)
+    for before, after in zip(names, names[1:]):
+        step = STEP_NAMES.get(after, after)
+        if before not in scored or after not in scored:
+            verdicts.append(f"- {step}: not judged (a row of the step is below the floor).")
+            continue
+        delta = THESIS_43[after][0] - THESIS_43[before][0]
+        line = step_verdict(step, scored[after]["gt"], scored[before]["gt"], delta)
+        mean, half = paired_difference(scored[after]["generated"]["psnr"], scored[before]["generated"]["psnr"])
+        verdicts.append(f"- Ground-truth masks: {line} With generated masks: {mean:+.2f} dB (95 % CI "
+                        f"{mean - half:+.2f} to {mean + half:+.2f}).")
+    _curves(lab.out / "curves_4.3.png", runs, "psnr", "Table 4.3: validation PSNR per ablation run")
+    return ("## Table 4.3: ablation (held-out faces, equal budget)\n\n" + _table(header, rows)
+            + f"\nTrained with ground-truth masks (as the thesis does); scored with the ground-truth masks and with "
+              f"the masks of the mask generator {lab.mask_weights()}. ID dist: Euclidean distance of dlib's 128-d "
+              "face descriptors of the result and the sharp face (box found once on the sharp face); ID < 0.6: "
+              "the share of faces dlib calls the same person. Learning curves: curves_4.3.png.\n\n"
+            + "\n".join(flags) + ("\n\n" if flags else "")
+            + "**Verdicts** (each step against the row above it, face by face on the held-out faces):\n\n"
+            + "\n".join(verdicts) + "\n"), runs
 
 
-def table_44(data: str, runs: Path, budget: Budget, options: EvalOptions) -> str:
-    device = _device(options)
-    rows, scores = [], []
-    for fold in range(budget.folds):
-        best = train_run("deblur", data, runs / f"deblur-full-fold{fold}", budget, device,
-                         budget.deblur_config, fold=fold)
-        val = checkpoint.read_metadata(best)["info"]["scores"]
-        scores.append((val["psnr"], val["ssim"] * 100))
+def table_44(lab: Lab) -> tuple[str, list[Run]]:
+    floor = _mean(lab.blurry()["psnr"])
+    rows, held, val, runs, flags = [], [], [], [], []
+    for fold in range(lab.budget.folds):
+        run = train_run("deblur", lab.data, lab.runs / f"deblur-full-fold{fold}", lab.budget, lab.device,
+                        lab.budget.deblur_config, fold=fold)
+        runs.append(run)
+        model = checkpoint.load(run.best, lab.device)
+        s = lab.restoration(run, model, False)
+        v = checkpoint.read_metadata(run.best)["info"]["scores"]
         t = THESIS_44[fold] if fold < len(THESIS_44) else None
-        rows.append([f"fold {fold + 1}", _num(scores[-1][0], 4), _num(scores[-1][1], 2),
-                     _num(t and t[0], 4), _num(t and t[1], 2)])
-    ours, thesis = np.array(scores), np.array(THESIS_44)
+        thesis = [_num(t and t[0], 4), _num(t and t[1], 2)]
+        if _mean(s["psnr"]) <= floor:
+            flags.append(f"- fold {fold + 1}: held-out PSNR {_mean(s['psnr']):.2f} dB is no better than the "
+                         f"blurry input's {floor:.2f} dB; withheld.")
+            rows.append([f"fold {fold + 1}", *_budget_cells(run), FLAG, "", "", "", *thesis])
+            continue
+        held.append((_mean(s["psnr"]), _mean(s["ssim"]) * 100))
+        val.append((v["psnr"], v["ssim"] * 100))
+        rows.append([f"fold {fold + 1}", *_budget_cells(run), _num(held[-1][0], 4), _num(held[-1][1], 2),
+                     _num(val[-1][0], 4), _num(val[-1][1], 2), *thesis])
+    thesis = np.array(THESIS_44)
     # Population standard deviation: the thesis' 0.2289 dB is that of its five folds.
-    rows.append(["mean ± SD", f"{ours[:, 0].mean():.4f} ± {ours[:, 0].std():.4f}",
-                 f"{ours[:, 1].mean():.2f} ± {ours[:, 1].std():.2f}",
-                 f"{thesis[:, 0].mean():.4f} ± {thesis[:, 0].std():.4f}",
-                 f"{thesis[:, 1].mean():.2f} ± {thesis[:, 1].std():.2f}"])
-    return (f"## Table 4.4: {budget.folds}-fold cross-validation (validation fold of each run, best epoch)\n\n"
-            + _table(["fold", "PSNR", "SSIM %", "thesis PSNR", "thesis SSIM %"], rows))
+    theirs = [f"{thesis[:, 0].mean():.4f} ± {thesis[:, 0].std():.4f}", f"{thesis[:, 1].mean():.2f} ± {thesis[:, 1].std():.2f}"]
+    if flags:
+        rows.append(["mean ± SD", "", "", "not computed: folds below the floor", "", "", "", *theirs])
+        verdict = "not measured: some folds are below the floor (see above)."
+    else:
+        h, v = np.array(held), np.array(val)
+        rows.append(["mean ± SD", "", "", *[f"{a[:, i].mean():.{d}f} ± {a[:, i].std():.{d}f}"
+                                            for a in (h, v) for i, d in ((0, 4), (1, 2))], *theirs])
+        verdict = (f"across {lab.budget.folds} folds the held-out PSNR varies by {h[:, 0].std():.2f} dB (SD), "
+                   f"the thesis' by {thesis[:, 0].std():.2f} dB; our mean is {h[:, 0].mean() - thesis[:, 0].mean():+.2f} dB "
+                   "from the thesis' (at our budget, on our faces).")
+    _curves(lab.out / "curves_4.4.png", runs, "psnr", "Table 4.4: validation PSNR per fold")
+    return (f"## Table 4.4: {lab.budget.folds}-fold cross-validation (equal budget)\n\n"
+            + _table(["fold", "samples", "minutes", "held-out PSNR", "held-out SSIM %", "val PSNR", "val SSIM %",
+                      "thesis PSNR", "thesis SSIM %"], rows)
+            + "\nHeld-out: the test faces of the tables above, ground-truth masks. Val: the fold's own validation "
+              "faces at the best validation, as the thesis reports. Learning curves: curves_4.4.png.\n\n"
+            + "\n".join(flags) + ("\n\n" if flags else "") + f"**Verdict.** {verdict}\n"), runs
 
 
-def _device(options: EvalOptions) -> str:
-    from smfd.runtime import pick_device
-
-    return str(pick_device(options.device))
+OUTPUTS = ("thesis_tables.md", "curves_4.1.png", "curves_4.3.png", "curves_4.4.png")
 
 
-def reproduce(data: str, out: str | Path, tables: list[str], budget: Budget = Budget(),
+def reproduce(data_dir: str, out: str | Path, tables: list[str], budget: Budget = Budget(),
               options: EvalOptions | None = None, test_faces: int | None = None,
-              runs: str | Path | None = None) -> str:
-    """Build the requested tables; writes ``OUT/thesis_tables.md`` and returns its text."""
+              runs: str | Path | None = None, overwrite: bool = False) -> str:
+    """Build the requested tables; writes ``OUT/thesis_tables.md`` (and one curves PNG per trained
+    table) and returns its text. An earlier run's tables are refused unless ``overwrite``; its
+    training runs and scores are reused either way."""
     options = options or EvalOptions()
     out = Path(out)
+    taken = [out / f for f in OUTPUTS if (out / f).exists()]
+    if taken and not overwrite:
+        raise InputError(f"{taken[0]}: tables of an earlier run; pass --overwrite to replace them (its training "
+                         "runs and scores are reused) or choose another --out")
     runs = Path(runs) if runs else out / "runs"
     pairs_dir = out / "pairs"
     if not (pairs_dir / "pairs.json").is_file():
-        make_pairs(data, pairs_dir, limit=test_faces)
+        make_pairs(data_dir, pairs_dir, limit=test_faces)
     pairs = find_pairs(pairs_dir / "blurry", pairs_dir / "sharp", pairs_dir / "masks")[:test_faces]
     if not pairs:
-        raise InputError(f"{data}: no held-out faces with masks to evaluate")
-    parts = [f"# The thesis' tables, reproduced on {data}\n",
-             f"Held-out faces: {len(pairs)} (test split, pairs in {pairs_dir}); runs in {runs}.\n"]
-    changed = budget.differs_from_thesis()
-    if changed:
-        parts.append("**Reduced training budget** -- " + ", ".join(changed)
-                     + ": trained numbers are not comparable with the thesis'.\n")
-    builders = {"4.1": lambda: table_41(data, runs, pairs, budget, options),
-                "4.2": lambda: table_42(pairs, out, options),
-                "4.3": lambda: table_43(data, runs, pairs, budget, options),
-                "4.4": lambda: table_44(data, runs, budget, options)}
+        raise InputError(f"{data_dir}: no held-out faces with masks to evaluate")
+    lab = Lab(data_dir, out, runs, pairs, budget, options)
+    if "4.3" in tables:
+        lab.mask_weights()  # its generated-mask columns need one: say so before hours of training
+    builders = {"4.1": lambda: table_41(lab), "4.2": lambda: (table_42(lab, overwrite), []),
+                "4.3": lambda: table_43(lab), "4.4": lambda: table_44(lab)}
+    parts, all_runs = [], {}
     for key in sorted(set(tables)):
-        parts.append(builders[key]())
-    text = "\n".join(parts)
-    (out / "thesis_tables.md").write_text(text)
+        text, made = builders[key]()
+        parts.append(text)
+        all_runs.update({r.name: r for r in made})
+    seconds = sum(r.seconds for r in all_runs.values())
+    head = [f"# The thesis' tables, reproduced on {data_dir}\n",
+            f"Held-out faces: {len(pairs)} (test split, pairs in {pairs_dir}); runs in {runs}.\n",
+            f"**Training budget**: {budget.describe()}. {len(all_runs)} trained runs took "
+            f"{seconds / 3600:.2f} hours of training and validation here in all (each row's minutes are in its "
+            "table). A row that ends no better than its table's floor is withheld and flagged, never shown as "
+            "a result.\n"]
+    text = "\n".join(head + parts)
+    write_atomically(out / "thesis_tables.md", lambda tmp: tmp.write_text(text), ".md")
     return text

@@ -121,12 +121,11 @@ def main() -> None:
             after.append((out, geometry().distances([out], sharp)[0]))
             print(f"  {shown[i][0][:8]} with {args.after}: {after[-1][1]:.3f}")
     if args.figure:
-        figure(args.figure, [shown[i] for i in worst], [d["blurry input"][i] for i in worst],
-               [d["generated mask"][i] for i in worst], after)
+        figure(args.figure, [shown[i] for i in worst], {k: d[k][worst] for k in d}, after)
         print(f"\nwrote {args.figure}")
 
 
-def figure(path: str, rows: list, blurry_dist: list, generated_dist: list, after: list | None) -> None:
+def figure(path: str, rows: list, dist: dict, after: list | None) -> None:
     """One row per face; each restoration titled with its descriptor distance to the sharp face."""
     import matplotlib
 
@@ -137,11 +136,12 @@ def figure(path: str, rows: list, blurry_dist: list, generated_dist: list, after
     fig, axes = plt.subplots(len(rows), columns, figsize=(2 * columns, 2.15 * len(rows)), squeeze=False)
     for r, row in enumerate(rows):
         face_id, sharp, blurry, generated, truth, out_gen, out_gt = row
-        cells = [("sharp", sharp), (f"blurry {blurry_dist[r]:.2f}", blurry),
+        cells = [("sharp", sharp), (f"blurry {dist['blurry input'][r]:.2f}", blurry),
                  ("generated mask", labels.colorize(generated)), ("true mask", labels.colorize(truth)),
-                 (f"generated mask {generated_dist[r]:.2f}", out_gen), ("true mask", out_gt)]
+                 (f"with generated {dist['generated mask'][r]:.2f}", out_gen),
+                 (f"with true {dist['ground-truth mask'][r]:.2f}", out_gt)]
         if after:
-            cells.append((f"newer model {after[r][1]:.2f}", after[r][0]))
+            cells.append((f"newer, generated {after[r][1]:.2f}", after[r][0]))
         for c, (title, image) in enumerate(cells):
             ax = axes[r, c]
             ax.imshow(image)

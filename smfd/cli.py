@@ -18,6 +18,41 @@ from .images import InputError
 DEFAULTS_NOTE = "defaults are the thesis' values"
 
 
+class _Parser(argparse.ArgumentParser):
+    """Command-line mistakes as one line naming the option, like every other error of smfd."""
+
+    def error(self, message: str):
+        self.exit(2, f"smfd: error: {message} (see '{self.prog} --help')\n")
+
+
+def _int_from(least: int):
+    """argparse type: an integer of at least ``least`` (argparse names the option on refusal)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < least:
+            raise argparse.ArgumentTypeError(f"must be at least {least}, got {value}")
+        return value
+
+    return parse
+
+
+def _number_in(low: float, high: float, low_open: bool = False):
+    """argparse type: a finite number in [low, high] ((low, high] with ``low_open``)."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not (low < value if low_open else low <= value) or not value <= high:
+            raise argparse.ArgumentTypeError(f"must lie in {'(' if low_open else '['}{low:g}, {high:g}], got {text}")
+        return value
+
+    return parse
+
+
 # ---------------------------------------------------------------- blur
 
 def _add_pipeline_options(p: argparse.ArgumentParser) -> None:
@@ -29,7 +64,7 @@ def _add_pipeline_options(p: argparse.ArgumentParser) -> None:
         return " ".join(map(str, values))
 
     g = p.add_argument_group(f"degradation pipeline ({DEFAULTS_NOTE})")
-    g.add_argument("--layers", type=int, nargs="+", default=list(d.layers), metavar="N",
+    g.add_argument("--layers", type=_int_from(1), nargs="+", default=list(d.layers), metavar="N",
                    help=f"allowed numbers of blur layers (default: {shown(d.layers)})")
     g.add_argument("--sequences", nargs="+", default=list(d.sequences), choices=list(SEQUENCES),
                    metavar="SEQ", help=f"allowed blur sequences per layer: {', '.join(SEQUENCES)} "
@@ -97,19 +132,19 @@ def _add_train(sub) -> None:
     p.add_argument("task", choices=["mask", "deblur"], help="mask generator or SMFD-UNet")
     p.add_argument("data", nargs="+", help="dataset folders")
     p.add_argument("--out", required=True, help="run folder (state.pt, best.safetensors, log.csv)")
-    p.add_argument("--epochs", type=int, default=50)
-    p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--lr-patience", type=int, default=5, help="epochs without improvement before lr x 0.2")
-    p.add_argument("--early-stop", type=int, default=10, help="epochs without improvement before stopping")
-    p.add_argument("--size", type=int, default=256, help="working size of the faces")
-    p.add_argument("--patch", type=int, default=None, help="train on random PATCH x PATCH crops")
-    p.add_argument("--samples-per-epoch", type=int, default=None)
-    p.add_argument("--val-faces", type=int, default=None, help="cap on validation faces")
-    p.add_argument("--workers", type=int, default=2, help="data-loading processes")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--folds", type=int, default=5, help="k of the k-fold split (validation = one fold)")
-    p.add_argument("--fold", type=int, default=0, help="which fold validates")
+    p.add_argument("--epochs", type=_int_from(1), default=50)
+    p.add_argument("--batch", type=_int_from(1), default=16)
+    p.add_argument("--lr", type=_number_in(0, 1, low_open=True), default=1e-3)
+    p.add_argument("--lr-patience", type=_int_from(1), default=5, help="epochs without improvement before lr x 0.2")
+    p.add_argument("--early-stop", type=_int_from(1), default=10, help="epochs without improvement before stopping")
+    p.add_argument("--size", type=_int_from(32), default=256, help="working size of the faces")
+    p.add_argument("--patch", type=_int_from(32), default=None, help="train on random PATCH x PATCH crops")
+    p.add_argument("--samples-per-epoch", type=_int_from(1), default=None)
+    p.add_argument("--val-faces", type=_int_from(1), default=None, help="cap on validation faces")
+    p.add_argument("--workers", type=_int_from(0), default=2, help="data-loading processes")
+    p.add_argument("--seed", type=_int_from(0), default=0)
+    p.add_argument("--folds", type=_int_from(2), default=5, help="k of the k-fold split (validation = one fold)")
+    p.add_argument("--fold", type=_int_from(0), default=0, help="which fold validates")
     p.add_argument("--cross-validate", action="store_true", help="train every fold into OUT/fold<i>")
     p.add_argument("--loss", default=None, help="mask: dice (default), dice+ce; deblur: mse (default), l1, l1+ssim")
     p.add_argument("--mask-source", choices=["gt", "generated", "mix"], default="gt",
@@ -138,7 +173,8 @@ def _config_overrides(items: list[str]) -> dict:
         try:
             config[key] = json.loads(value)
         except json.JSONDecodeError:
-            config[key] = value
+            raise InputError(f"--set {item}: VALUE must be JSON, e.g. true, 3, 0.5 or '\"text\"' "
+                             "(quoted for the shell)") from None
     return config
 
 
@@ -187,7 +223,7 @@ def _add_restore(sub) -> None:
     p.add_argument("--faces-out", default=None, metavar="DIR",
                    help="also write each face's aligned blurry crop, mask (labels 0..4 and colour) and "
                         "restored crop to DIR")
-    p.add_argument("--min-face", type=float, default=None, metavar="PX",
+    p.add_argument("--min-face", type=_number_in(0, 100_000, low_open=True), default=None, metavar="PX",
                    help="faces narrower than PX pixels are left untouched and reported (default: 32)")
     p.add_argument("--detector", default="hog", choices=["hog", "cnn"],
                    help="dlib face detector: hog (default, fast) or cnn (copes better with turned heads "
@@ -243,7 +279,7 @@ def _add_demo(sub) -> None:
     p = sub.add_parser("demo", help="start the web app",
                        description="Start the SMFD lab web app (Gradio) on the shipped model, offline.")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--port", type=_int_from(1), default=7860)
     p.add_argument("--weights", default=None, help="folder with the weights (default: the shipped weights)")
     p.add_argument("--examples", default=None, help="a dataset folder to offer as examples")
     p.add_argument("--study-db", default=None,
@@ -287,33 +323,45 @@ def _add_eval(sub) -> None:
     g.add_argument("--weights", action="append", default=[], metavar="NAME=PATH",
                    help="weights of a method: a checkpoint file, or for smfd/smfd-gt-mask a folder "
                         "(NAME 'smfd' sets both); default: the cache / the shipped weights")
-    g.add_argument("--codeformer-fidelity", type=float, default=0.5, metavar="W",
+    g.add_argument("--codeformer-fidelity", type=_number_in(0, 1), default=0.5, metavar="W",
                    help="CodeFormer's fidelity weight w in 0..1 (default 0.5, the official default)")
     g.add_argument("--download", action="store_true", help="download absent official weights first")
-    g.add_argument("--grid-rows", type=int, default=4, help="samples in grid.png (default 4)")
+    g.add_argument("--grid-rows", type=_int_from(1), default=4, help="samples in grid.png (default 4)")
     g.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    g.add_argument("--overwrite", action="store_true",
+                   help="replace the results of an earlier evaluation (or tables) in OUT; refused without it")
     g = p.add_argument_group("--make-pairs")
-    g.add_argument("--limit", type=int, default=None, help="at most this many faces")
-    g.add_argument("--seed", type=int, default=0, help="seed of the degradations (default 0)")
+    g.add_argument("--limit", type=_int_from(1), default=None, help="at most this many faces")
+    g.add_argument("--seed", type=_int_from(0), default=0, help="seed of the degradations (default 0)")
     g.add_argument("--split", choices=["test", "all"], default="test",
                    help="held-out test faces only (default), or every face of an unseen dataset")
-    g = p.add_argument_group("--thesis-tables (training budget; defaults are the thesis' recipe)")
+    g = p.add_argument_group("--thesis-tables (the training budget of every trained row)")
     g.add_argument("--data", default=None, metavar="DATA_DIR", help="dataset folder with masks")
     g.add_argument("--tables", nargs="+", default=["4.1", "4.2", "4.3", "4.4"],
                    choices=["4.1", "4.2", "4.3", "4.4"])
-    g.add_argument("--epochs", type=int, default=50)
-    g.add_argument("--samples-per-epoch", type=int, default=None, help="default: one pass over the faces")
-    g.add_argument("--patch", type=int, default=None, help="train on PATCH x PATCH crops (default: whole faces)")
-    g.add_argument("--batch", type=int, default=16)
-    g.add_argument("--val-faces", type=int, default=None, help="cap on validation faces per run")
-    g.add_argument("--folds", type=int, default=5, help="k of the cross-validation (default 5)")
-    g.add_argument("--test-faces", type=int, default=None, help="cap on held-out faces evaluated")
-    g.add_argument("--workers", type=int, default=2, help="data-loading processes per run")
+    g.add_argument("--budget", type=_budget, default=None, metavar="SAMPLES|thesis",
+                   help="training samples every trained row sees (default 8192, about half an hour per row "
+                        "on 2 CPU cores), or 'thesis': the thesis' recipe (50 passes over whole faces, early "
+                        "stopping; a GPU's budget). Raising it continues finished runs")
+    g.add_argument("--samples-per-epoch", type=_int_from(1), default=None,
+                   help="training samples between two validations (default 1024; thesis: one pass)")
+    g.add_argument("--patch", type=_int_from(32), default=None,
+                   help="train on PATCH x PATCH crops (default 128; thesis: whole faces)")
+    g.add_argument("--batch", type=_int_from(1), default=None, help="batch size (default 16)")
+    g.add_argument("--val-faces", type=_int_from(1), default=None,
+                   help="validation faces per run (default 32; thesis: the whole fold)")
+    g.add_argument("--folds", type=_int_from(2), default=None, help="k of the cross-validation (default 5)")
+    g.add_argument("--test-faces", type=_int_from(1), default=None, help="cap on held-out faces evaluated")
+    g.add_argument("--workers", type=_int_from(0), default=None, help="data-loading processes per run (default 2)")
     g.add_argument("--runs", default=None, metavar="DIR",
                    help="run folders to train into or reuse (default OUT/runs)")
     g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field of every SMFD-UNet run, e.g. --set residual=true")
     p.set_defaults(func=cmd_eval)
+
+
+def _budget(text: str):
+    return "thesis" if text == "thesis" else _int_from(1)(text)
 
 
 def _method_list(items: list[str]) -> list[str]:
@@ -352,18 +400,25 @@ def cmd_eval(args) -> None:
 
         if not args.data:
             raise InputError("--thesis-tables needs --data DATA_DIR")
-        budget = Budget(epochs=args.epochs, samples_per_epoch=args.samples_per_epoch, patch=args.patch,
-                        batch=args.batch, val_faces=args.val_faces, folds=args.folds, workers=args.workers,
-                        deblur_config=_config_overrides(args.set))
-        print(reproduce(args.data, args.out, args.tables, budget, options, args.test_faces, args.runs))
+        given = {k: v for k, v in (("samples_per_epoch", args.samples_per_epoch), ("patch", args.patch),
+                                   ("batch", args.batch), ("val_faces", args.val_faces), ("folds", args.folds),
+                                   ("workers", args.workers)) if v is not None}
+        given["deblur_config"] = _config_overrides(args.set)
+        if args.budget == "thesis":
+            budget = Budget.thesis(**given)
+        else:
+            budget = Budget(**given, **({} if args.budget is None else {"samples": args.budget}))
+        print(reproduce(args.data, args.out, args.tables, budget, options, args.test_faces, args.runs,
+                        args.overwrite))
         return
     from eval.compare import evaluate
     from eval.pairs import find_pairs
     from eval.report import markdown_table
 
     pairs = find_pairs(*args.pairs, args.masks)
-    rows = evaluate(pairs, _method_list(args.methods), args.out, options, args.grid_rows)
-    print(markdown_table(rows, ("method", "n", "psnr", "ssim", "mse", "niqe", "lpips", "fid", "id_dist", "same_person", "lmd")))
+    rows = evaluate(pairs, _method_list(args.methods), args.out, options, args.grid_rows, args.overwrite)
+    print(markdown_table(rows, ("method", "n", "psnr", "ssim", "mse", "niqe", "lpips", "fid", "id_dist", "same_person",
+                                "lmd")))
     for r in rows:
         if r["status"] != "ok":
             print(f"{r['method']}: {r['status']}")
@@ -427,7 +482,7 @@ def cmd_info(args) -> None:
 # ---------------------------------------------------------------- main
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="smfd", description="SMFD lab: deblur face photos with semantic-mask guidance (SMFD-UNet).",
         epilog="Run 'smfd COMMAND --help' for the options of a command.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -438,7 +493,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "the same --seed gives identical bytes.")
     p.add_argument("input", nargs="?", help="image file or folder")
     p.add_argument("output", nargs="?", help="output folder")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=_int_from(0), default=0, help="random seed (default 0)")
     p.add_argument("--recipe", default=None, help="replay this recipe JSON instead of sampling one")
     p.add_argument("--count", action="store_true", help="print the number of scenarios for the options")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
@@ -458,7 +513,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, or a refused option (already reported in one line)
+        return exc.code
     try:
         args.func(args)
     except BatchErrors as exc:

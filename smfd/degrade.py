@@ -26,6 +26,9 @@ SEQUENCES = {"M": "M", "G>M": "GM", "M>G": "MG", "G>M>G": "GMG"}  # name -> oper
 DIRECTIONS = ("horizontal", "vertical", "diagonal", "anti-diagonal")
 THESIS_KERNEL_SIZES = (15, 21, 25, 31, 35, 41)
 MAX_KERNEL_SIZE = 255  # bounds memory and time; half the 512 source is already a lot of blur
+MAX_LAYERS = 10  # the thesis draws 1-3
+MAX_SCALE = 16.0  # a 256 px face down to 16 px
+MAX_NOISE = 255.0  # sigma on the 0..255 scale
 RECIPE_VERSION = 1
 
 
@@ -73,8 +76,8 @@ class PipelineOptions:
                 values = getattr(self, name)
                 if len(set(values)) != len(values):
                     fail(f"{name} must not repeat a value, got {list(values)}")
-            if not self.layers or any(n < 1 for n in self.layers):
-                fail(f"layers must be positive integers, got {self.layers}")
+            if not self.layers or any(not 1 <= n <= MAX_LAYERS for n in self.layers):
+                fail(f"layers must be integers between 1 and {MAX_LAYERS}, got {list(self.layers)}")
             if not self.sequences or any(s not in SEQUENCES for s in self.sequences):
                 fail(f"sequences must be among {list(SEQUENCES)}, got {list(self.sequences)}")
             needs_g = any("G" in SEQUENCES[s] for s in self.sequences)
@@ -88,11 +91,13 @@ class PipelineOptions:
             bad = [d for d in self.directions if d not in DIRECTIONS]
             if bad:
                 fail(f"directions must be among {list(DIRECTIONS)}, got {bad}")
-        for name, low, on in (("scale_range", 1.0, self.rescale), ("noise_range", 0.0, self.noise)):
+        # Beyond these bounds an image is noise or a few pixels: a typo, not an experiment.
+        for name, low, high, on in (("scale_range", 1.0, MAX_SCALE, self.rescale),
+                                    ("noise_range", 0.0, MAX_NOISE, self.noise)):
             bounds = getattr(self, name)
             if on and not (len(bounds) == 2 and all(_is_finite(v) for v in bounds)
-                           and low <= bounds[0] <= bounds[1]):
-                fail(f"{name} must be two finite numbers with {low:g} <= low <= high, got {list(bounds)}")
+                           and low <= bounds[0] <= bounds[1] <= high):
+                fail(f"{name} must be two numbers with {low:g} <= low <= high <= {high:g}, got {list(bounds)}")
         q = self.jpeg_range
         if self.jpeg and not (len(q) == 2 and all(_is_int(v) for v in q) and 1 <= q[0] <= q[1] <= 100):
             fail(f"jpeg_range must be two integer qualities with 1 <= low <= high <= 100, got {list(q)}")

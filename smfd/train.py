@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
 from . import checkpoint, data, degrade, metrics
-from .images import to_uint8
+from .images import InputError, to_uint8, write_atomically
 from .losses import restoration_loss, segmentation_loss
 from .models import (MaskNetConfig, SegBaselineConfig, SMFDConfig, build, count_parameters, mask_probabilities,
                      one_hot_mask, rgb_to_gray)
@@ -75,12 +75,36 @@ class TrainSettings:
             raise ValueError(f"mask source must be gt, generated or mix, got {self.mask_source!r}")
         if self.task == "deblur" and self.mask_source != "gt" and not self.mask_model:
             raise ValueError("generated or mixed masks need --mask-model (a mask-generator checkpoint)")
-        if self.samples_per_epoch is not None and self.samples_per_epoch < self.batch:
-            raise ValueError(f"samples per epoch ({self.samples_per_epoch}) must be at least the batch "
-                             f"size ({self.batch})")
         if self.preset not in degrade.PRESETS:
             raise ValueError(f"preset must be one of {', '.join(degrade.PRESETS)}, got {self.preset!r}")
         self.data = tuple(self.data)
+        self.check_numbers()
+
+    def check_numbers(self) -> None:
+        """Refuse values no run can use, naming the ``smfd train`` option, before any work starts."""
+        def need(ok: bool, option: str, rule: str, value) -> None:
+            if not ok:
+                raise ValueError(f"{option} must be {rule}, got {value!r}")
+
+        for option, name, least in (("--epochs", "epochs", 1), ("--batch", "batch", 1),
+                                    ("--lr-patience", "lr_patience", 1), ("--early-stop", "early_stop", 1),
+                                    ("--workers", "workers", 0), ("--seed", "seed", 0), ("--folds", "k", 2)):
+            value = getattr(self, name)
+            need(isinstance(value, int) and value >= least, option, f"an integer of at least {least}", value)
+        need(0 <= self.fold < self.k, "--fold", f"between 0 and {self.k - 1} (--folds {self.k})", self.fold)
+        need(math.isfinite(self.lr) and 0 < self.lr <= 1, "--lr", "in (0, 1]", self.lr)
+        # Four 2x poolings (five in the smp encoders) need sides that are multiples of 32.
+        need(isinstance(self.size, int) and 32 <= self.size <= 2048 and self.size % 32 == 0, "--size",
+             "a multiple of 32 between 32 and 2048", self.size)
+        if self.patch is not None:
+            need(isinstance(self.patch, int) and 32 <= self.patch <= self.size and self.patch % 32 == 0,
+                 "--patch", f"a multiple of 32 between 32 and --size ({self.size})", self.patch)
+        if self.samples_per_epoch is not None:
+            need(self.samples_per_epoch >= self.batch, "--samples-per-epoch",
+                 f"at least --batch ({self.batch})", self.samples_per_epoch)
+        if self.val_faces is not None:
+            need(self.val_faces >= 1, "--val-faces", "at least 1", self.val_faces)
+        need(0 < self.test_fraction < 1, "test_fraction", "between 0 and 1", self.test_fraction)
 
     def model_config(self):
         if self.task == "deblur":
@@ -138,19 +162,19 @@ class Trainer:
         if needs_gt:
             records = [r for r in records if r.has_mask]
             if not records:
-                raise ValueError("this training needs faces with masks; none of the datasets has any")
+                raise InputError("this training needs faces with masks; none of the datasets has any")
         self.train_records = data.select(records, "train", s.k, s.fold, s.test_fraction)
         val = data.select(records, "val", s.k, s.fold, s.test_fraction)
         self.val_records = val[: s.val_faces] if s.val_faces else val
         if not self.train_records or not self.val_records:
-            raise ValueError(f"too few faces: {len(self.train_records)} for training, "
+            raise InputError(f"too few faces: {len(self.train_records)} for training, "
                              f"{len(self.val_records)} for validation")
 
         self.model = build(s.model_config()).to(self.device, memory_format=torch.channels_last)
         if s.init:
             start = checkpoint.load(s.init)
             if _weights_layout(start) != _weights_layout(self.model):
-                raise ValueError(f"{s.init}: its network ({start.config}) does not fit the one being "
+                raise InputError(f"{s.init}: its network ({start.config}) does not fit the one being "
                                  f"trained ({self.model.config})")
             self.model.load_state_dict(start.state_dict())
         self.mask_model = None
@@ -167,13 +191,19 @@ class Trainer:
             self.optimizer, mode="max", factor=s.lr_factor, patience=s.lr_patience - 1,
             threshold=0.0, min_lr=s.min_lr)
         self.epoch, self.best, self.bad_epochs, self.history = 0, -math.inf, 0, []
+        self.best_epoch, self.best_model = None, None
+        self.epoch_samples = 0  # training samples of the last epoch, all ranks together
 
     # ------------------------------------------------------------ state
+    # state.pt is the one record of a run; best.safetensors and log.csv are written from it after
+    # it is replaced (atomically), and rewritten from it on resume. So an interruption at any point
+    # leaves at most those two files one epoch behind, and the next run puts them back in step.
     def save_state(self) -> None:
         tmp = self.out / "state.pt.tmp"
         torch.save({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                     "scheduler": self.scheduler.state_dict(), "epoch": self.epoch, "best": self.best,
                     "bad_epochs": self.bad_epochs, "history": self.history,
+                    "best_epoch": self.best_epoch, "best_model": self.best_model,
                     "settings": dataclasses.asdict(self.s)}, tmp)
         os.replace(tmp, self.out / "state.pt")
 
@@ -182,16 +212,32 @@ class Trainer:
         if not path.is_file():
             return False
         state = torch.load(path, map_location=self.device, weights_only=True)
-        saved = TrainSettings(**state["settings"]).model_config()
-        if saved != self.model.config:
-            raise ValueError(f"{path}: this run folder trains {saved}; resume it with the same "
-                             f"model options, or choose another --out")
+        saved = TrainSettings(**state["settings"])
+        changed = settings_changes(saved, self.s)
+        if changed:
+            raise InputError(f"{path}: this run folder was trained with other settings ({'; '.join(changed)}); "
+                             "repeat its command (only --epochs, --workers and --device may change) "
+                             "or choose another --out")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.epoch, self.best = state["epoch"], state["best"]
         self.bad_epochs, self.history = state["bad_epochs"], state["history"]
+        self.best_epoch, self.best_model = state.get("best_epoch"), state.get("best_model")
         return True
+
+    def write_outputs(self) -> None:
+        """best.safetensors and log.csv from the state (the best weights only when they are new)."""
+        best = self.out / "best.safetensors"
+        if self.best_model is not None and (not best.is_file() or _epoch_of(best) != self.best_epoch):
+            scores = next(r for r in self.history if r["epoch"] == self.best_epoch)
+            current = {k: v.clone() for k, v in self.model.state_dict().items()}
+            self.model.load_state_dict(self.best_model)
+            checkpoint.save(best, self.model, epoch=self.best_epoch,
+                            scores={k: scores[k] for k in scores if k not in LOG_ONLY},
+                            settings=dataclasses.asdict(self.s))
+            self.model.load_state_dict(current)
+        write_atomically(self.out / "log.csv", lambda tmp: _write_log(tmp, self.history), ".csv")
 
     # ------------------------------------------------------------ steps
     def masks_for(self, batch: dict, generated_share: float, rng: np.random.Generator) -> torch.Tensor:
@@ -243,6 +289,7 @@ class Trainer:
             total += loss.item() * len(batch["blurry"])
             count += len(batch["blurry"])
             bar.set_postfix(loss=f"{total / count:.4f}", refresh=False)
+        self.epoch_samples = count * self.world
         return total / max(count, 1)
 
     @torch.no_grad()
@@ -285,15 +332,6 @@ class Trainer:
         val = DataLoader(val_set, max(1, min(s.batch, 8)), num_workers=s.workers)
         return train_set, sampler, train, val
 
-    def log(self, row: dict) -> None:
-        path = self.out / "log.csv"
-        new = not path.exists()
-        with path.open("a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(row))
-            if new:
-                writer.writeheader()
-            writer.writerow(row)
-
     def run(self) -> dict:
         s, main = self.s, self.rank == 0
         self.out.mkdir(parents=True, exist_ok=True)
@@ -303,7 +341,10 @@ class Trainer:
             print(f"[smfd train] {s.task}: {n:,} parameters, {len(self.train_records)} training / "
                   f"{len(self.val_records)} validation faces, device {self.device}, world {self.world}"
                   + (f", resumed after epoch {self.epoch}" if resumed else ""), flush=True)
-            (self.out / "settings.json").write_text(json.dumps(dataclasses.asdict(s), indent=2))
+            settings = json.dumps(dataclasses.asdict(s), indent=2)
+            write_atomically(self.out / "settings.json", lambda tmp: tmp.write_text(settings), ".json")
+            if resumed:
+                self.write_outputs()  # catch up with an interruption after the last state.pt
         train_set, sampler, train, val = self.loaders()
         monitor = MONITOR[s.task]
         while self.epoch < s.epochs and self.bad_epochs < s.early_stop:
@@ -323,20 +364,59 @@ class Trainer:
             self.best, self.bad_epochs = (value, 0) if improved else (self.best, self.bad_epochs + 1)
             self.epoch += 1
             if main:
+                seen = (self.history[-1].get("samples", 0) if self.history else 0) + self.epoch_samples
                 row = {"epoch": self.epoch, "lr": self.optimizer.param_groups[0]["lr"], "train_loss": loss,
-                       **scores, "seconds": round(time.time() - start, 1)}
+                       **scores, "seconds": round(time.time() - start, 1), "samples": seen}
                 self.history.append(row)
-                self.log(row)
                 if improved:
-                    checkpoint.save(self.out / "best.safetensors", self.model, epoch=self.epoch,
-                                    scores=scores, settings=dataclasses.asdict(s))
+                    self.best_epoch = self.epoch
+                    self.best_model = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
                 self.save_state()
+                self.write_outputs()
                 print(f"[smfd train] epoch {self.epoch}: loss {loss:.4f}, "
                       + ", ".join(f"{k} {v:.4f}" for k, v in scores.items())
                       + (" (best)" if improved else ""), flush=True)
         if self.world > 1:
             dist.barrier()
         return {"best": self.best, "epochs": self.epoch, "out": str(self.out)}
+
+
+LOG_ONLY = ("epoch", "lr", "train_loss", "seconds", "samples")
+# Settings a resumed run may change: they do not alter what is trained.
+RESUMABLE = ("epochs", "workers", "device", "out")
+
+
+def settings_changes(saved: TrainSettings, wanted: TrainSettings) -> list[str]:
+    """'--option: run folder X, command Y' for every setting that differs (paths compared resolved)."""
+    def norm(name: str, value):
+        if name == "data":
+            return tuple(str(Path(d).resolve()) for d in value)
+        if name in ("init", "mask_model") and value:
+            return str(Path(value).resolve())
+        return value
+
+    changes = []
+    for f in dataclasses.fields(TrainSettings):
+        a, b = norm(f.name, getattr(saved, f.name)), norm(f.name, getattr(wanted, f.name))
+        if f.name not in RESUMABLE and a != b:
+            option = {"k": "folds", "config": "set/--ablation"}.get(f.name, f.name).replace("_", "-")
+            changes.append(f"--{option}: run folder {a!r}, command {b!r}")
+    return changes
+
+
+def _epoch_of(path: Path) -> int | None:
+    try:
+        return checkpoint.read_metadata(path)["info"].get("epoch")
+    except Exception:  # an unreadable best.safetensors is simply written again
+        return None
+
+
+def _write_log(path: Path, history: list[dict]) -> None:
+    columns = list(dict.fromkeys(k for row in history for k in row))
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(history)
 
 
 def _weights_layout(model: torch.nn.Module) -> dict:

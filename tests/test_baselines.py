@@ -8,6 +8,7 @@ architecture, saved as a checkpoint in its official format, and loaded back thro
 from __future__ import annotations
 
 import hashlib
+import re
 
 import cv2
 import numpy as np
@@ -54,6 +55,12 @@ def test_registry_lists_every_method_with_its_terms():
         assert m.filename and m.url.replace("%2B", "+").endswith(m.filename)
         assert m.sha256 is None or len(m.sha256) == 64
     assert infos["codeformer"].commercial_use is False and "non-commercial" in infos["codeformer"].licence
+    for name in ("gfpgan-1.3", "gfpgan-1.4"):  # StyleGAN2 and DFDNet parts, FFHQ-trained weights
+        assert infos[name].commercial_use is False
+        assert "StyleGAN2" in infos[name].licence and "DFDNet" in infos[name].licence
+    for name in EXTERNAL:
+        assert not infos[name].commercial_use
+        assert name == "codeformer" or "FFHQ" in infos[name].notes and "not cleared" in infos[name].notes
     assert infos["restoreformer++"].sha256 is None and "not pinned" in infos["restoreformer++"].notes
     assert infos["smfd-gt-mask"].needs_mask and not infos["smfd"].needs_mask
     assert "PSF" in infos["deconv"].notes
@@ -152,6 +159,83 @@ def test_restoreformer_pp_full_path(tmp_path, face):
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), method.net.state_dict().values()))
     method.size = 128
     check_restored(method, face)
+
+
+def _save_with_lightning_callback(obj: dict, path, monkeypatch, module: str, name: str) -> None:
+    """torch.save ``obj`` with its 'callbacks' keyed by a class pickled as ``module.name``, as
+    Lightning 1.x writes them; the class exists only while saving (Lightning is not installed)."""
+    import sys
+    import types
+
+    cls = type(name, (), {"__module__": module})
+    parts = module.split(".")
+    for i in range(1, len(parts) + 1):
+        monkeypatch.setitem(sys.modules, ".".join(parts[:i]), types.ModuleType(".".join(parts[:i])))
+    setattr(sys.modules[module], name, cls)
+    torch.save({**obj, "callbacks": {cls: {"best_model_score": torch.tensor(0.12), "best_model_path": "x.ckpt"}},
+                "pytorch-lightning_version": "1.0.8"}, path)
+    for i in range(1, len(parts) + 1):
+        monkeypatch.delitem(sys.modules, ".".join(parts[:i]))
+
+
+def test_restoreformer_pp_reads_a_lightning_file_with_its_callback_class(tmp_path, monkeypatch):
+    """The release's Lightning callback class is the one global allowed (as an inert stand-in);
+    any other global is still refused, and no Lightning code runs."""
+    from baselines.restoreformer_pp import load_checkpoint
+
+    torch.manual_seed(0)
+    model = RestoreFormerPP()
+    path = tmp_path / "RestoreFormer++.ckpt"
+    _save_with_lightning_callback(lightning_checkpoint(model), path, monkeypatch,
+                                  "pytorch_lightning.callbacks.model_checkpoint", "ModelCheckpoint")
+    with pytest.raises(Exception, match="ModelCheckpoint"):  # what plain weights_only loading does
+        torch.load(path, weights_only=True)
+    loaded = load_checkpoint(path)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values()))
+    other = tmp_path / "other.ckpt"
+    _save_with_lightning_callback(lightning_checkpoint(model), other, monkeypatch,
+                                  "pytorch_lightning.callbacks.early_stopping", "EarlyStopping")
+    with pytest.raises(InputError, match="cannot read the checkpoint safely.*EarlyStopping"):
+        load_checkpoint(other)
+
+
+def test_loading_errors_name_the_keys(tmp_path):
+    model = RestoreFormerPP()
+    state = lightning_checkpoint(model)
+    del state["state_dict"]["vqvae.decoder.conv_out.weight"]
+    state["state_dict"]["vqvae.decoder.extra.weight"] = torch.zeros(1)
+    path = tmp_path / "RestoreFormer++.ckpt"
+    torch.save(state, path)
+    with pytest.raises(InputError, match=r"missing keys: decoder\.conv_out\.weight; unexpected keys: "
+                                         r"decoder\.extra\.weight"):
+        load("restoreformer++", weights=path)
+    state = lightning_checkpoint(model)
+    state["state_dict"]["vqvae.decoder.conv_out.bias"] = torch.zeros(7)
+    torch.save(state, path)
+    with pytest.raises(InputError, match=r"size mismatch for decoder\.conv_out\.bias"):
+        load("restoreformer++", weights=path)
+    from spandrel.architectures.GFPGAN import GFPGAN
+
+    gfpgan = GFPGAN().state_dict()
+    key = next(k for k in gfpgan if k.startswith("toRGB") and k.endswith("bias"))
+    gfpgan[key] = torch.zeros(7)
+    torch.save({"params_ema": gfpgan}, path)
+    with pytest.raises(InputError, match=f"weights do not fit GFPGAN.*size mismatch for {re.escape(key)}"):
+        load("gfpgan-1.4", weights=path)
+
+
+def test_codeformer_keeps_a_grey_face_grey(face):
+    from baselines.facenets import codeformer_finish, is_grey
+
+    grey = np.repeat(cv2.cvtColor(face, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
+    assert is_grey(grey) and not is_grey(face)
+    colourful = face[:, ::-1].copy()  # a "restored" face with colour
+    out = codeformer_finish(colourful, grey)
+    assert out.dtype == np.uint8 and is_grey(out, threshold=1.0)
+    assert np.allclose(out.reshape(-1, 3).mean(0), grey.reshape(-1, 3).mean(0), atol=1)
+    assert np.allclose(out.reshape(-1, 3).std(0), grey.reshape(-1, 3).std(0), atol=1)
+    assert np.corrcoef(out[..., 0].ravel(), cv2.cvtColor(colourful, cv2.COLOR_RGB2GRAY).ravel())[0, 1] > 0.99
+    assert np.array_equal(codeformer_finish(colourful, face), colourful)  # colour input: untouched
 
 
 def test_restoreformer_pp_refuses_foreign_or_mismatched_files(tmp_path):

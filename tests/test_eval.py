@@ -83,6 +83,31 @@ def test_eval_writes_every_result(pairs_dir, random_weights, tmp_path, capsys):
     assert len(list((out / "outputs" / "smfd-gt-mask").glob("*.png"))) == FACES
 
 
+def test_eval_never_replaces_earlier_results_silently(pairs_dir, tmp_path, capsys):
+    out = tmp_path / "eval"
+    args = ["eval", "--pairs", str(pairs_dir / "blurry"), str(pairs_dir / "sharp"), "--methods", "blurry",
+            "--out", str(out), "--grid-rows", "1"]
+    assert main(args) == 0
+    capsys.readouterr()
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"smfd: error: {out / 'results.csv'}: results of an earlier evaluation; pass --overwrite "
+                   "to replace them or choose another --out")
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    for name in ("results.csv", "per_image.csv", "grid.png", "chart.html", "results.md"):
+        others = [p for p in out.iterdir() if p.name != name and p.is_file()]
+        for p in others:
+            p.rename(tmp_path / p.name)  # only `name` is left of the earlier results
+        assert main(args) == 2 and f"{out / name}: results of an earlier" in capsys.readouterr().err
+        for p in others:
+            (tmp_path / p.name).rename(p)
+    (out / "outputs" / "blurry" / "stale.png").write_bytes(b"")
+    assert main(args + ["--overwrite"]) == 0
+    assert not (out / "outputs" / "blurry" / "stale.png").exists()
+    assert len(list((out / "outputs" / "blurry").glob("*.png"))) == FACES
+
+
 def test_eval_refuses_bad_inputs(pairs_dir, tmp_path, capsys):
     assert main(["eval", "--pairs", str(pairs_dir / "blurry"), str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     assert "no image files" in capsys.readouterr().err
@@ -113,34 +138,72 @@ def test_eval_without_masks_reports_the_gt_mask_method(pairs_dir, tmp_path):
 
 
 def test_thesis_tables_with_a_tiny_budget(celeba, random_weights, tmp_path, monkeypatch, capsys):
-    """Every table end to end on a tiny budget (2 folds, 2 of the 5 ablation rows, UNet++ left out:
-    it is UNet's code path); a second run reuses the finished runs instead of training again."""
+    """Every table end to end on a budget of seconds (2 folds, 2 of the 5 ablation rows, UNet++ left
+    out: it is UNet's code path). Such networks end below their table's floor: each trained row must
+    be flagged and its numbers withheld, never printed as a result. A second sitting reuses the
+    runs and the scores, and the tables are not replaced without --overwrite."""
     monkeypatch.setattr(thesis, "ABLATIONS", {k: thesis.ABLATIONS[k] for k in ("no-mask", "full")})
     monkeypatch.setattr(thesis, "MASK_MODELS", {k: thesis.MASK_MODELS[k] for k in ("mask-generator", "unet")})
-    args = ["eval", "--thesis-tables", "--data", str(celeba), "--out", str(tmp_path), "--epochs", "1",
+    monkeypatch.setattr(thesis, "PRIOR_FACES", 40)
+    args = ["eval", "--thesis-tables", "--data", str(celeba), "--out", str(tmp_path), "--budget", "4",
             "--samples-per-epoch", "4", "--patch", "32", "--batch", "4", "--val-faces", "1", "--folds", "2",
-            "--test-faces", "1", "--workers", "0", "--weights", f"smfd={random_weights}", "--device", "cpu",
-            "--set", "residual=true"]
+            "--test-faces", "1", "--workers", "0", "--weights", f"smfd={random_weights}", "--device", "cpu"]
     assert main(args) == 0
     text = capsys.readouterr().out
-    for heading in ("Table 4.1", "Table 4.2", "Table 4.3", "Table 4.4", "Reduced training budget"):
-        assert heading in text
-    assert "| UNet (smp, resnet34 encoder, from scratch) |" in text and "31,401,605" in text and "24,449,685" in text
-    assert "| mask generator (" in text and "5,416,159" in text
-    assert "24.4687 ± 0.2289" in text and "70.53 ± 0.61" in text  # the thesis' own mean ± SD
-    assert "| codeformer | 0 | n/a" in text and "| 22.59 | 61.80 |" in text
     assert (tmp_path / "thesis_tables.md").read_text() in text
-    assert "deblur_config={'residual': True}" in text  # stated as a departure from the thesis' recipe
-    for run in ("deblur-full-fold1", "deblur-no-mask-fold0"):  # --set reaches every SMFD-UNet run
-        config = checkpoint.read_metadata(tmp_path / "runs" / run / "best.safetensors")["config"]
-        assert config["residual"] is True
+    for heading in ("Table 4.1", "Table 4.2", "Table 4.3", "Table 4.4"):
+        assert heading in text
+    assert "**Training budget**: every trained row sees 4 training samples: 32x32 crops" in text
+    lines = text.splitlines()
+
+    def row(title: str) -> list[str]:
+        found = [line for line in lines if line.startswith(f"| {title} |")]
+        assert len(found) == 1, title
+        return [c.strip() for c in found[0].strip("|").split("|")]
+
+    # The floors are measured: the per-pixel prior, the blurry input (PSNR, SSIM, identity).
+    prior, blurry = row("per-pixel prior (floor, no training on images)"), row("blurry input (floor)")
+    assert 0 < float(prior[8]) < 100 and 15 < float(blurry[3]) < 40 and 0 <= float(blurry[6]) <= 100
+    # Every trained row is below its floor: flagged, its measured cells withheld.
+    for title in ("mask generator (trained here)", "UNet (smp, resnet34 encoder, from scratch)",
+                  thesis.ABLATION_TITLES["no-mask"], thesis.ABLATION_TITLES["full"], "fold 1", "fold 2"):
+        cells = row(title)
+        assert cells[1] == "4" and float(cells[2]) >= 0  # samples seen, minutes
+        assert cells[3] == thesis.FLAG and not any(c.replace(".", "").isdigit() for c in cells[4:7]), cells
+    assert sum(line.startswith("- ") and "no better than" in line for line in lines) == 6
+    assert "not judged" in text and "not computed" in text
+    assert "| UNet (smp" in text and "24,449,685" in text and "31,401,605" in text  # parameters, ours and thesis'
+    assert "mask generator, not trained here" in text and "24.4687 ± 0.2289" in text
+    for table in ("4.1", "4.3", "4.4"):
+        assert read_image(tmp_path / f"curves_{table}.png").shape[2] == 3
     runs = sorted(p.name for p in (tmp_path / "runs").iterdir())
-    assert runs == ["deblur-full-fold0", "deblur-full-fold1", "deblur-no-mask-fold0", "mask-generator",
-                    "unet"]  # the 'full' ablation is fold 0 of the cross-validation
-    best = tmp_path / "runs" / "deblur-full-fold1" / "best.safetensors"
-    stamp = best.stat().st_mtime_ns
-    assert main(args + ["--tables", "4.4"]) == 0
-    assert best.stat().st_mtime_ns == stamp
+    assert runs == ["deblur-full-fold0", "deblur-full-fold1", "deblur-no-mask-fold0", "mask-generator", "unet"]
+
+    # A second sitting: refused without --overwrite (nothing replaced), then runs and scores reused.
+    tables = (tmp_path / "thesis_tables.md").read_bytes()
+    assert main(args) == 2
+    assert f"{tmp_path / 'thesis_tables.md'}: tables of an earlier run" in capsys.readouterr().err
+    assert (tmp_path / "thesis_tables.md").read_bytes() == tables
+    kept = {p: p.stat().st_mtime_ns for p in [*(tmp_path / "runs").glob("*/best.safetensors"),
+                                             *(tmp_path / "scores").glob("*.json")]}
+    assert main(args + ["--overwrite", "--tables", "4.1", "4.3", "4.4"]) == 0
+    assert {p: p.stat().st_mtime_ns for p in kept} == kept
+    assert capsys.readouterr().out.count(thesis.FLAG) == text.count(thesis.FLAG)
+
+
+def test_verdicts_follow_the_measurements():
+    rng = np.random.default_rng(0)
+    before = {"psnr": list(rng.normal(23, 1, 60)), "ssim": list(rng.uniform(0.5, 0.7, 60))}
+    gain = {"psnr": [v + 0.5 + rng.normal(0, 0.1) for v in before["psnr"]], "ssim": before["ssim"]}
+    line = thesis.step_verdict("the mask branch", gain, before, 1.45)
+    assert line.startswith("the mask branch adds 0.5") and "Differs" not in line and "+1.45 dB" in line
+    loss = {"psnr": [v - 0.3 + rng.normal(0, 0.05) for v in before["psnr"]], "ssim": before["ssim"]}
+    line = thesis.step_verdict("the post-processing block", loss, before, 0.23)
+    assert line.startswith("the post-processing block costs 0.3") and "**Differs from the thesis**" in line
+    same = {"psnr": [v + rng.normal(0, 0.5) for v in before["psnr"]], "ssim": before["ssim"]}
+    line = thesis.step_verdict("PixelShuffle", same, before, 0.25)
+    assert "makes no measurable difference" in line and "Differs" in line
+    assert "Differs" not in thesis.step_verdict("x", same, before, -0.02)
 
 
 def test_segmentation_baselines_train_save_and_load(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -108,9 +109,9 @@ def test_mismatched_init_and_resume_are_explained(celeba, tmp_path):
     first.save_state()
     other = Trainer(TrainSettings(task="deblur", data=(str(celeba),), out=str(tmp_path / "b"),
                                   config={"upsample": "plain"}, **TINY))
-    with pytest.raises(ValueError, match="same model options"):
+    with pytest.raises(ValueError, match=re.escape("--set/--ablation: run folder {}, command {'upsample': 'plain'}")):
         other.load_state()
-    with pytest.raises(ValueError, match="at least the batch"):
+    with pytest.raises(ValueError, match=re.escape("--samples-per-epoch must be at least --batch (16), got 8")):
         TrainSettings(task="deblur", data=(str(celeba),), out=str(tmp_path), batch=16, samples_per_epoch=8)
 
 
@@ -141,3 +142,59 @@ def test_generated_masks_are_made_on_the_whole_face_as_at_inference(celeba, tmp_
 def test_unknown_preset_is_refused(celeba, tmp_path):
     with pytest.raises(ValueError, match="preset must be one of thesis, real"):
         TrainSettings(task="deblur", data=(str(celeba),), out=str(tmp_path), preset="jpeg")
+
+
+def test_resume_with_other_settings_is_refused_and_names_them(celeba, tmp_path, capsys):
+    from smfd.cli import main
+
+    out = tmp_path / "run"
+    first = Trainer(TrainSettings(task="deblur", data=(str(celeba),), out=str(out), size=64, **{**TINY, "patch": 32}))
+    first.out.mkdir()
+    first.save_state()
+    (out / "settings.json").write_text("earlier")
+    base = ["train", "deblur", str(celeba), "--out", str(out), "--epochs", "2", "--batch", "4", "--patch", "32",
+            "--samples-per-epoch", "8", "--val-faces", "4", "--workers", "0"]
+    assert main(base + ["--size", "32", "--lr", "0.01"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--size: run folder 64, command 32" in err and "--lr: run folder" in err
+    assert (out / "settings.json").read_text() == "earlier"  # nothing rewritten
+
+
+@pytest.mark.parametrize("where", ["before the state", "after the state"])
+def test_an_interruption_leaves_log_and_checkpoint_in_step(celeba, tmp_path, monkeypatch, where):
+    """A Ctrl-C (KeyboardInterrupt) while epoch 2 is being recorded: either before state.pt is
+    replaced (the epoch is trained again) or right after it (best.safetensors and log.csv catch up
+    on resume). Either way the log ends with each epoch once and best.safetensors matches it."""
+    settings = TrainSettings(task="deblur", data=(str(celeba),), out=str(tmp_path), size=64,
+                             **{**TINY, "epochs": 3, "patch": 32, "val_faces": 2})
+    trainer = Trainer(settings)
+    calls = {"n": 0}
+    target = "save_state" if where == "before the state" else "write_outputs"
+    real = getattr(Trainer, target)
+
+    def interrupted(self):
+        calls["n"] += 1
+        if calls["n"] == 2:  # epoch 2
+            if target == "save_state":  # torch.save started writing state.pt.tmp
+                (self.out / "state.pt.tmp").write_bytes(b"partial")
+            raise KeyboardInterrupt
+        real(self)
+
+    monkeypatch.setattr(Trainer, target, interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.run()
+    monkeypatch.setattr(Trainer, target, real)
+    logged = [r["epoch"] for r in _rows(tmp_path / "log.csv")]
+    assert logged == ["1"]  # the log never runs ahead of state.pt
+    resumed = Trainer(settings)
+    assert resumed.run()["epochs"] == 3
+    rows = _rows(tmp_path / "log.csv")
+    assert [r["epoch"] for r in rows] == ["1", "2", "3"]
+    assert [int(r["samples"]) for r in rows] == [8, 16, 24]
+    best = checkpoint.load(tmp_path / "best.safetensors")
+    state = torch.load(tmp_path / "state.pt", weights_only=True)
+    assert best.info["epoch"] == state["best_epoch"]
+    row = rows[state["best_epoch"] - 1]
+    assert best.info["scores"]["ssim"] == pytest.approx(float(row["ssim"]))
+    for k, v in best.state_dict().items():
+        assert torch.equal(v, state["best_model"][k].float() if v.is_floating_point() else state["best_model"][k])

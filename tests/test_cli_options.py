@@ -1,0 +1,77 @@
+"""Options no run can use are refused up front: one line naming the option, exit status 2,
+nothing written."""
+
+from __future__ import annotations
+
+import pytest
+
+from smfd.cli import main
+from smfd.train import TrainSettings
+
+TRAIN = ["train", "deblur", "no-such-data", "--out"]
+EVAL = ["eval", "--pairs", "no-blurry", "no-sharp", "--out"]
+THESIS = ["eval", "--thesis-tables", "--data", "no-such-data", "--out"]
+BLUR = ["blur", "no-such-image.png"]
+
+
+@pytest.mark.parametrize("args,named", [
+    (TRAIN + ["{out}", "--epochs", "0"], "--epochs"),
+    (TRAIN + ["{out}", "--batch", "0"], "--batch"),
+    (TRAIN + ["{out}", "--batch", "-4"], "--batch"),
+    (TRAIN + ["{out}", "--patch", "0"], "--patch"),
+    (TRAIN + ["{out}", "--patch", "48"], "--patch"),  # not a multiple of 32
+    (TRAIN + ["{out}", "--patch", "512"], "--patch"),  # larger than --size
+    (TRAIN + ["{out}", "--size", "-64"], "--size"),
+    (TRAIN + ["{out}", "--size", "100"], "--size"),
+    (TRAIN + ["{out}", "--lr-patience", "0"], "--lr-patience"),
+    (TRAIN + ["{out}", "--early-stop", "0"], "--early-stop"),
+    (TRAIN + ["{out}", "--samples-per-epoch", "0"], "--samples-per-epoch"),
+    (TRAIN + ["{out}", "--samples-per-epoch", "8"], "--samples-per-epoch"),  # below --batch 16
+    (TRAIN + ["{out}", "--val-faces", "0"], "--val-faces"),
+    (TRAIN + ["{out}", "--seed", "-1"], "--seed"),
+    (TRAIN + ["{out}", "--folds", "1"], "--folds"),
+    (TRAIN + ["{out}", "--fold", "5"], "--fold"),
+    (TRAIN + ["{out}", "--lr", "0"], "--lr"),
+    (TRAIN + ["{out}", "--lr", "nan"], "--lr"),
+    (TRAIN + ["{out}", "--workers", "-1"], "--workers"),
+    (TRAIN + ["{out}", "--set", "residual=yes"], "--set residual=yes"),
+    (TRAIN + ["{out}", "--set", "residual"], "--set"),
+    (EVAL + ["{out}", "--grid-rows", "0"], "--grid-rows"),
+    (EVAL + ["{out}", "--codeformer-fidelity", "2"], "--codeformer-fidelity"),
+    (["eval", "--make-pairs", "no-such-data", "--out", "{out}", "--limit", "0"], "--limit"),
+    (["eval", "--make-pairs", "no-such-data", "--out", "{out}", "--seed", "-3"], "--seed"),
+    (THESIS + ["{out}", "--budget", "ten"], "--budget"),
+    (THESIS + ["{out}", "--budget", "100", "--samples-per-epoch", "1000"], "--budget"),
+    (THESIS + ["{out}", "--samples-per-epoch", "8", "--batch", "16"], "--samples-per-epoch"),
+    (THESIS + ["{out}", "--budget", "0"], "--budget"),
+    (THESIS + ["{out}", "--batch", "0"], "--batch"),
+    (THESIS + ["{out}", "--patch", "16"], "--patch"),
+    (THESIS + ["{out}", "--test-faces", "0"], "--test-faces"),
+    (THESIS + ["{out}", "--folds", "1"], "--folds"),
+    (THESIS + ["{out}", "--set", "residual=yes"], "--set residual=yes"),
+    (["restore", "no-such-image.png", "{out}", "--min-face", "0"], "--min-face"),
+    (["restore", "no-such-image.png", "{out}", "--min-face", "-5"], "--min-face"),
+    (BLUR + ["{out}", "--seed", "-1"], "--seed"),
+    (BLUR + ["{out}", "--layers", "0"], "--layers"),
+    (BLUR + ["{out}", "--layers", "1", "40"], "layers"),
+    (BLUR + ["{out}", "--noise-range", "5", "1000"], "noise_range"),
+    (BLUR + ["{out}", "--noise-range", "10", "5"], "noise_range"),
+    (BLUR + ["{out}", "--scale-range", "0.5", "2"], "scale_range"),
+    (["demo", "--port", "0"], "--port"),
+])
+def test_bad_options_are_refused_up_front(args, named, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main([a.replace("{out}", str(out)) for a in args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("smfd: error:") and named in err, err
+    assert not out.exists()  # refused before anything was written
+
+
+@pytest.mark.parametrize("field,value,option", [
+    ("epochs", 0, "--epochs"), ("batch", 0, "--batch"), ("size", 50, "--size"), ("patch", 0, "--patch"),
+    ("val_faces", 0, "--val-faces"), ("early_stop", 0, "--early-stop"), ("k", 1, "--folds"),
+    ("fold", -1, "--fold"), ("seed", -2, "--seed"), ("lr", float("inf"), "--lr"),
+])
+def test_the_python_api_refuses_the_same_values(field, value, option, tmp_path):
+    with pytest.raises(ValueError, match=f"^{option} must be"):
+        TrainSettings(task="deblur", data=("unused",), out=str(tmp_path), **{field: value})
