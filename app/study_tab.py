@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import time
-from functools import partial
 from types import SimpleNamespace
 
 import gradio as gr
@@ -77,8 +76,8 @@ def start(ctx: AppContext, saved_id, request: gr.Request = None, progress=gr.Pro
     if study is None:
         raise gr.Error("No study photos: start the app with --study-images DIR.")
     if not study.ready.is_set():
-        raise gr.Error(f"The study is still being prepared ({study.prepared} of {study.total} restorations "
-                       "ready). Please try again in a minute.", title="Not ready yet")
+        raise gr.Error(f"The study is still being prepared ({study.prepared} of {study.total} "
+                       "restorations ready). Please try again in a minute.", title="Not ready yet")
     progress(0.3, desc="Preparing the photos")
 
     def who() -> str:
@@ -148,7 +147,9 @@ def build(ctx: AppContext) -> SimpleNamespace:
     if ctx.study is None:
         gr.Markdown("**No study photos here:** start the app with `--study-images DIR`.")
     # The id the server issued, kept in this browser; the server checks it against its records.
-    saved_id = gr.BrowserState(None, storage_key="smfd-study-participant")
+    # A fixed key (its "encryption" is readable in the page anyway), so that the id survives a
+    # restart of the app and works on every replica.
+    saved_id = gr.BrowserState(None, storage_key="smfd-study-participant", secret="smfd-study")
     state = gr.State(None)  # server-side: the participant of this session and the trial shown
     start_btn = gr.Button("Start / continue", variant="primary", elem_id="study-start")
     where = gr.Markdown(elem_id="study-where")
@@ -164,9 +165,23 @@ def build(ctx: AppContext) -> SimpleNamespace:
     screen = [state, left, right, where, shown, pick_left, pick_right]
     # A queue of its own: a vote is a small database write that never waits behind image work.
     events = dict(api_visibility="private", concurrency_limit=8, concurrency_id="study")
-    start_btn.click(partial(start, ctx), saved_id, [saved_id, *screen], **events)
-    pick_left.click(partial(vote, ctx, "left"), [state, shown], screen, **events)
-    pick_right.click(partial(vote, ctx, "right"), [state, shown], screen, **events)
+
+    # Closures rather than partials: Gradio hands gr.Request only to a parameter it can see.
+    def on_start(saved, request: gr.Request, progress=gr.Progress()):
+        return start(ctx, saved, request, progress)
+
+    def on_left(state_, trial, request: gr.Request, progress=gr.Progress()):
+        return vote(ctx, "left", state_, trial, request, progress)
+
+    def on_right(state_, trial, request: gr.Request, progress=gr.Progress()):
+        return vote(ctx, "right", state_, trial, request, progress)
+
+    def on_show(text, request: gr.Request):
+        return results(ctx, text, request)
+
+    start_btn.click(on_start, saved_id, [saved_id, *screen], **events)
+    pick_left.click(on_left, [state, shown], screen, **events)
+    pick_right.click(on_right, [state, shown], screen, **events)
 
     with gr.Accordion("Results (admin)", open=False, elem_id="study-admin"):
         token = gr.Textbox(label="Admin token", type="password", elem_id="study-token")
@@ -185,7 +200,7 @@ def build(ctx: AppContext) -> SimpleNamespace:
         csv = gr.Code(label="All votes (CSV)", language=None, max_lines=12, interactive=False,
                       elem_id="study-csv")
         download = gr.Button("Download the CSV", size="sm", elem_id="study-download")
-    show.click(partial(results, ctx), token, [summary, wins, bt, refusals, plot, csv],
+    show.click(on_show, token, [summary, wins, bt, refusals, plot, csv],
                **events)
     download.click(None, csv, None, js=DOWNLOAD_JS)
     return SimpleNamespace()
