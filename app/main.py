@@ -7,10 +7,13 @@ bound to 127.0.0.1 unless told otherwise.
 from __future__ import annotations
 
 import atexit
+import functools
+import inspect
 import os
 import shutil
 import tempfile
 import threading
+import traceback
 from pathlib import Path
 
 import gradio as gr
@@ -86,6 +89,23 @@ def create_context(weights=None, examples=None, study_db=None, admin_token="",
     return ctx
 
 
+def clear_errors(fn):
+    """``fn`` with any exception that is not already a message for the user turned into one:
+    Gradio shows a bare "Error" for those. The traceback goes to the server's log."""
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error:
+            raise
+        except Exception as exc:
+            traceback.print_exc()
+            raise gr.Error(f"Something went wrong on the server ({type(exc).__name__}); the details "
+                           "are in its log. Please try again.", title="Internal error") from None
+
+    return run
+
+
 def send_to_restore(face: Face | None):
     if face is None:
         raise gr.Error("Blur a face first.")
@@ -111,6 +131,11 @@ def build_app(ctx: AppContext) -> gr.Blocks:
         blur.send.click(send_to_restore, blur.lab_face, [face, restore.input, *restore.outputs[1:], tabs],
                         api_visibility="private")
         api.register(ctx)
+    for block_fn in demo.fns.values():
+        fn = block_fn.fn
+        if fn is not None and not (inspect.iscoroutinefunction(fn) or inspect.isgeneratorfunction(fn)
+                                   or inspect.isasyncgenfunction(fn)):
+            block_fn.fn = clear_errors(fn)
     return demo
 
 

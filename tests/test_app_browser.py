@@ -510,6 +510,11 @@ def test_api_refuses_bad_uploads_with_a_message(client, tmp_path):
     big.write_bytes(os.urandom(26 * 1024 * 1024))  # over the 25 MB upload limit
     with pytest.raises(Exception, match="(?i)size|large|413"):
         client.predict(handle_file(str(big)), api_name="/mask")
+    tiny = tmp_path / "tiny.png"
+    Image.new("1", (5000, 5000)).save(tiny, optimize=True)  # ~3 KB declaring 25 megapixels
+    with pytest.raises(Exception, match=r"tiny.png: image is too large for blurring at full size .*"
+                                        r"the limit is 4.2 megapixels"):
+        client.predict(handle_file(str(tiny)), api_name="/blur")
     good = tmp_path / "good.png"
     Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(good)
     with pytest.raises(Exception, match="layers must be positive"):

@@ -7,6 +7,7 @@ analysis."""
 from __future__ import annotations
 
 import collections
+import inspect
 import json
 import multiprocessing
 import os
@@ -35,7 +36,7 @@ from app.admin import TOKEN_ENV, AdminGate, Refused, admin_token
 from app.context import AppContext
 from app.study import CONTROL, NotReady, Study, study_photos
 from app.study_store import Vote, VoteStore, deal, trials_table, valid_id
-from app.uploads import checked_image, read_mask_upload, read_upload
+from app.uploads import FULL_SIZE_BLUR_PIXELS, checked_image, read_mask_upload, read_upload
 from smfd import degrade, labels
 from smfd.images import InputError, read_image, read_labels, resize_labels
 
@@ -80,11 +81,36 @@ def test_read_upload_refuses_corrupt_and_huge_images(tmp_path, celeba):
     with pytest.raises(gr.Error, match="cut.jpg: corrupt or truncated"):
         read_upload(cut)
     big = png_with_declared_size(tmp_path / "big.png", 6_000, 6_000)  # 36 MP: over the web limit
-    with pytest.raises(gr.Error, match=r"big.png: image is too large \(6000x6000; the web app takes up to 25"):
+    with pytest.raises(gr.Error, match=r"big.png: image is too large for the web app \(6000x6000, 36.0 "
+                                       r"megapixels; the limit is 25.0 megapixels\)"):
         read_upload(big)
     huge = png_with_declared_size(tmp_path / "huge.png", 20_000, 20_000)  # PIL's bomb check fires
     with pytest.raises(gr.Error, match=r"huge.png: image is too large"):
         read_upload(huge)
+
+
+def tiny_but_huge_png(path: Path) -> Path:
+    """A valid 5000x5000 PNG of about 3 KB (one bit per pixel, all black)."""
+    Image.new("1", (5000, 5000)).save(path, optimize=True)
+    assert path.stat().st_size < 5_000
+    return path
+
+
+def test_expensive_paths_have_a_pixel_budget_checked_before_decoding(tmp_path, monkeypatch):
+    bomb = tiny_but_huge_png(tmp_path / "tiny.png")
+    monkeypatch.setattr("app.uploads.read_image", lambda path: pytest.fail("decoded"))
+    with pytest.raises(gr.Error, match=r"tiny.png: image is too large for blurring at full size "
+                                       r"\(5000x5000, 25.0 megapixels; the limit is 4.2 megapixels\)"):
+        read_upload(bomb, max_pixels=FULL_SIZE_BLUR_PIXELS, what="blurring at full size")
+    monkeypatch.undo()
+    ctx = make_context(tmp_path)
+    big = np.zeros((2100, 2100, 3), np.uint8)
+    with pytest.raises(gr.Error, match=r"the blur lab at full size .*2100x2100, 4.4 megapixels; the limit is 4.2"):
+        blur_tab.blur_lab(ctx, big, False, ("upload", None), 0, *option_values())
+    ctx = make_context(tmp_path, whole_photo=lambda *a: pytest.fail("ran"))
+    photo = face.Face("group.jpg", np.zeros((4200, 4100, 3), np.uint8))
+    with pytest.raises(gr.Error, match=r"group.jpg: image is too large for the whole-photo mode .*4100x4200"):
+        restore_tab.restore(ctx, photo, True, lambda *a, **k: None)
 
 
 def test_checked_image_component_reads_uploads_through_the_checks(tmp_path):
@@ -112,6 +138,27 @@ def test_mask_uploads_groups_classes_and_bad_values(tmp_path, celeba):
     Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "rgb.png")
     with pytest.raises(gr.Error, match="rgb.png: a label map must be a palette or grayscale PNG"):
         read_mask_upload(tmp_path / "rgb.png", "auto")
+
+
+def test_unexpected_errors_become_a_message_rather_than_a_bare_error(capsys):
+    from app.main import clear_errors
+
+    def broken(x, request: gr.Request, progress=gr.Progress()):
+        return 1 / x
+
+    wrapped = clear_errors(broken)
+    assert wrapped(2, None) == 0.5
+    with pytest.raises(gr.Error, match=r"Something went wrong on the server \(ZeroDivisionError\)"):
+        wrapped(0, None)
+    assert "ZeroDivisionError" in capsys.readouterr().err  # the traceback is in the server's log
+    with pytest.raises(gr.Error) as err:  # a message for the user passes unchanged
+        clear_errors(lambda: (_ for _ in ()).throw(gr.Error("kept")))()
+    assert err.value.message == "kept"
+    # Gradio still sees the parameters it fills in itself (request by its type, progress by its default)
+    from gradio.utils import get_type_hints
+
+    assert get_type_hints(wrapped)["request"] is gr.Request
+    assert isinstance(inspect.signature(wrapped).parameters["progress"].default, gr.Progress)
 
 
 # ---------------------------------------------------------------- masks and brush strokes
