@@ -207,8 +207,6 @@ class VoteStore:
             if not path.exists():  # votes are nobody else's business: owner-only from the start
                 os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
             url = url.set(database=str(path))
-        if backend == "postgresql" and url.get_driver_name() in ("", "psycopg2"):
-            url = url.set(drivername="postgresql+psycopg")  # the driver requirements.txt installs
         self.url, self.retry_seconds = url, retry_seconds
         connect_args = {"connect_timeout": 5} if backend == "postgresql" else {}
         try:
@@ -219,7 +217,10 @@ class VoteStore:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self.instance = f"{socket.gethostname()}:{os.getpid()}"[:128]
         # Replicas starting together may race to create the tables: checkfirst + a retry.
-        self._retry(self._create)
+        try:
+            self._retry(self._create)
+        except StoreUnavailable as exc:
+            raise InputError(f"{url.render_as_string()}: {exc}") from None
 
     def _retry(self, action):
         return _retrying(action, self.retry_seconds)

@@ -26,8 +26,7 @@ INTRO = """Each screen shows **two restorations of the same photo**. Click the o
 better to you: sharper, more natural, more like a real face. There are no right answers, the
 methods are not named, and the sides are random. Your votes are stored anonymously under a
 random participant id as soon as you click; you can stop at any time."""
-DB_DOWN = ("The study database cannot be reached right now{what}. Please try again in a minute; "
-           "your earlier votes are safe.")
+DB_DOWN = "The study database cannot be reached right now: {what}. Please try again in a minute."
 DOWNLOAD_JS = """(text) => {
   if (!text) return;
   const url = URL.createObjectURL(new Blob([text], {type: "text/csv"}));
@@ -44,7 +43,7 @@ def _session(request: gr.Request | None) -> str:
     return hashlib.sha256(raw).hexdigest()[:16] if raw else ""
 
 
-def _database(action, what: str = ""):
+def _database(action, what: str):
     """Run a storage action; an unreachable or failing database becomes a clear message."""
     try:
         return action()
@@ -59,7 +58,8 @@ def _screen(ctx: AppContext, participant: str, index: int | None):
     if index is None:
         done = f"**Thank you!** You have answered all {len(study)} photos."
         return ({"participant": participant}, None, None, done, "", *buttons)
-    trial = _database(lambda: study.store.trial(participant, index))
+    trial = _database(lambda: study.store.trial(participant, index), "the next photo cannot be shown "
+                      "(your votes so far are saved; press Start to continue)")
     try:
         left, right = study.served(trial.image, trial.left), study.served(trial.image, trial.right)
     except (NotReady, KeyError):  # KeyError: a photo dealt earlier has left the study folder
@@ -87,8 +87,8 @@ def start(ctx: AppContext, saved_id, request: gr.Request = None, progress=gr.Pro
             study.store.refuse("unknown-id")
         return study.new_participant()
 
-    participant = _database(who, " to start the study")
-    index = _database(lambda: study.store.next_index(participant))
+    participant = _database(who, "the study cannot start")
+    index = _database(lambda: study.store.next_index(participant), "the study cannot start")
     return (participant, *_screen(ctx, participant, index))
 
 
@@ -107,7 +107,7 @@ def vote(ctx: AppContext, side: str, state: dict | None, shown, request: gr.Requ
     started = state.get("served_at") if state.get("trial") == index else None
     ms = round((time.time() - started) * 1000) if started else 0
     outcome = _database(lambda: store.vote(participant, index, side, ms, _session(request)),
-                        ": your vote was not saved, so please click again then")
+                        "your vote was not saved (your earlier ones are); click again")
     if outcome.status in ("forged", "out-of-order"):
         raise gr.Error("This vote does not belong to the photo shown to you, and was not counted. "
                        "Press Start to continue.", title="Vote refused")
@@ -128,8 +128,8 @@ def results(ctx: AppContext, token, request: gr.Request = None):
         raise gr.Error(str(exc), title="Admin") from None
     if store is None:
         raise gr.Error("No study here: start the app with --study-images DIR.")
-    rows = _database(store.rows, " to read the results")
-    refused = _database(store.refusals, " to read the results")
+    rows = _database(store.rows, "the results cannot be read")
+    refused = _database(store.refusals, "the results cannot be read")
     votes = [Vote.from_row(r) for r in rows]
     scores = study_stats.bradley_terry(votes)
     participants = len({v.participant for v in votes})

@@ -631,6 +631,12 @@ def test_no_acknowledged_vote_is_lost_when_replicas_are_killed_and_restarted(stu
         VoteStore("votes.sqlite")
 
 
+def test_an_unreachable_database_at_start_up_is_named_in_one_line():
+    with pytest.raises(InputError, match=r"^postgresql://study:\*\*\*@127.0.0.1:1/votes: the study "
+                                         r"database is unreachable \(OperationalError\)$"):
+        VoteStore("postgresql://study:secret@127.0.0.1:1/votes", retry_seconds=0.3)
+
+
 def test_a_vote_waits_for_a_restarting_database_and_is_kept(postgres):
     url = postgres.new_database()
     store = VoteStore(url, retry_seconds=30)
@@ -703,11 +709,11 @@ def test_study_start_says_when_it_is_not_ready_or_the_database_is_down(tmp_path,
     ctx.study.store.retry_seconds = 0.5
     postgres.stop()
     try:
-        with pytest.raises(gr.Error, match="study database cannot be reached right now to start"):
+        with pytest.raises(gr.Error, match="study database cannot be reached right now: the study cannot start"):
             study_tab.start(ctx, None, Request(), no_progress)
-        with pytest.raises(gr.Error, match="your vote was not saved, so please click again"):
+        with pytest.raises(gr.Error, match=r"your vote was not saved \(your earlier ones are\); click again"):
             study_tab.vote(ctx, "left", state, "0", Request(), no_progress)
-        with pytest.raises(gr.Error, match="cannot be reached right now to read the results"):
+        with pytest.raises(gr.Error, match="cannot be reached right now: the results cannot be read"):
             study_tab.results(ctx, "s3cret", Request())
     finally:
         postgres.start()
