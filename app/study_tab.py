@@ -71,14 +71,13 @@ def _screen(ctx: AppContext, participant: str, index: int | None):
     return (state, str(left), str(right), where, str(index), *buttons)
 
 
-def start(ctx: AppContext, saved_id, request: gr.Request = None, progress=gr.Progress()):
+def start(ctx: AppContext, saved_id, request: gr.Request = None):
     study = ctx.study
     if study is None:
         raise gr.Error("No study photos: start the app with --study-images DIR.")
     if not study.ready.is_set():
         raise gr.Error(f"The study is still being prepared ({study.prepared} of {study.total} "
                        "restorations ready). Please try again in a minute.", title="Not ready yet")
-    progress(0.3, desc="Preparing the photos")
 
     def who() -> str:
         if study.store.known(saved_id):
@@ -92,8 +91,7 @@ def start(ctx: AppContext, saved_id, request: gr.Request = None, progress=gr.Pro
     return (participant, *_screen(ctx, participant, index))
 
 
-def vote(ctx: AppContext, side: str, state: dict | None, shown, request: gr.Request = None,
-         progress=gr.Progress()):
+def vote(ctx: AppContext, side: str, state: dict | None, shown, request: gr.Request = None):
     store = ctx.study.store if ctx.study is not None else None
     participant = (state or {}).get("participant")
     if store is None or participant is None:
@@ -113,7 +111,6 @@ def vote(ctx: AppContext, side: str, state: dict | None, shown, request: gr.Requ
                        "Press Start to continue.", title="Vote refused")
     if outcome.status in ("duplicate", "replayed"):
         gr.Warning("This photo was already answered (in another tab?); here is your next one.")
-    progress(0.5, desc="Next photo")
     return _screen(ctx, participant, outcome.next_index)
 
 
@@ -167,14 +164,15 @@ def build(ctx: AppContext) -> SimpleNamespace:
     events = dict(api_visibility="private", concurrency_limit=8, concurrency_id="study")
 
     # Closures rather than partials: Gradio hands gr.Request only to a parameter it can see.
-    def on_start(saved, request: gr.Request, progress=gr.Progress()):
-        return start(ctx, saved, request, progress)
+    # No progress tracking: these events are quick, and every progress message costs.
+    def on_start(saved, request: gr.Request):
+        return start(ctx, saved, request)
 
-    def on_left(state_, trial, request: gr.Request, progress=gr.Progress()):
-        return vote(ctx, "left", state_, trial, request, progress)
+    def on_left(state_, trial, request: gr.Request):
+        return vote(ctx, "left", state_, trial, request)
 
-    def on_right(state_, trial, request: gr.Request, progress=gr.Progress()):
-        return vote(ctx, "right", state_, trial, request, progress)
+    def on_right(state_, trial, request: gr.Request):
+        return vote(ctx, "right", state_, trial, request)
 
     def on_show(text, request: gr.Request):
         return results(ctx, text, request)

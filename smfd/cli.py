@@ -236,7 +236,8 @@ def _add_demo(sub) -> None:
     p.add_argument("--weights", default=None, help="folder with the weights (default: the shipped weights)")
     p.add_argument("--examples", default=None, help="a dataset folder to offer as examples")
     p.add_argument("--study-db", default=None,
-                   help="SQLAlchemy URL for user-study votes (default: study.sqlite in $SMFD_CACHE, "
+                   help="SQLAlchemy URL for user-study votes, e.g. postgresql://user@host/db for "
+                        "replicas on several machines (default: study.sqlite in $SMFD_CACHE, "
                         "~/.cache/smfd unless set)")
     p.add_argument("--admin-token", default=None, help="token that opens the study results view "
                    "(visible to other users in the process list: prefer --admin-token-file or "

@@ -670,30 +670,26 @@ def study_context(tmp_path, url=None, token="s3cret") -> AppContext:
     return make_context(tmp_path, study=study, admin=AdminGate(token))
 
 
-def no_progress(*args, **kwargs):
-    pass
-
-
 def test_study_events_deal_vote_and_refuse(tmp_path):
     ctx = study_context(tmp_path)
-    pid, state, left, right, where, shown, *_ = study_tab.start(ctx, None, Request(), no_progress)
+    pid, state, left, right, where, shown, *_ = study_tab.start(ctx, None, Request())
     assert valid_id(pid) and state["participant"] == pid and shown == "0" and "Photo 1 of 3" in where
     assert {Path(left).parent, Path(right).parent} == {tmp_path / "served"}
     # a vote is for the trial shown, with the sides the server dealt
-    state2, *rest = study_tab.vote(ctx, "left", state, shown, Request(), no_progress)
+    state2, *rest = study_tab.vote(ctx, "left", state, shown, Request())
     row = ctx.study.store.rows()[0]
     assert row["chosen"] == row["left"] == ctx.study.store.trial(pid, 0).left and rest[3] == "1"
     with pytest.raises(gr.Error, match="does not belong to the photo shown"):
-        study_tab.vote(ctx, "left", state2, "2", Request(), no_progress)  # ahead of the sequence
+        study_tab.vote(ctx, "left", state2, "2", Request())  # ahead of the sequence
     with pytest.raises(gr.Error, match="press Start first"):
-        study_tab.vote(ctx, "left", None, "0", Request(), no_progress)  # no session: forged
+        study_tab.vote(ctx, "left", None, "0", Request())  # no session: forged
     # a second tab of the same participant (replayed) is told and moved on, not counted twice
-    study_tab.vote(ctx, "right", state, "0", Request("tab-2"), no_progress)
+    study_tab.vote(ctx, "right", state, "0", Request("tab-2"))
     assert len(ctx.study.store.rows()) == 1
     # a returning participant continues; an invented id gets a fresh one
-    again = study_tab.start(ctx, pid, Request(), no_progress)
+    again = study_tab.start(ctx, pid, Request())
     assert again[0] == pid and again[5] == "1"
-    fresh = study_tab.start(ctx, "0" * 32, Request(), no_progress)
+    fresh = study_tab.start(ctx, "0" * 32, Request())
     assert fresh[0] != "0" * 32 and valid_id(fresh[0])
     assert ctx.study.store.refusals() == {"forged": 1, "out-of-order": 1, "duplicate": 0, "replayed": 1,
                                           "unknown-id": 1, "admin-token": 0, "rate-limited": 0}
@@ -703,28 +699,28 @@ def test_study_start_says_when_it_is_not_ready_or_the_database_is_down(tmp_path,
     ctx = study_context(tmp_path, url=postgres.new_database())
     ctx.study.ready.clear()
     with pytest.raises(gr.Error, match=r"still being prepared \(6 of 6"):
-        study_tab.start(ctx, None, Request(), no_progress)
+        study_tab.start(ctx, None, Request())
     ctx.study.ready.set()
-    _, state, *_ = study_tab.start(ctx, None, Request(), no_progress)
+    _, state, *_ = study_tab.start(ctx, None, Request())
     ctx.study.store.retry_seconds = 0.5
     postgres.stop()
     try:
         with pytest.raises(gr.Error, match="study database cannot be reached right now: the study cannot start"):
-            study_tab.start(ctx, None, Request(), no_progress)
+            study_tab.start(ctx, None, Request())
         with pytest.raises(gr.Error, match=r"your vote was not saved \(your earlier ones are\); click again"):
-            study_tab.vote(ctx, "left", state, "0", Request(), no_progress)
+            study_tab.vote(ctx, "left", state, "0", Request())
         with pytest.raises(gr.Error, match="cannot be reached right now: the results cannot be read"):
             study_tab.results(ctx, "s3cret", Request())
     finally:
         postgres.start()
-    study_tab.vote(ctx, "left", state, "0", Request(), no_progress)  # clicked again: stored
+    study_tab.vote(ctx, "left", state, "0", Request())  # clicked again: stored
     assert len(ctx.study.store.rows()) == 1
 
 
 def test_results_need_the_token_and_limit_guessing(tmp_path):
     ctx = study_context(tmp_path, token="pässwört")
-    _, state, *_ = study_tab.start(ctx, None, Request(), no_progress)
-    study_tab.vote(ctx, "right", state, "0", Request(), no_progress)
+    _, state, *_ = study_tab.start(ctx, None, Request())
+    study_tab.vote(ctx, "right", state, "0", Request())
     for wrong in ("wrong", "pässwort", "\udcff", None):  # non-ASCII and broken text: a message
         with pytest.raises(gr.Error, match="Wrong admin token"):
             study_tab.results(ctx, wrong, Request(host="10.0.0.7"))
