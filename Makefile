@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 export GRADIO_ANALYTICS_ENABLED := False
 
-.PHONY: install demo test browser clean
+.PHONY: install demo test browser postgres clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -23,10 +23,15 @@ install: $(STAMP)
 browser:
 	@command -v chromium >/dev/null || { apt-get update -q && apt-get install -y -q chromium; }
 
+# A PostgreSQL server for the user-study tests (Debian's package; the tests start their own
+# throw-away server on 127.0.0.1 with its binaries, as the postgres user).
+postgres:
+	@ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || { apt-get update -q && apt-get install -y -q postgresql; }
+
 demo: install
 	$(VENV)/bin/smfd demo
 
-test: install browser
+test: install browser postgres
 	$(PY) -m pytest -q
 
 clean:

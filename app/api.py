@@ -20,11 +20,11 @@ from smfd.images import InputError, write_png
 from .context import AppContext
 from .examples import blurred
 from .face import safe_stem, write_mask_png
-from .uploads import read_mask_upload, read_upload
+from .uploads import FULL_SIZE_BLUR_PIXELS, read_mask_upload, read_upload
 
 
-def _image(data: dict) -> np.ndarray:
-    return read_upload(data["path"], data.get("orig_name"))
+def _image(data: dict, **budget) -> np.ndarray:
+    return read_upload(data["path"], data.get("orig_name"), **budget)
 
 
 def _stem(data: dict) -> str:
@@ -64,8 +64,8 @@ def register(ctx: AppContext) -> None:
              ) -> tuple[FileData, str]:
         """Degrade an image with the thesis pipeline, as `smfd blur` does (any option left out
         keeps the thesis' value). Returns the degraded PNG and the recipe as JSON, which
-        `smfd blur --recipe` replays exactly."""
-        picture = _image(image)
+        `smfd blur --recipe` replays exactly. Images blur at full size: up to 4.2 megapixels."""
+        picture = _image(image, max_pixels=FULL_SIZE_BLUR_PIXELS, what="blurring at full size")
         given = dict(layers=layers, sequences=sequences, gaussian_sizes=gaussian_sizes,
                      motion_sizes=motion_sizes, directions=directions, scale_range=scale_range,
                      noise_range=noise_range)

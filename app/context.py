@@ -41,7 +41,7 @@ class AppContext:
     baselines: Any | None = None  # module-like (baselines.registry): methods(), load(name, ...)
     whole_photo: Callable | None = None  # smfd.photos.restore_photo: (photo, restorer) -> (photo, report)
     study: Any | None = None  # app.study.Study
-    admin_token: str = ""
+    admin: Any | None = None  # app.admin.AdminGate: checks the token that opens the study results
     _methods: dict = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 

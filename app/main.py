@@ -7,10 +7,13 @@ bound to 127.0.0.1 unless told otherwise.
 from __future__ import annotations
 
 import atexit
-import secrets
+import functools
+import inspect
+import os
 import shutil
 import tempfile
 import threading
+import traceback
 from pathlib import Path
 
 import gradio as gr
@@ -22,6 +25,7 @@ from smfd.photos import restore_photo
 from smfd.restorer import Restorer
 
 from . import api, blur_tab, compare_tab, learn_tab, restore_tab, study_tab
+from .admin import AdminGate
 from .context import AppContext, weights_tag
 from .examples import find_examples
 from .face import Face
@@ -65,21 +69,41 @@ def study_methods(ctx: AppContext) -> list[str]:
     return methods
 
 
-def create_context(weights=None, examples=None, study_db=None, admin_token=None,
+def create_context(weights=None, examples=None, study_db=None, admin_token="",
                    study_images=None) -> AppContext:
+    """Checks the study's photos and database before the models load, so that a wrong folder or
+    URL (or a missing driver) is reported at once."""
+    folder = study_images or default_study_images()
+    store = photos = None
+    if folder is not None:
+        photos, store = study_photos(folder), VoteStore(study_db)
     restorer = Restorer.from_pretrained(weights)
-    work_dir = Path(tempfile.mkdtemp(prefix="smfd-app-"))
+    work_dir = Path(tempfile.mkdtemp(prefix="smfd-app-"))  # mode 0700: private to this user
     atexit.register(shutil.rmtree, work_dir, ignore_errors=True)
     ctx = AppContext(restorer=restorer, examples=find_examples(examples),
                      work_dir=work_dir, weights_tag=weights_tag(weights),
-                     baselines=registry, whole_photo=restore_photo,
-                     admin_token=admin_token or secrets.token_urlsafe(12))
-    folder = study_images or default_study_images()
-    if folder is not None:
-        store, photos = VoteStore(study_db), study_photos(folder)
+                     baselines=registry, whole_photo=restore_photo, admin=AdminGate(admin_token))
+    if photos is not None:
         ctx.study = Study(photos, study_methods(ctx), store, cache_root() / "study" / ctx.weights_tag,
-                          ctx.run_method)
+                          ctx.run_method, work_dir / "study")
     return ctx
+
+
+def clear_errors(fn):
+    """``fn`` with any exception that is not already a message for the user turned into one:
+    Gradio shows a bare "Error" for those. The traceback goes to the server's log."""
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error:
+            raise
+        except Exception as exc:
+            traceback.print_exc()
+            raise gr.Error(f"Something went wrong on the server ({type(exc).__name__}); the details "
+                           "are in its log. Please try again.", title="Internal error") from None
+
+    return run
 
 
 def send_to_restore(face: Face | None):
@@ -107,19 +131,29 @@ def build_app(ctx: AppContext) -> gr.Blocks:
         blur.send.click(send_to_restore, blur.lab_face, [face, restore.input, *restore.outputs[1:], tabs],
                         api_visibility="private")
         api.register(ctx)
+    for block_fn in demo.fns.values():
+        fn = block_fn.fn
+        if fn is not None and not (inspect.iscoroutinefunction(fn) or inspect.isgeneratorfunction(fn)
+                                   or inspect.isasyncgenfunction(fn)):
+            block_fn.fn = clear_errors(fn)
     return demo
 
 
 def launch(host: str = "127.0.0.1", port: int = 7860, weights=None, examples=None, study_db=None,
-           admin_token=None, study_images=None, block: bool = True) -> gr.Blocks:
-    """Serve the app; ``block=False`` returns at once (``.close()`` the result to stop it)."""
-    ctx = create_context(weights, examples, study_db, admin_token, study_images)
+           admin_token: tuple[str, bool] = ("", False), study_images=None,
+           block: bool = True) -> gr.Blocks:
+    """Serve the app; ``block=False`` returns at once (``.close()`` the result to stop it).
+    ``admin_token``: (token, whether it was given) as app.admin.admin_token returns it."""
+    os.umask(0o077)  # votes, downloads, caches: files of this server are readable by its user only
+    token, given = admin_token
+    ctx = create_context(weights, examples, study_db, token, study_images)
     demo = build_app(ctx)
     if ctx.study is not None:
-        # Fill the study's restoration cache in the background so participants never wait.
+        # Compute every restoration before the study opens (Start says so until then), so a
+        # participant only ever waits for a database write.
         threading.Thread(target=ctx.study.precompute, daemon=True, name="study-cache").start()
-    if not admin_token:
-        print(f"user-study results token (this run only): {ctx.admin_token}", flush=True)
+    if not given:
+        print(f"user-study results token (this run only): {token}", flush=True)
     demo.queue(default_concurrency_limit=1).launch(
         server_name=host, server_port=port, share=False, max_file_size=MAX_UPLOAD, theme=THEME,
         css=CSS, ssr_mode=False, mcp_server=False, footer_links=["api"], show_error=False,

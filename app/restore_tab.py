@@ -14,7 +14,7 @@ from smfd.images import InputError, write_png
 from . import examples
 from .context import AppContext
 from .face import Face, apply_strokes, editor_value, palette_hex, report, safe_stem, write_mask_png
-from .uploads import checked_image, read_mask_upload
+from .uploads import WHOLE_PHOTO_PIXELS, check_pixels, checked_image, read_mask_upload
 
 
 def legend_html() -> str:
@@ -91,6 +91,9 @@ def restore(ctx: AppContext, face: Face | None, whole_photo: bool, progress=gr.P
     if face is None:
         raise gr.Error("Upload a blurry face or load an example first.")
     if whole_photo and ctx.whole_photo is not None:
+        h, w = face.blurry.shape[:2]
+        check_pixels(w, h, WHOLE_PHOTO_PIXELS, "the whole-photo mode (use `smfd restore` for bigger photos)",
+                     face.name)
         progress(0.2, desc="Finding and restoring every face")
         try:
             out, found = ctx.whole_photo(face.blurry, ctx.restorer)

@@ -1,13 +1,13 @@
-"""The blind user study: which images and method pairs a participant sees, and the cached
-restorations behind them. Storage lives in study_store, the analysis in study_stats."""
+"""The blind user study: the photos, the method pairs, and the restorations behind them, all
+computed before anyone votes. Dealing and votes live in study_store, the analysis in study_stats."""
 
 from __future__ import annotations
 
 import hashlib
 import itertools
+import secrets
+import shutil
 import threading
-import zlib
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -20,16 +20,8 @@ from .study_store import VoteStore
 CONTROL = "input"  # the unrestored photo: joins the study when fewer than 2 methods exist
 
 
-@dataclass(frozen=True)
-class Trial:
-    index: int  # position in the participant's sequence
-    image: Path
-    left: str  # method names: stored with the vote, never shown to the participant
-    right: str
-
-
-def participant_rng(participant: str, *salt: int) -> np.random.Generator:
-    return np.random.default_rng([zlib.crc32(participant.encode()), *salt])
+class NotReady(RuntimeError):
+    """The study's restorations are still being computed."""
 
 
 def study_photos(folder: str | Path) -> list[Path]:
@@ -43,57 +35,71 @@ def study_photos(folder: str | Path) -> list[Path]:
 
 class Study:
     """``restore(method, image) -> image`` computes a restoration; each is computed once per
-    (photo, method, weights) and cached as a PNG under ``cache_dir``."""
+    (photo, method, weights) and cached as a PNG under ``cache_dir``. :meth:`precompute` also
+    copies every restoration into ``serve_dir`` under a random name, the only name a browser
+    ever sees, so that neither a file name nor a URL tells which method made a picture."""
 
     def __init__(self, images: list[Path], methods: list[str], store: VoteStore, cache_dir: Path,
-                 restore: Callable[[str, np.ndarray], np.ndarray]):
+                 restore: Callable[[str, np.ndarray], np.ndarray], serve_dir: Path):
         if len(methods) < 2:
             methods = [*methods, CONTROL]
         self.images, self.methods, self.store = images, methods, store
-        self.cache_dir, self._restore = cache_dir, restore
+        self.by_name = {p.name: p for p in images}
+        self.cache_dir, self.serve_dir, self._restore = cache_dir, serve_dir, restore
         self.pairs = list(itertools.combinations(methods, 2))
-        self._locks: dict[Path, threading.Lock] = {}
-        self._guard = threading.Lock()
+        self._served: dict[tuple[str, str], Path] = {}
+        self._lock = threading.Lock()
+        self.ready = threading.Event()
 
     def __len__(self) -> int:
         return len(self.images)
 
-    def trial(self, participant: str, index: int) -> Trial | None:
-        """The participant's index-th trial (None after the last): every participant sees the
-        photos in their own random order, the method pairs in turn, each on a random side."""
-        if index >= len(self.images):
-            return None
-        order = participant_rng(participant).permutation(len(self.images))
-        pair_order = participant_rng(participant, 1).permutation(len(self.pairs))
-        a, b = self.pairs[pair_order[index % len(self.pairs)]]
-        if participant_rng(participant, 2, index).random() < 0.5:
-            a, b = b, a
-        return Trial(index, self.images[order[index]], a, b)
+    @property
+    def total(self) -> int:
+        return len(self.images) * len(self.methods)
+
+    @property
+    def prepared(self) -> int:
+        return len(self._served)
+
+    def new_participant(self) -> str:
+        return self.store.new_participant([p.name for p in self.images], self.pairs)
 
     # ------------------------------------------------------------ restorations
     def _cache_path(self, image: Path, method: str) -> Path:
         key = hashlib.sha256(image.read_bytes()).hexdigest()[:20]
         return self.cache_dir / method / f"{key}.png"
 
-    def restoration(self, image: Path, method: str) -> np.ndarray:
+    def restoration(self, image: Path, method: str) -> Path:
+        """The cached PNG of ``method`` on ``image``, computed first if missing."""
         path = self._cache_path(image, method)
-        with self._guard:
-            lock = self._locks.setdefault(path, threading.Lock())
-        with lock:  # two participants on the same photo compute it once
-            if path.is_file():
-                return read_image(path)
-            out = self._restore(method, read_image(image))
-            write_png(path, out)  # atomic: a crash never leaves half a PNG in the cache
-            return out
+        with self._lock:  # one restoration at a time: the model is shared
+            if not path.is_file():
+                write_png(path, self._restore(method, read_image(image)))  # atomic
+        return path
+
+    def served(self, image_name: str, method: str) -> Path:
+        """The served copy of a restoration (raises NotReady before :meth:`precompute` made it)."""
+        try:
+            return self._served[(image_name, method)]
+        except KeyError:
+            raise NotReady(f"{self.prepared} of {self.total} restorations ready") from None
 
     def precompute(self, stop: threading.Event | None = None) -> int:
-        """Fill the cache for every photo and method; returns how many were computed."""
-        done = 0
+        """Compute every missing restoration and make its served copy; returns how many were
+        computed. Sets :attr:`ready` when all are there."""
+        self.serve_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        computed = 0
         for image in self.images:
             for method in self.methods:
                 if stop is not None and stop.is_set():
-                    return done
-                if not self._cache_path(image, method).is_file():
-                    self.restoration(image, method)
-                    done += 1
-        return done
+                    return computed
+                cached = self._cache_path(image, method)
+                computed += not cached.is_file()
+                cached = self.restoration(image, method)
+                copy = self.serve_dir / f"{secrets.token_hex(10)}.png"
+                shutil.copyfile(cached, copy)
+                self._served[(image.name, method)] = copy
+        self.ready.set()
+        print(f"user study: {self.total} restorations ready ({computed} computed now)", flush=True)
+        return computed

@@ -10,8 +10,8 @@ log-posterior) of the scores centred to mean 0.
 from __future__ import annotations
 
 import csv
+import io
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -95,11 +95,12 @@ def plot(scores: list[Score]):
     return fig
 
 
-def write_csv(rows: list[dict], path: Path) -> Path:
+def csv_text(rows: list[dict]) -> str:
+    """Every vote as CSV text, one row per vote (study_store.VoteStore.rows)."""
     columns = ["id", "participant", "trial", "image", "left", "right", "chosen", "side",
                "response_ms", "created_at", "instance"]
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()

@@ -1,46 +1,96 @@
-"""User-study votes in any SQLAlchemy database (SQLite by default), built so that no vote is lost.
+"""User-study storage in any SQLAlchemy database (SQLite by default, PostgreSQL for replicas on
+several machines), built so that no vote is lost and none can be forged.
 
-* every vote is its own committed transaction, so a crash or restart keeps all earlier votes;
-* SQLite runs in WAL mode with synchronous=FULL and a busy timeout, so several app replicas on
-  one machine can share the file; a vote that still meets a lock is retried with back-off;
-* (participant, trial) is unique, so a vote sent twice (double click, retry) is stored once.
+* The server issues every participant id (128 random bits) and deals the participant's whole
+  sequence of trials (photo, method left, method right) at the first Start, from the operating
+  system's random source, into the database. Nothing a client sends or can compute decides a
+  pairing or a side.
+* A vote names a trial of the participant bound to the browser session; it is stored only if
+  that trial was dealt to them, is the next one they have not answered, and has no vote yet,
+  in one conditional UPDATE (so two replicas or a double click cannot store it twice). The
+  methods stored with the vote are the ones the server dealt, never the client's.
+* Every refusal is counted per kind (see REFUSALS) for the admin view; counters, not rows, so
+  that a flood of forged calls cannot fill the disk.
+* Every string column is bounded by a CHECK constraint as well as its declared length, so that
+  SQLite (which ignores VARCHAR lengths) refuses an oversized value like PostgreSQL does.
+* Every vote is its own committed transaction; SQLite runs in WAL mode with synchronous=FULL and
+  a busy timeout, so replicas on one machine can share the file. A locked or unreachable
+  database is retried with back-off for about RETRY_SECONDS before StoreUnavailable is raised.
 """
 
 from __future__ import annotations
 
 import os
+import random
+import re
 import socket
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from sqlalchemy import (Column, DateTime, Integer, MetaData, String, Table, UniqueConstraint,
-                        create_engine, event, func, insert, select)
+from sqlalchemy import (CheckConstraint, Column, DateTime, Integer, MetaData, String, Table,
+                        UniqueConstraint, and_, create_engine, event, func, insert, select, update)
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, OperationalError
 
 from baselines.weights import cache_root
 from smfd.images import InputError
 
-RETRIES = 8
+RETRY_SECONDS = 20.0  # how long a vote waits for a locked or restarting database
+ID_LENGTH = 32  # hex digits of a participant id
+SIDES = ("left", "right")
+# Refusal kinds, in the order the admin view lists them.
+REFUSALS = {
+    "forged": "votes for no trial dealt to the caller (no study session, or a trial that does not exist)",
+    "out-of-order": "votes for a later trial than the participant's next one",
+    "duplicate": "second votes for an answered trial from the same browser session (double submit)",
+    "replayed": "votes for a trial already answered from another session (a copied request, a second tab)",
+    "unknown-id": "returning participant ids the server never issued (a new id was given instead)",
+    "admin-token": "wrong admin tokens",
+    "rate-limited": "admin attempts refused by the rate limit",
+}
+_HEX_ID = re.compile(rf"[0-9a-f]{{{ID_LENGTH}}}")
+
+
+def _bounded(name: str, length: int, **kw) -> Column:
+    """A string column whose length every backend enforces."""
+    return Column(name, String(length), CheckConstraint(f"length(\"{name}\") <= {length}"), **kw)
+
 
 metadata = MetaData()
-votes_table = Table(
-    "votes", metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("participant", String(64), nullable=False),  # random id, nothing personal
-    Column("trial", Integer, nullable=False),  # position in the participant's sequence
-    Column("image", String(255), nullable=False),
-    Column("left", String(64), nullable=False),  # method shown on the left
-    Column("right", String(64), nullable=False),
-    Column("chosen", String(64), nullable=False),  # method picked as better
-    Column("side", String(8), nullable=False),  # "left" or "right"
-    Column("response_ms", Integer, nullable=False),
+participants_table = Table(
+    "study_participants", metadata,
+    _bounded("id", ID_LENGTH, primary_key=True),  # server-issued, random: nothing personal
     Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("instance", String(128), nullable=False),  # which app replica stored it
-    UniqueConstraint("participant", "trial", name="one_vote_per_trial"),
+    _bounded("instance", 128, nullable=False),  # which app replica issued it
 )
+trials_table = Table(
+    "study_trials", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    _bounded("participant", ID_LENGTH, nullable=False),
+    Column("trial", Integer, nullable=False),  # position in the participant's sequence
+    _bounded("image", 255, nullable=False),
+    _bounded("left", 64, nullable=False),  # method shown on the left
+    _bounded("right", 64, nullable=False),
+    # The vote: NULL until answered, then set once by a conditional UPDATE.
+    _bounded("side", 5, nullable=True),  # "left" or "right"
+    _bounded("chosen", 64, nullable=True),  # the method picked as better
+    Column("response_ms", Integer, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=True),  # when the vote was stored
+    _bounded("instance", 128, nullable=True),  # which replica stored it
+    _bounded("session", 16, nullable=True),  # digest of the browser session that voted
+    UniqueConstraint("participant", "trial", name="one_trial_per_position"),
+)
+refusals_table = Table(
+    "study_refusals", metadata,
+    _bounded("kind", 16, primary_key=True),
+    Column("count", Integer, nullable=False),
+)
+
+
+class StoreUnavailable(RuntimeError):
+    """The database could not be reached within RETRY_SECONDS."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +103,11 @@ class Vote:
     side: str  # "left" or "right"
     response_ms: int
 
+    @classmethod
+    def from_row(cls, row: dict) -> Vote:
+        return cls(row["participant"], row["trial"], row["image"], row["left"], row["right"],
+                   row["side"], row["response_ms"])
+
     @property
     def chosen(self) -> str:
         return self.left if self.side == "left" else self.right
@@ -62,8 +117,48 @@ class Vote:
         return self.right if self.side == "left" else self.left
 
 
+@dataclass(frozen=True)
+class Trial:
+    participant: str
+    index: int
+    image: str  # file name within the study's photo folder
+    left: str  # method names: stored with the vote, never shown to the participant
+    right: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of a vote: ``stored`` or a key of REFUSALS."""
+    status: str
+    next_index: int | None = None  # the participant's next unanswered trial (None: all done)
+
+    @property
+    def stored(self) -> bool:
+        return self.status == "stored"
+
+
 def default_url() -> str:
     return f"sqlite:///{cache_root() / 'study.sqlite'}"
+
+
+def valid_id(value) -> bool:
+    return isinstance(value, str) and _HEX_ID.fullmatch(value) is not None
+
+
+def deal(participant: str, images: list[str], pairs: list[tuple[str, str]],
+         rng: random.Random | None = None) -> list[Trial]:
+    """A participant's sequence: every photo once in random order, the method pairs in turn
+    (so each pair comes up equally often), each on a random side."""
+    rng = rng or random.SystemRandom()
+    order = rng.sample(images, len(images))
+    pair_order = rng.sample(pairs, len(pairs))
+    trials = []
+    for k, image in enumerate(order):
+        a, b = pair_order[k % len(pair_order)]
+        if rng.random() < 0.5:
+            a, b = b, a
+        trials.append(Trial(participant, k, image, a, b))
+    return trials
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
@@ -74,72 +169,196 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cur.close()
 
 
-def _retrying(action):
-    """Run ``action()``; a locked or briefly unreachable database is tried again."""
-    for attempt in range(RETRIES):
+def _transient(exc: DBAPIError) -> bool:
+    """A lock, a lost connection or a server that is (re)starting: worth trying again."""
+    return isinstance(exc, OperationalError) or exc.connection_invalidated
+
+
+def _retrying(action, seconds: float = RETRY_SECONDS):
+    deadline, pause = time.monotonic() + seconds, 0.05
+    while True:
         try:
             return action()
-        except OperationalError:
-            if attempt == RETRIES - 1:
+        except DBAPIError as exc:
+            if isinstance(exc, IntegrityError) or not _transient(exc):
                 raise
-            time.sleep(0.05 * 2 ** attempt)
+            if time.monotonic() + pause > deadline:
+                raise StoreUnavailable(f"the study database is unreachable ({type(exc.orig).__name__})") from exc
+            time.sleep(pause)
+            pause = min(pause * 2, 2.0)
+
+
+def _check_length(name: str, value: str, limit: int) -> str:
+    if not isinstance(value, str) or not value or len(value) > limit:
+        raise ValueError(f"{name} must be a non-empty string of at most {limit} characters")
+    return value
 
 
 class VoteStore:
-    def __init__(self, url: str | None = None):
+    def __init__(self, url: str | None = None, retry_seconds: float = RETRY_SECONDS):
         try:
             url = make_url(url or default_url())
         except ArgumentError as exc:
             raise InputError(f"{url}: not a database URL ({exc})") from None
-        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
-            Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-            url = url.set(database=str(Path(url.database).expanduser()))
-        self.url = url
-        self.engine = create_engine(url, pool_pre_ping=True)
-        if url.get_backend_name() == "sqlite":
+        backend = url.get_backend_name()
+        if backend == "sqlite" and url.database not in (None, "", ":memory:"):
+            path = Path(url.database).expanduser()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if not path.exists():  # votes are nobody else's business: owner-only from the start
+                os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+            url = url.set(database=str(path))
+        self.url, self.retry_seconds = url, retry_seconds
+        connect_args = {"connect_timeout": 5} if backend == "postgresql" else {}
+        try:
+            self.engine = create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+        except ModuleNotFoundError as exc:
+            raise InputError(f"{url.render_as_string()}: its driver is not installed ({exc})") from None
+        if backend == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
-        self.instance = f"{socket.gethostname()}:{os.getpid()}"
-        # Replicas starting together may race to create the table: checkfirst + a retry.
-        _retrying(lambda: metadata.create_all(self.engine, checkfirst=True))
+        self.instance = f"{socket.gethostname()}:{os.getpid()}"[:128]
+        # Replicas starting together may race to create the tables: checkfirst + a retry.
+        try:
+            self._retry(self._create)
+        except StoreUnavailable as exc:
+            raise InputError(f"{url.render_as_string()}: {exc}") from None
 
-    def add(self, vote: Vote) -> bool:
-        """Store a vote; True if stored now, False if this participant's trial was stored before."""
-        if vote.side not in ("left", "right"):
-            raise ValueError(f"side must be 'left' or 'right', got {vote.side!r}")
-        row = dict(participant=vote.participant, trial=vote.trial, image=vote.image, left=vote.left,
-                   right=vote.right, chosen=vote.chosen, side=vote.side,
-                   response_ms=int(vote.response_ms), created_at=datetime.now(timezone.utc),
-                   instance=self.instance)
+    def _retry(self, action):
+        return _retrying(action, self.retry_seconds)
 
-        def write() -> bool:
+    def _create(self) -> None:
+        metadata.create_all(self.engine, checkfirst=True)
+        with self.engine.begin() as conn:
+            have = set(conn.execute(select(refusals_table.c.kind)).scalars())
+        for kind in REFUSALS.keys() - have:
             try:
                 with self.engine.begin() as conn:
-                    conn.execute(insert(votes_table).values(**row))
-                return True
-            except IntegrityError:
-                return False
+                    conn.execute(insert(refusals_table).values(kind=kind, count=0))
+            except IntegrityError:  # another replica inserted it meanwhile
+                pass
 
-        return _retrying(write)
+    # ------------------------------------------------------------ participants
+    def new_participant(self, images: list[str], pairs: list[tuple[str, str]]) -> str:
+        """Issue an id and deal its sequence, in one transaction."""
+        participant = os.urandom(ID_LENGTH // 2).hex()
+        trials = deal(participant, images, pairs)
+        for t in trials:
+            _check_length("image name", t.image, 255)
+            _check_length("method name", t.left, 64)
+            _check_length("method name", t.right, 64)
+        rows = [dict(participant=participant, trial=t.index, image=t.image, left=t.left, right=t.right)
+                for t in trials]
 
-    def next_trial(self, participant: str) -> int:
-        """Where a returning participant continues: one after their last stored vote."""
-        def read() -> int:
+        def write() -> str:
+            with self.engine.begin() as conn:
+                conn.execute(insert(participants_table).values(
+                    id=participant, created_at=datetime.now(timezone.utc), instance=self.instance))
+                conn.execute(insert(trials_table), rows)
+            return participant
+
+        return self._retry(write)
+
+    def known(self, participant) -> bool:
+        """Whether this id was issued here (anything else is refused before a query)."""
+        if not valid_id(participant):
+            return False
+
+        def read() -> bool:
             with self.engine.connect() as conn:
-                last = conn.execute(select(func.max(votes_table.c.trial))
-                                    .where(votes_table.c.participant == participant)).scalar()
-            return 0 if last is None else last + 1
+                return conn.execute(select(participants_table.c.id)
+                                    .where(participants_table.c.id == participant)).first() is not None
 
-        return _retrying(read)
+        return self._retry(read)
 
+    def next_index(self, participant: str) -> int | None:
+        """The participant's first unanswered trial (None when all are answered)."""
+        def read():
+            with self.engine.connect() as conn:
+                return conn.execute(select(func.min(trials_table.c.trial)).where(
+                    trials_table.c.participant == participant, trials_table.c.side.is_(None))).scalar()
+
+        return self._retry(read)
+
+    def trial(self, participant: str, index: int) -> Trial | None:
+        def read():
+            with self.engine.connect() as conn:
+                return conn.execute(select(trials_table).where(
+                    trials_table.c.participant == participant, trials_table.c.trial == index)).first()
+
+        row = self._retry(read)
+        return None if row is None else Trial(row.participant, row.trial, row.image, row.left, row.right)
+
+    # ------------------------------------------------------------ votes
+    def vote(self, participant, index, side: str, response_ms: int, session: str = "") -> Outcome:
+        """Store the participant's answer to their trial ``index``, or say why not (the refusal
+        is counted). ``session``: a short digest of the browser session, to tell a double submit
+        from a replay."""
+        if side not in SIDES:
+            raise ValueError(f"side must be 'left' or 'right', got {side!r}")
+        if not valid_id(participant) or not isinstance(index, int) or not 0 <= index < 1_000_000:
+            self.refuse("forged")
+            return Outcome("forged")
+        session = session[:16]
+        ms = max(0, min(int(response_ms), 86_400_000))
+
+        def write() -> Outcome:
+            t = trials_table
+            with self.engine.begin() as conn:
+                row = conn.execute(select(t.c.left, t.c.right, t.c.side, t.c.session).where(
+                    t.c.participant == participant, t.c.trial == index)).first()
+                if row is None:
+                    return Outcome("forged")
+                if row.side is not None:
+                    return Outcome("duplicate" if session and row.session == session else "replayed")
+                earlier = conn.execute(select(func.count()).select_from(t).where(
+                    t.c.participant == participant, t.c.trial < index, t.c.side.is_(None))).scalar()
+                if earlier:
+                    return Outcome("out-of-order")
+                chosen = row.left if side == "left" else row.right
+                done = conn.execute(update(t).where(
+                    and_(t.c.participant == participant, t.c.trial == index, t.c.side.is_(None))
+                ).values(side=side, chosen=chosen, response_ms=ms, created_at=datetime.now(timezone.utc),
+                         instance=self.instance, session=session or None))
+                if done.rowcount != 1:  # another request stored it between our read and write
+                    return Outcome("duplicate")
+            return Outcome("stored")
+
+        outcome = self._retry(write)
+        if not outcome.stored:
+            self.refuse(outcome.status)
+        return Outcome(outcome.status, self.next_index(participant))
+
+    def refuse(self, kind: str) -> None:
+        """Count a refusal (never raises: counting must not turn a refusal into an error)."""
+        def write():
+            with self.engine.begin() as conn:
+                conn.execute(update(refusals_table).where(refusals_table.c.kind == kind)
+                             .values(count=refusals_table.c.count + 1))
+
+        try:
+            _retrying(write, 2.0)
+        except (StoreUnavailable, DBAPIError):
+            pass
+
+    def refusals(self) -> dict[str, int]:
+        def read():
+            with self.engine.connect() as conn:
+                return dict(conn.execute(select(refusals_table.c.kind, refusals_table.c.count)).all())
+
+        counts = self._retry(read)
+        return {kind: counts.get(kind, 0) for kind in REFUSALS}
+
+    # ------------------------------------------------------------ reading votes
     def rows(self) -> list[dict]:
-        """Every stored vote, oldest first, as plain dicts (the CSV export's columns)."""
+        """Every stored vote, in the order stored, as plain dicts (the CSV export's columns)."""
+        t = trials_table
+
         def read() -> list[dict]:
             with self.engine.connect() as conn:
-                result = conn.execute(select(votes_table).order_by(votes_table.c.id))
+                result = conn.execute(select(t).where(t.c.side.is_not(None))
+                                      .order_by(t.c.created_at, t.c.id))
                 return [dict(r._mapping) for r in result]
 
-        return _retrying(read)
+        return self._retry(read)
 
     def votes(self) -> list[Vote]:
-        return [Vote(r["participant"], r["trial"], r["image"], r["left"], r["right"], r["side"],
-                     r["response_ms"]) for r in self.rows()]
+        return [Vote.from_row(r) for r in self.rows()]

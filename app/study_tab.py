@@ -1,109 +1,185 @@
 """User study: a blind sequence of real-world faces, two restorations side by side (method
-names hidden, sides random); every vote is committed at once. Results sit behind an admin token."""
+names hidden, sides dealt by the server); every vote is committed at once. Results sit behind an
+admin token.
+
+Every event checks its caller: the participant lives in the server-side session state (set by
+Start, from an id the server issued), a vote names the trial the page shows and is stored only if
+the server dealt that trial to this participant and it is their next one (app.study_store), and
+the results need the token on every call. Raw queue calls get no further than the page does."""
 
 from __future__ import annotations
 
-import hmac
+import hashlib
 import time
-import uuid
-from functools import partial
 from types import SimpleNamespace
 
 import gradio as gr
+from sqlalchemy.exc import SQLAlchemyError
 
 from . import study_stats
+from .admin import Refused
 from .context import AppContext
-from .study_store import Vote
+from .study import NotReady
+from .study_store import REFUSALS, StoreUnavailable, Vote
 
 INTRO = """Each screen shows **two restorations of the same photo**. Click the one that looks
 better to you: sharper, more natural, more like a real face. There are no right answers, the
 methods are not named, and the sides are random. Your votes are stored anonymously under a
 random participant id as soon as you click; you can stop at any time."""
+DB_DOWN = "The study database cannot be reached right now: {what}. Please try again in a minute."
+DOWNLOAD_JS = """(text) => {
+  if (!text) return;
+  const url = URL.createObjectURL(new Blob([text], {type: "text/csv"}));
+  const a = document.createElement("a");
+  a.href = url; a.download = "study_votes.csv";
+  document.body.appendChild(a); a.click(); a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10000);
+}"""
 
 
-def _screen(ctx: AppContext, participant: str, index: int):
-    """Outputs for the participant's index-th trial (or the end of the sequence)."""
-    study = ctx.study
-    trial = study.trial(participant, index)
-    if trial is None:
-        done = f"**Thank you!** You have seen all {len(study)} photos."
-        return (None, None, done, gr.Button(interactive=False), gr.Button(interactive=False))
-    left = study.restoration(trial.image, trial.left)
-    right = study.restoration(trial.image, trial.right)
-    # The images go out as pixels: Gradio names the files by content hash, so nothing in the page
-    # (file names, URLs, captions) tells which method made which side.
-    state = {"participant": participant, "trial": index, "image": trial.image.name,
-             "left": trial.left, "right": trial.right, "served_at": time.time()}
-    where = f"Photo {index + 1} of {len(study)} &middot; participant `{participant[:8]}`"
-    return (state, (left, right), where, gr.Button(interactive=True), gr.Button(interactive=True))
+def _session(request: gr.Request | None) -> str:
+    """A short digest of the browser session (stored with a vote; the hash itself is not)."""
+    raw = (getattr(request, "session_hash", None) or "").encode()
+    return hashlib.sha256(raw).hexdigest()[:16] if raw else ""
 
 
-def _outputs(screen):
-    state, pair, where, a, b = screen
-    left, right = pair if pair else (None, None)
-    return state, left, right, where, a, b
-
-
-def start(ctx: AppContext, saved_id: str | None, progress=gr.Progress()):
-    if ctx.study is None:
-        raise gr.Error("No study photos: start the app with --study-images DIR.")
-    participant = saved_id or uuid.uuid4().hex
-    progress(0.3, desc="Preparing the restorations")
-    index = ctx.study.store.next_trial(participant)  # a returning participant continues
-    return (participant, *_outputs(_screen(ctx, participant, index)))
-
-
-def vote(ctx: AppContext, side: str, state: dict | None, progress=gr.Progress()):
-    if not state:
-        raise gr.Error("Press Start first.")
-    ms = round((time.time() - state["served_at"]) * 1000)
-    record = Vote(state["participant"], state["trial"], state["image"], state["left"], state["right"],
-                  side, ms)
+def _database(action, what: str):
+    """Run a storage action; an unreachable or failing database becomes a clear message."""
     try:
-        ctx.study.store.add(record)
-    except Exception as exc:  # the database is unreachable even after retries: keep the trial
-        raise gr.Error(f"Your vote could not be saved ({type(exc).__name__}); please click again.") from None
-    progress(0.5, desc="Next photo")
-    return _outputs(_screen(ctx, state["participant"], state["trial"] + 1))
+        return action()
+    except (StoreUnavailable, SQLAlchemyError):
+        raise gr.Error(DB_DOWN.format(what=what), title="Study database") from None
 
 
-def results(ctx: AppContext, token: str):
-    if not ctx.admin_token or not hmac.compare_digest(token or "", ctx.admin_token):
-        raise gr.Error("Wrong admin token.")
-    rows = ctx.study.store.rows() if ctx.study is not None else []
-    votes = ctx.study.store.votes() if ctx.study is not None else []
+def _screen(ctx: AppContext, participant: str, index: int | None):
+    """Outputs for the participant's trial ``index`` (None: the sequence is done)."""
+    study = ctx.study
+    buttons = [gr.Button(interactive=index is not None)] * 2
+    if index is None:
+        done = f"**Thank you!** You have answered all {len(study)} photos."
+        return ({"participant": participant}, None, None, done, "", *buttons)
+    trial = _database(lambda: study.store.trial(participant, index), "the next photo cannot be shown "
+                      "(your votes so far are saved; press Start to continue)")
+    try:
+        left, right = study.served(trial.image, trial.left), study.served(trial.image, trial.right)
+    except (NotReady, KeyError):  # KeyError: a photo dealt earlier has left the study folder
+        raise gr.Error("This photo is not available right now; please try again in a minute.") from None
+    # Served copies have random names: nothing in the page (file names, URLs, captions) tells
+    # which method made which side.
+    state = {"participant": participant, "trial": index, "served_at": time.time()}
+    where = f"Photo {index + 1} of {len(study)} &middot; participant `{participant[:8]}`"
+    return (state, str(left), str(right), where, str(index), *buttons)
+
+
+def start(ctx: AppContext, saved_id, request: gr.Request = None):
+    study = ctx.study
+    if study is None:
+        raise gr.Error("No study photos: start the app with --study-images DIR.")
+    if not study.ready.is_set():
+        raise gr.Error(f"The study is still being prepared ({study.prepared} of {study.total} "
+                       "restorations ready). Please try again in a minute.", title="Not ready yet")
+
+    def who() -> str:
+        if study.store.known(saved_id):
+            return saved_id  # a returning participant continues
+        if saved_id is not None:
+            study.store.refuse("unknown-id")
+        return study.new_participant()
+
+    participant = _database(who, "the study cannot start")
+    index = _database(lambda: study.store.next_index(participant), "the study cannot start")
+    return (participant, *_screen(ctx, participant, index))
+
+
+def vote(ctx: AppContext, side: str, state: dict | None, shown, request: gr.Request = None):
+    store = ctx.study.store if ctx.study is not None else None
+    participant = (state or {}).get("participant")
+    if store is None or participant is None:
+        if store is not None:
+            store.refuse("forged")
+        raise gr.Error("No study session in this tab: press Start first.")
+    try:
+        index = int(shown)
+    except (TypeError, ValueError):
+        index = -1
+    started = state.get("served_at") if state.get("trial") == index else None
+    ms = round((time.time() - started) * 1000) if started else 0
+    outcome = _database(lambda: store.vote(participant, index, side, ms, _session(request)),
+                        "your vote was not saved (your earlier ones are); click again")
+    if outcome.status in ("forged", "out-of-order"):
+        raise gr.Error("This vote does not belong to the photo shown to you, and was not counted. "
+                       "Press Start to continue.", title="Vote refused")
+    if outcome.status in ("duplicate", "replayed"):
+        gr.Warning("This photo was already answered (in another tab?); here is your next one.")
+    return _screen(ctx, participant, outcome.next_index)
+
+
+def results(ctx: AppContext, token, request: gr.Request = None):
+    client = getattr(getattr(request, "client", None), "host", None) or "unknown"
+    store = ctx.study.store if ctx.study is not None else None
+    try:
+        ctx.admin.check(token, client)
+    except Refused as exc:
+        if store is not None:
+            store.refuse(exc.kind)
+        raise gr.Error(str(exc), title="Admin") from None
+    if store is None:
+        raise gr.Error("No study here: start the app with --study-images DIR.")
+    rows = _database(store.rows, "the results cannot be read")
+    refused = _database(store.refusals, "the results cannot be read")
+    votes = [Vote.from_row(r) for r in rows]
     scores = study_stats.bradley_terry(votes)
     participants = len({v.participant for v in votes})
     summary = (f"**{len(votes)} votes** from **{participants} participants** on "
-               f"{len({v.image for v in votes})} photos.")
+               f"{len({v.image for v in votes})} photos; **{sum(refused.values())} refused** calls.")
     wins = [[s.method, s.comparisons, s.wins, round(s.win_rate * 100, 1)] for s in scores]
     bt = [[s.method, round(s.score, 3), round(s.low, 3), round(s.high, 3)] for s in scores]
-    path = study_stats.write_csv(rows, ctx.output_dir() / "study_votes.csv")
+    refusals = [[kind, refused[kind], REFUSALS[kind]] for kind in REFUSALS]
     figure = study_stats.plot(scores) if scores else None
-    return summary, wins, bt, figure, str(path)
+    return summary, wins, bt, refusals, figure, study_stats.csv_text(rows)
 
 
 def build(ctx: AppContext) -> SimpleNamespace:
     gr.Markdown(INTRO)
     if ctx.study is None:
         gr.Markdown("**No study photos here:** start the app with `--study-images DIR`.")
+    # The id the server issued, kept in this browser; the server checks it against its records.
+    # A fixed key (its "encryption" is readable in the page anyway), so that the id survives a
+    # restart of the app and works on every replica.
     saved_id = gr.BrowserState(None, storage_key="smfd-study-participant", secret="smfd-study")
-    state = gr.State(None)
+    state = gr.State(None)  # server-side: the participant of this session and the trial shown
     start_btn = gr.Button("Start / continue", variant="primary", elem_id="study-start")
     where = gr.Markdown(elem_id="study-where")
+    shown = gr.Textbox(visible="hidden", elem_id="study-trial")  # the trial a vote answers
     with gr.Row(equal_height=True):
-        left = gr.Image(label="A", format="png", interactive=False, elem_id="study-left",
-                        buttons=["fullscreen"])
-        right = gr.Image(label="B", format="png", interactive=False, elem_id="study-right",
-                         buttons=["fullscreen"])
+        left = gr.Image(label="A", type="filepath", format="png", interactive=False,
+                        elem_id="study-left", buttons=["fullscreen"])
+        right = gr.Image(label="B", type="filepath", format="png", interactive=False,
+                         elem_id="study-right", buttons=["fullscreen"])
     with gr.Row():
         pick_left = gr.Button("A looks better", interactive=False, elem_id="study-pick-left")
         pick_right = gr.Button("B looks better", interactive=False, elem_id="study-pick-right")
-    screen = [state, left, right, where, pick_left, pick_right]
+    screen = [state, left, right, where, shown, pick_left, pick_right]
+    # A queue of its own: a vote is a small database write that never waits behind image work.
     events = dict(api_visibility="private", concurrency_limit=8, concurrency_id="study")
-    start_btn.click(partial(start, ctx), saved_id, [saved_id, *screen], **events)
-    pick_left.click(partial(vote, ctx, "left"), state, screen, **events)
-    pick_right.click(partial(vote, ctx, "right"), state, screen, **events)
+
+    # Closures rather than partials: Gradio hands gr.Request only to a parameter it can see.
+    # No progress tracking: these events are quick, and every progress message costs.
+    def on_start(saved, request: gr.Request):
+        return start(ctx, saved, request)
+
+    def on_left(state_, trial, request: gr.Request):
+        return vote(ctx, "left", state_, trial, request)
+
+    def on_right(state_, trial, request: gr.Request):
+        return vote(ctx, "right", state_, trial, request)
+
+    def on_show(text, request: gr.Request):
+        return results(ctx, text, request)
+
+    start_btn.click(on_start, saved_id, [saved_id, *screen], **events)
+    pick_left.click(on_left, [state, shown], screen, **events)
+    pick_right.click(on_right, [state, shown], screen, **events)
 
     with gr.Accordion("Results (admin)", open=False, elem_id="study-admin"):
         token = gr.Textbox(label="Admin token", type="password", elem_id="study-token")
@@ -115,6 +191,14 @@ def build(ctx: AppContext) -> SimpleNamespace:
             bt = gr.Dataframe(headers=["method", "score", "95 % CI low", "95 % CI high"],
                               label="Bradley-Terry log-strengths", interactive=False, elem_id="study-bt")
         plot = gr.Plot(label="Bradley-Terry scores", elem_id="study-plot")
-        csv = gr.File(label="All votes as CSV", elem_id="study-csv")
-    show.click(partial(results, ctx), token, [summary, wins, bt, plot, csv], api_visibility="private")
+        refusals = gr.Dataframe(headers=["refused", "count", "what"], label="Refused calls",
+                                interactive=False, elem_id="study-refusals")
+        # The CSV travels only in the answer to this token-checked event and is saved by the
+        # browser itself: no file on the server, no URL to fetch it by.
+        csv = gr.Code(label="All votes (CSV)", language=None, max_lines=12, interactive=False,
+                      elem_id="study-csv")
+        download = gr.Button("Download the CSV", size="sm", elem_id="study-download")
+    show.click(on_show, token, [summary, wins, bt, refusals, plot, csv],
+               **events)
+    download.click(None, csv, None, js=DOWNLOAD_JS)
     return SimpleNamespace()

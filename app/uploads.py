@@ -14,6 +14,11 @@ from smfd.images import InputError, read_image, read_labels
 
 MAX_UPLOAD = "25mb"  # Gradio refuses bigger files before they reach a handler
 MAX_PIXELS = 25_000_000  # decoded size limit: a 25 MB PNG can still hold a gigapixel image
+# Per-request budgets of the expensive paths, so that one request cannot hold the shared model
+# worker for long: blurring at full size (the blur lab without scaling, the blur endpoint) and
+# the whole-photo mode (detection, every face, paste-back).
+FULL_SIZE_BLUR_PIXELS = 4_200_000  # 2048x2048
+WHOLE_PHOTO_PIXELS = 16_800_000  # 4096x4096
 
 
 def _declared_size(path: Path) -> tuple[int, int] | None:
@@ -25,15 +30,24 @@ def _declared_size(path: Path) -> tuple[int, int] | None:
         return None
 
 
-def read_upload(path: str | Path, name: str | None = None) -> np.ndarray:
-    """An uploaded image as RGB uint8, or gr.Error naming the file (as the user called it)."""
+def check_pixels(width: int, height: int, limit: int, what: str, name: str) -> None:
+    """gr.Error naming the image, its size and the limit when width x height exceeds it."""
+    if width * height > limit:
+        raise gr.Error(f"{name}: image is too large for {what} ({width}x{height}, "
+                       f"{width * height / 1e6:.1f} megapixels; the limit is {limit / 1e6:.1f} "
+                       "megapixels)", title="Image too large")
+
+
+def read_upload(path: str | Path, name: str | None = None, max_pixels: int = MAX_PIXELS,
+                what: str = "the web app") -> np.ndarray:
+    """An uploaded image as RGB uint8, or gr.Error naming the file (as the user called it).
+    The size is checked from the file's header, before any pixel is decoded."""
     path = Path(path)
     shown = name or path.name
+    size = _declared_size(path)
+    if size:
+        check_pixels(*size, max_pixels, what, shown)
     try:
-        size = _declared_size(path)
-        if size and size[0] * size[1] > MAX_PIXELS:
-            raise InputError(f"{path}: image is too large ({size[0]}x{size[1]}; the web app takes "
-                             f"up to {MAX_PIXELS // 1_000_000} megapixels)")
         return read_image(path)
     except InputError as exc:
         raise gr.Error(str(exc).replace(str(path), shown), title="Unusable image") from None

@@ -104,7 +104,7 @@ def main() -> None:
             write_png(photos / f"astronaut-{seed}.png", blurred(astronaut_face(), seed)[0])
         port, token = free_port(), "screenshots"
         demo = launch(port=port, weights=args.weights, study_db=f"sqlite:///{tmp}/study.sqlite",
-                      admin_token=token, study_images=photos, block=False)
+                      admin_token=(token, True), study_images=photos, block=False)
         try:
             shoot(f"http://127.0.0.1:{port}/", out, token)
         finally:

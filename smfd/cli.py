@@ -283,10 +283,14 @@ def _add_demo(sub) -> None:
     p.add_argument("--weights", default=None, help="folder with the weights (default: the shipped weights)")
     p.add_argument("--examples", default=None, help="a dataset folder to offer as examples")
     p.add_argument("--study-db", default=None,
-                   help="SQLAlchemy URL for user-study votes (default: study.sqlite in $SMFD_CACHE, "
+                   help="SQLAlchemy URL for user-study votes, e.g. postgresql://user@host/db for "
+                        "replicas on several machines (default: study.sqlite in $SMFD_CACHE, "
                         "~/.cache/smfd unless set)")
     p.add_argument("--admin-token", default=None, help="token that opens the study results view "
-                   "(default: a random one, printed at start-up)")
+                   "(visible to other users in the process list: prefer --admin-token-file or "
+                   "$SMFD_ADMIN_TOKEN; default: a random one, printed at start-up)")
+    p.add_argument("--admin-token-file", default=None, metavar="FILE",
+                   help="read the admin token from FILE (surrounding white space removed)")
     p.add_argument("--study-images", default=None, help="folder of face photos for the user study "
                    "(default: realworld/cropped of the shared data, $SMFD_SHARED_DATA or "
                    "../shared/data beside the project folder, when present)")
@@ -294,10 +298,12 @@ def _add_demo(sub) -> None:
 
 
 def cmd_demo(args) -> None:
+    from app.admin import admin_token
     from app.main import launch
 
+    token = admin_token(args.admin_token, args.admin_token_file)
     launch(host=args.host, port=args.port, weights=args.weights, examples=args.examples,
-           study_db=args.study_db, admin_token=args.admin_token, study_images=args.study_images)
+           study_db=args.study_db, admin_token=token, study_images=args.study_images)
 
 
 # ---------------------------------------------------------------- eval / baselines

@@ -23,6 +23,18 @@ _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 
 
+def _umask() -> int:
+    """The process's umask now (a server may tighten it after import): Linux shows it in /proc
+    without changing it; elsewhere the one at import."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return _UMASK
+
+
 class InputError(ValueError):
     """A user-supplied input cannot be used; the message is meant for the user as is."""
 
@@ -96,7 +108,7 @@ def write_atomically(path: str | Path, write: Callable[[Path], None], suffix: st
     os.close(fd)
     try:
         write(Path(tmp))
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the usual permissions
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the usual permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

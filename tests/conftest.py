@@ -1,8 +1,13 @@
-"""Shared fixtures: the real data in ../shared/data and small random-weight checkpoints."""
+"""Shared fixtures: the real data in ../shared/data, small random-weight checkpoints and a real
+PostgreSQL server."""
 
 from __future__ import annotations
 
 import os
+import shutil
+import socket
+import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -51,3 +56,74 @@ def random_weights(tmp_path_factory) -> Path:
     checkpoint.save(mask_path, MaskNet().eval(), half=True)
     checkpoint.save(deblur_path, SMFDNet().eval(), half=True)
     return folder
+
+
+# ---------------------------------------------------------------- a real PostgreSQL server
+
+class PostgresServer:
+    """A throw-away PostgreSQL server on 127.0.0.1 (Debian's binaries, run as the postgres user
+    when the tests run as root), with a data folder that is removed afterwards."""
+
+    def __init__(self):
+        found = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
+        if not found:
+            pytest.fail("PostgreSQL is missing: run `make postgres` (apt-get install postgresql)")
+        self.bin = found[-1].parent
+        self.root = Path(tempfile.mkdtemp(prefix="smfd-pg-"))  # outside pytest's root-only folders
+        self.data, self.log = self.root / "data", self.root / "server.log"
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        if os.geteuid() == 0:
+            shutil.chown(self.root, "postgres", "postgres")
+        self._run("initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust", "--no-sync",
+                  "-E", "UTF8")
+        self.start()
+        self.databases = 0
+
+    def _run(self, tool: str, *args: str) -> None:
+        cmd = [str(self.bin / tool), *args]
+        if os.geteuid() == 0:
+            cmd = ["runuser", "-u", "postgres", "--", *cmd]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        if done.returncode:
+            pytest.fail(f"{tool} failed: {done.stdout}{done.stderr}")
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c max_connections=200"
+        self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.log), "-w", "start")
+
+    def stop(self, mode: str = "fast") -> None:
+        self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
+
+    def new_database(self) -> str:
+        """The URL of a fresh, empty database."""
+        import psycopg
+
+        self.databases += 1
+        name = f"study{self.databases}"
+        with psycopg.connect(f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres",
+                             autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE {name}")
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{name}"
+
+    def close(self) -> None:
+        try:
+            self.stop("immediate")
+        finally:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    server = PostgresServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def study_db(request, tmp_path) -> str:
+    """A fresh study database URL on each backend."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'study.sqlite'}"
+    return request.getfixturevalue("postgres").new_database()

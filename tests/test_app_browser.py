@@ -7,12 +7,15 @@ test kills it with SIGKILL in the middle of several participants' sessions and s
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures
 import io
 import json
 import os
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -33,6 +36,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
 ADMIN = "let-me-see"
 METHOD_NAMES = ("smfd", "deconv", "blurry", "gfpgan", "codeformer", "restoreformer")
 TIMEOUT = 90_000  # ms: model steps on two busy cores
+STUDY_READY = "restorations ready"  # the app's log line once the study can start
 
 
 def free_port() -> int:
@@ -49,8 +53,11 @@ class AppProcess:
         self.url = f"http://127.0.0.1:{self.port}/"
         self.args, self.env, self.log = args, env, log
         self.proc: subprocess.Popen | None = None
+        self.starts = 0
 
-    def start(self, timeout: float = 240) -> None:
+    def start(self, timeout: float = 240, ready: str | None = None) -> None:
+        """Start and wait until the app answers (and, with ``ready``, until its log says so)."""
+        self.starts += 1
         cmd = [sys.executable, "-m", "smfd", "demo", "--port", str(self.port), *self.args]
         with open(self.log, "a") as log:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=self.env,
@@ -61,10 +68,11 @@ class AppProcess:
                 pytest.fail(f"the app exited with {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
             try:
                 with urllib.request.urlopen(self.url + "config", timeout=5) as r:
-                    if r.status == 200:
+                    if r.status == 200 and (ready is None or self.log.read_text().count(ready) >= self.starts):
                         return
             except OSError:
-                time.sleep(1)
+                pass
+            time.sleep(1)
         pytest.fail(f"the app did not answer within {timeout} s:\n{self.log.read_text()[-3000:]}")
 
     def crash(self) -> None:
@@ -89,13 +97,15 @@ def server(tmp_path_factory, random_weights, celeba, shared_data):
     for src in sorted((shared_data / "realworld" / "cropped").iterdir())[:3]:
         shutil.copy(src, photos / src.name)
     db = work / "study.sqlite"
+    token = work / "admin-token"
+    token.write_text(ADMIN + "\n")  # a file: the token stays out of the process list
     env = {**os.environ, "SMFD_CACHE": str(work / "cache"), "GRADIO_TEMP_DIR": str(work / "gradio"),
            "GRADIO_ANALYTICS_ENABLED": "False"}
     app = AppProcess(["--weights", str(random_weights), "--examples", str(celeba),
-                      "--study-db", f"sqlite:///{db}", "--admin-token", ADMIN,
+                      "--study-db", f"sqlite:///{db}", "--admin-token-file", str(token),
                       "--study-images", str(photos)], env, work / "app.log")
-    app.db, app.photos = db, photos
-    app.start()
+    app.db, app.photos, app.work = db, photos, work
+    app.start(ready=STUDY_READY)
     yield app
     app.stop()
 
@@ -313,21 +323,26 @@ def test_study_votes_from_concurrent_participants_survive_a_crash(browser, serve
         for side in ("left", "right"):  # blind: no method name in what the participant sees
             html = page.locator(f"#study-{side}").inner_html().lower()
             assert not any(m in html for m in METHOD_NAMES), html
-    choices = {}
     for round_ in range(2):
         for k, page in enumerate(pages):  # click on all pages before waiting: concurrent votes
-            side = "left" if (k + round_) % 2 else "right"
-            choices[(k, round_)] = side
-            page.click(f"#study-pick-{side}")
+            page.click(f"#study-pick-{'left' if (k + round_) % 2 else 'right'}")
         for page in pages:
             expect(page.locator("#study-where")).to_contain_text(f"Photo {round_ + 2} of 3", timeout=TIMEOUT)
 
     server.crash()  # mid-session: every participant is looking at photo 3
-    rows = VoteStore(f"sqlite:///{server.db}").rows()
+    store = VoteStore(f"sqlite:///{server.db}")
+    rows = store.rows()
     assert len(rows) == 6 and len({r["participant"] for r in rows}) == 3
     assert sorted(r["trial"] for r in rows) == [0, 0, 0, 1, 1, 1]
-    assert all(r["response_ms"] > 0 and r["chosen"] == r[r["side"]] for r in rows)
-    server.start()
+    for r in rows:  # what was stored is what the server dealt, whatever the page showed
+        dealt = store.trial(r["participant"], r["trial"])
+        assert r["response_ms"] > 0 and (r["left"], r["right"]) == (dealt.left, dealt.right)
+        assert r["chosen"] == r[r["side"]]
+    # votes, caches and downloads are readable by the server's user only
+    assert stat.S_IMODE(server.db.stat().st_mode) == 0o600
+    cached = [p for p in (server.work / "gradio").rglob("*") if p.is_file()]
+    assert cached and [p for p in cached if p.stat().st_mode & 0o077] == []
+    server.start(ready=STUDY_READY)
 
     pages[0].reload()  # a returning participant continues where they stopped
     pages[0].get_by_role("tab", name="User study").click()
@@ -340,15 +355,79 @@ def test_study_votes_from_concurrent_participants_survive_a_crash(browser, serve
     page.locator("#study-token input").fill("wrong")
     page.click("#study-show")
     expect(page.get_by_text("Wrong admin token.")).to_be_visible(timeout=TIMEOUT)
+    page.locator("#study-token input").fill("tôken-ünïcode")  # non-ASCII: a message, not "Error"
+    page.click("#study-show")
+    expect(page.get_by_text("Wrong admin token.").nth(1)).to_be_visible(timeout=TIMEOUT)
     page.locator("#study-token input").fill(ADMIN)
     page.click("#study-show")
     expect(page.locator("#study-summary")).to_contain_text("6 votes from 3 participants", timeout=TIMEOUT)
     expect(page.locator("#study-plot img")).to_be_visible()
     expect(page.locator("#study-bt")).to_contain_text("smfd")
-    csv = file_link(admin, "#study-csv", ".csv").decode().splitlines()
+    expect(page.locator("#study-refusals")).to_contain_text("admin-token")
+    with page.expect_download() as download:  # saved by the browser from the answer itself
+        page.click("#study-download")
+    csv = Path(download.value.path()).read_text().splitlines()
     assert len(csv) == 7 and csv[0].startswith("id,participant,trial")
+    assert not [p for p in (server.work / "gradio").rglob("*.csv")]  # no CSV file on the server
     for v in [*people, admin]:
         v.close()
+
+
+def test_raw_calls_cannot_forge_or_replay_votes(server):
+    """An attacker who skips the page: raw queue calls by fn_index, own session hashes, invented
+    participant ids and replayed requests."""
+    import asyncio
+
+    from app.study_client import CallFailed, StudyClient
+    from app.study_store import VoteStore
+
+    store = VoteStore(f"sqlite:///{server.db}")
+    before, refused_before = len(store.rows()), store.refusals()
+
+    async def attack():
+        async with StudyClient(server.url) as c:
+            with pytest.raises(CallFailed, match="No study session in this tab: press Start first"):
+                await c.vote("left", "0")  # no Start in this session
+            with pytest.raises(CallFailed, match="press Start first"):  # a client-made state is ignored
+                await c.call("study-pick-left", [{"participant": "a" * 32, "trial": 0}, "0"])
+            with pytest.raises(CallFailed, match="Wrong admin token"):
+                await c.results("guess")
+            invented = await c.start("f" * 32)
+            assert invented.participant != "f" * 32  # the server issues ids
+            huge = await c.start("x" * 1_000_000)
+            assert len(huge.participant) == 32
+        # The original attack: one bot always picks the left side under many participants.
+        async def bot():
+            async with StudyClient(server.url) as c:
+                screen = await c.start()
+                while screen.trial:
+                    screen = await c.vote("left", screen.trial)
+                return screen.where
+
+        assert all("Thank you" in w for w in await asyncio.gather(*[bot() for _ in range(10)]))
+        # Replays: a second session of the same participant re-sends an answered trial, one
+        # that comes later, and one that was never dealt.
+        async with StudyClient(server.url) as first, StudyClient(server.url) as second:
+            screen = await first.start()
+            await first.vote("right", screen.trial)
+            again = await second.start(screen.participant)
+            assert again.trial == "1"  # continues, same participant
+            stale = await second.vote("left", "0")
+            assert "already answered" in " ".join(stale.warnings) and stale.trial == "1"
+            for bad in ("2", "99", "zero", "1" * 10_000):
+                with pytest.raises(CallFailed, match="does not belong to the photo shown"):
+                    await second.vote("left", bad)
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:  # Playwright's loop owns this thread
+        pool.submit(asyncio.run, attack()).result()
+    rows = store.rows()[before:]
+    assert len(rows) == 10 * 3 + 1  # the bots' votes and the one real vote, nothing else
+    picked = collections.Counter(r["chosen"] for r in rows[:30])
+    assert max(picked.values()) <= 26  # sides are dealt at random: "always left" is no method
+    assert all(len(r["participant"]) == 32 for r in rows)
+    refused = {k: store.refusals()[k] - refused_before[k] for k in refused_before}
+    assert refused == {"forged": 5, "out-of-order": 1, "duplicate": 0, "replayed": 1, "unknown-id": 2,
+                       "admin-token": 1, "rate-limited": 0}
 
 
 # ---------------------------------------------------------------- the API
@@ -431,6 +510,11 @@ def test_api_refuses_bad_uploads_with_a_message(client, tmp_path):
     big.write_bytes(os.urandom(26 * 1024 * 1024))  # over the 25 MB upload limit
     with pytest.raises(Exception, match="(?i)size|large|413"):
         client.predict(handle_file(str(big)), api_name="/mask")
+    tiny = tmp_path / "tiny.png"
+    Image.new("1", (5000, 5000)).save(tiny, optimize=True)  # ~3 KB declaring 25 megapixels
+    with pytest.raises(Exception, match=r"tiny.png: image is too large for blurring at full size .*"
+                                        r"the limit is 4.2 megapixels"):
+        client.predict(handle_file(str(tiny)), api_name="/blur")
     good = tmp_path / "good.png"
     Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(good)
     with pytest.raises(Exception, match="layers must be positive"):

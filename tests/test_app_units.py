@@ -1,16 +1,25 @@
 """The web app's logic without a browser: upload checks, masks and brush strokes, the blur lab's
-recipe, the comparison against a fake baselines registry, feature maps, the study's trials,
-vote storage under concurrency and restarts, and the Bradley-Terry analysis."""
+recipe, the comparison against a fake baselines registry, feature maps,
+the study's dealing, integrity checks and vote storage under concurrency, kill -9 and a database
+restart (on SQLite and on a real PostgreSQL server), the admin token, and the Bradley-Terry
+analysis."""
 
 from __future__ import annotations
 
+import collections
+import inspect
 import json
 import multiprocessing
+import os
+import signal
+import stat
 import struct
 import threading
+import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -19,14 +28,17 @@ import app  # noqa: F401  (switches telemetry off before gradio is imported)
 import gradio as gr
 from gradio.data_classes import ImageData
 from PIL import Image
+from sqlalchemy import insert
+from sqlalchemy.exc import DataError, IntegrityError
 
-from app import blur_tab, compare_tab, examples, face, features, learn_tab, restore_tab, study_stats
+from app import blur_tab, compare_tab, examples, face, features, learn_tab, restore_tab, study_stats, study_tab
+from app.admin import TOKEN_ENV, AdminGate, Refused, admin_token
 from app.context import AppContext
-from app.study import CONTROL, Study, study_photos
-from app.study_store import Vote, VoteStore
-from app.uploads import checked_image, read_mask_upload, read_upload
+from app.study import CONTROL, NotReady, Study, study_photos
+from app.study_store import Vote, VoteStore, deal, trials_table, valid_id
+from app.uploads import FULL_SIZE_BLUR_PIXELS, checked_image, read_mask_upload, read_upload
 from smfd import degrade, labels
-from smfd.images import InputError, read_labels, resize_labels
+from smfd.images import InputError, read_image, read_labels, resize_labels
 
 
 def png_with_declared_size(path: Path, width: int, height: int) -> Path:
@@ -69,11 +81,36 @@ def test_read_upload_refuses_corrupt_and_huge_images(tmp_path, celeba):
     with pytest.raises(gr.Error, match="cut.jpg: corrupt or truncated"):
         read_upload(cut)
     big = png_with_declared_size(tmp_path / "big.png", 6_000, 6_000)  # 36 MP: over the web limit
-    with pytest.raises(gr.Error, match=r"big.png: image is too large \(6000x6000; the web app takes up to 25"):
+    with pytest.raises(gr.Error, match=r"big.png: image is too large for the web app \(6000x6000, 36.0 "
+                                       r"megapixels; the limit is 25.0 megapixels\)"):
         read_upload(big)
     huge = png_with_declared_size(tmp_path / "huge.png", 20_000, 20_000)  # PIL's bomb check fires
     with pytest.raises(gr.Error, match=r"huge.png: image is too large"):
         read_upload(huge)
+
+
+def tiny_but_huge_png(path: Path) -> Path:
+    """A valid 5000x5000 PNG of about 3 KB (one bit per pixel, all black)."""
+    Image.new("1", (5000, 5000)).save(path, optimize=True)
+    assert path.stat().st_size < 5_000
+    return path
+
+
+def test_expensive_paths_have_a_pixel_budget_checked_before_decoding(tmp_path, monkeypatch):
+    bomb = tiny_but_huge_png(tmp_path / "tiny.png")
+    monkeypatch.setattr("app.uploads.read_image", lambda path: pytest.fail("decoded"))
+    with pytest.raises(gr.Error, match=r"tiny.png: image is too large for blurring at full size "
+                                       r"\(5000x5000, 25.0 megapixels; the limit is 4.2 megapixels\)"):
+        read_upload(bomb, max_pixels=FULL_SIZE_BLUR_PIXELS, what="blurring at full size")
+    monkeypatch.undo()
+    ctx = make_context(tmp_path)
+    big = np.zeros((2100, 2100, 3), np.uint8)
+    with pytest.raises(gr.Error, match=r"the blur lab at full size .*2100x2100, 4.4 megapixels; the limit is 4.2"):
+        blur_tab.blur_lab(ctx, big, False, ("upload", None), 0, *option_values())
+    ctx = make_context(tmp_path, whole_photo=lambda *a: pytest.fail("ran"))
+    photo = face.Face("group.jpg", np.zeros((4200, 4100, 3), np.uint8))
+    with pytest.raises(gr.Error, match=r"group.jpg: image is too large for the whole-photo mode .*4100x4200"):
+        restore_tab.restore(ctx, photo, True, lambda *a, **k: None)
 
 
 def test_checked_image_component_reads_uploads_through_the_checks(tmp_path):
@@ -101,6 +138,27 @@ def test_mask_uploads_groups_classes_and_bad_values(tmp_path, celeba):
     Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "rgb.png")
     with pytest.raises(gr.Error, match="rgb.png: a label map must be a palette or grayscale PNG"):
         read_mask_upload(tmp_path / "rgb.png", "auto")
+
+
+def test_unexpected_errors_become_a_message_rather_than_a_bare_error(capsys):
+    from app.main import clear_errors
+
+    def broken(x, request: gr.Request, progress=gr.Progress()):
+        return 1 / x
+
+    wrapped = clear_errors(broken)
+    assert wrapped(2, None) == 0.5
+    with pytest.raises(gr.Error, match=r"Something went wrong on the server \(ZeroDivisionError\)"):
+        wrapped(0, None)
+    assert "ZeroDivisionError" in capsys.readouterr().err  # the traceback is in the server's log
+    with pytest.raises(gr.Error) as err:  # a message for the user passes unchanged
+        clear_errors(lambda: (_ for _ in ()).throw(gr.Error("kept")))()
+    assert err.value.message == "kept"
+    # Gradio still sees the parameters it fills in itself (request by its type, progress by its default)
+    from gradio.utils import get_type_hints
+
+    assert get_type_hints(wrapped)["request"] is gr.Request
+    assert isinstance(inspect.signature(wrapped).parameters["progress"].default, gr.Progress)
 
 
 # ---------------------------------------------------------------- masks and brush strokes
@@ -396,9 +454,9 @@ def test_feature_map_pictures_follow_the_thesis_rules():
     assert features.picture(many, "channel mean")[1] == "channel mean"
 
 
-# ---------------------------------------------------------------- the study's trials
+# ---------------------------------------------------------------- the study: dealing and restorations
 
-def fake_study(tmp_path, methods, n_images=6) -> Study:
+def fake_study(tmp_path, methods, n_images=6, url=None) -> Study:
     folder = tmp_path / "photos"
     folder.mkdir(exist_ok=True)
     for i in range(n_images):
@@ -409,88 +467,310 @@ def fake_study(tmp_path, methods, n_images=6) -> Study:
         calls.append(method)
         return np.clip(image.astype(int) + len(method), 0, 255).astype(np.uint8)
 
-    study = Study(study_photos(folder), methods, VoteStore(f"sqlite:///{tmp_path / 'votes.sqlite'}"),
-                  tmp_path / "cache", restore)
+    store = VoteStore(url or f"sqlite:///{tmp_path / 'votes.sqlite'}")
+    study = Study(study_photos(folder), methods, store, tmp_path / "cache", restore, tmp_path / "served")
     study.calls = calls
     return study
 
 
-def test_trials_are_blind_random_and_reproducible(tmp_path):
-    study = fake_study(tmp_path, ["smfd", "gfpgan", "codeformer"])
-    trials = [study.trial("alice", i) for i in range(len(study))]
-    assert study.trial("alice", len(study)) is None
-    assert sorted(t.image.name for t in trials) == sorted(p.name for p in study.images)  # each once
-    assert all(t.left != t.right for t in trials)
-    assert {frozenset((t.left, t.right)) for t in trials} == {frozenset(p) for p in study.pairs}
-    assert trials == [study.trial("alice", i) for i in range(len(study))]  # a reload sees the same
-    others = [study.trial(f"p{k}", 0) for k in range(40)]
-    assert len({t.image for t in others}) > 1  # orders differ between participants
-    lefts = [t.left for t in others if {t.left, t.right} == {"smfd", "gfpgan"}]
-    assert 0 < lefts.count("smfd") < len(lefts)  # and so do the sides
+def test_dealing_is_random_balanced_and_not_computable_from_the_id():
+    images = [f"p{i}.png" for i in range(9)]
+    pairs = [("smfd", "gfpgan"), ("smfd", "codeformer"), ("gfpgan", "codeformer")]
+    trials = deal("a" * 32, images, pairs)
+    assert sorted(t.image for t in trials) == images and [t.index for t in trials] == list(range(9))
+    seen = collections.Counter(frozenset((t.left, t.right)) for t in trials)
+    assert set(seen.values()) == {3}  # each pair equally often
+    # The same id dealt again gets another order and other sides: nothing follows from the id.
+    again = [deal("a" * 32, images, pairs) for _ in range(20)]
+    assert len({tuple((t.image, t.left) for t in d) for d in again}) == 20
+    lefts = [t.left for d in again for t in d if {t.left, t.right} == {"smfd", "gfpgan"}]
+    assert 0.3 < lefts.count("smfd") / len(lefts) < 0.7
 
 
-def test_study_adds_the_input_as_control_and_caches_restorations(tmp_path):
+def test_study_adds_the_input_as_control_and_serves_restorations_under_random_names(tmp_path):
     study = fake_study(tmp_path, ["smfd"], n_images=2)
     assert study.methods == ["smfd", CONTROL] and study.pairs == [("smfd", CONTROL)]
+    with pytest.raises(NotReady, match="0 of 4 restorations ready"):
+        study.served("p0.png", "smfd")
     first = study.restoration(study.images[0], "smfd")
-    assert study.precompute() == 3  # the other three (photo, method) pairs
-    again = study.restoration(study.images[0], "smfd")
-    assert (first == again).all() and study.calls.count("smfd") == 2  # one per photo, then cached
+    assert study.precompute() == 3 and study.ready.is_set()  # the other three (photo, method) pairs
+    assert study.calls.count("smfd") == 2  # one per photo, then cached
+    served = [study.served(p.name, m) for p in study.images for m in study.methods]
+    assert all(path.parent == tmp_path / "served" for path in served)
+    assert not any(m in path.name for path in served for m in study.methods)  # names tell nothing
+    assert len({path.name for path in served}) == 4
+    assert (read_image(served[0]) == read_image(first)).all()
+    restarted = fake_study(tmp_path, ["smfd"], n_images=2)  # a restart reuses the cache
+    assert restarted.precompute() == 0 and restarted.calls == []
 
 
-# ---------------------------------------------------------------- vote storage
+# ---------------------------------------------------------------- vote storage: integrity
 
-def _vote(participant: str, trial: int, side: str = "left") -> Vote:
-    return Vote(participant, trial, f"photo{trial}.png", "smfd", "gfpgan", side, 1234)
+def test_votes_are_checked_against_the_dealt_trials(study_db):
+    store = VoteStore(study_db)
+    alice = store.new_participant(["a.png", "b.png", "c.png"], [("smfd", "gfpgan")])
+    bob = store.new_participant(["a.png", "b.png", "c.png"], [("smfd", "gfpgan")])
+    assert valid_id(alice) and alice != bob and store.known(alice) and store.next_index(alice) == 0
+    assert not store.known("0" * 32) and not store.known("x" * 1_000_000) and not store.known(None)
+    assert store.vote(alice, 1, "left", 10, "s1").status == "out-of-order"  # trial 0 comes first
+    assert store.vote(alice, 3, "left", 10, "s1").status == "forged"  # never dealt
+    assert store.vote("f" * 32, 0, "left", 10, "s1").status == "forged"  # an invented participant
+    assert store.vote("f" * 10_000, 0, "left", 10, "s1").status == "forged"
+    stored = store.vote(alice, 0, "right", 10, "s1")
+    assert stored.stored and stored.next_index == 1
+    assert store.vote(alice, 0, "right", 10, "s1").status == "duplicate"  # double submit
+    assert store.vote(alice, 0, "left", 10, "s2").status == "replayed"  # from another session
+    rows = store.rows()
+    assert len(rows) == 1 and rows[0]["participant"] == alice and rows[0]["side"] == "right"
+    dealt = store.trial(alice, 0)
+    assert (rows[0]["left"], rows[0]["right"], rows[0]["chosen"]) == (dealt.left, dealt.right, dealt.right)
+    assert store.refusals() == {"forged": 3, "out-of-order": 1, "duplicate": 1, "replayed": 1,
+                                "unknown-id": 0, "admin-token": 0, "rate-limited": 0}
+    with pytest.raises(ValueError, match="side"):
+        store.vote(bob, 0, "middle", 10)
+    with pytest.raises(ValueError, match="at most 64 characters"):
+        store.new_participant(["a.png", "b.png"], [("smfd", "m" * 65)])
 
 
-def _replica(url: str, replica: int, threads: int, per_thread: int) -> None:
-    """One app replica: its own engine, several participants voting at once."""
+def test_every_stored_field_is_bounded_by_the_database_itself(study_db):
+    store = VoteStore(study_db)
+    good = dict(participant="a" * 32, trial=0, image="x.png", left="smfd", right="input")
+    for column, value in (("participant", "a" * 33), ("image", "i" * 256), ("left", "m" * 65),
+                          ("right", "m" * 65)):
+        with pytest.raises((IntegrityError, DataError)):  # SQLite: CHECK; PostgreSQL: VARCHAR(n)
+            with store.engine.begin() as conn:
+                conn.execute(insert(trials_table).values(**{**good, column: value}))
+    with store.engine.begin() as conn:
+        conn.execute(insert(trials_table).values(**good))  # at the limits it fits
+
+
+def test_a_concurrent_vote_for_the_same_trial_is_stored_once(study_db):
+    store = VoteStore(study_db)
+    participant = store.new_participant(["a.png"], [("smfd", "input")])
+    barrier = threading.Barrier(6)
+    outcomes = []
+
+    def click(k):
+        barrier.wait()
+        outcomes.append(store.vote(participant, 0, "left" if k % 2 else "right", 5, f"s{k}").status)
+
+    workers = [threading.Thread(target=click, args=(k,)) for k in range(6)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert outcomes.count("stored") == 1 and len(outcomes) == 6
+    assert len(store.rows()) == 1
+
+
+# ---------------------------------------------------------------- vote storage: replicas and kill -9
+
+IMAGES = [f"p{i}.png" for i in range(8)]
+PAIRS = [("smfd", "gfpgan"), ("smfd", "input")]
+
+
+def _replica(url: str, acks: str, participants: list[str]) -> None:
+    """One app replica voting for several participants at once; after each acknowledged vote it
+    appends 'participant trial side' to ``acks`` (a write that survives SIGKILL)."""
     store = VoteStore(url)
+    fd = os.open(acks, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
 
-    def participant(k: int) -> None:
-        for t in range(per_thread):
-            store.add(_vote(f"r{replica}-p{k}", t, "left" if (t + k) % 2 else "right"))
-        store.add(_vote(f"r{replica}-p{k}", 0))  # a double click: must not count twice
+    def participant(pid: str) -> None:
+        while (index := store.next_index(pid)) is not None:
+            side = "left" if (index + len(pid)) % 2 else "right"
+            if store.vote(pid, index, side, 100, pid[:16]).stored:
+                os.write(fd, f"{pid} {index} {side}\n".encode())
 
-    workers = [threading.Thread(target=participant, args=(k,)) for k in range(threads)]
+    workers = [threading.Thread(target=participant, args=(p,)) for p in participants]
     for w in workers:
         w.start()
     for w in workers:
         w.join()
 
 
-def test_no_vote_is_lost_with_concurrent_replicas_and_a_restart(tmp_path):
-    url = f"sqlite:///{tmp_path / 'study.sqlite'}"
+def test_no_acknowledged_vote_is_lost_when_replicas_are_killed_and_restarted(study_db, tmp_path):
+    setup = VoteStore(study_db)
+    people = [[setup.new_participant(IMAGES, PAIRS) for _ in range(4)] for _ in range(3)]
     ctx = multiprocessing.get_context("fork")
-    replicas = [ctx.Process(target=_replica, args=(url, r, 4, 15)) for r in range(3)]
-    for p in replicas:
-        p.start()
-    for p in replicas:
+    acks = [tmp_path / f"acks{r}.txt" for r in range(3)]
+
+    def run_replicas():
+        procs = [ctx.Process(target=_replica, args=(study_db, str(acks[r]), people[r])) for r in range(3)]
+        for p in procs:
+            p.start()
+        return procs
+
+    procs = run_replicas()
+    deadline = time.time() + 60
+    while sum(len(a.read_text().splitlines()) for a in acks if a.exists()) < 20 and time.time() < deadline:
+        time.sleep(0.02)
+    for p in procs:
+        os.kill(p.pid, signal.SIGKILL)  # mid-run: no clean-up code runs
+        p.join()
+    acknowledged = {tuple(line.split()) for a in acks if a.exists() for line in a.read_text().splitlines()}
+    restarted = VoteStore(study_db)
+    stored = {(r["participant"], str(r["trial"]), r["side"]) for r in restarted.rows()}
+    assert 20 <= len(acknowledged) and acknowledged <= stored  # nothing acknowledged was lost
+    assert len(stored) < 3 * 4 * len(IMAGES)  # ... and the kill did land mid-run
+
+    for p in run_replicas():  # the restarted replicas finish every sequence
         p.join(timeout=120)
         assert p.exitcode == 0
-    restarted = VoteStore(url)  # a fresh process opening the same database
     rows = restarted.rows()
-    assert len(rows) == 3 * 4 * 15
-    assert len({(r["participant"], r["trial"]) for r in rows}) == len(rows)
-    assert {r["instance"] for r in rows}.__len__() == 3  # every replica wrote
-    assert restarted.next_trial("r0-p0") == 15 and restarted.next_trial("newcomer") == 0
-    with restarted.engine.connect() as conn:
-        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
-    vote = restarted.votes()[0]
-    assert vote.chosen in ("smfd", "gfpgan") and vote.response_ms == 1234
-    assert restarted.add(_vote("r0-p0", 3)) is False  # stored before: kept once
-    with pytest.raises(ValueError, match="side"):
-        restarted.add(_vote("x", 0, "middle"))
+    assert len(rows) == 3 * 4 * len(IMAGES)
+    assert len({(r["participant"], r["trial"]) for r in rows}) == len(rows)  # none twice
+    assert len({r["instance"] for r in rows}) >= 3  # several replicas wrote
+    for r in rows:
+        dealt = restarted.trial(r["participant"], r["trial"])
+        assert (r["left"], r["right"], r["chosen"]) == (dealt.left, dealt.right, getattr(dealt, r["side"]))
+    if study_db.startswith("sqlite"):
+        with restarted.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert stat.S_IMODE(os.stat(restarted.url.database).st_mode) == 0o600
     with pytest.raises(InputError, match="not a database URL"):
         VoteStore("votes.sqlite")
 
 
-def test_a_bad_study_photo_stops_the_start_with_its_name(tmp_path):
-    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / "good.png")
-    (tmp_path / "broken.jpg").write_bytes(b"not really a photo")
-    with pytest.raises(InputError, match="broken.jpg: not an image file"):
-        study_photos(tmp_path)
+def test_an_unreachable_database_at_start_up_is_named_in_one_line():
+    with pytest.raises(InputError, match=r"^postgresql://study:\*\*\*@127.0.0.1:1/votes: the study "
+                                         r"database is unreachable \(OperationalError\)$"):
+        VoteStore("postgresql://study:secret@127.0.0.1:1/votes", retry_seconds=0.3)
+
+
+def test_a_vote_waits_for_a_restarting_database_and_is_kept(postgres):
+    url = postgres.new_database()
+    store = VoteStore(url, retry_seconds=30)
+    participant = store.new_participant(IMAGES, PAIRS)
+    postgres.stop()
+    try:
+        outcome = []
+        voter = threading.Thread(target=lambda: outcome.append(store.vote(participant, 0, "left", 50, "s")))
+        voter.start()
+        time.sleep(2)
+        assert voter.is_alive() and not outcome  # retrying while the server is down
+    finally:
+        postgres.start()
+    voter.join(timeout=40)
+    assert outcome and outcome[0].stored
+    assert [(r["participant"], r["trial"]) for r in VoteStore(url).rows()] == [(participant, 0)]
+
+
+# ---------------------------------------------------------------- the study's events
+
+class Request:
+    """What the handlers read from gr.Request."""
+
+    def __init__(self, session="tab-1", host="10.0.0.1"):
+        self.session_hash, self.client = session, SimpleNamespace(host=host)
+
+
+def study_context(tmp_path, url=None, token="s3cret") -> AppContext:
+    study = fake_study(tmp_path, ["smfd", "gfpgan"], n_images=3, url=url)
+    study.precompute()
+    return make_context(tmp_path, study=study, admin=AdminGate(token))
+
+
+def test_study_events_deal_vote_and_refuse(tmp_path):
+    ctx = study_context(tmp_path)
+    pid, state, left, right, where, shown, *_ = study_tab.start(ctx, None, Request())
+    assert valid_id(pid) and state["participant"] == pid and shown == "0" and "Photo 1 of 3" in where
+    assert {Path(left).parent, Path(right).parent} == {tmp_path / "served"}
+    # a vote is for the trial shown, with the sides the server dealt
+    state2, *rest = study_tab.vote(ctx, "left", state, shown, Request())
+    row = ctx.study.store.rows()[0]
+    assert row["chosen"] == row["left"] == ctx.study.store.trial(pid, 0).left and rest[3] == "1"
+    with pytest.raises(gr.Error, match="does not belong to the photo shown"):
+        study_tab.vote(ctx, "left", state2, "2", Request())  # ahead of the sequence
+    with pytest.raises(gr.Error, match="press Start first"):
+        study_tab.vote(ctx, "left", None, "0", Request())  # no session: forged
+    # a second tab of the same participant (replayed) is told and moved on, not counted twice
+    study_tab.vote(ctx, "right", state, "0", Request("tab-2"))
+    assert len(ctx.study.store.rows()) == 1
+    # a returning participant continues; an invented id gets a fresh one
+    again = study_tab.start(ctx, pid, Request())
+    assert again[0] == pid and again[5] == "1"
+    fresh = study_tab.start(ctx, "0" * 32, Request())
+    assert fresh[0] != "0" * 32 and valid_id(fresh[0])
+    assert ctx.study.store.refusals() == {"forged": 1, "out-of-order": 1, "duplicate": 0, "replayed": 1,
+                                          "unknown-id": 1, "admin-token": 0, "rate-limited": 0}
+
+
+def test_study_start_says_when_it_is_not_ready_or_the_database_is_down(tmp_path, postgres):
+    ctx = study_context(tmp_path, url=postgres.new_database())
+    ctx.study.ready.clear()
+    with pytest.raises(gr.Error, match=r"still being prepared \(6 of 6"):
+        study_tab.start(ctx, None, Request())
+    ctx.study.ready.set()
+    _, state, *_ = study_tab.start(ctx, None, Request())
+    ctx.study.store.retry_seconds = 0.5
+    postgres.stop()
+    try:
+        with pytest.raises(gr.Error, match="study database cannot be reached right now: the study cannot start"):
+            study_tab.start(ctx, None, Request())
+        with pytest.raises(gr.Error, match=r"your vote was not saved \(your earlier ones are\); click again"):
+            study_tab.vote(ctx, "left", state, "0", Request())
+        with pytest.raises(gr.Error, match="cannot be reached right now: the results cannot be read"):
+            study_tab.results(ctx, "s3cret", Request())
+    finally:
+        postgres.start()
+    study_tab.vote(ctx, "left", state, "0", Request())  # clicked again: stored
+    assert len(ctx.study.store.rows()) == 1
+
+
+def test_results_need_the_token_and_limit_guessing(tmp_path):
+    ctx = study_context(tmp_path, token="pässwört")
+    _, state, *_ = study_tab.start(ctx, None, Request())
+    study_tab.vote(ctx, "right", state, "0", Request())
+    for wrong in ("wrong", "pässwort", "\udcff", None):  # non-ASCII and broken text: a message
+        with pytest.raises(gr.Error, match="Wrong admin token"):
+            study_tab.results(ctx, wrong, Request(host="10.0.0.7"))
+    summary, wins, bt, refusals, figure, csv_text = study_tab.results(ctx, "pässwört", Request(host="10.0.0.8"))
+    assert "1 votes" in summary and "1 participants" in summary
+    lines = csv_text.splitlines()
+    assert lines[0].startswith("id,participant,trial,image,left,right,chosen,side,response_ms")
+    assert len(lines) == 2 and ",right," in lines[1]
+    assert dict((r[0], r[1]) for r in refusals)["admin-token"] == 4
+    with pytest.raises(gr.Error, match="Wrong admin token"):
+        study_tab.results(ctx, "wrong", Request(host="10.0.0.7"))  # the 5th wrong one
+    with pytest.raises(gr.Error, match=r"Too many wrong admin tokens: try again in \d+ s"):
+        study_tab.results(ctx, "pässwört", Request(host="10.0.0.7"))  # even the right one, for now
+    study_tab.results(ctx, "pässwört", Request(host="10.0.0.9"))  # other addresses are not blocked
+    assert ctx.study.store.refusals()["rate-limited"] == 1
+
+
+def test_admin_gate_limits_all_addresses_together_and_forgets_after_the_window():
+    gate = AdminGate("t", per_client=2, overall=3, window=0.5)
+    for host in ("a", "b", "c"):
+        with pytest.raises(Refused, match="Wrong"):
+            gate.check("x", host)
+    with pytest.raises(Refused, match="Too many"):
+        gate.check("t", "d")  # a distributed guess is limited too
+    time.sleep(0.6)
+    gate.check("t", "d")
+    with pytest.raises(Refused, match="Wrong"):
+        AdminGate("").check("", "a")  # no token set: nothing opens
+
+
+def test_admin_token_from_the_flag_a_file_or_the_environment(tmp_path, monkeypatch):
+    monkeypatch.delenv(TOKEN_ENV, raising=False)
+    token, given = admin_token()
+    assert not given and len(token) >= 16
+    assert admin_token("flag") == ("flag", True)
+    (tmp_path / "token").write_text("from-a-file\n")
+    assert admin_token(None, tmp_path / "token") == ("from-a-file", True)
+    monkeypatch.setenv(TOKEN_ENV, "from-env")
+    assert admin_token() == ("from-env", True)
+    (tmp_path / "empty").write_text("\n")
+    with pytest.raises(InputError, match="empty: the admin token file is empty"):
+        admin_token(None, tmp_path / "empty")
+    with pytest.raises(InputError, match="missing: cannot read the admin token"):
+        admin_token(None, tmp_path / "missing")
+    with pytest.raises(InputError, match="not both"):
+        admin_token("a", tmp_path / "token")
+
+
+def _vote(participant: str, trial: int, side: str = "left") -> Vote:
+    return Vote(participant, trial, f"photo{trial}.png", "smfd", "gfpgan", side, 1234)
 
 
 # ---------------------------------------------------------------- analysis
@@ -526,9 +806,9 @@ def test_bradley_terry_recovers_strengths_and_handles_a_clean_sweep():
 
 def test_csv_export_holds_every_vote(tmp_path):
     store = VoteStore(f"sqlite:///{tmp_path / 'v.sqlite'}")
+    participant = store.new_participant(["a.png", "b.png", "c.png"], [("smfd", "gfpgan")])
     for t in range(3):
-        store.add(_vote("p", t, "right"))
-    path = study_stats.write_csv(store.rows(), tmp_path / "votes.csv")
-    lines = path.read_text().splitlines()
-    assert lines[0].startswith("id,participant,trial,image,left,right,chosen,side,response_ms")
-    assert len(lines) == 4 and all(",gfpgan,right,1234," in line for line in lines[1:])
+        store.vote(participant, t, "right", 1234)
+    lines = study_stats.csv_text(store.rows()).splitlines()
+    assert lines[0] == "id,participant,trial,image,left,right,chosen,side,response_ms,created_at,instance"
+    assert len(lines) == 4 and all(",right,1234," in line and participant in line for line in lines[1:])

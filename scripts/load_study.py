@@ -1,0 +1,173 @@
+"""Load test of the user study: many simulated participants at once, driving the same events the
+browser uses (raw queue calls, app/study_client.py), against a real `smfd demo` started here on
+127.0.0.1 (or a running one, --url).
+
+    .venv/bin/python scripts/load_study.py [--participants 60] [--duration 60] [--think 1 3]
+        [--photos DIR] [--weights DIR | --random-weights] [--study-db URL] [--url URL]
+
+Every participant presses Start, then votes photo after photo, pausing a random --think time
+(seconds, uniform) between seeing a pair and clicking, until the sequence ends or --duration is
+over. Prints the latency of Start and of a vote (p50 / p95 / max, from the click to the next
+screen) and the throughput; every vote is checked in the answer (the next trial, no error).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from app.study_client import CallFailed, StudyClient
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_app(args, work: Path) -> tuple[subprocess.Popen, str]:
+    """`smfd demo` on a free port; returns once its study is ready."""
+    from smfd.data import shared_data
+
+    port = free_port()
+    photos = args.photos or str(shared_data() / "realworld" / "cropped")
+    db = args.study_db or f"sqlite:///{work / 'study.sqlite'}"
+    cmd = [sys.executable, "-m", "smfd", "demo", "--port", str(port), "--study-images", photos,
+           "--study-db", db]
+    if args.weights:
+        cmd += ["--weights", args.weights]
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "SMFD_ADMIN_TOKEN": "load-test"}
+    log = work / "app.log"
+    proc = subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT, env=env,
+                            cwd=ROOT, start_new_session=True)
+    url, deadline = f"http://127.0.0.1:{port}/", time.time() + args.start_timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            sys.exit(f"the app exited:\n{log.read_text()[-2000:]}")
+        if "restorations ready" in log.read_text():
+            try:
+                urllib.request.urlopen(url + "config", timeout=5).close()
+                return proc, url
+            except OSError:
+                pass
+        time.sleep(1)
+    proc.kill()
+    sys.exit(f"the study was not ready within {args.start_timeout} s:\n{log.read_text()[-2000:]}")
+
+
+def random_weights(folder: Path) -> str:
+    import torch
+
+    from smfd import checkpoint
+    from smfd.models import MaskNet, SMFDNet
+    from smfd.restorer import weight_files
+
+    torch.manual_seed(0)
+    mask_path, deblur_path = weight_files(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    checkpoint.save(mask_path, MaskNet().eval(), half=True)
+    checkpoint.save(deblur_path, SMFDNet().eval(), half=True)
+    return str(folder)
+
+
+async def participant(url: str, config: dict, args, end: float, starts: list, votes: list,
+                      errors: list, rng: random.Random) -> None:
+    async with StudyClient(url, timeout=args.call_timeout) as client:
+        await client.connect(config)  # the page's config, fetched once for everybody
+        await asyncio.sleep(rng.uniform(0, args.think[1]))  # people do not all click at once
+        t = time.perf_counter()
+        try:
+            screen = await client.start()
+        except (CallFailed, OSError) as exc:
+            errors.append(f"start: {exc}")
+            return
+        starts.append(time.perf_counter() - t)
+        while screen.trial and time.time() < end:
+            await asyncio.sleep(rng.uniform(*args.think))
+            t = time.perf_counter()
+            try:
+                following = await client.vote(rng.choice(["left", "right"]), screen.trial)
+            except (CallFailed, OSError) as exc:
+                errors.append(f"vote: {exc}")
+                return
+            votes.append(time.perf_counter() - t)
+            expected = str(int(screen.trial) + 1)
+            if following.trial not in (expected, "") or following.warnings:
+                errors.append(f"vote on trial {screen.trial}: got {following.trial!r} {following.warnings}")
+                return
+            screen = following
+
+
+def summary(name: str, times: list[float]) -> str:
+    if not times:
+        return f"{name}: none"
+    times = sorted(times)
+    p95 = times[min(len(times) - 1, round(0.95 * (len(times) - 1)))]
+    return (f"{name}: n={len(times)}  p50={statistics.median(times) * 1000:.0f} ms  "
+            f"p95={p95 * 1000:.0f} ms  max={times[-1] * 1000:.0f} ms")
+
+
+async def drive(url: str, args) -> None:
+    async with StudyClient(url) as probe:
+        config = await probe.connect()
+    starts, votes, errors = [], [], []
+    rng = random.Random(args.seed)
+    began = time.time()
+    end = began + args.duration
+    await asyncio.gather(*[participant(url, config, args, end, starts, votes, errors,
+                                       random.Random(rng.random())) for _ in range(args.participants)])
+    wall = time.time() - began
+    print(f"{args.participants} participants, think time {args.think[0]:g}-{args.think[1]:g} s, "
+          f"{wall:.1f} s in all")
+    print(summary("start", starts))
+    print(summary("vote ", votes))
+    print(f"throughput: {len(votes) / wall:.1f} votes/s; errors: {len(errors)}")
+    for e in errors[:10]:
+        print("  ", e)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--participants", type=int, default=60)
+    parser.add_argument("--duration", type=float, default=60.0, help="seconds of voting at most")
+    parser.add_argument("--think", type=float, nargs=2, default=(1.0, 3.0), metavar=("MIN", "MAX"),
+                        help="seconds a participant looks at a pair before clicking (uniform)")
+    parser.add_argument("--photos", default=None, help="study photos (default: realworld/cropped of the shared data)")
+    parser.add_argument("--weights", default=None, help="weights folder (default: the shipped weights)")
+    parser.add_argument("--random-weights", action="store_true", help="random networks (no shipped weights needed)")
+    parser.add_argument("--study-db", default=None, help="database URL (default: a fresh SQLite file)")
+    parser.add_argument("--url", default=None, help="drive this running app instead of starting one")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--call-timeout", type=float, default=60.0)
+    parser.add_argument("--start-timeout", type=float, default=600.0)
+    args = parser.parse_args()
+    if not 1 <= args.participants <= 500 or not 0 < args.duration <= 3600:
+        parser.error("--participants must be 1..500 and --duration 0..3600 s")
+    if args.url:
+        asyncio.run(drive(args.url, args))
+        return
+    with tempfile.TemporaryDirectory(prefix="smfd-load-") as tmp:
+        if args.random_weights:
+            args.weights = random_weights(Path(tmp) / "weights")
+        proc, url = start_app(args, Path(tmp))
+        try:
+            asyncio.run(drive(url, args))
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main()
