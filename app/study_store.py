@@ -20,8 +20,8 @@ from sqlalchemy import (Column, DateTime, Integer, MetaData, String, Table, Uniq
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError
 
-from baselines.weights import cache_root
-from smfd.images import InputError
+from smfd.errors import InputError
+from smfd.paths import cache_root
 
 RETRIES = 8
 

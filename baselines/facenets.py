@@ -15,7 +15,8 @@ import cv2
 import numpy as np
 import torch
 
-from smfd.images import InputError, check_rgb, resize_to
+from smfd.errors import InputError
+from smfd.images import check_rgb, resize_to
 from smfd.runtime import pick_device
 
 from .registry import Method, MethodInfo

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from smfd.images import InputError
+from smfd.errors import InputError
 
 from . import weights as _weights
 

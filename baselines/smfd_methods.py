@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from smfd.images import InputError
+from smfd.errors import InputError
 
 from .registry import Method, MethodInfo
 

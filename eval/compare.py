@@ -15,7 +15,8 @@ import numpy as np
 from tqdm import tqdm
 
 from smfd import metrics
-from smfd.images import InputError, write_png
+from smfd.errors import InputError
+from smfd.images import write_png
 
 from .common import MetricUnavailable
 from .pairs import Pair

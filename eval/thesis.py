@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from smfd import checkpoint, metrics
-from smfd.images import InputError
+from smfd.errors import InputError
 from smfd.models import ABLATIONS, count_parameters
 
 from .compare import EvalOptions, evaluate

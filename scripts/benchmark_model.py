@@ -1,7 +1,7 @@
 """Benchmark of the shipped model on held-out faces under the protocol of SPEC section 2.
 
     .venv/bin/python scripts/benchmark_model.py [--data DIR] [--weights DIR] [--faces N] [--seed 0]
-        [--json OUT.json]
+        [--engine auto|pytorch|openvino|openvino-int8] [--raw-colours] [--identity] [--json OUT.json]
 
 DIR defaults to celebamask_mini of the shared data ($SMFD_SHARED_DATA, else ../shared/data beside
 the project folder).
@@ -10,8 +10,11 @@ Faces: the test split of the dataset (smfd.data.select(..., "test")), which no t
 Each face is degraded at 512x512 with a recipe drawn from (seed, face id), then the blurry image and
 the sharp target are resized to 256x256 with INTER_AREA. Prints, for the blurry input, SMFD with
 generated masks and SMFD with ground-truth masks: PSNR, SSIM, MSE, the mean colour shift (mean
-absolute difference of per-channel means, 0..255 levels) and the background speckle rate; and the
-mask generator's Dice/Jaccard per group (dataset-level pixel counts) and their mean.
+absolute difference of per-channel means, 0..255 levels) and the background speckle rate; with
+--identity also dlib's identity distance to the sharp face (SPEC section 2: mean descriptor
+distance and the share under 0.6); and the mask generator's Dice/Jaccard per group (dataset-level
+pixel counts) and their mean. SMFD runs through Restorer.restore_face, the path of every caller
+(--raw-colours: without keeping the input's colours).
 """
 
 import argparse
@@ -23,6 +26,7 @@ from tqdm import tqdm
 
 from smfd import data, metrics
 from smfd.labels import GROUPS
+from smfd.paths import shared_data
 from smfd.restorer import Restorer
 
 
@@ -39,30 +43,43 @@ def speckle_rate(image: np.ndarray, background: np.ndarray, threshold: float = 4
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default=str(data.shared_data() / "celebamask_mini"))
+    parser.add_argument("--data", default=str(shared_data() / "celebamask_mini"))
     parser.add_argument("--weights", default=None, help="weights folder (default: the shipped weights)")
     parser.add_argument("--faces", type=int, default=None, help="use only the first N test faces")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--engine", default="auto", help="auto, pytorch, openvino or openvino-int8")
+    parser.add_argument("--raw-colours", action="store_true", help="keep_colours=False")
+    parser.add_argument("--identity", action="store_true", help="also dlib's identity distance")
     parser.add_argument("--json", default=None, help="also write the figures to this JSON file")
     args = parser.parse_args()
 
     records = [r for r in data.select(data.open_dataset(args.data), "test") if r.has_mask]
     records = records[: args.faces] if args.faces else records
-    restorer = Restorer.from_pretrained(args.weights, args.device)
-    rows = {name: {"psnr": [], "ssim": [], "mse": [], "colour_shift": [], "speckles": []}
+    restorer = Restorer.from_pretrained(args.weights, args.device, args.engine)
+    print(f"engine: {restorer.engine.describe()}; keep_colours={not args.raw_colours}")
+    keys = ["psnr", "ssim", "mse", "colour_shift", "speckles"] + (["id_distance", "same_id"] if args.identity else [])
+    rows = {name: {k: [] for k in keys}
             for name in ("blurry input", "SMFD, generated masks", "SMFD, ground-truth masks", "sharp target")}
+    if args.identity:
+        from eval.identity import geometry
+
+        faces = geometry()
     seg = metrics.SegmentationScore(len(GROUPS))
     for record in tqdm(records, desc="benchmark", unit="face"):
         blurry, sharp, groups, _ = data.benchmark_pair(record, args.seed)
-        predicted = restorer.mask(blurry)
-        seg.add(predicted, groups)
+        keep = not args.raw_colours
+        generated = restorer.restore_face(blurry, keep_colours=keep)
+        seg.add(generated.groups, groups)
         outputs = {
             "blurry input": blurry,
-            "SMFD, generated masks": restorer.deblur_at_work_size(blurry, predicted),
-            "SMFD, ground-truth masks": restorer.deblur_at_work_size(blurry, groups),
+            "SMFD, generated masks": generated.image,
+            "SMFD, ground-truth masks": restorer.restore(blurry, groups, keep_colours=keep),
             "sharp target": sharp,
         }
+        if args.identity:
+            box = faces.face_box(sharp)  # found once on the sharp face, reused for every candidate
+            target = faces.embedding(sharp, box)
         for name, out in outputs.items():
             row = rows[name]
             row["psnr"].append(metrics.psnr(out, sharp))
@@ -70,15 +87,22 @@ def main() -> None:
             row["mse"].append(metrics.mse(out, sharp))
             row["colour_shift"].append(metrics.mean_colour_shift(out, sharp))
             row["speckles"].append(speckle_rate(out, groups == 0))
+            if args.identity:
+                distance = float(np.linalg.norm(faces.embedding(np.ascontiguousarray(out), box) - target))
+                row["id_distance"].append(distance)
+                row["same_id"].append(distance < 0.6)
 
     summary = {name: {k: float(np.mean(v)) for k, v in row.items()} for name, row in rows.items()}
     print(f"\n{len(records)} held-out faces from {args.data} (test split), seed {args.seed}\n")
-    print(f"| {'method':26s} | PSNR dB | SSIM   | MSE    | colour shift | bg speckles |")
-    print(f"|{'-' * 28}|---------|--------|--------|--------------|-------------|")
+    identity = " id distance | same id (< 0.6) |" if args.identity else ""
+    print(f"| {'method':26s} | PSNR dB | SSIM   | MSE    | colour shift | bg speckles |{identity}")
+    print(f"|{'-' * 28}|---------|--------|--------|--------------|-------------|"
+          + ("-------------|-----------------|" if args.identity else ""))
     for name, s in summary.items():
-        psnr = "inf" if name == "sharp target" else f"{s['psnr']:.2f}"
+        psnr = "inf" if name == "sharp target" else f"{s['psnr']:.3f}"
+        ids = f" {s['id_distance']:11.4f} | {s['same_id'] * 100:14.1f}% |" if args.identity else ""
         print(f"| {name:26s} | {psnr:>7s} | {s['ssim']:.4f} | {s['mse']:6.1f} | {s['colour_shift']:12.2f} "
-              f"| {s['speckles'] * 100:10.3f}% |")
+              f"| {s['speckles'] * 100:10.3f}% |{ids}")
     dice, jaccard = seg.dice(), seg.jaccard()
     print("\nmask generator (dataset-level, per group):")
     for g, name in enumerate(GROUPS):

@@ -26,7 +26,8 @@ from app.study import CONTROL, Study, study_photos
 from app.study_store import Vote, VoteStore
 from app.uploads import checked_image, read_mask_upload, read_upload
 from smfd import degrade, labels
-from smfd.images import InputError, read_labels, resize_labels
+from smfd.errors import InputError
+from smfd.images import read_labels, resize_labels
 
 
 def png_with_declared_size(path: Path, width: int, height: int) -> Path:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from smfd.images import InputError, read_image
+from smfd.errors import InputError
+from smfd.images import read_image
 from smfd.restorer import Restorer
 
 
@@ -65,3 +66,28 @@ def test_the_mask_of_a_mirrored_face_is_the_mirrored_mask(restorer, face):
     mirrored = restorer.mask_probabilities(np.ascontiguousarray(face[:, ::-1]))
     assert p.shape == (256, 256, 5) and np.allclose(p.sum(-1), 1, atol=1e-4)
     assert np.allclose(mirrored[:, ::-1], p, atol=1e-3)
+
+
+def test_every_caller_restores_through_the_same_call(restorer, face, tmp_path, random_weights):
+    """The CLI, the whole-photo path, the app and the eval's SMFD method give the same face the
+    same restoration (colours included): they all call Restorer.restore_face."""
+    from app.context import AppContext
+    from baselines import load
+    from smfd.cli import main
+    from smfd.faces import detect_faces
+    from smfd.images import write_png
+    from smfd.photos import align_face, restore_photo
+
+    expected = restorer.restore(face)
+    assert not np.array_equal(expected, restorer.restore(face, keep_colours=False))  # an explicit choice
+    ctx = AppContext(restorer=restorer, examples=[], work_dir=tmp_path / "app")
+    assert np.array_equal(ctx.run_method("smfd", face), expected)
+    assert np.array_equal(load("smfd", restorer=restorer).restore(face), expected)
+    write_png(tmp_path / "in" / "face.png", face)
+    assert main(["restore", str(tmp_path / "in"), str(tmp_path / "out"), "--aligned", "--weights",
+                 str(random_weights), "--device", "cpu"]) == 0
+    assert np.array_equal(read_image(tmp_path / "out" / "face.png"), expected)
+    faces = detect_faces(face)
+    _, report = restore_photo(face, restorer, faces=faces)
+    crop = align_face(face, faces[0])
+    assert np.array_equal(report.faces[0].result, restorer.restore_face(crop, keep_colours=True).image)
