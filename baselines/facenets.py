@@ -19,7 +19,7 @@ from smfd.errors import InputError
 from smfd.images import check_rgb, resize_to
 from smfd.runtime import pick_device
 
-from .registry import Method, MethodInfo
+from .interface import Method, MethodInfo
 
 NOISE_SEED = 0  # GFPGAN injects random noise (as officially run); a fixed seed makes runs repeatable
 

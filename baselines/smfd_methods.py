@@ -8,7 +8,7 @@ import numpy as np
 
 from smfd.errors import InputError
 
-from .registry import Method, MethodInfo
+from .interface import Method, MethodInfo
 
 
 class SMFDMethod(Method):

@@ -4,12 +4,17 @@
 
     .venv/bin/python scripts/bench_speed.py [--weights DIR] [--engines pytorch openvino openvino-int8]
         [--threads 1 2] [--load 0 2] [--runs 30] [--folder-faces 40]
+        [--set KEY=VALUE ...] [--mask-set KEY=VALUE ...]
 
 Faces: held-out test faces of celebamask_mini (degraded under the benchmark protocol). Each
 configuration (engine x threads) is loaded once; the timed calls go round-robin over them, so all
 see the same machine. --load K adds K busy processes (a pure-Python loop each) while timing, to see
 how the thread settings hold up on a busy machine. Ratios are against PyTorch at the same threads
 and load. Engine conversions (one-off, cached) are reported when they happen.
+
+--set / --mask-set time random-init networks of a changed SMFD-UNet / mask-generator config
+instead of the weights (speed does not depend on the weights' values), e.g. the decoder a
+faster model would need: --set decoder=[128,64,32] shuffle_kernel=1.
 """
 
 from __future__ import annotations
@@ -77,6 +82,31 @@ def folder_rate(engine: str, folder: Path, n: int, weights: str | None) -> tuple
     return (n - 1) / (tn - t1), t1
 
 
+def random_weights(folder: Path, deblur: dict, mask: dict) -> str:
+    """Random-init networks of the shipped configs changed by ``deblur`` / ``mask``, saved as a
+    weights folder."""
+    import dataclasses
+    import json
+
+    from smfd import checkpoint
+    from smfd.models import build
+    from smfd.restorer import weight_files
+
+    for path, changes in zip(weight_files(folder), (mask, deblur)):
+        shipped = checkpoint.load(next(p for p in weight_files() if p.name == path.name))
+        config = dataclasses.replace(shipped.config, **{k: tuple(v) if isinstance(v, list) else v
+                                                        for k, v in changes.items()})
+        print(f"random-init {path.stem}: {json.dumps({k: v for k, v in changes.items()})}")
+        checkpoint.save(path, build(config).eval())
+    return str(folder)
+
+
+def overrides(items: list[str]) -> dict:
+    import json
+
+    return {k: json.loads(v) for k, _, v in (item.partition("=") for item in items)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--weights", default=None, help="weights folder (default: the shipped weights)")
@@ -85,7 +115,12 @@ def main() -> None:
     parser.add_argument("--load", type=int, nargs="+", default=[0], help="busy processes while timing")
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--folder-faces", type=int, default=40, help="0: skip the folder timing")
+    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="SMFD-UNet config change")
+    parser.add_argument("--mask-set", nargs="+", default=[], metavar="KEY=VALUE", help="mask generator change")
     args = parser.parse_args()
+    if args.set or args.mask_set:
+        scratch = tempfile.TemporaryDirectory()
+        args.weights = random_weights(Path(scratch.name), overrides(args.set), overrides(args.mask_set))
 
     faces = held_out_faces(max(8, args.folder_faces))
     restorers = {}

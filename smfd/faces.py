@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 from skimage.transform import SimilarityTransform
 
-from .data import WORK_SIZE
+from .data import SOURCE_SIZE, WORK_SIZE
 from .images import resize_to
 
 CROP_SIZE = WORK_SIZE  # faces are aligned straight to the networks' working size
@@ -296,3 +296,29 @@ def is_aligned_crop(image: np.ndarray, faces: list[Face]) -> bool:
     h, w = image.shape[:2]
     return (len(faces) == 1 and abs(w - h) <= 0.01 * max(w, h)
             and alignment_offset(faces[0], w, h) <= ALIGNED_TOLERANCE)
+
+
+# ---------------------------------------------------------------- the built-in face
+# The public-domain portrait scikit-image ships: the app's example, the int8 engine's calibration.
+
+def astronaut_face() -> np.ndarray:
+    """Eileen Collins' NASA portrait as an aligned 512x512 face crop (a fresh copy each call)."""
+    return _aligned_astronaut().copy()
+
+
+@functools.cache
+def _aligned_astronaut() -> np.ndarray:
+    """The face found in the portrait (dlib, as for whole photos) and warped by the similarity
+    that puts its eyes and mouth corners on the template of the CelebA-HQ training crops, so the
+    example has the geometry the networks were trained on. Deterministic: same pixels every run."""
+    from skimage import data as skdata
+
+    photo = skdata.astronaut()
+    # The face is ~100 px wide: the detector finds it at the photo's own size, no enlarging needed.
+    faces = detect_faces(photo, rotations=False, pixels=photo.shape[0] * photo.shape[1])
+    if not faces:
+        raise RuntimeError("no face found in scikit-image's astronaut portrait")
+    face = max(faces, key=lambda f: f.size)
+    # Bicubic: the face is enlarged about 3x to the 512 crop.
+    return warp(photo, alignment(face.landmarks, SOURCE_SIZE), (SOURCE_SIZE, SOURCE_SIZE),
+                interpolation=cv2.INTER_CUBIC)

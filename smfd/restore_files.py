@@ -65,7 +65,9 @@ def restore_files(src: str, dst: str, make_restorer, masks: str | None = None,
                        "as one (--whole treats it as a photo)")
             return restorer.restore(image)
         photo, report = restore_photo(image, restorer, min_face=min_face, faces=faces)
-        tqdm.write(f"{path.name}: {report.summary()}")
+        square = image.shape[0] == image.shape[1]
+        hint = " (an aligned face crop? --aligned restores it whole)" if layout == "auto" and square and not faces else ""
+        tqdm.write(f"{path.name}: {report.summary()}{hint}")
         if crops_dir is not None:
             write_face_crops(crops_dir, path.stem, report, overwrite)
         return photo

@@ -16,7 +16,7 @@ import torch
 
 from . import checkpoint, labels
 from .data import WORK_SIZE
-from .engines import make_engine
+from .engines import calibration_faces, make_engine, one_hot_of
 from .errors import InputError
 from .images import check_rgb, resize_labels, resize_to, to_float, to_uint8
 from .runtime import pick_device
@@ -105,9 +105,8 @@ class Restorer:
         x = self.work_tensor(image)
         if mask is None:
             p = self.engine.probabilities(x)
-            small = p.argmax(1)
-            m = p if self.deblur_model.config.soft_mask else torch.zeros_like(p).scatter_(1, small[:, None], 1.0)
-            groups = resize_labels(small[0].to(torch.uint8).cpu().numpy(), (w, h))
+            m = p if self.deblur_model.config.soft_mask else one_hot_of(p)
+            groups = resize_labels(p.argmax(1)[0].to(torch.uint8).cpu().numpy(), (w, h))
         else:
             m, groups = self.mask_tensor(mask), labels.check_groups(mask)
             groups = resize_labels(groups, (w, h))
@@ -132,7 +131,3 @@ class Restorer:
         h, w = check_rgb(image).shape[:2]
         small = self.engine.probabilities(self.work_tensor(image)).argmax(1)[0]
         return resize_labels(small.to(torch.uint8).cpu().numpy(), (w, h))
-
-
-def calibration_faces() -> list[np.ndarray]:
-    raise NotImplementedError

@@ -110,3 +110,14 @@ def test_soft_mask_weights_get_probabilities_and_given_masks_one_hot(engine, tmp
     assert not torch.equal(seen[0], seen[0].round())
     restorer.restore_face(face, generated.groups)  # a given label map: one-hot
     assert torch.equal(seen[1], seen[1].round()) and torch.equal(seen[1].sum(1), torch.ones(1, 256, 256))
+
+
+def test_int8_engine_is_calibrated_and_cached_apart(tmp_path, monkeypatch, celeba):
+    monkeypatch.setenv("SMFD_CACHE", str(tmp_path))
+    face = data.benchmark_pair(data.open_dataset(celeba)[0])[0]
+    float_engine = Restorer(*small_networks(3), engine="openvino")
+    int8 = Restorer(*small_networks(3), engine="openvino-int8")
+    assert int8.engine.int8 and int8.engine.folder != float_engine.engine.folder
+    a, b = float_engine.restore(face), int8.restore(face)
+    assert b.shape == a.shape and metrics.psnr(a, b) > 25  # quantised, yet the same picture
+    assert "int8" in int8.engine.describe()

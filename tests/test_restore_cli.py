@@ -130,3 +130,15 @@ def test_aligned_crops_are_recognised_without_aligned(celeba, tmp_path, random_w
     assert "photo.png: 1 face found, 1 restored" in capsys.readouterr().out
     with pytest.raises(SystemExit):  # argparse: not allowed with argument --aligned
         main(["restore", str(folder), str(tmp_path / "x"), "--aligned", "--whole", *weights])
+
+
+def test_the_library_cli_loads_no_layer_above_it():
+    """smfd (the library) <- baselines <- eval <- app: building the command line and running its
+    library commands import none of the packages that stand on the library."""
+    import subprocess
+    import sys
+
+    code = ("import sys, smfd.cli, smfd.restore_files, smfd.blur_files; smfd.cli.build_parser(); "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'app', 'eval', 'baselines', 'gradio'}))")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert run.stdout.strip() == "[]"
