@@ -15,9 +15,10 @@ from gradio import FileData
 
 from smfd import degrade
 from smfd.blur_files import recipe_record
-from smfd.images import InputError, write_png
+from smfd.images import write_png
 
 from .context import AppContext
+from .errors import shown_to_user
 from .examples import blurred
 from .face import safe_stem, write_mask_png
 from .uploads import FULL_SIZE_BLUR_PIXELS, read_mask_upload, read_upload
@@ -40,20 +41,16 @@ def register(ctx: AppContext) -> None:
         it the mask generator makes one. Returns the restored face as a PNG of the input's size."""
         picture = _image(image)
         labels = read_mask_upload(mask["path"], "auto", mask.get("orig_name")) if mask else None
-        try:
+        with shown_to_user():
             out = ctx.restorer.restore(picture, labels)
-        except InputError as exc:
-            raise gr.Error(str(exc)) from None
         return FileData(path=str(write_png(ctx.output_dir() / f"{_stem(image)}_restored.png", out)))
 
     def mask(image: FileData) -> FileData:
         """The 5-group face mask of an aligned face crop: a palette PNG whose values are the
         groups (0 background, 1 face skin, 2 facial parts, 3 hair, 4 accessories)."""
         picture = _image(image)
-        try:
+        with shown_to_user():
             groups = ctx.restorer.mask(picture)
-        except InputError as exc:
-            raise gr.Error(str(exc)) from None
         return FileData(path=str(write_mask_png(ctx.output_dir() / f"{_stem(image)}_mask.png", groups)))
 
     def blur(image: FileData, seed: int = 0, layers: list[int] | None = None,

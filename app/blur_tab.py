@@ -12,10 +12,11 @@ import numpy as np
 
 from smfd import degrade
 from smfd.blur_files import recipe_record
-from smfd.images import InputError, resize_to
+from smfd.images import resize_to
 
 from . import examples, render
 from .context import AppContext
+from .errors import shown_to_user
 from .face import Face, safe_stem
 from .uploads import FULL_SIZE_BLUR_PIXELS, check_pixels, checked_image
 
@@ -84,10 +85,8 @@ def blur_lab(ctx: AppContext, image, resize, source, seed, *option_values):
 def load_example(ctx: AppContext, name: str):
     if not name:
         return gr.skip(), gr.skip()
-    try:
+    with shown_to_user():  # e.g. a corrupt file in the --examples folder
         image, truth = ctx.example(name).load()
-    except InputError as exc:  # e.g. a corrupt file in the --examples folder
-        raise gr.Error(str(exc)) from None
     return image, (name, truth)
 
 

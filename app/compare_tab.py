@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import gradio as gr
 import numpy as np
 
-from smfd.images import InputError
+from smfd.errors import InputError
 
 from .context import AppContext
 from .face import Face, quality
@@ -53,7 +53,7 @@ def run_all(ctx: AppContext, face: Face, progress=None) -> list[Result]:
     tick = progress or (lambda *a, **k: None)
 
     tick(0 / steps, desc="SMFD with the generated mask")
-    out, secs = _timed(ctx.run_method, "smfd", face.blurry, face.generated)
+    out, secs = _timed(ctx.run_method, "smfd", face.blurry)
     results.append(Result("SMFD (generated mask)", out, secs, "MIT", "yes"))
     tick(1 / steps, desc="SMFD with the given mask")
     if given is None:
@@ -66,7 +66,10 @@ def run_all(ctx: AppContext, face: Face, progress=None) -> list[Result]:
         tick((2 + k) / steps, desc=info.title)
         commercial = "yes" if info.commercial_use else "no (non-commercial licence)"
         try:
-            mask = (given if given is not None else face.generated) if info.needs_mask else None
+            mask = None
+            if info.needs_mask:
+                mask = given if given is not None else face.generated if face.generated is not None \
+                    else ctx.restorer.mask(face.blurry)
             out, secs = _timed(ctx.run_method, info.name, face.blurry, mask)
             results.append(Result(info.title, out, secs, info.licence, commercial))
         except InputError as exc:  # the registry's WeightsMissing says how to get the weights
@@ -99,9 +102,6 @@ def unavailable(results: list[Result], has_baselines: bool) -> str:
 def compare(ctx: AppContext, face: Face | None, progress=gr.Progress()):
     if face is None:
         raise gr.Error("Load or upload a face in the Restore tab first.")
-    if face.generated is None:
-        progress(0, desc="Predicting the mask")
-        face = face.replace(generated=ctx.restorer.mask(face.blurry))
     results = run_all(ctx, face, progress)
     gallery = [(r.image, r.title) for r in results if r.image is not None]
     note = "" if face.sharp is not None else (

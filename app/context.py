@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from baselines.weights import sha256_of
+from smfd.paths import sha256_of
 from smfd.restorer import Restorer, weight_files
 
 from .examples import Example
@@ -49,7 +49,7 @@ class AppContext:
         for ex in self.examples:
             if ex.name == name:
                 return ex
-        from smfd.images import InputError
+        from smfd.errors import InputError
 
         raise InputError(f"unknown example {name!r}")
 

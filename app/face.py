@@ -12,7 +12,8 @@ import numpy as np
 from PIL import Image
 
 from smfd import labels, metrics
-from smfd.images import InputError, resize_labels, resize_to
+from smfd.errors import InputError
+from smfd.images import resize_labels, resize_to
 from smfd.restorer import WORK
 
 EDITOR_SIZE = 512  # the mask editor's longer side: big enough to paint eyes and lips

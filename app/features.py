@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from smfd import labels
+from smfd.models import rgb_to_gray
 from smfd.restorer import Restorer
 
 from .render import enlarge, heatmap, normalise
@@ -54,14 +55,15 @@ def capture(net: torch.nn.Module, stages, *inputs) -> list[tuple[str, np.ndarray
 
 def mask_generator_maps(restorer: Restorer, image: np.ndarray) -> list[tuple[str, np.ndarray]]:
     net = copy.deepcopy(restorer.mask_model)
-    x = restorer.mask_input(image)
+    x = restorer.work_tensor(image)
+    x = rgb_to_gray(x) if net.config.in_channels == 1 else x
     maps = capture(net, _stages(net, [("encoder", net.encoder)]), x)
     return [("input (grayscale)" if x.shape[1] == 1 else "input", x[0].cpu().numpy())] + maps
 
 
 def smfd_maps(restorer: Restorer, image: np.ndarray, mask: np.ndarray) -> list[tuple[str, np.ndarray]]:
     net = copy.deepcopy(restorer.deblur_model)
-    x, m = restorer.deblur_inputs(image, mask)
+    x, m = restorer.work_tensor(image), restorer.mask_tensor(mask)
     branches = [("image encoder", net.image_encoder)]
     if net.mask_encoder is not None:
         branches.append(("mask encoder", net.mask_encoder))

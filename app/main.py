@@ -19,8 +19,7 @@ from pathlib import Path
 import gradio as gr
 
 from baselines import registry
-from baselines.weights import cache_root
-from smfd.data import shared_data
+from smfd.paths import cache_root, shared_data
 from smfd.photos import restore_photo
 from smfd.restorer import Restorer
 

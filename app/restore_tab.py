@@ -9,10 +9,11 @@ from types import SimpleNamespace
 import gradio as gr
 
 from smfd import labels
-from smfd.images import InputError, write_png
+from smfd.images import write_png
 
 from . import examples
 from .context import AppContext
+from .errors import shown_to_user
 from .face import Face, apply_strokes, editor_value, palette_hex, report, safe_stem, write_mask_png
 from .uploads import WHOLE_PHOTO_PIXELS, check_pixels, checked_image, read_mask_upload
 
@@ -30,10 +31,8 @@ def face_from_upload(image) -> Face:
 def face_from_example(ctx: AppContext, name: str, seed) -> Face:
     if not name:
         raise gr.Error("Pick an example first.")
-    try:
+    with shown_to_user():  # e.g. a corrupt file in the --examples folder
         sharp, truth = ctx.example(name).load()
-    except InputError as exc:  # e.g. a corrupt file in the --examples folder
-        raise gr.Error(str(exc)) from None
     seed = int(seed or 0)
     blurry, recipe = examples.blurred(sharp, seed)
     face = Face(f"{name} (seed {seed}: {recipe.describe()})", blurry, sharp)
@@ -43,27 +42,24 @@ def face_from_example(ctx: AppContext, name: str, seed) -> Face:
 def with_sharp(face: Face | None, image) -> Face:
     if face is None:
         raise gr.Error("Upload the blurry face first, then its sharp reference.")
-    try:
+    with shown_to_user():
         return face.with_sharp(image)
-    except InputError as exc:
-        raise gr.Error(str(exc)) from None
 
 
 def with_truth(face: Face | None, file, kind: str) -> Face:
     if face is None:
         raise gr.Error("Upload the blurry face first, then its ground-truth mask.")
     truth = read_mask_upload(file, kind, name=None)
-    try:
+    with shown_to_user():
         return face.with_truth(truth)
-    except InputError as exc:
-        raise gr.Error(str(exc)) from None
 
 
 def restored_with(ctx: AppContext, face: Face, mask, source: str) -> Face:
-    try:
-        return face.replace(mask=mask, mask_source=source, restored=ctx.restorer.restore(face.blurry, mask))
-    except InputError as exc:
-        raise gr.Error(str(exc)) from None
+    """The face restored with ``mask``, or with the generated one when ``mask`` is None."""
+    with shown_to_user():
+        result = ctx.restorer.restore_face(face.blurry, mask)
+    generated = result.groups if result.generated else face.generated
+    return face.replace(mask=result.groups, mask_source=source, restored=result.image, generated=generated)
 
 
 def downloads(ctx: AppContext, face: Face) -> list[str]:
@@ -95,15 +91,11 @@ def restore(ctx: AppContext, face: Face | None, whole_photo: bool, progress=gr.P
         check_pixels(w, h, WHOLE_PHOTO_PIXELS, "the whole-photo mode (use `smfd restore` for bigger photos)",
                      face.name)
         progress(0.2, desc="Finding and restoring every face")
-        try:
+        with shown_to_user():
             out, found = ctx.whole_photo(face.blurry, ctx.restorer)
-        except InputError as exc:
-            raise gr.Error(str(exc)) from None
         return show(ctx, face.replace(mask=None, mask_source="", restored=out, note=found.summary()))
-    progress(0.1, desc="Predicting the mask")
-    generated = face.generated if face.generated is not None else ctx.restorer.mask(face.blurry)
-    progress(0.5, desc="Restoring")
-    return show(ctx, restored_with(ctx, face.replace(generated=generated), generated, "generated"))
+    progress(0.1, desc="Predicting the mask and restoring")
+    return show(ctx, restored_with(ctx, face, None, "generated"))
 
 
 def restore_edited(ctx: AppContext, face: Face | None, edits: dict | None, progress=gr.Progress()):
@@ -128,7 +120,7 @@ def restore_generated(ctx: AppContext, face: Face | None, progress=gr.Progress()
     if face is None or face.generated is None:
         raise gr.Error("Restore once first.")
     progress(0.5, desc="Restoring with the generated mask")
-    return show(ctx, restored_with(ctx, face, face.generated, "generated"))
+    return show(ctx, restored_with(ctx, face, None, "generated"))
 
 
 def build(ctx: AppContext, face: gr.State) -> SimpleNamespace:

@@ -34,8 +34,8 @@ from sqlalchemy import (CheckConstraint, Column, DateTime, Integer, MetaData, St
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, OperationalError
 
-from baselines.weights import cache_root
-from smfd.images import InputError
+from smfd.errors import InputError
+from smfd.paths import cache_root
 
 RETRY_SECONDS = 20.0  # how long a vote waits for a locked or restarting database
 ID_LENGTH = 32  # hex digits of a participant id

@@ -9,8 +9,8 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
-from smfd import labels
-from smfd.images import InputError, read_image, read_labels
+from smfd.errors import InputError
+from smfd.images import read_groups, read_image
 
 MAX_UPLOAD = "25mb"  # Gradio refuses bigger files before they reach a handler
 MAX_PIXELS = 25_000_000  # decoded size limit: a 25 MB PNG can still hold a gigapixel image
@@ -59,11 +59,8 @@ def read_mask_upload(path: str | Path, kind: str, name: str | None = None) -> np
     path = Path(path)
     shown = name or path.name
     try:
-        raw = read_labels(path)
-        if kind == "classes" or (kind == "auto" and raw.size and raw.max() >= len(labels.GROUPS)):
-            return labels.to_groups(raw)
-        return labels.check_groups(raw)
-    except (InputError, ValueError) as exc:
+        return read_groups(path, kind)
+    except InputError as exc:
         message = str(exc).replace(str(path), shown)
         raise gr.Error(message if message.startswith(shown) else f"{shown}: {message}",
                        title="Unusable mask") from None

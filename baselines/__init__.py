@@ -1,6 +1,7 @@
 """External restoration methods behind one small interface (GFPGAN, CodeFormer, RestoreFormer(++),
 classical deconvolution, the blurry input itself, and SMFD-UNet for comparison)."""
 
-from .registry import PROTOCOL, Method, MethodInfo, WeightsMissing, download, info, load, methods
+from .interface import Method, MethodInfo, WeightsMissing
+from .registry import PROTOCOL, download, info, load, methods
 
 __all__ = ["PROTOCOL", "Method", "MethodInfo", "WeightsMissing", "download", "info", "load", "methods"]

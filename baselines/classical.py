@@ -6,7 +6,7 @@ import numpy as np
 
 from smfd.images import check_rgb, to_float, to_uint8
 
-from .registry import Method, MethodInfo
+from .interface import Method, MethodInfo
 
 PSF_SIGMA_PER_256 = 2.0
 ITERATIONS = 20

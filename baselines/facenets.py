@@ -15,10 +15,11 @@ import cv2
 import numpy as np
 import torch
 
-from smfd.images import InputError, check_rgb, resize_to
+from smfd.errors import InputError
+from smfd.images import check_rgb, resize_to
 from smfd.runtime import pick_device
 
-from .registry import Method, MethodInfo
+from .interface import Method, MethodInfo
 from .weights import load_error_details
 
 NOISE_SEED = 0  # GFPGAN injects random noise (as officially run); a fixed seed makes runs repeatable

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from smfd.images import InputError
+from smfd.errors import InputError
 
 PREFIX = "vqvae."
 # Entries of the network's own prefix that are training statistics, not parameters: the

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from smfd.images import InputError
+from smfd.errors import InputError
 
-from .registry import Method, MethodInfo
+from .interface import Method, MethodInfo
 
 
 class SMFDMethod(Method):

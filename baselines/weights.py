@@ -9,32 +9,20 @@ fast with a message that says how to get its file.
 from __future__ import annotations
 
 import hashlib
-import os
 import urllib.request
 from pathlib import Path
 
 from tqdm import tqdm
 
-from smfd.images import InputError, write_atomically
+from smfd.errors import InputError
+from smfd.images import write_atomically
+from smfd.paths import cache_root
 
 CHUNK = 1 << 20
 
 
-def cache_root() -> Path:
-    """``$SMFD_CACHE`` or ``~/.cache/smfd``: weights, NIQE parameters and other fetched files."""
-    return Path(os.environ.get("SMFD_CACHE") or Path.home() / ".cache" / "smfd")
-
-
 def weights_dir() -> Path:
     return cache_root() / "weights"
-
-
-def sha256_of(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(CHUNK):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def download(url: str, target: Path, sha256: str | None, force: bool = False) -> Path:

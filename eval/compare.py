@@ -1,8 +1,8 @@
 """``smfd eval --pairs``: restore evaluation pairs with many methods and score every output.
 
-Per method one row of ``results.csv`` (:data:`COLUMNS`): the mean over images of PSNR, SSIM, MSE
-(SPEC section 2), NIQE, LPIPS, identity (dlib descriptor distance, and the share of images under
-dlib's same-person threshold) and landmark distance, and FID over the set.
+Per method one row of ``results.csv`` (:data:`eval.report.COLUMNS`): the mean over images of PSNR,
+SSIM, MSE (SPEC section 2), NIQE, LPIPS, identity (dlib descriptor distance, and the share of images
+under dlib's same-person threshold) and landmark distance, and FID over the set.
 A method or metric that cannot run here leaves its cells empty and says why in ``status``; no
 number is ever made up. Restored images are kept in ``outputs/<method>/<id>.png``.
 """
@@ -17,15 +17,15 @@ import numpy as np
 from tqdm import tqdm
 
 from smfd import metrics
-from smfd.images import InputError, write_png
+from smfd.errors import InputError
+from smfd.images import write_png
 
+from . import report
 from .common import MetricUnavailable
 from .identity import SAME_PERSON
 from .pairs import Pair
+from .report import PER_IMAGE
 
-COLUMNS = ("method", "n", "psnr", "ssim", "mse", "niqe", "lpips", "fid", "id_dist", "same_person", "lmd",
-           "status")
-PER_IMAGE = ("psnr", "ssim", "mse", "niqe", "lpips", "id_dist", "lmd")
 
 
 @dataclass
@@ -140,8 +140,6 @@ def evaluate(pairs: list[Pair], names: list[str], out: str | Path, options: Eval
     from baselines import methods
 
     options = options or EvalOptions()
-    from . import report
-
     if not pairs:
         raise InputError("no evaluation pairs")
     unknown = [n for n in names if n not in {m.name for m in methods()}]

@@ -28,8 +28,8 @@ import numpy as np
 from scipy.ndimage import correlate
 from scipy.special import gamma
 
-from baselines.weights import cache_root, sha256_of
 from smfd.images import write_atomically
+from smfd.paths import cache_root, sha256_of
 
 from .common import MetricUnavailable
 

@@ -18,8 +18,8 @@ from tqdm import tqdm
 from smfd import data
 from smfd.blur_files import recipe_record
 from smfd.degrade import PipelineOptions
-from smfd.images import InputError, list_images, read_image, read_labels, write_png
-from smfd.labels import check_groups
+from smfd.errors import InputError
+from smfd.images import list_images, read_groups, read_image, write_png
 
 
 @dataclass(frozen=True)
@@ -36,10 +36,7 @@ class Pair:
                              f"{self.sharp} ({sharp.shape[1]}x{sharp.shape[0]})")
         mask = None
         if self.mask is not None:
-            try:
-                mask = check_groups(read_labels(self.mask))
-            except ValueError as exc:
-                raise InputError(f"{self.mask}: {exc}") from None
+            mask = read_groups(self.mask)
             if mask.shape != blurry.shape[:2]:
                 raise InputError(f"{self.mask}: mask size differs from {self.blurry}")
         return blurry, sharp, mask

@@ -12,6 +12,9 @@ from smfd.images import read_image, resize_to, write_png
 
 from .pairs import Pair
 
+COLUMNS = ("method", "n", "psnr", "ssim", "mse", "niqe", "lpips", "fid", "id_dist", "same_person", "lmd",
+           "status")
+PER_IMAGE = ("psnr", "ssim", "mse", "niqe", "lpips", "id_dist", "lmd")
 DIGITS = {"psnr": 2, "ssim": 4, "mse": 2, "niqe": 3, "lpips": 4, "fid": 2, "id_dist": 4, "same_person": 3,
           "lmd": 2}
 BETTER = {"psnr": "higher", "ssim": "higher", "mse": "lower", "niqe": "lower", "lpips": "lower",
@@ -120,8 +123,6 @@ def write_grid(path: Path, out: Path, pairs: list[Pair], methods: list[str], row
 
 def write_all(out: Path, rows: list[dict], per_image: list[dict], pairs: list[Pair], loaded: dict,
               unavailable: dict, grid_rows: int) -> None:
-    from .compare import COLUMNS, PER_IMAGE
-
     write_csv(out / "results.csv", COLUMNS, rows)
     write_csv(out / "per_image.csv", ("method", "id", *PER_IMAGE), per_image)
     write_markdown(out / "results.md", rows, pairs, unavailable)

@@ -28,7 +28,8 @@ import numpy as np
 import torch
 
 from smfd import checkpoint, data, metrics
-from smfd.images import InputError, write_atomically
+from smfd.errors import InputError
+from smfd.images import write_atomically
 from smfd.labels import GROUPS, to_groups
 from smfd.models import ABLATIONS, count_parameters
 

@@ -14,10 +14,10 @@ import argparse
 import tempfile
 import time
 
-from smfd.data import shared_data
 from smfd.faces import detect_faces
 from smfd.images import list_images, read_image
-from smfd.photos import MIN_FACE, align_face, paste, paste_alpha, restore_crop
+from smfd.paths import shared_data
+from smfd.photos import MIN_FACE, align_face, paste, paste_alpha
 from smfd.restorer import Restorer
 
 
@@ -60,14 +60,14 @@ def main() -> None:
         out, t_align, t_restore, t_paste = image.copy(), 0.0, 0.0, 0.0
         for face in (f for f in faces if f.size >= MIN_FACE):
             if not warmed_up:  # the first network call pays one-time setup; keep it out
-                restore_crop(align_face(image, face), restorer)
+                restorer.restore_face(align_face(image, face), keep_colours=True)
                 warmed_up = True
             t0 = time.perf_counter()
             crop = align_face(image, face)
             t1 = time.perf_counter()
-            groups, result = restore_crop(crop, restorer)
+            restored = restorer.restore_face(crop, keep_colours=True)  # as smfd.photos.restore_photo
             t2 = time.perf_counter()
-            paste(out, result, paste_alpha(groups), face.matrix)
+            paste(out, restored.image, paste_alpha(restored.groups), face.matrix)
             t3 = time.perf_counter()
             t_align, t_restore, t_paste = t_align + t1 - t0, t_restore + t2 - t1, t_paste + t3 - t2
         total = t_detect + t_align + t_restore + t_paste

@@ -18,11 +18,12 @@ import torch
 from torch.utils.data import DataLoader
 
 from smfd import data
+from smfd.paths import shared_data
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default=str(data.shared_data() / "celebamask_mini"))
+    parser.add_argument("--data", default=str(shared_data() / "celebamask_mini"))
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--samples", type=int, default=96)
     parser.add_argument("--patch", type=int, default=None)

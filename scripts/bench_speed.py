@@ -1,66 +1,174 @@
-"""Benchmark: time per face of the shipped pipeline (mask + deblur, batch 1, 256x256) and the
-parameter counts of both networks.
+"""Speed of the inference engines side by side, in one run: time per face of the real call
+(Restorer.restore_face: mask + deblur, batch 1, 256x256) and faces per second through
+`smfd restore --aligned` on a folder.
 
-    .venv/bin/python scripts/bench_speed.py [--weights DIR] [--device cpu] [--runs 20] [--threads N]
+    .venv/bin/python scripts/bench_speed.py [--weights DIR] [--engines pytorch openvino openvino-int8]
+        [--threads 1 2] [--load 0 2] [--runs 30] [--folder-faces 40]
+        [--set KEY=VALUE ...] [--mask-set KEY=VALUE ...]
 
-Prints the median and the 10th/90th percentiles over --runs timed runs after 3 warm-up runs, with and
-without bf16 autocast (used automatically where the CPU supports bf16 natively).
+Faces: held-out test faces of celebamask_mini (degraded under the benchmark protocol). Each
+configuration (engine x threads) is loaded once; the timed calls go round-robin over them, so all
+see the same machine. --load K adds K busy processes (a pure-Python loop each) while timing, to see
+how the thread settings hold up on a busy machine. Ratios are against PyTorch at the same threads
+and load. Engine conversions (one-off, cached) are reported when they happen.
+
+--set / --mask-set time random-init networks of a changed SMFD-UNet / mask-generator config
+instead of the weights (speed does not depend on the weights' values), e.g. the decoder a
+faster model would need: --set decoder=[128,64,32] shuffle_kernel=1.
 """
 
+from __future__ import annotations
+
 import argparse
+import multiprocessing
 import os
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
-import torch
 
+from smfd import data
+from smfd.images import write_png
 from smfd.models import count_parameters
+from smfd.paths import shared_data
 from smfd.restorer import Restorer
-from smfd.runtime import native_bf16
 
 
-def time_runs(fn, runs: int) -> list[float]:
-    for _ in range(3):
-        fn()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
+def busy() -> None:
+    while True:
+        pass
+
+
+def held_out_faces(n: int) -> list[np.ndarray]:
+    records = data.select(data.open_dataset(shared_data() / "celebamask_mini"), "test")[:n]
+    return [data.benchmark_pair(r)[0] for r in records]
+
+
+def per_face(restorers: dict, faces: list[np.ndarray], runs: int) -> dict[str, list[float]]:
+    """Seconds per restore_face call per configuration, interleaved."""
+    times = {name: [] for name in restorers}
+    for name, r in restorers.items():  # warm-up: first calls pay one-time setup
+        for face in faces[:3]:
+            r.restore_face(face)
+    for i in range(runs):
+        face = faces[i % len(faces)]
+        for name, r in restorers.items():
+            start = time.perf_counter()
+            r.restore_face(face)
+            times[name].append(time.perf_counter() - start)
     return times
+
+
+def folder_rate(engine: str, folder: Path, n: int, weights: str | None) -> tuple[float, float]:
+    """(faces/s after start-up, start-up seconds) of `smfd restore --aligned` on ``folder``: the
+    command timed on 1 face and on all ``n``; the difference is n - 1 faces."""
+    def run(src: Path) -> float:
+        with tempfile.TemporaryDirectory() as out:
+            cmd = [sys.executable, "-m", "smfd", "restore", "--aligned", str(src), out, "--engine", engine,
+                   "--device", "cpu"] + (["--weights", weights] if weights else [])
+            start = time.perf_counter()
+            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            return time.perf_counter() - start
+
+    with tempfile.TemporaryDirectory() as one:
+        first = sorted(folder.iterdir())[0]
+        (Path(one) / first.name).symlink_to(first)
+        t1 = run(Path(one))
+    tn = run(folder)
+    return (n - 1) / (tn - t1), t1
+
+
+def random_weights(folder: Path, deblur: dict, mask: dict) -> str:
+    """Random-init networks of the shipped configs changed by ``deblur`` / ``mask``, saved as a
+    weights folder."""
+    import dataclasses
+    import json
+
+    from smfd import checkpoint
+    from smfd.models import build
+    from smfd.restorer import weight_files
+
+    for path, changes in zip(weight_files(folder), (mask, deblur)):
+        shipped = checkpoint.load(next(p for p in weight_files() if p.name == path.name))
+        config = dataclasses.replace(shipped.config, **{k: tuple(v) if isinstance(v, list) else v
+                                                        for k, v in changes.items()})
+        print(f"random-init {path.stem}: {json.dumps({k: v for k, v in changes.items()})}")
+        checkpoint.save(path, build(config).eval())
+    return str(folder)
+
+
+def overrides(items: list[str]) -> dict:
+    import json
+
+    return {k: json.loads(v) for k, _, v in (item.partition("=") for item in items)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--weights", default=None, help="weights folder (default: the shipped weights)")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--runs", type=int, default=20)
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    parser.add_argument("--engines", nargs="+", default=["pytorch", "openvino", "openvino-int8"])
+    parser.add_argument("--threads", type=int, nargs="+", default=[2])
+    parser.add_argument("--load", type=int, nargs="+", default=[0], help="busy processes while timing")
+    parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--folder-faces", type=int, default=40, help="0: skip the folder timing")
+    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="SMFD-UNet config change")
+    parser.add_argument("--mask-set", nargs="+", default=[], metavar="KEY=VALUE", help="mask generator change")
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    restorer = Restorer.from_pretrained(args.weights, args.device)
-    for name, model in (("mask generator", restorer.mask_model), ("SMFD-UNet", restorer.deblur_model)):
+    if args.set or args.mask_set:
+        scratch = tempfile.TemporaryDirectory()
+        args.weights = random_weights(Path(scratch.name), overrides(args.set), overrides(args.mask_set))
+
+    faces = held_out_faces(max(8, args.folder_faces))
+    restorers = {}
+    for threads in args.threads:
+        for engine in args.engines:
+            start = time.perf_counter()
+            r = Restorer.from_pretrained(args.weights, "cpu", engine, threads)
+            converted = getattr(r.engine, "converted_in", None)
+            note = f"; converted once in {converted:.1f} s" if converted else ""
+            print(f"loaded {r.engine.describe()} in {time.perf_counter() - start:.1f} s{note}")
+            restorers[(engine, threads)] = r
+    first = next(iter(restorers.values()))
+    for name, model in (("mask generator", first.mask_model), ("SMFD-UNet", first.deblur_model)):
         print(f"{name:15s} {count_parameters(model)['total']:>10,} parameters")
-    face = np.random.default_rng(0).integers(0, 256, (256, 256, 3), dtype=np.uint8)
-    print(f"device {args.device}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs")
-    modes = ["1", "0"] if native_bf16.__wrapped__("cpu") else ["0"]
-    for mode in modes:
-        os.environ["SMFD_BF16"] = mode
-        native_bf16.cache_clear()
-        label = "bf16 autocast" if mode == "1" else "float32"
-        groups = restorer.mask(face)
-        steps = {
-            "mask": lambda: restorer.mask(face),
-            "deblur": lambda: restorer.deblur_at_work_size(face, groups),
-            "mask + deblur": lambda: restorer.restore(face),
-        }
-        for step, fn in steps.items():
-            t = sorted(time_runs(fn, args.runs))
-            p10, p90 = t[len(t) // 10], t[(len(t) * 9) // 10]
-            print(f"{label:14s} {step:14s} median {statistics.median(t) * 1000:7.1f} ms "
-                  f"(p10 {p10 * 1000:.1f}, p90 {p90 * 1000:.1f})")
+    print(f"{os.cpu_count()} CPUs; {args.runs} timed faces per configuration after 3 warm-up faces\n")
+
+    print(f"| load | threads | engine | median ms/face | p10 | p90 | x PyTorch |")
+    print("|---|---|---|---|---|---|---|")
+    for load in args.load:
+        hogs = [multiprocessing.Process(target=busy, daemon=True) for _ in range(load)]
+        for h in hogs:
+            h.start()
+        try:
+            times = per_face(restorers, faces, args.runs)
+        finally:
+            for h in hogs:
+                h.terminate()
+        medians = {k: statistics.median(v) for k, v in times.items()}
+        for (engine, threads), t in times.items():
+            t = sorted(t)
+            base = medians.get(("pytorch", threads))
+            ratio = f"{base / medians[(engine, threads)]:.2f}x faster" if base else "-"
+            print(f"| {load} | {threads} | {engine} | {medians[(engine, threads)] * 1000:.0f} | "
+                  f"{t[len(t) // 10] * 1000:.0f} | {t[(len(t) * 9) // 10] * 1000:.0f} | {ratio} |")
+
+    if args.folder_faces:
+        print(f"\n`smfd restore --aligned` on a folder of {args.folder_faces} held-out 256x256 faces "
+              "(default threads, no extra load):\n")
+        print("| engine | faces/s after start-up | start-up + 1 face (s) | x PyTorch |")
+        print("|---|---|---|---|")
+        with tempfile.TemporaryDirectory() as folder:
+            for k, face in enumerate(faces[: args.folder_faces]):
+                write_png(Path(folder) / f"{k:03d}.png", face)
+            rates = {e: folder_rate(e, Path(folder), args.folder_faces, args.weights) for e in args.engines}
+        for engine, (rate, startup) in rates.items():
+            base = rates.get("pytorch")
+            ratio = f"{rate / base[0]:.2f}x" if base else "-"
+            print(f"| {engine} | {rate:.2f} | {startup:.1f} | {ratio} |")
 
 
 if __name__ == "__main__":

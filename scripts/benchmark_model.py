@@ -1,7 +1,8 @@
 """Benchmark of the shipped model on held-out faces under the protocol of SPEC section 2.
 
     .venv/bin/python scripts/benchmark_model.py [--data DIR] [--weights DIR] [--faces N] [--seed 0]
-        [--json OUT.json] [--per-face OUT.csv]
+        [--engine auto|pytorch|openvino|openvino-int8] [--raw-colours] [--json OUT.json]
+        [--per-face OUT.csv]
 
 DIR defaults to celebamask_mini of the shared data ($SMFD_SHARED_DATA, else ../shared/data beside
 the project folder).
@@ -9,12 +10,14 @@ the project folder).
 Faces: the test split of the dataset (smfd.data.select(..., "test")), which no training run sees.
 Each face is degraded at 512x512 with a recipe drawn from (seed, face id), then the blurry image and
 the sharp target are resized to 256x256 with INTER_AREA. Prints, for the blurry input, SMFD with
-generated masks and SMFD with ground-truth masks: PSNR, SSIM, MSE, the mean colour shift (mean
-absolute difference of per-channel means, 0..255 levels), the background speckle rate and identity
-(dlib's descriptor distance to the sharp face, the box found once on the sharp face and reused: mean,
-and the share of faces under dlib's same-person threshold 0.6); and the mask generator's
-Dice/Jaccard per group (dataset-level pixel counts) and their mean. ``--per-face`` writes every
-face's figures, with the per-group Dice of its generated mask, for finding which faces lose identity.
+generated masks and SMFD with ground-truth masks: PSNR, SSIM, identity (dlib's descriptor distance
+to the sharp face, the box found once on the sharp face and reused: the share of faces under
+dlib's same-person threshold 0.6, and the mean), MSE, the mean colour shift (mean absolute
+difference of per-channel means, 0..255 levels) and the background speckle rate; and the mask
+generator's Dice/Jaccard per group (dataset-level pixel counts) and their mean. SMFD runs through
+Restorer.restore_face, the path of every caller (--raw-colours: without keeping the input's
+colours). ``--per-face`` writes every face's figures, with the per-group Dice of its generated
+mask, for finding which faces lose identity.
 """
 
 import argparse
@@ -28,9 +31,11 @@ from tqdm import tqdm
 from eval.identity import SAME_PERSON, geometry
 from smfd import data, metrics
 from smfd.labels import GROUPS
+from smfd.paths import shared_data
 from smfd.restorer import Restorer
 
 METHODS = ("blurry input", "SMFD, generated masks", "SMFD, ground-truth masks", "sharp target")
+KEYS = ("input", "generated", "truth", "target")  # their column prefixes in --per-face
 
 
 def speckle_rate(image: np.ndarray, background: np.ndarray, threshold: float = 40.0) -> float:
@@ -46,42 +51,43 @@ def speckle_rate(image: np.ndarray, background: np.ndarray, threshold: float = 4
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default=str(data.shared_data() / "celebamask_mini"))
+    parser.add_argument("--data", default=str(shared_data() / "celebamask_mini"))
     parser.add_argument("--weights", default=None, help="weights folder (default: the shipped weights)")
     parser.add_argument("--faces", type=int, default=None, help="use only the first N test faces")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--engine", default="auto", help="auto, pytorch, openvino or openvino-int8")
+    parser.add_argument("--raw-colours", action="store_true", help="keep_colours=False")
     parser.add_argument("--json", default=None, help="also write the figures to this JSON file")
     parser.add_argument("--per-face", default=None, help="also write every face's figures to this CSV file")
     args = parser.parse_args()
 
     records = [r for r in data.select(data.open_dataset(args.data), "test") if r.has_mask]
     records = records[: args.faces] if args.faces else records
-    restorer = Restorer.from_pretrained(args.weights, args.device)
-    rows = {name: {"psnr": [], "ssim": [], "mse": [], "colour_shift": [], "speckles": [], "id_dist": []}
+    restorer = Restorer.from_pretrained(args.weights, args.device, args.engine)
+    keep = not args.raw_colours
+    print(f"engine: {restorer.engine.describe()}; keep_colours={keep}")
+    rows = {name: {"psnr": [], "ssim": [], "id_dist": [], "mse": [], "colour_shift": [], "speckles": []}
             for name in METHODS}
     seg = metrics.SegmentationScore(len(GROUPS))
     faces = []
     for record in tqdm(records, desc="benchmark", unit="face"):
         blurry, sharp, groups, _ = data.benchmark_pair(record, args.seed)
-        probs = restorer.mask_probabilities(blurry)
-        predicted = probs.argmax(-1).astype(np.uint8)
-        seg.add(predicted, groups)
-        outputs = dict(zip(METHODS, (blurry, restorer.deblur_at_work_size(blurry, probs),
-                                     restorer.deblur_at_work_size(blurry, groups), sharp)))
-        distances = geometry().distances(list(outputs.values()), sharp)
+        generated = restorer.restore_face(blurry, keep_colours=keep)
+        seg.add(generated.groups, groups)
+        outputs = (blurry, generated.image, restorer.restore(blurry, groups, keep_colours=keep), sharp)
+        distances = geometry().distances(list(outputs), sharp)
         face = {"id": record.id}
-        for (name, out), dist in zip(outputs.items(), distances):
+        for name, key, out, dist in zip(METHODS, KEYS, outputs, distances):
             row = rows[name]
             row["psnr"].append(metrics.psnr(out, sharp))
             row["ssim"].append(metrics.ssim(out, sharp))
+            row["id_dist"].append(dist)
             row["mse"].append(metrics.mse(out, sharp))
             row["colour_shift"].append(metrics.mean_colour_shift(out, sharp))
             row["speckles"].append(speckle_rate(out, groups == 0))
-            row["id_dist"].append(dist)
-            key = name.split(",")[-1].strip().split()[0]  # input, generated, ground-truth, target
             face.update({f"{key}_psnr": row["psnr"][-1], f"{key}_ssim": row["ssim"][-1], f"{key}_id_dist": dist})
-        face.update({f"dice_{g}": d for g, d in zip(GROUPS, metrics.dice(predicted, groups))})
+        face.update({f"dice_{g}": d for g, d in zip(GROUPS, metrics.dice(generated.groups, groups))})
         faces.append(face)
 
     summary = {name: {k: float(np.mean(v)) for k, v in row.items()} for name, row in rows.items()}
@@ -94,8 +100,7 @@ def main() -> None:
         psnr = "inf" if name == "sharp target" else f"{s['psnr']:.2f}"
         print(f"| {name:26s} | {psnr:>7s} | {s['ssim']:.4f} | {s['same_person'] * 100:10.1f}% | {s['id_dist']:11.3f} "
               f"| {s['mse']:6.1f} | {s['colour_shift']:12.2f} | {s['speckles'] * 100:10.3f}% |")
-    generated, blurry = np.array(rows[METHODS[1]]["id_dist"]), np.array(rows[METHODS[0]]["id_dist"])
-    truth = np.array(rows[METHODS[2]]["id_dist"])
+    blurry, generated, truth = (np.array(rows[m]["id_dist"]) for m in METHODS[:3])
     print(f"\nfaces whose identity distance grows against the blurry input: generated masks "
           f"{int((generated > blurry).sum())} of {len(records)}, ground-truth masks {int((truth > blurry).sum())}")
     dice, jaccard = seg.dice(), seg.jaccard()
@@ -110,7 +115,8 @@ def main() -> None:
             writer.writerows(faces)
     if args.json:
         summary.pop("sharp target")
-        result = {"faces": len(records), "seed": args.seed, "restoration": summary,
+        result = {"faces": len(records), "seed": args.seed, "engine": restorer.engine.describe(),
+                  "keep_colours": keep, "restoration": summary,
                   "mask": {"dice": dict(zip(GROUPS, map(float, dice))), "jaccard": dict(zip(GROUPS, map(float, jaccard))),
                            "mean_dice": seg.mean_dice(), "mean_jaccard": seg.mean_jaccard()}}
         with open(args.json, "w") as f:

@@ -30,7 +30,8 @@ from tqdm import tqdm
 from eval.identity import SAME_PERSON, geometry
 from smfd import data, labels, metrics
 from smfd.images import to_uint8
-from smfd.restorer import Restorer
+from smfd.paths import shared_data
+from smfd.restorer import Restorer, with_input_colours
 
 GROUP_FIXES = {"facial parts fixed": 2, "face skin fixed": 1, "hair fixed": 3}
 
@@ -42,17 +43,18 @@ def with_group_fixed(generated: np.ndarray, truth: np.ndarray, group: int) -> np
     return out
 
 
-@torch.no_grad()
-def deblur_soft(restorer: Restorer, blurry: np.ndarray, probs: np.ndarray) -> np.ndarray:
-    x, _ = restorer.deblur_inputs(blurry, np.zeros(blurry.shape[:2], np.uint8))
-    m = torch.from_numpy(probs).permute(2, 0, 1)[None].to(x.device)
-    out = restorer.deblur_model(x.float(), m)
-    return to_uint8(out.clamp(0, 1)[0].permute(1, 2, 0).cpu().numpy())
+def deblur(restorer: Restorer, blurry: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """SMFD-UNet on a 256x256 face with a label map (one-hot) or 256x256x5 probabilities (fed as
+    they are, whatever the network was trained on), colours kept as every caller does."""
+    m = (restorer.mask_tensor(mask) if mask.ndim == 2
+         else torch.from_numpy(mask).permute(2, 0, 1)[None].to(restorer.device))
+    out = restorer.engine.deblur(restorer.work_tensor(blurry), m)
+    return with_input_colours(to_uint8(out.clamp(0, 1)[0].permute(1, 2, 0).cpu().numpy()), blurry)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default=str(data.shared_data() / "celebamask_mini"))
+    parser.add_argument("--data", default=str(shared_data() / "celebamask_mini"))
     parser.add_argument("--weights", default=None, help="weights folder (default: the shipped weights)")
     parser.add_argument("--faces", type=int, default=None, help="use only the first N test faces")
     parser.add_argument("--seed", type=int, default=0)
@@ -63,7 +65,7 @@ def main() -> None:
 
     records = [r for r in data.select(data.open_dataset(args.data), "test") if r.has_mask]
     records = records[: args.faces] if args.faces else records
-    restorer = Restorer.from_pretrained(args.weights, "cpu")
+    restorer = Restorer.from_pretrained(args.weights, "cpu", engine="pytorch")
     variants = ("blurry input", "ground-truth mask", "generated mask", *GROUP_FIXES,
                 "probabilities", "no mask (all skin)")
     dist = {v: [] for v in variants}
@@ -73,12 +75,12 @@ def main() -> None:
         probs = restorer.mask_probabilities(blurry)
         generated = probs.argmax(-1).astype(np.uint8)
         outputs = {"blurry input": blurry,
-                   "ground-truth mask": restorer.deblur_at_work_size(blurry, truth),
-                   "generated mask": restorer.deblur_at_work_size(blurry, probs)}
+                   "ground-truth mask": deblur(restorer, blurry, truth),
+                   "generated mask": restorer.restore(blurry)}
         for name, group in GROUP_FIXES.items():
-            outputs[name] = restorer.deblur_at_work_size(blurry, with_group_fixed(generated, truth, group))
-        outputs["probabilities"] = deblur_soft(restorer, blurry, probs)
-        outputs["no mask (all skin)"] = restorer.deblur_at_work_size(blurry, np.ones_like(truth))
+            outputs[name] = deblur(restorer, blurry, with_group_fixed(generated, truth, group))
+        outputs["probabilities"] = deblur(restorer, blurry, probs)
+        outputs["no mask (all skin)"] = deblur(restorer, blurry, np.ones_like(truth))
         for name, d in zip(outputs, geometry().distances(list(outputs.values()), sharp)):
             dist[name].append(d)
         parts_dice.append(metrics.dice(generated, truth)[2])
@@ -113,11 +115,11 @@ def main() -> None:
               f"{d['facial parts fixed'][i]:.3f}); facial-parts Dice {parts[i]:.2f}")
     after = None
     if args.after:
-        newer = Restorer.from_pretrained(args.after, "cpu")
+        newer = Restorer.from_pretrained(args.after, "cpu", engine="pytorch")
         after = []
         for i in worst:
             blurry, sharp = shown[i][2], shown[i][1]
-            out = newer.deblur_at_work_size(blurry, newer.mask_probabilities(blurry))
+            out = newer.restore(blurry)
             after.append((out, geometry().distances([out], sharp)[0]))
             print(f"  {shown[i][0][:8]} with {args.after}: {after[-1][1]:.3f}")
     if args.figure:

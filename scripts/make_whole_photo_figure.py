@@ -17,8 +17,8 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw
 
-from smfd.data import shared_data
 from smfd.images import read_image, resize_to, write_png
+from smfd.paths import shared_data
 from smfd.photos import restore_photo
 from smfd.restorer import Restorer
 

@@ -17,9 +17,9 @@ import argparse
 import numpy as np
 from tqdm import tqdm
 
-from smfd.data import shared_data
 from smfd.faces import find_boxes, key_points, landmarks_in
 from smfd.images import list_images, read_image
+from smfd.paths import shared_data
 
 
 def main() -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from .images import InputError
+from .errors import InputError
 
 
 class BatchErrors(Exception):
@@ -25,8 +25,12 @@ class BatchErrors(Exception):
 
 
 def report(message: str) -> None:
+    note(f"error: {message}")
+
+
+def note(message: str) -> None:
     # tqdm.write keeps the message on a line of its own while a progress bar is drawn.
-    tqdm.write(f"smfd: error: {message}", file=sys.stderr)
+    tqdm.write(f"smfd: {message}", file=sys.stderr)
 
 
 def prepare_out(dst: str | Path) -> Path:

@@ -10,7 +10,8 @@ import numpy as np
 
 from . import degrade
 from .batch import check_free, prepare_out, run_batch
-from .images import InputError, list_images, read_image, write_atomically, write_png
+from .errors import InputError
+from .images import list_images, read_image, write_atomically, write_png
 
 
 def rng_for_file(seed: int, path: Path) -> np.random.Generator:

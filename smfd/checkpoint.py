@@ -12,7 +12,8 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from .images import InputError, write_atomically
+from .errors import InputError
+from .images import write_atomically
 from .models import build, config_from_dict, config_to_dict
 
 FORMAT = "smfd-1"

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 
-from .batch import BatchErrors, report
-from .images import InputError
+from .batch import BatchErrors, note, report
+from .errors import InputError
 
 DEFAULTS_NOTE = "defaults are the thesis' values"
 
@@ -213,13 +214,17 @@ def _add_restore(sub) -> None:
     p = sub.add_parser("restore", help="deblur the faces of photos",
                        description="Deblur the faces of a photo or a folder of photos; writes OUT/<stem>.png "
                                    "per input. Every face is found, aligned, restored and pasted back; the "
-                                   "rest of the photo is left exactly as it was. With --aligned each input "
-                                   "is one aligned face crop instead. Without --masks the shipped mask "
-                                   "generator makes the masks.")
+                                   "rest of the photo is left exactly as it was. A square image holding one "
+                                   "face at the geometry of the training crops is an aligned face crop "
+                                   "already and is restored whole (said per file); --aligned and --whole "
+                                   "decide instead. Without --masks the shipped mask generator makes the masks.")
     p.add_argument("input", help="image file or folder")
     p.add_argument("output", help="output folder")
-    p.add_argument("--aligned", action="store_true",
-                   help="inputs are aligned face crops (CelebA-HQ style): restore each whole, no detection")
+    layout = p.add_mutually_exclusive_group()
+    layout.add_argument("--aligned", action="store_true",
+                        help="inputs are aligned face crops (CelebA-HQ style): restore each whole, no detection")
+    layout.add_argument("--whole", action="store_true",
+                        help="inputs are photos, even where one looks like an aligned face crop")
     p.add_argument("--faces-out", default=None, metavar="DIR",
                    help="also write each face's aligned blurry crop, mask (labels 0..4 and colour) and "
                         "restored crop to DIR")
@@ -233,7 +238,7 @@ def _add_restore(sub) -> None:
                    "then aligned face crops (implies --aligned)")
     p.add_argument("--weights", default=None, help="folder with mask_generator.safetensors and "
                    "smfd_unet.safetensors (default: the shipped weights)")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    _add_runtime_options(p)
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.set_defaults(func=cmd_restore)
 
@@ -244,16 +249,28 @@ def _add_restore(sub) -> None:
     p.add_argument("input", help="image file or folder")
     p.add_argument("output", help="output folder")
     p.add_argument("--weights", default=None, help="folder with the weights (default: the shipped weights)")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    _add_runtime_options(p)
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.set_defaults(func=cmd_mask)
+
+
+def _add_runtime_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--engine", default="auto", choices=["auto", "pytorch", "openvino", "openvino-int8"],
+                   help="what runs the networks: auto (default: OpenVINO on a CPU where installed, else "
+                        "PyTorch), pytorch (the reference), openvino, openvino-int8 (int8-quantised); "
+                        "OpenVINO converts the networks once per weights and keeps them in the cache folder")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="inference threads (default: $SMFD_THREADS, else one per core)")
 
 
 def _restorer_factory(args):
     def make():
         from .restorer import Restorer
 
-        return Restorer.from_pretrained(args.weights, args.device)
+        if args.threads is not None and args.threads < 1:
+            raise InputError(f"--threads must be at least 1, got {args.threads}")
+        return Restorer.from_pretrained(args.weights, args.device, args.engine, args.threads)
 
     return make
 
@@ -262,8 +279,9 @@ def cmd_restore(args) -> None:
     from .photos import MIN_FACE
     from .restore_files import restore_files
 
+    layout = "aligned" if args.aligned else "whole" if args.whole else "auto"
     restore_files(args.input, args.output, _restorer_factory(args), args.masks, args.overwrite,
-                  aligned=args.aligned, faces_out=args.faces_out,
+                  layout=layout, faces_out=args.faces_out,
                   min_face=MIN_FACE if args.min_face is None else args.min_face, detector=args.detector)
 
 
@@ -517,12 +535,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Notes(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        note(record.getMessage())
+
+
+def _show_library_notes() -> None:
+    """The library's notes (e.g. a one-off engine conversion) as "smfd: ..." lines on stderr."""
+    log = logging.getLogger("smfd")
+    if not any(isinstance(h, _Notes) for h in log.handlers):
+        log.addHandler(_Notes())
+    log.setLevel(logging.INFO)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, or a refused option (already reported in one line)
         return exc.code
+    _show_library_notes()
     try:
         args.func(args)
     except BatchErrors as exc:

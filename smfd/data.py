@@ -15,7 +15,6 @@ seeded from (seed, epoch, index), so any sample can be reproduced.
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,17 +22,11 @@ import cv2
 import numpy as np
 
 from . import degrade, labels
-from .images import IMAGE_SUFFIXES, InputError, read_image, read_labels, resize_labels
+from .errors import InputError
+from .images import IMAGE_SUFFIXES, read_image, read_labels, resize_labels
 
 SOURCE_SIZE = 512  # the pipeline's kernel sizes are meant for 512x512 faces
 WORK_SIZE = 256  # the networks' working size
-
-
-def shared_data() -> Path:
-    """The project's real data: ``$SMFD_SHARED_DATA``, else ``shared/data`` beside the project
-    folder (``../shared/data`` seen from it), whatever the current directory."""
-    folder = os.environ.get("SMFD_SHARED_DATA")
-    return Path(folder) if folder else Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 from skimage.transform import SimilarityTransform
 
-from .data import WORK_SIZE
+from .data import SOURCE_SIZE, WORK_SIZE
 from .images import resize_to
 
 CROP_SIZE = WORK_SIZE  # faces are aligned straight to the networks' working size
@@ -46,6 +46,12 @@ MAX_UPSCALE = 4.0  # small photos are enlarged up to 4x so that faces down to ~2
 ROTATED_PIXELS = 3_000_000  # lighter budget for each rotated retry
 ROTATIONS = ((90, -90, 180), (45, -45, 135, -135))  # turns tried, in rounds, when upright finds none
 DETECTORS = ("hog", "cnn")
+# A square photo whose single face sits this close to the template (alignment_offset: the largest
+# shift of a crop corner between the face's alignment and plain resizing, as a fraction of the
+# side) is an aligned crop already. scripts/measure_alignment_offsets.py --faces 60 measured, on
+# 256x256 crops of celebamask_mini's held-out faces: median 0.023, p99 0.127, max 0.152 (sharp),
+# median 0.036, p90 0.075 (blurred, where a face was found); realworld/cropped: max 0.114.
+ALIGNED_TOLERANCE = 0.16
 
 _EYE_LEFT, _EYE_RIGHT = slice(36, 42), slice(42, 48)  # 68-point layout, image left/right
 _MOUTH_LEFT, _MOUTH_RIGHT = 48, 54
@@ -177,7 +183,7 @@ class Face:
     landmarks: np.ndarray  # 68x2, photo coordinates
     score: float  # detector confidence
 
-    @property
+    @functools.cached_property  # computed once per face: size, crop, box and paste-back all use it
     def matrix(self) -> np.ndarray:
         """Photo -> aligned CROP_SIZE crop."""
         return alignment(self.landmarks, CROP_SIZE)
@@ -273,3 +279,46 @@ def detect_faces(image: np.ndarray, detector: str = "hog", rotations: bool = Tru
         passes = [_detect_pass(image, detector, min(pixels, ROTATED_PIXELS), a) for a in angles]
         faces = max(passes, key=lambda found: sum(f.score for f in found))
     return sorted(_distinct(faces), key=lambda f: (f.centre[0], f.centre[1]))
+
+
+def alignment_offset(face: Face, width: int, height: int) -> float:
+    """How far a photo of ``width`` x ``height`` is from being the face's aligned crop: the largest
+    distance between where the face's alignment and plain resizing put a corner of the crop, as a
+    fraction of the crop's side (0: the photo is the aligned crop, at any resolution)."""
+    resize = np.array([[CROP_SIZE / width, 0, 0], [0, CROP_SIZE / height, 0]], np.float64)
+    corners = np.array([(0, 0), (width, 0), (0, height), (width, height)], np.float64)
+    return float(np.linalg.norm(apply(face.matrix, corners) - apply(resize, corners), axis=1).max() / CROP_SIZE)
+
+
+def is_aligned_crop(image: np.ndarray, faces: list[Face]) -> bool:
+    """Whether a photo is an aligned face crop already: square, with one face, at the geometry of
+    the training crops (within :data:`ALIGNED_TOLERANCE`)."""
+    h, w = image.shape[:2]
+    return (len(faces) == 1 and abs(w - h) <= 0.01 * max(w, h)
+            and alignment_offset(faces[0], w, h) <= ALIGNED_TOLERANCE)
+
+
+# ---------------------------------------------------------------- the built-in face
+# The public-domain portrait scikit-image ships: the app's example, the int8 engine's calibration.
+
+def astronaut_face() -> np.ndarray:
+    """Eileen Collins' NASA portrait as an aligned 512x512 face crop (a fresh copy each call)."""
+    return _aligned_astronaut().copy()
+
+
+@functools.cache
+def _aligned_astronaut() -> np.ndarray:
+    """The face found in the portrait (dlib, as for whole photos) and warped by the similarity
+    that puts its eyes and mouth corners on the template of the CelebA-HQ training crops, so the
+    example has the geometry the networks were trained on. Deterministic: same pixels every run."""
+    from skimage import data as skdata
+
+    photo = skdata.astronaut()
+    # The face is ~100 px wide: the detector finds it at the photo's own size, no enlarging needed.
+    faces = detect_faces(photo, rotations=False, pixels=photo.shape[0] * photo.shape[1])
+    if not faces:
+        raise RuntimeError("no face found in scikit-image's astronaut portrait")
+    face = max(faces, key=lambda f: f.size)
+    # Bicubic: the face is enlarged about 3x to the 512 crop.
+    return warp(photo, alignment(face.landmarks, SOURCE_SIZE), (SOURCE_SIZE, SOURCE_SIZE),
+                interpolation=cv2.INTER_CUBIC)

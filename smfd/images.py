@@ -17,6 +17,9 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from . import labels
+from .errors import InputError
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 MAX_PIXELS = 100_000_000  # ~10000x10000; larger files are refused rather than risking memory
 _UMASK = os.umask(0o022)
@@ -33,10 +36,6 @@ def _umask() -> int:
     except (OSError, ValueError):
         pass
     return _UMASK
-
-
-class InputError(ValueError):
-    """A user-supplied input cannot be used; the message is meant for the user as is."""
 
 
 def list_images(path: str | Path) -> list[Path]:
@@ -97,6 +96,19 @@ def read_labels(path: str | Path) -> np.ndarray:
     if img.mode not in ("P", "L", "I;16", "I"):
         raise InputError(f"{path}: a label map must be a palette or grayscale PNG, got mode {img.mode}")
     return np.asarray(img).astype(np.uint8)
+
+
+def read_groups(path: str | Path, values: str = "groups") -> np.ndarray:
+    """A label PNG as a 5-group map (uint8 HxW, 0..4). ``values``: 'groups' (0..4, as ``smfd mask``
+    writes), 'classes' (the 19 CelebAMask-HQ classes, merged into the groups), or 'auto' (classes
+    when a value above 4 occurs)."""
+    raw = read_labels(path)
+    try:
+        if values == "classes" or (values == "auto" and raw.size and raw.max() >= len(labels.GROUPS)):
+            return labels.to_groups(raw)
+        return labels.check_groups(raw)
+    except ValueError as exc:
+        raise InputError(f"{path}: {exc}") from None
 
 
 def write_atomically(path: str | Path, write: Callable[[Path], None], suffix: str = "") -> Path:

@@ -98,11 +98,10 @@ def config_to_dict(config) -> dict:
 
 def config_from_dict(data: dict):
     data = dict(data)
-    kinds = {"mask": MaskNetConfig, "deblur": SMFDConfig, "smp": SegBaselineConfig}
     kind = data.pop("kind", None)
-    if kind not in kinds:
-        raise ValueError(f"unknown network kind {kind!r} (expected one of {', '.join(kinds)})")
-    cls = kinds[kind]
+    if kind not in NETWORKS:
+        raise ValueError(f"unknown network kind {kind!r} (expected one of {', '.join(NETWORKS)})")
+    cls = NETWORKS[kind][0]
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = set(data) - names
     if unknown:
@@ -239,8 +238,12 @@ class SegBaseline(nn.Module):
         return self.net(x).float()
 
 
+# A config's ``kind`` -> (config class, network class): the one table checkpoints are rebuilt from.
+NETWORKS = {"mask": (MaskNetConfig, MaskNet), "deblur": (SMFDConfig, SMFDNet), "smp": (SegBaselineConfig, SegBaseline)}
+
+
 def build(config) -> nn.Module:
-    return {"mask": MaskNet, "deblur": SMFDNet, "smp": SegBaseline}[config.kind](config)
+    return NETWORKS[config.kind][1](config)
 
 
 def count_parameters(model: nn.Module) -> dict[str, int]:

@@ -1,10 +1,10 @@
 """Whole photos: find every face, restore its aligned crop, paste it back without a visible seam.
 
 Each face is warped to an aligned 256x256 crop (:mod:`smfd.faces`), masked and deblurred there by
-the :class:`~smfd.restorer.Restorer`, and blended back through the inverse warp with a feathered
-alpha built from the semantic mask (face skin, facial parts, hair, accessories; never the
-background). Only pixels under that alpha can change: the rest of the photo is returned
-bit-identical to the input.
+:meth:`~smfd.restorer.Restorer.restore_face` (keeping the crop's colours), and blended back through
+the inverse warp with a feathered alpha built from the semantic mask (face skin, facial parts,
+hair, accessories; never the background). Only pixels under that alpha can change: the rest of
+the photo is returned bit-identical to the input.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from .images import check_rgb
 MIN_FACE = 32
 FEATHER = 6.0  # px at 256: Gaussian softening of the mask edge
 EDGE_FADE = 16  # px at 256: alpha fades to zero over this band at the crop border, so no box shows
-COLOUR_SIGMA = 16.0  # px at 256: differences wider than this are colour, not blur (see keep_colours)
 
 
 @dataclass
@@ -68,15 +67,6 @@ def align_face(image: np.ndarray, face: Face) -> np.ndarray:
     return warp(image, face.matrix, (CROP_SIZE, CROP_SIZE))
 
 
-def keep_colours(restored: np.ndarray, blurry: np.ndarray, sigma: float = COLOUR_SIGMA) -> np.ndarray:
-    """Give the restored crop the blurry crop's low frequencies (colour, shading) and keep its own
-    detail. Blur preserves local means, so a faithful deblur changes nothing here; what it removes is
-    the colour and brightness shift the thesis reports (chapter 5), which would show as a step."""
-    r = restored.astype(np.float32)
-    shift = cv2.GaussianBlur(blurry.astype(np.float32) - r, (0, 0), sigma)
-    return np.clip(np.rint(r + shift), 0, 255).astype(np.uint8)
-
-
 def _disc(diameter: int) -> np.ndarray:
     return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (diameter, diameter))
 
@@ -92,12 +82,6 @@ def paste_alpha(groups: np.ndarray) -> np.ndarray:
     edge = np.minimum(np.minimum(x, w - 1 - x), np.minimum(y, h - 1 - y)).astype(np.float32)
     fade = np.clip(edge / EDGE_FADE, 0, 1)
     return alpha * fade * fade * (3 - 2 * fade)  # smoothstep: no kink where the fade starts
-
-
-def restore_crop(crop: np.ndarray, restorer) -> tuple[np.ndarray, np.ndarray]:
-    """Mask and deblur one aligned crop -> (groups, restored crop with the input's colours)."""
-    groups = restorer.mask(crop)
-    return groups, keep_colours(restorer.restore(crop, groups), crop)
 
 
 def paste(out: np.ndarray, restored: np.ndarray, alpha: np.ndarray, matrix: np.ndarray):
@@ -140,7 +124,7 @@ def restore_photo(image: np.ndarray, restorer, min_face: float = MIN_FACE, detec
             report.faces.append(FaceResult(face, restored=False))
             continue
         crop = align_face(image, face)
-        groups, result = restore_crop(crop, restorer)
-        region = paste(out, result, paste_alpha(groups), face.matrix)
-        report.faces.append(FaceResult(face, True, crop, groups, result, region))
+        restored = restorer.restore_face(crop, keep_colours=True)  # no colour step at the seam
+        region = paste(out, restored.image, paste_alpha(restored.groups), face.matrix)
+        report.faces.append(FaceResult(face, True, crop, restored.groups, restored.image, region))
     return out, report

@@ -7,9 +7,13 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .batch import check_free, prepare_out, run_batch
-from .images import InputError, check_rgb, list_images, read_image, read_labels, write_png
-from .labels import check_groups, colorize
+from .errors import InputError
+from .faces import detect_faces, is_aligned_crop
+from .images import check_rgb, list_images, read_groups, read_image, write_png
+from .labels import colorize
 from .photos import MIN_FACE, PhotoReport, restore_photo
+
+LAYOUTS = ("auto", "aligned", "whole")
 
 
 def read_rgb(path: Path):
@@ -21,24 +25,27 @@ def load_mask_for(path: Path, masks_dir: Path):
     mask_path = masks_dir / f"{path.stem}.png"
     if not mask_path.is_file():
         raise InputError(f"{mask_path}: no mask for {path.name} in --masks folder")
-    try:
-        return check_groups(read_labels(mask_path))
-    except ValueError as exc:
-        raise InputError(f"{mask_path}: {exc}") from None
+    return read_groups(mask_path)
 
 
 def restore_files(src: str, dst: str, make_restorer, masks: str | None = None,
-                  overwrite: bool = False, aligned: bool = False, faces_out: str | None = None,
+                  overwrite: bool = False, layout: str = "auto", faces_out: str | None = None,
                   min_face: float = MIN_FACE, detector: str = "hog") -> None:
-    """Whole photos by default (every face found, restored and pasted back); ``aligned``: each
-    input is one aligned face crop, as it is whenever ``masks`` are given (masks of aligned crops).
-    ``make_restorer()`` is called once the inputs are known to be usable."""
+    """Restore every input. ``layout``: 'aligned' (each input is one aligned face crop, as it is
+    whenever ``masks`` are given), 'whole' (a photo: every face found, restored and pasted back),
+    or 'auto' (a photo, unless it is one face at the geometry of the training crops already:
+    :func:`smfd.faces.is_aligned_crop`). ``make_restorer()`` is called once the inputs are known
+    to be usable."""
+    if layout not in LAYOUTS:
+        raise InputError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
     files = list_images(src)
     masks_dir = Path(masks) if masks else None
-    if faces_out and (aligned or masks_dir is not None):
+    if masks_dir is not None and layout == "whole":
+        raise InputError("--masks gives the masks of aligned face crops: it does not go with --whole")
+    if faces_out and (layout == "aligned" or masks_dir is not None):
         raise InputError("--faces-out writes the faces found in whole photos: "
                          "it does not go with --aligned or --masks")
-    aligned = aligned or masks_dir is not None
+    aligned = layout == "aligned" or masks_dir is not None
     if masks_dir is not None and not masks_dir.is_dir():
         raise InputError(f"{masks_dir}: --masks folder not found")
     out = prepare_out(dst)
@@ -52,8 +59,15 @@ def restore_files(src: str, dst: str, make_restorer, masks: str | None = None,
 
     def work_photo(path: Path):
         image = read_rgb(path)
-        photo, report = restore_photo(image, restorer, min_face=min_face, detector=detector)
-        tqdm.write(f"{path.name}: {report.summary()}")
+        faces = detect_faces(image, detector=detector)
+        if layout == "auto" and is_aligned_crop(image, faces):
+            tqdm.write(f"{path.name}: an aligned face crop ({image.shape[1]}x{image.shape[0]}), restored "
+                       "as one (--whole treats it as a photo)")
+            return restorer.restore(image)
+        photo, report = restore_photo(image, restorer, min_face=min_face, faces=faces)
+        square = image.shape[0] == image.shape[1]
+        hint = " (an aligned face crop? --aligned restores it whole)" if layout == "auto" and square and not faces else ""
+        tqdm.write(f"{path.name}: {report.summary()}{hint}")
         if crops_dir is not None:
             write_face_crops(crops_dir, path.stem, report, overwrite)
         return photo

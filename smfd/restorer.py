@@ -1,26 +1,32 @@
-"""Restorer: the mask generator + SMFD-UNet behind two calls, ``mask`` and ``restore``.
+"""Restorer: the mask generator + SMFD-UNet behind one call per task.
 
 Inputs are aligned face crops (RGB uint8 HxWx3) of any size: they are processed at 256x256 and
-returned at their own size. Whole photos go through :mod:`smfd.faces` first.
+returned at their own size. Whole photos go through :mod:`smfd.photos`, which restores each
+face's aligned crop with the same call, :meth:`Restorer.restore_face`.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 
 from . import checkpoint, labels
 from .data import WORK_SIZE
-from .images import InputError, check_rgb, resize_labels, resize_to, to_float, to_uint8
-from .models import one_hot_mask, rgb_to_gray
-from .runtime import fast_autocast, pick_device
+from .engines import calibration_faces, make_engine, one_hot_of
+from .errors import InputError
+from .images import check_rgb, resize_labels, resize_to, to_float, to_uint8
+from .runtime import pick_device
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 MASK_WEIGHTS = "mask_generator.safetensors"
 DEBLUR_WEIGHTS = "smfd_unet.safetensors"
 WORK = (WORK_SIZE, WORK_SIZE)
+COLOUR_SIGMA = 16.0  # px at 256: differences wider than this are colour, not blur (see with_input_colours)
+KEEP_COLOURS = True  # the default of every caller: the same face gets the same colours everywhere
 
 
 def weight_files(folder: str | Path | None = None) -> tuple[Path, Path]:
@@ -29,77 +35,99 @@ def weight_files(folder: str | Path | None = None) -> tuple[Path, Path]:
     return folder / MASK_WEIGHTS, folder / DEBLUR_WEIGHTS
 
 
+def with_input_colours(restored: np.ndarray, blurry: np.ndarray, sigma: float = COLOUR_SIGMA) -> np.ndarray:
+    """Give the restored face the blurry face's low frequencies (colour, shading) and keep its own
+    detail. Blur preserves local means, so a faithful deblur changes nothing here; what it removes is
+    the colour and brightness shift the thesis reports (chapter 5), which would show as a step where
+    a restored face is pasted into its photo."""
+    r = restored.astype(np.float32)
+    shift = cv2.GaussianBlur(blurry.astype(np.float32) - r, (0, 0), sigma)
+    return np.clip(np.rint(r + shift), 0, 255).astype(np.uint8)
+
+
+@dataclass(frozen=True, eq=False)
+class Restoration:
+    image: np.ndarray  # the restored face, RGB uint8 at the input's size
+    groups: np.ndarray  # the 5-group map (uint8 0..4) that guided it, at the input's size
+    generated: bool  # whether the mask generator made ``groups``
+
+
 class Restorer:
+    """``engine``: see :mod:`smfd.engines` (``auto``: OpenVINO on a CPU where installed, else
+    PyTorch). ``threads``: inference threads (default: ``$SMFD_THREADS`` or one per core)."""
+
     def __init__(self, mask_model: torch.nn.Module, deblur_model: torch.nn.Module,
-                 device: str | torch.device = "cpu"):
+                 device: str | torch.device = "cpu", engine: str = "pytorch", threads: int | None = None):
         self.device = torch.device(device)
         self.mask_model = mask_model.to(self.device, memory_format=torch.channels_last).eval()
         self.deblur_model = deblur_model.to(self.device, memory_format=torch.channels_last).eval()
+        self.engine = make_engine(engine, self.mask_model, self.deblur_model, self.device, WORK_SIZE,
+                                  threads, calibration_faces)
 
     @classmethod
-    def from_pretrained(cls, weights: str | Path | None = None, device: str = "auto") -> "Restorer":
+    def from_pretrained(cls, weights: str | Path | None = None, device: str = "auto", engine: str = "auto",
+                        threads: int | None = None) -> "Restorer":
         """Load the shipped weights, or ``mask_generator.safetensors`` and ``smfd_unet.safetensors``
-        from the folder ``weights``. Works offline."""
+        from the folder ``weights``; each network is rebuilt from the config stored beside its
+        weights. Works offline."""
         mask_path, deblur_path = weight_files(weights)
         missing = [str(p) for p in (mask_path, deblur_path) if not p.is_file()]
         if missing:
             raise InputError(f"model weights not found: {', '.join(missing)}")
         dev = pick_device(device)
         return cls(checkpoint.load(mask_path, dev, kinds=("mask", "smp")),
-                   checkpoint.load(deblur_path, dev, kinds=("deblur",)), dev)
+                   checkpoint.load(deblur_path, dev, kinds=("deblur",)), dev, engine, threads)
 
     # ------------------------------------------------------------ network inputs
-    def _tensor(self, image: np.ndarray) -> torch.Tensor:
-        x = torch.from_numpy(to_float(image)).permute(2, 0, 1)[None].to(self.device)
-        return x.contiguous(memory_format=torch.channels_last)
+    def work_tensor(self, image: np.ndarray) -> torch.Tensor:
+        """The face at 256x256 as the networks take it: 1x3x256x256 float32 in [0, 1]."""
+        x = torch.from_numpy(to_float(resize_to(check_rgb(image), WORK))).permute(2, 0, 1)[None]
+        return x.to(self.device).contiguous(memory_format=torch.channels_last)
 
-    def mask_input(self, image: np.ndarray) -> torch.Tensor:
-        """The mask generator's input: the face at 256x256, grayscale unless the network takes RGB."""
-        x = self._tensor(resize_to(check_rgb(image), WORK))
-        return rgb_to_gray(x) if self.mask_model.config.in_channels == 1 else x
-
-    def deblur_inputs(self, image: np.ndarray, groups: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """SMFD-UNet's inputs: the face and its mask, both at 256x256. ``groups``: a 5-group label
-        map (one-hot to the network), or the mask generator's 256x256x5 probabilities (passed as
-        they are to a ``soft_mask`` network, as the one-hot of their argmax to any other)."""
-        if groups.ndim == 3:
-            if self.deblur_model.config.soft_mask:
-                m = torch.from_numpy(np.ascontiguousarray(groups.transpose(2, 0, 1)))[None].to(self.device)
-                return self._tensor(resize_to(check_rgb(image), WORK)), m.contiguous(memory_format=torch.channels_last)
-            groups = groups.argmax(-1).astype(np.uint8)
-        small = resize_labels(labels.check_groups(groups), WORK)
-        m = one_hot_mask(torch.from_numpy(small.astype(np.int64))[None].to(self.device))
-        return self._tensor(resize_to(check_rgb(image), WORK)), m.contiguous(memory_format=torch.channels_last)
+    def mask_tensor(self, groups: np.ndarray) -> torch.Tensor:
+        """A given 5-group map as SMFD-UNet takes it: the one-hot at 256x256 (1x5x256x256)."""
+        small = torch.from_numpy(resize_labels(labels.check_groups(groups), WORK).astype(np.int64))
+        m = torch.zeros(1, len(labels.GROUPS), *WORK).scatter_(1, small[None, None], 1.0)
+        return m.to(self.device).contiguous(memory_format=torch.channels_last)
 
     # ------------------------------------------------------------ public API
-    @torch.no_grad()
+    def restore_face(self, image: np.ndarray, mask: np.ndarray | None = None, *,
+                     keep_colours: bool = KEEP_COLOURS) -> Restoration:
+        """Deblur an aligned face crop: the one path every caller takes.
+
+        ``mask``: a 5-group label map of any size, used as given (one-hot); without it the mask
+        generator makes one on the same device, fed to SMFD-UNet as the one-hot of its groups, or
+        as its per-group probabilities where the weights were trained so (``soft_mask``).
+        ``keep_colours``: give the result the input's colours at scales wider than ~16 px
+        (:func:`with_input_colours`), so that a colour shift of the network cannot show.
+        """
+        h, w = check_rgb(image).shape[:2]
+        x = self.work_tensor(image)
+        if mask is None:
+            p = self.engine.probabilities(x)
+            m = p if self.deblur_model.config.soft_mask else one_hot_of(p)
+            groups = resize_labels(p.argmax(1)[0].to(torch.uint8).cpu().numpy(), (w, h))
+        else:
+            m, groups = self.mask_tensor(mask), labels.check_groups(mask)
+            groups = resize_labels(groups, (w, h))
+        out = self.engine.deblur(x, m)
+        restored = to_uint8(out.clamp(0, 1)[0].permute(1, 2, 0).cpu().numpy())
+        if keep_colours:
+            restored = with_input_colours(restored, resize_to(image, WORK))
+        return Restoration(resize_to(restored, (w, h)), groups, mask is None)
+
+    def restore(self, image: np.ndarray, mask: np.ndarray | None = None, *,
+                keep_colours: bool = KEEP_COLOURS) -> np.ndarray:
+        """The restored face of :meth:`restore_face` (RGB uint8 at the input's size)."""
+        return self.restore_face(image, mask, keep_colours=keep_colours).image
+
     def mask_probabilities(self, image: np.ndarray) -> np.ndarray:
         """Per-group probabilities at 256x256, float32 256x256x5: the mean over the face and its
-        mirror image (the 5 groups are left-right symmetric), which makes the mask of a mirrored
-        face the mirrored mask (shipped weights, 151 test faces: mean Dice 0.712 -> 0.717, +50 ms)."""
-        x = self.mask_input(image)
-        with fast_autocast(self.device):
-            logits = self.mask_model(torch.cat([x, x.flip(-1)]))
-        p = logits.float().softmax(1)
-        p = (p[0] + p[1].flip(-1)) / 2
-        return p.permute(1, 2, 0).cpu().numpy()
+        mirror image (shipped weights, 151 test faces: mean Dice 0.712 -> 0.717)."""
+        return self.engine.probabilities(self.work_tensor(image))[0].permute(1, 2, 0).cpu().numpy()
 
     def mask(self, image: np.ndarray) -> np.ndarray:
         """The 5-group label map (uint8 0..4) at the input's size."""
         h, w = check_rgb(image).shape[:2]
-        return resize_labels(self.mask_probabilities(image).argmax(-1).astype(np.uint8), (w, h))
-
-    def restore(self, image: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-        """Deblur an aligned face crop. ``mask``: a 5-group label map of any size (else generated)."""
-        h, w = check_rgb(image).shape[:2]
-        groups = self.mask_probabilities(image) if mask is None else mask
-        return resize_to(self.deblur_at_work_size(image, groups), (w, h))
-
-    @torch.no_grad()
-    def deblur_at_work_size(self, image: np.ndarray, groups: np.ndarray) -> np.ndarray:
-        """SMFD-UNet on a face and its 5-group map (resized to 256x256 where they are not)
-        -> the 256x256 RGB uint8 result."""
-        x, m = self.deblur_inputs(image, groups)
-        with fast_autocast(self.device):
-            out = self.deblur_model(x, m)
-        return to_uint8(out.float().clamp(0, 1)[0].permute(1, 2, 0).cpu().numpy())
+        small = self.engine.probabilities(self.work_tensor(image)).argmax(1)[0]
+        return resize_labels(small.to(torch.uint8).cpu().numpy(), (w, h))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from .images import InputError
+from .errors import InputError
 
 
 def pick_device(name: str, rank: int = 0) -> torch.device:

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from smfd.data import shared_data as default_shared_data
+from smfd.paths import shared_data as default_shared_data
 
 
 def _find_shared_data() -> Path:
-    """$SMFD_SHARED_DATA, else ../shared/data beside the checkout (smfd.data.shared_data), else
+    """$SMFD_SHARED_DATA, else ../shared/data beside the checkout (smfd.paths.shared_data), else
     the workplace's /work/shared."""
     found, fallback = default_shared_data(), Path("/work/shared/data")
     if os.environ.get("SMFD_SHARED_DATA") or (found / "celebamask_mini").is_dir():

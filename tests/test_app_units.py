@@ -38,7 +38,9 @@ from app.study import CONTROL, NotReady, Study, study_photos
 from app.study_store import Vote, VoteStore, deal, trials_table, valid_id
 from app.uploads import FULL_SIZE_BLUR_PIXELS, checked_image, read_mask_upload, read_upload
 from smfd import degrade, labels
-from smfd.images import InputError, read_image, read_labels, resize_labels
+from smfd.errors import InputError
+from smfd.images import read_image, read_labels, resize_labels
+from smfd.restorer import Restoration
 
 
 def png_with_declared_size(path: Path, width: int, height: int) -> Path:
@@ -216,6 +218,10 @@ class FakeRestorer:
 
     def restore(self, image, mask=None):
         return np.clip(image.astype(int) + (10 if mask is None else 20 + int(mask.max())), 0, 255).astype(np.uint8)
+
+    def restore_face(self, image, mask=None):
+        groups = self.mask(image) if mask is None else mask
+        return Restoration(self.restore(image, mask), groups, mask is None)
 
 
 def make_context(tmp_path, **extra) -> AppContext:

@@ -20,7 +20,8 @@ from baselines import WeightsMissing, load, methods
 from baselines.restoreformer_pp import RestoreFormerPP, RestoreFormerPPConfig
 from smfd import metrics
 from smfd.cli import main
-from smfd.images import InputError, read_image
+from smfd.errors import InputError
+from smfd.images import read_image
 
 EXTERNAL = ("gfpgan-1.3", "gfpgan-1.4", "codeformer", "restoreformer", "restoreformer++")
 

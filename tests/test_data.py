@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from smfd import data, degrade, labels
-from smfd.images import InputError
+from smfd.errors import InputError
 from smfd.metrics import psnr
 
 

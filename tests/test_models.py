@@ -10,7 +10,7 @@ import torch
 from smfd import checkpoint
 from smfd.blocks import (CBAM, PixelShuffleUpsample, PostProcess, ResidualDenseBlock, TransposeUpsample,
                          UpsampleMerge)
-from smfd.images import InputError
+from smfd.errors import InputError
 from smfd.models import (ABLATIONS, MaskNet, MaskNetConfig, SMFDConfig, SMFDNet, build, config_from_dict,
                          config_to_dict, count_macs, count_parameters, mask_probabilities, one_hot_mask,
                          rgb_to_gray)

@@ -10,7 +10,7 @@ from PIL import Image
 
 from smfd import data
 from smfd.cli import main
-from smfd.images import read_image, read_labels
+from smfd.images import read_image, read_labels, write_png
 from smfd.labels import to_groups
 
 
@@ -99,3 +99,46 @@ def test_a_swapped_weights_file_is_named(tmp_path, random_weights, capsys):
     assert main(["mask", str(face), str(tmp_path / "o"), "--weights", str(swapped)]) == 2
     err = capsys.readouterr().err
     assert "mask_generator.safetensors: holds a 'deblur' network" in err and "Traceback" not in err
+
+
+def test_aligned_crops_are_recognised_without_aligned(celeba, tmp_path, random_weights, capsys):
+    """A folder of aligned 256x256 faces (held-out, blurred as in the benchmark) is restored as
+    aligned crops, as with --aligned, and says so; --whole treats them as photos; a photo whose one
+    face is elsewhere stays a photo."""
+    import cv2
+
+    folder = tmp_path / "in"
+    for record in data.select(data.open_dataset(celeba), "test")[:3]:
+        write_png(folder / f"{record.id}.png", data.benchmark_pair(record)[0])
+    sharp = read_image(data.open_dataset(celeba)[0].image)
+    photo = np.full((400, 400, 3), 120, np.uint8)
+    photo[150:350, 20:220] = cv2.resize(sharp, (200, 200), interpolation=cv2.INTER_AREA)
+    write_png(tmp_path / "photo" / "photo.png", photo)
+    weights = ["--weights", str(random_weights)]
+    assert main(["restore", str(folder), str(tmp_path / "auto"), *weights]) == 0
+    said = capsys.readouterr().out
+    assert main(["restore", str(folder), str(tmp_path / "aligned"), "--aligned", *weights]) == 0
+    assert main(["restore", str(folder), str(tmp_path / "whole"), "--whole", *weights]) == 0
+    whole_said = capsys.readouterr().out
+    for src in sorted(folder.iterdir()):
+        assert f"{src.name}: an aligned face crop (256x256), restored as one" in said
+        assert f"{src.name}: 1 face found, 1 restored" in whole_said
+        auto = read_image(tmp_path / "auto" / src.name)
+        assert np.array_equal(auto, read_image(tmp_path / "aligned" / src.name))
+        assert not np.array_equal(auto, read_image(tmp_path / "whole" / src.name))
+    assert main(["restore", str(tmp_path / "photo"), str(tmp_path / "photo_out"), *weights]) == 0
+    assert "photo.png: 1 face found, 1 restored" in capsys.readouterr().out
+    with pytest.raises(SystemExit):  # argparse: not allowed with argument --aligned
+        main(["restore", str(folder), str(tmp_path / "x"), "--aligned", "--whole", *weights])
+
+
+def test_the_library_cli_loads_no_layer_above_it():
+    """smfd (the library) <- baselines <- eval <- app: building the command line and running its
+    library commands import none of the packages that stand on the library."""
+    import subprocess
+    import sys
+
+    code = ("import sys, smfd.cli, smfd.restore_files, smfd.blur_files; smfd.cli.build_parser(); "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'app', 'eval', 'baselines', 'gradio'}))")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert run.stdout.strip() == "[]"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from smfd.images import InputError, read_image
+from smfd.errors import InputError
+from smfd.images import read_image
 from smfd.restorer import Restorer
 
 
@@ -68,6 +69,8 @@ def test_the_mask_of_a_mirrored_face_is_the_mirrored_mask(restorer, face):
 
 
 def test_a_soft_mask_network_gets_the_generators_probabilities(random_weights, face, tmp_path):
+    """A soft_mask SMFD-UNet is fed the mask generator's probabilities; a given label map is
+    always one-hot."""
     import shutil
 
     import torch
@@ -81,11 +84,38 @@ def test_a_soft_mask_network_gets_the_generators_probabilities(random_weights, f
     folder.mkdir()
     shutil.copy(weight_files(random_weights)[0], weight_files(folder)[0])
     checkpoint.save(weight_files(folder)[1], SMFDNet(SMFDConfig(soft_mask=True)).eval())
-    soft = Restorer.from_pretrained(folder, device="cpu")
-    probs = soft.mask_probabilities(face)
-    _, m = soft.deblur_inputs(face, probs)
-    assert torch.allclose(m[0].permute(1, 2, 0), torch.from_numpy(probs))
-    # a given label map is one-hot, also for a soft_mask network
-    _, hot = soft.deblur_inputs(face, probs.argmax(-1).astype(np.uint8))
-    assert set(hot.unique().tolist()) == {0.0, 1.0}
-    assert np.array_equal(soft.restore(face), soft.restore(face, probs))
+    soft = Restorer.from_pretrained(folder, device="cpu", engine="pytorch")
+    seen = []
+    deblur = soft.engine.deblur
+    soft.engine.deblur = lambda x, m: seen.append(m) or deblur(x, m)
+    result = soft.restore_face(face)
+    assert result.generated
+    probs = torch.from_numpy(soft.mask_probabilities(face)).permute(2, 0, 1)
+    assert torch.allclose(seen[0][0], probs, atol=1e-6) and 0 < seen[0].max() < 1
+    soft.restore_face(face, result.groups)
+    assert set(seen[1].unique().tolist()) == {0.0, 1.0}
+
+
+def test_every_caller_restores_through_the_same_call(restorer, face, tmp_path, random_weights):
+    """The CLI, the whole-photo path, the app and the eval's SMFD method give the same face the
+    same restoration (colours included): they all call Restorer.restore_face."""
+    from app.context import AppContext
+    from baselines import load
+    from smfd.cli import main
+    from smfd.faces import detect_faces
+    from smfd.images import write_png
+    from smfd.photos import align_face, restore_photo
+
+    expected = restorer.restore(face)
+    assert not np.array_equal(expected, restorer.restore(face, keep_colours=False))  # an explicit choice
+    ctx = AppContext(restorer=restorer, examples=[], work_dir=tmp_path / "app")
+    assert np.array_equal(ctx.run_method("smfd", face), expected)
+    assert np.array_equal(load("smfd", restorer=restorer).restore(face), expected)
+    write_png(tmp_path / "in" / "face.png", face)
+    assert main(["restore", str(tmp_path / "in"), str(tmp_path / "out"), "--aligned", "--weights",
+                 str(random_weights), "--device", "cpu"]) == 0
+    assert np.array_equal(read_image(tmp_path / "out" / "face.png"), expected)
+    faces = detect_faces(face)
+    _, report = restore_photo(face, restorer, faces=faces)
+    crop = align_face(face, faces[0])
+    assert np.array_equal(report.faces[0].result, restorer.restore_face(crop, keep_colours=True).image)

@@ -1,0 +1,44 @@
+"""The interface every restoration method of the lab implements, apart from the registry that
+lists and loads them (so that the implementations and the registry do not import each other)."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from smfd.errors import InputError
+
+from . import weights as _weights
+
+
+class WeightsMissing(InputError):
+    """A method's weights file is absent; the message says how to get it."""
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    name: str
+    title: str  # for tables, e.g. "GFPGAN v1.4 (CVPR 2021)"
+    licence: str
+    commercial_use: bool
+    native_size: int | None  # the network's input size; None = any size
+    url: str | None  # official download of the weights
+    sha256: str | None  # None: the publisher's file has no digest we could verify
+    needs_weights: bool
+    needs_mask: bool  # restore() needs a 5-group mask
+    notes: str = ""
+    filename: str | None = None  # official file name, also its name in the cache
+
+    def cached_path(self) -> Path | None:
+        return _weights.weights_dir() / self.filename if self.filename else None
+
+
+class Method(ABC):
+    info: MethodInfo
+
+    @abstractmethod
+    def restore(self, image: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+        """RGB uint8 HxWx3 (and a 5-group uint8 HxW mask where needed) -> RGB uint8 HxWx3."""

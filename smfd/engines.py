@@ -1,0 +1,245 @@
+"""Inference engines: what runs the two networks of a :class:`~smfd.restorer.Restorer`.
+
+``pytorch`` is the reference and runs anywhere (CPU under bf16 autocast where the CPU has native
+bf16, or CUDA). ``openvino`` runs the same networks on CPUs, converted from the PyTorch modules
+once and kept on disk under the cache folder, keyed by the networks' weights and the engine's
+settings; it computes in bf16 where the CPU runs it natively (else float32). ``openvino-int8``
+adds post-training int8 quantisation (NNCF) calibrated on :data:`CALIBRATION_FACES` real faces.
+``auto`` is OpenVINO on a CPU when the package is installed, else PyTorch.
+
+Every engine takes and returns torch tensors on the Restorer's device, NCHW float32: the face in
+[0, 1] at the working size, the mask generator's per-group probabilities, the restored face.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .errors import InputError
+from .models import config_to_dict, mask_probabilities
+from .paths import cache_root
+from .runtime import fast_autocast, native_bf16
+
+ENGINES = ("auto", "pytorch", "openvino", "openvino-int8")
+CALIBRATION_FACES = 16  # int8: faces whose activations set the quantisation ranges
+# Bump when what is stored in the cache changes meaning (graph wrappers, calibration recipe).
+CACHE_FORMAT = 1
+log = logging.getLogger("smfd")
+
+
+class MaskProbabilities(nn.Module):
+    """The mask generator as the Restorer uses it: the face (RGB, Nx3xHxW in [0, 1]) -> per-group
+    probabilities (Nx5xHxW), the mean of the face's and its mirror image's (the 5 groups are
+    left-right symmetric, so a mirrored face gets the mirrored mask)."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return mask_probabilities(self.net, x)
+
+
+class TorchEngine:
+    """The reference: the PyTorch modules themselves."""
+
+    name = "pytorch"
+
+    def __init__(self, mask_model: nn.Module, deblur_model: nn.Module, device: torch.device):
+        self.device = device
+        self.masker = MaskProbabilities(mask_model).eval()
+        self.deblur_model = deblur_model
+
+    def describe(self) -> str:
+        bf16 = native_bf16(self.device.type)
+        return f"pytorch ({self.device.type}, {'bf16 autocast' if bf16 else 'float32'}, " \
+               f"{torch.get_num_threads()} threads)"
+
+    @torch.no_grad()
+    def probabilities(self, x: torch.Tensor) -> torch.Tensor:
+        with fast_autocast(self.device):
+            return self.masker(x).float()
+
+    @torch.no_grad()
+    def deblur(self, x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        with fast_autocast(self.device):
+            return self.deblur_model(x, m).float()
+
+
+def openvino_version() -> str | None:
+    """The installed OpenVINO's version, or None when it cannot be imported."""
+    try:
+        import openvino
+    except ImportError:
+        return None
+    return openvino.__version__
+
+
+def weights_digest(*models: nn.Module) -> str:
+    """SHA-256 over the networks' configs and weights: the same weights give the same digest
+    whichever file (or fp16/fp32 copy) they were loaded from."""
+    digest = hashlib.sha256()
+    for model in models:
+        digest.update(json.dumps(config_to_dict(model.config), sort_keys=True).encode())
+        for name, tensor in model.state_dict().items():
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+class OpenVINOEngine:
+    """The networks converted to OpenVINO (CPU). Conversion runs once per weights and settings;
+    later loads read the converted models (and OpenVINO's compiled blobs) from the cache."""
+
+    name = "openvino"
+
+    def __init__(self, mask_model: nn.Module, deblur_model: nn.Module, size: int, int8: bool = False,
+                 threads: int | None = None, calibration: Callable[[], list[np.ndarray]] | None = None,
+                 cache: str | Path | None = None):
+        import openvino as ov
+
+        self.precision = "bf16" if native_bf16("cpu") else "f32"
+        self.int8 = int8
+        self.threads = threads or default_threads()
+        settings = {"format": CACHE_FORMAT, "openvino": ov.__version__, "size": size, "int8": int8,
+}
+        key = hashlib.sha256((weights_digest(mask_model, deblur_model) + json.dumps(settings, sort_keys=True))
+                             .encode()).hexdigest()[:16]
+        self.folder = Path(cache or cache_root() / "engines") / f"openvino-{key}"
+        self.converted_in: float | None = None  # seconds, when this load converted (None: cache hit)
+        if not (self.folder / "deblur.xml").is_file():
+            self.converted_in = self._convert(mask_model, deblur_model, size, calibration)
+        core = ov.Core()
+        config = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1, "INFERENCE_NUM_THREADS": self.threads,
+                  "INFERENCE_PRECISION_HINT": self.precision, "CACHE_DIR": str(self.folder / "compiled")}
+        self._mask = core.compile_model(core.read_model(self.folder / "mask.xml"), "CPU", config)
+        self._deblur = core.compile_model(core.read_model(self.folder / "deblur.xml"), "CPU", config)
+        self.device = torch.device("cpu")
+
+    def describe(self) -> str:
+        return f"openvino {'int8 + ' if self.int8 else ''}{self.precision}, {self.threads} threads"
+
+    def _convert(self, mask_model, deblur_model, size: int, calibration) -> float:
+        import openvino as ov
+
+        start = time.perf_counter()
+        log.info("converting the networks for OpenVINO%s (once per weights; cached in %s)",
+                 " with int8 calibration" if self.int8 else "", self.folder)
+        masker = MaskProbabilities(mask_model).eval().cpu()
+        deblur = deblur_model.cpu().eval()
+        x = torch.rand(1, 3, size, size)
+        m = torch.rand(1, deblur.config.mask_channels, size, size)
+        with torch.no_grad(), warnings.catch_warnings():
+            # Tracing warns about the networks' shape checks: the shapes are fixed here.
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            warnings.simplefilter("ignore", FutureWarning)  # torch.jit.trace's deprecation
+            mask_ir = ov.convert_model(masker, example_input=x, input=[(1, 3, size, size)])
+            deblur_ir = ov.convert_model(deblur, example_input=(x, m),
+                                         input=[(1, 3, size, size), (1, deblur.config.mask_channels, size, size)])
+        if self.int8:
+            if calibration is None:
+                raise InputError("the openvino-int8 engine needs calibration faces")
+            mask_ir, deblur_ir = _quantise(mask_ir, deblur_ir, calibration(), deblur.config.soft_mask)
+        self.folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".convert-", dir=self.folder.parent))
+        try:
+            # float32 on disk: the precision is chosen when compiling, for the CPU at hand.
+            ov.save_model(mask_ir, tmp / "mask.xml", compress_to_fp16=False)
+            ov.save_model(deblur_ir, tmp / "deblur.xml", compress_to_fp16=False)
+            try:
+                os.replace(tmp, self.folder)
+            except OSError:  # another process converted the same weights meanwhile: use theirs
+                if not (self.folder / "deblur.xml").is_file():
+                    raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        seconds = time.perf_counter() - start
+        log.info("converted for OpenVINO in %.1f s", seconds)
+        return seconds
+
+    def probabilities(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(self._mask(x.numpy())[0])
+
+    def deblur(self, x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(self._deblur((x.numpy(), m.numpy()))[0])
+
+
+def _quantise(mask_ir, deblur_ir, faces: list[np.ndarray], soft_mask: bool):
+    """int8 post-training quantisation of both networks with NNCF, calibrated on ``faces``
+    (aligned blurry faces at the working size) and the masks the float mask generator gives them."""
+    try:
+        import nncf
+    except ImportError:
+        raise InputError("the openvino-int8 engine needs nncf (pip install nncf, see requirements.txt)") from None
+    import openvino as ov
+
+    inputs = [np.ascontiguousarray(f.transpose(2, 0, 1)[None], np.float32) / 255 for f in faces]
+    float_mask = ov.Core().compile_model(mask_ir, "CPU")
+    pairs = []
+    for x in inputs:
+        p = torch.from_numpy(float_mask(x)[0])
+        pairs.append((x, (p if soft_mask else one_hot_of(p)).numpy()))
+    quiet = dict(subset_size=len(inputs), fast_bias_correction=True)
+    return (nncf.quantize(mask_ir, nncf.Dataset(inputs), **quiet),
+            nncf.quantize(deblur_ir, nncf.Dataset(pairs), **quiet))
+
+
+def calibration_faces(n: int = CALIBRATION_FACES) -> list[np.ndarray]:
+    """int8 calibration inputs: the built-in astronaut face (:func:`smfd.faces.astronaut_face`)
+    degraded by the thesis pipeline with seeds 0..n-1 and shrunk to the working size, as the
+    benchmark protocol makes its faces. No dataset is needed wherever the engine is built."""
+    from .data import WORK_SIZE
+    from .degrade import degrade
+    from .faces import astronaut_face
+    from .images import resize_to
+
+    sharp = astronaut_face()
+    return [resize_to(degrade(sharp, np.random.default_rng(seed))[0], (WORK_SIZE, WORK_SIZE)) for seed in range(n)]
+
+
+def one_hot_of(p: torch.Tensor) -> torch.Tensor:
+    """Nx5xHxW probabilities -> the one-hot of their argmax (same shape, float32)."""
+    return torch.zeros_like(p).scatter_(1, p.argmax(1, keepdim=True), 1.0)
+
+
+def default_threads() -> int:
+    """Inference threads: ``$SMFD_THREADS``, else one per core available to this process."""
+    forced = os.environ.get("SMFD_THREADS")
+    if forced:
+        return max(1, int(forced))
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def make_engine(name: str, mask_model: nn.Module, deblur_model: nn.Module, device: torch.device, size: int,
+                threads: int | None = None, calibration=None):
+    """The engine ``name`` (see :data:`ENGINES`) for these networks on ``device``.
+
+    ``auto`` falls back to PyTorch on a GPU, or where OpenVINO is not installed; an explicit
+    ``openvino*`` on a GPU or without the package is an InputError.
+    """
+    if name not in ENGINES:
+        raise InputError(f"engine must be one of {', '.join(ENGINES)}, got {name!r}")
+    if name == "auto":
+        name = "openvino" if device.type == "cpu" and openvino_version() is not None else "pytorch"
+    if name == "pytorch":
+        if threads:
+            torch.set_num_threads(threads)
+        return TorchEngine(mask_model, deblur_model, device)
+    if device.type != "cpu":
+        raise InputError(f"the {name} engine runs on the CPU; use --engine pytorch for {device.type}")
+    if openvino_version() is None:
+        raise InputError(f"the {name} engine needs OpenVINO (pip install openvino, see requirements.txt)")
+    return OpenVINOEngine(mask_model, deblur_model, size, name == "openvino-int8", threads, calibration)

@@ -1,0 +1,33 @@
+"""Where the project's files live: the cache folder and the shared data; and file digests.
+
+Everything fetched or derived at run time (baselines' weights, NIQE parameters, converted inference
+engines, user-study data) goes below :func:`cache_root`; nothing is ever written into the package.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+CHUNK = 1 << 20
+
+
+def cache_root() -> Path:
+    """``$SMFD_CACHE`` or ``~/.cache/smfd``."""
+    return Path(os.environ.get("SMFD_CACHE") or Path.home() / ".cache" / "smfd")
+
+
+def shared_data() -> Path:
+    """The project's real data: ``$SMFD_SHARED_DATA``, else ``shared/data`` beside the project
+    folder (``../shared/data`` seen from it), whatever the current directory."""
+    folder = os.environ.get("SMFD_SHARED_DATA")
+    return Path(folder) if folder else Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def sha256_of(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(CHUNK):
+            digest.update(block)
+    return digest.hexdigest()
