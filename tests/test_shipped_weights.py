@@ -47,3 +47,29 @@ def test_shipped_model_beats_the_blurry_input_on_held_out_faces(held_out):
     assert np.mean(restored_psnr) > np.mean(blurry_psnr) + 0.8
     assert np.mean(shifts) < 3.0
     assert seg.mean_dice() > 0.6
+
+
+@pytest.fixture(scope="module")
+def identity_faces(celeba):
+    records = [r for r in data.select(data.open_dataset(celeba), "test") if r.has_mask]
+    return [data.benchmark_pair(r, seed=0)[:2] for r in records[:IDENTITY_FACES]]
+
+
+IDENTITY_FACES = 16
+
+
+def test_shipped_model_keeps_identity_at_least_as_well_as_the_blurry_input(identity_faces):
+    """dlib's descriptor distance to the sharp face (box found once on it), generated masks: the
+    restored faces are on average no further from the person than the blurry ones, and no fewer
+    of them pass dlib's same-person threshold (the full figures: scripts/benchmark_model.py)."""
+    from eval.identity import SAME_PERSON, geometry
+
+    restorer = Restorer.from_pretrained(device="cpu")
+    blurry_d, restored_d = [], []
+    for blurry, sharp in identity_faces:
+        b, r = geometry().distances([blurry, restorer.restore(blurry)], sharp)
+        blurry_d.append(b)
+        restored_d.append(r)
+    blurry_d, restored_d = np.array(blurry_d), np.array(restored_d)
+    assert restored_d.mean() <= blurry_d.mean(), (restored_d.mean(), blurry_d.mean())
+    assert (restored_d < SAME_PERSON).sum() >= (blurry_d < SAME_PERSON).sum()
