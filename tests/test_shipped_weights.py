@@ -37,9 +37,9 @@ def test_shipped_model_beats_the_blurry_input_on_held_out_faces(held_out):
     restorer = Restorer.from_pretrained(device="cpu")
     blurry_psnr, restored_psnr, shifts, seg = [], [], [], metrics.SegmentationScore(5)
     for blurry, sharp, groups, _ in held_out:
-        predicted = restorer.mask(blurry)
-        seg.add(predicted, groups)
-        out = restorer.deblur_at_work_size(blurry, predicted)
+        result = restorer.restore_face(blurry)  # the path every caller takes
+        seg.add(result.groups, groups)
+        out = result.image
         blurry_psnr.append(metrics.psnr(blurry, sharp))
         restored_psnr.append(metrics.psnr(out, sharp))
         shifts.append(metrics.mean_colour_shift(out, sharp))
