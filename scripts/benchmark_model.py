@@ -64,7 +64,7 @@ def main() -> None:
     def label(engine: str, keep: bool) -> str:
         if len(variants) == 1:
             return ""
-        return f" [{restorers[engine].engine.describe().split(',')[0]}{'' if keep else ', raw colours'}]"
+        return f" [{engine}{'' if keep else ', raw colours'}]"
 
     names = ["blurry input"] + [f"SMFD, {kind} masks{label(e, k)}" for e, k in variants
                                 for kind in ("generated", "ground-truth")] + ["sharp target"]

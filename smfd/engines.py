@@ -19,6 +19,7 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -137,6 +138,7 @@ class OpenVINOEngine:
         self._mask = core.compile_model(core.read_model(self.folder / "mask.xml"), "CPU", config)
         self._deblur = core.compile_model(core.read_model(self.folder / "deblur.xml"), "CPU", config)
         self.device = torch.device("cpu")
+        self._lock = threading.Lock()
 
     def describe(self) -> str:
         return f"openvino {'int8 + ' if self.int8 else ''}{self.precision}, {self.threads} threads"
@@ -179,11 +181,15 @@ class OpenVINOEngine:
         log.info("converted for OpenVINO in %.1f s", seconds)
         return seconds
 
+    # A compiled model's call reuses one inference request: one call at a time (the app restores
+    # from a background thread too).
     def probabilities(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(self._mask(x.numpy())[0])
+        with self._lock:
+            return torch.from_numpy(self._mask(x.numpy())[0].copy())
 
     def deblur(self, x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(self._deblur((x.numpy(), m.numpy()))[0])
+        with self._lock:
+            return torch.from_numpy(self._deblur((x.numpy(), m.numpy()))[0].copy())
 
 
 def _quantise(mask_ir, deblur_ir, faces: list[np.ndarray], soft_mask: bool):
