@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from smfd import data
 from smfd.images import write_png
@@ -92,6 +93,7 @@ def random_weights(folder: Path, deblur: dict, mask: dict) -> str:
     from smfd.models import build
     from smfd.restorer import weight_files
 
+    torch.manual_seed(0)  # the same networks each run, so an engine converts them once
     for path, changes in zip(weight_files(folder), (mask, deblur)):
         shipped = checkpoint.load(next(p for p in weight_files() if p.name == path.name))
         config = dataclasses.replace(shipped.config, **{k: tuple(v) if isinstance(v, list) else v
@@ -137,9 +139,10 @@ def main() -> None:
         print(f"{name:15s} {count_parameters(model)['total']:>10,} parameters")
     print(f"{os.cpu_count()} CPUs; {args.runs} timed faces per configuration after 3 warm-up faces\n")
 
-    print(f"| load | threads | engine | median ms/face | p10 | p90 | x PyTorch |")
-    print("|---|---|---|---|---|---|---|")
+    print("| added load | load average before | threads | engine | median ms/face | p10 | p90 | speed-up over PyTorch |")
+    print("|---|---|---|---|---|---|---|---|")
     for load in args.load:
+        before = os.getloadavg()[0]
         hogs = [multiprocessing.Process(target=busy, daemon=True) for _ in range(load)]
         for h in hogs:
             h.start()
@@ -152,13 +155,13 @@ def main() -> None:
         for (engine, threads), t in times.items():
             t = sorted(t)
             base = medians.get(("pytorch", threads))
-            ratio = f"{base / medians[(engine, threads)]:.2f}x faster" if base else "-"
-            print(f"| {load} | {threads} | {engine} | {medians[(engine, threads)] * 1000:.0f} | "
+            ratio = f"{base / medians[(engine, threads)]:.2f}x" if base else "-"
+            print(f"| {load} | {before:.1f} | {threads} | {engine} | {medians[(engine, threads)] * 1000:.0f} | "
                   f"{t[len(t) // 10] * 1000:.0f} | {t[(len(t) * 9) // 10] * 1000:.0f} | {ratio} |")
 
     if args.folder_faces:
         print(f"\n`smfd restore --aligned` on a folder of {args.folder_faces} held-out 256x256 faces "
-              "(default threads, no extra load):\n")
+              f"(default threads, no extra load; load average {os.getloadavg()[0]:.1f}):\n")
         print("| engine | faces/s after start-up | start-up + 1 face (s) | x PyTorch |")
         print("|---|---|---|---|")
         with tempfile.TemporaryDirectory() as folder:

@@ -1,7 +1,7 @@
 """Benchmark of the shipped model on held-out faces under the protocol of SPEC section 2.
 
     .venv/bin/python scripts/benchmark_model.py [--data DIR] [--weights DIR] [--faces N] [--seed 0]
-        [--engine auto|pytorch|openvino|openvino-int8] [--raw-colours] [--json OUT.json]
+        [--engines auto|pytorch|openvino|openvino-int8 ...] [--raw-colours] [--json OUT.json]
         [--per-face OUT.csv]
 
 DIR defaults to celebamask_mini of the shared data ($SMFD_SHARED_DATA, else ../shared/data beside
@@ -15,9 +15,10 @@ to the sharp face, the box found once on the sharp face and reused: the share of
 dlib's same-person threshold 0.6, and the mean), MSE, the mean colour shift (mean absolute
 difference of per-channel means, 0..255 levels) and the background speckle rate; and the mask
 generator's Dice/Jaccard per group (dataset-level pixel counts) and their mean. SMFD runs through
-Restorer.restore_face, the path of every caller (--raw-colours: without keeping the input's
-colours). ``--per-face`` writes every face's figures, with the per-group Dice of its generated
-mask, for finding which faces lose identity.
+Restorer.restore_face, the path of every caller (--raw-colours: also without keeping the input's
+colours); with several --engines, each on the same faces. ``--per-face`` writes every face's
+figures (the first engine's), with the per-group Dice of its generated mask, for finding which
+faces lose identity.
 """
 
 import argparse
@@ -34,8 +35,6 @@ from smfd.labels import GROUPS
 from smfd.paths import shared_data
 from smfd.restorer import Restorer
 
-METHODS = ("blurry input", "SMFD, generated masks", "SMFD, ground-truth masks", "sharp target")
-KEYS = ("input", "generated", "truth", "target")  # their column prefixes in --per-face
 
 
 def speckle_rate(image: np.ndarray, background: np.ndarray, threshold: float = 40.0) -> float:
@@ -56,29 +55,45 @@ def main() -> None:
     parser.add_argument("--faces", type=int, default=None, help="use only the first N test faces")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--engine", default="auto", help="auto, pytorch, openvino or openvino-int8")
-    parser.add_argument("--raw-colours", action="store_true", help="keep_colours=False")
+    parser.add_argument("--engines", nargs="+", default=["auto"],
+                        help="auto, pytorch, openvino, openvino-int8: several are compared on the same faces")
+    parser.add_argument("--raw-colours", action="store_true", help="also without keeping the input's colours")
     parser.add_argument("--json", default=None, help="also write the figures to this JSON file")
     parser.add_argument("--per-face", default=None, help="also write every face's figures to this CSV file")
     args = parser.parse_args()
 
     records = [r for r in data.select(data.open_dataset(args.data), "test") if r.has_mask]
     records = records[: args.faces] if args.faces else records
-    restorer = Restorer.from_pretrained(args.weights, args.device, args.engine)
-    keep = not args.raw_colours
-    print(f"engine: {restorer.engine.describe()}; keep_colours={keep}")
+    restorers = {e: Restorer.from_pretrained(args.weights, args.device, e) for e in args.engines}
+    variants = [(e, keep) for e in args.engines for keep in ((True, False) if args.raw_colours else (True,))]
+
+    def label(engine: str, keep: bool) -> str:
+        return "" if len(variants) == 1 else f" [{engine}{'' if keep else ', raw colours'}]"
+
+    names = ["blurry input"] + [f"SMFD, {kind} masks{label(e, k)}" for e, k in variants
+                                for kind in ("generated", "ground-truth")] + ["sharp target"]
+    for e, r in restorers.items():
+        print(f"engine {e}: {r.engine.describe()}")
     rows = {name: {"psnr": [], "ssim": [], "id_dist": [], "mse": [], "colour_shift": [], "speckles": []}
-            for name in METHODS}
-    seg = metrics.SegmentationScore(len(GROUPS))
+            for name in names}
+    segs = {e: metrics.SegmentationScore(len(GROUPS)) for e in args.engines}
     faces = []
     for record in tqdm(records, desc="benchmark", unit="face"):
         blurry, sharp, groups, _ = data.benchmark_pair(record, args.seed)
-        generated = restorer.restore_face(blurry, keep_colours=keep)
-        seg.add(generated.groups, groups)
-        outputs = (blurry, generated.image, restorer.restore(blurry, groups, keep_colours=keep), sharp)
-        distances = geometry().distances(list(outputs), sharp)
+        outputs = {"blurry input": blurry}
+        for e, keep in variants:
+            generated = restorers[e].restore_face(blurry, keep_colours=keep)
+            if keep:
+                segs[e].add(generated.groups, groups)
+                if e == args.engines[0]:
+                    first = generated.groups
+            outputs[f"SMFD, generated masks{label(e, keep)}"] = generated.image
+            outputs[f"SMFD, ground-truth masks{label(e, keep)}"] = restorers[e].restore(blurry, groups,
+                                                                                         keep_colours=keep)
+        outputs["sharp target"] = sharp
+        distances = geometry().distances(list(outputs.values()), sharp)
         face = {"id": record.id}
-        for name, key, out, dist in zip(METHODS, KEYS, outputs, distances):
+        for (name, out), dist in zip(outputs.items(), distances):
             row = rows[name]
             row["psnr"].append(metrics.psnr(out, sharp))
             row["ssim"].append(metrics.ssim(out, sharp))
@@ -86,28 +101,32 @@ def main() -> None:
             row["mse"].append(metrics.mse(out, sharp))
             row["colour_shift"].append(metrics.mean_colour_shift(out, sharp))
             row["speckles"].append(speckle_rate(out, groups == 0))
-            face.update({f"{key}_psnr": row["psnr"][-1], f"{key}_ssim": row["ssim"][-1], f"{key}_id_dist": dist})
-        face.update({f"dice_{g}": d for g, d in zip(GROUPS, metrics.dice(generated.groups, groups))})
+            if name in names[:3] + names[-1:]:  # input, the first engine's two rows, target
+                key = ("input", "generated", "truth", "target")[[*names[:3], names[-1]].index(name)]
+                face.update({f"{key}_psnr": row["psnr"][-1], f"{key}_ssim": row["ssim"][-1], f"{key}_id_dist": dist})
+        face.update({f"dice_{g}": d for g, d in zip(GROUPS, metrics.dice(first, groups))})
         faces.append(face)
 
     summary = {name: {k: float(np.mean(v)) for k, v in row.items()} for name, row in rows.items()}
     for name, row in rows.items():
         summary[name]["same_person"] = float(np.mean(np.array(row["id_dist"]) < SAME_PERSON))
     print(f"\n{len(records)} held-out faces from {args.data} (test split), seed {args.seed}\n")
-    print(f"| {'method':26s} | PSNR dB | SSIM   | same person | id distance | MSE    | colour shift | bg speckles |")
-    print(f"|{'-' * 28}|---------|--------|-------------|-------------|--------|--------------|-------------|")
+    width = max(map(len, names))
+    print(f"| {'method':{width}s} | PSNR dB | SSIM   | same person | id distance | MSE    | colour shift | bg speckles |")
+    print(f"|{'-' * (width + 2)}|---------|--------|-------------|-------------|--------|--------------|-------------|")
     for name, s in summary.items():
-        psnr = "inf" if name == "sharp target" else f"{s['psnr']:.2f}"
-        print(f"| {name:26s} | {psnr:>7s} | {s['ssim']:.4f} | {s['same_person'] * 100:10.1f}% | {s['id_dist']:11.3f} "
+        psnr = "inf" if name == "sharp target" else f"{s['psnr']:.3f}"
+        print(f"| {name:{width}s} | {psnr:>7s} | {s['ssim']:.4f} | {s['same_person'] * 100:10.1f}% | {s['id_dist']:11.4f} "
               f"| {s['mse']:6.1f} | {s['colour_shift']:12.2f} | {s['speckles'] * 100:10.3f}% |")
-    blurry, generated, truth = (np.array(rows[m]["id_dist"]) for m in METHODS[:3])
+    blurry, generated, truth = (np.array(rows[m]["id_dist"]) for m in names[:3])
     print(f"\nfaces whose identity distance grows against the blurry input: generated masks "
           f"{int((generated > blurry).sum())} of {len(records)}, ground-truth masks {int((truth > blurry).sum())}")
-    dice, jaccard = seg.dice(), seg.jaccard()
-    print("\nmask generator (dataset-level, per group):")
-    for g, name in enumerate(GROUPS):
-        print(f"  {name:13s} Dice {dice[g]:.4f}  Jaccard {jaccard[g]:.4f}")
-    print(f"  {'mean':13s} Dice {seg.mean_dice():.4f}  Jaccard {seg.mean_jaccard():.4f}")
+    for e, seg in segs.items():
+        dice, jaccard = seg.dice(), seg.jaccard()
+        print(f"\nmask generator, engine {e} (dataset-level, per group):")
+        for g, name in enumerate(GROUPS):
+            print(f"  {name:13s} Dice {dice[g]:.4f}  Jaccard {jaccard[g]:.4f}")
+        print(f"  {'mean':13s} Dice {seg.mean_dice():.4f}  Jaccard {seg.mean_jaccard():.4f}")
     if args.per_face:
         with open(args.per_face, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=list(faces[0]))
@@ -115,8 +134,10 @@ def main() -> None:
             writer.writerows(faces)
     if args.json:
         summary.pop("sharp target")
-        result = {"faces": len(records), "seed": args.seed, "engine": restorer.engine.describe(),
-                  "keep_colours": keep, "restoration": summary,
+        seg = segs[args.engines[0]]
+        dice, jaccard = seg.dice(), seg.jaccard()
+        result = {"faces": len(records), "seed": args.seed,
+                  "engines": {e: r.engine.describe() for e, r in restorers.items()}, "restoration": summary,
                   "mask": {"dice": dict(zip(GROUPS, map(float, dice))), "jaccard": dict(zip(GROUPS, map(float, jaccard))),
                            "mean_dice": seg.mean_dice(), "mean_jaccard": seg.mean_jaccard()}}
         with open(args.json, "w") as f:
