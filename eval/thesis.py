@@ -78,8 +78,8 @@ NEVER = 10**9  # early_stop of a run without early stopping (the same for every 
 class Budget:
     """The training budget of every trained row, in training samples seen.
 
-    The default (``samples`` 8,192 on 128x128 crops) is sized for about half an hour of CPU per
-    row on 2 cores (``scripts/bench_thesis_rows.py`` measures it); :meth:`thesis` is the thesis'
+    The default (``samples`` 8,192 on 128x128 crops) is sized for an estimated 25-45 minutes per
+    row on 2 CPU cores (``scripts/bench_thesis_rows.py`` measures it); :meth:`thesis` is the thesis'
     own recipe (50 passes over the training faces at 256x256, early stopping), a GPU's budget.
     Without early stopping every row sees exactly ``samples``: equal budgets, as the tables need.
     """

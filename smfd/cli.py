@@ -364,8 +364,8 @@ def _add_eval(sub) -> None:
     g.add_argument("--tables", nargs="+", default=["4.1", "4.2", "4.3", "4.4"],
                    choices=["4.1", "4.2", "4.3", "4.4"])
     g.add_argument("--budget", type=_budget, default=None, metavar="SAMPLES|thesis",
-                   help="training samples every trained row sees (default 8192, about half an hour per row "
-                        "on 2 CPU cores), or 'thesis': the thesis' recipe (50 passes over whole faces, early "
+                   help="training samples every trained row sees (default 8192, an estimated 25-45 minutes per "
+                        "row on 2 CPU cores), or 'thesis': the thesis' recipe (50 passes over whole faces, early "
                         "stopping; a GPU's budget). Raising it continues finished runs")
     g.add_argument("--samples-per-epoch", type=_int_from(1), default=None,
                    help="training samples between two validations (default 1024; thesis: one pass)")

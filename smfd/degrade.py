@@ -77,7 +77,7 @@ class PipelineOptions:
                 if len(set(values)) != len(values):
                     fail(f"{name} must not repeat a value, got {list(values)}")
             if not self.layers or any(not 1 <= n <= MAX_LAYERS for n in self.layers):
-                fail(f"layers must be integers between 1 and {MAX_LAYERS}, got {list(self.layers)}")
+                fail(f"layers must be positive integers up to {MAX_LAYERS}, got {list(self.layers)}")
             if not self.sequences or any(s not in SEQUENCES for s in self.sequences):
                 fail(f"sequences must be among {list(SEQUENCES)}, got {list(self.sequences)}")
             needs_g = any("G" in SEQUENCES[s] for s in self.sequences)

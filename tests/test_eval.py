@@ -11,7 +11,7 @@ import pytest
 
 from eval import thesis
 from eval.pairs import find_pairs
-from smfd import checkpoint, data, metrics
+from smfd import data, metrics
 from smfd.cli import main
 from smfd.images import read_image, read_labels
 

@@ -1,0 +1,77 @@
+"""Picture of the held-out faces whose identity an older model changed most, beside a newer model.
+
+    .venv/bin/python scripts/identity_figure.py BEFORE.csv --before DIR --after DIR \
+        [--faces 6] [--out docs/identity_before_after.png]
+
+BEFORE.csv is the ``--per-face`` output of ``scripts/benchmark_model.py --weights DIR`` for the
+older weights: the faces whose descriptor distance to the sharp face grew most against the blurry
+input's are shown (sharp, blurry, the generated mask, each model's restoration with generated
+masks), every image titled with its dlib descriptor distance to the sharp face (below 0.6: the
+same person). The faces are degraded under the benchmark protocol (SPEC section 2).
+"""
+
+import argparse
+import csv
+
+import numpy as np
+
+from eval.identity import geometry
+from smfd import data, labels
+from smfd.paths import shared_data
+from smfd.restorer import Restorer
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("per_face", help="--per-face CSV of benchmark_model.py for the older weights")
+    parser.add_argument("--before", required=True, help="weights folder of the older model")
+    parser.add_argument("--after", default=None, help="weights folder of the newer model (default: shipped)")
+    parser.add_argument("--data", default=str(shared_data() / "celebamask_mini"))
+    parser.add_argument("--faces", type=int, default=6)
+    parser.add_argument("--seed", type=int, default=0, help="the benchmark's seed")
+    parser.add_argument("--out", default="docs/identity_before_after.png")
+    args = parser.parse_args()
+
+    with open(args.per_face) as f:
+        rows = list(csv.DictReader(f))
+    rows.sort(key=lambda r: float(r["input_id_dist"]) - float(r["generated_id_dist"]))
+    chosen = [r["id"] for r in rows[: args.faces]]
+    records = {r.id: r for r in data.open_dataset(args.data)}
+    before = Restorer.from_pretrained(args.before, "cpu", engine="pytorch")
+    after = Restorer.from_pretrained(args.after, "cpu", engine="pytorch")
+    table = []
+    for face_id in chosen:
+        blurry, sharp, _, _ = data.benchmark_pair(records[face_id], args.seed)
+        old, new = before.restore_face(blurry), after.restore_face(blurry)
+        d = geometry().distances([blurry, old.image, new.image], sharp)
+        print(f"{face_id[:8]}: blurry {d[0]:.3f}, before {d[1]:.3f}, after {d[2]:.3f}")
+        table.append([("sharp", sharp), (f"blurry {d[0]:.2f}", blurry),
+                      ("generated mask", labels.colorize(old.groups)),
+                      (f"before {d[1]:.2f}", old.image), (f"after {d[2]:.2f}", new.image)])
+    draw(args.out, chosen, table)
+    print(f"wrote {args.out}")
+
+
+def draw(path: str, ids: list[str], table: list) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(table), 5, figsize=(10, 2.15 * len(table)), squeeze=False)
+    for r, cells in enumerate(table):
+        for c, (title, image) in enumerate(cells):
+            ax = axes[r, c]
+            ax.imshow(np.asarray(image))
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(title, fontsize=9)
+        axes[r, 0].set_ylabel(ids[r][:8], fontsize=8)
+    fig.suptitle("Faces whose identity the older model changed most (dlib descriptor distance to the sharp "
+                 "face; < 0.6 = same person)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+
+
+if __name__ == "__main__":
+    main()
