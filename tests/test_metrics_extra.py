@@ -165,12 +165,13 @@ def test_fid_code_path_with_a_random_inception(torch_home, faces):
 def test_identity_and_landmarks(faces):
     g = identity.geometry()
     a, b = faces[0], faces[1]
-    sim, lmd = g.compare(a, a)
-    assert sim == pytest.approx(1.0, abs=1e-6) and lmd == 0
+    dist, lmd = g.compare(a, a)
+    assert dist == pytest.approx(0.0, abs=1e-6) and lmd == 0
     blurred = cv2.GaussianBlur(a, (0, 0), 2)
-    sim_blur, lmd_blur = g.compare(blurred, a)
-    sim_other, lmd_other = g.compare(b, a)
-    assert sim_other < sim_blur < 1 and lmd_blur < lmd_other
+    dist_blur, lmd_blur = g.compare(blurred, a)
+    dist_other, lmd_other = g.compare(b, a)
+    assert 0 < dist_blur < identity.SAME_PERSON < dist_other and lmd_blur < lmd_other
+    assert g.distances([a, blurred, b], a) == pytest.approx([0.0, dist_blur, dist_other], abs=1e-6)
     with pytest.raises(ValueError, match="differ in shape"):
         g.compare(a, faces[4])
 

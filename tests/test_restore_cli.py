@@ -128,8 +128,10 @@ def test_aligned_crops_are_recognised_without_aligned(celeba, tmp_path, random_w
         assert not np.array_equal(auto, read_image(tmp_path / "whole" / src.name))
     assert main(["restore", str(tmp_path / "photo"), str(tmp_path / "photo_out"), *weights]) == 0
     assert "photo.png: 1 face found, 1 restored" in capsys.readouterr().out
-    with pytest.raises(SystemExit):  # argparse: not allowed with argument --aligned
-        main(["restore", str(folder), str(tmp_path / "x"), "--aligned", "--whole", *weights])
+    assert main(["restore", str(folder), str(tmp_path / "x"), "--aligned", "--whole", *weights]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--whole: not allowed with argument --aligned" in err
+    assert not (tmp_path / "x").exists()
 
 
 def test_the_library_cli_loads_no_layer_above_it():
