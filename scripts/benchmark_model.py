@@ -72,6 +72,8 @@ def main() -> None:
 
     names = ["blurry input"] + [f"SMFD, {kind} masks{label(e, k)}" for e, k in variants
                                 for kind in ("generated", "ground-truth")] + ["sharp target"]
+    # --per-face columns: the input, the first engine's two rows, the target
+    prefixes = dict(zip([*names[:3], names[-1]], ("input", "generated", "truth", "target")))
     for e, r in restorers.items():
         print(f"engine {e}: {r.engine.describe()}")
     rows = {name: {"psnr": [], "ssim": [], "id_dist": [], "mse": [], "colour_shift": [], "speckles": []}
@@ -101,8 +103,8 @@ def main() -> None:
             row["mse"].append(metrics.mse(out, sharp))
             row["colour_shift"].append(metrics.mean_colour_shift(out, sharp))
             row["speckles"].append(speckle_rate(out, groups == 0))
-            if name in names[:3] + names[-1:]:  # input, the first engine's two rows, target
-                key = ("input", "generated", "truth", "target")[[*names[:3], names[-1]].index(name)]
+            if name in prefixes:
+                key = prefixes[name]
                 face.update({f"{key}_psnr": row["psnr"][-1], f"{key}_ssim": row["ssim"][-1], f"{key}_id_dist": dist})
         face.update({f"dice_{g}": d for g, d in zip(GROUPS, metrics.dice(first, groups))})
         faces.append(face)

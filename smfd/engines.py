@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from .errors import InputError
-from .models import config_to_dict, mask_probabilities
+from .models import config_to_dict, generated_mask_input, mask_probabilities
 from .paths import cache_root
 from .runtime import fast_autocast, native_bf16
 
@@ -159,7 +159,7 @@ class OpenVINOEngine:
         if self.int8:
             if calibration is None:
                 raise InputError("the openvino-int8 engine needs calibration faces")
-            mask_ir, deblur_ir = _quantise(mask_ir, deblur_ir, calibration(), deblur.config.soft_mask)
+            mask_ir, deblur_ir = _quantise(mask_ir, deblur_ir, calibration(), deblur.config)
         self.folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".convert-", dir=self.folder.parent))
         try:
@@ -188,7 +188,7 @@ class OpenVINOEngine:
             return torch.from_numpy(self._deblur((x.numpy(), m.numpy()))[0].copy())
 
 
-def _quantise(mask_ir, deblur_ir, faces: list[np.ndarray], soft_mask: bool):
+def _quantise(mask_ir, deblur_ir, faces: list[np.ndarray], deblur_config):
     """int8 post-training quantisation of both networks with NNCF, calibrated on ``faces``
     (aligned blurry faces at the working size) and the masks the float mask generator gives them."""
     try:
@@ -202,7 +202,7 @@ def _quantise(mask_ir, deblur_ir, faces: list[np.ndarray], soft_mask: bool):
     pairs = []
     for x in inputs:
         p = torch.from_numpy(float_mask(x)[0])
-        pairs.append((x, (p if soft_mask else one_hot_of(p)).numpy()))
+        pairs.append((x, generated_mask_input(deblur_config, p).numpy()))
     nncf.set_log_level(logging.WARNING)  # not a line per layer
     options = dict(subset_size=len(inputs), fast_bias_correction=True,
                    ignored_scope=nncf.IgnoredScope(patterns=list(INT8_KEEP_FLOAT), validate=False))
@@ -221,11 +221,6 @@ def calibration_faces(n: int = CALIBRATION_FACES) -> list[np.ndarray]:
 
     sharp = astronaut_face()
     return [resize_to(degrade(sharp, np.random.default_rng(seed))[0], (WORK_SIZE, WORK_SIZE)) for seed in range(n)]
-
-
-def one_hot_of(p: torch.Tensor) -> torch.Tensor:
-    """Nx5xHxW probabilities -> the one-hot of their argmax (same shape, float32)."""
-    return torch.zeros_like(p).scatter_(1, p.argmax(1, keepdim=True), 1.0)
 
 
 def default_threads() -> int:

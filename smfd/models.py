@@ -287,6 +287,14 @@ def mask_probabilities(mask_model: nn.Module, image: torch.Tensor) -> torch.Tens
     return (p[:n] + p[n:].flip(-1)) / 2
 
 
+def generated_mask_input(config: SMFDConfig, probabilities: torch.Tensor) -> torch.Tensor:
+    """A generated mask (NxCxHxW probabilities) as this SMFD-UNet takes it: the probabilities
+    themselves for a ``soft_mask`` network, else the one-hot of their argmax."""
+    if config.soft_mask:
+        return probabilities
+    return one_hot_mask(probabilities.argmax(1), config.mask_channels)
+
+
 def one_hot_mask(labels: torch.Tensor, classes: int = 5) -> torch.Tensor:
     """NxHxW integer labels (0..classes-1) -> NxCxHxW float one-hot."""
     labels = labels.long()

@@ -16,9 +16,10 @@ import torch
 
 from . import checkpoint, labels
 from .data import WORK_SIZE
-from .engines import calibration_faces, make_engine, one_hot_of
+from .engines import calibration_faces, make_engine
 from .errors import InputError
 from .images import check_rgb, resize_labels, resize_to, to_float, to_uint8
+from .models import generated_mask_input, one_hot_mask
 from .runtime import pick_device
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
@@ -87,8 +88,7 @@ class Restorer:
     def mask_tensor(self, groups: np.ndarray) -> torch.Tensor:
         """A given 5-group map as SMFD-UNet takes it: the one-hot at 256x256 (1x5x256x256)."""
         small = torch.from_numpy(resize_labels(labels.check_groups(groups), WORK).astype(np.int64))
-        m = torch.zeros(1, len(labels.GROUPS), *WORK).scatter_(1, small[None, None], 1.0)
-        return m.to(self.device).contiguous(memory_format=torch.channels_last)
+        return one_hot_mask(small[None]).to(self.device).contiguous(memory_format=torch.channels_last)
 
     # ------------------------------------------------------------ public API
     def restore_face(self, image: np.ndarray, mask: np.ndarray | None = None, *,
@@ -105,7 +105,7 @@ class Restorer:
         x = self.work_tensor(image)
         if mask is None:
             p = self.engine.probabilities(x)
-            m = p if self.deblur_model.config.soft_mask else one_hot_of(p)
+            m = generated_mask_input(self.deblur_model.config, p)
             groups = resize_labels(p.argmax(1)[0].to(torch.uint8).cpu().numpy(), (w, h))
         else:
             m, groups = self.mask_tensor(mask), labels.check_groups(mask)

@@ -30,8 +30,8 @@ from tqdm import tqdm
 from . import checkpoint, data, degrade, metrics
 from .images import InputError, to_uint8, write_atomically
 from .losses import restoration_loss, segmentation_loss
-from .models import (MaskNetConfig, SegBaselineConfig, SMFDConfig, build, count_parameters, mask_probabilities,
-                     one_hot_mask, rgb_to_gray)
+from .models import (MaskNetConfig, SegBaselineConfig, SMFDConfig, build, count_parameters,
+                     generated_mask_input, mask_probabilities, one_hot_mask, rgb_to_gray)
 from .runtime import fast_autocast, pick_device
 
 MONITOR = {"mask": "dice", "deblur": "ssim"}
@@ -258,10 +258,8 @@ class Trainer:
                 h, w = labels.shape[-2:]
                 probs = torch.stack([p[:, y:y + h, x:x + w] for p, (y, x)
                                      in zip(probs, batch["origin"][use].tolist())])
-            if not self.model.config.soft_mask:
-                probs = one_hot_mask(probs.argmax(1), self.model.config.mask_channels)
             masks = masks.clone()
-            masks[torch.from_numpy(use).to(self.device)] = probs.to(masks.dtype)
+            masks[torch.from_numpy(use).to(self.device)] = generated_mask_input(self.model.config, probs)
         return masks
 
     def forward(self, batch: dict, net, generated_share: float, rng) -> tuple[torch.Tensor, torch.Tensor]:
