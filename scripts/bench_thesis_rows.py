@@ -19,7 +19,7 @@ import time
 import torch
 
 from eval.thesis import MASK_MODELS, Budget
-from smfd.data import shared_data
+from smfd.paths import shared_data
 from smfd.models import ABLATIONS
 from smfd.train import Trainer, TrainSettings
 

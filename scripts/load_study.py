@@ -39,7 +39,7 @@ def free_port() -> int:
 
 def start_app(args, work: Path) -> tuple[subprocess.Popen, str]:
     """`smfd demo` on a free port; returns once its study is ready."""
-    from smfd.data import shared_data
+    from smfd.paths import shared_data
 
     port = free_port()
     photos = args.photos or str(shared_data() / "realworld" / "cropped")

@@ -1,0 +1,69 @@
+"""The benchmark and figure scripts stay in step with the library they import.
+
+Scripts are not imported by the package, so a moved name (``shared_data`` left ``smfd.data`` for
+``smfd.paths``) breaks them silently; this checks every ``from <project module> import name`` in
+``scripts/``, the ones inside functions too, and that every script answers ``--help``.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = sorted((ROOT / "scripts").glob("*.py"))
+PROJECT = ("smfd", "eval", "app", "baselines")
+
+
+def project_imports(path: Path) -> list[tuple[str, str, int]]:
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in PROJECT:
+            found += [(node.module, alias.name, node.lineno) for alias in node.names]
+        elif isinstance(node, ast.Import):
+            found += [(alias.name, "", node.lineno) for alias in node.names if alias.name.split(".")[0] in PROJECT]
+    return found
+
+
+def test_scripts_import_names_that_exist():
+    assert len(SCRIPTS) >= 10, f"expected the project's scripts in {ROOT / 'scripts'}"
+    missing = []
+    for script in SCRIPTS:
+        for module, name, line in project_imports(script):
+            target = importlib.import_module(module)
+            if name and not hasattr(target, name):
+                try:  # `from package import submodule`
+                    importlib.import_module(f"{module}.{name}")
+                except ModuleNotFoundError:
+                    missing.append(f"{script.name}:{line}: {module} has no {name}")
+    assert not missing, "\n".join(missing)
+
+
+HELP_ALL = """
+import contextlib, io, runpy, sys
+failed = []
+for path in sys.argv[1:]:
+    sys.argv = [path, "--help"]
+    out = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out):
+            runpy.run_path(path, run_name="__main__")
+        failed.append(f"{path}: --help did not exit")
+    except SystemExit as stop:
+        if stop.code not in (0, None) or "usage:" not in out.getvalue():
+            failed.append(f"{path}: --help exited {stop.code!r}")
+    except Exception as error:
+        failed.append(f"{path}: {type(error).__name__}: {error}")
+print("\\n".join(failed))
+sys.exit(1 if failed else 0)
+"""
+
+
+def test_every_script_answers_help():
+    # One interpreter for all scripts: torch and friends are imported once.
+    done = subprocess.run([sys.executable, "-c", HELP_ALL, *map(str, SCRIPTS)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
