@@ -364,13 +364,14 @@ def _add_eval(sub) -> None:
     g.add_argument("--tables", nargs="+", default=["4.1", "4.2", "4.3", "4.4"],
                    choices=["4.1", "4.2", "4.3", "4.4"])
     g.add_argument("--budget", type=_budget, default=None, metavar="SAMPLES|thesis",
-                   help="training samples every trained row sees (default 8192, an estimated 25-45 minutes per "
-                        "row on 2 CPU cores), or 'thesis': the thesis' recipe (50 passes over whole faces, early "
-                        "stopping; a GPU's budget). Raising it continues finished runs")
+                   help="training samples every trained row sees (default 8192: about 30 minutes per mask row, "
+                        "23-31 per SMFD-UNet row on 2 CPU cores), or 'thesis': the thesis' recipe (50 passes over "
+                        "whole faces, early stopping; a GPU's budget). Raising it continues finished runs")
     g.add_argument("--samples-per-epoch", type=_int_from(1), default=None,
                    help="training samples between two validations (default 1024; thesis: one pass)")
     g.add_argument("--patch", type=_int_from(32), default=None,
-                   help="train on PATCH x PATCH crops (default 128; thesis: whole faces)")
+                   help="SMFD-UNet rows train on PATCH x PATCH crops (default 128; thesis: whole faces); "
+                        "mask rows always see whole faces")
     g.add_argument("--batch", type=_int_from(1), default=None, help="batch size (default 16)")
     g.add_argument("--val-faces", type=_int_from(1), default=None,
                    help="validation faces per run (default 32; thesis: the whole fold)")

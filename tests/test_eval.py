@@ -178,6 +178,10 @@ def test_thesis_tables_with_a_tiny_budget(celeba, random_weights, tmp_path, monk
         assert read_image(tmp_path / f"curves_{table}.png").shape[2] == 3
     runs = sorted(p.name for p in (tmp_path / "runs").iterdir())
     assert runs == ["deblur-full-fold0", "deblur-full-fold1", "deblur-no-mask-fold0", "mask-generator", "unet"]
+    # Equal samples; the mask rows on whole faces (a face parser needs the whole face), SMFD-UNet on crops.
+    patches = {run: json.loads((tmp_path / "runs" / run / "settings.json").read_text())["patch"] for run in runs}
+    assert patches == {"deblur-full-fold0": 32, "deblur-full-fold1": 32, "deblur-no-mask-fold0": 32,
+                       "mask-generator": None, "unet": None}
 
     # A second sitting: refused without --overwrite (nothing replaced), then runs and scores reused.
     tables = (tmp_path / "thesis_tables.md").read_bytes()
