@@ -7,7 +7,8 @@ For each row kind it trains ``--batches`` batches of real degraded faces (the bu
 and data loading) ``--repeats`` times and prints the median samples/s; the timing starts once the
 loader's prefetched batches are used up, so that making the degraded samples counts as in a real
 run (where making them is slower than the network, timing prefetched batches overstates the
-rate: the mask rows' real runs went at about 9 samples/s where that measured 25); it
+rate: on 128x128 crops the mask generator's real run went at about 10 samples/s where that
+measured 25); it
 times one validation the same way, and combines both into minutes per row for ``--budget``.
 The figures are this machine's as it is now: pause other work for numbers to publish.
 """
@@ -44,7 +45,8 @@ def main() -> None:
             # DataLoader prefetches 2 batches per worker and refills while the warm-up runs: use
             # up twice that before the clock starts.
             warm = 4 * budget.workers + 1
-            settings = TrainSettings(task=task, data=(args.data,), out=out, batch=budget.batch, patch=budget.patch_for(task),
+            settings = TrainSettings(task=task, data=(args.data,), out=out, batch=budget.batch,
+                                     patch=budget.patch_for(task),
                                      samples_per_epoch=budget.batch * (warm + args.batches),
                                      val_faces=budget.val_faces, workers=budget.workers, config=config, device="cpu")
             trainer = Trainer(settings)
