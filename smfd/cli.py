@@ -156,6 +156,9 @@ def _add_train(sub) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a model config field, e.g. --set residual=true (JSON values)")
     p.add_argument("--init", default=None, help="start from these weights (fine-tuning)")
+    p.add_argument("--init-partial", action="store_true",
+                   help="with --init: take only the tensors whose name and shape fit, e.g. the encoders of "
+                        "the shipped network for one with a lighter decoder (--set decoder=[128,64,32])")
     p.add_argument("--no-augment", action="store_true")
     p.add_argument("--preset", default="thesis", choices=["thesis", "real"],
                    help="degradation of the training samples: the thesis' pipeline, or 'real' = the thesis' "
@@ -196,7 +199,7 @@ def cmd_train(args) -> None:
             patch=args.patch, samples_per_epoch=args.samples_per_epoch, val_faces=args.val_faces,
             workers=args.workers, seed=args.seed, k=args.folds, fold=args.fold, loss=args.loss,
             mask_source=args.mask_source, mask_model=args.mask_model, config=config, init=args.init,
-            device=args.device, augment=not args.no_augment, preset=args.preset)
+            init_partial=args.init_partial, device=args.device, augment=not args.no_augment, preset=args.preset)
         settings.model_config()  # fail early on a bad --set
     except (TypeError, ValueError) as exc:  # e.g. an unknown config field or value
         raise InputError(f"bad training options: {exc}") from None

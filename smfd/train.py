@@ -63,6 +63,7 @@ class TrainSettings:
     mask_model: str | None = None  # mask-generator checkpoint for generated / mix
     config: dict = field(default_factory=dict)  # model config overrides, e.g. {"use_mask": false}
     init: str | None = None  # start from these weights (fine-tuning)
+    init_partial: bool = False  # from init, only the tensors whose name and shape fit (e.g. the encoders)
     device: str = "auto"
     augment: bool = True
     preset: str = "thesis"  # degradation pipeline of the training samples: smfd.degrade.PRESETS
@@ -75,6 +76,8 @@ class TrainSettings:
             raise ValueError(f"mask source must be gt, generated or mix, got {self.mask_source!r}")
         if self.task == "deblur" and self.mask_source != "gt" and not self.mask_model:
             raise ValueError("generated or mixed masks need --mask-model (a mask-generator checkpoint)")
+        if self.init_partial and not self.init:
+            raise ValueError("--init-partial needs --init (the checkpoint to take tensors from)")
         if self.preset not in degrade.PRESETS:
             raise ValueError(f"preset must be one of {', '.join(degrade.PRESETS)}, got {self.preset!r}")
         self.data = tuple(self.data)
@@ -171,12 +174,9 @@ class Trainer:
                              f"{len(self.val_records)} for validation")
 
         self.model = build(s.model_config()).to(self.device, memory_format=torch.channels_last)
+        self.init_note = None
         if s.init:
-            start = checkpoint.load(s.init)
-            if _weights_layout(start) != _weights_layout(self.model):
-                raise InputError(f"{s.init}: its network ({start.config}) does not fit the one being "
-                                 f"trained ({self.model.config})")
-            self.model.load_state_dict(start.state_dict())
+            self.init_note = _initialise(self.model, checkpoint.load(s.init), s.init, s.init_partial)
         self.mask_model = None
         if s.task == "deblur" and s.mask_source != "gt":
             self.mask_model = checkpoint.load(s.mask_model, self.device)
@@ -339,6 +339,8 @@ class Trainer:
             print(f"[smfd train] {s.task}: {n:,} parameters, {len(self.train_records)} training / "
                   f"{len(self.val_records)} validation faces, device {self.device}, world {self.world}"
                   + (f", resumed after epoch {self.epoch}" if resumed else ""), flush=True)
+            if self.init_note and not resumed:
+                print(f"[smfd train] initialised with {self.init_note}", flush=True)
             settings = json.dumps(dataclasses.asdict(s), indent=2)
             write_atomically(self.out / "settings.json", lambda tmp: tmp.write_text(settings), ".json")
             if resumed:
@@ -417,8 +419,24 @@ def _write_log(path: Path, history: list[dict]) -> None:
         writer.writerows(history)
 
 
-def _weights_layout(model: torch.nn.Module) -> dict:
-    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+def _initialise(model: torch.nn.Module, start: torch.nn.Module, path: str, partial: bool) -> str:
+    """Load ``start``'s weights into ``model``: all of them (their layouts must agree), or with
+    ``partial`` those whose name and shape fit, e.g. a shipped network's encoders into one with a
+    lighter decoder. Returns a line saying what was taken."""
+    mine, theirs = model.state_dict(), start.state_dict()
+    fits = {k: v for k, v in theirs.items() if k in mine and mine[k].shape == v.shape}
+    if not partial:
+        if len(fits) != len(mine) or len(theirs) != len(mine):
+            raise InputError(f"{path}: its network ({start.config}) does not fit the one being trained "
+                             f"({model.config}); --init-partial takes the tensors that fit")
+        model.load_state_dict(theirs)
+        return f"all {len(mine)} tensors from {path}"
+    if not fits:
+        raise InputError(f"{path}: none of its tensors fits the network being trained ({model.config})")
+    model.load_state_dict(fits, strict=False)
+    share = sum(v.numel() for v in fits.values()) / sum(v.numel() for v in mine.values())
+    return (f"{len(fits)} of {len(mine)} tensors ({share:.0%} of the parameters) from {path}; "
+            "the rest start fresh")
 
 
 def train(settings: TrainSettings) -> dict:

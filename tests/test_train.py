@@ -104,6 +104,8 @@ def test_mismatched_init_and_resume_are_explained(celeba, tmp_path):
     with pytest.raises(ValueError, match="does not fit"):
         Trainer(TrainSettings(task="deblur", data=(str(celeba),), out=str(tmp_path / "a"),
                               init=str(tmp_path / "plain.safetensors"), config={"use_mask": False}, **TINY))
+    with pytest.raises(ValueError, match="--init-partial needs --init"):
+        TrainSettings(task="deblur", data=(str(celeba),), out=str(tmp_path / "a"), init_partial=True, **TINY)
     first = Trainer(TrainSettings(task="deblur", data=(str(celeba),), out=str(tmp_path / "b"), **TINY))
     first.out.mkdir()
     first.save_state()
@@ -198,3 +200,23 @@ def test_an_interruption_leaves_log_and_checkpoint_in_step(celeba, tmp_path, mon
     assert best.info["scores"]["ssim"] == pytest.approx(float(row["ssim"]))
     for k, v in best.state_dict().items():
         assert torch.equal(v, state["best_model"][k].float() if v.is_floating_point() else state["best_model"][k])
+
+
+def test_partial_init_takes_the_encoders_of_a_wider_network(celeba, tmp_path):
+    from smfd.models import SMFDNet
+
+    shipped = SMFDNet()
+    checkpoint.save(tmp_path / "wide.safetensors", shipped)
+    light = {"decoder": [128, 64, 32], "shuffle_kernel": 1}
+    trainer = Trainer(TrainSettings(task="deblur", data=(str(celeba),), out=str(tmp_path / "a"), config=light,
+                                    init=str(tmp_path / "wide.safetensors"), init_partial=True, **TINY))
+    wide, mine = checkpoint.load(tmp_path / "wide.safetensors").state_dict(), trainer.model.state_dict()
+    taken = [k for k in mine if k in wide and wide[k].shape == mine[k].shape]
+    assert any(k.startswith("decoder.") for k in mine) and not all(k in taken for k in mine)
+    for k in taken:
+        assert torch.equal(mine[k], wide[k]), k
+    assert {k.split(".")[0] for k in taken} >= {"image_encoder", "mask_encoder"}
+    assert re.match(rf"{len(taken)} of {len(mine)} tensors \(\d+% of the parameters\)", trainer.init_note)
+    with pytest.raises(ValueError, match="--init-partial takes the tensors that fit"):
+        Trainer(TrainSettings(task="deblur", data=(str(celeba),), out=str(tmp_path / "b"), config=light,
+                              init=str(tmp_path / "wide.safetensors"), **TINY))
