@@ -320,6 +320,16 @@ def step_verdict(step: str, after: dict, before: dict, thesis_delta: float) -> s
     return said + "."
 
 
+def identity_verdict(after: dict, before: dict) -> str:
+    """What a step does to identity, face by face: the change of the descriptor distance to the
+    sharp face (negative = closer to the person) and of the same-person share."""
+    mean, half = paired_difference(after["id_distance"], before["id_distance"])
+    word = ("closer to the person" if mean + half < 0 else "further from the person" if mean - half > 0
+            else "no measurable change of identity")
+    return (f"{word} (descriptor distance {mean:+.3f}, 95 % CI {mean - half:+.3f} to {mean + half:+.3f}; "
+            f"same person {_share(before['id_distance']):.1f} % -> {_share(after['id_distance']):.1f} %)")
+
+
 # ---------------------------------------------------------------- tables
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
@@ -541,10 +551,12 @@ def table_43(lab: Lab) -> tuple[str, list[Run]]:
             verdicts.append(f"- {step}: not judged (a row of the step is below the floor).")
             continue
         delta = THESIS_43[after][0] - THESIS_43[before][0]
-        line = step_verdict(step, scored[after]["gt"], scored[before]["gt"], delta)
-        mean, half = paired_difference(scored[after]["generated"]["psnr"], scored[before]["generated"]["psnr"])
-        verdicts.append(f"- Ground-truth masks: {line} With generated masks: {mean:+.2f} dB (95 % CI "
-                        f"{mean - half:+.2f} to {mean + half:+.2f}).")
+        a, b = scored[after], scored[before]
+        line = step_verdict(step, a["gt"], b["gt"], delta)
+        mean, half = paired_difference(a["generated"]["psnr"], b["generated"]["psnr"])
+        verdicts.append(f"- Ground-truth masks: {line} Identity: {identity_verdict(a['gt'], b['gt'])}. "
+                        f"With generated masks: {mean:+.2f} dB (95 % CI {mean - half:+.2f} to {mean + half:+.2f}); "
+                        f"identity: {identity_verdict(a['generated'], b['generated'])}.")
     _curves(lab.out / "curves_4.3.png", runs, "psnr", "Table 4.3: validation PSNR per ablation run")
     return ("## Table 4.3: ablation (held-out faces, equal budget)\n\n" + _table(header, rows)
             + f"\nTrained with ground-truth masks (as the thesis does); scored with the ground-truth masks and with "

@@ -208,6 +208,16 @@ def test_verdicts_follow_the_measurements():
     line = thesis.step_verdict("PixelShuffle", same, before, 0.25)
     assert "makes no measurable difference" in line and "Differs" in line
     assert "Differs" not in thesis.step_verdict("x", same, before, -0.02)
+    before = {"id_distance": list(rng.uniform(0.4, 0.7, 60))}
+    closer = {"id_distance": [v - 0.05 + rng.normal(0, 0.02) for v in before["id_distance"]]}
+    line = thesis.identity_verdict(closer, before)
+    assert line.startswith("closer to the person (descriptor distance -0.05")
+    shares = [thesis._share(d["id_distance"]) for d in (before, closer)]
+    assert f"same person {shares[0]:.1f} % -> {shares[1]:.1f} %" in line
+    further = {"id_distance": [v + 0.04 for v in before["id_distance"]]}
+    assert thesis.identity_verdict(further, before).startswith("further from the person")
+    noise = {"id_distance": [v + rng.normal(0, 0.1) for v in before["id_distance"]]}
+    assert thesis.identity_verdict(noise, before).startswith("no measurable change of identity")
 
 
 def test_segmentation_baselines_train_save_and_load(tmp_path):
