@@ -315,6 +315,9 @@ def step_verdict(step: str, after: dict, before: dict, thesis_delta: float) -> s
     theirs = 0 if abs(thesis_delta) < 0.05 else (1 if thesis_delta > 0 else -1)
     if ours != theirs:
         said += f". **Differs from the thesis**, which reports {thesis_delta:+.2f} dB for this step"
+    elif ours and not mean - half <= thesis_delta <= mean + half:
+        said += (f"; the same direction as the thesis, but it reports {thesis_delta:+.2f} dB, "
+                 f"{'more' if thesis_delta > mean + half else 'less'} than measured here")
     else:
         said += f"; the thesis reports {thesis_delta:+.2f} dB"
     return said + "."
@@ -325,7 +328,7 @@ def identity_verdict(after: dict, before: dict) -> str:
     sharp face (negative = closer to the person) and of the same-person share."""
     mean, half = paired_difference(after["id_distance"], before["id_distance"])
     word = ("closer to the person" if mean + half < 0 else "further from the person" if mean - half > 0
-            else "no measurable change of identity")
+            else "no measurable change")
     return (f"{word} (descriptor distance {mean:+.3f}, 95 % CI {mean - half:+.3f} to {mean + half:+.3f}; "
             f"same person {_share(before['id_distance']):.1f} % -> {_share(after['id_distance']):.1f} %)")
 
@@ -557,6 +560,8 @@ def table_43(lab: Lab) -> tuple[str, list[Run]]:
         verdicts.append(f"- Ground-truth masks: {line} Identity: {identity_verdict(a['gt'], b['gt'])}. "
                         f"With generated masks: {mean:+.2f} dB (95 % CI {mean - half:+.2f} to {mean + half:+.2f}); "
                         f"identity: {identity_verdict(a['generated'], b['generated'])}.")
+    against = [f"- {ABLATION_TITLES[v]}: with ground-truth masks {identity_verdict(both['gt'], blurry)}; "
+               f"with generated masks {identity_verdict(both['generated'], blurry)}." for v, both in scored.items()]
     _curves(lab.out / "curves_4.3.png", runs, "psnr", "Table 4.3: validation PSNR per ablation run")
     return ("## Table 4.3: ablation (held-out faces, equal budget)\n\n" + _table(header, rows)
             + f"\nTrained with ground-truth masks (as the thesis does); scored with the ground-truth masks and with "
@@ -565,7 +570,9 @@ def table_43(lab: Lab) -> tuple[str, list[Run]]:
               "the share of faces dlib calls the same person. Learning curves: curves_4.3.png.\n\n"
             + "\n".join(flags) + ("\n\n" if flags else "")
             + "**Verdicts** (each step against the row above it, face by face on the held-out faces):\n\n"
-            + "\n".join(verdicts) + "\n"), runs
+            + "\n".join(verdicts) + "\n"
+            + ("\n**Identity against the blurry input** (each row, face by face; a restorer should bring the "
+               "face closer to the person, never further):\n\n" + "\n".join(against) + "\n" if against else "")), runs
 
 
 def table_44(lab: Lab) -> tuple[str, list[Run]]:
