@@ -79,7 +79,7 @@ class Budget:
     """The training budget of every trained row, in training samples seen.
 
     The default (``samples`` 8,192; SMFD-UNet rows on 128x128 crops) takes about 30 minutes per mask row
-    and 23-31 per SMFD-UNet row on 2 CPU cores (docs/thesis_tables.md); :meth:`thesis` is the thesis'
+    and 30-38 per SMFD-UNet row on 2 CPU cores (docs/thesis_tables.md); :meth:`thesis` is the thesis'
     own recipe (50 passes over the training faces at 256x256, early stopping), a GPU's budget.
     Without early stopping every row sees exactly ``samples``: equal budgets, as the tables need.
     """

@@ -368,7 +368,7 @@ def _add_eval(sub) -> None:
                    choices=["4.1", "4.2", "4.3", "4.4"])
     g.add_argument("--budget", type=_budget, default=None, metavar="SAMPLES|thesis",
                    help="training samples every trained row sees (default 8192: about 30 minutes per mask row, "
-                        "23-31 per SMFD-UNet row on 2 CPU cores), or 'thesis': the thesis' recipe (50 passes over "
+                        "30-38 per SMFD-UNet row on 2 CPU cores), or 'thesis': the thesis' recipe (50 passes over "
                         "whole faces, early stopping; a GPU's budget). Raising it continues finished runs")
     g.add_argument("--samples-per-epoch", type=_int_from(1), default=None,
                    help="training samples between two validations (default 1024; thesis: one pass)")
