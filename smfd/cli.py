@@ -150,7 +150,11 @@ def _add_train(sub) -> None:
     p.add_argument("--loss", default=None, help="mask: dice (default), dice+ce; deblur: mse (default), l1, l1+ssim")
     p.add_argument("--mask-source", choices=["gt", "generated", "mix"], default="gt",
                    help="deblur: ground-truth masks, the mask generator's, or half of each")
-    p.add_argument("--mask-model", default=None, help="mask-generator checkpoint for generated/mix")
+    p.add_argument("--mask-model", default=None, help="mask-generator checkpoint for generated/mix masks and --semantic")
+    p.add_argument("--semantic", type=_number_in(0, 10), default=0.0, metavar="WEIGHT",
+                   help="deblur: add WEIGHT x the cross-entropy of the --mask-model generator, reading the "
+                        "restored face, against the true mask (faces with masks only), so that facial parts "
+                        "drawn where the face has none cost in training (default 0: off)")
     p.add_argument("--ablation", default=None, help="deblur: a thesis table 4.3 variant: "
                    "no-mask, plain-upsampling, attention-transpose, attention-pixelshuffle, full")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -199,7 +203,8 @@ def cmd_train(args) -> None:
             patch=args.patch, samples_per_epoch=args.samples_per_epoch, val_faces=args.val_faces,
             workers=args.workers, seed=args.seed, k=args.folds, fold=args.fold, loss=args.loss,
             mask_source=args.mask_source, mask_model=args.mask_model, config=config, init=args.init,
-            init_partial=args.init_partial, device=args.device, augment=not args.no_augment, preset=args.preset)
+            init_partial=args.init_partial, device=args.device, augment=not args.no_augment, preset=args.preset,
+            semantic=args.semantic)
         settings.model_config()  # fail early on a bad --set
     except (TypeError, ValueError) as exc:  # e.g. an unknown config field or value
         raise InputError(f"bad training options: {exc}") from None

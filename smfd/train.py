@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
@@ -67,6 +68,7 @@ class TrainSettings:
     device: str = "auto"
     augment: bool = True
     preset: str = "thesis"  # degradation pipeline of the training samples: smfd.degrade.PRESETS
+    semantic: float = 0.0  # deblur: weight of the semantic-consistency term (Trainer.semantic_term)
 
     def __post_init__(self):
         if self.task not in MONITOR:
@@ -76,6 +78,9 @@ class TrainSettings:
             raise ValueError(f"mask source must be gt, generated or mix, got {self.mask_source!r}")
         if self.task == "deblur" and self.mask_source != "gt" and not self.mask_model:
             raise ValueError("generated or mixed masks need --mask-model (a mask-generator checkpoint)")
+        if self.semantic and (self.task != "deblur" or not self.mask_model):
+            raise ValueError("--semantic trains SMFD-UNet (deblur) and needs --mask-model, the generator "
+                             "that reads the restored face")
         if self.init_partial and not self.init:
             raise ValueError("--init-partial needs --init (the checkpoint to take tensors from)")
         if self.preset not in degrade.PRESETS:
@@ -96,6 +101,7 @@ class TrainSettings:
             need(isinstance(value, int) and value >= least, option, f"an integer of at least {least}", value)
         need(0 <= self.fold < self.k, "--fold", f"between 0 and {self.k - 1} (--folds {self.k})", self.fold)
         need(math.isfinite(self.lr) and 0 < self.lr <= 1, "--lr", "in (0, 1]", self.lr)
+        need(math.isfinite(self.semantic) and 0 <= self.semantic <= 10, "--semantic", "in [0, 10]", self.semantic)
         # Four 2x poolings (five in the smp encoders) need sides that are multiples of 32.
         need(isinstance(self.size, int) and 32 <= self.size <= 2048 and self.size % 32 == 0, "--size",
              "a multiple of 32 between 32 and 2048", self.size)
@@ -178,7 +184,7 @@ class Trainer:
         if s.init:
             self.init_note = _initialise(self.model, checkpoint.load(s.init), s.init, s.init_partial)
         self.mask_model = None
-        if s.task == "deblur" and s.mask_source != "gt":
+        if s.task == "deblur" and (s.mask_source != "gt" or s.semantic):
             self.mask_model = checkpoint.load(s.mask_model, self.device)
             for p in self.mask_model.parameters():
                 p.requires_grad_(False)
@@ -272,6 +278,31 @@ class Trainer:
             out = net(blurry, mask)
         return out, restoration_loss(self.s.loss, out.float(), batch["sharp"].to(self.device))
 
+    def semantic_term(self, batch: dict, restored: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy of the frozen mask generator, reading the restored face, against the true
+        mask (faces without one are left out). SMFD-UNet follows its mask input: given a wrong
+        generated mask it draws a mouth or an eye where the face has none, which costs identity
+        (scripts/identity_analysis.py). This term makes such parts cost in training. A patch is
+        put back into its whole blurry face first, since the generator parses whole faces."""
+        labels = batch["mask"].to(self.device)
+        known = labels[:, 0, 0] >= 0
+        if not known.any():
+            return restored.new_zeros(())
+        face = restored.float().clamp(0, 1)
+        if "origin" in batch:
+            whole = batch["blurry_full"].to(self.device).clone()
+            h, w = labels.shape[-2:]
+            for i, (y, x) in enumerate(batch["origin"].tolist()):
+                whole[i, :, y:y + h, x:x + w] = face[i]
+            face = whole
+        gray = rgb_to_gray(face) if self.mask_model.config.in_channels == 1 else face
+        with fast_autocast(self.device):
+            logits = self.mask_model(gray[known]).float()
+        if "origin" in batch:
+            logits = torch.stack([lg[:, y:y + h, x:x + w] for lg, (y, x)
+                                  in zip(logits, batch["origin"][known.cpu()].tolist())])
+        return F.cross_entropy(logits, labels[known])
+
     def train_epoch(self, loader) -> float:
         self.net.train()
         share = {"gt": 0.0, "generated": 1.0, "mix": 0.5}[self.s.mask_source]
@@ -280,7 +311,9 @@ class Trainer:
         bar = tqdm(loader, desc=f"epoch {self.epoch + 1}/{self.s.epochs}", disable=self.rank != 0,
                    mininterval=1.0 if sys.stderr.isatty() else 60.0, unit="batch", leave=False)
         for batch in bar:
-            _, loss = self.forward(batch, self.net, share, rng)
+            out, loss = self.forward(batch, self.net, share, rng)
+            if self.s.semantic:
+                loss = loss + self.s.semantic * self.semantic_term(batch, out)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()

@@ -34,6 +34,8 @@ BLUR = ["blur", "no-such-image.png"]
     (TRAIN + ["{out}", "--lr", "0"], "--lr"),
     (TRAIN + ["{out}", "--lr", "nan"], "--lr"),
     (TRAIN + ["{out}", "--workers", "-1"], "--workers"),
+    (TRAIN + ["{out}", "--semantic", "-0.1"], "--semantic"),
+    (TRAIN + ["{out}", "--semantic", "0.1"], "--semantic"),  # without --mask-model
     (TRAIN + ["{out}", "--set", "residual=yes"], "--set residual=yes"),
     (TRAIN + ["{out}", "--set", "residual"], "--set"),
     (EVAL + ["{out}", "--grid-rows", "0"], "--grid-rows"),

@@ -220,3 +220,37 @@ def test_partial_init_takes_the_encoders_of_a_wider_network(celeba, tmp_path):
     with pytest.raises(ValueError, match="--init-partial takes the tensors that fit"):
         Trainer(TrainSettings(task="deblur", data=(str(celeba),), out=str(tmp_path / "b"), config=light,
                               init=str(tmp_path / "wide.safetensors"), **TINY))
+
+
+def test_the_semantic_term_reads_the_restored_face_with_the_shipped_mask_generator(celeba, tmp_path):
+    """--semantic: the mask generator, reading the restored face, is scored against the true mask.
+    Facial parts erased from a face cost more than the sharp face itself, the gradient reaches the
+    restored pixels (not the frozen generator), and a patch is read inside its whole face."""
+    from smfd.restorer import MASK_WEIGHTS, WEIGHTS_DIR
+
+    generator = str(WEIGHTS_DIR / MASK_WEIGHTS)
+    with pytest.raises(ValueError, match="--semantic .* needs --mask-model"):
+        TrainSettings(task="deblur", data=(str(celeba),), out=str(tmp_path), semantic=0.1)
+    whole = TrainSettings(task="deblur", data=(str(celeba),), out=str(tmp_path / "whole"), mask_model=generator,
+                          semantic=0.1, **{**TINY, "patch": None})
+    trainer = Trainer(whole)
+    batch = next(iter(trainer.loaders()[2]))
+    sharp = batch["sharp"].clone().requires_grad_(True)
+    erased = batch["sharp"].clone()
+    centre = erased[:, :, 96:192, 64:192]  # eyes, nose and mouth of an aligned 256x256 face
+    centre[:] = centre.mean((2, 3), keepdim=True)
+    on_sharp = trainer.semantic_term(batch, sharp)
+    assert on_sharp < 0.7 * trainer.semantic_term(batch, erased)
+    on_sharp.backward()
+    assert sharp.grad.abs().sum() > 0
+    assert all(p.grad is None for p in trainer.mask_model.parameters())
+
+    unknown = dict(batch, mask=torch.full_like(batch["mask"], -1))  # faces without masks: no term
+    assert trainer.semantic_term(unknown, batch["sharp"]).item() == 0
+
+    patches = Trainer(TrainSettings(task="deblur", data=(str(celeba),), out=str(tmp_path / "patch"),
+                                    mask_model=generator, semantic=0.1, **TINY))
+    batch = next(iter(patches.loaders()[2]))
+    assert "blurry_full" in batch  # the patch goes back into its whole face before it is read
+    term = patches.semantic_term(batch, batch["sharp"])
+    assert torch.isfinite(term) and term > 0
