@@ -17,12 +17,11 @@ import numpy as np
 from tqdm import tqdm
 
 from smfd import metrics
-from smfd.errors import InputError
+from smfd.errors import InputError, MetricUnavailable
+from smfd.identity import SAME_PERSON
 from smfd.images import write_png
 
 from . import report
-from .common import MetricUnavailable
-from .identity import SAME_PERSON
 from .pairs import Pair
 from .report import PER_IMAGE
 
@@ -46,9 +45,10 @@ class Metrics:
     """Every metric this machine can compute; the others with the reason they cannot."""
 
     def __init__(self, device: str = "cpu"):
+        from smfd import identity
         from smfd.runtime import pick_device
 
-        from . import identity, niqe, perceptual
+        from . import niqe, perceptual
 
         device = pick_device(device)
         self.unavailable: dict[str, MetricUnavailable] = {}

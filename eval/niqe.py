@@ -28,10 +28,9 @@ import numpy as np
 from scipy.ndimage import correlate
 from scipy.special import gamma
 
+from smfd.errors import MetricUnavailable
 from smfd.images import write_atomically
 from smfd.paths import cache_root, sha256_of
-
-from .common import MetricUnavailable
 
 BASICSR = "basicsr==1.4.2"
 SDIST = "basicsr-1.4.2.tar.gz"

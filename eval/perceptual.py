@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .common import MetricUnavailable
+from smfd.errors import MetricUnavailable
 
 ALEXNET = ("alexnet-owt-7be5be79.pth", "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth")
 FID_INCEPTION = ("pt_inception-2015-12-05-6726825d.pth",

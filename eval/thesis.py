@@ -29,12 +29,12 @@ import torch
 
 from smfd import checkpoint, data, metrics
 from smfd.errors import InputError
+from smfd.identity import SAME_PERSON, References
 from smfd.images import write_atomically
 from smfd.labels import GROUPS, to_groups
 from smfd.models import ABLATIONS, count_parameters
 
 from .compare import EvalOptions, evaluate
-from .identity import SAME_PERSON
 from .pairs import Pair, find_pairs, make_pairs
 from .report import fmt
 
@@ -214,26 +214,7 @@ def _cached(path: Path, key: str, compute) -> dict:
     return scores
 
 
-class Identity:
-    """dlib's descriptor distance to the sharp face (SPEC section 2): the box is found once on
-    the sharp face and reused for every candidate, so a blurry face the detector misses still counts."""
-
-    def __init__(self, pairs: list[Pair]):
-        from .identity import geometry
-
-        self.geometry = geometry()
-        self.reference = []
-        for pair in pairs:
-            sharp = pair.load()[1]
-            box = self.geometry.face_box(sharp)
-            self.reference.append((box, self.geometry.embedding(sharp, box)))
-
-    def distance(self, index: int, image: np.ndarray) -> float:
-        box, sharp = self.reference[index]
-        return float(np.linalg.norm(self.geometry.embedding(np.ascontiguousarray(image), box) - sharp))
-
-
-def restoration_scores(restore, pairs: list[Pair], identity: Identity | None) -> dict:
+def restoration_scores(restore, pairs: list[Pair], identity: References | None) -> dict:
     """Per-face PSNR, SSIM and identity distance of ``restore(blurry, truth_mask)``."""
     out = {"psnr": [], "ssim": [], "id_distance": []}
     for i, pair in enumerate(pairs):
@@ -394,9 +375,9 @@ class Lab:
         self.device = str(pick_device(options.device))
         self._identity = None
 
-    def identity(self) -> Identity:
+    def identity(self) -> References:
         if self._identity is None:
-            self._identity = Identity(self.pairs)
+            self._identity = References(pair.load()[1] for pair in self.pairs)
         return self._identity
 
     def cached(self, name: str, key_paths: tuple, compute) -> dict:

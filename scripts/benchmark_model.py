@@ -29,7 +29,7 @@ import numpy as np
 from scipy.ndimage import median_filter
 from tqdm import tqdm
 
-from eval.identity import SAME_PERSON, geometry
+from smfd.identity import SAME_PERSON, geometry
 from smfd import data, metrics
 from smfd.labels import GROUPS
 from smfd.paths import shared_data

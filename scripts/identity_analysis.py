@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from eval.identity import SAME_PERSON, geometry
+from smfd.identity import SAME_PERSON, geometry
 from smfd import data, labels, metrics
 from smfd.images import to_uint8
 from smfd.paths import shared_data

@@ -15,7 +15,7 @@ import csv
 
 import numpy as np
 
-from eval.identity import geometry
+from smfd.identity import geometry
 from smfd import data, labels
 from smfd.paths import shared_data
 from smfd.restorer import Restorer

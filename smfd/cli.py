@@ -155,6 +155,10 @@ def _add_train(sub) -> None:
                    help="deblur: add WEIGHT x the cross-entropy of the --mask-model generator, reading the "
                         "restored face, against the true mask (faces with masks only), so that facial parts "
                         "drawn where the face has none cost in training (default 0: off)")
+    p.add_argument("--monitor", default=None, choices=["dice", "ssim", "psnr", "identity"],
+                   help="validation figure that keeps the best epoch and lowers the learning rate: mask dice "
+                        "(default); deblur ssim (default), psnr, or identity (mean dlib descriptor distance "
+                        "of the restored to the sharp validation faces, lower is better)")
     p.add_argument("--ablation", default=None, help="deblur: a thesis table 4.3 variant: "
                    "no-mask, plain-upsampling, attention-transpose, attention-pixelshuffle, full")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -204,16 +208,17 @@ def cmd_train(args) -> None:
             workers=args.workers, seed=args.seed, k=args.folds, fold=args.fold, loss=args.loss,
             mask_source=args.mask_source, mask_model=args.mask_model, config=config, init=args.init,
             init_partial=args.init_partial, device=args.device, augment=not args.no_augment, preset=args.preset,
-            semantic=args.semantic)
+            semantic=args.semantic, monitor=args.monitor)
         settings.model_config()  # fail early on a bad --set
     except (TypeError, ValueError) as exc:  # e.g. an unknown config field or value
         raise InputError(f"bad training options: {exc}") from None
     if args.cross_validate:
         for r in cross_validate(settings):
-            print(f"fold {r['fold']}: best {r['best']:.4f} after {r['epochs']} epochs")
+            print(f"fold {r['fold']}: best {r['monitor']} {r['best']:.4f} after {r['epochs']} epochs")
     else:
         result = train(settings)
-        print(f"best {result['best']:.4f} after {result['epochs']} epochs; weights in {args.out}/best.safetensors")
+        print(f"best {result['monitor']} {result['best']:.4f} after {result['epochs']} epochs; "
+              f"weights in {args.out}/best.safetensors")
 
 
 # ---------------------------------------------------------------- restore / mask

@@ -1,8 +1,9 @@
 """One training loop for both networks (thesis 3.4.6), on CPU, one GPU, or many through torchrun.
 
 * Adam; the learning rate is multiplied by 0.2 after ``lr_patience`` epochs without improvement of
-  the monitored metric (val Dice for the mask generator, val SSIM for SMFD), down to 1e-9; training
-  stops after ``early_stop`` such epochs; the best checkpoint is kept.
+  the monitored metric (val Dice for the mask generator; val SSIM for SMFD, or PSNR, or identity:
+  ``monitor``), down to 1e-9; training stops after ``early_stop`` such epochs; the best checkpoint
+  is kept.
 * Everything needed to resume (weights, optimiser, scheduler, history) is written after every
   epoch to ``state.pt``; running the same command again continues where it stopped.
 * Under ``torchrun`` (WORLD_SIZE > 1) each process trains on its share of every epoch with
@@ -35,7 +36,9 @@ from .models import (MaskNetConfig, SegBaselineConfig, SMFDConfig, build, count_
                      generated_mask_input, mask_probabilities, one_hot_mask, rgb_to_gray)
 from .runtime import fast_autocast, pick_device
 
-MONITOR = {"mask": "dice", "deblur": "ssim"}
+# Validation figures that may pick the best epoch and drive the learning rate; the first is the
+# default. "identity": the mean dlib descriptor distance to the sharp face (lower is better).
+MONITORS = {"mask": ("dice",), "deblur": ("ssim", "psnr", "identity")}
 
 
 @dataclass
@@ -69,10 +72,15 @@ class TrainSettings:
     augment: bool = True
     preset: str = "thesis"  # degradation pipeline of the training samples: smfd.degrade.PRESETS
     semantic: float = 0.0  # deblur: weight of the semantic-consistency term (Trainer.semantic_term)
+    monitor: str | None = None  # validation figure that keeps the best epoch: MONITORS
 
     def __post_init__(self):
-        if self.task not in MONITOR:
+        if self.task not in MONITORS:
             raise ValueError(f"task must be 'mask' or 'deblur', got {self.task!r}")
+        self.monitor = self.monitor or MONITORS[self.task][0]
+        if self.monitor not in MONITORS[self.task]:
+            raise ValueError(f"--monitor for {self.task} must be one of {', '.join(MONITORS[self.task])}, "
+                             f"got {self.monitor!r}")
         self.loss = self.loss or ("dice" if self.task == "mask" else "mse")
         if self.task == "deblur" and self.mask_source not in ("gt", "generated", "mix"):
             raise ValueError(f"mask source must be gt, generated or mix, got {self.mask_source!r}")
@@ -199,6 +207,7 @@ class Trainer:
         self.epoch, self.best, self.bad_epochs, self.history = 0, -math.inf, 0, []
         self.best_epoch, self.best_model = None, None
         self.epoch_samples = 0  # training samples of the last epoch, all ranks together
+        self.references = None  # identity monitor: the validation faces' descriptors, made once
 
     # ------------------------------------------------------------ state
     # state.pt is the one record of a run; best.safetensors and log.csv are written from it after
@@ -330,6 +339,7 @@ class Trainer:
         rng = np.random.default_rng(0)
         seg = metrics.SegmentationScore(self.model.config.classes) if self.s.task == "mask" else None
         scores = {"psnr": [], "ssim": [], "colour_shift": []}
+        outputs, targets = [], []
         for batch in loader:
             out, _ = self.forward(batch, self.model, share, rng)
             if seg is not None:
@@ -341,9 +351,25 @@ class Trainer:
                 scores["psnr"].append(metrics.psnr(o, t))
                 scores["ssim"].append(metrics.ssim(o, t))
                 scores["colour_shift"].append(metrics.mean_colour_shift(o, t))
+                outputs.append(o)
+                targets.append(t)
         if seg is not None:
             return {"dice": seg.mean_dice(), "jaccard": seg.mean_jaccard()}
-        return {k: float(np.mean(v)) for k, v in scores.items()}
+        result = {k: float(np.mean(v)) for k, v in scores.items()}
+        if self.s.monitor == "identity":
+            result.update(self.identity_scores(outputs, targets))
+        return result
+
+    def identity_scores(self, outputs: list[np.ndarray], targets: list[np.ndarray]) -> dict:
+        """Mean descriptor distance of the restored validation faces to the sharp ones, and the share
+        under dlib's same-person threshold. The sharp faces' boxes and descriptors are made once:
+        the validation set is fixed."""
+        from .identity import SAME_PERSON, References
+
+        if self.references is None:
+            self.references = References(targets)
+        d = np.array([self.references.distance(i, o) for i, o in enumerate(outputs)])
+        return {"id_distance": float(d.mean()), "same_person": float((d < SAME_PERSON).mean())}
 
     # ------------------------------------------------------------ loop
     def loaders(self):
@@ -379,7 +405,8 @@ class Trainer:
             if resumed:
                 self.write_outputs()  # catch up with an interruption after the last state.pt
         train_set, sampler, train, val = self.loaders()
-        monitor = MONITOR[s.task]
+        sign = -1.0 if s.monitor == "identity" else 1.0  # a distance: lower is better
+        column = "id_distance" if s.monitor == "identity" else s.monitor
         while self.epoch < s.epochs and self.bad_epochs < s.early_stop:
             start = time.time()
             train_set.set_epoch(self.epoch)
@@ -388,7 +415,7 @@ class Trainer:
             verdict = torch.zeros(1)
             if main:
                 scores = self.validate(val)
-                verdict[0] = scores[monitor]
+                verdict[0] = sign * scores[column]
             if self.world > 1:
                 dist.broadcast(verdict, 0)
             value = float(verdict[0])
@@ -411,7 +438,7 @@ class Trainer:
                       + (" (best)" if improved else ""), flush=True)
         if self.world > 1:
             dist.barrier()
-        return {"best": self.best, "epochs": self.epoch, "out": str(self.out)}
+        return {"best": sign * self.best, "monitor": column, "epochs": self.epoch, "out": str(self.out)}
 
 
 LOG_ONLY = ("epoch", "lr", "train_loss", "seconds", "samples")

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from eval import identity, niqe, perceptual
-from eval.common import MetricUnavailable
-from smfd import data
+from eval import niqe, perceptual
+from smfd import data, identity
+from smfd.errors import MetricUnavailable
 
 
 @pytest.fixture(scope="module")

@@ -62,7 +62,7 @@ def test_shipped_model_keeps_identity_at_least_as_well_as_the_blurry_input(ident
     """dlib's descriptor distance to the sharp face (box found once on it), generated masks: the
     restored faces are on average no further from the person than the blurry ones, and no fewer
     of them pass dlib's same-person threshold (the full figures: scripts/benchmark_model.py)."""
-    from eval.identity import SAME_PERSON, geometry
+    from smfd.identity import SAME_PERSON, geometry
 
     restorer = Restorer.from_pretrained(device="cpu")
     blurry_d, restored_d = [], []

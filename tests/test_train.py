@@ -254,3 +254,19 @@ def test_the_semantic_term_reads_the_restored_face_with_the_shipped_mask_generat
     assert "blurry_full" in batch  # the patch goes back into its whole face before it is read
     term = patches.semantic_term(batch, batch["sharp"])
     assert torch.isfinite(term) and term > 0
+
+
+def test_the_best_epoch_can_be_kept_by_identity(celeba, tmp_path):
+    """--monitor identity: validation also measures the restored faces' descriptor distance to the
+    sharp ones (and the same-person share), and the epoch with the lowest distance is kept."""
+    with pytest.raises(ValueError, match="--monitor for deblur must be one of ssim, psnr, identity"):
+        TrainSettings(task="deblur", data=(str(celeba),), out=str(tmp_path), monitor="dice")
+    settings = TrainSettings(task="deblur", data=(str(celeba),), out=str(tmp_path), monitor="identity",
+                             **{**TINY, "epochs": 3})
+    result = Trainer(settings).run()
+    rows = _rows(tmp_path / "log.csv")
+    distances = [float(r["id_distance"]) for r in rows]
+    assert all(0 < d < 2 for d in distances) and all(0 <= float(r["same_person"]) <= 1 for r in rows)
+    best = int(np.argmin(distances)) + 1
+    assert checkpoint.load(tmp_path / "best.safetensors").info["epoch"] == best
+    assert result["monitor"] == "id_distance" and result["best"] == pytest.approx(min(distances))

@@ -1,4 +1,5 @@
-"""Identity similarity and landmark distance with dlib's offline models (face_recognition_models).
+"""Identity similarity and landmark distance with dlib's offline models (face_recognition_models),
+for the evaluation lab and for training runs that keep their best epoch by identity.
 
 Both compare a restored face with its sharp target. The face box is found once, on the target
 (dlib's HOG detector, largest face; the central 80 % of the crop when none is found, since the
@@ -19,9 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from smfd.faces import models_dir
-
-from .common import MetricUnavailable
+from .errors import MetricUnavailable
+from .faces import models_dir
 
 RECOGNITION = "dlib_face_recognition_resnet_model_v1.dat"
 LANDMARKS_5 = "shape_predictor_5_face_landmarks.dat"
@@ -71,14 +71,12 @@ class FaceGeometry:
     def distances(self, candidates: list[np.ndarray], target: np.ndarray) -> list[float]:
         """Descriptor distance of each candidate to ``target``, all read in the box found once on
         the target, so a blurry face the detector would miss is still compared."""
-        target = np.ascontiguousarray(target)
-        box = self.face_box(target)
-        ref = self.embedding(target, box)
+        reference = References([target], self)
         out = []
         for c in candidates:
             if c.shape != target.shape:
                 raise ValueError(f"images differ in shape: {c.shape} vs {target.shape}")
-            out.append(float(np.linalg.norm(self.embedding(np.ascontiguousarray(c), box) - ref)))
+            out.append(reference.distance(0, c))
         return out
 
     def compare(self, restored: np.ndarray, target: np.ndarray) -> tuple[float, float]:
@@ -95,3 +93,25 @@ class FaceGeometry:
 @functools.cache
 def geometry() -> FaceGeometry:
     return FaceGeometry()
+
+
+class References:
+    """The sharp faces of a fixed set, each with its face box (found once, on the sharp face) and
+    descriptor, so that any number of restorations of the set are compared without detecting again,
+    and a blurry face the detector would miss still counts (SPEC section 2)."""
+
+    def __init__(self, sharp_faces, face_geometry: FaceGeometry | None = None):
+        self.geometry = face_geometry or geometry()
+        self.faces = []
+        for sharp in sharp_faces:
+            sharp = np.ascontiguousarray(sharp)
+            box = self.geometry.face_box(sharp)
+            self.faces.append((box, self.geometry.embedding(sharp, box)))
+
+    def __len__(self) -> int:
+        return len(self.faces)
+
+    def distance(self, index: int, image: np.ndarray) -> float:
+        """Descriptor distance of ``image`` to the sharp face ``index`` (below SAME_PERSON: the same person)."""
+        box, sharp = self.faces[index]
+        return float(np.linalg.norm(self.geometry.embedding(np.ascontiguousarray(image), box) - sharp))
