@@ -35,7 +35,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 ADMIN = "let-me-see"
 METHOD_NAMES = ("smfd", "deconv", "blurry", "gfpgan", "codeformer", "restoreformer")
-TIMEOUT = 90_000  # ms: model steps on two busy cores
+TIMEOUT = 90_000  # ms: model steps, and images that load after their step, on two busy cores
 STUDY_READY = "restorations ready"  # the app's log line once the study can start
 
 
@@ -233,7 +233,7 @@ def test_restore_edit_the_mask_restore_again_and_swap_in_the_truth(browser, serv
     report = page.locator("#restore-report")
     expect(report).to_contain_text("generated mask", timeout=TIMEOUT)
     expect(report).to_contain_text("Mask vs ground truth")
-    expect(page.locator("#restore-slider img")).to_have_count(2)
+    expect(page.locator("#restore-slider img")).to_have_count(2, timeout=TIMEOUT)
     before = decoded(file_link(visitor, "#restore-files", "_mask.png"))
 
     # paint a horizontal stroke in the brush's default colour (face skin) across the face
@@ -289,7 +289,7 @@ def test_compare_every_method(visitor, celeba):
     expect(table).to_contain_text("SMFD (given: ground-truth mask)", timeout=TIMEOUT)
     for title in ("blurry input", "SMFD (generated mask)"):
         expect(table).to_contain_text(title)
-    expect(page.locator("#compare-gallery img").first).to_be_visible()
+    expect(page.locator("#compare-gallery img").first).to_be_visible(timeout=TIMEOUT)
     shown, missing = table.inner_text(), page.locator("#compare-missing").inner_text()
     from baselines import methods
 
@@ -361,7 +361,7 @@ def test_study_votes_from_concurrent_participants_survive_a_crash(browser, serve
     page.locator("#study-token input").fill(ADMIN)
     page.click("#study-show")
     expect(page.locator("#study-summary")).to_contain_text("6 votes from 3 participants", timeout=TIMEOUT)
-    expect(page.locator("#study-plot img")).to_be_visible()
+    expect(page.locator("#study-plot img")).to_be_visible(timeout=TIMEOUT)
     expect(page.locator("#study-bt")).to_contain_text("smfd")
     expect(page.locator("#study-refusals")).to_contain_text("admin-token")
     with page.expect_download() as download:  # saved by the browser from the answer itself
