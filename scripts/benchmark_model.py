@@ -29,8 +29,8 @@ import numpy as np
 from scipy.ndimage import median_filter
 from tqdm import tqdm
 
-from smfd.identity import SAME_PERSON, geometry
 from smfd import data, metrics
+from smfd.identity import SAME_PERSON, geometry
 from smfd.labels import GROUPS
 from smfd.paths import shared_data
 from smfd.restorer import Restorer

@@ -17,7 +17,9 @@ box found once on the sharp face):
 
 It prints each variant's mean distance and same-person share beside the blurry input's, the
 faces whose distance grows most with the generated mask, and how the identity loss follows the
-facial-parts Dice. ``--figure`` shows those faces: sharp, blurry, both masks, both restorations;
+facial-parts Dice and the semantic error (what ``smfd train --semantic`` trains against: the mask
+generator's cross-entropy on the restored face against the true mask; here mirror-averaged, on
+the face as every caller gets it). ``--figure`` shows those faces: sharp, blurry, both masks, both restorations;
 with ``--after DIR`` also the restoration by the weights in DIR (a newer model) of the same faces.
 """
 
@@ -27,8 +29,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from smfd.identity import SAME_PERSON, geometry
 from smfd import data, labels, metrics
+from smfd.identity import SAME_PERSON, geometry
 from smfd.images import to_uint8
 from smfd.paths import shared_data
 from smfd.restorer import Restorer, with_input_colours
@@ -52,6 +54,12 @@ def deblur(restorer: Restorer, blurry: np.ndarray, mask: np.ndarray) -> np.ndarr
     return with_input_colours(to_uint8(out.clamp(0, 1)[0].permute(1, 2, 0).cpu().numpy()), blurry)
 
 
+def semantic_error(restorer: Restorer, image: np.ndarray, truth: np.ndarray) -> float:
+    """The mask generator's cross-entropy on ``image`` against the true 5-group mask."""
+    p = restorer.mask_probabilities(image)
+    return float(-np.log(np.take_along_axis(p, truth[..., None].astype(np.int64), -1) + 1e-6).mean())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=str(shared_data() / "celebamask_mini"))
@@ -70,6 +78,7 @@ def main() -> None:
                 "probabilities", "no mask (all skin)")
     dist = {v: [] for v in variants}
     parts_dice, shown = [], []
+    semantic = {v: [] for v in ("blurry input", "ground-truth mask", "generated mask")}
     for record in tqdm(records, desc="faces", unit="face"):
         blurry, sharp, truth, _ = data.benchmark_pair(record, args.seed)
         probs = restorer.mask_probabilities(blurry)
@@ -84,6 +93,8 @@ def main() -> None:
         for name, d in zip(outputs, geometry().distances(list(outputs.values()), sharp)):
             dist[name].append(d)
         parts_dice.append(metrics.dice(generated, truth)[2])
+        for name in semantic:
+            semantic[name].append(semantic_error(restorer, outputs[name], truth))
         shown.append((record.id, sharp, blurry, generated, truth, outputs["generated mask"],
                       outputs["ground-truth mask"]))
 
@@ -107,6 +118,14 @@ def main() -> None:
         print(f"  facial-parts Dice {name:13s} ({parts[sel].min():.2f}-{parts[sel].max():.2f}): excess "
               f"{extra[sel].mean():+.3f}, same person {np.mean(d['generated mask'][sel] < SAME_PERSON) * 100:.0f}% "
               f"generated vs {np.mean(d['ground-truth mask'][sel] < SAME_PERSON) * 100:.0f}% ground truth")
+    sem = {k: np.array(v) for k, v in semantic.items()}
+    print("\nsemantic error (mask generator on the face vs the true mask, cross-entropy): "
+          + ", ".join(f"{k} {v.mean():.3f}" for k, v in sem.items()))
+    rise = sem["generated mask"] - sem["blurry input"]
+    print(f"  faces whose semantic error rises with the generated mask: {int((rise > 0).sum())} of {len(rise)}; "
+          f"correlation of that rise with the identity loss: {np.corrcoef(rise, loss)[0, 1]:+.2f}")
+    print(f"  correlation of the generated-mask restoration's semantic error with its distance: "
+          f"{np.corrcoef(sem['generated mask'], d['generated mask'])[0, 1]:+.2f}")
     worst = np.argsort(-loss)[: args.worst]
     print(f"\nthe {len(worst)} faces whose identity moves most with the generated mask:")
     for i in worst:

@@ -15,8 +15,8 @@ import csv
 
 import numpy as np
 
-from smfd.identity import geometry
 from smfd import data, labels
+from smfd.identity import geometry
 from smfd.paths import shared_data
 from smfd.restorer import Restorer
 

@@ -154,7 +154,7 @@ def _add_train(sub) -> None:
     p.add_argument("--semantic", type=_number_in(0, 10), default=0.0, metavar="WEIGHT",
                    help="deblur: add WEIGHT x the cross-entropy of the --mask-model generator, reading the "
                         "restored face, against the true mask (faces with masks only), so that facial parts "
-                        "drawn where the face has none cost in training (default 0: off)")
+                        "drawn where the face has none cost in training (0 to 10; default 0: off)")
     p.add_argument("--monitor", default=None, choices=["dice", "ssim", "psnr", "identity"],
                    help="validation figure that keeps the best epoch and lowers the learning rate: mask dice "
                         "(default); deblur ssim (default), psnr, or identity (mean dlib descriptor distance "

@@ -86,15 +86,15 @@ class TrainSettings:
             raise ValueError(f"mask source must be gt, generated or mix, got {self.mask_source!r}")
         if self.task == "deblur" and self.mask_source != "gt" and not self.mask_model:
             raise ValueError("generated or mixed masks need --mask-model (a mask-generator checkpoint)")
-        if self.semantic and (self.task != "deblur" or not self.mask_model):
-            raise ValueError("--semantic trains SMFD-UNet (deblur) and needs --mask-model, the generator "
-                             "that reads the restored face")
         if self.init_partial and not self.init:
             raise ValueError("--init-partial needs --init (the checkpoint to take tensors from)")
         if self.preset not in degrade.PRESETS:
             raise ValueError(f"preset must be one of {', '.join(degrade.PRESETS)}, got {self.preset!r}")
         self.data = tuple(self.data)
         self.check_numbers()
+        if self.semantic and (self.task != "deblur" or not self.mask_model):
+            raise ValueError("--semantic trains SMFD-UNet (deblur) and needs --mask-model, the generator "
+                             "that reads the restored face")
 
     def check_numbers(self) -> None:
         """Refuse values no run can use, naming the ``smfd train`` option, before any work starts."""
@@ -193,9 +193,24 @@ class Trainer:
             self.init_note = _initialise(self.model, checkpoint.load(s.init), s.init, s.init_partial)
         self.mask_model = None
         if s.task == "deblur" and (s.mask_source != "gt" or s.semantic):
-            self.mask_model = checkpoint.load(s.mask_model, self.device)
+            self.mask_model = checkpoint.load(s.mask_model, self.device, kinds=("mask", "smp"))
+            if self.mask_model.config.classes != 5:
+                raise InputError(f"--mask-model {s.mask_model}: predicts {self.mask_model.config.classes} "
+                                 "classes; SMFD-UNet takes the 5 groups")
             for p in self.mask_model.parameters():
                 p.requires_grad_(False)
+        if s.semantic and not any(r.has_mask for r in self.train_records):
+            raise InputError("--semantic needs training faces with masks (it scores the restored face "
+                             "against the true mask); none of the datasets has any")
+        self.references = None  # identity monitor: the validation faces' descriptors, made once
+        if s.monitor == "identity":  # dlib's models, checked before the first epoch, not after it
+            from .errors import MetricUnavailable
+            from .identity import geometry
+
+            try:
+                geometry()
+            except MetricUnavailable as exc:
+                raise InputError(f"--monitor identity: {exc}") from None
         self.net = self.model
         if self.world > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -207,7 +222,6 @@ class Trainer:
         self.epoch, self.best, self.bad_epochs, self.history = 0, -math.inf, 0, []
         self.best_epoch, self.best_model = None, None
         self.epoch_samples = 0  # training samples of the last epoch, all ranks together
-        self.references = None  # identity monitor: the validation faces' descriptors, made once
 
     # ------------------------------------------------------------ state
     # state.pt is the one record of a run; best.safetensors and log.csv are written from it after
@@ -297,7 +311,7 @@ class Trainer:
         known = labels[:, 0, 0] >= 0
         if not known.any():
             return restored.new_zeros(())
-        face = restored.float().clamp(0, 1)
+        face = restored.to(self.device).float().clamp(0, 1)
         if "origin" in batch:
             whole = batch["blurry_full"].to(self.device).clone()
             h, w = labels.shape[-2:]
@@ -312,17 +326,19 @@ class Trainer:
                                   in zip(logits, batch["origin"][known.cpu()].tolist())])
         return F.cross_entropy(logits, labels[known])
 
-    def train_epoch(self, loader) -> float:
+    def train_epoch(self, loader) -> dict:
         self.net.train()
         share = {"gt": 0.0, "generated": 1.0, "mix": 0.5}[self.s.mask_source]
         rng = np.random.default_rng([self.s.seed, self.epoch, 11, self.rank])
-        total, count = 0.0, 0
+        total, semantic, count = 0.0, 0.0, 0
         bar = tqdm(loader, desc=f"epoch {self.epoch + 1}/{self.s.epochs}", disable=self.rank != 0,
                    mininterval=1.0 if sys.stderr.isatty() else 60.0, unit="batch", leave=False)
         for batch in bar:
             out, loss = self.forward(batch, self.net, share, rng)
             if self.s.semantic:
-                loss = loss + self.s.semantic * self.semantic_term(batch, out)
+                term = self.semantic_term(batch, out)
+                loss = loss + self.s.semantic * term
+                semantic += term.item() * len(batch["blurry"])
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
@@ -330,7 +346,10 @@ class Trainer:
             count += len(batch["blurry"])
             bar.set_postfix(loss=f"{total / count:.4f}", refresh=False)
         self.epoch_samples = count * self.world
-        return total / max(count, 1)
+        losses = {"train_loss": total / max(count, 1)}
+        if self.s.semantic:  # the term alone (unweighted), so runs with and without it compare
+            losses["train_semantic"] = semantic / max(count, 1)
+        return losses
 
     @torch.no_grad()
     def validate(self, loader) -> dict:
@@ -351,8 +370,9 @@ class Trainer:
                 scores["psnr"].append(metrics.psnr(o, t))
                 scores["ssim"].append(metrics.ssim(o, t))
                 scores["colour_shift"].append(metrics.mean_colour_shift(o, t))
-                outputs.append(o)
-                targets.append(t)
+                if self.s.monitor == "identity":
+                    outputs.append(o)
+                    targets.append(t)
         if seg is not None:
             return {"dice": seg.mean_dice(), "jaccard": seg.mean_jaccard()}
         result = {k: float(np.mean(v)) for k, v in scores.items()}
@@ -368,6 +388,7 @@ class Trainer:
 
         if self.references is None:
             self.references = References(targets)
+        assert len(outputs) == len(self.references), "the validation set changed between epochs"
         d = np.array([self.references.distance(i, o) for i, o in enumerate(outputs)])
         return {"id_distance": float(d.mean()), "same_person": float((d < SAME_PERSON).mean())}
 
@@ -411,8 +432,9 @@ class Trainer:
             start = time.time()
             train_set.set_epoch(self.epoch)
             sampler.set_epoch(self.epoch)
-            loss = self.train_epoch(train)
-            verdict = torch.zeros(1)
+            losses = self.train_epoch(train)
+            # NCCL broadcasts only GPU tensors; gloo (CPU) takes either
+            verdict = torch.zeros(1, device=self.device if self.device.type == "cuda" else "cpu")
             if main:
                 scores = self.validate(val)
                 verdict[0] = sign * scores[column]
@@ -425,7 +447,7 @@ class Trainer:
             self.epoch += 1
             if main:
                 seen = (self.history[-1].get("samples", 0) if self.history else 0) + self.epoch_samples
-                row = {"epoch": self.epoch, "lr": self.optimizer.param_groups[0]["lr"], "train_loss": loss,
+                row = {"epoch": self.epoch, "lr": self.optimizer.param_groups[0]["lr"], **losses,
                        **scores, "seconds": round(time.time() - start, 1), "samples": seen}
                 self.history.append(row)
                 if improved:
@@ -433,7 +455,7 @@ class Trainer:
                     self.best_model = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
                 self.save_state()
                 self.write_outputs()
-                print(f"[smfd train] epoch {self.epoch}: loss {loss:.4f}, "
+                print(f"[smfd train] epoch {self.epoch}: loss {losses['train_loss']:.4f}, "
                       + ", ".join(f"{k} {v:.4f}" for k, v in scores.items())
                       + (" (best)" if improved else ""), flush=True)
         if self.world > 1:
@@ -441,7 +463,7 @@ class Trainer:
         return {"best": sign * self.best, "monitor": column, "epochs": self.epoch, "out": str(self.out)}
 
 
-LOG_ONLY = ("epoch", "lr", "train_loss", "seconds", "samples")
+LOG_ONLY = ("epoch", "lr", "train_loss", "train_semantic", "seconds", "samples")
 # Settings a resumed run may change: they do not alter what is trained.
 RESUMABLE = ("epochs", "workers", "device", "out")
 

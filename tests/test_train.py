@@ -62,7 +62,7 @@ def test_lr_drops_and_early_stopping(celeba, tmp_path):
                              early_stop=2, **{**TINY, "epochs": 20})
     trainer = Trainer(settings)
     trainer.validate = lambda loader: {"dice": 0.5, "jaccard": 0.4}  # a metric that never improves
-    trainer.train_epoch = lambda loader: 1.0
+    trainer.train_epoch = lambda loader: {"train_loss": 1.0}
     result = trainer.run()
     assert result["epochs"] == 3  # best at epoch 1, then 2 epochs without improvement
     lrs = [float(r["lr"]) for r in _rows(tmp_path / "log.csv")]
@@ -70,8 +70,15 @@ def test_lr_drops_and_early_stopping(celeba, tmp_path):
 
 
 def test_generated_masks_need_a_mask_model(celeba, tmp_path):
+    from smfd.errors import InputError
+    from smfd.restorer import DEBLUR_WEIGHTS, WEIGHTS_DIR
+
     with pytest.raises(ValueError, match="mask-model"):
         TrainSettings(task="deblur", data=(str(celeba),), out=str(tmp_path), mask_source="mix")
+    swapped = TrainSettings(task="deblur", data=(str(celeba),), out=str(tmp_path), mask_source="mix",
+                            mask_model=str(WEIGHTS_DIR / DEBLUR_WEIGHTS), **TINY)
+    with pytest.raises(InputError, match="holds a 'deblur' network, expected 'mask' or 'smp'"):
+        Trainer(swapped)
 
 
 def test_sampler_covers_faces_and_splits_ranks():
@@ -226,15 +233,18 @@ def test_the_semantic_term_reads_the_restored_face_with_the_shipped_mask_generat
     """--semantic: the mask generator, reading the restored face, is scored against the true mask.
     Facial parts erased from a face cost more than the sharp face itself, the gradient reaches the
     restored pixels (not the frozen generator), and a patch is read inside its whole face."""
+    import torch.nn.functional as F
+
+    from smfd.models import rgb_to_gray
     from smfd.restorer import MASK_WEIGHTS, WEIGHTS_DIR
 
     generator = str(WEIGHTS_DIR / MASK_WEIGHTS)
     with pytest.raises(ValueError, match="--semantic .* needs --mask-model"):
         TrainSettings(task="deblur", data=(str(celeba),), out=str(tmp_path), semantic=0.1)
     whole = TrainSettings(task="deblur", data=(str(celeba),), out=str(tmp_path / "whole"), mask_model=generator,
-                          semantic=0.1, **{**TINY, "patch": None})
+                          semantic=0.1, device="cpu", **{**TINY, "patch": None})
     trainer = Trainer(whole)
-    batch = next(iter(trainer.loaders()[2]))
+    batch = next(iter(trainer.loaders()[3]))  # validation: aligned faces, no augmentation
     sharp = batch["sharp"].clone().requires_grad_(True)
     erased = batch["sharp"].clone()
     centre = erased[:, :, 96:192, 64:192]  # eyes, nose and mouth of an aligned 256x256 face
@@ -249,24 +259,44 @@ def test_the_semantic_term_reads_the_restored_face_with_the_shipped_mask_generat
     assert trainer.semantic_term(unknown, batch["sharp"]).item() == 0
 
     patches = Trainer(TrainSettings(task="deblur", data=(str(celeba),), out=str(tmp_path / "patch"),
-                                    mask_model=generator, semantic=0.1, **TINY))
+                                    mask_model=generator, semantic=0.1, device="cpu", **TINY))
     batch = next(iter(patches.loaders()[2]))
-    assert "blurry_full" in batch  # the patch goes back into its whole face before it is read
-    term = patches.semantic_term(batch, batch["sharp"])
-    assert torch.isfinite(term) and term > 0
+    restored = batch["sharp"]
+    # the patch is put back at its origin in its whole face, and only the patch is scored
+    (y, x), h = batch["origin"][1].tolist(), restored.shape[-1]
+    face = batch["blurry_full"][1:2].clone()
+    face[:, :, y:y + h, x:x + h] = restored[1]
+    with torch.no_grad():
+        logits = patches.mask_model(rgb_to_gray(face)).float()[:, :, y:y + h, x:x + h]
+    expected = F.cross_entropy(logits, batch["mask"][1:2])
+    one = {k: v[1:2] for k, v in batch.items()}
+    assert patches.semantic_term(one, restored[1:2]).item() == pytest.approx(expected.item(), rel=2e-2)
+    # a face without a mask in the batch is left out, not scored against label -1
+    mixed = dict(batch, mask=batch["mask"].clone())
+    mixed["mask"][0] = -1
+    rest = {k: v[1:] for k, v in batch.items()}
+    assert patches.semantic_term(mixed, restored).item() == pytest.approx(
+        patches.semantic_term(rest, restored[1:]).item(), rel=1e-4)
 
 
 def test_the_best_epoch_can_be_kept_by_identity(celeba, tmp_path):
     """--monitor identity: validation also measures the restored faces' descriptor distance to the
-    sharp ones (and the same-person share), and the epoch with the lowest distance is kept."""
+    sharp ones (and the same-person share), and the epoch with the lowest distance is kept, not the
+    one with the best SSIM."""
     with pytest.raises(ValueError, match="--monitor for deblur must be one of ssim, psnr, identity"):
         TrainSettings(task="deblur", data=(str(celeba),), out=str(tmp_path), monitor="dice")
-    settings = TrainSettings(task="deblur", data=(str(celeba),), out=str(tmp_path), monitor="identity",
+    settings = TrainSettings(task="deblur", data=(str(celeba),), out=str(tmp_path / "real"), monitor="identity",
+                             **TINY)
+    Trainer(settings).run()
+    rows = _rows(tmp_path / "real" / "log.csv")
+    assert all(0 < float(r["id_distance"]) < 2 and 0 <= float(r["same_person"]) <= 1 for r in rows)
+
+    settings = TrainSettings(task="deblur", data=(str(celeba),), out=str(tmp_path / "chosen"), monitor="identity",
                              **{**TINY, "epochs": 3})
-    result = Trainer(settings).run()
-    rows = _rows(tmp_path / "log.csv")
-    distances = [float(r["id_distance"]) for r in rows]
-    assert all(0 < d < 2 for d in distances) and all(0 <= float(r["same_person"]) <= 1 for r in rows)
-    best = int(np.argmin(distances)) + 1
-    assert checkpoint.load(tmp_path / "best.safetensors").info["epoch"] == best
-    assert result["monitor"] == "id_distance" and result["best"] == pytest.approx(min(distances))
+    trainer = Trainer(settings)
+    figures = iter([(0.60, 0.50), (0.62, 0.30), (0.70, 0.40)])  # (ssim, id_distance) per epoch
+    trainer.train_epoch = lambda loader: {"train_loss": 1.0}
+    trainer.validate = lambda loader: dict(zip(("ssim", "id_distance"), next(figures)))
+    result = trainer.run()
+    assert checkpoint.load(tmp_path / "chosen" / "best.safetensors").info["epoch"] == 2  # SSIM would keep 3
+    assert result["monitor"] == "id_distance" and result["best"] == pytest.approx(0.30)
