@@ -11,7 +11,7 @@ import threading
 import time
 from pathlib import Path
 
-from smfd.images import InputError
+from smfd.errors import InputError
 
 TOKEN_ENV = "SMFD_ADMIN_TOKEN"
 PER_CLIENT = 5  # wrong tokens per address within WINDOW seconds

@@ -30,7 +30,8 @@ from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
 from . import checkpoint, data, degrade, metrics
-from .images import InputError, to_uint8, write_atomically
+from .errors import InputError
+from .images import to_uint8, write_atomically
 from .losses import restoration_loss, segmentation_loss
 from .models import (MaskNetConfig, SegBaselineConfig, SMFDConfig, build, count_parameters,
                      generated_mask_input, mask_probabilities, one_hot_mask, rgb_to_gray)
