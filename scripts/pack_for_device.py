@@ -1,0 +1,73 @@
+"""Pack the training faces for the lent GPU machine, which receives at most 64 MiB with the working tree.
+
+    .venv/bin/python scripts/pack_for_device.py [--out .device/data] [--quality 90] [--budget-mb 32]
+
+Copies the training and validation faces of celebamask_mini (never its test split, so every figure
+measured here on the test faces stays held out) with their masks, then FFHQ faces while the budget
+lasts, each image as JPEG at ``--quality`` (or its original JPEG file where that is smaller). The split is a hash of each face id, so the
+packed folders give the same training and validation faces as the originals. ``.device/`` is
+git-ignored; name it in the device tool's ``carry``. Prints what it wrote and its size.
+"""
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+import cv2
+
+from smfd import data
+from smfd.paths import shared_data
+
+
+def pack(records: list, out: Path, quality: int, budget: int, used: int) -> tuple[int, int]:
+    """Copy faces into ``out`` until ``budget`` bytes: with masks in the merged layout (images/,
+    masks/), without as a plain folder of images. Returns (faces, bytes used)."""
+    images = out / "images" if any(r.mask for r in records) else out
+    images.mkdir(parents=True, exist_ok=True)
+    count = 0
+    for record in records:
+        image = cv2.imread(str(record.image), cv2.IMREAD_COLOR)
+        if image is None:
+            sys.exit(f"{record.image}: not readable")
+        jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])[1].tobytes()
+        if record.image.suffix.lower() in (".jpg", ".jpeg") and record.image.stat().st_size <= len(jpeg):
+            jpeg = record.image.read_bytes()  # a smaller JPEG already: no second generation of loss
+        size = len(jpeg) + (record.mask.stat().st_size if record.mask else 0)
+        if used + size > budget:
+            break
+        (images / f"{record.id}.jpg").write_bytes(jpeg)
+        if record.mask:
+            (out / "masks").mkdir(exist_ok=True)
+            shutil.copyfile(record.mask, out / "masks" / f"{record.id}.png")
+        used += size
+        count += 1
+    return count, used
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default=str(shared_data()), help="folder holding celebamask_mini and ffhq_mini")
+    parser.add_argument("--out", default=".device/data")
+    parser.add_argument("--quality", type=int, default=90, help="JPEG quality of the packed images (50-100)")
+    parser.add_argument("--budget-mb", type=float, default=32.0,
+                        help="size of the pack in MiB (the tracked files take about 29 of the 64)")
+    args = parser.parse_args()
+    if not 50 <= args.quality <= 100 or args.budget_mb <= 0:
+        sys.exit("--quality must lie in 50..100 and --budget-mb above 0")
+    out, budget = Path(args.out), int(args.budget_mb * 2**20)
+    if out.exists():
+        sys.exit(f"{out}: exists already; remove it first")
+    celeba = data.select(data.open_dataset(Path(args.data) / "celebamask_mini"), "trainval")
+    faces, used = pack(celeba, out / "celebamask_mini", args.quality, budget, 0)
+    if faces < len(celeba):
+        sys.exit(f"only {faces} of {len(celeba)} CelebAMask-HQ faces fit in {args.budget_mb} MiB: raise --budget-mb")
+    ffhq_dir = Path(args.data) / "ffhq_mini"
+    extra, used2 = pack(data.open_dataset(ffhq_dir), out / "ffhq_mini", args.quality, budget, used) \
+        if ffhq_dir.is_dir() else (0, used)
+    print(f"packed {faces} CelebAMask-HQ faces with masks ({used / 2**20:.1f} MiB) and {extra} FFHQ faces "
+          f"({(used2 - used) / 2**20:.1f} MiB) into {out}, JPEG quality {args.quality}")
+
+
+if __name__ == "__main__":
+    main()
