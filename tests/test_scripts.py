@@ -67,3 +67,23 @@ def test_every_script_answers_help():
     done = subprocess.run([sys.executable, "-c", HELP_ALL, *map(str, SCRIPTS)], cwd=ROOT, capture_output=True,
                           text=True, timeout=300, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+
+
+def test_the_device_pack_keeps_the_split_and_leaves_out_the_test_faces(shared_data, tmp_path):
+    from smfd import data
+
+    out = tmp_path / "pack"
+    run = subprocess.run([sys.executable, str(ROOT / "scripts" / "pack_for_device.py"), "--data", str(shared_data),
+                          "--out", str(out), "--budget-mb", "25"], capture_output=True, text=True, cwd=ROOT)
+    assert run.returncode == 0, run.stderr
+    size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    assert size <= 25 * 2**20 and "FFHQ faces" in run.stdout
+    packed = data.open_dataset(out / "celebamask_mini")
+    original = data.open_dataset(shared_data / "celebamask_mini")
+    for part in ("train", "val"):  # the same faces train and validate as from the originals
+        assert [r.id for r in data.select(packed, part)] == [r.id for r in data.select(original, part)]
+    assert not data.select(packed, "test") and all(r.has_mask for r in packed)
+    assert data.open_dataset(out / "ffhq_mini")  # FFHQ while the budget lasts, as plain images
+    again = subprocess.run([sys.executable, str(ROOT / "scripts" / "pack_for_device.py"), "--data", str(shared_data),
+                            "--out", str(out)], capture_output=True, text=True, cwd=ROOT)
+    assert again.returncode != 0 and "exists already" in again.stderr  # nothing replaced
