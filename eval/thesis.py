@@ -448,16 +448,20 @@ def table_41(lab: Lab) -> tuple[str, list[Run]]:
 
 
 def _verdict_41(results: dict) -> str:
+    """The order of the rows by mean Dice here and in the thesis, and whether they agree."""
     if set(results) != set(MASK_MODELS):
         return "not measured: some rows are below the floor (see above)."
-    ours = max(results, key=lambda k: results[k]["mean_dice"])
-    line = (f"at equal budget the best mean Dice is {MASK_MODELS[ours][0]}'s, "
-            + ", ".join(f"{k} {v['mean_dice']:.2f} %" for k, v in results.items()) + ".")
-    if ours != "unetplusplus":
-        line += " **Differs from the thesis**, where UNet++ leads (68.20 %) and the mask generator trails (64.84 %)."
-    else:
-        line += " As in the thesis, UNet++ leads."
-    return line
+    names = {"mask-generator": "mask generator", "unet": "UNet", "unetplusplus": "UNet++"}
+    here = sorted(results, key=lambda k: -results[k]["mean_dice"])
+    there = sorted(MASK_MODELS, key=lambda k: -THESIS_41[k][0])
+    line = ("Mean Dice at equal budget, one run each: "
+            + " > ".join(f"{names[k]} {results[k]['mean_dice']:.2f} %" for k in here)
+            + "; the thesis: " + " > ".join(f"{names[k]} {THESIS_41[k][0]:.2f} %" for k in there) + ".")
+    if here == there:
+        return line + " The same order as the thesis."
+    if here[0] == there[0]:
+        return line + f" {names[here[0]]} leads, as in the thesis; **the order of the others differs from the thesis**."
+    return line + f" **Differs from the thesis**: {names[here[0]]} leads here, {names[there[0]]} there."
 
 
 def table_42(lab: Lab, overwrite: bool) -> str:

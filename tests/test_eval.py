@@ -196,6 +196,15 @@ def test_thesis_tables_with_a_tiny_budget(celeba, random_weights, tmp_path, monk
 
 
 def test_verdicts_follow_the_measurements():
+    dice = {"mask-generator": 63.4, "unet": 61.0, "unetplusplus": 66.6}
+    line = thesis._verdict_41({k: {"mean_dice": v} for k, v in dice.items()})
+    assert line.startswith("Mean Dice at equal budget, one run each: UNet++ 66.60 % > mask generator 63.40 % > "
+                           "UNet 61.00 %; the thesis: UNet++ 68.20 % > UNet 67.21 % > mask generator 64.84 %.")
+    assert "UNet++ leads, as in the thesis; **the order of the others differs" in line
+    assert thesis._verdict_41({"mask-generator": {"mean_dice": 70.0}, "unet": {"mean_dice": 60.0},
+                               "unetplusplus": {"mean_dice": 65.0}}).endswith(
+        "**Differs from the thesis**: mask generator leads here, UNet++ there.")
+    assert "same order" in thesis._verdict_41({k: {"mean_dice": v[0]} for k, v in thesis.THESIS_41.items()})
     rng = np.random.default_rng(0)
     before = {"psnr": list(rng.normal(23, 1, 60)), "ssim": list(rng.uniform(0.5, 0.7, 60))}
     gain = {"psnr": [v + 0.5 + rng.normal(0, 0.1) for v in before["psnr"]], "ssim": before["ssim"]}
