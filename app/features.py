@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from smfd import labels
-from smfd.models import rgb_to_gray
+from smfd.models import mask_input
 from smfd.restorer import Restorer
 
 from .render import enlarge, heatmap, normalise
@@ -56,7 +56,7 @@ def capture(net: torch.nn.Module, stages, *inputs) -> list[tuple[str, np.ndarray
 def mask_generator_maps(restorer: Restorer, image: np.ndarray) -> list[tuple[str, np.ndarray]]:
     net = copy.deepcopy(restorer.mask_model)
     x = restorer.work_tensor(image)
-    x = rgb_to_gray(x) if net.config.in_channels == 1 else x
+    x = mask_input(net.config, x)
     maps = capture(net, _stages(net, [("encoder", net.encoder)]), x)
     return [("input (grayscale)" if x.shape[1] == 1 else "input", x[0].cpu().numpy())] + maps
 

@@ -19,8 +19,9 @@ It prints each variant's mean distance and same-person share beside the blurry i
 faces whose distance grows most with the generated mask, and how the identity loss follows the
 facial-parts Dice and the semantic error (what ``smfd train --semantic`` trains against: the mask
 generator's cross-entropy on the restored face against the true mask; here mirror-averaged, on
-the face as every caller gets it). ``--figure`` shows those faces: sharp, blurry, both masks, both restorations;
-with ``--after DIR`` also the restoration by the weights in DIR (a newer model) of the same faces.
+the face as every caller gets it). ``--figure`` shows those faces: sharp, blurry, both masks, both
+restorations; with ``--after DIR`` also the restoration by the weights in DIR (a newer model) of
+the same faces.
 """
 
 import argparse

@@ -4,8 +4,9 @@
 
 Copies the training and validation faces of celebamask_mini (never its test split, so every figure
 measured here on the test faces stays held out) with their masks, then FFHQ faces while the budget
-lasts, each image as JPEG at ``--quality`` (or its original JPEG file where that is smaller). The split is a hash of each face id, so the
-packed folders give the same training and validation faces as the originals. ``.device/`` is
+lasts, each image as JPEG at ``--quality`` (or its original JPEG file where that is smaller). The
+split is a hash of each face id, so the packed folders give the same training and validation faces
+as the originals. ``.device/`` is
 git-ignored; name it in the device tool's ``carry``. Prints what it wrote and its size.
 """
 

@@ -277,11 +277,17 @@ def rgb_to_gray(x: torch.Tensor) -> torch.Tensor:
     return (x * w).sum(1, keepdim=True)
 
 
+def mask_input(config, image: torch.Tensor) -> torch.Tensor:
+    """RGB faces (Nx3xHxW in [0, 1]) as a segmentation network with this config reads them: grayscale
+    for the mask generator (``in_channels`` 1), RGB otherwise."""
+    return rgb_to_gray(image) if config.in_channels == 1 else image
+
+
 def mask_probabilities(mask_model: nn.Module, image: torch.Tensor) -> torch.Tensor:
     """Per-group probabilities (NxCxHxW, float32) of the mask generator for RGB faces in [0, 1]:
     the mean over each face and its mirror image (the groups are left-right symmetric), so the
     mask of a mirrored face is the mirrored mask."""
-    x = rgb_to_gray(image) if mask_model.config.in_channels == 1 else image
+    x = mask_input(mask_model.config, image)
     n = len(x)
     p = mask_model(torch.cat([x, x.flip(-1)])).float().softmax(1)
     return (p[:n] + p[n:].flip(-1)) / 2

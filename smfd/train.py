@@ -34,7 +34,7 @@ from .errors import InputError
 from .images import to_uint8, write_atomically
 from .losses import restoration_loss, segmentation_loss
 from .models import (MaskNetConfig, SegBaselineConfig, SMFDConfig, build, count_parameters,
-                     generated_mask_input, mask_probabilities, one_hot_mask, rgb_to_gray)
+                     generated_mask_input, mask_input, mask_probabilities, one_hot_mask)
 from .runtime import fast_autocast, pick_device
 
 # Validation figures that may pick the best epoch and drive the learning rate; the first is the
@@ -296,7 +296,7 @@ class Trainer:
         blurry = batch["blurry"].to(self.device).contiguous(memory_format=torch.channels_last)
         with fast_autocast(self.device):
             if self.s.task == "mask":
-                logits = net(rgb_to_gray(blurry) if self.model.config.in_channels == 1 else blurry)
+                logits = net(mask_input(self.model.config, blurry))
                 return logits, segmentation_loss(self.s.loss, logits.float(), batch["mask"].to(self.device))
             mask = self.masks_for(batch, generated_share, rng) if self.model.config.use_mask else None
             out = net(blurry, mask)
@@ -319,9 +319,8 @@ class Trainer:
             for i, (y, x) in enumerate(batch["origin"].tolist()):
                 whole[i, :, y:y + h, x:x + w] = face[i]
             face = whole
-        gray = rgb_to_gray(face) if self.mask_model.config.in_channels == 1 else face
         with fast_autocast(self.device):
-            logits = self.mask_model(gray[known]).float()
+            logits = self.mask_model(mask_input(self.mask_model.config, face)[known]).float()
         if "origin" in batch:
             logits = torch.stack([lg[:, y:y + h, x:x + w] for lg, (y, x)
                                   in zip(logits, batch["origin"][known.cpu()].tolist())])
