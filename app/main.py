@@ -19,6 +19,7 @@ from pathlib import Path
 import gradio as gr
 
 from baselines import registry
+from smfd.errors import InputError
 from smfd.paths import cache_root, shared_data
 from smfd.photos import restore_photo
 from smfd.restorer import Restorer
@@ -70,16 +71,20 @@ def study_methods(ctx: AppContext) -> list[str]:
 
 def create_context(weights=None, examples=None, study_db=None, admin_token="",
                    study_images=None) -> AppContext:
-    """Checks the study's photos and database before the models load, so that a wrong folder or
-    URL (or a missing driver) is reported at once."""
+    """Checks the study's photos and database and the examples folder before the models load, so
+    that a wrong folder or URL (or a missing driver) is reported at once."""
     folder = study_images or default_study_images()
     store = photos = None
     if folder is not None:
         photos, store = study_photos(folder), VoteStore(study_db)
+    elif study_db:
+        raise InputError("--study-db: there is no user study to store votes of (no --study-images folder, "
+                         "and no realworld/cropped in the shared data)")
+    found_examples = find_examples(examples)
     restorer = Restorer.from_pretrained(weights)
     work_dir = Path(tempfile.mkdtemp(prefix="smfd-app-"))  # mode 0700: private to this user
     atexit.register(shutil.rmtree, work_dir, ignore_errors=True)
-    ctx = AppContext(restorer=restorer, examples=find_examples(examples),
+    ctx = AppContext(restorer=restorer, examples=found_examples,
                      work_dir=work_dir, weights_tag=weights_tag(weights),
                      baselines=registry, whole_photo=restore_photo, admin=AdminGate(admin_token))
     if photos is not None:

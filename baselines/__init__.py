@@ -2,6 +2,6 @@
 classical deconvolution, the blurry input itself, and SMFD-UNet for comparison)."""
 
 from .interface import Method, MethodInfo, WeightsMissing
-from .registry import PROTOCOL, download, info, load, methods
+from .registry import PROTOCOL, download, downloadable, info, load, methods
 
-__all__ = ["PROTOCOL", "Method", "MethodInfo", "WeightsMissing", "download", "info", "load", "methods"]
+__all__ = ["PROTOCOL", "Method", "MethodInfo", "WeightsMissing", "download", "downloadable", "info", "load", "methods"]

@@ -85,13 +85,19 @@ def info(name: str) -> MethodInfo:
         raise InputError(f"unknown method {name!r} (choose from {', '.join(_BY_NAME)})") from None
 
 
-def download(name: str, force: bool = False) -> Path:
-    """Fetch a method's official weights into the cache, verifying the SHA-256 where pinned."""
+def downloadable(name: str) -> MethodInfo:
+    """The method, refused with the reason when it has no official weights to fetch."""
     m = info(name)
     if not m.url:
         raise InputError(f"{name}: nothing to download ("
                          + ("uses the SMFD weights folder" if m.name.startswith("smfd") else "needs no weights")
                          + ")")
+    return m
+
+
+def download(name: str, force: bool = False) -> Path:
+    """Fetch a method's official weights into the cache, verifying the SHA-256 where pinned."""
+    m = downloadable(name)
     return _weights.download(m.url, m.cached_path(), m.sha256, force)
 
 

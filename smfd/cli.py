@@ -14,7 +14,7 @@ import os
 import sys
 
 from .batch import BatchErrors, note, report
-from .errors import InputError
+from .errors import InputError, message_of
 
 DEFAULTS_NOTE = "defaults are the thesis' values"
 
@@ -26,8 +26,14 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"smfd: error: {message} (see '{self.prog} --help')\n")
 
 
-def _int_from(least: int):
-    """argparse type: an integer of at least ``least`` (argparse names the option on refusal)."""
+def _add_device(parser) -> None:
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                        help="where the networks run (default auto: the GPU when there is one)")
+
+
+def _int_from(least: int, most: int | None = None):
+    """argparse type: an integer of at least ``least`` (and at most ``most``); argparse names the
+    option on refusal."""
     def parse(text: str) -> int:
         try:
             value = int(text)
@@ -35,6 +41,8 @@ def _int_from(least: int):
             raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
         if value < least:
             raise argparse.ArgumentTypeError(f"must be at least {least}, got {value}")
+        if most is not None and value > most:
+            raise argparse.ArgumentTypeError(f"must be at most {most}, got {value}")
         return value
 
     return parse
@@ -87,7 +95,7 @@ def _add_pipeline_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--jpeg", type=int, nargs=2, default=None, metavar=("LO", "HI"),
                    help="add JPEG compression after the noise, quality drawn from LO..HI (1..100); "
                         f"off in the thesis' pipeline (the 'real' training preset: {shown(d.jpeg_range)})")
-    g.add_argument("--jpeg-share", type=float, default=d.jpeg_share, metavar="P",
+    g.add_argument("--jpeg-share", type=_number_in(0, 1, low_open=True), default=d.jpeg_share, metavar="P",
                    help="with --jpeg: the share of images compressed, 0 < P <= 1 (default: all)")
 
 
@@ -133,17 +141,20 @@ def _add_train(sub) -> None:
     p.add_argument("task", choices=["mask", "deblur"], help="mask generator or SMFD-UNet")
     p.add_argument("data", nargs="+", help="dataset folders")
     p.add_argument("--out", required=True, help="run folder (state.pt, best.safetensors, log.csv)")
-    p.add_argument("--epochs", type=_int_from(1), default=50)
-    p.add_argument("--batch", type=_int_from(1), default=16)
-    p.add_argument("--lr", type=_number_in(0, 1, low_open=True), default=1e-3)
+    p.add_argument("--epochs", type=_int_from(1), default=50, help="epochs at most (default 50)")
+    p.add_argument("--batch", type=_int_from(1), default=16, help="faces per training step (default 16)")
+    p.add_argument("--lr", type=_number_in(0, 1, low_open=True), default=1e-3,
+                   help="Adam's learning rate at the start (default 0.001)")
     p.add_argument("--lr-patience", type=_int_from(1), default=5, help="epochs without improvement before lr x 0.2")
     p.add_argument("--early-stop", type=_int_from(1), default=10, help="epochs without improvement before stopping")
     p.add_argument("--size", type=_int_from(32), default=256, help="working size of the faces")
     p.add_argument("--patch", type=_int_from(32), default=None, help="train on random PATCH x PATCH crops")
-    p.add_argument("--samples-per-epoch", type=_int_from(1), default=None)
+    p.add_argument("--samples-per-epoch", type=_int_from(1), default=None,
+                   help="training samples between two validations (default: one pass over the faces)")
     p.add_argument("--val-faces", type=_int_from(1), default=None, help="cap on validation faces")
     p.add_argument("--workers", type=_int_from(0), default=2, help="data-loading processes")
-    p.add_argument("--seed", type=_int_from(0), default=0)
+    p.add_argument("--seed", type=_int_from(0), default=0,
+                   help="seed of the split-independent randomness: weights, degradations, crops (default 0)")
     p.add_argument("--folds", type=_int_from(2), default=5, help="k of the k-fold split (validation = one fold)")
     p.add_argument("--fold", type=_int_from(0), default=0, help="which fold validates")
     p.add_argument("--cross-validate", action="store_true", help="train every fold into OUT/fold<i>")
@@ -167,11 +178,12 @@ def _add_train(sub) -> None:
     p.add_argument("--init-partial", action="store_true",
                    help="with --init: take only the tensors whose name and shape fit, e.g. the encoders of "
                         "the shipped network for one with a lighter decoder (--set decoder=[128,64,32])")
-    p.add_argument("--no-augment", action="store_true")
+    p.add_argument("--no-augment", action="store_true", help="train without the thesis' augmentation (flips, rotations up to 30 degrees, crops, "
+                        "brightness and contrast)")
     p.add_argument("--preset", default="thesis", choices=["thesis", "real"],
                    help="degradation of the training samples: the thesis' pipeline, or 'real' = the thesis' "
                         "plus JPEG compression (validation always uses the thesis' pipeline)")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    _add_device(p)
     p.set_defaults(func=cmd_train)
 
 
@@ -209,7 +221,6 @@ def cmd_train(args) -> None:
             mask_source=args.mask_source, mask_model=args.mask_model, config=config, init=args.init,
             init_partial=args.init_partial, device=args.device, augment=not args.no_augment, preset=args.preset,
             semantic=args.semantic, monitor=args.monitor)
-        settings.model_config()  # fail early on a bad --set
     except (TypeError, ValueError) as exc:  # e.g. an unknown config field or value
         raise InputError(f"bad training options: {exc}") from None
     if args.cross_validate:
@@ -258,7 +269,9 @@ def _add_restore(sub) -> None:
     p = sub.add_parser("mask", help="write 5-group face masks",
                        description="Predict the 5-group semantic mask (0 background, 1 face skin, "
                                    "2 facial parts, 3 hair, 4 accessories) of each image; writes "
-                                   "OUT/<stem>.png with uint8 values 0..4.")
+                                   "OUT/<stem>.png with uint8 values 0..4. Inputs are aligned face crops "
+                                   "(CelebA-HQ style, as 'smfd restore --faces-out' writes them): no face "
+                                   "is searched for, so a whole photo gets a meaningless mask.")
     p.add_argument("input", help="image file or folder")
     p.add_argument("output", help="output folder")
     p.add_argument("--weights", default=None, help="folder with the weights (default: the shipped weights)")
@@ -268,12 +281,12 @@ def _add_restore(sub) -> None:
 
 
 def _add_runtime_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    _add_device(p)
     p.add_argument("--engine", default="auto", choices=["auto", "pytorch", "openvino", "openvino-int8"],
                    help="what runs the networks: auto (default: OpenVINO on a CPU where installed, else "
                         "PyTorch), pytorch (the reference), openvino, openvino-int8 (int8-quantised); "
                         "OpenVINO converts the networks once per weights and keeps them in the cache folder")
-    p.add_argument("--threads", type=int, default=None, metavar="N",
+    p.add_argument("--threads", type=_int_from(1, 1024), default=None, metavar="N",
                    help="inference threads (default: $SMFD_THREADS, else one per core)")
 
 
@@ -281,8 +294,6 @@ def _restorer_factory(args):
     def make():
         from .restorer import Restorer
 
-        if args.threads is not None and args.threads < 1:
-            raise InputError(f"--threads must be at least 1, got {args.threads}")
         return Restorer.from_pretrained(args.weights, args.device, args.engine, args.threads)
 
     return make
@@ -309,8 +320,9 @@ def cmd_mask(args) -> None:
 def _add_demo(sub) -> None:
     p = sub.add_parser("demo", help="start the web app",
                        description="Start the SMFD lab web app (Gradio) on the shipped model, offline.")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=_int_from(1), default=7860)
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to serve on (default 127.0.0.1: this machine only; 0.0.0.0: the network)")
+    p.add_argument("--port", type=_int_from(1, 65535), default=7860, help="TCP port to serve on (default 7860)")
     p.add_argument("--weights", default=None, help="folder with the weights (default: the shipped weights)")
     p.add_argument("--examples", default=None, help="a dataset folder to offer as examples")
     p.add_argument("--study-db", default=None,
@@ -364,9 +376,10 @@ def _add_eval(sub) -> None:
                    help="CodeFormer's fidelity weight w in 0..1 (default 0.5, the official default)")
     g.add_argument("--download", action="store_true", help="download absent official weights first")
     g.add_argument("--grid-rows", type=_int_from(1), default=4, help="samples in grid.png (default 4)")
-    g.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    _add_device(g)
     g.add_argument("--overwrite", action="store_true",
-                   help="replace the results of an earlier evaluation (or tables) in OUT; refused without it")
+                   help="replace the results of an earlier evaluation (or tables, or pairs) in OUT; refused "
+                        "without it")
     g = p.add_argument_group("--make-pairs")
     g.add_argument("--limit", type=_int_from(1), default=None, help="at most this many faces")
     g.add_argument("--seed", type=_int_from(0), default=0, help="seed of the degradations (default 0)")
@@ -375,7 +388,7 @@ def _add_eval(sub) -> None:
     g = p.add_argument_group("--thesis-tables (the training budget of every trained row)")
     g.add_argument("--data", default=None, metavar="DATA_DIR", help="dataset folder with masks")
     g.add_argument("--tables", nargs="+", default=["4.1", "4.2", "4.3", "4.4"],
-                   choices=["4.1", "4.2", "4.3", "4.4"])
+                   choices=["4.1", "4.2", "4.3", "4.4"], help="with --thesis-tables: the tables to build (default all)")
     g.add_argument("--budget", type=_budget, default=None, metavar="SAMPLES|thesis",
                    help="training samples every trained row sees (default 8192: about 30 minutes per mask row, "
                         "30-38 per SMFD-UNet row on 2 CPU cores), or 'thesis': the thesis' recipe (50 passes over "
@@ -418,6 +431,8 @@ def _weights_overrides(items: list[str]) -> dict[str, str]:
         name, sep, path = item.partition("=")
         if not sep or name not in known:
             raise InputError(f"--weights expects NAME=PATH with NAME among {', '.join(sorted(known))}, got {item!r}")
+        if not os.path.exists(path):
+            raise InputError(f"--weights {item}: {path} not found")
         out[name] = path
     return out
 
@@ -426,7 +441,7 @@ def cmd_eval(args) -> None:
     if args.make_pairs:
         from eval.pairs import make_pairs
 
-        n = make_pairs(args.make_pairs, args.out, args.limit, args.seed, args.split)
+        n = make_pairs(args.make_pairs, args.out, args.limit, args.seed, args.split, args.overwrite)
         print(f"wrote {n} evaluation pairs into {args.out}/{{blurry,sharp,masks}}")
         return
     from eval.compare import EvalOptions
@@ -454,7 +469,14 @@ def cmd_eval(args) -> None:
     from eval.report import markdown_table
 
     pairs = find_pairs(*args.pairs, args.masks)
-    rows = evaluate(pairs, _method_list(args.methods), args.out, options, args.grid_rows, args.overwrite)
+    names = _method_list(args.methods)
+    if args.methods != ["all"] and any(p.mask is None for p in pairs):  # chosen by name: it must run
+        from baselines import methods
+
+        needing = [m.name for m in methods() if m.name in names and m.needs_mask]
+        if needing:
+            raise InputError(f"{', '.join(needing)}: needs ground-truth masks; give --masks DIR")
+    rows = evaluate(pairs, names, args.out, options, args.grid_rows, args.overwrite)
     print(markdown_table(rows, ("method", "n", "psnr", "ssim", "mse", "niqe", "lpips", "fid", "id_dist", "same_person",
                                 "lmd")))
     for r in rows:
@@ -470,17 +492,18 @@ def _add_baselines(sub) -> None:
     a = actions.add_parser("list", help="methods, licences, native sizes and weights status")
     a.set_defaults(func=cmd_baselines)
     a = actions.add_parser("download", help="fetch official weights into the cache (SHA-256 checked)")
-    a.add_argument("names", nargs="+", metavar="NAME")
+    a.add_argument("names", nargs="+", metavar="NAME", help="methods whose official weights to fetch "
+                   "(see 'smfd baselines list')")
     a.add_argument("--force", action="store_true", help="fetch again even if present")
     a.set_defaults(func=cmd_baselines)
 
 
 def cmd_baselines(args) -> None:
-    from baselines import PROTOCOL, download, info, methods
+    from baselines import PROTOCOL, download, downloadable, methods
 
     if args.action == "download":
         for name in args.names:
-            info(name)  # fail on a typo before any download starts
+            downloadable(name)  # fail on a typo or a method without weights before any download starts
         for name in args.names:
             download(name, args.force)
         return
@@ -575,7 +598,7 @@ def main(argv: list[str] | None = None) -> int:
         report(str(exc))
         return 1
     except (InputError, FileNotFoundError, PermissionError, IsADirectoryError) as exc:
-        report(str(exc))
+        report(message_of(exc))
         return 2
     except KeyboardInterrupt:
         report("interrupted")

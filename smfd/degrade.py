@@ -172,6 +172,11 @@ class Recipe:
             layers = tuple(tuple(BlurOp(**op) for op in layer) for layer in data["layers"])
         except TypeError:
             raise ValueError("recipe layers must be lists of {kind, size, direction} objects") from None
+        # The bounds of the pipeline's own options: a hand-edited recipe cannot run for hours.
+        longest = max(len(letters) for letters in SEQUENCES.values())
+        if len(layers) > MAX_LAYERS or any(not 1 <= len(layer) <= longest for layer in layers):
+            raise ValueError(f"a recipe has at most {MAX_LAYERS} layers of 1 to {longest} blur operations, "
+                             f"got {[len(layer) for layer in layers]}")
         for layer in layers:
             for op in layer:
                 odd_size = _is_int(op.size) and 1 <= op.size <= MAX_KERNEL_SIZE and op.size % 2 == 1
@@ -180,10 +185,10 @@ class Recipe:
                 if op.kind == "motion" and op.direction not in DIRECTIONS:
                     raise ValueError(f"invalid motion direction in recipe: {op.direction!r}")
         scale, sigma, seed = data["scale"], data["noise_sigma"], data["noise_seed"]
-        if scale is not None and not (_is_finite(scale) and scale >= 1):
-            raise ValueError(f"recipe scale must be a number >= 1 or null, got {scale!r}")
-        if sigma is not None and not (_is_finite(sigma) and sigma >= 0):
-            raise ValueError(f"recipe noise_sigma must be a number >= 0 or null, got {sigma!r}")
+        if scale is not None and not (_is_finite(scale) and 1 <= scale <= MAX_SCALE):
+            raise ValueError(f"recipe scale must be a number from 1 to {MAX_SCALE:g} or null, got {scale!r}")
+        if sigma is not None and not (_is_finite(sigma) and 0 <= sigma <= MAX_NOISE):
+            raise ValueError(f"recipe noise_sigma must be a number from 0 to {MAX_NOISE:g} or null, got {sigma!r}")
         if seed is not None and not (_is_int(seed) and seed >= 0):
             raise ValueError(f"recipe noise_seed must be a non-negative integer or null, got {seed!r}")
         if (sigma is None) != (seed is None):

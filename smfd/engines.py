@@ -225,9 +225,11 @@ def calibration_faces(n: int = CALIBRATION_FACES) -> list[np.ndarray]:
 
 def default_threads() -> int:
     """Inference threads: ``$SMFD_THREADS``, else one per core available to this process."""
-    forced = os.environ.get("SMFD_THREADS")
+    forced = os.environ.get("SMFD_THREADS", "").strip()
     if forced:
-        return max(1, int(forced))
+        if not (forced.isdigit() and 1 <= int(forced) <= 1024):
+            raise InputError(f"$SMFD_THREADS must be a number of threads from 1 to 1024, got {forced!r}")
+        return int(forced)
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
@@ -243,8 +245,7 @@ def make_engine(name: str, mask_model: nn.Module, deblur_model: nn.Module, devic
     if name == "auto":
         name = "openvino" if device.type == "cpu" and openvino_version() is not None else "pytorch"
     if name == "pytorch":
-        if threads:
-            torch.set_num_threads(threads)
+        torch.set_num_threads(threads or default_threads())
         return TorchEngine(mask_model, deblur_model, device)
     if device.type != "cpu":
         raise InputError(f"the {name} engine runs on the CPU; use --engine pytorch for {device.type}")

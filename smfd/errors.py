@@ -6,6 +6,17 @@ class InputError(ValueError):
     """A user-supplied input cannot be used; the message is meant for the user as is."""
 
 
+def message_of(exc: BaseException) -> str:
+    """An error's message for the user. An InputError raised in a DataLoader worker (a face that
+    cannot be read, found mid-epoch) comes back wrapped in the worker's traceback; its own message
+    is the traceback's last line, after the class name."""
+    text = str(exc)
+    if "Original Traceback" in text:
+        last = text.strip().splitlines()[-1]
+        text = last.split(": ", 1)[-1]
+    return text
+
+
 class MetricUnavailable(RuntimeError):
     """A measurement cannot run here (its model or parameters are absent). Results show it as "not
     available" with ``reason``, never as a number; ``remedy`` says how to get what is missing."""

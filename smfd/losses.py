@@ -34,6 +34,10 @@ def ssim(x: torch.Tensor, y: torch.Tensor, sigma: float = 1.5) -> torch.Tensor:
     return s.mean((1, 2, 3))
 
 
+# The losses each task trains with; the first is the thesis' (and the default).
+LOSSES = {"mask": ("dice", "dice+ce"), "deblur": ("mse", "l1", "l1+ssim")}
+
+
 def restoration_loss(kind: str, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """'mse' (the thesis), 'l1', or 'l1+ssim' (L1 plus 0.2 x (1 - SSIM))."""
     if kind == "mse":

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import glob
 from pathlib import Path
 
 from tqdm import tqdm
 
-from .batch import check_free, prepare_out, run_batch
+from .batch import check_free, check_some_free, prepare_out, run_batch
 from .errors import InputError
 from .faces import detect_faces, is_aligned_crop
 from .images import check_rgb, list_images, read_groups, read_image, write_png
@@ -50,6 +51,7 @@ def restore_files(src: str, dst: str, make_restorer, masks: str | None = None,
         raise InputError(f"{masks_dir}: --masks folder not found")
     out = prepare_out(dst)
     crops_dir = prepare_out(faces_out) if faces_out else None
+    check_some_free(files, out, overwrite)
     restorer = make_restorer()
 
     def work_aligned(path: Path):
@@ -58,6 +60,9 @@ def restore_files(src: str, dst: str, make_restorer, masks: str | None = None,
         return restorer.restore(image, mask)
 
     def work_photo(path: Path):
+        earlier = face_crops(crops_dir, path.stem) if crops_dir is not None else []
+        if earlier and not overwrite:  # checked before the detection and restoration, not after
+            raise InputError(f"{earlier[0]}: exists already (use --overwrite to replace this photo's face crops)")
         image = read_rgb(path)
         faces = detect_faces(image, detector=detector)
         if layout == "auto" and is_aligned_crop(image, faces):
@@ -69,27 +74,36 @@ def restore_files(src: str, dst: str, make_restorer, masks: str | None = None,
         hint = " (an aligned face crop? --aligned restores it whole)" if layout == "auto" and square and not faces else ""
         tqdm.write(f"{path.name}: {report.summary()}{hint}")
         if crops_dir is not None:
-            write_face_crops(crops_dir, path.stem, report, overwrite)
+            for stale in earlier:  # an earlier run's, perhaps of more faces: none may stay beside the new
+                stale.unlink()
+            write_face_crops(crops_dir, path.stem, report)
         return photo
 
     _write_each(files, out, overwrite, "restore", work_aligned if aligned else work_photo, "restored")
 
 
-def write_face_crops(folder: Path, stem: str, report: PhotoReport, overwrite: bool) -> None:
+CROP_KINDS = ("blurry", "mask", "mask_colour", "restored")
+
+
+def face_crops(folder: Path, stem: str) -> list[Path]:
+    """The face crops of one photo in a --faces-out folder (written by :func:`write_face_crops`)."""
+    return sorted(p for kind in CROP_KINDS for p in folder.glob(f"{glob.escape(stem)}_face*_{kind}.png")
+                  if p.name[len(stem) + 5:-len(kind) - 5].isdigit())
+
+
+def write_face_crops(folder: Path, stem: str, report: PhotoReport) -> None:
     """<stem>_face<k>_{blurry,mask,mask_colour,restored}.png per restored face; mask: labels 0..4."""
     for k, face in enumerate(report.faces, 1):
         if not face.restored:
             continue
-        for name, array in (("blurry", face.crop), ("mask", face.groups),
-                            ("mask_colour", colorize(face.groups)), ("restored", face.result)):
-            target = folder / f"{stem}_face{k}_{name}.png"
-            check_free([target], overwrite)
-            write_png(target, array)
+        for name, array in zip(CROP_KINDS, (face.crop, face.groups, colorize(face.groups), face.result)):
+            write_png(folder / f"{stem}_face{k}_{name}.png", array)
 
 
 def mask_files(src: str, dst: str, make_restorer, overwrite: bool = False) -> None:
     files = list_images(src)
     out = prepare_out(dst)
+    check_some_free(files, out, overwrite)
     restorer = make_restorer()
     _write_each(files, out, overwrite, "mask", lambda path: restorer.mask(read_rgb(path)), "masked")
 

@@ -17,6 +17,7 @@ import dataclasses
 import json
 import math
 import os
+import pickle
 import sys
 import time
 from dataclasses import dataclass, field
@@ -32,7 +33,7 @@ from tqdm import tqdm
 from . import checkpoint, data, degrade, metrics
 from .errors import InputError
 from .images import to_uint8, write_atomically
-from .losses import restoration_loss, segmentation_loss
+from .losses import LOSSES, restoration_loss, segmentation_loss
 from .models import (MaskNetConfig, SegBaselineConfig, SMFDConfig, build, count_parameters,
                      generated_mask_input, mask_input, mask_probabilities, one_hot_mask)
 from .runtime import fast_autocast, pick_device
@@ -82,7 +83,10 @@ class TrainSettings:
         if self.monitor not in MONITORS[self.task]:
             raise ValueError(f"--monitor for {self.task} must be one of {', '.join(MONITORS[self.task])}, "
                              f"got {self.monitor!r}")
-        self.loss = self.loss or ("dice" if self.task == "mask" else "mse")
+        self.loss = self.loss or LOSSES[self.task][0]
+        if self.loss not in LOSSES[self.task]:
+            raise ValueError(f"--loss for {self.task} must be one of {', '.join(LOSSES[self.task])}, "
+                             f"got {self.loss!r}")
         if self.task == "deblur" and self.mask_source not in ("gt", "generated", "mix"):
             raise ValueError(f"mask source must be gt, generated or mix, got {self.mask_source!r}")
         if self.task == "deblur" and self.mask_source != "gt" and not self.mask_model:
@@ -96,6 +100,11 @@ class TrainSettings:
         if self.semantic and (self.task != "deblur" or not self.mask_model):
             raise ValueError("--semantic trains SMFD-UNet (deblur) and needs --mask-model, the generator "
                              "that reads the restored face")
+        try:  # config overrides (--set) that no network can be built from fail now, not at the first epoch
+            with torch.device("meta"):
+                build(self.model_config())
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"--set {json.dumps(self.config)}: no network can be built from it ({exc})") from None
 
     def check_numbers(self) -> None:
         """Refuse values no run can use, naming the ``smfd train`` option, before any work starts."""
@@ -187,6 +196,9 @@ class Trainer:
         if not self.train_records or not self.val_records:
             raise InputError(f"too few faces: {len(self.train_records)} for training, "
                              f"{len(self.val_records)} for validation")
+        if (s.samples_per_epoch or len(self.train_records)) < s.batch:  # drop_last would leave no batch
+            raise InputError(f"{len(self.train_records)} training faces fill no batch of --batch {s.batch}: "
+                             "give a smaller --batch, --samples-per-epoch, or more faces")
 
         self.model = build(s.model_config()).to(self.device, memory_format=torch.channels_last)
         self.init_note = None
@@ -240,8 +252,18 @@ class Trainer:
     def load_state(self) -> bool:
         path = self.out / "state.pt"
         if not path.is_file():
+            # Only state.pt says what a run folder holds; without it, weights or a log there are
+            # another run's (or a finished one's with state.pt deleted): never train over them.
+            found = [name for name in ("best.safetensors", "log.csv") if (self.out / name).is_file()]
+            if found:
+                raise InputError(f"{self.out}: holds {' and '.join(found)} but no state.pt to resume from; "
+                                 "choose another --out (nothing there was changed)")
             return False
-        state = torch.load(path, map_location=self.device, weights_only=True)
+        try:
+            state = torch.load(path, map_location=self.device, weights_only=True)
+        except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as exc:
+            raise InputError(f"{path}: not a readable training state ({type(exc).__name__}); "
+                             "an interrupted copy? Choose another --out") from None
         saved = TrainSettings(**state["settings"])
         changed = settings_changes(saved, self.s)
         if changed:

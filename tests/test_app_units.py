@@ -807,7 +807,10 @@ def test_bradley_terry_recovers_strengths_and_handles_a_clean_sweep():
     sweep = study_stats.bradley_terry([_vote(f"p{i}", 0) for i in range(5)])
     assert all(np.isfinite([s.score, s.low, s.high]).all() for s in sweep)
     assert sweep[0].method == "smfd" and sweep[0].score > 0
-    assert study_stats.plot(scores).axes  # a figure with the scores
+    [ax] = study_stats.plot(scores).axes  # one row per method, top to bottom in score order
+    rows = sorted(zip(ax.get_yticks(), (t.get_text() for t in ax.get_yticklabels())), reverse=True)
+    assert [label for _, label in rows] == ["a", "b", "c"]
+    assert np.allclose(ax.lines[0].get_xdata(), [s.score for s in scores])
 
 
 def test_csv_export_holds_every_vote(tmp_path):
@@ -818,3 +821,19 @@ def test_csv_export_holds_every_vote(tmp_path):
     lines = study_stats.csv_text(store.rows()).splitlines()
     assert lines[0] == "id,participant,trial,image,left,right,chosen,side,response_ms,created_at,instance"
     assert len(lines) == 4 and all(",right,1234," in line and participant in line for line in lines[1:])
+
+
+def test_demo_options_are_checked_before_the_networks_load(monkeypatch, tmp_path):
+    """An examples folder that is not a dataset, or a votes database without a study, is named
+    before the models load (seconds) and the study's photos are prepared."""
+    from app import main as app_main
+    from smfd.errors import InputError
+
+    monkeypatch.setattr(app_main.Restorer, "from_pretrained",
+                        lambda *a, **k: pytest.fail("the networks loaded before the options were checked"))
+    monkeypatch.setattr(app_main, "default_study_images", lambda: None)
+    with pytest.raises(InputError, match="^--study-db: there is no user study"):
+        app_main.create_context(study_db=f"sqlite:///{tmp_path / 'votes.sqlite'}")
+    assert not (tmp_path / "votes.sqlite").exists()
+    with pytest.raises(InputError, match=str(tmp_path / "no-such-folder")):
+        app_main.create_context(examples=str(tmp_path / "no-such-folder"))

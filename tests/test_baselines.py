@@ -83,6 +83,10 @@ def test_cli_list_and_download_errors(capsys):
     assert "zero-shot" in out
     assert main(["baselines", "download", "blurry"]) == 2
     assert "needs no weights" in capsys.readouterr().err
+    # Every name is checked before the first download starts (GFPGAN's would be tried first, and
+    # fail otherwise: no network here).
+    assert main(["baselines", "download", "gfpgan-1.4", "blurry"]) == 2
+    assert capsys.readouterr().err.strip() == "smfd: error: blurry: nothing to download (needs no weights)"
 
 
 def test_download_verifies_the_digest(tmp_path):

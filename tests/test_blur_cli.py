@@ -103,6 +103,8 @@ def test_a_saved_recipe_replays_to_the_identical_png(tmp_path, face_files):
     assert replay.returncode == 0, replay.stderr
     first, again = (tmp_path / d / f"{src.stem}.png" for d in ("first", "again"))
     assert first.read_bytes() == again.read_bytes()
+    record = json.loads((tmp_path / "again" / f"{src.stem}.json").read_text())
+    assert record["replayed"] == str(recipe) and "seed" not in record and "options" not in record  # 77 unused
 
 
 def test_count_prints_the_scenario_count(capsys):

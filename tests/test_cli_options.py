@@ -38,6 +38,10 @@ BLUR = ["blur", "no-such-image.png"]
     (TRAIN + ["{out}", "--semantic", "0.1"], "--semantic"),  # without --mask-model
     (TRAIN + ["{out}", "--set", "residual=yes"], "--set residual=yes"),
     (TRAIN + ["{out}", "--set", "residual"], "--set"),
+    (TRAIN + ["{out}", "--set", 'upsample="nearest"'], "--set"),
+    (TRAIN + ["{out}", "--set", "no_such_field=1"], "--set"),
+    (TRAIN + ["{out}", "--loss", "ssim"], "--loss"),
+    (["train", "mask", "no-such-data", "--out", "{out}", "--loss", "mse"], "--loss"),
     (EVAL + ["{out}", "--grid-rows", "0"], "--grid-rows"),
     (EVAL + ["{out}", "--codeformer-fidelity", "2"], "--codeformer-fidelity"),
     (["eval", "--make-pairs", "no-such-data", "--out", "{out}", "--limit", "0"], "--limit"),
@@ -51,15 +55,21 @@ BLUR = ["blur", "no-such-image.png"]
     (THESIS + ["{out}", "--test-faces", "0"], "--test-faces"),
     (THESIS + ["{out}", "--folds", "1"], "--folds"),
     (THESIS + ["{out}", "--set", "residual=yes"], "--set residual=yes"),
+    (THESIS + ["{out}", "--set", "no_such_field=1"], "--set"),  # not after table 4.1's hours
+    (THESIS + ["{out}", "--set", "head=\"wide\""], "--set"),
     (["restore", "no-such-image.png", "{out}", "--min-face", "0"], "--min-face"),
     (["restore", "no-such-image.png", "{out}", "--min-face", "-5"], "--min-face"),
+    (["restore", "no-such-image.png", "{out}", "--threads", "0"], "--threads"),
+    (["mask", "no-such-image.png", "{out}", "--threads", "100000"], "--threads"),
     (BLUR + ["{out}", "--seed", "-1"], "--seed"),
     (BLUR + ["{out}", "--layers", "0"], "--layers"),
     (BLUR + ["{out}", "--layers", "1", "40"], "layers"),
     (BLUR + ["{out}", "--noise-range", "5", "1000"], "noise_range"),
     (BLUR + ["{out}", "--noise-range", "10", "5"], "noise_range"),
     (BLUR + ["{out}", "--scale-range", "0.5", "2"], "scale_range"),
+    (BLUR + ["{out}", "--jpeg-share", "1.5"], "--jpeg-share"),  # refused with or without --jpeg
     (["demo", "--port", "0"], "--port"),
+    (["demo", "--port", "70000"], "--port"),
 ])
 def test_bad_options_are_refused_up_front(args, named, tmp_path, capsys):
     out = tmp_path / "out"

@@ -147,15 +147,24 @@ GOOD = {"version": 1, "layers": [[{"kind": "motion", "size": 15, "direction": "v
         "scale": 2.0, "noise_sigma": 5.0, "noise_seed": 1}
 
 
-@pytest.mark.parametrize("change", [
-    {"version": 2}, {"layers": [[{"kind": "box", "size": 15}]]}, {"layers": [[{"kind": "gaussian", "size": 14}]]},
-    {"layers": [[{"kind": "gaussian", "size": 15.0}]]}, {"layers": [[{"kind": "motion", "size": 15}]]},
-    {"layers": [[{"kind": "motion", "size": 15, "angle": 3}]]}, {"layers": 3}, {"scale": 0.5},
-    {"scale": "2"}, {"noise_sigma": -1.0}, {"noise_seed": -1}, {"noise_seed": 1.5}, {"noise_seed": None},
+M15 = {"kind": "motion", "size": 15, "direction": "vertical"}
+
+
+@pytest.mark.parametrize("change,named", [
+    ({"version": 2}, "version"), ({"layers": [[{"kind": "box", "size": 15}]]}, "blur operation"),
+    ({"layers": [[{"kind": "gaussian", "size": 14}]]}, "blur operation"),
+    ({"layers": [[{"kind": "gaussian", "size": 15.0}]]}, "blur operation"),
+    ({"layers": [[{"kind": "motion", "size": 15}]]}, "direction"),
+    ({"layers": [[{"kind": "motion", "size": 15, "angle": 3}]]}, "lists of"), ({"layers": 3}, "lists of"),
+    ({"layers": [[M15]] * 11}, "at most 10 layers"), ({"layers": [[M15] * 4]}, "1 to 3 blur operations"),
+    ({"layers": [[]]}, "1 to 3 blur operations"),
+    ({"scale": 0.5}, "scale"), ({"scale": "2"}, "scale"), ({"scale": 100.0}, "scale"),
+    ({"noise_sigma": -1.0}, "noise_sigma"), ({"noise_sigma": 1e6}, "noise_sigma"),
+    ({"noise_seed": -1}, "noise_seed"), ({"noise_seed": 1.5}, "noise_seed"), ({"noise_seed": None}, "both"),
 ])
-def test_malformed_recipes_are_refused(change):
+def test_malformed_recipes_are_refused(change, named):
     Recipe.from_dict(GOOD)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=named):
         Recipe.from_dict({**GOOD, **change})
 
 
@@ -360,7 +369,7 @@ def test_kernel_sizes_are_bounded():
     with pytest.raises(ValueError, match="between 1 and"):
         PipelineOptions(gaussian_sizes=(MAX_KERNEL_SIZE + 2,))
     recipe = Recipe(layers=((BlurOp("gaussian", 30001),),)).to_dict()
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="invalid blur operation"):
         Recipe.from_dict(recipe)
 
 

@@ -67,7 +67,7 @@ def test_conversion_is_cached_per_weights(tmp_path, monkeypatch, celeba):
     monkeypatch.setenv("SMFD_CACHE", str(tmp_path))
     face = data.benchmark_pair(data.open_dataset(celeba)[0])[0]
     first = Restorer(*small_networks(0), engine="openvino")
-    assert first.engine.converted_in is not None and first.engine.converted_in > 0
+    assert first.engine.converted_in is not None  # converted now, not found in the cache
     assert first.engine.folder.parent == tmp_path / "engines"
     second = Restorer(*small_networks(0), engine="openvino")  # the same weights: a cache hit
     assert second.engine.converted_in is None and second.engine.folder == first.engine.folder
@@ -94,6 +94,25 @@ def test_gpu_uses_pytorch_and_names_unknown_engines():
         make_engine("openvino", mask, deblur, torch.device("cuda"), 256)
     with pytest.raises(InputError, match="engine must be one of"):
         make_engine("tensorrt", mask, deblur, torch.device("cpu"), 256)
+
+
+def test_smfd_threads_sets_both_engines_and_nonsense_is_named(monkeypatch, tmp_path):
+    monkeypatch.setenv("SMFD_CACHE", str(tmp_path))
+    mask, deblur = small_networks()
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setenv("SMFD_THREADS", "1")
+        make_engine("pytorch", mask, deblur, torch.device("cpu"), 256)
+        assert torch.get_num_threads() == 1
+        if openvino_version() is not None:
+            assert make_engine("openvino", mask, deblur, torch.device("cpu"), 64).threads == 1
+        for nonsense in ("abc", "0", "-2", "2.5"):
+            monkeypatch.setenv("SMFD_THREADS", nonsense)
+            with pytest.raises(InputError, match=f"^\\$SMFD_THREADS must be a number of threads from 1 to 1024, "
+                                                 f"got '{nonsense}'"):
+                make_engine("pytorch", mask, deblur, torch.device("cpu"), 256)
+    finally:
+        torch.set_num_threads(before)
 
 
 @pytest.mark.parametrize("engine", ["pytorch", "openvino"])

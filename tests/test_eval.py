@@ -8,6 +8,7 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 
 from eval import thesis
 from eval.pairs import find_pairs
@@ -50,6 +51,51 @@ def test_pairs_follow_the_benchmark_protocol(celeba, pairs_dir):
         assert np.array_equal(read_labels(pair.mask), groups) and blurry.shape == (256, 256, 3)
         assert json.loads(pair.blurry.with_suffix(".json").read_text())["layers"] == recipe.to_dict()["layers"]
     assert main(["eval", "--make-pairs", str(celeba), "--out", str(pairs_dir), "--limit", "1"]) == 2  # no overwrite
+
+
+def test_made_pairs_are_kept_and_an_interrupted_making_is_named(celeba, tmp_path, capsys):
+    out = tmp_path / "pairs"
+    make = ["eval", "--make-pairs", str(celeba), "--out", str(out), "--limit", "2"]
+    assert main(make) == 0
+    made = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    assert main(make) == 2
+    assert f"{out / 'pairs.json'}: pairs made earlier; pass --overwrite" in capsys.readouterr().err
+    (out / "pairs.json").unlink()  # as an interruption before the end leaves it
+    assert main(make) == 2
+    assert "not empty and no pairs.json beside it (an interrupted run?)" in capsys.readouterr().err
+    (out / "sharp" / "stale.png").write_bytes(b"")
+    assert main(make + ["--overwrite"]) == 0
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == made  # the same pairs, nothing stale
+
+
+def test_thesis_tables_check_their_data_and_kept_pairs_up_front(celeba, tmp_path, capsys):
+    """A dataset without masks, or pairs kept from another dataset or too few of them, are named
+    before any training."""
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    for image in sorted((celeba / "images").iterdir())[:40]:
+        (plain / image.name).symlink_to(image)
+    args = ["eval", "--thesis-tables", "--tables", "4.1", "--workers", "0", "--out"]
+    assert main(args + [str(tmp_path / "a"), "--data", str(plain)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("held-out faces have no mask; the thesis' tables need a dataset with a mask for every face")
+    assert not (tmp_path / "a").exists()
+    kept = tmp_path / "b"
+    assert main(["eval", "--make-pairs", str(celeba), "--out", str(kept / "pairs"), "--limit", "2"]) == 0
+    capsys.readouterr()
+    assert main(args + [str(kept), "--data", str(plain)]) == 2
+    assert "no mask" in capsys.readouterr().err  # the data is checked first
+    assert main(args + [str(kept), "--data", str(celeba), "--test-faces", "3"]) == 2
+    assert "holds 2 held-out faces, fewer than the 3 asked for" in capsys.readouterr().err
+    other = tmp_path / "other"  # another dataset folder (of links to the same files)
+    for sub in ("images", "masks"):
+        (other / sub).mkdir(parents=True)
+        for f in (celeba / sub).iterdir():
+            (other / sub / f.name).symlink_to(f)
+    assert main(args + [str(kept), "--data", str(other), "--test-faces", "2"]) == 2
+    assert f"made from {celeba}, not {other}" in capsys.readouterr().err
+    assert not (kept / "runs").exists()
 
 
 def test_eval_writes_every_result(pairs_dir, random_weights, tmp_path, capsys):
@@ -103,6 +149,9 @@ def test_eval_never_replaces_earlier_results_silently(pairs_dir, tmp_path, capsy
         for p in others:
             (tmp_path / p.name).rename(p)
     (out / "outputs" / "blurry" / "stale.png").write_bytes(b"")
+    if not torch.cuda.is_available():  # a run that cannot start removes nothing, --overwrite or not
+        assert main(args + ["--overwrite", "--device", "cuda"]) == 2
+        assert "no CUDA GPU" in capsys.readouterr().err and (out / "outputs" / "blurry" / "stale.png").exists()
     assert main(args + ["--overwrite"]) == 0
     assert not (out / "outputs" / "blurry" / "stale.png").exists()
     assert len(list((out / "outputs" / "blurry").glob("*.png"))) == FACES
@@ -116,6 +165,10 @@ def test_eval_refuses_bad_inputs(pairs_dir, tmp_path, capsys):
     assert "unknown method(s) magic" in capsys.readouterr().err
     assert main(["eval", "--pairs", str(pairs_dir / "blurry"), str(pairs_dir / "sharp"), "--weights", "x=y",
                  "--out", str(tmp_path / "o")]) == 2
+    assert "--weights expects NAME=PATH" in capsys.readouterr().err
+    assert main(["eval", "--pairs", str(pairs_dir / "blurry"), str(pairs_dir / "sharp"), "--weights",
+                 f"gfpgan-1.4={tmp_path / 'typo.pth'}", "--out", str(tmp_path / "o")]) == 2
+    assert f"--weights gfpgan-1.4={tmp_path / 'typo.pth'}: {tmp_path / 'typo.pth'} not found" in capsys.readouterr().err
     assert main(["eval", "--thesis-tables", "--out", str(tmp_path / "o")]) == 2
     assert "--data" in capsys.readouterr().err
     sharp = tmp_path / "sharp"
@@ -128,13 +181,18 @@ def test_eval_refuses_bad_inputs(pairs_dir, tmp_path, capsys):
     assert not (tmp_path / "o").exists()  # named before any method ran
 
 
-def test_eval_without_masks_reports_the_gt_mask_method(pairs_dir, tmp_path):
+def test_eval_without_masks(pairs_dir, tmp_path, capsys):
+    """A method that needs ground-truth masks, chosen by name without --masks, is refused before
+    any method runs; under 'all' it is a row that says why it did not run."""
+    from eval.compare import EvalOptions, load_methods
+
     out = tmp_path / "eval"
     assert main(["eval", "--pairs", str(pairs_dir / "blurry"), str(pairs_dir / "sharp"), "--methods",
-                 "smfd-gt-mask,deconv", "--out", str(out), "--grid-rows", "1"]) == 0
-    rows = {r["method"]: r for r in csv.DictReader((out / "results.csv").open())}
-    assert rows["smfd-gt-mask"]["n"] == "0" and "needs ground-truth masks" in rows["smfd-gt-mask"]["status"]
-    assert float(rows["deconv"]["psnr"]) > 0
+                 "deconv,smfd-gt-mask", "--out", str(out), "--grid-rows", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "smfd: error: smfd-gt-mask: needs ground-truth masks; give --masks DIR" and not out.exists()
+    loaded = load_methods(["smfd-gt-mask"], EvalOptions(), has_masks=False)
+    assert loaded == {"smfd-gt-mask": "not available: needs ground-truth masks (--masks)"}
 
 
 def test_thesis_tables_with_a_tiny_budget(celeba, random_weights, tmp_path, monkeypatch, capsys):

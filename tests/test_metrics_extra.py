@@ -48,10 +48,20 @@ def basicsr_niqe():
     return module, stubs["basicsr.utils.matlab_functions"]
 
 
-def test_pristine_parameters_are_the_published_ones():
+def test_pristine_parameters_are_the_published_ones(tmp_path, monkeypatch):
     mu, cov, window = niqe.pristine_model()
     assert mu.shape == (36,) and cov.shape == (36, 36) and window.shape == (7, 7)
     assert np.allclose(cov, cov.T) and abs(window.sum() - 1) < 1e-6
+    # Any other file in their place (here: the same arrays, one value changed) is refused.
+    other = tmp_path / "niqe_pris_params.npz"
+    np.savez(other, mu_pris_param=mu + 1e-3, cov_pris_param=cov, gaussian_window=window)
+    monkeypatch.setattr(niqe, "params_path", lambda: other)
+    niqe.pristine_model.cache_clear()
+    try:
+        with pytest.raises(MetricUnavailable, match="is not the published pristine model"):
+            niqe.pristine_model()
+    finally:
+        niqe.pristine_model.cache_clear()
 
 
 def test_niqe_matches_basicsr(faces, basicsr_niqe):

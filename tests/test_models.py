@@ -58,7 +58,7 @@ def test_upsamplers_double_resolution():
         merge = UpsampleMerge(12, 4, 6, mode)
         assert merge.out_channels == channels
         assert merge(x, skip).shape == (1, channels, 16, 16)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="upsample mode must be one of"):
         UpsampleMerge(12, 4, 6, "bicubic")
 
 

@@ -68,9 +68,27 @@ def test_same_stem_twice_and_existing_outputs_are_kept(faces, tmp_path, random_w
     assert main(["mask", str(src), str(out), "--weights", str(random_weights)]) == 1
     assert "same name as" in capsys.readouterr().err
     before = (out / f"{first.stem}.png").read_bytes()
-    assert main(["mask", str(first), str(out), "--weights", str(random_weights)]) == 1
+    assert main(["mask", str(first), str(out), "--weights", str(random_weights)]) == 2  # before loading
     assert "exists already" in capsys.readouterr().err
     assert (out / f"{first.stem}.png").read_bytes() == before
+
+
+def test_a_repeated_command_is_refused_before_the_networks_load(faces, tmp_path, random_weights, capsys,
+                                                                monkeypatch):
+    out = tmp_path / "out"
+    commands = {"mask": ["mask", str(faces / "in"), str(out / "mask")],
+                "restore": ["restore", str(faces / "in"), str(out / "restore"), "--aligned"]}
+    for args in commands.values():
+        assert main(args + ["--weights", str(random_weights)]) == 0
+    written = {p: p.read_bytes() for p in out.rglob("*.png")}
+    monkeypatch.setattr("smfd.restorer.Restorer.from_pretrained",
+                        lambda *a, **k: pytest.fail("the networks were loaded for a run with nothing to do"))
+    capsys.readouterr()
+    for args in commands.values():
+        assert main(args + ["--weights", str(random_weights)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "and the 2 other outputs: exist already" in err, err
+    assert {p: p.read_bytes() for p in out.rglob("*.png")} == written
 
 
 def test_bad_inputs_exit_with_one_line(tmp_path, random_weights, capsys):

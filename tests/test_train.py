@@ -169,6 +169,64 @@ def test_resume_with_other_settings_is_refused_and_names_them(celeba, tmp_path, 
     assert (out / "settings.json").read_text() == "earlier"  # nothing rewritten
 
 
+def test_a_batch_larger_than_the_training_faces_is_refused(celeba, tmp_path, capsys):
+    """An epoch with fewer faces than --batch has no full batch (drop_last): it would 'train' the
+    untrained network and save it as the best."""
+    from smfd.cli import main
+
+    out = tmp_path / "run"
+    assert main(["train", "deblur", str(celeba), "--out", str(out), "--batch", "4096", "--workers", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "fill no batch of --batch 4096" in err, err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("found", [("best.safetensors",), ("log.csv",), ("best.safetensors", "log.csv")])
+def test_a_folder_with_weights_or_a_log_but_no_state_is_not_trained_over(celeba, tmp_path, capsys, found):
+    from smfd.cli import main
+
+    for name in found:
+        (tmp_path / name).write_text("another run's")
+    args = ["train", "deblur", str(celeba), "--out", str(tmp_path), "--epochs", "1", "--batch", "4",
+            "--patch", "32", "--size", "64", "--samples-per-epoch", "8", "--val-faces", "4", "--workers", "0"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and " and ".join(found) + " but no state.pt" in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(found)  # nothing written
+    assert all((tmp_path / name).read_text() == "another run's" for name in found)
+
+
+def test_a_corrupt_face_found_by_a_loader_worker_is_one_line_naming_it(celeba, tmp_path, capsys):
+    """A face that cannot be read is found when a DataLoader worker first loads it; torch wraps the
+    error in the worker's traceback, and the user still gets one line naming the file."""
+    from smfd.cli import main
+
+    data = tmp_path / "data"
+    (data / "images").mkdir(parents=True)
+    (data / "masks").mkdir()
+    for image in sorted((celeba / "images").iterdir())[:30]:
+        (data / "images" / image.name).write_bytes(image.read_bytes()[:200])  # truncated JPEGs
+        mask = celeba / "masks" / f"{image.stem}.png"
+        (data / "masks" / mask.name).write_bytes(mask.read_bytes())
+    args = ["train", "deblur", str(data), "--out", str(tmp_path / "run"), "--epochs", "1", "--batch", "4",
+            "--patch", "32", "--size", "64", "--samples-per-epoch", "8", "--val-faces", "4", "--workers", "1"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith(f"smfd: error: {data / 'images'}") and ".jpg" in err and "Traceback" not in err, err
+
+
+def test_an_unreadable_state_is_named(celeba, tmp_path, capsys):
+    from smfd.cli import main
+
+    (tmp_path / "state.pt").write_bytes(b"not a checkpoint")
+    args = ["train", "deblur", str(celeba), "--out", str(tmp_path), "--epochs", "1", "--batch", "4",
+            "--patch", "32", "--size", "64", "--samples-per-epoch", "8", "--val-faces", "4", "--workers", "0"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "state.pt: not a readable training state" in err, err
+    assert [p.name for p in tmp_path.iterdir()] == ["state.pt"]
+
+
 @pytest.mark.parametrize("where", ["before the state", "after the state"])
 def test_an_interruption_leaves_log_and_checkpoint_in_step(celeba, tmp_path, monkeypatch, where):
     """A Ctrl-C (KeyboardInterrupt) while epoch 2 is being recorded: either before state.pt is
