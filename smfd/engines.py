@@ -223,14 +223,20 @@ def calibration_faces(n: int = CALIBRATION_FACES) -> list[np.ndarray]:
     return [resize_to(degrade(sharp, np.random.default_rng(seed))[0], (WORK_SIZE, WORK_SIZE)) for seed in range(n)]
 
 
+def threads_asked() -> int | None:
+    """``$SMFD_THREADS`` when set (checked), else None."""
+    forced = os.environ.get("SMFD_THREADS", "").strip()
+    if not forced:
+        return None
+    if not (forced.isdigit() and 1 <= int(forced) <= 1024):
+        raise InputError(f"$SMFD_THREADS must be a number of threads from 1 to 1024, got {forced!r}")
+    return int(forced)
+
+
 def default_threads() -> int:
     """Inference threads: ``$SMFD_THREADS``, else one per core available to this process."""
-    forced = os.environ.get("SMFD_THREADS", "").strip()
-    if forced:
-        if not (forced.isdigit() and 1 <= int(forced) <= 1024):
-            raise InputError(f"$SMFD_THREADS must be a number of threads from 1 to 1024, got {forced!r}")
-        return int(forced)
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return threads_asked() or cores
 
 
 def make_engine(name: str, mask_model: nn.Module, deblur_model: nn.Module, device: torch.device, size: int,
@@ -245,7 +251,9 @@ def make_engine(name: str, mask_model: nn.Module, deblur_model: nn.Module, devic
     if name == "auto":
         name = "openvino" if device.type == "cpu" and openvino_version() is not None else "pytorch"
     if name == "pytorch":
-        torch.set_num_threads(threads or default_threads())
+        threads = threads or threads_asked()
+        if threads:  # else PyTorch's own default, one per core
+            torch.set_num_threads(threads)
         return TorchEngine(mask_model, deblur_model, device)
     if device.type != "cpu":
         raise InputError(f"the {name} engine runs on the CPU; use --engine pytorch for {device.type}")
