@@ -42,7 +42,7 @@ TEMPLATE_BOX = (0.1960, 0.3070, 0.7894, 0.8998)
 # Pixels the detector sees per photo, whatever the photo's size. Measured here on 2 busy cores:
 # HOG ~3 s and ~350 MB at 12 MP; the CNN ~12 s and ~1 GB at 1 MP (its memory grows ~1 GB per MP).
 DETECT_PIXELS = {"hog": 12_000_000, "cnn": 1_000_000}
-MAX_UPSCALE = 4.0  # small photos are enlarged up to 4x so that faces down to ~20 px are found
+MAX_UPSCALE = 4.0  # small photos are enlarged up to 4x so that faces down to ~16 px are found
 ROTATED_PIXELS = 3_000_000  # lighter budget for each rotated retry
 ROTATIONS = ((90, -90, 180), (45, -45, 135, -135))  # turns tried, in rounds, when upright finds none
 DETECTORS = ("hog", "cnn")
@@ -261,8 +261,8 @@ def detect_faces(image: np.ndarray, detector: str = "hog", rotations: bool = Tru
     The detector sees a copy of the photo resized to ``pixels`` pixels (default
     ``DETECT_PIXELS[detector]``; at most 4x enlarged): with HOG a 6000x4000 photo is searched at
     about 4200x2800, so memory stays bounded and the smallest face found grows with the photo
-    (about 20 px on small photos, 115 px at 24 megapixels; the CNN's budget is smaller). The HOG
-    detector finds upright faces turned up to about +-30 degrees; when the upright pass finds none,
+    (16 px at 0.75 megapixels, 80 px at 24: scripts/measure_detection.py; the CNN's budget is
+    smaller). The HOG detector finds upright faces turned up to about +-40 degrees; when the upright pass finds none,
     copies turned in steps of 45 degrees are searched (``rotations``) and the turn with the most
     evidence wins, so a sideways or upside-down photo works. A photo with both upright and strongly
     rotated faces gets only its upright ones.
