@@ -20,8 +20,8 @@ from smfd.images import write_png
 from .context import AppContext
 from .errors import shown_to_user
 from .examples import blurred
-from .face import safe_stem, write_mask_png
-from .uploads import FULL_SIZE_BLUR_PIXELS, read_mask_upload, read_upload
+from .face import fit_to, safe_stem, write_mask_png
+from .uploads import FULL_SIZE_PIXELS, read_mask_upload, read_upload
 
 
 def _image(data: dict, **budget) -> np.ndarray:
@@ -42,6 +42,8 @@ def register(ctx: AppContext) -> None:
         picture = _image(image)
         labels = read_mask_upload(mask["path"], "auto", mask.get("orig_name")) if mask else None
         with shown_to_user():
+            if labels is not None:  # as the Restore tab: another aspect ratio is another picture
+                labels = fit_to(labels, picture, "mask", nearest=True)
             out = ctx.restorer.restore(picture, labels)
         return FileData(path=str(write_png(ctx.output_dir() / f"{_stem(image)}_restored.png", out)))
 
@@ -62,7 +64,7 @@ def register(ctx: AppContext) -> None:
         """Degrade an image with the thesis pipeline, as `smfd blur` does (any option left out
         keeps the thesis' value). Returns the degraded PNG and the recipe as JSON, which
         `smfd blur --recipe` replays exactly. Images blur at full size: up to 4.2 megapixels."""
-        picture = _image(image, max_pixels=FULL_SIZE_BLUR_PIXELS, what="blurring at full size")
+        picture = _image(image, max_pixels=FULL_SIZE_PIXELS, what="blurring at full size")
         given = dict(layers=layers, sequences=sequences, gaussian_sizes=gaussian_sizes,
                      motion_sizes=motion_sizes, directions=directions, scale_range=scale_range,
                      noise_range=noise_range)

@@ -18,7 +18,7 @@ from . import examples, render
 from .context import AppContext
 from .errors import shown_to_user
 from .face import Face, safe_stem
-from .uploads import FULL_SIZE_BLUR_PIXELS, check_pixels, checked_image
+from .uploads import FULL_SIZE_PIXELS, check_pixels, checked_image
 
 KERNEL_SIZES = (3, 5, 7, 9, 11, 15, 21, 25, 31, 35, 41, 51, 61)
 LAYER_CHOICES = (1, 2, 3, 4, 5)
@@ -67,7 +67,7 @@ def blur_lab(ctx: AppContext, image, resize, source, seed, *option_values):
         raise gr.Error("The seed must be a non-negative integer.")
     name, truth = source or ("upload", None)
     if not resize:
-        check_pixels(image.shape[1], image.shape[0], FULL_SIZE_BLUR_PIXELS,
+        check_pixels(image.shape[1], image.shape[0], FULL_SIZE_PIXELS,
                      "the blur lab at full size (tick 'Scale to 512 px first', or use `smfd blur`)", name)
     sharp = source_size(image) if resize else image
     blurry, recipe = examples.blurred(sharp, seed, options)

@@ -15,7 +15,9 @@ import numpy as np
 from smfd.errors import InputError
 
 from .context import AppContext
+from .errors import shown_to_user
 from .face import Face, quality
+from .uploads import FULL_SIZE_PIXELS, check_pixels
 
 COLUMNS = ["method", "PSNR (dB)", "SSIM", "seconds", "licence", "commercial use"]
 
@@ -102,7 +104,11 @@ def unavailable(results: list[Result], has_baselines: bool) -> str:
 def compare(ctx: AppContext, face: Face | None, progress=gr.Progress()):
     if face is None:
         raise gr.Error("Load or upload a face in the Restore tab first.")
-    results = run_all(ctx, face, progress)
+    # Every method runs at the image's size (the deconvolution's kernel grows with it).
+    check_pixels(face.blurry.shape[1], face.blurry.shape[0], FULL_SIZE_PIXELS,
+                 "comparing every method at full size (crop it to the face)", face.name)
+    with shown_to_user():
+        results = run_all(ctx, face, progress)
     gallery = [(r.image, r.title) for r in results if r.image is not None]
     note = "" if face.sharp is not None else (
         "No sharp reference for this image, so no PSNR/SSIM (load an example or upload the sharp face).")

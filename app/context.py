@@ -22,7 +22,7 @@ from smfd.restorer import Restorer, weight_files
 from .examples import Example
 
 OUTPUT_TTL = 3600  # seconds a request's download folder is kept
-OWN_METHODS = ("blurry", "input")  # registry names for the unrestored input
+OWN_METHODS = ("blurry", "input")  # the unrestored input: the registry's name and the study's control
 
 
 def weights_tag(folder: str | Path | None) -> str:
@@ -54,17 +54,20 @@ class AppContext:
         raise InputError(f"unknown example {name!r}")
 
     def output_dir(self) -> Path:
-        """A fresh folder for one request's files; folders older than OUTPUT_TTL are removed."""
-        self.work_dir.mkdir(parents=True, exist_ok=True)
+        """A fresh folder for one request's files under work_dir/requests; request folders older
+        than OUTPUT_TTL are removed. Nothing else in work_dir is touched: the user study serves its
+        images from work_dir/study for as long as the server runs."""
+        requests = self.work_dir / "requests"
+        requests.mkdir(parents=True, exist_ok=True)
         now = time.time()
-        for old in self.work_dir.iterdir():
+        for old in requests.iterdir():
             try:
                 expired = old.is_dir() and now - old.stat().st_mtime > OUTPUT_TTL
             except FileNotFoundError:  # another request removed it meanwhile
                 continue
             if expired:
                 shutil.rmtree(old, ignore_errors=True)
-        folder = self.work_dir / uuid.uuid4().hex
+        folder = requests / uuid.uuid4().hex
         folder.mkdir()
         return folder
 

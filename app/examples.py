@@ -41,5 +41,4 @@ def find_examples(folder: str | Path | None) -> list[Example]:
 def blurred(image: np.ndarray, seed: int,
             options: degrade.PipelineOptions = degrade.PipelineOptions()) -> tuple[np.ndarray, degrade.Recipe]:
     """Degrade a sharp face with a recipe drawn from ``seed`` (the thesis pipeline by default)."""
-    recipe = degrade.sample_recipe(np.random.default_rng(seed), options)
-    return degrade.apply(image, recipe), recipe
+    return degrade.degrade(image, np.random.default_rng(seed), options)

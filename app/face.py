@@ -51,7 +51,7 @@ def fit_to(image: np.ndarray, reference: np.ndarray, what: str, nearest: bool = 
 
 
 def at_work_size(image: np.ndarray) -> np.ndarray:
-    """The benchmark protocol measures at 256x256 (area interpolation)."""
+    """The benchmark protocol measures at 256x256 (area averaging down; a smaller image is enlarged bicubically)."""
     return resize_to(image, WORK)
 
 

@@ -15,6 +15,7 @@ from smfd.models import ABLATIONS, SMFDConfig, SMFDNet, count_parameters
 
 from . import examples, features
 from .context import AppContext
+from .errors import shown_to_user
 from .face import Face
 
 THESIS_TOTAL = 1_743_940_018_728  # as printed in the thesis (section 3.4.1)
@@ -87,10 +88,11 @@ def feature_maps(ctx: AppContext, face: Face | None, mode: str, progress=gr.Prog
         sharp = examples.astronaut_face()
         face = Face("astronaut, seed 0", examples.blurred(sharp, 0)[0], sharp)
     progress(0.1, desc="Mask generator")
-    mask = face.mask if face.mask is not None else ctx.restorer.mask(face.blurry)
-    masks = features.gallery(features.mask_generator_maps(ctx.restorer, face.blurry), mode)
-    progress(0.5, desc="SMFD-UNet")
-    smfd = features.gallery(features.smfd_maps(ctx.restorer, face.blurry, mask), mode)
+    with shown_to_user():
+        mask = face.mask if face.mask is not None else ctx.restorer.mask(face.blurry)
+        masks = features.gallery(features.mask_generator_maps(ctx.restorer, face.blurry), mode)
+        progress(0.5, desc="SMFD-UNet")
+        smfd = features.gallery(features.smfd_maps(ctx.restorer, face.blurry, mask), mode)
     return f"Feature maps of **{face.name}**.", masks, smfd
 
 

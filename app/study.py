@@ -13,7 +13,7 @@ from typing import Callable
 
 import numpy as np
 
-from smfd.images import list_images, read_image, write_png
+from smfd.images import check_rgb, list_images, read_image, write_png
 
 from .study_store import VoteStore
 
@@ -25,11 +25,11 @@ class NotReady(RuntimeError):
 
 
 def study_photos(folder: str | Path) -> list[Path]:
-    """The study's photos, each read once: a bad file stops the start with its name, rather
-    than leaving a participant stuck on it later."""
+    """The study's photos, each read once: a bad file (or one too small to restore) stops the
+    start with its name, rather than leaving a participant stuck on it later."""
     images = list_images(folder)
     for path in images:
-        read_image(path)
+        check_rgb(read_image(path), str(path))
     return images
 
 
@@ -50,6 +50,7 @@ class Study:
         self._served: dict[tuple[str, str], Path] = {}
         self._lock = threading.Lock()
         self.ready = threading.Event()
+        self.failure: str | None = None  # why precompute stopped, if it failed: the study cannot open
 
     def __len__(self) -> int:
         return len(self.images)
@@ -96,7 +97,12 @@ class Study:
                     return computed
                 cached = self._cache_path(image, method)
                 computed += not cached.is_file()
-                cached = self.restoration(image, method)
+                try:
+                    cached = self.restoration(image, method)
+                except Exception as exc:  # said at Start, not left as "still being prepared" forever
+                    self.failure = f"{method} on {image.name} failed ({type(exc).__name__}: {exc})"
+                    print(f"user study: {self.failure}; the study cannot open", flush=True)
+                    raise
                 copy = self.serve_dir / f"{secrets.token_hex(10)}.png"
                 shutil.copyfile(cached, copy)
                 self._served[(image.name, method)] = copy

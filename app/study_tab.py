@@ -60,9 +60,14 @@ def _screen(ctx: AppContext, participant: str, index: int | None):
         return ({"participant": participant}, None, None, done, "", *buttons)
     trial = _database(lambda: study.store.trial(participant, index), "the next photo cannot be shown "
                       "(your votes so far are saved; press Start to continue)")
+    if trial.image not in study.by_name or not {trial.left, trial.right} <= set(study.methods):
+        # Dealt by an earlier run of the app with other photos or methods: waiting will not help.
+        raise gr.Error("Your next photo is no longer part of this study (the study was restarted with other "
+                       "photos or methods). Your votes so far are saved; please tell the organiser.",
+                       title="Photo withdrawn")
     try:
         left, right = study.served(trial.image, trial.left), study.served(trial.image, trial.right)
-    except (NotReady, KeyError):  # KeyError: a photo dealt earlier has left the study folder
+    except NotReady:
         raise gr.Error("This photo is not available right now; please try again in a minute.") from None
     # Served copies have random names: nothing in the page (file names, URLs, captions) tells
     # which method made which side.
@@ -75,6 +80,9 @@ def start(ctx: AppContext, saved_id, request: gr.Request = None):
     study = ctx.study
     if study is None:
         raise gr.Error("No study photos: start the app with --study-images DIR.")
+    if study.failure is not None:
+        raise gr.Error(f"The study cannot open: {study.failure}. Please tell the organiser.",
+                       title="Study unavailable")
     if not study.ready.is_set():
         raise gr.Error(f"The study is still being prepared ({study.prepared} of {study.total} "
                        "restorations ready). Please try again in a minute.", title="Not ready yet")

@@ -10,14 +10,14 @@ import numpy as np
 from PIL import Image
 
 from smfd.errors import InputError
-from smfd.images import read_groups, read_image
+from smfd.images import check_rgb, read_groups, read_image
 
 MAX_UPLOAD = "25mb"  # Gradio refuses bigger files before they reach a handler
 MAX_PIXELS = 25_000_000  # decoded size limit: a 25 MB PNG can still hold a gigapixel image
 # Per-request budgets of the expensive paths, so that one request cannot hold the shared model
 # worker for long: blurring at full size (the blur lab without scaling, the blur endpoint) and
 # the whole-photo mode (detection, every face, paste-back).
-FULL_SIZE_BLUR_PIXELS = 4_200_000  # 2048x2048
+FULL_SIZE_PIXELS = 4_200_000  # 2048x2048: work at an image's full size (blurring, comparing methods)
 WHOLE_PHOTO_PIXELS = 16_800_000  # 4096x4096
 
 
@@ -47,8 +47,8 @@ def read_upload(path: str | Path, name: str | None = None, max_pixels: int = MAX
     size = _declared_size(path)
     if size:
         check_pixels(*size, max_pixels, what, shown)
-    try:
-        return read_image(path)
+    try:  # too small for the networks: said now, not by whichever tab uses it later
+        return check_rgb(read_image(path), str(path))
     except InputError as exc:
         raise gr.Error(str(exc).replace(str(path), shown), title="Unusable image") from None
 
@@ -58,6 +58,9 @@ def read_mask_upload(path: str | Path, kind: str, name: str | None = None) -> np
     CelebAMask-HQ classes) or 'auto' (classes when a value above 4 occurs)."""
     path = Path(path)
     shown = name or path.name
+    size = _declared_size(path)
+    if size:
+        check_pixels(*size, MAX_PIXELS, "a mask", shown)
     try:
         return read_groups(path, kind)
     except InputError as exc:
@@ -79,8 +82,10 @@ def checked_image(**kwargs) -> gr.Image:
     standard = image.preprocess
 
     def preprocess(payload):
-        if payload is None or payload.path is None:
-            return standard(payload)  # nothing uploaded, or an inline data URL
+        if payload is None:
+            return standard(payload)  # nothing uploaded
+        if payload.path is None:  # an inline data URL: the page never sends one, and it would skip the checks
+            raise gr.Error("images are accepted as uploaded files only", title="Unusable image")
         return read_upload(payload.path, payload.orig_name)
 
     image.preprocess = preprocess

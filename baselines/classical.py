@@ -33,8 +33,8 @@ class Deconvolution(Method):
 
     The pipeline's blur is unknown at test time (a random mix of Gaussian and motion layers, then
     down/up-scaling), so the PSF is not estimated per image: an isotropic Gaussian of sigma 2.0 px
-    per 256 px of width stands in for it, the middle of the Gaussian widths the pipeline uses
-    (sigma 2.6..6.5 px at 512, i.e. 1.3..3.3 px at 256). Few iterations keep noise in check.
+    per 256 px of width stands in for it, about the geometric middle of the Gaussian widths the
+    pipeline uses (sigma 2.6..6.5 px at 512, i.e. 1.3..3.3 px at 256; geometric mean 2.07). Few iterations keep noise in check.
     """
 
     def __init__(self, info: MethodInfo, iterations: int = ITERATIONS):

@@ -60,7 +60,8 @@ _METHODS = (
     MethodInfo("deconv", "Richardson-Lucy deconvolution", "BSD-3-Clause (scikit-image)", True, None,
                None, None, False, False,
                "20 iterations per channel with a fixed isotropic Gaussian PSF of sigma 2.0 px per "
-               "256 px of image width (the middle of the pipeline's Gaussian blur widths at 256x256); "
+               "256 px of image width (about the geometric middle of the pipeline's Gaussian blur widths at "
+               "256x256, 1.3-3.3 px); "
                "not a blind estimate"),
     MethodInfo("blurry", "Blurry input (no restoration)", "-", True, None, None, None, False, False,
                "the input itself: the floor every method should beat"),

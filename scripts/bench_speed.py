@@ -86,18 +86,16 @@ def folder_rate(engine: str, folder: Path, n: int, weights: str | None) -> tuple
 def random_weights(folder: Path, deblur: dict, mask: dict) -> str:
     """Random-init networks of the shipped configs changed by ``deblur`` / ``mask``, saved as a
     weights folder."""
-    import dataclasses
     import json
 
     from smfd import checkpoint
-    from smfd.models import build
+    from smfd.models import build, with_overrides
     from smfd.restorer import weight_files
 
     torch.manual_seed(0)  # the same networks each run, so an engine converts them once
     for path, changes in zip(weight_files(folder), (mask, deblur)):
         shipped = checkpoint.load(next(p for p in weight_files() if p.name == path.name))
-        config = dataclasses.replace(shipped.config, **{k: tuple(v) if isinstance(v, list) else v
-                                                        for k, v in changes.items()})
+        config = with_overrides(shipped.config, changes)
         print(f"random-init {path.stem}: {json.dumps({k: v for k, v in changes.items()})}")
         checkpoint.save(path, build(config).eval())
     return str(folder)

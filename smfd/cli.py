@@ -1,4 +1,5 @@
-"""The ``smfd`` command. Each subcommand imports what it needs only when it runs.
+"""The ``smfd`` command. The heavy libraries (torch, gradio, the baselines) are imported only by
+the subcommand that runs; building the parser reads only the degradation options' defaults.
 
 Exit status: 0 on success, 1 when some inputs of a batch failed (the others are written),
 2 for a bad command line or unusable input. Errors are one line, without a traceback

@@ -95,7 +95,10 @@ def read_labels(path: str | Path) -> np.ndarray:
     img = _open(Path(path))
     if img.mode not in ("P", "L", "I;16", "I"):
         raise InputError(f"{path}: a label map must be a palette or grayscale PNG, got mode {img.mode}")
-    return np.asarray(img).astype(np.uint8)
+    raw = np.asarray(img)
+    if raw.size and (raw.min() < 0 or raw.max() > 255):  # 16/32-bit PNGs: no silent wrap-around
+        raise InputError(f"{path}: label values must lie in 0..255, found {raw.min()}..{raw.max()}")
+    return raw.astype(np.uint8)
 
 
 def read_groups(path: str | Path, values: str = "groups") -> np.ndarray:

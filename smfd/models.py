@@ -106,7 +106,13 @@ def config_from_dict(data: dict):
     unknown = set(data) - names
     if unknown:
         raise ValueError(f"unknown {cls.__name__} fields: {sorted(unknown)}")
-    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+    return with_overrides(cls(), data)
+
+
+def with_overrides(config, overrides: dict):
+    """``config`` with some fields replaced; lists (from JSON or --set) become tuples, as the
+    configs are frozen and hashable."""
+    return dataclasses.replace(config, **{k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()})
 
 
 class Encoder(nn.Module):

@@ -18,8 +18,8 @@ from .faces import CROP_SIZE, Face, apply, compose, detect_faces, invert, warp
 from .images import check_rgb
 
 # Face width in px below which a face is left alone: the most degraded training faces keep about
-# 76 px of detail (a 304-px face box shrunk 4x); with less than half of that the network would be
-# inventing a face rather than deblurring one.
+# 76 px of detail (a 304-px face box shrunk 4x); with well under half of that (32 px is 42 %) the
+# network would be inventing a face rather than deblurring one.
 MIN_FACE = 32
 FEATHER = 6.0  # px at 256: Gaussian softening of the mask edge
 EDGE_FADE = 16  # px at 256: alpha fades to zero over this band at the crop border, so no box shows

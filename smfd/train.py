@@ -35,7 +35,7 @@ from .errors import InputError
 from .images import to_uint8, write_atomically
 from .losses import LOSSES, restoration_loss, segmentation_loss
 from .models import (MaskNetConfig, SegBaselineConfig, SMFDConfig, build, count_parameters,
-                     generated_mask_input, mask_input, mask_probabilities, one_hot_mask)
+                     generated_mask_input, mask_input, mask_probabilities, one_hot_mask, with_overrides)
 from .runtime import fast_autocast, pick_device
 
 # Validation figures that may pick the best epoch and drive the learning rate; the first is the
@@ -138,8 +138,7 @@ class TrainSettings:
             base = SMFDConfig()
         else:  # --set arch=unet|unetplusplus trains an smp baseline instead of the mask generator
             base = SegBaselineConfig() if "arch" in self.config else MaskNetConfig()
-        return dataclasses.replace(base, **{k: tuple(v) if isinstance(v, list) else v
-                                            for k, v in self.config.items()})
+        return with_overrides(base, self.config)
 
 
 class EpochSampler(Sampler):

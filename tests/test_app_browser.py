@@ -519,3 +519,11 @@ def test_api_refuses_bad_uploads_with_a_message(client, tmp_path):
     Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(good)
     with pytest.raises(Exception, match="layers must be positive"):
         client.predict(handle_file(str(good)), layers=[0], api_name="/blur")
+    wide = tmp_path / "wide.png"  # a mask of another picture: refused, as the Restore tab does
+    Image.fromarray(np.zeros((64, 128), np.uint8)).save(wide)
+    with pytest.raises(Exception, match=r"the mask \(128x64\) does not match the blurry image \(64x64\)"):
+        client.predict(handle_file(str(good)), handle_file(str(wide)), api_name="/restore")
+    huge_mask = tmp_path / "huge_mask.png"
+    Image.new("L", (6000, 5000)).save(huge_mask, optimize=True)  # small file, 30 megapixels
+    with pytest.raises(Exception, match=r"huge_mask.png: image is too large for a mask"):
+        client.predict(handle_file(str(good)), handle_file(str(huge_mask)), api_name="/restore")

@@ -36,7 +36,7 @@ from app.admin import TOKEN_ENV, AdminGate, Refused, admin_token
 from app.context import AppContext
 from app.study import CONTROL, NotReady, Study, study_photos
 from app.study_store import Vote, VoteStore, deal, trials_table, valid_id
-from app.uploads import FULL_SIZE_BLUR_PIXELS, checked_image, read_mask_upload, read_upload
+from app.uploads import FULL_SIZE_PIXELS, checked_image, read_mask_upload, read_upload
 from smfd import degrade, labels
 from smfd.errors import InputError
 from smfd.images import read_image, read_labels, resize_labels
@@ -103,7 +103,7 @@ def test_expensive_paths_have_a_pixel_budget_checked_before_decoding(tmp_path, m
     monkeypatch.setattr("app.uploads.read_image", lambda path: pytest.fail("decoded"))
     with pytest.raises(gr.Error, match=r"tiny.png: image is too large for blurring at full size "
                                        r"\(5000x5000, 25.0 megapixels; the limit is 4.2 megapixels\)"):
-        read_upload(bomb, max_pixels=FULL_SIZE_BLUR_PIXELS, what="blurring at full size")
+        read_upload(bomb, max_pixels=FULL_SIZE_PIXELS, what="blurring at full size")
     monkeypatch.undo()
     ctx = make_context(tmp_path)
     big = np.zeros((2100, 2100, 3), np.uint8)
@@ -113,6 +113,17 @@ def test_expensive_paths_have_a_pixel_budget_checked_before_decoding(tmp_path, m
     photo = face.Face("group.jpg", np.zeros((4200, 4100, 3), np.uint8))
     with pytest.raises(gr.Error, match=r"group.jpg: image is too large for the whole-photo mode .*4100x4200"):
         restore_tab.restore(ctx, photo, True, lambda *a, **k: None)
+    # Compare runs every method (the deconvolution's kernel grows with the image) at full size.
+    ctx = make_context(tmp_path)
+    monkeypatch.setattr(compare_tab, "run_all", lambda *a, **k: pytest.fail("ran"))
+    with pytest.raises(gr.Error, match=r"group.jpg: image is too large for comparing every method at full size"):
+        compare_tab.compare(ctx, photo, progress=lambda *a, **k: None)
+
+
+def test_an_upload_too_small_for_the_networks_is_named_at_once(tmp_path):
+    Image.new("RGB", (5, 5)).save(tmp_path / "dot.png")
+    with pytest.raises(gr.Error, match=r"dot.png: image is too small \(5x5\)"):
+        read_upload(tmp_path / "dot.png")
 
 
 def test_checked_image_component_reads_uploads_through_the_checks(tmp_path):
@@ -123,6 +134,9 @@ def test_checked_image_component_reads_uploads_through_the_checks(tmp_path):
     path.write_bytes(b"GIF89a broken")
     with pytest.raises(gr.Error, match="x.png: not an image file"):
         component.preprocess(ImageData(path=str(path), orig_name="x.png"))
+    assert component.preprocess(None) is None  # nothing uploaded
+    with pytest.raises(gr.Error, match="as uploaded files only"):  # would skip every check above
+        component.preprocess(ImageData(url="data:image/png;base64,iVBORw0KGgo="))
     assert component.get_config()["format"] == "png"  # lossless to the browser and back
 
 
@@ -510,6 +524,44 @@ def test_study_adds_the_input_as_control_and_serves_restorations_under_random_na
     assert restarted.precompute() == 0 and restarted.calls == []
 
 
+def test_a_returning_participant_whose_photos_left_the_study_is_told_why(tmp_path):
+    from app.study_tab import start
+
+    first = fake_study(tmp_path, ["smfd", "gfpgan"], n_images=2)
+    participant = first.new_participant()  # every trial compares smfd with gfpgan
+    again = Study(first.images, ["smfd", "codeformer"], first.store, tmp_path / "cache", first._restore,
+                  tmp_path / "served2")  # restarted without GFPGAN's weights
+    again.precompute()
+    with pytest.raises(gr.Error, match="no longer part of this study"):
+        start(make_context(tmp_path, study=again), participant)
+
+
+def test_a_study_that_cannot_be_prepared_says_so(tmp_path):
+    """A photo too small to restore stops the start with its name; a method that fails while
+    the restorations are prepared is what Start reports, not "still being prepared" for ever."""
+    from app.study_tab import start
+
+    tiny = tmp_path / "tiny"
+    tiny.mkdir()
+    Image.new("RGB", (4, 4)).save(tiny / "dot.png")
+    with pytest.raises(InputError, match="dot.png: image is too small"):
+        study_photos(tiny)
+    study = fake_study(tmp_path, ["smfd", "broken"], n_images=2)
+
+    def restore(method, image):
+        if method == "broken":
+            raise RuntimeError("out of memory")
+        return image
+
+    study._restore = restore
+    with pytest.raises(RuntimeError):
+        study.precompute()
+    assert not study.ready.is_set() and study.failure == "broken on p0.png failed (RuntimeError: out of memory)"
+    ctx = make_context(tmp_path, study=study)
+    with pytest.raises(gr.Error, match="The study cannot open: broken on p0.png failed"):
+        start(ctx, None)
+
+
 # ---------------------------------------------------------------- vote storage: integrity
 
 def test_votes_are_checked_against_the_dealt_trials(study_db):
@@ -837,3 +889,20 @@ def test_demo_options_are_checked_before_the_networks_load(monkeypatch, tmp_path
     assert not (tmp_path / "votes.sqlite").exists()
     with pytest.raises(InputError, match=str(tmp_path / "no-such-folder")):
         app_main.create_context(examples=str(tmp_path / "no-such-folder"))
+
+
+def test_old_request_folders_go_and_the_study_images_stay(tmp_path):
+    """Download folders older than an hour are removed when a new request comes; the user study's
+    images, served from the same work folder for as long as the server runs, are not."""
+    import app.context
+
+    ctx = make_context(tmp_path)
+    first = ctx.output_dir()
+    study = ctx.work_dir / "study"
+    study.mkdir()
+    (study / "served.png").write_bytes(b"png")
+    long_ago = time.time() - app.context.OUTPUT_TTL - 60
+    for folder in (first, study):
+        os.utime(folder, (long_ago, long_ago))
+    second = ctx.output_dir()
+    assert not first.exists() and second.is_dir() and (study / "served.png").is_file()

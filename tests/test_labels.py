@@ -62,6 +62,18 @@ def test_out_of_range_labels_are_refused():
     assert labels.check_groups(np.array([[0, 4]], np.int64)).dtype == np.uint8
 
 
+def test_16_bit_label_pngs_are_read_exactly_or_refused(tmp_path):
+    """A 16-bit PNG holding 257 must not come back as 1 (a plausible group) by wrap-around."""
+    from smfd.errors import InputError
+    from smfd.images import read_groups, read_labels
+
+    Image.fromarray(np.array([[0, 4], [2, 3]], np.uint16)).save(tmp_path / "ok.png")
+    assert read_groups(tmp_path / "ok.png").tolist() == [[0, 4], [2, 3]]
+    Image.fromarray(np.array([[0, 257]], np.uint16)).save(tmp_path / "wrapped.png")
+    with pytest.raises(InputError, match="wrapped.png: label values must lie in 0..255, found 0..257"):
+        read_labels(tmp_path / "wrapped.png")
+
+
 def test_palettes_are_distinct_rgb_colours():
     for palette, n in ((labels.GROUP_PALETTE, 5), (labels.CLASS_PALETTE, 19)):
         assert palette.shape == (n, 3) and palette.dtype == np.uint8
