@@ -11,7 +11,7 @@ import gradio as gr
 import numpy as np
 
 from smfd import degrade
-from smfd.blur_files import recipe_record
+from smfd.blur_files import recipe_record, write_recipe
 from smfd.images import resize_to
 
 from . import examples, render
@@ -71,10 +71,9 @@ def blur_lab(ctx: AppContext, image, resize, source, seed, *option_values):
                      "the blur lab at full size (tick 'Scale to 512 px first', or use `smfd blur`)", name)
     sharp = source_size(image) if resize else image
     blurry, recipe = examples.blurred(sharp, seed, options)
-    record = recipe_record(recipe, options, seed, name)
-    text = json.dumps(record, indent=2)
-    path = ctx.output_dir() / f"{safe_stem(name)}_seed{seed}_recipe.json"
-    path.write_text(text + "\n")
+    path = write_recipe(ctx.output_dir() / f"{safe_stem(name)}_seed{seed}_recipe.json",
+                        recipe_record(recipe, options, seed, name))
+    text = path.read_text().rstrip("\n")
     face = Face(f"{name} (blur lab, seed {seed})", blurry, sharp)
     if truth is not None:
         face = face.with_truth(truth)

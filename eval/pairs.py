@@ -17,7 +17,7 @@ import numpy as np
 from tqdm import tqdm
 
 from smfd import data
-from smfd.blur_files import recipe_record
+from smfd.blur_files import recipe_record, write_recipe
 from smfd.degrade import PipelineOptions
 from smfd.errors import InputError
 from smfd.images import list_images, read_groups, read_image, write_png
@@ -80,8 +80,8 @@ def make_pairs(dataset: str | Path, out: str | Path, limit: int | None = None, s
     for record in tqdm(records, desc="pairs", unit="face"):
         blurry, sharp, groups, recipe = data.benchmark_pair(record, seed)
         write_png(out / "blurry" / f"{record.id}.png", blurry)
-        (out / "blurry" / f"{record.id}.json").write_text(
-            json.dumps(recipe_record(recipe, PipelineOptions(), seed, str(record.image)), indent=2) + "\n")
+        write_recipe(out / "blurry" / f"{record.id}.json",
+                     recipe_record(recipe, PipelineOptions(), seed, str(record.image)))
         write_png(out / "sharp" / f"{record.id}.png", sharp)
         if groups is not None:
             write_png(out / "masks" / f"{record.id}.png", groups)

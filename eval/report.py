@@ -50,10 +50,15 @@ def write_csv(path: Path, columns, rows: list[dict]) -> None:
             writer.writerow([fmt(c, row.get(c)) for c in columns])
 
 
+def markdown_grid(header, rows) -> str:
+    """A markdown table of cells that are text already."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows]) + "\n"
+
+
 def markdown_table(rows: list[dict], columns) -> str:
-    head = "| " + " | ".join(columns) + " |\n|" + "---|" * len(columns) + "\n"
-    return head + "".join("| " + " | ".join(fmt(c, r.get(c)) or "n/a" for c in columns) + " |\n"
-                          for r in rows)
+    """Result rows (dicts) as a markdown table of ``columns``, numbers at their DIGITS."""
+    return markdown_grid(columns, [[fmt(c, r.get(c)) or "n/a" for c in columns] for r in rows])
 
 
 def write_markdown(path: Path, rows: list[dict], pairs: list[Pair], unavailable: dict) -> None:

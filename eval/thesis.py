@@ -36,7 +36,7 @@ from smfd.models import ABLATIONS, count_parameters
 
 from .compare import EvalOptions, evaluate
 from .pairs import Pair, find_pairs, make_pairs, pair_records
-from .report import fmt
+from .report import fmt, markdown_grid
 
 THESIS_41 = {"mask-generator": (64.84, 55.72, 5_416_159), "unet": (67.21, 58.00, 31_401_605),
              "unetplusplus": (68.20, 58.74, 36_643_333)}
@@ -328,11 +328,6 @@ def identity_verdict(after: dict, before: dict) -> str:
 
 # ---------------------------------------------------------------- tables
 
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows]) + "\n"
-
-
 def _num(value, digits: int) -> str:
     """A cell; n/a where there is no number (e.g. Dice of a group absent from every face)."""
     return "n/a" if value is None or math.isnan(value) else f"{value:,.{digits}f}"
@@ -451,7 +446,7 @@ def table_41(lab: Lab) -> tuple[str, list[Run]]:
     verdict = _verdict_41(results)
     _curves(lab.out / "curves_4.1.png", runs, "dice", "Table 4.1: validation Dice per run")
     return ("## Table 4.1: mask generator vs UNet vs UNet++ (held-out faces, equal budget)\n\n"
-            + _table(header, rows)
+            + markdown_grid(header, rows)
             + "\nDice and Jaccard (%): per group over the 5 groups (background included), pixel counts summed "
               "over the faces, then the mean. Parameters counted as Keras does (BatchNorm statistics "
               f"included). ms per face: mask prediction at 256x256 on {lab.device}, wall time here. Learning "
@@ -496,8 +491,9 @@ def table_42(lab: Lab, overwrite: bool) -> str:
         rows.append([name, str(r["n"]), *ours, *theirs, "ok" if r["status"] == "ok" else "see below"])
     notes = "".join(f"- `{r['method']}`: {r['status']}\n" for r in results.values() if r["status"] != "ok")
     return ("## Table 4.2: zero-shot comparison (held-out faces)\n\n"
-            + _table(["method", "n", "PSNR", "SSIM %", "MSE", "NIQE", "LPIPS", "FID", "thesis PSNR",
-                      "thesis SSIM %", "thesis MSE", "thesis NIQE", "thesis LPIPS", "thesis FID", "status"], rows)
+            + markdown_grid(["method", "n", "PSNR", "SSIM %", "MSE", "NIQE", "LPIPS", "FID", "thesis PSNR",
+                             "thesis SSIM %", "thesis MSE", "thesis NIQE", "thesis LPIPS", "thesis FID", "status"],
+                            rows)
             + "\nThe thesis does not say which GFPGAN version it ran (its row is shown against both). Its "
               "NIQE values (about 0.26) are not on the scale of the standard NIQE (about 3-20 on faces); "
               "they cannot be compared with ours. Full results, samples and a chart: "
@@ -560,7 +556,7 @@ def table_43(lab: Lab) -> tuple[str, list[Run]]:
     against = [f"- {ABLATION_TITLES[v]}: with ground-truth masks {identity_verdict(both['gt'], blurry)}; "
                f"with generated masks {identity_verdict(both['generated'], blurry)}." for v, both in scored.items()]
     _curves(lab.out / "curves_4.3.png", runs, "psnr", "Table 4.3: validation PSNR per ablation run")
-    return ("## Table 4.3: ablation (held-out faces, equal budget)\n\n" + _table(header, rows)
+    return ("## Table 4.3: ablation (held-out faces, equal budget)\n\n" + markdown_grid(header, rows)
             + f"\nTrained with ground-truth masks (as the thesis does); scored with the ground-truth masks and with "
               f"the masks of the mask generator {lab.mask_weights()}. ID dist: Euclidean distance of dlib's 128-d "
               "face descriptors of the result and the sharp face (box found once on the sharp face); ID < 0.6: "
@@ -608,8 +604,8 @@ def table_44(lab: Lab) -> tuple[str, list[Run]]:
                    "from the thesis' (at our budget, on our faces).")
     _curves(lab.out / "curves_4.4.png", runs, "psnr", "Table 4.4: validation PSNR per fold")
     return (f"## Table 4.4: {lab.budget.folds}-fold cross-validation (equal budget)\n\n"
-            + _table(["fold", "samples", "minutes", "held-out PSNR", "held-out SSIM %", "val PSNR", "val SSIM %",
-                      "thesis PSNR", "thesis SSIM %"], rows)
+            + markdown_grid(["fold", "samples", "minutes", "held-out PSNR", "held-out SSIM %", "val PSNR",
+                             "val SSIM %", "thesis PSNR", "thesis SSIM %"], rows)
             + "\nHeld-out: the test faces of the tables above, ground-truth masks. Val: the fold's own validation "
               "faces at the best validation, as the thesis reports. Learning curves: curves_4.4.png.\n\n"
             + "\n".join(flags) + ("\n\n" if flags else "") + f"**Verdict.** {verdict}\n"), runs

@@ -27,6 +27,12 @@ def recipe_record(recipe: degrade.Recipe, options: degrade.PipelineOptions | Non
     return {**recipe.to_dict(), "source": source, **drawn}
 
 
+def write_recipe(path: str | Path, record: dict) -> Path:
+    """A recipe record (:func:`recipe_record`) as indented JSON, written atomically."""
+    text = json.dumps(record, indent=2) + "\n"
+    return write_atomically(path, lambda tmp: tmp.write_text(text), ".json")
+
+
 def load_recipe(path: str) -> degrade.Recipe:
     """A recipe JSON (e.g. a ``<stem>.json`` written here), or an InputError naming the file."""
     try:
@@ -51,7 +57,6 @@ def blur_files(src: str, dst: str, options: degrade.PipelineOptions, seed: int =
         image = read_image(path)
         recipe = fixed or degrade.sample_recipe(rng_for_file(seed, path), options)
         write_png(png, degrade.apply(image, recipe))
-        text = json.dumps(recipe_record(recipe, options, seed, path.name, recipe_path), indent=2) + "\n"
-        write_atomically(js, lambda tmp: tmp.write_text(text), ".json")
+        write_recipe(js, recipe_record(recipe, options, seed, path.name, recipe_path))
 
     return run_batch(files, "blur", work, "blurred", out)

@@ -179,7 +179,8 @@ def _add_train(sub) -> None:
     p.add_argument("--init-partial", action="store_true",
                    help="with --init: take only the tensors whose name and shape fit, e.g. the encoders of "
                         "the shipped network for one with a lighter decoder (--set decoder=[128,64,32])")
-    p.add_argument("--no-augment", action="store_true", help="train without the thesis' augmentation (flips, rotations up to 30 degrees, crops, "
+    p.add_argument("--no-augment", action="store_true",
+                   help="train without the thesis' augmentation (flips, rotations up to 30 degrees, crops, "
                         "brightness and contrast)")
     p.add_argument("--preset", default="thesis", choices=["thesis", "real"],
                    help="degradation of the training samples: the thesis' pipeline, or 'real' = the thesis' "
@@ -467,7 +468,7 @@ def cmd_eval(args) -> None:
         return
     from eval.compare import evaluate
     from eval.pairs import find_pairs
-    from eval.report import markdown_table
+    from eval.report import COLUMNS, markdown_table
 
     pairs = find_pairs(*args.pairs, args.masks)
     names = _method_list(args.methods)
@@ -478,8 +479,7 @@ def cmd_eval(args) -> None:
         if needing:
             raise InputError(f"{', '.join(needing)}: needs ground-truth masks; give --masks DIR")
     rows = evaluate(pairs, names, args.out, options, args.grid_rows, args.overwrite)
-    print(markdown_table(rows, ("method", "n", "psnr", "ssim", "mse", "niqe", "lpips", "fid", "id_dist", "same_person",
-                                "lmd")))
+    print(markdown_table(rows, COLUMNS[:-1]))  # the status follows, one line per row
     for r in rows:
         if r["status"] != "ok":
             print(f"{r['method']}: {r['status']}")

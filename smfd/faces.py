@@ -59,6 +59,9 @@ _MOUTH_LEFT, _MOUTH_RIGHT = 48, 54
 
 # ---------------------------------------------------------------- models
 
+LANDMARKS_68 = "shape_predictor_68_face_landmarks.dat"
+
+
 def models_dir() -> Path:
     """The model folder of ``face_recognition_models``, found without importing the package
     (its ``__init__`` needs pkg_resources, which current setuptools no longer ships)."""
@@ -69,7 +72,8 @@ def models_dir() -> Path:
 
 
 @functools.cache
-def _detector(kind: str):
+def detector_of(kind: str):
+    """dlib's face detector: "hog" (frontal HOG + SVM) or "cnn" (MMOD), loaded once."""
     import dlib
 
     if kind == "hog":
@@ -80,17 +84,18 @@ def _detector(kind: str):
 
 
 @functools.cache
-def _predictor():
+def landmark_predictor():
+    """dlib's 68-point landmark predictor, loaded once."""
     import dlib
 
-    return dlib.shape_predictor(str(models_dir() / "shape_predictor_68_face_landmarks.dat"))
+    return dlib.shape_predictor(str(models_dir() / LANDMARKS_68))
 
 
 def find_boxes(image: np.ndarray, detector: str = "hog") -> list[tuple[np.ndarray, float]]:
     """Face boxes in an RGB uint8 image as ([x0, y0, x1, y1], score), at the image's own scale."""
     if detector == "cnn":
-        return [(_rect_array(d.rect), float(d.confidence)) for d in _detector("cnn")(image, 0)]
-    rects, scores, _ = _detector(detector).run(image, 0, 0.0)
+        return [(_rect_array(d.rect), float(d.confidence)) for d in detector_of("cnn")(image, 0)]
+    rects, scores, _ = detector_of(detector).run(image, 0, 0.0)
     return [(_rect_array(r), float(s)) for r, s in zip(rects, scores)]
 
 
@@ -99,7 +104,7 @@ def landmarks_in(image: np.ndarray, box: np.ndarray) -> np.ndarray:
     import dlib
 
     x0, y0, x1, y1 = (int(round(v)) for v in box)
-    shape = _predictor()(image, dlib.rectangle(x0, y0, x1, y1))
+    shape = landmark_predictor()(image, dlib.rectangle(x0, y0, x1, y1))
     return np.array([(p.x, p.y) for p in shape.parts()], np.float64)
 
 

@@ -21,11 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from .errors import MetricUnavailable
-from .faces import models_dir
+from .faces import LANDMARKS_68, detector_of, landmark_predictor, models_dir
 
 RECOGNITION = "dlib_face_recognition_resnet_model_v1.dat"
 LANDMARKS_5 = "shape_predictor_5_face_landmarks.dat"
-LANDMARKS_68 = "shape_predictor_68_face_landmarks.dat"
 SAME_PERSON = 0.6  # dlib's verification threshold on the descriptor distance
 
 
@@ -41,7 +40,8 @@ def model_path(name: str) -> Path:
 
 
 class FaceGeometry:
-    """dlib's detector, 5- and 68-point landmark predictors and face-recognition network."""
+    """dlib's detector, 5- and 68-point landmark predictors (the first two shared with
+    :mod:`smfd.faces`) and face-recognition network."""
 
     def __init__(self):
         try:
@@ -49,9 +49,9 @@ class FaceGeometry:
         except ImportError:
             raise MetricUnavailable("dlib is not installed", "pip install dlib-bin (see requirements.txt)") from None
         self.dlib = dlib
-        self.detector = dlib.get_frontal_face_detector()
+        model_path(LANDMARKS_68)  # said plainly when missing, before dlib's own error
+        self.detector, self.points68 = detector_of("hog"), landmark_predictor()
         self.points5 = dlib.shape_predictor(str(model_path(LANDMARKS_5)))
-        self.points68 = dlib.shape_predictor(str(model_path(LANDMARKS_68)))
         self.recognition = dlib.face_recognition_model_v1(str(model_path(RECOGNITION)))
 
     def face_box(self, image: np.ndarray):
@@ -84,10 +84,10 @@ class FaceGeometry:
         if restored.shape != target.shape:
             raise ValueError(f"images differ in shape: {restored.shape} vs {target.shape}")
         restored, target = np.ascontiguousarray(restored), np.ascontiguousarray(target)
-        box = self.face_box(target)
-        dist = float(np.linalg.norm(self.embedding(restored, box) - self.embedding(target, box)))
+        reference = References([target], self)
+        box = reference.faces[0][0]
         lmd = float(np.linalg.norm(self.landmarks(restored, box) - self.landmarks(target, box), axis=1).mean())
-        return dist, lmd
+        return reference.distance(0, restored), lmd
 
 
 @functools.cache
