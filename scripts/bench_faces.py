@@ -22,18 +22,10 @@ from smfd.restorer import Restorer
 
 
 def random_restorer(device: str) -> Restorer:
-    import torch
+    from smfd.restorer import save_random_weights
 
-    from smfd import checkpoint
-    from smfd.models import MaskNet, SMFDNet
-    from smfd.restorer import weight_files
-
-    torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as folder:
-        mask_path, deblur_path = weight_files(folder)
-        checkpoint.save(mask_path, MaskNet().eval(), half=True)
-        checkpoint.save(deblur_path, SMFDNet().eval(), half=True)
-        return Restorer.from_pretrained(folder, device)
+        return Restorer.from_pretrained(save_random_weights(folder), device)
 
 
 def main() -> None:

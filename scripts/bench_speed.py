@@ -30,7 +30,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from smfd import data
 from smfd.images import write_png
@@ -89,15 +88,14 @@ def random_weights(folder: Path, deblur: dict, mask: dict) -> str:
     import json
 
     from smfd import checkpoint
-    from smfd.models import build, with_overrides
-    from smfd.restorer import weight_files
+    from smfd.models import with_overrides
+    from smfd.restorer import save_random_weights, weight_files
 
-    torch.manual_seed(0)  # the same networks each run, so an engine converts them once
+    shipped = [checkpoint.load(path).config for path in weight_files()]
     for path, changes in zip(weight_files(folder), (mask, deblur)):
-        shipped = checkpoint.load(next(p for p in weight_files() if p.name == path.name))
-        config = with_overrides(shipped.config, changes)
-        print(f"random-init {path.stem}: {json.dumps({k: v for k, v in changes.items()})}")
-        checkpoint.save(path, build(config).eval())
+        print(f"random-init {path.stem}: {json.dumps(changes)}")
+    # The same seed each run: the same networks, so an engine converts them once.
+    save_random_weights(folder, with_overrides(shipped[0], mask), with_overrides(shipped[1], deblur))
     return str(folder)
 
 

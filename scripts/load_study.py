@@ -67,21 +67,6 @@ def start_app(args, work: Path) -> tuple[subprocess.Popen, str]:
     sys.exit(f"the study was not ready within {args.start_timeout} s:\n{log.read_text()[-2000:]}")
 
 
-def random_weights(folder: Path) -> str:
-    import torch
-
-    from smfd import checkpoint
-    from smfd.models import MaskNet, SMFDNet
-    from smfd.restorer import weight_files
-
-    torch.manual_seed(0)
-    mask_path, deblur_path = weight_files(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    checkpoint.save(mask_path, MaskNet().eval(), half=True)
-    checkpoint.save(deblur_path, SMFDNet().eval(), half=True)
-    return str(folder)
-
-
 async def participant(url: str, config: dict, args, end: float, starts: list, votes: list,
                       errors: list, rng: random.Random) -> None:
     async with StudyClient(url, timeout=args.call_timeout) as client:
@@ -160,7 +145,9 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory(prefix="smfd-load-") as tmp:
         if args.random_weights:
-            args.weights = random_weights(Path(tmp) / "weights")
+            from smfd.restorer import save_random_weights
+
+            args.weights = str(save_random_weights(Path(tmp) / "weights"))
         proc, url = start_app(args, Path(tmp))
         try:
             asyncio.run(drive(url, args))

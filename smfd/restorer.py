@@ -19,7 +19,7 @@ from .data import WORK_SIZE
 from .engines import calibration_faces, make_engine
 from .errors import InputError
 from .images import check_rgb, resize_labels, resize_to, to_float, to_uint8
-from .models import generated_mask_input, one_hot_mask
+from .models import MaskNetConfig, SMFDConfig, build, generated_mask_input, one_hot_mask
 from .runtime import pick_device
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
@@ -34,6 +34,17 @@ def weight_files(folder: str | Path | None = None) -> tuple[Path, Path]:
     """(mask generator, SMFD-UNet) weights in ``folder``; by default the shipped ones."""
     folder = Path(folder) if folder else WEIGHTS_DIR
     return folder / MASK_WEIGHTS, folder / DEBLUR_WEIGHTS
+
+
+def save_random_weights(folder: str | Path, mask_config=None, deblur_config=None, seed: int = 0) -> Path:
+    """A weights folder of randomly initialised networks of the real architectures (default
+    configurations unless given), fp16 like the shipped files: for tests and benchmarks whose
+    results must not depend on trained values. The same ``seed`` gives the same files."""
+    torch.manual_seed(seed)
+    folder = Path(folder)
+    for path, config in zip(weight_files(folder), (mask_config or MaskNetConfig(), deblur_config or SMFDConfig())):
+        checkpoint.save(path, build(config).eval(), half=True)
+    return folder
 
 
 def with_input_colours(restored: np.ndarray, blurry: np.ndarray, sigma: float = COLOUR_SIGMA) -> np.ndarray:

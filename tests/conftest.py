@@ -44,18 +44,9 @@ def celeba(shared_data) -> Path:
 @pytest.fixture(scope="session")
 def random_weights(tmp_path_factory) -> Path:
     """A weights folder with randomly initialised networks of the real architectures."""
-    import torch
+    from smfd.restorer import save_random_weights
 
-    from smfd import checkpoint
-    from smfd.models import MaskNet, SMFDNet
-    from smfd.restorer import weight_files
-
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("weights")
-    mask_path, deblur_path = weight_files(folder)
-    checkpoint.save(mask_path, MaskNet().eval(), half=True)
-    checkpoint.save(deblur_path, SMFDNet().eval(), half=True)
-    return folder
+    return save_random_weights(tmp_path_factory.mktemp("weights"))
 
 
 # ---------------------------------------------------------------- a real PostgreSQL server
