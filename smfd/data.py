@@ -23,7 +23,7 @@ import numpy as np
 
 from . import degrade, labels
 from .errors import InputError
-from .images import IMAGE_SUFFIXES, read_image, read_labels, resize_labels
+from .images import IMAGE_SUFFIXES, check_image_file, read_image, read_labels, resize_labels
 
 SOURCE_SIZE = 512  # the pipeline's kernel sizes are meant for 512x512 faces
 WORK_SIZE = 256  # the networks' working size
@@ -105,6 +105,15 @@ def _folder(root: Path) -> list[FaceRecord]:
 
 
 # ---------------------------------------------------------------- loading
+
+def check_files(records: list[FaceRecord]) -> None:
+    """Every image and mask file of the records, checked from its header (InputError naming the
+    first unusable one), so that a bad file stops a run before its first epoch, not inside it."""
+    for record in records:
+        for path in (record.image, record.mask, *(png for _, png in record.parts)):
+            if path is not None:
+                check_image_file(path)
+
 
 def load_face(record: FaceRecord, size: int = SOURCE_SIZE) -> tuple[np.ndarray, np.ndarray | None]:
     """RGB uint8 at size x size and its 19-class label map (None without a mask)."""

@@ -51,7 +51,9 @@ def list_images(path: str | Path) -> list[Path]:
     return files
 
 
-def _open(path: Path) -> Image.Image:
+def _open(path: Path, decode: bool = True) -> Image.Image:
+    """The image, checked (exists, not empty, an image, not too large) and decoded; with
+    ``decode=False`` only its header is read (still open: the caller closes it)."""
     if not path.is_file():
         raise InputError(f"{path}: no such file")
     if path.stat().st_size == 0:
@@ -63,7 +65,8 @@ def _open(path: Path) -> Image.Image:
             if img.width * img.height > MAX_PIXELS:
                 raise InputError(f"{path}: image is too large ({img.width}x{img.height}, "
                                  f"limit {MAX_PIXELS // 1_000_000} megapixels)")
-            img.load()
+            if decode:
+                img.load()
     except InputError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -73,6 +76,12 @@ def _open(path: Path) -> Image.Image:
     except (OSError, SyntaxError, ValueError) as exc:
         raise InputError(f"{path}: corrupt or truncated image ({exc})") from None
     return img
+
+
+def check_image_file(path: str | Path) -> None:
+    """Refuse a missing, empty, non-image or oversized file from its header alone (milliseconds:
+    a whole dataset is checked before a training starts; a truncated body shows only when read)."""
+    _open(Path(path), decode=False).close()
 
 
 def read_image(path: str | Path) -> np.ndarray:

@@ -192,6 +192,7 @@ class Trainer:
         self.train_records = data.select(records, "train", s.k, s.fold, s.test_fraction)
         val = data.select(records, "val", s.k, s.fold, s.test_fraction)
         self.val_records = val[: s.val_faces] if s.val_faces else val
+        data.check_files(self.train_records + self.val_records)
         if not self.train_records or not self.val_records:
             raise InputError(f"too few faces: {len(self.train_records)} for training, "
                              f"{len(self.val_records)} for validation")

@@ -196,6 +196,31 @@ def test_a_folder_with_weights_or_a_log_but_no_state_is_not_trained_over(celeba,
     assert all((tmp_path / name).read_text() == "another run's" for name in found)
 
 
+def test_unreadable_dataset_files_are_named_before_the_first_epoch(celeba, tmp_path, capsys):
+    """An empty image or a mask that is not an image stops the run before anything is written."""
+    from smfd.cli import main
+
+    images = sorted((celeba / "images").iterdir())[:30]
+    for broken in ("image", "mask"):
+        data = tmp_path / broken
+        (data / "images").mkdir(parents=True)
+        (data / "masks").mkdir()
+        for image in images:
+            (data / "images" / image.name).symlink_to(image)
+            (data / "masks" / f"{image.stem}.png").symlink_to(celeba / "masks" / f"{image.stem}.png")
+        victim = data / ("images" if broken == "image" else "masks") / (
+            images[-1].name if broken == "image" else f"{images[-1].stem}.png")
+        victim.unlink()
+        victim.write_bytes(b"" if broken == "image" else b"not a png")
+        out = tmp_path / f"run-{broken}"
+        args = ["train", "deblur", str(data), "--out", str(out), "--batch", "4", "--workers", "0"]
+        assert main(args) == 2
+        err = capsys.readouterr().err.strip()
+        assert err == f"smfd: error: {victim}: " + ("file is empty" if broken == "image"
+                                                     else "not an image file (unrecognised format)"), err
+        assert not out.exists()
+
+
 def test_a_corrupt_face_found_by_a_loader_worker_is_one_line_naming_it(celeba, tmp_path):
     """A face that cannot be read is found when a DataLoader worker first loads it; torch wraps the
     error in the worker's traceback, and the user still gets one line naming the file. (In a process
