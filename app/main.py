@@ -29,8 +29,8 @@ from .admin import AdminGate
 from .context import AppContext, weights_tag
 from .examples import find_examples
 from .face import Face
-from .study import Study, study_photos
-from .study_store import VoteStore
+from .study import Study, study_photos, with_control
+from .study_store import VoteStore, default_url, setup_of
 from .uploads import MAX_UPLOAD
 
 THEME = gr.themes.Default(primary_hue="orange", secondary_hue="sky",
@@ -76,7 +76,8 @@ def create_context(weights=None, examples=None, study_db=None, admin_token="",
     folder = study_images or default_study_images()
     store = photos = None
     if folder is not None:
-        photos, store = study_photos(folder), VoteStore(study_db)
+        photos = study_photos(folder)
+        store = VoteStore(study_db) if study_db else None  # the default file depends on the setup
     elif study_db:
         raise InputError("--study-db: there is no user study to store votes of (no --study-images folder, "
                          "and no realworld/cropped in the shared data)")
@@ -88,7 +89,11 @@ def create_context(weights=None, examples=None, study_db=None, admin_token="",
                      work_dir=work_dir, weights_tag=weights_tag(weights),
                      baselines=registry, whole_photo=restore_photo, admin=AdminGate(admin_token))
     if photos is not None:
-        ctx.study = Study(photos, study_methods(ctx), store, cache_root() / "study" / ctx.weights_tag,
+        methods = with_control(study_methods(ctx))
+        fingerprint, description = setup_of(photos, methods, ctx.weights_tag)
+        store = store or VoteStore(default_url(fingerprint))
+        store.bind(fingerprint, description)  # never pools votes on other restorations
+        ctx.study = Study(photos, methods, store, cache_root() / "study" / ctx.weights_tag,
                           ctx.run_method, work_dir / "study")
     return ctx
 

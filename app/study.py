@@ -33,6 +33,11 @@ def study_photos(folder: str | Path) -> list[Path]:
     return images
 
 
+def with_control(methods: list[str]) -> list[str]:
+    """The study's methods: two at least, the unrestored photo joining a single method."""
+    return methods if len(methods) >= 2 else [*methods, CONTROL]
+
+
 class Study:
     """``restore(method, image) -> image`` computes a restoration; each is computed once per
     (photo, method, weights) and cached as a PNG under ``cache_dir``. :meth:`precompute` also
@@ -41,8 +46,7 @@ class Study:
 
     def __init__(self, images: list[Path], methods: list[str], store: VoteStore, cache_dir: Path,
                  restore: Callable[[str, np.ndarray], np.ndarray], serve_dir: Path):
-        if len(methods) < 2:
-            methods = [*methods, CONTROL]
+        methods = with_control(methods)
         self.images, self.methods, self.store = images, methods, store
         self.by_name = {p.name: p for p in images}
         self.cache_dir, self.serve_dir, self._restore = cache_dir, serve_dir, restore

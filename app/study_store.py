@@ -20,6 +20,8 @@ several machines), built so that no vote is lost and none can be forged.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import random
 import re
@@ -87,6 +89,14 @@ refusals_table = Table(
     _bounded("kind", 16, primary_key=True),
     Column("count", Integer, nullable=False),
 )
+# What the votes are about (weights, photos, methods): one row. Votes on other restorations must
+# not be pooled with them, so a database serves one setup only (VoteStore.bind).
+setup_table = Table(
+    "study_setup", metadata,
+    _bounded("key", 8, primary_key=True),  # always "setup"
+    _bounded("fingerprint", 64, nullable=False),
+    _bounded("description", 1000, nullable=False),
+)
 
 
 class StoreUnavailable(RuntimeError):
@@ -137,8 +147,18 @@ class Outcome:
         return self.status == "stored"
 
 
-def default_url() -> str:
-    return f"sqlite:///{cache_root() / 'study.sqlite'}"
+def default_url(fingerprint: str) -> str:
+    """The votes file of one study setup in the cache folder: a new model or other photos start a
+    file of their own, and the earlier votes stay in theirs."""
+    return f"sqlite:///{cache_root() / 'study' / f'votes-{fingerprint[:16]}.sqlite'}"
+
+
+def setup_of(photos: list[Path], methods: list[str], weights_tag: str) -> tuple[str, str]:
+    """(fingerprint, description) of a study: the weights, each photo's content, the methods."""
+    content = {"weights": weights_tag, "methods": sorted(methods),
+               "photos": {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in photos}}
+    fingerprint = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+    return fingerprint, f"weights {weights_tag}; methods {', '.join(sorted(methods))}; {len(photos)} photos"
 
 
 def valid_id(value) -> bool:
@@ -195,9 +215,9 @@ def _check_length(name: str, value: str, limit: int) -> str:
 
 
 class VoteStore:
-    def __init__(self, url: str | None = None, retry_seconds: float = RETRY_SECONDS):
+    def __init__(self, url: str, retry_seconds: float = RETRY_SECONDS):
         try:
-            url = make_url(url or default_url())
+            url = make_url(url)
         except ArgumentError as exc:
             raise InputError(f"{url}: not a database URL ({exc})") from None
         backend = url.get_backend_name()
@@ -235,6 +255,28 @@ class VoteStore:
                     conn.execute(insert(refusals_table).values(kind=kind, count=0))
             except IntegrityError:  # another replica inserted it meanwhile
                 pass
+
+    def bind(self, fingerprint: str, description: str) -> None:
+        """Claim this database for one study setup (:func:`setup_of`); a database that holds the
+        votes of another setup is refused, so that votes on other restorations are never pooled."""
+        def claim() -> str:
+            with self.engine.begin() as conn:
+                row = conn.execute(select(setup_table).where(setup_table.c.key == "setup")).mappings().first()
+                if row is None:
+                    conn.execute(insert(setup_table).values(key="setup", fingerprint=fingerprint,
+                                                            description=description[:1000]))
+                    return fingerprint
+                if row["fingerprint"] != fingerprint:
+                    return row["description"]
+                return fingerprint
+
+        try:
+            found = self._retry(claim)
+        except IntegrityError:  # another replica claimed it meanwhile: compare with its claim
+            found = self._retry(claim)
+        if found != fingerprint:
+            raise InputError(f"{self.url.render_as_string()}: holds the votes of another study ({found}); this "
+                             f"one is {description}. Give another --study-db to keep both apart")
 
     # ------------------------------------------------------------ participants
     def new_participant(self, images: list[str], pairs: list[tuple[str, str]]) -> str:

@@ -60,11 +60,8 @@ def _screen(ctx: AppContext, participant: str, index: int | None):
         return ({"participant": participant}, None, None, done, "", *buttons)
     trial = _database(lambda: study.store.trial(participant, index), "the next photo cannot be shown "
                       "(your votes so far are saved; press Start to continue)")
-    if trial.image not in study.by_name or not {trial.left, trial.right} <= set(study.methods):
-        # Dealt by an earlier run of the app with other photos or methods: waiting will not help.
-        raise gr.Error("Your next photo is no longer part of this study (the study was restarted with other "
-                       "photos or methods). Your votes so far are saved; please tell the organiser.",
-                       title="Photo withdrawn")
+    # The database holds trials of this study's photos and methods only (VoteStore.bind), so a
+    # missing picture is one still being prepared.
     try:
         left, right = study.served(trial.image, trial.left), study.served(trial.image, trial.right)
     except NotReady:

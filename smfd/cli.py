@@ -329,8 +329,9 @@ def _add_demo(sub) -> None:
     p.add_argument("--examples", default=None, help="a dataset folder to offer as examples")
     p.add_argument("--study-db", default=None,
                    help="SQLAlchemy URL for user-study votes, e.g. postgresql://user@host/db for "
-                        "replicas on several machines (default: study.sqlite in $SMFD_CACHE, "
-                        "~/.cache/smfd unless set)")
+                        "replicas on several machines; a database serves one study (weights, photos, "
+                        "methods) and refuses another (default: study/votes-<key>.sqlite in $SMFD_CACHE, "
+                        "~/.cache/smfd unless set, one file per study)")
     p.add_argument("--admin-token", default=None, help="token that opens the study results view "
                    "(visible to other users in the process list: prefer --admin-token-file or "
                    "$SMFD_ADMIN_TOKEN; default: a random one, printed at start-up)")

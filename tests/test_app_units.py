@@ -35,7 +35,7 @@ from app import blur_tab, compare_tab, examples, face, features, learn_tab, rest
 from app.admin import TOKEN_ENV, AdminGate, Refused, admin_token
 from app.context import AppContext
 from app.study import CONTROL, NotReady, Study, study_photos
-from app.study_store import Vote, VoteStore, deal, trials_table, valid_id
+from app.study_store import Vote, VoteStore, deal, default_url, setup_of, trials_table, valid_id
 from app.uploads import FULL_SIZE_PIXELS, checked_image, read_mask_upload, read_upload
 from smfd import degrade, labels
 from smfd.errors import InputError
@@ -524,18 +524,6 @@ def test_study_adds_the_input_as_control_and_serves_restorations_under_random_na
     assert restarted.precompute() == 0 and restarted.calls == []
 
 
-def test_a_returning_participant_whose_photos_left_the_study_is_told_why(tmp_path):
-    from app.study_tab import start
-
-    first = fake_study(tmp_path, ["smfd", "gfpgan"], n_images=2)
-    participant = first.new_participant()  # every trial compares smfd with gfpgan
-    again = Study(first.images, ["smfd", "codeformer"], first.store, tmp_path / "cache", first._restore,
-                  tmp_path / "served2")  # restarted without GFPGAN's weights
-    again.precompute()
-    with pytest.raises(gr.Error, match="no longer part of this study"):
-        start(make_context(tmp_path, study=again), participant)
-
-
 def test_a_study_that_cannot_be_prepared_says_so(tmp_path):
     """A photo too small to restore stops the start with its name; a method that fails while
     the restorations are prepared is what Start reports, not "still being prepared" for ever."""
@@ -563,6 +551,29 @@ def test_a_study_that_cannot_be_prepared_says_so(tmp_path):
 
 
 # ---------------------------------------------------------------- vote storage: integrity
+
+def test_a_database_keeps_the_votes_of_one_study_setup(study_db, tmp_path):
+    """Votes on other restorations (weights, photos or methods) are never pooled: a database is
+    claimed by its first setup and refused to any other; the default file is one per setup."""
+    photos = []
+    for i in range(2):
+        photos.append(tmp_path / f"p{i}.png")
+        Image.fromarray(np.full((16, 16, 3), i, np.uint8)).save(photos[-1])
+    setup = setup_of(photos, ["smfd", "input"], "weights-a")
+    store = VoteStore(study_db)
+    store.bind(*setup)
+    VoteStore(study_db).bind(*setup)  # a restart, or a second replica, of the same study
+    changed = {"weights": setup_of(photos, ["smfd", "input"], "weights-b"),
+               "methods": setup_of(photos, ["smfd", "gfpgan-1.4"], "weights-a")}
+    Image.fromarray(np.full((16, 16, 3), 9, np.uint8)).save(photos[0])  # same name, other picture
+    changed["photo"] = setup_of(photos, ["smfd", "input"], "weights-a")
+    for what, other in changed.items():
+        assert other[0] != setup[0], what
+        with pytest.raises(InputError, match=r"holds the votes of another study \(weights weights-a; "
+                                             r"methods input, smfd; 2 photos\)"):
+            VoteStore(study_db).bind(*other)
+    assert len({default_url(fingerprint) for fingerprint, _ in [setup, *changed.values()]}) == 4
+
 
 def test_votes_are_checked_against_the_dealt_trials(study_db):
     store = VoteStore(study_db)
