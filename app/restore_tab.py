@@ -169,9 +169,12 @@ def build(ctx: AppContext, face: gr.State) -> SimpleNamespace:
 
     outputs = [face, slider, info, files, editor, use_truth]
     hidden = dict(api_visibility="private")
-    blurry_in.upload(lambda image: (face_from_upload(image), *cleared()), blurry_in, outputs, **hidden)
+    # A new face starts without the previous one's references: the boxes show what the face has.
+    references = [sharp_in, truth_in]
+    blurry_in.upload(lambda image: (face_from_upload(image), *cleared(), None, None), blurry_in,
+                     [*outputs, *references], **hidden)
     load.click(partial(face_from_example, ctx), [example, seed], face, **hidden).success(
-        lambda f: (f.blurry, *cleared()), face, [blurry_in, *outputs[1:]], **hidden)
+        lambda f: (f.blurry, *cleared(), f.sharp, None), face, [blurry_in, *outputs[1:], *references], **hidden)
     sharp_in.upload(with_sharp, [face, sharp_in], face, **hidden)
     truth_in.upload(with_truth, [face, truth_in, kind], face, **hidden).success(
         lambda f: gr.Button(interactive=f.truth is not None), face, use_truth, **hidden)

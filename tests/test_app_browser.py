@@ -266,7 +266,7 @@ def test_restore_edit_the_mask_restore_again_and_swap_in_the_truth(browser, serv
     visitor.close()
 
 
-def test_a_bad_upload_gets_a_clear_message(visitor, tmp_path):
+def test_a_bad_upload_gets_a_clear_message(visitor, tmp_path, celeba):
     from playwright.sync_api import expect
 
     page = visitor.open("Restore")
@@ -275,6 +275,14 @@ def test_a_bad_upload_gets_a_clear_message(visitor, tmp_path):
     page.locator("#restore-input input[type=file]").set_input_files(str(notes))
     expect(page.get_by_text("notes.png: not an image file (unrecognised format)")).to_be_visible(timeout=TIMEOUT)
     expect(page.get_by_text("Traceback")).to_have_count(0)
+    # A new upload after an example does not keep showing the example's sharp face as its reference.
+    page.get_by_text("Optional references").click()
+    load_example(page, sorted(p.stem for p in (celeba / "images").glob("*.jpg"))[0])
+    expect(page.locator("#restore-sharp img")).to_be_visible(timeout=TIMEOUT)
+    face = tmp_path / "face.png"
+    Image.fromarray(read_image(sorted((celeba / "images").glob("*.jpg"))[0])).resize((256, 256)).save(face)
+    page.locator("#restore-input input[type=file]").set_input_files(str(face))
+    expect(page.locator("#restore-sharp img")).to_have_count(0, timeout=TIMEOUT)
 
 
 def test_compare_every_method(visitor, celeba):
