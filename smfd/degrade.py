@@ -261,19 +261,15 @@ def effective_psf(recipe: Recipe) -> np.ndarray:
     Scaling and noise are not linear shift-invariant blur and are left out. A recipe without
     blur has the identity PSF ``[[1.0]]``.
     """
+    from scipy.signal import convolve
+
     psf = np.ones((1, 1))
     for layer in recipe.layers:
         for op in layer:
-            psf = _full_convolve(psf, kernel_of(op))
+            # scipy picks direct or FFT convolution by size: 15 blurs of 61 px take 0.3 s, not 13.
+            psf = convolve(psf, kernel_of(op), mode="full")
+    psf = np.clip(psf, 0, None)  # an FFT leaves rounding noise of about 1e-20 below zero
     return psf / psf.sum()
-
-
-def _full_convolve(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    out = np.zeros((a.shape[0] + b.shape[0] - 1, a.shape[1] + b.shape[1] - 1))
-    for (i, j), v in np.ndenumerate(b):
-        if v:
-            out[i:i + a.shape[0], j:j + a.shape[1]] += v * a
-    return out
 
 
 # ---------------------------------------------------------------- sampling and applying
