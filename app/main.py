@@ -71,8 +71,9 @@ def study_methods(ctx: AppContext) -> list[str]:
 
 def create_context(weights=None, examples=None, study_db=None, admin_token="",
                    study_images=None) -> AppContext:
-    """Checks the study's photos and database and the examples folder before the models load, so
-    that a wrong folder or URL (or a missing driver) is reported at once."""
+    """Checks the study's photos, its database URL and the examples folder before the models load,
+    so that a wrong folder or URL (or a missing driver) is reported at once; whether the database
+    belongs to this study (its weights, photos and methods) is known once the methods have loaded."""
     folder = study_images or default_study_images()
     store = photos = None
     if folder is not None:
@@ -93,6 +94,7 @@ def create_context(weights=None, examples=None, study_db=None, admin_token="",
         fingerprint, description = setup_of(photos, methods, ctx.weights_tag)
         store = store or VoteStore(default_url(fingerprint))
         store.bind(fingerprint, description)  # never pools votes on other restorations
+        print(f"user study: {description}; votes in {store.url.render_as_string()}", flush=True)
         ctx.study = Study(photos, methods, store, cache_root() / "study" / ctx.weights_tag,
                           ctx.run_method, work_dir / "study")
     return ctx
@@ -119,7 +121,7 @@ def send_to_restore(face: Face | None):
     if face is None:
         raise gr.Error("Blur a face first.")
     return face, face.blurry, None, "", None, None, gr.Button(interactive=face.truth is not None), \
-        gr.Tabs(selected="restore")
+        face.sharp, None, gr.Tabs(selected="restore")
 
 
 def build_app(ctx: AppContext) -> gr.Blocks:
@@ -137,7 +139,8 @@ def build_app(ctx: AppContext) -> gr.Blocks:
                 study_tab.build(ctx)
             with gr.Tab("Learn", id="learn", elem_id="tab-learn"):
                 learn_tab.build(ctx, face)
-        blur.send.click(send_to_restore, blur.lab_face, [face, restore.input, *restore.outputs[1:], tabs],
+        blur.send.click(send_to_restore, blur.lab_face,
+                        [face, restore.input, *restore.outputs[1:], *restore.references, tabs],
                         api_visibility="private")
         api.register(ctx)
     for block_fn in demo.fns.values():

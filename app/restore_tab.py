@@ -183,4 +183,4 @@ def build(ctx: AppContext, face: gr.State) -> SimpleNamespace:
     again.click(partial(restore_edited, ctx), [face, editor], outputs, **model)
     use_truth.click(partial(restore_truth, ctx), face, outputs, **model)
     use_generated.click(partial(restore_generated, ctx), face, outputs, **model)
-    return SimpleNamespace(input=blurry_in, outputs=outputs)
+    return SimpleNamespace(input=blurry_in, outputs=outputs, references=references)

@@ -263,6 +263,8 @@ class VoteStore:
             with self.engine.begin() as conn:
                 row = conn.execute(select(setup_table).where(setup_table.c.key == "setup")).mappings().first()
                 if row is None:
+                    if conn.execute(select(func.count()).select_from(participants_table)).scalar():
+                        return "participants from before studies were recorded, of an unknown setup"
                     conn.execute(insert(setup_table).values(key="setup", fingerprint=fingerprint,
                                                             description=description[:1000]))
                     return fingerprint
@@ -271,9 +273,12 @@ class VoteStore:
                 return fingerprint
 
         try:
-            found = self._retry(claim)
-        except IntegrityError:  # another replica claimed it meanwhile: compare with its claim
-            found = self._retry(claim)
+            try:
+                found = self._retry(claim)
+            except IntegrityError:  # another replica claimed it meanwhile: compare with its claim
+                found = self._retry(claim)
+        except StoreUnavailable as exc:
+            raise InputError(f"{self.url.render_as_string()}: {exc}") from None
         if found != fingerprint:
             raise InputError(f"{self.url.render_as_string()}: holds the votes of another study ({found}); this "
                              f"one is {description}. Give another --study-db to keep both apart")

@@ -79,10 +79,11 @@ def check_deblur_config(overrides: dict) -> None:
     run starts (after table 4.1's hours of training)."""
     from smfd.train import TrainSettings
 
-    try:
-        TrainSettings(task="deblur", data=(), out="", config=overrides)
-    except ValueError as exc:
-        raise InputError(str(exc)) from None
+    for variant, ablation in ABLATIONS.items():  # every table 4.3 row trains its ablation with them
+        try:
+            TrainSettings(task="deblur", data=(), out="", config={**ablation, **overrides})
+        except ValueError as exc:
+            raise InputError(f"--set {json.dumps(overrides)} with the {variant} row: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -617,6 +618,9 @@ OUTPUTS = ("thesis_tables.md", "curves_4.1.png", "curves_4.3.png", "curves_4.4.p
 def check_pairs_fit(pairs_dir: Path, data_dir: str, faces: int) -> None:
     """Pairs kept from an earlier sitting must be of this dataset's faces, and enough of them."""
     made = json.loads((pairs_dir / "pairs.json").read_text())
+    if made.get("split") != "test" or made.get("seed") != 0:  # held-out faces, the tables' degradations
+        raise InputError(f"{pairs_dir}: made with --split {made.get('split')} --seed {made.get('seed')}; the "
+                         "tables need the held-out faces degraded with seed 0: choose another --out")
     if Path(made["dataset"]).resolve() != Path(data_dir).resolve():
         raise InputError(f"{pairs_dir}: made from {made['dataset']}, not {data_dir}; choose another --out "
                          "(its runs and scores belong to that dataset too)")

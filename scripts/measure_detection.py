@@ -108,22 +108,26 @@ def main() -> None:
             faces.append((image, found[0].size / image.shape[1]))
         if len(faces) == max(args.faces, args.tilt_faces):
             break
+    if not faces:
+        sys.exit(f"{args.data}: no held-out face with exactly one detected face")
+    sizing, tilting = faces[:args.faces], faces[:args.tilt_faces]
 
     print("smallest face found (width in photo pixels; median and range over the faces):")
     for mp in MEGAPIXELS:
         w = round(np.sqrt(mp * 1e6 * 4 / 3))
         size = (w, round(w * 3 / 4))
-        widths = [smallest_found(f, fr, size) for f, fr in tqdm(faces[:args.faces], desc=f"{mp} MP", leave=False)]
+        widths = [smallest_found(f, fr, size) for f, fr in tqdm(sizing, desc=f"{mp} MP", leave=False)]
         shown = [x for x in widths if x is not None]
         missed = len(widths) - len(shown)
-        print(f"  {mp:5g} MP ({size[0]}x{size[1]}): median {np.median(shown):.0f} px, "
-              f"{min(shown)}-{max(shown)}" + (f", {missed} not found at {LADDER[-1]} px" if missed else ""))
+        found = f"median {np.median(shown):.0f} px, {min(shown)}-{max(shown)}" if shown else "none found"
+        print(f"  {mp:5g} MP ({size[0]}x{size[1]}): {found}"
+              + (f", {missed} not found at {LADDER[-1]} px" if missed else ""))
 
     print("upright pass, faces of about 150 px in a 640x480 photo, found per tilt:")
     for angle in ANGLES:
         found = sum(bool(detect_faces(photo_with(f, fr, 150, (640, 480), angle), rotations=False))
-                    for f, fr in faces[:args.tilt_faces])
-        print(f"  {angle:3d} degrees: {found} of {args.tilt_faces}")
+                    for f, fr in tilting)
+        print(f"  {angle:3d} degrees: {found} of {len(tilting)}")
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "photo.npy"

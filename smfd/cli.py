@@ -418,11 +418,12 @@ def _budget(text: str):
     return "thesis" if text == "thesis" else _int_from(1)(text)
 
 
-def _method_list(items: list[str]) -> list[str]:
+def _method_list(items: list[str]) -> tuple[list[str], bool]:
+    """The methods of --methods, and whether they were chosen by name (not 'all')."""
     from baselines import methods
 
     names = [n for item in items for n in item.split(",") if n]
-    return [m.name for m in methods()] if names == ["all"] else names
+    return ([m.name for m in methods()], False) if names == ["all"] else (names, True)
 
 
 def _weights_overrides(items: list[str]) -> dict[str, str]:
@@ -472,8 +473,8 @@ def cmd_eval(args) -> None:
     from eval.report import COLUMNS, markdown_table
 
     pairs = find_pairs(*args.pairs, args.masks)
-    names = _method_list(args.methods)
-    if args.methods != ["all"] and any(p.mask is None for p in pairs):  # chosen by name: it must run
+    names, by_name = _method_list(args.methods)
+    if by_name and any(p.mask is None for p in pairs):  # a method chosen by name must run
         from baselines import methods
 
         needing = [m.name for m in methods() if m.name in names and m.needs_mask]

@@ -228,7 +228,7 @@ def threads_asked() -> int | None:
     forced = os.environ.get("SMFD_THREADS", "").strip()
     if not forced:
         return None
-    if not (forced.isdigit() and 1 <= int(forced) <= 1024):
+    if not (forced.isascii() and forced.isdigit() and 1 <= int(forced) <= 1024):
         raise InputError(f"$SMFD_THREADS must be a number of threads from 1 to 1024, got {forced!r}")
     return int(forced)
 

@@ -104,7 +104,8 @@ class TrainSettings:
             with torch.device("meta"):
                 build(self.model_config())
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"--set {json.dumps(self.config)}: no network can be built from it ({exc})") from None
+            raise ValueError(f"the network config overrides {json.dumps(self.config)} (--set, --ablation): "
+                             f"no network can be built from them ({exc})") from None
 
     def check_numbers(self) -> None:
         """Refuse values no run can use, naming the ``smfd train`` option, before any work starts."""

@@ -573,6 +573,11 @@ def test_a_database_keeps_the_votes_of_one_study_setup(study_db, tmp_path):
                                              r"methods input, smfd; 2 photos\)"):
             VoteStore(study_db).bind(*other)
     assert len({default_url(fingerprint) for fingerprint, _ in [setup, *changed.values()]}) == 4
+    # A database with participants from before setups were recorded is not adopted either.
+    older = VoteStore(f"sqlite:///{tmp_path / 'older.sqlite'}")
+    older.new_participant(["p0.png"], [("smfd", "input")])
+    with pytest.raises(InputError, match="participants from before studies were recorded"):
+        older.bind(*setup)
 
 
 def test_votes_are_checked_against_the_dealt_trials(study_db):
