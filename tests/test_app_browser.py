@@ -218,6 +218,9 @@ def test_blur_lab_with_chosen_parameters_then_send_to_restore(visitor):
     page.click("#restore-run")
     expect(page.locator("#restore-report")).to_contain_text("restored", timeout=TIMEOUT)
     expect(page.locator("#restore-report")).to_contain_text("PSNR")  # the sharp face came along
+    page.get_by_text("Optional references").click()  # ... and its box shows it
+    expect(page.locator("#restore-sharp img")).to_be_visible(timeout=TIMEOUT)
+    assert (image_at(visitor, "#restore-sharp img") == astronaut_face()).all()
 
 
 def test_restore_edit_the_mask_restore_again_and_swap_in_the_truth(browser, server, celeba):
