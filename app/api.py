@@ -7,14 +7,12 @@
 
 from __future__ import annotations
 
-import json
-
 import gradio as gr
 import numpy as np
 from gradio import FileData
 
 from smfd import degrade
-from smfd.blur_files import recipe_record
+from smfd.blur_files import recipe_record, recipe_text
 from smfd.images import write_png
 
 from .context import AppContext
@@ -78,7 +76,7 @@ def register(ctx: AppContext) -> None:
         degraded, recipe = blurred(picture, int(seed), options)
         out = write_png(ctx.output_dir() / f"{_stem(image)}_blurred.png", degraded)
         record = recipe_record(recipe, options, int(seed), image.get("orig_name") or "upload")
-        return FileData(path=str(out)), json.dumps(record, indent=2)
+        return FileData(path=str(out)), recipe_text(record)
 
     model = dict(concurrency_id="model")
     gr.api(restore, api_name="restore", **model)

@@ -3,7 +3,6 @@ scenario count and the recipe, for any face; "send to restore" hands the result 
 
 from __future__ import annotations
 
-import json
 from functools import partial
 from types import SimpleNamespace
 
@@ -11,7 +10,7 @@ import gradio as gr
 import numpy as np
 
 from smfd import degrade
-from smfd.blur_files import recipe_record, write_recipe
+from smfd.blur_files import recipe_record, recipe_text, write_recipe
 from smfd.images import resize_to
 
 from . import examples, render
@@ -71,9 +70,9 @@ def blur_lab(ctx: AppContext, image, resize, source, seed, *option_values):
                      "the blur lab at full size (tick 'Scale to 512 px first', or use `smfd blur`)", name)
     sharp = source_size(image) if resize else image
     blurry, recipe = examples.blurred(sharp, seed, options)
-    path = write_recipe(ctx.output_dir() / f"{safe_stem(name)}_seed{seed}_recipe.json",
-                        recipe_record(recipe, options, seed, name))
-    text = path.read_text().rstrip("\n")
+    record = recipe_record(recipe, options, seed, name)
+    path = write_recipe(ctx.output_dir() / f"{safe_stem(name)}_seed{seed}_recipe.json", record)
+    text = recipe_text(record)
     face = Face(f"{name} (blur lab, seed {seed})", blurry, sharp)
     if truth is not None:
         face = face.with_truth(truth)

@@ -29,8 +29,8 @@ from .admin import AdminGate
 from .context import AppContext, weights_tag
 from .examples import find_examples
 from .face import Face
-from .study import Study, study_photos, with_control
-from .study_store import VoteStore, default_url, setup_of
+from .study import Study, setup_of, study_photos, with_control
+from .study_store import VoteStore, default_url
 from .uploads import MAX_UPLOAD
 
 THEME = gr.themes.Default(primary_hue="orange", secondary_hue="sky",

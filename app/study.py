@@ -4,6 +4,7 @@ computed before anyone votes. Dealing and votes live in study_store, the analysi
 from __future__ import annotations
 
 import hashlib
+import json
 import itertools
 import secrets
 import shutil
@@ -31,6 +32,20 @@ def study_photos(folder: str | Path) -> list[Path]:
     for path in images:
         check_rgb(read_image(path), str(path))
     return images
+
+
+def photo_digest(path: Path) -> str:
+    """SHA-256 of a photo's file: what the restoration cache and the study's setup know it by."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def setup_of(photos: list[Path], methods: list[str], weights_tag: str) -> tuple[str, str]:
+    """(fingerprint, description) of a study for VoteStore.bind: the weights, each photo's
+    content, the methods."""
+    content = {"weights": weights_tag, "methods": sorted(methods),
+               "photos": {p.name: photo_digest(p) for p in photos}}
+    fingerprint = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+    return fingerprint, f"weights {weights_tag}; methods {', '.join(sorted(methods))}; {len(photos)} photos"
 
 
 def with_control(methods: list[str]) -> list[str]:
@@ -72,7 +87,7 @@ class Study:
 
     # ------------------------------------------------------------ restorations
     def _cache_path(self, image: Path, method: str) -> Path:
-        key = hashlib.sha256(image.read_bytes()).hexdigest()[:20]
+        key = photo_digest(image)[:20]
         return self.cache_dir / method / f"{key}.png"
 
     def restoration(self, image: Path, method: str) -> Path:

@@ -20,8 +20,6 @@ several machines), built so that no vote is lost and none can be forged.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import random
 import re
@@ -153,14 +151,6 @@ def default_url(fingerprint: str) -> str:
     return f"sqlite:///{cache_root() / 'study' / f'votes-{fingerprint[:16]}.sqlite'}"
 
 
-def setup_of(photos: list[Path], methods: list[str], weights_tag: str) -> tuple[str, str]:
-    """(fingerprint, description) of a study: the weights, each photo's content, the methods."""
-    content = {"weights": weights_tag, "methods": sorted(methods),
-               "photos": {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in photos}}
-    fingerprint = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
-    return fingerprint, f"weights {weights_tag}; methods {', '.join(sorted(methods))}; {len(photos)} photos"
-
-
 def valid_id(value) -> bool:
     return isinstance(value, str) and _HEX_ID.fullmatch(value) is not None
 
@@ -257,7 +247,7 @@ class VoteStore:
                 pass
 
     def bind(self, fingerprint: str, description: str) -> None:
-        """Claim this database for one study setup (:func:`setup_of`); a database that holds the
+        """Claim this database for one study setup (app.study.setup_of); a database that holds the
         votes of another setup is refused, so that votes on other restorations are never pooled."""
         def claim() -> str:
             with self.engine.begin() as conn:

@@ -27,9 +27,14 @@ def recipe_record(recipe: degrade.Recipe, options: degrade.PipelineOptions | Non
     return {**recipe.to_dict(), "source": source, **drawn}
 
 
+def recipe_text(record: dict) -> str:
+    """A recipe record (:func:`recipe_record`) as the indented JSON that is written and shown."""
+    return json.dumps(record, indent=2)
+
+
 def write_recipe(path: str | Path, record: dict) -> Path:
-    """A recipe record (:func:`recipe_record`) as indented JSON, written atomically."""
-    text = json.dumps(record, indent=2) + "\n"
+    """A recipe record as :func:`recipe_text`, written atomically."""
+    text = recipe_text(record) + "\n"
     return write_atomically(path, lambda tmp: tmp.write_text(text), ".json")
 
 

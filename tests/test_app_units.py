@@ -34,8 +34,8 @@ from sqlalchemy.exc import DataError, IntegrityError
 from app import blur_tab, compare_tab, examples, face, features, learn_tab, restore_tab, study_stats, study_tab
 from app.admin import TOKEN_ENV, AdminGate, Refused, admin_token
 from app.context import AppContext
-from app.study import CONTROL, NotReady, Study, study_photos
-from app.study_store import Vote, VoteStore, deal, default_url, setup_of, trials_table, valid_id
+from app.study import CONTROL, NotReady, Study, setup_of, study_photos
+from app.study_store import Vote, VoteStore, deal, default_url, trials_table, valid_id
 from app.uploads import FULL_SIZE_PIXELS, checked_image, read_mask_upload, read_upload
 from smfd import degrade, labels
 from smfd.errors import InputError
