@@ -30,6 +30,7 @@ from scipy.ndimage import median_filter
 from tqdm import tqdm
 
 from smfd import data, metrics
+from smfd.cli import int_from
 from smfd.identity import SAME_PERSON, geometry
 from smfd.labels import GROUPS
 from smfd.paths import shared_data
@@ -52,8 +53,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=str(shared_data() / "celebamask_mini"))
     parser.add_argument("--weights", default=None, help="weights folder (default: the shipped weights)")
-    parser.add_argument("--faces", type=int, default=None, help="use only the first N test faces")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--faces", type=int_from(1), default=None, help="use only the first N test faces")
+    parser.add_argument("--seed", type=int_from(0), default=0)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--engines", nargs="+", default=["auto"],
                         help="auto, pytorch, openvino, openvino-int8: several are compared on the same faces")

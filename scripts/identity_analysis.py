@@ -31,6 +31,7 @@ import torch
 from tqdm import tqdm
 
 from smfd import data, labels, metrics
+from smfd.cli import int_from
 from smfd.identity import SAME_PERSON, geometry
 from smfd.images import to_uint8
 from smfd.paths import shared_data
@@ -65,8 +66,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=str(shared_data() / "celebamask_mini"))
     parser.add_argument("--weights", default=None, help="weights folder (default: the shipped weights)")
-    parser.add_argument("--faces", type=int, default=None, help="use only the first N test faces")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--faces", type=int_from(1), default=None, help="use only the first N test faces")
+    parser.add_argument("--seed", type=int_from(0), default=0)
     parser.add_argument("--worst", type=int, default=6, help="faces listed and shown")
     parser.add_argument("--figure", default=None, help="write a PNG of the faces that lose most identity")
     parser.add_argument("--after", default=None, help="weights folder of a newer model to show beside")

@@ -16,6 +16,7 @@ import csv
 import numpy as np
 
 from smfd import data, labels
+from smfd.cli import int_from
 from smfd.identity import geometry
 from smfd.paths import shared_data
 from smfd.restorer import Restorer
@@ -27,8 +28,8 @@ def main() -> None:
     parser.add_argument("--before", required=True, help="weights folder of the older model")
     parser.add_argument("--after", default=None, help="weights folder of the newer model (default: shipped)")
     parser.add_argument("--data", default=str(shared_data() / "celebamask_mini"))
-    parser.add_argument("--faces", type=int, default=6)
-    parser.add_argument("--seed", type=int, default=0, help="the benchmark's seed")
+    parser.add_argument("--faces", type=int_from(1), default=6)
+    parser.add_argument("--seed", type=int_from(0), default=0, help="the benchmark's seed")
     parser.add_argument("--out", default="docs/identity_before_after.png")
     args = parser.parse_args()
 

@@ -27,6 +27,7 @@ import urllib.request
 from pathlib import Path
 
 from app.study_client import CallFailed, StudyClient
+from smfd.cli import int_from
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -134,7 +135,7 @@ def main() -> None:
     parser.add_argument("--random-weights", action="store_true", help="random networks (no shipped weights needed)")
     parser.add_argument("--study-db", default=None, help="database URL (default: a fresh SQLite file)")
     parser.add_argument("--url", default=None, help="drive this running app instead of starting one")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int_from(0), default=0)
     parser.add_argument("--call-timeout", type=float, default=60.0)
     parser.add_argument("--start-timeout", type=float, default=600.0)
     args = parser.parse_args()

@@ -16,6 +16,7 @@ import numpy as np
 from tqdm import tqdm
 
 from smfd import data
+from smfd.cli import int_from
 from smfd.faces import ALIGNED_TOLERANCE, alignment_offset, detect_faces
 from smfd.images import list_images, read_image, resize_to
 from smfd.paths import shared_data
@@ -46,7 +47,7 @@ def show(name: str, result) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--faces", type=int, default=100)
+    parser.add_argument("--faces", type=int_from(1), default=100)
     parser.add_argument("--size", type=int, default=256)
     args = parser.parse_args()
     root = shared_data()

@@ -28,6 +28,7 @@ import numpy as np
 from tqdm import tqdm
 
 from smfd import data
+from smfd.cli import int_from
 from smfd.faces import detect_faces
 from smfd.paths import shared_data
 
@@ -94,7 +95,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default=str(shared_data() / "celebamask_mini"),
                    help="dataset with held-out faces (default: celebamask_mini of the shared data)")
-    p.add_argument("--faces", type=int, default=4, help="faces per photo size for the smallest face (default 4)")
+    p.add_argument("--faces", type=int_from(1), default=4, help="faces per photo size for the smallest face (default 4)")
     p.add_argument("--tilt-faces", type=int, default=8, help="faces for the tilt test (default 8)")
     args = p.parse_args()
     if args.faces < 1 or args.tilt_faces < 1:

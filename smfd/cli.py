@@ -32,7 +32,7 @@ def _add_device(parser) -> None:
                         help="where the networks run (default auto: the GPU when there is one)")
 
 
-def _int_from(least: int, most: int | None = None):
+def int_from(least: int, most: int | None = None):
     """argparse type: an integer of at least ``least`` (and at most ``most``); argparse names the
     option on refusal."""
     def parse(text: str) -> int:
@@ -74,7 +74,7 @@ def _add_pipeline_options(p: argparse.ArgumentParser) -> None:
         return " ".join(map(str, values))
 
     g = p.add_argument_group(f"degradation pipeline ({DEFAULTS_NOTE})")
-    g.add_argument("--layers", type=_int_from(1), nargs="+", default=list(d.layers), metavar="N",
+    g.add_argument("--layers", type=int_from(1), nargs="+", default=list(d.layers), metavar="N",
                    help=f"allowed numbers of blur layers (default: {shown(d.layers)})")
     g.add_argument("--sequences", nargs="+", default=list(d.sequences), choices=list(SEQUENCES),
                    metavar="SEQ", help=f"allowed blur sequences per layer: {', '.join(SEQUENCES)} "
@@ -142,22 +142,22 @@ def _add_train(sub) -> None:
     p.add_argument("task", choices=["mask", "deblur"], help="mask generator or SMFD-UNet")
     p.add_argument("data", nargs="+", help="dataset folders")
     p.add_argument("--out", required=True, help="run folder (state.pt, best.safetensors, log.csv)")
-    p.add_argument("--epochs", type=_int_from(1), default=50, help="epochs at most (default 50)")
-    p.add_argument("--batch", type=_int_from(1), default=16, help="faces per training step (default 16)")
+    p.add_argument("--epochs", type=int_from(1), default=50, help="epochs at most (default 50)")
+    p.add_argument("--batch", type=int_from(1), default=16, help="faces per training step (default 16)")
     p.add_argument("--lr", type=_number_in(0, 1, low_open=True), default=1e-3,
                    help="Adam's learning rate at the start (default 0.001)")
-    p.add_argument("--lr-patience", type=_int_from(1), default=5, help="epochs without improvement before lr x 0.2")
-    p.add_argument("--early-stop", type=_int_from(1), default=10, help="epochs without improvement before stopping")
-    p.add_argument("--size", type=_int_from(32), default=256, help="working size of the faces")
-    p.add_argument("--patch", type=_int_from(32), default=None, help="train on random PATCH x PATCH crops")
-    p.add_argument("--samples-per-epoch", type=_int_from(1), default=None,
+    p.add_argument("--lr-patience", type=int_from(1), default=5, help="epochs without improvement before lr x 0.2")
+    p.add_argument("--early-stop", type=int_from(1), default=10, help="epochs without improvement before stopping")
+    p.add_argument("--size", type=int_from(32), default=256, help="working size of the faces")
+    p.add_argument("--patch", type=int_from(32), default=None, help="train on random PATCH x PATCH crops")
+    p.add_argument("--samples-per-epoch", type=int_from(1), default=None,
                    help="training samples between two validations (default: one pass over the faces)")
-    p.add_argument("--val-faces", type=_int_from(1), default=None, help="cap on validation faces")
-    p.add_argument("--workers", type=_int_from(0), default=2, help="data-loading processes")
-    p.add_argument("--seed", type=_int_from(0), default=0,
+    p.add_argument("--val-faces", type=int_from(1), default=None, help="cap on validation faces")
+    p.add_argument("--workers", type=int_from(0), default=2, help="data-loading processes")
+    p.add_argument("--seed", type=int_from(0), default=0,
                    help="seed of the split-independent randomness: weights, degradations, crops (default 0)")
-    p.add_argument("--folds", type=_int_from(2), default=5, help="k of the k-fold split (validation = one fold)")
-    p.add_argument("--fold", type=_int_from(0), default=0, help="which fold validates")
+    p.add_argument("--folds", type=int_from(2), default=5, help="k of the k-fold split (validation = one fold)")
+    p.add_argument("--fold", type=int_from(0), default=0, help="which fold validates")
     p.add_argument("--cross-validate", action="store_true", help="train every fold into OUT/fold<i>")
     p.add_argument("--loss", default=None, help="mask: dice (default), dice+ce; deblur: mse (default), l1, l1+ssim")
     p.add_argument("--mask-source", choices=["gt", "generated", "mix"], default="gt",
@@ -288,7 +288,7 @@ def _add_runtime_options(p: argparse.ArgumentParser) -> None:
                    help="what runs the networks: auto (default: OpenVINO on a CPU where installed, else "
                         "PyTorch), pytorch (the reference), openvino, openvino-int8 (int8-quantised); "
                         "OpenVINO converts the networks once per weights and keeps them in the cache folder")
-    p.add_argument("--threads", type=_int_from(1, 1024), default=None, metavar="N",
+    p.add_argument("--threads", type=int_from(1, 1024), default=None, metavar="N",
                    help="inference threads (default: $SMFD_THREADS, else one per core)")
 
 
@@ -324,7 +324,7 @@ def _add_demo(sub) -> None:
                        description="Start the SMFD lab web app (Gradio) on the shipped model, offline.")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to serve on (default 127.0.0.1: this machine only; 0.0.0.0: the network)")
-    p.add_argument("--port", type=_int_from(1, 65535), default=7860, help="TCP port to serve on (default 7860)")
+    p.add_argument("--port", type=int_from(1, 65535), default=7860, help="TCP port to serve on (default 7860)")
     p.add_argument("--weights", default=None, help="folder with the weights (default: the shipped weights)")
     p.add_argument("--examples", default=None, help="a dataset folder to offer as examples")
     p.add_argument("--study-db", default=None,
@@ -378,14 +378,14 @@ def _add_eval(sub) -> None:
     g.add_argument("--codeformer-fidelity", type=_number_in(0, 1), default=0.5, metavar="W",
                    help="CodeFormer's fidelity weight w in 0..1 (default 0.5, the official default)")
     g.add_argument("--download", action="store_true", help="download absent official weights first")
-    g.add_argument("--grid-rows", type=_int_from(1), default=4, help="samples in grid.png (default 4)")
+    g.add_argument("--grid-rows", type=int_from(1), default=4, help="samples in grid.png (default 4)")
     _add_device(g)
     g.add_argument("--overwrite", action="store_true",
                    help="replace the results of an earlier evaluation (or tables, or pairs) in OUT; refused "
                         "without it")
     g = p.add_argument_group("--make-pairs")
-    g.add_argument("--limit", type=_int_from(1), default=None, help="at most this many faces")
-    g.add_argument("--seed", type=_int_from(0), default=0, help="seed of the degradations (default 0)")
+    g.add_argument("--limit", type=int_from(1), default=None, help="at most this many faces")
+    g.add_argument("--seed", type=int_from(0), default=0, help="seed of the degradations (default 0)")
     g.add_argument("--split", choices=["test", "all"], default="test",
                    help="held-out test faces only (default), or every face of an unseen dataset")
     g = p.add_argument_group("--thesis-tables (the training budget of every trained row)")
@@ -393,29 +393,30 @@ def _add_eval(sub) -> None:
     g.add_argument("--tables", nargs="+", default=["4.1", "4.2", "4.3", "4.4"],
                    choices=["4.1", "4.2", "4.3", "4.4"], help="with --thesis-tables: the tables to build (default all)")
     g.add_argument("--budget", type=_budget, default=None, metavar="SAMPLES|thesis",
-                   help="training samples every trained row sees (default 8192: about 30 minutes per mask row, "
-                        "30-38 per SMFD-UNet row on 2 CPU cores), or 'thesis': the thesis' recipe (50 passes over "
+                   help="training samples every trained row sees (default 8192: 30-66 minutes per mask row, "
+                        "30-38 per SMFD-UNet row on 2 CPU cores; SMFD-UNet rows residual), or 'thesis': the thesis' recipe (50 passes over "
                         "whole faces, early stopping; a GPU's budget). Raising it continues finished runs")
-    g.add_argument("--samples-per-epoch", type=_int_from(1), default=None,
+    g.add_argument("--samples-per-epoch", type=int_from(1), default=None,
                    help="training samples between two validations (default 1024; thesis: one pass)")
-    g.add_argument("--patch", type=_int_from(32), default=None,
+    g.add_argument("--patch", type=int_from(32), default=None,
                    help="SMFD-UNet rows train on PATCH x PATCH crops (default 128; thesis: whole faces); "
                         "mask rows always see whole faces")
-    g.add_argument("--batch", type=_int_from(1), default=None, help="batch size (default 16)")
-    g.add_argument("--val-faces", type=_int_from(1), default=None,
+    g.add_argument("--batch", type=int_from(1), default=None, help="batch size (default 16)")
+    g.add_argument("--val-faces", type=int_from(1), default=None,
                    help="validation faces per run (default 32; thesis: the whole fold)")
-    g.add_argument("--folds", type=_int_from(2), default=None, help="k of the cross-validation (default 5)")
-    g.add_argument("--test-faces", type=_int_from(1), default=None, help="cap on held-out faces evaluated")
-    g.add_argument("--workers", type=_int_from(0), default=None, help="data-loading processes per run (default 2)")
+    g.add_argument("--folds", type=int_from(2), default=None, help="k of the cross-validation (default 5)")
+    g.add_argument("--test-faces", type=int_from(1), default=None, help="cap on held-out faces evaluated")
+    g.add_argument("--workers", type=int_from(0), default=None, help="data-loading processes per run (default 2)")
     g.add_argument("--runs", default=None, metavar="DIR",
                    help="run folders to train into or reuse (default OUT/runs)")
     g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config field of every SMFD-UNet run, e.g. --set residual=true")
+                   help="override a config field of every SMFD-UNet run, e.g. --set residual=false (the thesis' "
+                        "output; the default budget's rows are residual, --budget thesis's are not)")
     p.set_defaults(func=cmd_eval)
 
 
 def _budget(text: str):
-    return "thesis" if text == "thesis" else _int_from(1)(text)
+    return "thesis" if text == "thesis" else int_from(1)(text)
 
 
 def _method_list(items: list[str]) -> tuple[list[str], bool]:
@@ -460,11 +461,11 @@ def cmd_eval(args) -> None:
         given = {k: v for k, v in (("samples_per_epoch", args.samples_per_epoch), ("patch", args.patch),
                                    ("batch", args.batch), ("val_faces", args.val_faces), ("folds", args.folds),
                                    ("workers", args.workers)) if v is not None}
-        given["deblur_config"] = _config_overrides(args.set)
         if args.budget == "thesis":
             budget = Budget.thesis(**given)
         else:
             budget = Budget(**given, **({} if args.budget is None else {"samples": args.budget}))
+        budget = budget.with_config(_config_overrides(args.set))
         print(reproduce(args.data, args.out, args.tables, budget, options, args.test_faces, args.runs,
                         args.overwrite))
         return
@@ -557,7 +558,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "the same --seed gives identical bytes.")
     p.add_argument("input", nargs="?", help="image file or folder")
     p.add_argument("output", nargs="?", help="output folder")
-    p.add_argument("--seed", type=_int_from(0), default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=int_from(0), default=0, help="random seed (default 0)")
     p.add_argument("--recipe", default=None, help="replay this recipe JSON instead of sampling one")
     p.add_argument("--count", action="store_true", help="print the number of scenarios for the options")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
