@@ -356,20 +356,19 @@ def _share(distances: list[float]) -> float:
     return float(np.mean(np.asarray(distances) < SAME_PERSON)) * 100
 
 
-def _curves(path: Path, runs: list[Run], metric: str, title: str, floor: float | None = None) -> Path:
-    """One figure: the validation ``metric`` of every run against training samples seen."""
+def _curves(path: Path, runs: list[Run], labels: list[str], metric: str, title: str) -> Path:
+    """One figure: the validation ``metric`` of every run (named as its table row) against training
+    samples seen."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.2))
-    for run in runs:
+    for run, label in zip(runs, labels, strict=True):
         points = [(r["samples"], r[metric]) for r in run.history if metric in r and "samples" in r]
         if points:
-            ax.plot(*zip(*points), marker="o", markersize=3, label=run.name)
-    if floor is not None:
-        ax.axhline(floor, color="grey", linestyle="--", label="floor (held-out faces)")
+            ax.plot(*zip(*points), marker="o", markersize=3, label=label)
     ax.set_xlabel("training samples seen")
     ax.set_ylabel(f"validation {metric}")
     ax.set_title(title)
@@ -454,7 +453,8 @@ def table_41(lab: Lab) -> tuple[str, list[Run]]:
         rows.append([f"mask generator, not trained here ({shipped.name})", "", "", *_overlap_cells(s),
                      f"{count_parameters(model)['total']:,}", _num(s["seconds_per_face"] * 1000, 0), "", "", ""])
     verdict = _verdict_41(results)
-    _curves(lab.out / "curves_4.1.png", runs, "dice", "Table 4.1: validation Dice per run")
+    _curves(lab.out / "curves_4.1.png", runs, [title for title, _ in MASK_MODELS.values()], "dice",
+            "Table 4.1: validation Dice per run")
     return ("## Table 4.1: mask generator vs UNet vs UNet++ (held-out faces, equal budget)\n\n"
             + markdown_grid(header, rows)
             + "\nDice and Jaccard (%): per group over the 5 groups (background included), pixel counts summed "
@@ -571,7 +571,8 @@ def table_43(lab: Lab) -> tuple[str, list[Run]]:
                         f"identity: {identity_verdict(a['generated'], b['generated'])}.")
     against = [f"- {ABLATION_TITLES[v]}: with ground-truth masks {identity_verdict(both['gt'], blurry)}; "
                f"with generated masks {identity_verdict(both['generated'], blurry)}." for v, both in scored.items()]
-    _curves(lab.out / "curves_4.3.png", runs, "psnr", "Table 4.3: validation PSNR per ablation run")
+    _curves(lab.out / "curves_4.3.png", runs, [ABLATION_TITLES[v] for v in ABLATIONS], "psnr",
+            "Table 4.3: validation PSNR per ablation run")
     return ("## Table 4.3: ablation (held-out faces, equal budget)\n\n" + markdown_grid(header, rows)
             + f"\nTrained with ground-truth masks (as the thesis does); scored with the ground-truth masks and with "
               f"the masks of the mask generator {lab.mask_weights()}. ID dist: Euclidean distance of dlib's 128-d "
@@ -620,7 +621,8 @@ def table_44(lab: Lab) -> tuple[str, list[Run]]:
         verdict = (f"across {lab.budget.folds} folds the held-out PSNR varies by {h[:, 0].std():.2f} dB (SD), "
                    f"the thesis' by {thesis[:, 0].std():.2f} dB; our mean is {h[:, 0].mean() - thesis[:, 0].mean():+.2f} dB "
                    "from the thesis' (at our budget, on our faces).")
-    _curves(lab.out / "curves_4.4.png", runs, "psnr", "Table 4.4: validation PSNR per fold")
+    _curves(lab.out / "curves_4.4.png", runs, [f"fold {i + 1}" for i in range(len(runs))], "psnr",
+            "Table 4.4: validation PSNR per fold (each on its own validation faces)")
     return (f"## Table 4.4: {lab.budget.folds}-fold cross-validation (equal budget)\n\n"
             + markdown_grid(["fold", "samples", "minutes", "held-out PSNR", "held-out SSIM %", "held-out ID dist",
                              "val PSNR", "val SSIM %", "thesis PSNR", "thesis SSIM %"], rows)
