@@ -100,25 +100,34 @@ def _add_pipeline_options(p: argparse.ArgumentParser) -> None:
                    help="with --jpeg: the share of images compressed, 0 < P <= 1 (default: all)")
 
 
+# The option that sets each pipeline field, for errors that name what the user typed.
+PIPELINE_OPTION = {"layers": "--layers", "sequences": "--sequences", "gaussian_sizes": "--gaussian-sizes",
+                   "motion_sizes": "--motion-sizes", "directions": "--directions", "scale_range": "--scale-range",
+                   "noise_range": "--noise-range", "jpeg_range": "--jpeg", "jpeg_share": "--jpeg-share"}
+
+
 def _pipeline_options(args):
     from .degrade import PipelineOptions
 
-    return PipelineOptions(
-        layers=args.layers, sequences=args.sequences, gaussian_sizes=args.gaussian_sizes,
-        motion_sizes=args.motion_sizes, directions=args.directions, scale_range=args.scale_range,
-        noise_range=args.noise_range, blur=not args.no_blur, rescale=not args.no_rescale,
-        noise=not args.no_noise, jpeg=args.jpeg is not None,
-        jpeg_range=args.jpeg if args.jpeg is not None else PipelineOptions.jpeg_range,
-        jpeg_share=args.jpeg_share)
+    try:
+        return PipelineOptions(
+            layers=args.layers, sequences=args.sequences, gaussian_sizes=args.gaussian_sizes,
+            motion_sizes=args.motion_sizes, directions=args.directions, scale_range=args.scale_range,
+            noise_range=args.noise_range, blur=not args.no_blur, rescale=not args.no_rescale,
+            noise=not args.no_noise, jpeg=args.jpeg is not None,
+            jpeg_range=args.jpeg if args.jpeg is not None else PipelineOptions.jpeg_range,
+            jpeg_share=args.jpeg_share)
+    except ValueError as exc:
+        text = str(exc).removeprefix("invalid pipeline option: ")
+        field = text.split(" ", 1)[0]
+        raise InputError(PIPELINE_OPTION[field] + text[len(field):] if field in PIPELINE_OPTION
+                         else str(exc)) from None
 
 
 def cmd_blur(args) -> None:
     from .degrade import count_scenarios
 
-    try:
-        options = _pipeline_options(args)
-    except ValueError as exc:
-        raise InputError(str(exc)) from None
+    options = _pipeline_options(args)
     if args.count:
         c = count_scenarios(options)
         print(f"{c.total:,} scenarios = {c.blur:,} blur combinations ({c.per_layer:,} per layer) "

@@ -85,9 +85,10 @@ class PipelineOptions:
                 fail("a sequence with Gaussian blur needs at least one Gaussian kernel size")
             if not self.motion_sizes or not self.directions:
                 fail("every sequence has a motion blur: give motion sizes and directions")
-            for k in (*self.gaussian_sizes, *self.motion_sizes):
-                if k < 1 or k % 2 == 0 or k > MAX_KERNEL_SIZE:
-                    fail(f"kernel sizes must be odd and between 1 and {MAX_KERNEL_SIZE}, got {k}")
+            for name in ("gaussian_sizes", "motion_sizes"):
+                for k in getattr(self, name):
+                    if k < 1 or k % 2 == 0 or k > MAX_KERNEL_SIZE:
+                        fail(f"{name} must be odd kernel sizes between 1 and {MAX_KERNEL_SIZE}, got {k}")
             bad = [d for d in self.directions if d not in DIRECTIONS]
             if bad:
                 fail(f"directions must be among {list(DIRECTIONS)}, got {bad}")

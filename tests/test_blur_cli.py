@@ -174,7 +174,7 @@ def test_missing_input_and_output_file_are_one_line_errors(tmp_path, face_files,
     (["--layers", "0"], "layers"),
     (["--gaussian-sizes", "14"], "odd"),
     (["--layers", "1", "1"], "must not repeat"),
-    (["--scale-range", "0.5", "2"], "scale_range"),
+    (["--scale-range", "0.5", "2"], "--scale-range must be"),
     (["--seed", "-1"], "--seed"),
 ])
 def test_bad_options_are_one_line_errors(args, message, tmp_path, face_files, capsys):

@@ -63,11 +63,12 @@ BLUR = ["blur", "no-such-image.png"]
     (["mask", "no-such-image.png", "{out}", "--threads", "100000"], "--threads"),
     (BLUR + ["{out}", "--seed", "-1"], "--seed"),
     (BLUR + ["{out}", "--layers", "0"], "--layers"),
-    (BLUR + ["{out}", "--layers", "1", "40"], "layers"),
-    (BLUR + ["{out}", "--noise-range", "5", "1000"], "noise_range"),
-    (BLUR + ["{out}", "--noise-range", "10", "5"], "noise_range"),
-    (BLUR + ["{out}", "--scale-range", "0.5", "2"], "scale_range"),
+    (BLUR + ["{out}", "--layers", "1", "40"], "--layers must be"),
+    (BLUR + ["{out}", "--noise-range", "5", "1000"], "--noise-range must be"),
+    (BLUR + ["{out}", "--noise-range", "10", "5"], "--noise-range must be"),
+    (BLUR + ["{out}", "--scale-range", "0.5", "2"], "--scale-range must be"),
     (BLUR + ["{out}", "--jpeg-share", "1.5"], "--jpeg-share"),  # refused with or without --jpeg
+    (BLUR + ["{out}", "--jpeg", "0", "50"], "--jpeg must be"),
     (["demo", "--port", "0"], "--port"),
     (["demo", "--port", "70000"], "--port"),
 ])
