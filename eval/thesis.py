@@ -83,7 +83,7 @@ def check_deblur_config(overrides: dict) -> None:
         try:
             TrainSettings(task="deblur", data=(), out="", config={**ablation, **overrides})
         except ValueError as exc:
-            raise InputError(f"--set {json.dumps(overrides)} with the {variant} row: {exc}") from None
+            raise InputError(f"--set: {exc} (in the {variant} row's network)") from None
 
 
 EQUAL_BUDGET_CONFIG = {"residual": True}  # SMFD-UNet rows at the default budget (see Budget)
@@ -93,8 +93,8 @@ EQUAL_BUDGET_CONFIG = {"residual": True}  # SMFD-UNet rows at the default budget
 class Budget:
     """The training budget of every trained row, in training samples seen.
 
-    The default (``samples`` 8,192; SMFD-UNet rows on 128x128 crops) takes 30-66 minutes per mask row
-    and 30-38 per SMFD-UNet row on 2 CPU cores (docs/thesis_tables.md); :meth:`thesis` is the thesis'
+    The default (``samples`` 8,192; SMFD-UNet rows on 128x128 crops) took 31-66 minutes per mask row
+    and 30-38 per SMFD-UNet row on 2 CPU cores here (docs/thesis_tables.md); :meth:`thesis` is the thesis'
     own recipe (50 passes over the training faces at 256x256, early stopping), a GPU's budget.
     Without early stopping every row sees exactly ``samples``: equal budgets, as the tables need.
     At this budget every SMFD-UNet row predicts a correction to the blurry input (``residual``): one
@@ -579,7 +579,9 @@ def table_43(lab: Lab) -> tuple[str, list[Run]]:
               "face descriptors of the result and the sharp face (box found once on the sharp face); ID < 0.6: "
               "the share of faces dlib calls the same person. Learning curves: curves_4.3.png.\n\n"
             + "\n".join(flags) + ("\n\n" if flags else "")
-            + "**Verdicts** (each step against the row above it, face by face on the held-out faces):\n\n"
+            + "**Verdicts** (each step against the row above it, face by face on the held-out faces; one "
+              "training run per row, so the confidence intervals cover the faces, not the run: table 4.4's "
+              "folds show how much a run varies):\n\n"
             + "\n".join(verdicts) + "\n"
             + ("\n**Identity against the blurry input** (each row, face by face; a restorer should bring the "
                "face closer to the person, never further):\n\n" + "\n".join(against) + "\n" if against else "")), runs

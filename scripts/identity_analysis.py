@@ -68,7 +68,7 @@ def main() -> None:
     parser.add_argument("--weights", default=None, help="weights folder (default: the shipped weights)")
     parser.add_argument("--faces", type=int_from(1), default=None, help="use only the first N test faces")
     parser.add_argument("--seed", type=int_from(0), default=0)
-    parser.add_argument("--worst", type=int, default=6, help="faces listed and shown")
+    parser.add_argument("--worst", type=int_from(1), default=6, help="faces listed and shown")
     parser.add_argument("--figure", default=None, help="write a PNG of the faces that lose most identity")
     parser.add_argument("--after", default=None, help="weights folder of a newer model to show beside")
     args = parser.parse_args()

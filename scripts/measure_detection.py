@@ -96,10 +96,8 @@ def main() -> None:
     p.add_argument("--data", default=str(shared_data() / "celebamask_mini"),
                    help="dataset with held-out faces (default: celebamask_mini of the shared data)")
     p.add_argument("--faces", type=int_from(1), default=4, help="faces per photo size for the smallest face (default 4)")
-    p.add_argument("--tilt-faces", type=int, default=8, help="faces for the tilt test (default 8)")
+    p.add_argument("--tilt-faces", type=int_from(1), default=8, help="faces for the tilt test (default 8)")
     args = p.parse_args()
-    if args.faces < 1 or args.tilt_faces < 1:
-        p.error("--faces and --tilt-faces must be at least 1")
 
     faces = []  # (512x512 RGB crop, detected face width / crop width)
     for record in data.select(data.open_dataset(args.data), "test"):

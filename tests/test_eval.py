@@ -284,6 +284,22 @@ def test_the_sample_budget_trains_residual_rows_and_the_thesis_budget_the_thesis
     assert "SMFD-UNet config overrides {'residual': True}" in thesis.Budget().describe()
 
 
+@pytest.mark.parametrize("extra, config", [
+    ([], {"residual": True}),
+    (["--set", "soft_mask=true"], {"residual": True, "soft_mask": True}),
+    (["--set", "residual=false"], {"residual": False}),
+    (["--budget", "thesis"], {}),
+    (["--budget", "thesis", "--set", "residual=true"], {"residual": True}),
+])
+def test_the_command_hands_its_budget_the_config_it_states(extra, config, tmp_path, monkeypatch):
+    """What `smfd eval --thesis-tables` passes on: the sample budget's residual rows, the thesis
+    budget's thesis network, --set over either."""
+    seen = []
+    monkeypatch.setattr(thesis, "reproduce", lambda data, out, tables, budget, *rest: seen.append(budget) or "")
+    assert main(["eval", "--thesis-tables", "--data", str(tmp_path), "--out", str(tmp_path / "out"), *extra]) == 0
+    assert seen[0].deblur_config == config
+
+
 def test_verdicts_follow_the_measurements():
     dice = {"mask-generator": 63.4, "unet": 61.0, "unetplusplus": 66.6}
     line = thesis._verdict_41({k: {"mean_dice": v} for k, v in dice.items()})
