@@ -4,8 +4,8 @@ computed before anyone votes. Dealing and votes live in study_store, the analysi
 from __future__ import annotations
 
 import hashlib
-import json
 import itertools
+import json
 import secrets
 import shutil
 import threading
@@ -15,6 +15,7 @@ from typing import Callable
 import numpy as np
 
 from smfd.images import check_rgb, list_images, read_image, write_png
+from smfd.paths import sha256_of
 
 from .study_store import VoteStore
 
@@ -34,16 +35,11 @@ def study_photos(folder: str | Path) -> list[Path]:
     return images
 
 
-def photo_digest(path: Path) -> str:
-    """SHA-256 of a photo's file: what the restoration cache and the study's setup know it by."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def setup_of(photos: list[Path], methods: list[str], weights_tag: str) -> tuple[str, str]:
     """(fingerprint, description) of a study for VoteStore.bind: the weights, each photo's
     content, the methods."""
     content = {"weights": weights_tag, "methods": sorted(methods),
-               "photos": {p.name: photo_digest(p) for p in photos}}
+               "photos": {p.name: sha256_of(p) for p in photos}}
     fingerprint = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
     return fingerprint, f"weights {weights_tag}; methods {', '.join(sorted(methods))}; {len(photos)} photos"
 
@@ -87,7 +83,7 @@ class Study:
 
     # ------------------------------------------------------------ restorations
     def _cache_path(self, image: Path, method: str) -> Path:
-        key = photo_digest(image)[:20]
+        key = sha256_of(image)[:20]  # a photo is known by its content, as in setup_of
         return self.cache_dir / method / f"{key}.png"
 
     def restoration(self, image: Path, method: str) -> Path:

@@ -74,5 +74,6 @@ def main() -> None:
         print(f"{path.name[:24]:24s} {size:>11s} {len(faces):5d} {t_detect:7.2f} {timed.seconds:9.2f} "
               f"{t_photo - timed.seconds:12.3f} {t_detect + t_photo:7.2f}")
 
+
 if __name__ == "__main__":
     main()
