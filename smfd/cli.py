@@ -180,6 +180,10 @@ def _add_train(sub) -> None:
                    help="validation figure that keeps the best epoch and lowers the learning rate: mask dice "
                         "(default); deblur ssim (default), psnr, or identity (mean dlib descriptor distance "
                         "of the restored to the sharp validation faces, lower is better)")
+    p.add_argument("--teacher", default=None, metavar="CHECKPOINT",
+                   help="deblur: learn the restorations that this SMFD-UNet makes of the same blurry faces and "
+                        "masks, instead of the sharp faces (distillation, e.g. of the shipped network into one "
+                        "with a lighter decoder); validation still scores against the sharp faces")
     p.add_argument("--ablation", default=None, help="deblur: a thesis table 4.3 variant: "
                    "no-mask, plain-upsampling, attention-transpose, attention-pixelshuffle, full")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -231,7 +235,7 @@ def cmd_train(args) -> None:
             workers=args.workers, seed=args.seed, k=args.folds, fold=args.fold, loss=args.loss,
             mask_source=args.mask_source, mask_model=args.mask_model, config=config, init=args.init,
             init_partial=args.init_partial, device=args.device, augment=not args.no_augment, preset=args.preset,
-            semantic=args.semantic, monitor=args.monitor)
+            semantic=args.semantic, monitor=args.monitor, teacher=args.teacher)
     except (TypeError, ValueError) as exc:  # e.g. an unknown config field or value
         raise InputError(f"bad training options: {exc}") from None
     if args.cross_validate:

@@ -75,6 +75,7 @@ class TrainSettings:
     preset: str = "thesis"  # degradation pipeline of the training samples: smfd.degrade.PRESETS
     semantic: float = 0.0  # deblur: weight of the semantic-consistency term (Trainer.semantic_term)
     monitor: str | None = None  # validation figure that keeps the best epoch: MONITORS
+    teacher: str | None = None  # deblur: SMFD-UNet checkpoint whose restorations are the training targets
 
     def __post_init__(self):
         if self.task not in MONITORS:
@@ -100,6 +101,8 @@ class TrainSettings:
         if self.semantic and (self.task != "deblur" or not self.mask_model):
             raise ValueError("--semantic trains SMFD-UNet (deblur) and needs --mask-model, the generator "
                              "that reads the restored face")
+        if self.teacher and self.task != "deblur":
+            raise ValueError("--teacher trains SMFD-UNet (deblur): it gives the restorations to learn")
         try:  # config overrides (--set) that no network can be built from fail now, not at the first epoch
             with torch.device("meta"):
                 build(self.model_config())
@@ -213,6 +216,16 @@ class Trainer:
                                  "classes; SMFD-UNet takes the 5 groups")
             for p in self.mask_model.parameters():
                 p.requires_grad_(False)
+        self.teacher = None
+        if s.teacher:
+            self.teacher = checkpoint.load(s.teacher, self.device, kinds=("deblur",))
+            theirs, mine = self.teacher.config, self.model.config
+            if (theirs.use_mask, theirs.mask_channels, theirs.soft_mask) != (mine.use_mask, mine.mask_channels,
+                                                                           mine.soft_mask):
+                raise InputError(f"--teacher {s.teacher}: takes its mask otherwise (use_mask, mask_channels, "
+                                 "soft_mask) than the network trained; both must read the same mask input")
+            for p in self.teacher.parameters():
+                p.requires_grad_(False)
         if s.semantic and not any(r.has_mask for r in self.train_records):
             raise InputError("--semantic needs training faces with masks (it scores the restored face "
                              "against the true mask); none of the datasets has any")
@@ -323,7 +336,11 @@ class Trainer:
                 return logits, segmentation_loss(self.s.loss, logits.float(), batch["mask"].to(self.device))
             mask = self.masks_for(batch, generated_share, rng) if self.model.config.use_mask else None
             out = net(blurry, mask)
-        return out, restoration_loss(self.s.loss, out.float(), batch["sharp"].to(self.device))
+            target = batch["sharp"].to(self.device)
+            if self.teacher is not None and net.training:  # distillation; validation still scores the sharp face
+                with torch.no_grad():
+                    target = self.teacher(blurry, mask).float().clamp(0, 1)
+        return out, restoration_loss(self.s.loss, out.float(), target)
 
     def semantic_term(self, batch: dict, restored: torch.Tensor) -> torch.Tensor:
         """Cross-entropy of the frozen mask generator, reading the restored face, against the true
@@ -496,7 +513,7 @@ def settings_changes(saved: TrainSettings, wanted: TrainSettings) -> list[str]:
     def norm(name: str, value):
         if name == "data":
             return tuple(str(Path(d).resolve()) for d in value)
-        if name in ("init", "mask_model") and value:
+        if name in ("init", "mask_model", "teacher") and value:
             return str(Path(value).resolve())
         return value
 

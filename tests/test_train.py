@@ -387,3 +387,40 @@ def test_the_best_epoch_can_be_kept_by_identity(celeba, tmp_path):
     result = trainer.run()
     assert checkpoint.load(tmp_path / "chosen" / "best.safetensors").info["epoch"] == 2  # SSIM would keep 3
     assert result["monitor"] == "id_distance" and result["best"] == pytest.approx(0.30)
+
+
+def test_a_teacher_s_restorations_are_the_training_targets(celeba, tmp_path):
+    """--teacher: a training step learns what the teacher (here the shipped SMFD-UNet) makes of the
+    same blurry patch and mask, not the sharp patch; validation still scores against the sharp face.
+    A teacher must read the same mask input as the network it teaches."""
+    from smfd.errors import InputError
+    from smfd.losses import restoration_loss
+    from smfd.models import one_hot_mask
+    from smfd.restorer import DEBLUR_WEIGHTS, WEIGHTS_DIR
+    from smfd.runtime import fast_autocast
+
+    shipped = str(WEIGHTS_DIR / DEBLUR_WEIGHTS)
+    light = {"decoder": [128, 64, 32], "shuffle_kernel": 1, "residual": True, "match_input_mean": True,
+             "soft_mask": True}
+    trainer = Trainer(TrainSettings(task="deblur", data=(str(celeba),), out=str(tmp_path / "a"), config=light,
+                                    teacher=shipped, loss="l1", device="cpu", **TINY))
+    batch = next(iter(trainer.loaders()[2]))
+    blurry = batch["blurry"].contiguous(memory_format=torch.channels_last)
+    with torch.no_grad(), fast_autocast(torch.device("cpu")):
+        taught = trainer.teacher(blurry, one_hot_mask(batch["mask"].clamp(min=0), 5)).float().clamp(0, 1)
+    rng = np.random.default_rng(0)
+    trainer.net.train()
+    out, loss = trainer.forward(batch, trainer.net, 0.0, rng)
+    to_teacher = restoration_loss("l1", out.float(), taught).item()
+    to_sharp = restoration_loss("l1", out.float(), batch["sharp"]).item()
+    assert abs(to_teacher - to_sharp) > 0.01 * to_sharp  # the two targets tell apart
+    assert loss.item() == pytest.approx(to_teacher, rel=1e-3)
+    trainer.model.eval()
+    out, loss = trainer.forward(batch, trainer.model, 0.0, rng)
+    assert loss.item() == pytest.approx(restoration_loss("l1", out.float(), batch["sharp"]).item(), rel=1e-4)
+
+    with pytest.raises(InputError, match="--teacher .*: takes its mask otherwise"):
+        Trainer(TrainSettings(task="deblur", data=(str(celeba),), out=str(tmp_path / "b"),
+                              config={**light, "soft_mask": False}, teacher=shipped, **TINY))
+    with pytest.raises(ValueError, match="--teacher trains SMFD-UNet"):
+        TrainSettings(task="mask", data=(str(celeba),), out=str(tmp_path / "c"), teacher=shipped)
