@@ -183,7 +183,8 @@ def _add_train(sub) -> None:
     p.add_argument("--teacher", default=None, metavar="CHECKPOINT",
                    help="deblur: learn the restorations that this SMFD-UNet makes of the same blurry faces and "
                         "masks, instead of the sharp faces (distillation, e.g. of the shipped network into one "
-                        "with a lighter decoder); validation still scores against the sharp faces")
+                        "with a lighter decoder); it must read the same image and mask input; validation still scores "
+                        "against the sharp faces")
     p.add_argument("--ablation", default=None, help="deblur: a thesis table 4.3 variant: "
                    "no-mask, plain-upsampling, attention-transpose, attention-pixelshuffle, full")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",

@@ -218,12 +218,12 @@ class Trainer:
                 p.requires_grad_(False)
         self.teacher = None
         if s.teacher:
-            self.teacher = checkpoint.load(s.teacher, self.device, kinds=("deblur",))
-            theirs, mine = self.teacher.config, self.model.config
-            if (theirs.use_mask, theirs.mask_channels, theirs.soft_mask) != (mine.use_mask, mine.mask_channels,
-                                                                           mine.soft_mask):
-                raise InputError(f"--teacher {s.teacher}: takes its mask otherwise (use_mask, mask_channels, "
-                                 "soft_mask) than the network trained; both must read the same mask input")
+            self.teacher = checkpoint.load(s.teacher, self.device, kinds=("deblur",)).to(
+                memory_format=torch.channels_last)
+            reads = ("image_channels", "use_mask", "mask_channels", "soft_mask")
+            if any(getattr(self.teacher.config, k) != getattr(self.model.config, k) for k in reads):
+                raise InputError(f"--teacher {s.teacher}: reads its input otherwise ({', '.join(reads)}) than "
+                                 "the network trained; both must read the same image and mask")
             for p in self.teacher.parameters():
                 p.requires_grad_(False)
         if s.semantic and not any(r.has_mask for r in self.train_records):

@@ -419,7 +419,8 @@ def test_a_teacher_s_restorations_are_the_training_targets(celeba, tmp_path):
     out, loss = trainer.forward(batch, trainer.model, 0.0, rng)
     assert loss.item() == pytest.approx(restoration_loss("l1", out.float(), batch["sharp"]).item(), rel=1e-4)
 
-    with pytest.raises(InputError, match="--teacher .*: takes its mask otherwise"):
+    assert not trainer.teacher.training and not any(p.requires_grad for p in trainer.teacher.parameters())
+    with pytest.raises(InputError, match="--teacher .*: reads its input otherwise"):
         Trainer(TrainSettings(task="deblur", data=(str(celeba),), out=str(tmp_path / "b"),
                               config={**light, "soft_mask": False}, teacher=shipped, **TINY))
     with pytest.raises(ValueError, match="--teacher trains SMFD-UNet"):
