@@ -539,16 +539,16 @@ def cmd_baselines(args) -> None:
 # ---------------------------------------------------------------- info
 
 def cmd_info(args) -> None:
-    from . import checkpoint
     from .models import count_macs, count_parameters
-    from .restorer import weight_files
+    from .restorer import load_networks, weight_files
 
     thesis = {"mask generator": 5_416_159, "SMFD-UNet": 7_532_601}
-    print(f"the shipped networks ({weight_files()[0].parent}); compute per 256x256 face:")
+    models = load_networks(args.weights)
+    folder = weight_files(args.weights)[0].parent
+    print(f"the {'shipped ' if args.weights is None else ''}networks ({folder}); compute per 256x256 face:")
     passes = {"mask generator": 2, "SMFD-UNet": 1}  # the mask is made from the face and its mirror image
     total = 0
-    for name, path in zip(thesis, weight_files()):
-        model = checkpoint.load(path)
+    for name, model in zip(thesis, models):
         c, macs = count_parameters(model), count_macs(model)
         total += macs * passes[name]
         diff = (c["total"] - thesis[name]) / thesis[name] * 100
@@ -585,7 +585,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval(sub)
     _add_baselines(sub)
 
-    p = sub.add_parser("info", help="parameter counts of the networks")
+    p = sub.add_parser("info", help="parameter counts and compute of the networks",
+                       description="Print the parameters and multiply-accumulates per 256x256 face of the "
+                                   "mask generator and SMFD-UNet, beside the thesis' parameter counts.")
+    p.add_argument("--weights", default=None, help="folder with mask_generator.safetensors and "
+                   "smfd_unet.safetensors (default: the shipped weights)")
     p.set_defaults(func=cmd_info)
     return parser
 

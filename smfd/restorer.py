@@ -36,6 +36,18 @@ def weight_files(folder: str | Path | None = None) -> tuple[Path, Path]:
     return folder / MASK_WEIGHTS, folder / DEBLUR_WEIGHTS
 
 
+def load_networks(weights: str | Path | None = None, device: str | torch.device = "cpu"
+                  ) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """(mask generator, SMFD-UNet) from the folder ``weights`` (default: the shipped ones), each
+    rebuilt from the config stored beside its weights."""
+    mask_path, deblur_path = weight_files(weights)
+    missing = [str(p) for p in (mask_path, deblur_path) if not p.is_file()]
+    if missing:
+        raise InputError(f"model weights not found: {', '.join(missing)}")
+    return (checkpoint.load(mask_path, device, kinds=("mask", "smp")),
+            checkpoint.load(deblur_path, device, kinds=("deblur",)))
+
+
 def save_random_weights(folder: str | Path, mask_config=None, deblur_config=None, seed: int = 0) -> Path:
     """A weights folder of randomly initialised networks of the real architectures (default
     configurations unless given), fp16 like the shipped files: for tests and benchmarks whose
@@ -82,13 +94,8 @@ class Restorer:
         """Load the shipped weights, or ``mask_generator.safetensors`` and ``smfd_unet.safetensors``
         from the folder ``weights``; each network is rebuilt from the config stored beside its
         weights. Works offline."""
-        mask_path, deblur_path = weight_files(weights)
-        missing = [str(p) for p in (mask_path, deblur_path) if not p.is_file()]
-        if missing:
-            raise InputError(f"model weights not found: {', '.join(missing)}")
         dev = pick_device(device)
-        return cls(checkpoint.load(mask_path, dev, kinds=("mask", "smp")),
-                   checkpoint.load(deblur_path, dev, kinds=("deblur",)), dev, engine, threads)
+        return cls(*load_networks(weights, dev), dev, engine, threads)
 
     # ------------------------------------------------------------ network inputs
     def work_tensor(self, image: np.ndarray) -> torch.Tensor:

@@ -203,3 +203,21 @@ def test_count_macs_counts_every_convolution():
     # The decoder holds most of SMFD-UNet's compute; a lighter decoder is a config away.
     full, light = SMFDNet(SMFDConfig()), SMFDNet(SMFDConfig(decoder=(128, 64, 32), shuffle_kernel=1))
     assert 30e9 < count_macs(full) < 36e9 and count_macs(light) < count_macs(full) / 3
+
+
+def test_smfd_info_prints_parameters_and_compute_of_a_weights_folder(tmp_path, capsys):
+    """``smfd info --weights DIR``: each network's parameters and GMAC per 256x256 face (the mask
+    generator twice: the face and its mirror image), and their sum; a folder without weights is named."""
+    from smfd.cli import main
+    from smfd.restorer import save_random_weights
+
+    light = SMFDConfig(decoder=(128, 64, 32), shuffle_kernel=1)
+    folder = save_random_weights(tmp_path / "w", deblur_config=light)
+    main(["info", "--weights", str(folder)])
+    out = capsys.readouterr().out
+    mask_macs, smfd_macs = count_macs(MaskNet(MaskNetConfig())), count_macs(SMFDNet(light))
+    assert f"{'SMFD-UNet':15s} {count_parameters(SMFDNet(light))['total']:>10,} parameters" in out
+    assert f"{smfd_macs / 1e9:.1f} GMAC x 1 pass" in out and f"{mask_macs / 1e9:.1f} GMAC x 2 passes" in out
+    assert f"{'together':15s} {(2 * mask_macs + smfd_macs) / 1e9:.1f} GMAC per face" in out
+    assert main(["info", "--weights", str(tmp_path / "none")]) == 2
+    assert "model weights not found" in capsys.readouterr().err
