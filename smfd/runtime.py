@@ -1,9 +1,10 @@
-"""Where and how tensors run: device choice and bf16 autocast."""
+"""Where and how tensors run: device choice, bf16 autocast and PyTorch's threads."""
 
 from __future__ import annotations
 
 import functools
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -44,3 +45,18 @@ def fast_autocast(device: torch.device | str):
     no-op. Heads that need float32 precision switch it off themselves."""
     device = torch.device(device)
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=native_bf16(device.type))
+
+
+@contextmanager
+def torch_threads(n: int | None):
+    """PyTorch's intra-op threads set to ``n`` inside the block and put back after it (None: left
+    as they are)."""
+    if n is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
