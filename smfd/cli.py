@@ -181,10 +181,11 @@ def _add_train(sub) -> None:
                         "(default); deblur ssim (default), psnr, or identity (mean dlib descriptor distance "
                         "of the restored to the sharp validation faces, lower is better)")
     p.add_argument("--teacher", default=None, metavar="CHECKPOINT",
-                   help="deblur: learn the restorations that this SMFD-UNet makes of the same blurry faces and "
-                        "masks, instead of the sharp faces (distillation, e.g. of the shipped network into one "
-                        "with a lighter decoder); it must read the same image and mask input; validation still scores "
-                        "against the sharp faces")
+                   help="learn what this network of the same task makes of the same blurry faces instead of "
+                        "the sharp faces or true masks (distillation, e.g. of a shipped network into one with a "
+                        "lighter decoder): deblur, the restorations of an SMFD-UNet that reads the same image and "
+                        "mask; mask, the probabilities of a mask generator of the same groups; validation still "
+                        "scores against the sharp faces and true masks")
     p.add_argument("--ablation", default=None, help="deblur: a thesis table 4.3 variant: "
                    "no-mask, plain-upsampling, attention-transpose, attention-pixelshuffle, full")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",

@@ -49,19 +49,23 @@ def restoration_loss(kind: str, output: torch.Tensor, target: torch.Tensor) -> t
     raise ValueError(f"unknown restoration loss {kind!r} (mse, l1, l1+ssim)")
 
 
-def dice_loss(logits: torch.Tensor, labels: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
-    """Soft multi-class Dice loss: per class over the whole batch, then the mean over classes."""
+def dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
+    """Soft multi-class Dice loss: per class over the whole batch, then the mean over classes.
+    ``target``: NxHxW labels, or NxCxHxW probabilities (a teacher's)."""
     probs = logits.softmax(1)
-    target = F.one_hot(labels, logits.shape[1]).permute(0, 3, 1, 2).to(probs.dtype)
+    if target.dim() == 3:
+        target = F.one_hot(target, logits.shape[1]).permute(0, 3, 1, 2)
+    target = target.to(probs.dtype)
     inter = (probs * target).sum((0, 2, 3))
     total = probs.sum((0, 2, 3)) + target.sum((0, 2, 3))
     return 1 - ((2 * inter + eps) / (total + eps)).mean()
 
 
-def segmentation_loss(kind: str, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """'dice' (the thesis) or 'dice+ce' (Dice plus cross-entropy)."""
+def segmentation_loss(kind: str, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """'dice' (the thesis) or 'dice+ce' (Dice plus cross-entropy), against NxHxW labels or NxCxHxW
+    probabilities."""
     if kind == "dice":
-        return dice_loss(logits, labels)
+        return dice_loss(logits, target)
     if kind == "dice+ce":
-        return dice_loss(logits, labels) + F.cross_entropy(logits, labels)
+        return dice_loss(logits, target) + F.cross_entropy(logits, target)
     raise ValueError(f"unknown segmentation loss {kind!r} (dice, dice+ce)")

@@ -75,7 +75,7 @@ class TrainSettings:
     preset: str = "thesis"  # degradation pipeline of the training samples: smfd.degrade.PRESETS
     semantic: float = 0.0  # deblur: weight of the semantic-consistency term (Trainer.semantic_term)
     monitor: str | None = None  # validation figure that keeps the best epoch: MONITORS
-    teacher: str | None = None  # deblur: SMFD-UNet checkpoint whose restorations are the training targets
+    teacher: str | None = None  # a network of the same task whose outputs are the training targets
 
     def __post_init__(self):
         if self.task not in MONITORS:
@@ -101,8 +101,6 @@ class TrainSettings:
         if self.semantic and (self.task != "deblur" or not self.mask_model):
             raise ValueError("--semantic trains SMFD-UNet (deblur) and needs --mask-model, the generator "
                              "that reads the restored face")
-        if self.teacher and self.task != "deblur":
-            raise ValueError("--teacher trains SMFD-UNet (deblur): it gives the restorations to learn")
         try:  # config overrides (--set) that no network can be built from fail now, not at the first epoch
             with torch.device("meta"):
                 build(self.model_config())
@@ -216,16 +214,7 @@ class Trainer:
                                  "classes; SMFD-UNet takes the 5 groups")
             for p in self.mask_model.parameters():
                 p.requires_grad_(False)
-        self.teacher = None
-        if s.teacher:
-            self.teacher = checkpoint.load(s.teacher, self.device, kinds=("deblur",)).to(
-                memory_format=torch.channels_last)
-            reads = ("image_channels", "use_mask", "mask_channels", "soft_mask")
-            if any(getattr(self.teacher.config, k) != getattr(self.model.config, k) for k in reads):
-                raise InputError(f"--teacher {s.teacher}: reads its input otherwise ({', '.join(reads)}) than "
-                                 "the network trained; both must read the same image and mask")
-            for p in self.teacher.parameters():
-                p.requires_grad_(False)
+        self.teacher = self.load_teacher(s.teacher) if s.teacher else None
         if s.semantic and not any(r.has_mask for r in self.train_records):
             raise InputError("--semantic needs training faces with masks (it scores the restored face "
                              "against the true mask); none of the datasets has any")
@@ -249,6 +238,20 @@ class Trainer:
         self.epoch, self.best, self.bad_epochs, self.history = 0, -math.inf, 0, []
         self.best_epoch, self.best_model = None, None
         self.epoch_samples = 0  # training samples of the last epoch, all ranks together
+
+    def load_teacher(self, path: str) -> torch.nn.Module:
+        """The frozen network whose outputs are the training targets (distillation): an SMFD-UNet
+        that reads the same image and mask, or a mask generator of the same groups (it reads the
+        face its own way)."""
+        deblur = self.s.task == "deblur"
+        teacher = checkpoint.load(path, self.device, kinds=("deblur",) if deblur else ("mask", "smp"))
+        same = ("image_channels", "use_mask", "mask_channels", "soft_mask") if deblur else ("classes",)
+        if any(getattr(teacher.config, k) != getattr(self.model.config, k) for k in same):
+            raise InputError(f"--teacher {path}: differs from the network trained in {', '.join(same)}; "
+                             f"{'both must read the same image and mask' if deblur else 'both must predict the same groups'}")
+        for p in teacher.parameters():
+            p.requires_grad_(False)
+        return teacher.to(memory_format=torch.channels_last)
 
     # ------------------------------------------------------------ state
     # state.pt is the one record of a run; best.safetensors and log.csv are written from it after
@@ -333,7 +336,11 @@ class Trainer:
         with fast_autocast(self.device):
             if self.s.task == "mask":
                 logits = net(mask_input(self.model.config, blurry))
-                return logits, segmentation_loss(self.s.loss, logits.float(), batch["mask"].to(self.device))
+                target = batch["mask"].to(self.device)
+                if self.teacher is not None and net.training:  # distillation; validation scores the labels
+                    with torch.no_grad():
+                        target = self.teacher(mask_input(self.teacher.config, blurry)).float().softmax(1)
+                return logits, segmentation_loss(self.s.loss, logits.float(), target)
             mask = self.masks_for(batch, generated_share, rng) if self.model.config.use_mask else None
             out = net(blurry, mask)
             target = batch["sharp"].to(self.device)

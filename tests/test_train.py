@@ -392,7 +392,7 @@ def test_the_best_epoch_can_be_kept_by_identity(celeba, tmp_path):
 def test_a_teacher_s_restorations_are_the_training_targets(celeba, tmp_path):
     """--teacher: a training step learns what the teacher (here the shipped SMFD-UNet) makes of the
     same blurry patch and mask, not the sharp patch; validation still scores against the sharp face.
-    A teacher must read the same mask input as the network it teaches."""
+    A teacher must read the same mask input as the network it teaches, and be of its task."""
     from smfd.errors import InputError
     from smfd.losses import restoration_loss
     from smfd.models import one_hot_mask
@@ -420,8 +420,36 @@ def test_a_teacher_s_restorations_are_the_training_targets(celeba, tmp_path):
     assert loss.item() == pytest.approx(restoration_loss("l1", out.float(), batch["sharp"]).item(), rel=1e-4)
 
     assert not trainer.teacher.training and not any(p.requires_grad for p in trainer.teacher.parameters())
-    with pytest.raises(InputError, match="--teacher .*: reads its input otherwise"):
+    with pytest.raises(InputError, match="--teacher .*: differs from the network trained in .*soft_mask"):
         Trainer(TrainSettings(task="deblur", data=(str(celeba),), out=str(tmp_path / "b"),
                               config={**light, "soft_mask": False}, teacher=shipped, **TINY))
-    with pytest.raises(ValueError, match="--teacher trains SMFD-UNet"):
-        TrainSettings(task="mask", data=(str(celeba),), out=str(tmp_path / "c"), teacher=shipped)
+    with pytest.raises(InputError, match="holds a 'deblur' network, expected 'mask' or 'smp'"):
+        Trainer(TrainSettings(task="mask", data=(str(celeba),), out=str(tmp_path / "c"), teacher=shipped, **TINY))
+
+
+def test_a_teacher_s_probabilities_are_the_mask_generator_s_training_targets(celeba, tmp_path):
+    """--teacher for the mask task: a training step scores the student's groups against the
+    teacher's probabilities for the same face (the loss of --loss, Dice and cross-entropy taking
+    probabilities), validation against the true mask."""
+    from smfd.losses import segmentation_loss
+    from smfd.models import mask_input
+    from smfd.restorer import MASK_WEIGHTS, WEIGHTS_DIR
+    from smfd.runtime import fast_autocast
+
+    shipped = str(WEIGHTS_DIR / MASK_WEIGHTS)  # taught by itself, a student is far closer to its teacher than to the truth
+    trainer = Trainer(TrainSettings(task="mask", data=(str(celeba),), out=str(tmp_path), init=shipped,
+                                    teacher=shipped, loss="dice+ce", device="cpu", **{**TINY, "patch": None}))
+    batch = next(iter(trainer.loaders()[2]))
+    blurry = batch["blurry"].contiguous(memory_format=torch.channels_last)
+    with torch.no_grad(), fast_autocast(torch.device("cpu")):
+        taught = trainer.teacher(mask_input(trainer.teacher.config, blurry)).float().softmax(1)
+    rng = np.random.default_rng(0)
+    trainer.net.train()
+    logits, loss = trainer.forward(batch, trainer.net, 0.0, rng)
+    to_teacher = segmentation_loss("dice+ce", logits.float(), taught).item()
+    to_labels = segmentation_loss("dice+ce", logits.float(), batch["mask"]).item()
+    assert to_teacher < 0.95 * to_labels, (to_teacher, to_labels)  # 0.80 against 0.89 when written
+    assert loss.item() == pytest.approx(to_teacher, rel=1e-3)
+    trainer.model.eval()
+    logits, loss = trainer.forward(batch, trainer.model, 0.0, rng)
+    assert loss.item() == pytest.approx(segmentation_loss("dice+ce", logits.float(), batch["mask"]).item(), rel=1e-4)
