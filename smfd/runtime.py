@@ -50,7 +50,8 @@ def fast_autocast(device: torch.device | str):
 @contextmanager
 def torch_threads(n: int | None):
     """PyTorch's intra-op threads set to ``n`` inside the block and put back after it (None: left
-    as they are)."""
+    as they are). In PyTorch's OpenMP builds the setting is the calling thread's own, so blocks in
+    other threads (the app restores from a background thread too) neither see nor undo it."""
     if n is None:
         yield
         return

@@ -338,6 +338,8 @@ class Trainer:
                 logits = net(mask_input(self.model.config, blurry))
                 target = batch["mask"].to(self.device)
                 if self.teacher is not None and net.training:  # distillation; validation scores the labels
+                    # One pass, not the mirror mean of inference: the faces come flipped or not
+                    # (augmentation), so the student's mirror mean learns the teacher's.
                     with torch.no_grad():
                         target = self.teacher(mask_input(self.teacher.config, blurry)).float().softmax(1)
                 return logits, segmentation_loss(self.s.loss, logits.float(), target)

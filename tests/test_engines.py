@@ -140,3 +140,39 @@ def test_int8_engine_is_calibrated_and_cached_apart(tmp_path, monkeypatch, celeb
     a, b = float_engine.restore(face), int8.restore(face)
     assert b.shape == a.shape and metrics.psnr(a, b) > 25  # quantised, yet the same picture
     assert "int8" in int8.engine.describe()
+
+
+def test_openvino_restores_with_one_pytorch_thread_and_gives_the_setting_back(shipped, held_out):
+    """Around OpenVINO's networks PyTorch runs on one thread (its idle threads would spin on the
+    cores OpenVINO computes on), and the setting is back afterwards; a restore in another thread
+    (the app restores from a background thread too) leaves this thread's setting alone."""
+    import threading
+
+    reference, engine = shipped
+    before = torch.get_num_threads()
+    seen = []
+    inner = engine.engine.deblur
+
+    def deblur(x, m):
+        seen.append(torch.get_num_threads())
+        return inner(x, m)
+
+    engine.engine.deblur = deblur
+    try:
+        engine.restore(held_out[0][0])
+        assert seen == [1] and torch.get_num_threads() == before
+        reference.restore(held_out[0][0])  # the PyTorch engine keeps the setting
+        assert torch.get_num_threads() == before
+        other = {}
+
+        def restore_there():
+            other["before"] = torch.get_num_threads()
+            engine.restore(held_out[1][0])
+            other["after"] = torch.get_num_threads()
+
+        t = threading.Thread(target=restore_there)
+        t.start()
+        t.join()
+        assert seen == [1, 1] and other["after"] == other["before"] and torch.get_num_threads() == before
+    finally:
+        engine.engine.deblur = inner
