@@ -142,7 +142,7 @@ class Restorer:
 
     def mask_probabilities(self, image: np.ndarray) -> np.ndarray:
         """Per-group probabilities at 256x256, float32 256x256x5: the mean over the face and its
-        mirror image (shipped weights, 151 test faces: mean Dice 0.712 -> 0.717)."""
+        mirror image (version 1's generator, 151 test faces: mean Dice 0.712 -> 0.717)."""
         with torch_threads(self.engine.torch_threads):
             return self.engine.probabilities(self.work_tensor(image))[0].permute(1, 2, 0).cpu().numpy()
 

@@ -212,8 +212,7 @@ class Trainer:
             if self.mask_model.config.classes != 5:
                 raise InputError(f"--mask-model {s.mask_model}: predicts {self.mask_model.config.classes} "
                                  "classes; SMFD-UNet takes the 5 groups")
-            for p in self.mask_model.parameters():
-                p.requires_grad_(False)
+            self.mask_model.requires_grad_(False)
         self.teacher = self.load_teacher(s.teacher) if s.teacher else None
         if s.semantic and not any(r.has_mask for r in self.train_records):
             raise InputError("--semantic needs training faces with masks (it scores the restored face "
@@ -249,9 +248,7 @@ class Trainer:
         if any(getattr(teacher.config, k) != getattr(self.model.config, k) for k in same):
             raise InputError(f"--teacher {path}: differs from the network trained in {', '.join(same)}; "
                              f"{'both must read the same image and mask' if deblur else 'both must predict the same groups'}")
-        for p in teacher.parameters():
-            p.requires_grad_(False)
-        return teacher.to(memory_format=torch.channels_last)
+        return teacher.requires_grad_(False).to(memory_format=torch.channels_last)
 
     # ------------------------------------------------------------ state
     # state.pt is the one record of a run; best.safetensors and log.csv are written from it after
