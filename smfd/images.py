@@ -141,7 +141,7 @@ def write_atomically(path: str | Path, write: Callable[[Path], None], suffix: st
 
 
 # zlib level 3 writes a restored 256x256 face in 8 ms instead of 27 ms at PIL's default level 6;
-# the files are 10 % larger (measured on restored faces).
+# the file is 10 % larger (measured on one restored face, 86 against 78 kB).
 PNG_LEVEL = 3
 
 
