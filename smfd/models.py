@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import labels
 from .blocks import CBAM, PostProcess, ResidualDenseBlock, UpsampleMerge
 
 
@@ -58,6 +59,12 @@ class SMFDConfig:
     # probabilities instead of the one-hot of their argmax, so an uncertain group (a mouth the
     # generator is unsure of) is not presented as certain. A given label map is always one-hot.
     soft_mask: bool = False
+    # generated_parts: whether a generated mask's facial-parts group (eyes, brows, nose, mouth,
+    # ears) reaches the network. False: its probability is added to face skin, so the network
+    # restores the parts from the image alone; a given label map keeps its parts. The generator's
+    # parts have the wrong shape often enough that the restoration follows them away from the
+    # person (model card, *Identity*).
+    generated_parts: bool = True
 
     kind = "deblur"
 
@@ -301,10 +308,16 @@ def mask_probabilities(mask_model: nn.Module, image: torch.Tensor) -> torch.Tens
 
 def generated_mask_input(config: SMFDConfig, probabilities: torch.Tensor) -> torch.Tensor:
     """A generated mask (NxCxHxW probabilities) as this SMFD-UNet takes it: the probabilities
-    themselves for a ``soft_mask`` network, else the one-hot of their argmax."""
-    if config.soft_mask:
-        return probabilities
-    return one_hot_mask(probabilities.argmax(1), config.mask_channels)
+    themselves for a ``soft_mask`` network, else the one-hot of their argmax; without
+    ``generated_parts``, the facial-parts group is added to face skin."""
+    mask = probabilities if config.soft_mask else one_hot_mask(probabilities.argmax(1), config.mask_channels)
+    if config.generated_parts:
+        return mask
+    skin, parts = labels.GROUPS.index("face skin"), labels.GROUPS.index("facial parts")
+    mask = mask.clone()
+    mask[:, skin] += mask[:, parts]
+    mask[:, parts] = 0
+    return mask
 
 
 def one_hot_mask(labels: torch.Tensor, classes: int = 5) -> torch.Tensor:

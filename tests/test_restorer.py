@@ -68,32 +68,66 @@ def test_the_mask_of_a_mirrored_face_is_the_mirrored_mask(restorer, face):
     assert np.allclose(mirrored[:, ::-1], p, atol=1e-3)
 
 
-def test_a_soft_mask_network_gets_the_generators_probabilities(random_weights, face, tmp_path):
-    """A soft_mask SMFD-UNet is fed the mask generator's probabilities; a given label map is
-    always one-hot."""
+def _watched_restorer(random_weights, tmp_path, config):
+    """A Restorer of the random mask generator and a random SMFD-UNet of ``config``, and the list
+    that collects every mask SMFD-UNet is given."""
     import shutil
 
     import torch
 
     from smfd import checkpoint
-    from smfd.models import SMFDConfig, SMFDNet
+    from smfd.models import SMFDNet
     from smfd.restorer import weight_files
 
     torch.manual_seed(1)
-    folder = tmp_path / "soft"
+    folder = tmp_path / "watched"
     folder.mkdir()
     shutil.copy(weight_files(random_weights)[0], weight_files(folder)[0])
-    checkpoint.save(weight_files(folder)[1], SMFDNet(SMFDConfig(soft_mask=True)).eval())
-    soft = Restorer.from_pretrained(folder, device="cpu", engine="pytorch")
+    checkpoint.save(weight_files(folder)[1], SMFDNet(config).eval())
+    restorer = Restorer.from_pretrained(folder, device="cpu", engine="pytorch")
     seen = []
-    deblur = soft.engine.deblur
-    soft.engine.deblur = lambda x, m: seen.append(m) or deblur(x, m)
+    deblur = restorer.engine.deblur
+    restorer.engine.deblur = lambda x, m: seen.append(m) or deblur(x, m)
+    return restorer, seen
+
+
+def test_a_soft_mask_network_gets_the_generators_probabilities(random_weights, face, tmp_path):
+    """A soft_mask SMFD-UNet is fed the mask generator's probabilities; a given label map is
+    always one-hot."""
+    import torch
+
+    from smfd.models import SMFDConfig
+
+    soft, seen = _watched_restorer(random_weights, tmp_path, SMFDConfig(soft_mask=True))
     result = soft.restore_face(face)
     assert result.generated
     probs = torch.from_numpy(soft.mask_probabilities(face)).permute(2, 0, 1)
     assert torch.allclose(seen[0][0], probs, atol=1e-6) and 0 < seen[0].max() < 1
     given = soft.restore_face(face, result.groups)
     assert set(seen[1].unique().tolist()) == {0.0, 1.0} and not given.generated
+
+
+def test_without_generated_parts_the_generators_facial_parts_join_face_skin(random_weights, face, tmp_path):
+    """generated_parts=False: the generated mask reaches SMFD-UNet with its facial-parts
+    probability added to face skin (the other groups as they are); the map returned is still the
+    generator's, and a given label map keeps its facial parts."""
+    import torch
+
+    from smfd.models import SMFDConfig
+
+    restorer, seen = _watched_restorer(random_weights, tmp_path, SMFDConfig(soft_mask=True, generated_parts=False))
+    result = restorer.restore_face(face)
+    probs = torch.from_numpy(restorer.mask_probabilities(face)).permute(2, 0, 1)
+    assert probs[2].max() > 0.01  # the generator does give facial parts here
+    fed = seen[0][0]
+    assert fed[2].abs().max() == 0
+    assert torch.allclose(fed[1], probs[1] + probs[2], atol=1e-6)
+    assert torch.allclose(fed[[0, 3, 4]], probs[[0, 3, 4]], atol=1e-6)
+    assert np.array_equal(result.groups, restorer.mask(face))
+    given = np.zeros((256, 256), np.uint8)
+    given[100:140, 90:170] = 2
+    restorer.restore_face(face, given)
+    assert seen[1][0, 2].sum() == 40 * 80
 
 
 def test_every_caller_restores_through_the_same_call(restorer, face, tmp_path, random_weights):
