@@ -1,7 +1,7 @@
 """Why does a restoration lose the person's identity? Mask interventions on held-out faces.
 
     .venv/bin/python scripts/identity_analysis.py [--weights DIR] [--faces N] [--seed 0]
-        [--figure docs/identity_analysis.png] [--after DIR]
+        [--warp 4,8,12] [--figure docs/identity_analysis.png] [--after DIR]
 
 On the test split under the benchmark protocol (SPEC section 2), each face is restored by the same
 SMFD-UNet with different masks, and dlib's descriptor distance to the sharp face is measured (the
@@ -12,8 +12,11 @@ box found once on the sharp face):
 * the generated mask with one group corrected: every pixel whose true or generated group is that
   group takes its true value (facial parts; face skin; hair) -- the share of the identity loss
   that each group's errors cause;
-* the mask generator's probabilities fed as they are, even to a network trained on one-hot masks;
-* no mask information: every pixel "face skin" -- how much the network relies on the mask.
+* the mask generator's probabilities fed as they are, even to a network trained on one-hot masks,
+  and with the facial-parts probability added to face skin (``generated_parts=false``);
+* no mask information: every pixel "face skin" -- how much the network relies on the mask;
+* with ``--warp A,...``: the true mask (one-hot) warped by a smooth random displacement of at most
+  A pixels, and its facial-parts Dice -- how close to the true part shapes a mask must be.
 
 It prints each variant's mean distance and same-person share beside the blurry input's, the
 faces whose distance grows most with the generated mask, and how the identity loss follows the
@@ -26,6 +29,7 @@ the same faces.
 
 import argparse
 
+import cv2
 import numpy as np
 import torch
 from tqdm import tqdm
@@ -47,6 +51,24 @@ def with_group_fixed(generated: np.ndarray, truth: np.ndarray, group: int) -> np
     return out
 
 
+def parts_as_skin(probabilities: np.ndarray) -> np.ndarray:
+    out = probabilities.copy()
+    out[..., labels.GROUPS.index("face skin")] += out[..., labels.GROUPS.index("facial parts")]
+    out[..., labels.GROUPS.index("facial parts")] = 0
+    return out
+
+
+def warped(mask: np.ndarray, amplitude: float, rng: np.random.Generator) -> np.ndarray:
+    """``mask`` moved by a smooth random displacement whose components reach +-``amplitude``
+    pixels: normal noise on a 6x6 grid, upsampled bicubically (a few bumps across the face)."""
+    h, w = mask.shape
+    grid = np.mgrid[0:h, 0:w][::-1].astype(np.float32)
+    for c in range(2):
+        field = cv2.resize(rng.standard_normal((6, 6)).astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
+        grid[c] += amplitude * field / max(np.abs(field).max(), 1e-6)
+    return cv2.remap(mask, grid[0], grid[1], cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE)
+
+
 def deblur(restorer: Restorer, blurry: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """SMFD-UNet on a 256x256 face with a label map (one-hot) or 256x256x5 probabilities (fed as
     they are, whatever the network was trained on), colours kept as every caller does."""
@@ -62,12 +84,24 @@ def semantic_error(restorer: Restorer, image: np.ndarray, truth: np.ndarray) -> 
     return float(-np.log(np.take_along_axis(p, truth[..., None].astype(np.int64), -1) + 1e-6).mean())
 
 
+def amplitudes(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(a) for a in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers of pixels, got {text!r}") from None
+    if any(not 0 <= a <= 64 for a in values):
+        raise argparse.ArgumentTypeError(f"warp amplitudes must be 0-64 pixels, got {text!r}")
+    return values
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=str(shared_data() / "celebamask_mini"))
     parser.add_argument("--weights", default=None, help="weights folder (default: the shipped weights)")
     parser.add_argument("--faces", type=int_from(1), default=None, help="use only the first N test faces")
     parser.add_argument("--seed", type=int_from(0), default=0)
+    parser.add_argument("--warp", type=amplitudes, default=(),
+                        help="comma-separated amplitudes in pixels: also restore with the true mask warped")
     parser.add_argument("--worst", type=int_from(1), default=6, help="faces listed and shown")
     parser.add_argument("--figure", default=None, help="write a PNG of the faces that lose most identity")
     parser.add_argument("--after", default=None, help="weights folder of a newer model to show beside")
@@ -76,9 +110,11 @@ def main() -> None:
     records = [r for r in data.select(data.open_dataset(args.data), "test") if r.has_mask]
     records = records[: args.faces] if args.faces else records
     restorer = Restorer.from_pretrained(args.weights, "cpu", engine="pytorch")
+    warps = {f"true mask warped {a:g} px": a for a in args.warp}
     variants = ("blurry input", "ground-truth mask", "generated mask", *GROUP_FIXES,
-                "probabilities", "no mask (all skin)")
+                "probabilities", "probabilities, parts as skin", "no mask (all skin)", *warps)
     dist = {v: [] for v in variants}
+    warp_dice = {v: [] for v in warps}
     parts_dice, shown = [], []
     semantic = {v: [] for v in ("blurry input", "ground-truth mask", "generated mask")}
     for record in tqdm(records, desc="faces", unit="face"):
@@ -91,7 +127,12 @@ def main() -> None:
         for name, group in GROUP_FIXES.items():
             outputs[name] = deblur(restorer, blurry, with_group_fixed(generated, truth, group))
         outputs["probabilities"] = deblur(restorer, blurry, probs)
+        outputs["probabilities, parts as skin"] = deblur(restorer, blurry, parts_as_skin(probs))
         outputs["no mask (all skin)"] = deblur(restorer, blurry, np.ones_like(truth))
+        for name, a in warps.items():
+            moved = warped(truth, a, np.random.default_rng([args.seed, len(shown), int(a * 10)]))
+            warp_dice[name].append(metrics.dice(moved, truth)[2])
+            outputs[name] = deblur(restorer, blurry, moved)
         for name, d in zip(outputs, geometry().distances(list(outputs.values()), sharp)):
             dist[name].append(d)
         parts_dice.append(metrics.dice(generated, truth)[2])
@@ -102,11 +143,13 @@ def main() -> None:
 
     d = {k: np.array(v) for k, v in dist.items()}
     print(f"\n{len(records)} held-out faces, seed {args.seed}: dlib descriptor distance to the sharp face\n")
-    print(f"| {'variant':22s} | mean distance | same person | faces further than the input |")
-    print(f"|{'-' * 24}|---------------|-------------|------------------------------|")
+    print(f"| {'variant':28s} | mean distance | same person | faces further than the input |")
+    print(f"|{'-' * 30}|---------------|-------------|------------------------------|")
     for name, v in d.items():
         worse = "" if name == "blurry input" else f"{int((v > d['blurry input']).sum())}"
-        print(f"| {name:22s} | {v.mean():13.3f} | {np.mean(v < SAME_PERSON) * 100:10.1f}% | {worse:>28s} |")
+        print(f"| {name:28s} | {v.mean():13.3f} | {np.mean(v < SAME_PERSON) * 100:10.1f}% | {worse:>28s} |")
+    for name, v in warp_dice.items():
+        print(f"{name}: facial-parts Dice of the warped mask {np.mean(v):.3f}")
 
     loss = d["generated mask"] - d["blurry input"]
     extra = d["generated mask"] - d["ground-truth mask"]

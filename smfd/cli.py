@@ -176,6 +176,9 @@ def _add_train(sub) -> None:
                    help="deblur: add WEIGHT x the cross-entropy of the --mask-model generator, reading the "
                         "restored face, against the true mask (faces with masks only), so that facial parts "
                         "drawn where the face has none cost in training (0 to 10; default 0: off)")
+    p.add_argument("--parts-weight", type=_number_in(0, 100), default=0.0, metavar="W",
+                   help="deblur: the error of a pixel that the true mask calls a facial part (eye, brow, nose, "
+                        "mouth, ear) counts 1 + W times in the L1/MSE (faces with masks; default 0: off)")
     p.add_argument("--monitor", default=None, choices=["dice", "ssim", "psnr", "identity"],
                    help="validation figure that keeps the best epoch and lowers the learning rate: mask dice "
                         "(default); deblur ssim (default), psnr, or identity (mean dlib descriptor distance "
@@ -186,6 +189,10 @@ def _add_train(sub) -> None:
                         "lighter decoder): deblur, the restorations of an SMFD-UNet that reads the same image and "
                         "mask; mask, the probabilities of a mask generator of the same groups; validation still "
                         "scores against the sharp faces and true masks")
+    p.add_argument("--teacher-masks", choices=["same", "true"], default="same",
+                   help="deblur with --teacher: the masks the teacher reads, the student's (default) or the "
+                        "ground-truth ones (faces without a mask: the student's), so that a student fed "
+                        "generated masks learns what the teacher makes of the true facial parts")
     p.add_argument("--ablation", default=None, help="deblur: a thesis table 4.3 variant: "
                    "no-mask, plain-upsampling, attention-transpose, attention-pixelshuffle, full")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -237,7 +244,8 @@ def cmd_train(args) -> None:
             workers=args.workers, seed=args.seed, k=args.folds, fold=args.fold, loss=args.loss,
             mask_source=args.mask_source, mask_model=args.mask_model, config=config, init=args.init,
             init_partial=args.init_partial, device=args.device, augment=not args.no_augment, preset=args.preset,
-            semantic=args.semantic, monitor=args.monitor, teacher=args.teacher)
+            semantic=args.semantic, parts_weight=args.parts_weight, monitor=args.monitor, teacher=args.teacher,
+            teacher_masks=args.teacher_masks)
     except (TypeError, ValueError) as exc:  # e.g. an unknown config field or value
         raise InputError(f"bad training options: {exc}") from None
     if args.cross_validate:

@@ -33,6 +33,7 @@ from tqdm import tqdm
 from . import checkpoint, data, degrade, metrics
 from .errors import InputError
 from .images import to_uint8, write_atomically
+from .labels import GROUPS
 from .losses import LOSSES, restoration_loss, segmentation_loss
 from .models import (MaskNetConfig, SegBaselineConfig, SMFDConfig, build, count_parameters,
                      generated_mask_input, mask_input, mask_probabilities, one_hot_mask, with_overrides)
@@ -74,8 +75,10 @@ class TrainSettings:
     augment: bool = True
     preset: str = "thesis"  # degradation pipeline of the training samples: smfd.degrade.PRESETS
     semantic: float = 0.0  # deblur: weight of the semantic-consistency term (Trainer.semantic_term)
+    parts_weight: float = 0.0  # deblur: a true facial-parts pixel's error counts 1 + this
     monitor: str | None = None  # validation figure that keeps the best epoch: MONITORS
     teacher: str | None = None  # a network of the same task whose outputs are the training targets
+    teacher_masks: str = "same"  # deblur: the masks the teacher reads, the student's or the true ones
 
     def __post_init__(self):
         if self.task not in MONITORS:
@@ -98,6 +101,12 @@ class TrainSettings:
             raise ValueError(f"preset must be one of {', '.join(degrade.PRESETS)}, got {self.preset!r}")
         self.data = tuple(self.data)
         self.check_numbers()
+        if self.teacher_masks not in ("same", "true"):
+            raise ValueError(f"--teacher-masks must be same or true, got {self.teacher_masks!r}")
+        if self.teacher_masks == "true" and (self.task != "deblur" or not self.teacher):
+            raise ValueError("--teacher-masks true needs --teacher, an SMFD-UNet (deblur) that reads the true masks")
+        if self.parts_weight and self.task != "deblur":
+            raise ValueError("--parts-weight weighs SMFD-UNet's (deblur) restoration loss")
         if self.semantic and (self.task != "deblur" or not self.mask_model):
             raise ValueError("--semantic trains SMFD-UNet (deblur) and needs --mask-model, the generator "
                              "that reads the restored face")
@@ -122,6 +131,8 @@ class TrainSettings:
         need(0 <= self.fold < self.k, "--fold", f"between 0 and {self.k - 1} (--folds {self.k})", self.fold)
         need(math.isfinite(self.lr) and 0 < self.lr <= 1, "--lr", "in (0, 1]", self.lr)
         need(math.isfinite(self.semantic) and 0 <= self.semantic <= 10, "--semantic", "in [0, 10]", self.semantic)
+        need(math.isfinite(self.parts_weight) and 0 <= self.parts_weight <= 100, "--parts-weight", "in [0, 100]",
+             self.parts_weight)
         # Four 2x poolings (five in the smp encoders) need sides that are multiples of 32.
         need(isinstance(self.size, int) and 32 <= self.size <= 2048 and self.size % 32 == 0, "--size",
              "a multiple of 32 between 32 and 2048", self.size)
@@ -214,6 +225,9 @@ class Trainer:
                                  "classes; SMFD-UNet takes the 5 groups")
             self.mask_model.requires_grad_(False)
         self.teacher = self.load_teacher(s.teacher) if s.teacher else None
+        if s.parts_weight and not any(r.has_mask for r in self.train_records):
+            raise InputError("--parts-weight needs training faces with masks (it finds the facial parts "
+                             "in the true mask); none of the datasets has any")
         if s.semantic and not any(r.has_mask for r in self.train_records):
             raise InputError("--semantic needs training faces with masks (it scores the restored face "
                              "against the true mask); none of the datasets has any")
@@ -345,8 +359,28 @@ class Trainer:
             target = batch["sharp"].to(self.device)
             if self.teacher is not None and net.training:  # distillation; validation still scores the sharp face
                 with torch.no_grad():
-                    target = self.teacher(blurry, mask).float().clamp(0, 1)
-        return out, restoration_loss(self.s.loss, out.float(), target)
+                    target = self.teacher(blurry, self.teacher_mask(batch, mask)).float().clamp(0, 1)
+        return out, restoration_loss(self.s.loss, out.float(), target, self.pixel_weight(batch))
+
+    def teacher_mask(self, batch: dict, student_mask: torch.Tensor) -> torch.Tensor:
+        """The mask the teacher reads: the student's, or with --teacher-masks true the one-hot true
+        mask wherever a face has one. The student then learns from the masks it will meet (generated)
+        what the teacher makes of the true part shapes, which keep identity far better
+        (scripts/identity_analysis.py); faces without a mask give the teacher the student's."""
+        if self.s.teacher_masks == "same":
+            return student_mask
+        labels = batch["mask"].to(self.device)
+        known = (labels[:, 0, 0] >= 0)[:, None, None, None]
+        return torch.where(known, one_hot_mask(labels.clamp(min=0), student_mask.shape[1]), student_mask)
+
+    def pixel_weight(self, batch: dict) -> torch.Tensor | None:
+        """With --parts-weight W, the true facial parts' pixels count 1 + W in the loss. They are a
+        few percent of a face but carry most of its identity (scripts/identity_analysis.py); faces
+        without a mask (label -1) weigh 1 everywhere."""
+        if not self.s.parts_weight:
+            return None
+        parts = batch["mask"].to(self.device) == GROUPS.index("facial parts")
+        return 1 + self.s.parts_weight * parts[:, None].float()
 
     def semantic_term(self, batch: dict, restored: torch.Tensor) -> torch.Tensor:
         """Cross-entropy of the frozen mask generator, reading the restored face, against the true
@@ -398,7 +432,9 @@ class Trainer:
         return losses
 
     @torch.no_grad()
-    def validate(self, loader) -> dict:
+    def validate(self, loader, blurry_input: bool = False) -> dict:
+        """The validation figures of the network, or (deblur, ``blurry_input``) of the blurry faces
+        themselves."""
         self.model.eval()
         share = 0.0 if self.s.mask_source == "gt" else 1.0  # validate the way users will run it
         rng = np.random.default_rng(0)
@@ -406,7 +442,7 @@ class Trainer:
         scores = {"psnr": [], "ssim": [], "colour_shift": []}
         outputs, targets = [], []
         for batch in loader:
-            out, _ = self.forward(batch, self.model, share, rng)
+            out = batch["blurry"] if blurry_input else self.forward(batch, self.model, share, rng)[0]
             if seg is not None:
                 for p, t in zip(out.argmax(1).cpu().numpy(), batch["mask"].numpy()):
                     seg.add(p, t)
@@ -437,6 +473,16 @@ class Trainer:
         assert len(outputs) == len(self.references), "the validation set changed between epochs"
         d = np.array([self.references.distance(i, o) for i, o in enumerate(outputs)])
         return {"id_distance": float(d.mean()), "same_person": float((d < SAME_PERSON).mean())}
+
+    def print_references(self, loader) -> None:
+        """What a deblur run starts from, scored as every epoch is: the blurry validation faces,
+        and with --init the initial weights, so that each epoch compares with both."""
+        rows = [("blurry input", self.validate(loader, blurry_input=True))]
+        if self.s.init:
+            rows.append(("--init weights before training", self.validate(loader)))
+        for name, scores in rows:
+            print(f"[smfd train] validation, {name}: " + ", ".join(f"{k} {v:.4f}" for k, v in scores.items()),
+                  flush=True)
 
     # ------------------------------------------------------------ loop
     def loaders(self):
@@ -472,6 +518,8 @@ class Trainer:
             if resumed:
                 self.write_outputs()  # catch up with an interruption after the last state.pt
         train_set, sampler, train, val = self.loaders()
+        if main and not resumed and s.task == "deblur":
+            self.print_references(val)
         sign = -1.0 if s.monitor == "identity" else 1.0  # a distance: lower is better
         column = "id_distance" if s.monitor == "identity" else s.monitor
         while self.epoch < s.epochs and self.bad_epochs < s.early_stop:

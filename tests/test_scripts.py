@@ -87,3 +87,28 @@ def test_the_device_pack_keeps_the_split_and_leaves_out_the_test_faces(shared_da
     again = subprocess.run([sys.executable, str(ROOT / "scripts" / "pack_for_device.py"), "--data", str(shared_data),
                             "--out", str(out)], capture_output=True, text=True, cwd=ROOT)
     assert again.returncode != 0 and "exists already" in again.stderr  # nothing replaced
+
+
+def test_identity_analysis_warps_a_true_mask_by_at_most_its_amplitude(shared_data):
+    """--warp A moves the true mask's pixels by a smooth displacement of at most A pixels: A = 0
+    leaves it as it is, a larger A lowers its facial-parts Dice, labels stay labels; a nonsense
+    amplitude is one line naming it, before any face is restored."""
+    import numpy as np
+
+    from smfd import data, labels, metrics
+
+    spec = importlib.util.spec_from_file_location("identity_analysis", ROOT / "scripts" / "identity_analysis.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    record = next(r for r in data.select(data.open_dataset(shared_data / "celebamask_mini"), "test") if r.has_mask)
+    truth = data.benchmark_pair(record, 0)[2]
+    assert np.array_equal(script.warped(truth, 0, np.random.default_rng(0)), truth)
+    parts = labels.GROUPS.index("facial parts")
+    dice = [metrics.dice(script.warped(truth, a, np.random.default_rng(0)), truth)[parts] for a in (2, 8, 24)]
+    assert 1 > dice[0] > dice[1] > dice[2] > 0, dice
+    moved = script.warped(truth, 8, np.random.default_rng(0))
+    assert moved.dtype == truth.dtype and set(np.unique(moved)) <= set(np.unique(truth))
+
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "identity_analysis.py"), "--warp", "4,x"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "expected comma-separated numbers of pixels, got '4,x'" in done.stderr

@@ -27,10 +27,10 @@ def test_shipped_networks_have_the_default_architectures():
     mask_net, smfd_net = checkpoint.load(mask_file), checkpoint.load(deblur_file)
     # The thesis' layers and widths, but both decoders halved with 1x1 convolutions before
     # PixelShuffle (the speed issue's networks: SMFD-UNet's in version 1.2, the mask generator's in
-    # 1.3); the switches that add no parameters (residual output, input mean, soft masks) are the
-    # model card's to state.
+    # 1.3); the switches that add no parameters (residual output, input mean, soft masks, generated
+    # facial parts left out in version 1.4) are the model card's to state.
     light = {"decoder": (128, 64, 32), "shuffle_kernel": 1}
-    switches = {"residual": True, "match_input_mean": True, "soft_mask": True, **light}
+    switches = {"residual": True, "match_input_mean": True, "soft_mask": True, "generated_parts": False, **light}
     assert mask_net.config == dataclasses.replace(MaskNetConfig(), **light), mask_net.config
     assert smfd_net.config == dataclasses.replace(SMFDConfig(), **switches), smfd_net.config
 

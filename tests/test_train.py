@@ -241,7 +241,9 @@ def test_a_corrupt_face_found_by_a_loader_worker_is_one_line_naming_it(celeba, t
     err = done.stderr.strip().splitlines()[-1]  # after the progress bar
     assert err.startswith(f"smfd: error: {data / 'images'}") and ".jpg" in err, done.stderr
     assert "Traceback" not in done.stderr and "corrupt or truncated image" in err
-    assert "epoch 1/1" in done.stderr  # training had started: the header check let it through
+    # the header check let it through (it would say "not an image file"); a loader worker found it
+    # decoding, here the validation loader's first pass (the blurry inputs' reference figures)
+    assert "not an image file" not in err
 
 
 def test_an_unreadable_state_is_named(celeba, tmp_path, capsys):
@@ -383,6 +385,7 @@ def test_the_best_epoch_can_be_kept_by_identity(celeba, tmp_path):
     trainer = Trainer(settings)
     figures = iter([(0.60, 0.50), (0.62, 0.30), (0.70, 0.40)])  # (ssim, id_distance) per epoch
     trainer.train_epoch = lambda loader: {"train_loss": 1.0}
+    trainer.print_references = lambda loader: None  # the figures below are the epochs' alone
     trainer.validate = lambda loader: dict(zip(("ssim", "id_distance"), next(figures)))
     result = trainer.run()
     assert checkpoint.load(tmp_path / "chosen" / "best.safetensors").info["epoch"] == 2  # SSIM would keep 3
@@ -427,6 +430,45 @@ def test_a_teacher_s_restorations_are_the_training_targets(celeba, tmp_path):
         Trainer(TrainSettings(task="mask", data=(str(celeba),), out=str(tmp_path / "c"), teacher=shipped, **TINY))
 
 
+def test_a_teacher_can_read_the_true_masks_while_its_student_reads_generated_ones(celeba, tmp_path, capsys):
+    """--teacher-masks true: the student gets the generator's mask (here without its facial parts),
+    the teacher the one-hot true mask of the same face, so the targets are what the teacher makes of
+    the true part shapes; a face without a mask gives the teacher the student's mask."""
+    from smfd.cli import main
+    from smfd.losses import restoration_loss
+    from smfd.models import one_hot_mask
+    from smfd.restorer import DEBLUR_WEIGHTS, MASK_WEIGHTS, WEIGHTS_DIR
+    from smfd.runtime import fast_autocast
+
+    shipped = str(WEIGHTS_DIR / DEBLUR_WEIGHTS)
+    student = {"decoder": [128, 64, 32], "shuffle_kernel": 1, "residual": True, "match_input_mean": True,
+               "soft_mask": True, "generated_parts": False}
+    trainer = Trainer(TrainSettings(task="deblur", data=(str(celeba),), out=str(tmp_path / "a"), config=student,
+                                    mask_source="generated", mask_model=str(WEIGHTS_DIR / MASK_WEIGHTS),
+                                    teacher=shipped, teacher_masks="true", loss="l1", device="cpu", **TINY))
+    batch = next(iter(trainer.loaders()[2]))
+    blurry = batch["blurry"].contiguous(memory_format=torch.channels_last)
+    generated = trainer.masks_for(batch, 1.0, np.random.default_rng(0))
+    true = one_hot_mask(batch["mask"].clamp(min=0), 5)
+    assert not torch.equal(generated, true)
+    assert torch.equal(trainer.teacher_mask(batch, generated), true)
+    unlabelled = {**batch, "mask": torch.where(torch.arange(len(blurry))[:, None, None] == 0, -1, batch["mask"])}
+    mixed = trainer.teacher_mask(unlabelled, generated)
+    assert torch.equal(mixed[0], generated[0]) and torch.equal(mixed[1:], true[1:])
+
+    with torch.no_grad(), fast_autocast(torch.device("cpu")):
+        from_truth = trainer.teacher(blurry, true).float().clamp(0, 1)
+        from_generated = trainer.teacher(blurry, generated).float().clamp(0, 1)
+    trainer.net.train()
+    out, loss = trainer.forward(batch, trainer.net, 1.0, np.random.default_rng(0))
+    assert loss.item() == pytest.approx(restoration_loss("l1", out.float(), from_truth).item(), rel=1e-3)
+    assert abs(loss.item() - restoration_loss("l1", out.float(), from_generated).item()) > 1e-3 * loss.item()
+
+    assert main(["train", "deblur", str(celeba), "--out", str(tmp_path / "b"), "--teacher-masks", "true"]) == 2
+    assert "--teacher-masks true needs --teacher" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()
+
+
 def test_a_teacher_s_probabilities_are_the_mask_generator_s_training_targets(celeba, tmp_path):
     """--teacher for the mask task: a training step scores the student's groups against the
     teacher's probabilities for the same face (the loss of --loss, Dice and cross-entropy taking
@@ -454,3 +496,61 @@ def test_a_teacher_s_probabilities_are_the_mask_generator_s_training_targets(cel
     trainer.model.eval()
     logits, loss = trainer.forward(batch, trainer.model, 0.0, rng)
     assert loss.item() == pytest.approx(segmentation_loss("dice+ce", logits.float(), batch["mask"]).item(), rel=1e-4)
+
+
+def test_parts_weight_makes_the_true_facial_parts_count_more(celeba, tmp_path):
+    """--parts-weight W: in a training step the L1 error of each pixel that the true mask calls a
+    facial part counts 1 + W times (normalised to the weights' mean); W 0 is the plain loss. It
+    weighs SMFD-UNet's loss only, and needs faces with masks."""
+    from smfd.labels import GROUPS
+    from smfd.losses import restoration_loss
+
+    trainer = Trainer(TrainSettings(task="deblur", data=(str(celeba),), out=str(tmp_path / "a"), loss="l1",
+                                    parts_weight=4.0, device="cpu", **TINY))
+    batch = next(iter(trainer.loaders()[2]))
+    parts = (batch["mask"] == GROUPS.index("facial parts"))[:, None].float()
+    assert 0 < parts.mean() < 0.5  # the validation patches hold some facial parts, not only them
+    trainer.model.eval()
+    out, loss = trainer.forward(batch, trainer.model, 0.0, np.random.default_rng(0))
+    error = (out.float() - batch["sharp"]).abs()
+    weight = 1 + 4 * parts
+    assert torch.equal(trainer.pixel_weight(batch).cpu(), weight)
+    assert loss.item() == pytest.approx(((error * weight).mean() / weight.mean()).item(), rel=1e-4)
+    # an error only on the facial parts costs (1 + W) / mean weight times what it costs unweighted
+    sharp = batch["sharp"]
+    on_parts = sharp + 0.1 * parts
+    assert restoration_loss("l1", on_parts, sharp, weight).item() == pytest.approx(
+        5 / weight.mean().item() * restoration_loss("l1", on_parts, sharp).item(), rel=1e-4)
+    trainer.s.parts_weight = 0.0
+    _, plain = trainer.forward(batch, trainer.model, 0.0, np.random.default_rng(0))
+    assert plain.item() == pytest.approx(error.mean().item(), rel=1e-4)
+
+    with pytest.raises(ValueError, match="--parts-weight weighs SMFD-UNet's"):
+        TrainSettings(task="mask", data=(str(celeba),), out=str(tmp_path / "b"), parts_weight=1.0, **TINY)
+    with pytest.raises(ValueError, match=r"--parts-weight must be in \[0, 100\], got -1"):
+        TrainSettings(task="deblur", data=(str(celeba),), out=str(tmp_path / "c"), parts_weight=-1, **TINY)
+
+
+def test_a_deblur_run_first_scores_the_blurry_inputs_and_its_init_weights(celeba, tmp_path, capsys):
+    """Before the first epoch a fresh deblur run prints the validation figures of the blurry faces
+    and (with --init) of the initial weights, scored as the epochs are; a resumed run does not."""
+    from smfd import metrics
+    from smfd.images import to_uint8
+    from smfd.restorer import DEBLUR_WEIGHTS, WEIGHTS_DIR
+
+    light = {"decoder": [128, 64, 32], "shuffle_kernel": 1, "residual": True, "match_input_mean": True,
+             "soft_mask": True}
+    settings = dict(task="deblur", data=(str(celeba),), out=str(tmp_path / "run"), config=light, device="cpu",
+                    init=str(WEIGHTS_DIR / DEBLUR_WEIGHTS), **{**TINY, "epochs": 1})
+    trainer = Trainer(TrainSettings(**settings))
+    trainer.run()
+    printed = capsys.readouterr().out
+    found = dict(re.findall(r"validation, (blurry input|--init weights before training): psnr ([\d.]+)", printed))
+    val = trainer.loaders()[3]
+    blurry_psnr = np.mean([metrics.psnr(*(to_uint8(t.numpy().transpose(1, 2, 0)) for t in pair))
+                           for batch in val for pair in zip(batch["blurry"], batch["sharp"])])
+    assert float(found["blurry input"]) == pytest.approx(blurry_psnr, abs=1e-3)
+    assert float(found["--init weights before training"]) > float(found["blurry input"]) + 0.5
+
+    Trainer(TrainSettings(**{**settings, "epochs": 2})).run()
+    assert "validation, blurry input" not in capsys.readouterr().out
