@@ -2,7 +2,7 @@
 
     .venv/bin/python scripts/benchmark_model.py [--data DIR] [--weights DIR] [--faces N] [--seed 0]
         [--engines auto|pytorch|openvino|openvino-int8 ...] [--raw-colours] [--json OUT.json]
-        [--per-face OUT.csv]
+        [--per-face OUT.csv] [--jpeg LOW HIGH]
 
 DIR defaults to celebamask_mini of the shared data ($SMFD_SHARED_DATA, else ../shared/data beside
 the project folder).
@@ -18,7 +18,9 @@ generator's Dice/Jaccard per group (dataset-level pixel counts) and their mean. 
 Restorer.restore_face, the path of every caller (--raw-colours: also without keeping the input's
 colours); with several --engines, each on the same faces. ``--per-face`` writes every face's
 figures (the first engine's), with the per-group Dice of its generated mask, for finding which
-faces lose identity.
+faces lose identity. ``--jpeg LOW HIGH`` adds the pipeline's JPEG stage to every face (a quality
+drawn from LOW..HIGH after the thesis' stages, whose draws stay the same), which the thesis protocol
+leaves out: how a model copes with compressed photos.
 """
 
 import argparse
@@ -29,7 +31,7 @@ import numpy as np
 from scipy.ndimage import median_filter
 from tqdm import tqdm
 
-from smfd import data, metrics
+from smfd import data, degrade, metrics
 from smfd.cli import int_from
 from smfd.identity import SAME_PERSON, geometry
 from smfd.labels import GROUPS
@@ -61,7 +63,14 @@ def main() -> None:
     parser.add_argument("--raw-colours", action="store_true", help="also without keeping the input's colours")
     parser.add_argument("--json", default=None, help="also write the figures to this JSON file")
     parser.add_argument("--per-face", default=None, help="also write every face's figures to this CSV file")
+    parser.add_argument("--jpeg", nargs=2, type=int_from(1), default=None, metavar=("LOW", "HIGH"),
+                        help="also JPEG-compress every degraded face at a quality drawn from LOW..HIGH (1-100)")
     args = parser.parse_args()
+    try:
+        options = (degrade.PipelineOptions(jpeg=True, jpeg_range=tuple(args.jpeg)) if args.jpeg
+                   else degrade.PipelineOptions())
+    except ValueError as exc:
+        parser.error(f"--jpeg: {exc}")
 
     records = [r for r in data.select(data.open_dataset(args.data), "test") if r.has_mask]
     records = records[: args.faces] if args.faces else records
@@ -82,7 +91,7 @@ def main() -> None:
     segs = {e: metrics.SegmentationScore(len(GROUPS)) for e in args.engines}
     faces = []
     for record in tqdm(records, desc="benchmark", unit="face"):
-        blurry, sharp, groups, _ = data.benchmark_pair(record, args.seed)
+        blurry, sharp, groups, _ = data.benchmark_pair(record, args.seed, options=options)
         outputs = {"blurry input": blurry}
         for e, keep in variants:
             generated = restorers[e].restore_face(blurry, keep_colours=keep)
@@ -113,7 +122,8 @@ def main() -> None:
     summary = {name: {k: float(np.mean(v)) for k, v in row.items()} for name, row in rows.items()}
     for name, row in rows.items():
         summary[name]["same_person"] = float(np.mean(np.array(row["id_dist"]) < SAME_PERSON))
-    print(f"\n{len(records)} held-out faces from {args.data} (test split), seed {args.seed}\n")
+    jpeg = f", JPEG quality {args.jpeg[0]}-{args.jpeg[1]}" if args.jpeg else ""
+    print(f"\n{len(records)} held-out faces from {args.data} (test split), seed {args.seed}{jpeg}\n")
     width = max(map(len, names))
     print(f"| {'method':{width}s} | PSNR dB | SSIM   | same person | id distance | MSE    | colour shift | bg speckles |")
     print(f"|{'-' * (width + 2)}|---------|--------|-------------|-------------|--------|--------------|-------------|")
@@ -139,7 +149,7 @@ def main() -> None:
         summary.pop("sharp target")
         seg = segs[args.engines[0]]
         dice, jaccard = seg.dice(), seg.jaccard()
-        result = {"faces": len(records), "seed": args.seed,
+        result = {"faces": len(records), "seed": args.seed, "jpeg": args.jpeg,
                   "engines": {e: r.engine.describe() for e, r in restorers.items()}, "restoration": summary,
                   "mask": {"dice": dict(zip(GROUPS, map(float, dice))), "jaccard": dict(zip(GROUPS, map(float, jaccard))),
                            "mean_dice": seg.mean_dice(), "mean_jaccard": seg.mean_jaccard()}}

@@ -112,3 +112,25 @@ def test_identity_analysis_warps_a_true_mask_by_at_most_its_amplitude(shared_dat
     done = subprocess.run([sys.executable, str(ROOT / "scripts" / "identity_analysis.py"), "--warp", "4,x"],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "expected comma-separated numbers of pixels, got '4,x'" in done.stderr
+
+
+def test_the_benchmark_s_jpeg_option_adds_compression_and_keeps_the_thesis_draws(shared_data):
+    """benchmark_model.py --jpeg LOW HIGH: every face gets the pipeline's JPEG stage after the same
+    thesis draws (blur, scale, noise), so the two benchmarks differ only by the compression; a
+    range that no JPEG quality fits is one line naming it, before any model is loaded."""
+    import dataclasses
+
+    import numpy as np
+
+    from smfd import data, degrade
+
+    record = next(r for r in data.select(data.open_dataset(shared_data / "celebamask_mini"), "test") if r.has_mask)
+    thesis = data.benchmark_pair(record, 0)
+    jpeg = data.benchmark_pair(record, 0, options=degrade.PipelineOptions(jpeg=True, jpeg_range=(30, 40)))
+    assert dataclasses.replace(jpeg[3], jpeg_quality=None) == thesis[3]
+    assert thesis[3].jpeg_quality is None and 30 <= jpeg[3].jpeg_quality <= 40
+    assert np.array_equal(jpeg[1], thesis[1]) and not np.array_equal(jpeg[0], thesis[0])
+
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "benchmark_model.py"), "--jpeg", "90", "30"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "--jpeg: invalid pipeline option: jpeg_range" in done.stderr, done.stderr
