@@ -2,7 +2,7 @@
 
     .venv/bin/python scripts/benchmark_model.py [--data DIR] [--weights DIR] [--faces N] [--seed 0]
         [--engines auto|pytorch|openvino|openvino-int8 ...] [--raw-colours] [--json OUT.json]
-        [--per-face OUT.csv] [--jpeg LOW HIGH]
+        [--per-face OUT.csv] [--jpeg LOW HIGH [--jpeg-at source|crop]]
 
 DIR defaults to celebamask_mini of the shared data ($SMFD_SHARED_DATA, else ../shared/data beside
 the project folder).
@@ -20,7 +20,9 @@ colours); with several --engines, each on the same faces. ``--per-face`` writes 
 figures (the first engine's), with the per-group Dice of its generated mask, for finding which
 faces lose identity. ``--jpeg LOW HIGH`` adds the pipeline's JPEG stage to every face (a quality
 drawn from LOW..HIGH after the thesis' stages, whose draws stay the same), which the thesis protocol
-leaves out: how a model copes with compressed photos.
+leaves out: how a model copes with compressed photos. The stage compresses the 512x512 face, as in
+training (``--preset real``), before it is halved; ``--jpeg-at crop`` compresses the 256x256 face
+instead, at the same drawn quality, so that the 8x8 blocks are those of a compressed photo's face.
 """
 
 import argparse
@@ -65,12 +67,17 @@ def main() -> None:
     parser.add_argument("--per-face", default=None, help="also write every face's figures to this CSV file")
     parser.add_argument("--jpeg", nargs=2, type=int_from(1), default=None, metavar=("LOW", "HIGH"),
                         help="also JPEG-compress every degraded face at a quality drawn from LOW..HIGH (1-100)")
+    parser.add_argument("--jpeg-at", choices=["source", "crop"], default="source",
+                        help="with --jpeg: compress the 512x512 face before the resize (source, as the training "
+                             "preset does) or the 256x256 face the model reads (crop)")
     args = parser.parse_args()
     try:
         options = (degrade.PipelineOptions(jpeg=True, jpeg_range=tuple(args.jpeg)) if args.jpeg
                    else degrade.PipelineOptions())
     except ValueError as exc:
         parser.error(f"--jpeg: {exc}")
+    if args.jpeg_at == "crop" and not args.jpeg:
+        parser.error("--jpeg-at crop needs --jpeg LOW HIGH (the qualities to draw from)")
 
     records = [r for r in data.select(data.open_dataset(args.data), "test") if r.has_mask]
     records = records[: args.faces] if args.faces else records
@@ -91,7 +98,12 @@ def main() -> None:
     segs = {e: metrics.SegmentationScore(len(GROUPS)) for e in args.engines}
     faces = []
     for record in tqdm(records, desc="benchmark", unit="face"):
-        blurry, sharp, groups, _ = data.benchmark_pair(record, args.seed, options=options)
+        if args.jpeg_at == "crop":  # the thesis pair, then the quality the pipeline draws, on the crop
+            blurry, sharp, groups, _ = data.benchmark_pair(record, args.seed)
+            quality = data.benchmark_pair(record, args.seed, options=options)[3].jpeg_quality
+            blurry = degrade.jpeg_roundtrip(blurry, quality)
+        else:
+            blurry, sharp, groups, _ = data.benchmark_pair(record, args.seed, options=options)
         outputs = {"blurry input": blurry}
         for e, keep in variants:
             generated = restorers[e].restore_face(blurry, keep_colours=keep)
@@ -122,7 +134,7 @@ def main() -> None:
     summary = {name: {k: float(np.mean(v)) for k, v in row.items()} for name, row in rows.items()}
     for name, row in rows.items():
         summary[name]["same_person"] = float(np.mean(np.array(row["id_dist"]) < SAME_PERSON))
-    jpeg = f", JPEG quality {args.jpeg[0]}-{args.jpeg[1]}" if args.jpeg else ""
+    jpeg = f", JPEG quality {args.jpeg[0]}-{args.jpeg[1]} on the {args.jpeg_at}" if args.jpeg else ""
     print(f"\n{len(records)} held-out faces from {args.data} (test split), seed {args.seed}{jpeg}\n")
     width = max(map(len, names))
     print(f"| {'method':{width}s} | PSNR dB | SSIM   | same person | id distance | MSE    | colour shift | bg speckles |")
@@ -149,7 +161,7 @@ def main() -> None:
         summary.pop("sharp target")
         seg = segs[args.engines[0]]
         dice, jaccard = seg.dice(), seg.jaccard()
-        result = {"faces": len(records), "seed": args.seed, "jpeg": args.jpeg,
+        result = {"faces": len(records), "seed": args.seed, "jpeg": args.jpeg, "jpeg_at": args.jpeg_at if args.jpeg else None,
                   "engines": {e: r.engine.describe() for e, r in restorers.items()}, "restoration": summary,
                   "mask": {"dice": dict(zip(GROUPS, map(float, dice))), "jaccard": dict(zip(GROUPS, map(float, jaccard))),
                            "mean_dice": seg.mean_dice(), "mean_jaccard": seg.mean_jaccard()}}

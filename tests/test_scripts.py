@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = sorted((ROOT / "scripts").glob("*.py"))
 PROJECT = ("smfd", "eval", "app", "baselines")
@@ -114,7 +116,7 @@ def test_identity_analysis_warps_a_true_mask_by_at_most_its_amplitude(shared_dat
     assert done.returncode == 2 and "expected comma-separated numbers of pixels, got '4,x'" in done.stderr
 
 
-def test_the_benchmark_s_jpeg_option_adds_compression_and_keeps_the_thesis_draws(shared_data):
+def test_the_benchmark_s_jpeg_option_adds_compression_and_keeps_the_thesis_draws(shared_data, tmp_path):
     """benchmark_model.py --jpeg LOW HIGH: every face gets the pipeline's JPEG stage after the same
     thesis draws (blur, scale, noise), so the two benchmarks differ only by the compression; a
     range that no JPEG quality fits is one line naming it, before any model is loaded."""
@@ -131,6 +133,26 @@ def test_the_benchmark_s_jpeg_option_adds_compression_and_keeps_the_thesis_draws
     assert thesis[3].jpeg_quality is None and 30 <= jpeg[3].jpeg_quality <= 40
     assert np.array_equal(jpeg[1], thesis[1]) and not np.array_equal(jpeg[0], thesis[0])
 
+    # --jpeg-at crop: the thesis pair's 256x256 blurry face compressed at the drawn quality
+    import json
+
+    from smfd import metrics
+
+    out = tmp_path / "crop.json"
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "benchmark_model.py"), "--faces", "1", "--engines",
+                           "pytorch", "--jpeg", "30", "30", "--jpeg-at", "crop", "--json", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "JPEG quality 30-30 on the crop" in done.stdout
+    expected = metrics.psnr(degrade.jpeg_roundtrip(thesis[0], 30), thesis[1])
+    figures = json.loads(out.read_text())
+    assert figures["jpeg_at"] == "crop"
+    assert figures["restoration"]["blurry input"]["psnr"] == pytest.approx(expected, abs=1e-6)
+    assert abs(expected - metrics.psnr(thesis[0], thesis[1])) > 0.01  # the compression shows
+
     done = subprocess.run([sys.executable, str(ROOT / "scripts" / "benchmark_model.py"), "--jpeg", "90", "30"],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "--jpeg: invalid pipeline option: jpeg_range" in done.stderr, done.stderr
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "benchmark_model.py"), "--jpeg-at", "crop"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "--jpeg-at crop needs --jpeg LOW HIGH" in done.stderr, done.stderr
