@@ -140,7 +140,8 @@ def test_the_benchmark_s_jpeg_option_adds_compression_and_keeps_the_thesis_draws
 
     out = tmp_path / "crop.json"
     done = subprocess.run([sys.executable, str(ROOT / "scripts" / "benchmark_model.py"), "--faces", "1", "--engines",
-                           "pytorch", "--jpeg", "30", "30", "--jpeg-at", "crop", "--json", str(out)],
+                           "pytorch", "--jpeg", "30", "30", "--jpeg-at", "crop", "--json", str(out),
+                           "--data", str(shared_data / "celebamask_mini")],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "JPEG quality 30-30 on the crop" in done.stdout
