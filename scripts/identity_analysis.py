@@ -38,6 +38,7 @@ from smfd import data, labels, metrics
 from smfd.cli import int_from
 from smfd.identity import SAME_PERSON, geometry
 from smfd.images import to_uint8
+from smfd.models import SMFDConfig, generated_mask_input
 from smfd.paths import shared_data
 from smfd.restorer import Restorer, with_input_colours
 
@@ -52,10 +53,10 @@ def with_group_fixed(generated: np.ndarray, truth: np.ndarray, group: int) -> np
 
 
 def parts_as_skin(probabilities: np.ndarray) -> np.ndarray:
-    out = probabilities.copy()
-    out[..., labels.GROUPS.index("face skin")] += out[..., labels.GROUPS.index("facial parts")]
-    out[..., labels.GROUPS.index("facial parts")] = 0
-    return out
+    """HxWx5 probabilities as a ``generated_parts=false`` network takes them (the library's path)."""
+    mask = generated_mask_input(SMFDConfig(soft_mask=True, generated_parts=False),
+                                torch.from_numpy(probabilities).permute(2, 0, 1)[None])
+    return mask[0].permute(1, 2, 0).numpy()
 
 
 def warped(mask: np.ndarray, amplitude: float, rng: np.random.Generator) -> np.ndarray:
@@ -117,7 +118,7 @@ def main() -> None:
     warp_dice = {v: [] for v in warps}
     parts_dice, shown = [], []
     semantic = {v: [] for v in ("blurry input", "ground-truth mask", "generated mask")}
-    for record in tqdm(records, desc="faces", unit="face"):
+    for index, record in enumerate(tqdm(records, desc="faces", unit="face")):
         blurry, sharp, truth, _ = data.benchmark_pair(record, args.seed)
         probs = restorer.mask_probabilities(blurry)
         generated = probs.argmax(-1).astype(np.uint8)
@@ -130,7 +131,7 @@ def main() -> None:
         outputs["probabilities, parts as skin"] = deblur(restorer, blurry, parts_as_skin(probs))
         outputs["no mask (all skin)"] = deblur(restorer, blurry, np.ones_like(truth))
         for name, a in warps.items():
-            moved = warped(truth, a, np.random.default_rng([args.seed, len(shown), int(a * 10)]))
+            moved = warped(truth, a, np.random.default_rng([args.seed, index, int(a * 10)]))
             warp_dice[name].append(metrics.dice(moved, truth)[2])
             outputs[name] = deblur(restorer, blurry, moved)
         for name, d in zip(outputs, geometry().distances(list(outputs.values()), sharp)):
