@@ -11,11 +11,13 @@ exist.
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 
 import numpy as np
 
+from smfd.cli import run_reported
 from smfd.faces import detect_faces
 from smfd.images import list_images, read_image
 from smfd.paths import shared_data
@@ -76,4 +78,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_reported(main))

@@ -11,6 +11,7 @@ whether loading keeps the cores busy.
 
 import argparse
 import os
+import sys
 import time
 
 import numpy as np
@@ -18,6 +19,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from smfd import data
+from smfd.cli import run_reported
 from smfd.paths import shared_data
 
 
@@ -50,4 +52,4 @@ def _cpu_seconds() -> float:
 if __name__ == "__main__":
     torch.set_num_threads(1)
     np.seterr(all="ignore")
-    main()
+    sys.exit(run_reported(main))

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from smfd import data
+from smfd.cli import run_reported
 from smfd.images import write_png
 from smfd.models import count_parameters
 from smfd.paths import shared_data
@@ -172,4 +173,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_reported(main))

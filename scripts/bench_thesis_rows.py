@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import tempfile
 import time
 
 import torch
 
 from eval.thesis import MASK_MODELS, Budget
+from smfd.cli import run_reported
 from smfd.paths import shared_data
 from smfd.models import ABLATIONS
 from smfd.train import Trainer, TrainSettings
@@ -78,4 +80,4 @@ def step(trainer: Trainer, batch: dict) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_reported(main))

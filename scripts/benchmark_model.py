@@ -21,20 +21,22 @@ figures (the first engine's), with the per-group Dice of its generated mask, for
 faces lose identity. ``--jpeg LOW HIGH`` adds the pipeline's JPEG stage to every face (a quality
 drawn from LOW..HIGH after the thesis' stages, whose draws stay the same), which the thesis protocol
 leaves out: how a model copes with compressed photos. The stage compresses the 512x512 face, as in
-training (``--preset real``), before it is halved; ``--jpeg-at crop`` compresses the 256x256 face
-instead, at the same drawn quality, so that the 8x8 blocks are those of a compressed photo's face.
+training with ``--preset real``, before it is halved; ``--jpeg-at crop`` compresses the 256x256 face
+instead (as ``--preset real-crop`` does), at the same drawn quality, so that the 8x8 blocks are
+those of a compressed photo's face.
 """
 
 import argparse
 import csv
 import json
+import sys
 
 import numpy as np
 from scipy.ndimage import median_filter
 from tqdm import tqdm
 
 from smfd import data, degrade, metrics
-from smfd.cli import int_from
+from smfd.cli import int_from, run_reported
 from smfd.identity import SAME_PERSON, geometry
 from smfd.labels import GROUPS
 from smfd.paths import shared_data
@@ -67,13 +69,13 @@ def main() -> None:
     parser.add_argument("--per-face", default=None, help="also write every face's figures to this CSV file")
     parser.add_argument("--jpeg", nargs=2, type=int_from(1), default=None, metavar=("LOW", "HIGH"),
                         help="also JPEG-compress every degraded face at a quality drawn from LOW..HIGH (1-100)")
-    parser.add_argument("--jpeg-at", choices=["source", "crop"], default="source",
+    parser.add_argument("--jpeg-at", choices=degrade.JPEG_AT, default="source",
                         help="with --jpeg: compress the 512x512 face before the resize (source, as the training "
                              "preset does) or the 256x256 face the model reads (crop)")
     args = parser.parse_args()
     try:
-        options = (degrade.PipelineOptions(jpeg=True, jpeg_range=tuple(args.jpeg)) if args.jpeg
-                   else degrade.PipelineOptions())
+        options = (degrade.PipelineOptions(jpeg=True, jpeg_range=tuple(args.jpeg), jpeg_at=args.jpeg_at)
+                   if args.jpeg else degrade.PipelineOptions())
     except ValueError as exc:
         parser.error(f"--jpeg: {exc}")
     if args.jpeg_at == "crop" and not args.jpeg:
@@ -98,12 +100,7 @@ def main() -> None:
     segs = {e: metrics.SegmentationScore(len(GROUPS)) for e in args.engines}
     faces = []
     for record in tqdm(records, desc="benchmark", unit="face"):
-        if args.jpeg_at == "crop":  # the thesis pair, then the quality the pipeline draws, on the crop
-            blurry, sharp, groups, _ = data.benchmark_pair(record, args.seed)
-            quality = data.benchmark_pair(record, args.seed, options=options)[3].jpeg_quality
-            blurry = degrade.jpeg_roundtrip(blurry, quality)
-        else:
-            blurry, sharp, groups, _ = data.benchmark_pair(record, args.seed, options=options)
+        blurry, sharp, groups, _ = data.benchmark_pair(record, args.seed, options=options)
         outputs = {"blurry input": blurry}
         for e, keep in variants:
             generated = restorers[e].restore_face(blurry, keep_colours=keep)
@@ -170,4 +167,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_reported(main))

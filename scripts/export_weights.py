@@ -8,8 +8,10 @@ the weights; loading converts them back to float32.
 """
 
 import argparse
+import sys
 
 from smfd import checkpoint
+from smfd.cli import run_reported
 
 
 def main() -> None:
@@ -24,4 +26,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_reported(main))

@@ -28,6 +28,7 @@ the same faces.
 """
 
 import argparse
+import sys
 
 import cv2
 import numpy as np
@@ -35,7 +36,7 @@ import torch
 from tqdm import tqdm
 
 from smfd import data, labels, metrics
-from smfd.cli import int_from
+from smfd.cli import int_from, run_reported
 from smfd.identity import SAME_PERSON, geometry
 from smfd.images import to_uint8
 from smfd.models import SMFDConfig, generated_mask_input
@@ -223,4 +224,4 @@ def figure(path: str, rows: list, dist: dict, after: list | None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_reported(main))

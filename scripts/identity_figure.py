@@ -12,11 +12,12 @@ same person). The faces are degraded under the benchmark protocol (SPEC section 
 
 import argparse
 import csv
+import sys
 
 import numpy as np
 
 from smfd import data, labels
-from smfd.cli import int_from
+from smfd.cli import int_from, run_reported
 from smfd.identity import geometry
 from smfd.paths import shared_data
 from smfd.restorer import Restorer
@@ -75,4 +76,4 @@ def draw(path: str, ids: list[str], table: list) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_reported(main))

@@ -27,7 +27,7 @@ import urllib.request
 from pathlib import Path
 
 from app.study_client import CallFailed, StudyClient
-from smfd.cli import int_from
+from smfd.cli import int_from, run_reported
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -158,4 +158,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_reported(main))

@@ -11,12 +11,14 @@ photo is what ``smfd restore PHOTO OUT`` writes.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 from PIL import Image, ImageDraw
 
+from smfd.cli import run_reported
 from smfd.images import read_image, resize_to, write_png
 from smfd.paths import shared_data
 from smfd.photos import restore_photo
@@ -92,4 +94,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_reported(main))

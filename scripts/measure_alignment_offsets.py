@@ -11,12 +11,13 @@ photos of realworld/whole and the crops of realworld/cropped.
 from __future__ import annotations
 
 import argparse
+import sys
 
 import numpy as np
 from tqdm import tqdm
 
 from smfd import data
-from smfd.cli import int_from
+from smfd.cli import int_from, run_reported
 from smfd.faces import ALIGNED_TOLERANCE, alignment_offset, detect_faces
 from smfd.images import list_images, read_image, resize_to
 from smfd.paths import shared_data
@@ -63,4 +64,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_reported(main))

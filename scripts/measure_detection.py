@@ -28,7 +28,7 @@ import numpy as np
 from tqdm import tqdm
 
 from smfd import data
-from smfd.cli import int_from
+from smfd.cli import int_from, run_reported
 from smfd.faces import detect_faces
 from smfd.paths import shared_data
 
@@ -139,4 +139,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_reported(main))

@@ -13,10 +13,12 @@ FOLDER defaults to celebamask_mini/images of the shared data ($SMFD_SHARED_DATA,
 from __future__ import annotations
 
 import argparse
+import sys
 
 import numpy as np
 from tqdm import tqdm
 
+from smfd.cli import run_reported
 from smfd.faces import find_boxes, key_points, landmarks_in
 from smfd.images import list_images, read_image
 from smfd.paths import shared_data
@@ -50,4 +52,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_reported(main))

@@ -18,6 +18,7 @@ from pathlib import Path
 import cv2
 
 from smfd import data
+from smfd.cli import run_reported
 from smfd.paths import shared_data
 
 
@@ -71,4 +72,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_reported(main))

@@ -8,12 +8,15 @@ training, with dotted lines where the learning rate dropped.
 
 import argparse
 import csv
+import sys
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+
+from smfd.cli import run_reported  # noqa: E402
 
 
 def main() -> None:
@@ -43,4 +46,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_reported(main))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import socket
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -20,6 +21,7 @@ from pathlib import Path
 import app  # noqa: F401  (telemetry off before gradio loads)
 from app.examples import astronaut_face, blurred
 from app.main import launch
+from smfd.cli import run_reported
 from smfd.images import write_png
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -114,4 +116,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_reported(main))

@@ -204,9 +204,14 @@ def _add_train(sub) -> None:
     p.add_argument("--no-augment", action="store_true",
                    help="train without the thesis' augmentation (flips, rotations up to 30 degrees, crops, "
                         "brightness and contrast)")
-    p.add_argument("--preset", default="thesis", choices=["thesis", "real"],
-                   help="degradation of the training samples: the thesis' pipeline, or 'real' = the thesis' "
-                        "plus JPEG compression (validation always uses the thesis' pipeline)")
+    from .degrade import PRESETS
+
+    p.add_argument("--preset", default="thesis", choices=list(PRESETS),
+                   help="degradation of the training samples: the thesis' pipeline, or the thesis' plus JPEG "
+                        "compression on half the samples, of the 512x512 source ('real') or of the 256x256 "
+                        "face ('real-crop', as a compressed photo's face reaches the network); validation "
+                        "always uses the thesis' pipeline. With --teacher, the teacher reads the face before "
+                        "the compression")
     _add_device(p)
     p.set_defaults(func=cmd_train)
 
@@ -623,8 +628,15 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # --help, or a refused option (already reported in one line)
         return exc.code
     _show_library_notes()
+    return run_reported(lambda: args.func(args))
+
+
+def run_reported(job) -> int:
+    """Run ``job()`` as every smfd command and script does: an error becomes one line on stderr
+    and the exit status (2 unusable input, 1 any other failure, 130 interrupted, else 0); the
+    traceback only with SMFD_DEBUG=1. Scripts end with ``sys.exit(run_reported(main))``."""
     try:
-        args.func(args)
+        job()
     except BatchErrors as exc:
         report(str(exc))
         return 1
@@ -640,7 +652,6 @@ def main(argv: list[str] | None = None) -> int:
         report(f"{type(exc).__name__}: {exc} (set SMFD_DEBUG=1 for the traceback)")
         return 1
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -15,7 +15,7 @@ seeded from (seed, epoch, index), so any sample can be reproduced.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -226,11 +226,25 @@ def make_pair(image: np.ndarray, rng: np.random.Generator,
               options: degrade.PipelineOptions = degrade.PipelineOptions(),
               size: int = WORK_SIZE) -> tuple[np.ndarray, np.ndarray, degrade.Recipe]:
     """Degrade at the source resolution, then resize blurry and sharp to size (INTER_AREA)."""
-    blurry, recipe = degrade.degrade(image, rng, options)
+    recipe = degrade.sample_recipe(rng, options)
+    blurry, _, sharp = degrade_pair(image, recipe, options.jpeg_at, size)
+    return blurry, sharp, recipe
+
+
+def degrade_pair(image: np.ndarray, recipe: degrade.Recipe, jpeg_at: str = "source",
+                 size: int = WORK_SIZE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(blurry, blurry before JPEG, sharp) at ``size``: the recipe applied at the source resolution,
+    its JPEG stage on the degraded source or on the resized face (``jpeg_at``, see
+    degrade.PipelineOptions). The face before JPEG is what a distillation teacher reads."""
+    quality = recipe.jpeg_quality
+    uncompressed = degrade.apply(image, replace(recipe, jpeg_quality=None))
+    blurry = degrade.jpeg_roundtrip(uncompressed, quality) if quality is not None and jpeg_at == "source" else uncompressed
     if image.shape[:2] != (size, size):
-        blurry = cv2.resize(blurry, (size, size), interpolation=cv2.INTER_AREA)
-        image = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
-    return blurry, image, recipe
+        blurry, uncompressed, image = (cv2.resize(x, (size, size), interpolation=cv2.INTER_AREA)
+                                       for x in (blurry, uncompressed, image))
+    if quality is not None and jpeg_at == "crop":
+        blurry = degrade.jpeg_roundtrip(uncompressed, quality)
+    return blurry, uncompressed, image
 
 
 def benchmark_pair(record: FaceRecord, seed: int = 0, size: int = WORK_SIZE,
@@ -260,7 +274,7 @@ class FaceDataset:
     def __init__(self, records: list[FaceRecord], size: int = WORK_SIZE, patch: int | None = None,
                  options: degrade.PipelineOptions = degrade.PipelineOptions(),
                  augment: Augment | None = Augment(), seed: int = 0, classes: int = 5,
-                 fixed: bool = False, full_face: bool = False):
+                 fixed: bool = False, full_face: bool = False, uncompressed: bool = False):
         if not records:
             raise ValueError("a dataset needs at least one face")
         if patch is not None and patch > size:
@@ -271,6 +285,8 @@ class FaceDataset:
         # full_face: also return the whole blurry face and the patch's (y, x), so that a mask
         # generator can see the face as it will at inference, not just the patch.
         self.full_face = full_face
+        # uncompressed: also return the blurry patch before the JPEG stage (a teacher's input).
+        self.uncompressed = uncompressed
 
     def __len__(self) -> int:
         return len(self.records)
@@ -289,7 +305,8 @@ class FaceDataset:
         image, classes = load_face(record)
         if self.augment is not None:
             image, classes = augment(image, classes, rng, self.augment)
-        blurry, sharp, _ = make_pair(image, rng, self.options, self.size)
+        blurry, uncompressed, sharp = degrade_pair(image, degrade.sample_recipe(rng, self.options),
+                                                   self.options.jpeg_at, self.size)
         if classes is None:
             mask = np.full((self.size, self.size), -1, np.int64)
         else:
@@ -302,8 +319,10 @@ class FaceDataset:
         if self.patch is not None:
             y, x = rng.integers(0, self.size - self.patch + 1, size=2)
             window = np.s_[y:y + self.patch, x:x + self.patch]
-            blurry, sharp, mask = blurry[window], sharp[window], mask[window]
+            blurry, uncompressed, sharp, mask = blurry[window], uncompressed[window], sharp[window], mask[window]
         item.update(blurry=_chw(blurry), sharp=_chw(sharp), mask=np.ascontiguousarray(mask))
+        if self.uncompressed:
+            item["blurry_uncompressed"] = _chw(uncompressed)
         if self.full_face:
             item["origin"] = np.array([y, x], np.int64)
         return item

@@ -30,6 +30,7 @@ MAX_LAYERS = 10  # the thesis draws 1-3
 MAX_SCALE = 16.0  # a 256 px face down to 16 px
 MAX_NOISE = 255.0  # sigma on the 0..255 scale
 RECIPE_VERSION = 1
+JPEG_AT = ("source", "crop")
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,10 @@ class PipelineOptions:
     jpeg: bool = False
     jpeg_range: tuple[int, int] = (30, 95)
     jpeg_share: float = 1.0
+    # Where a sample is compressed (smfd.data.make_pair): "source", the degraded 512x512 face before
+    # it is halved to the working size (which shrinks and smooths the 8x8 blocks), or "crop", the
+    # working-size face, as a compressed photo's face reaches the network after alignment.
+    jpeg_at: str = "source"
     # Step used to discretise the continuous scale and noise ranges when counting scenarios.
     count_step: float = 0.1
 
@@ -104,6 +109,8 @@ class PipelineOptions:
             fail(f"jpeg_range must be two integer qualities with 1 <= low <= high <= 100, got {list(q)}")
         if self.jpeg and not (_is_finite(self.jpeg_share) and 0 < self.jpeg_share <= 1):
             fail(f"jpeg_share must be a number in (0, 1], got {self.jpeg_share}")
+        if self.jpeg_at not in JPEG_AT:
+            fail(f"jpeg_at must be one of {', '.join(JPEG_AT)}, got {self.jpeg_at!r}")
         if not (_is_finite(self.count_step) and self.count_step > 0):
             fail(f"count_step must be a positive number, got {self.count_step}")
 
@@ -126,9 +133,11 @@ def _is_finite(value) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
-# Named pipelines for training: the thesis' own, and the thesis' plus JPEG compression as real
-# photos have it (the shipped model's; see its model card).
-PRESETS = {"thesis": PipelineOptions(), "real": PipelineOptions(jpeg=True, jpeg_share=0.5)}
+# Named pipelines for training: the thesis' own (the shipped model's; see its model card), and the
+# thesis' plus JPEG compression on half the samples, as real photos have it, at the source's scale
+# or at the crop's.
+PRESETS = {"thesis": PipelineOptions(), "real": PipelineOptions(jpeg=True, jpeg_share=0.5),
+           "real-crop": PipelineOptions(jpeg=True, jpeg_share=0.5, jpeg_at="crop")}
 
 
 @dataclass(frozen=True)

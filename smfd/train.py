@@ -352,15 +352,22 @@ class Trainer:
                     # One pass, not the mirror mean of inference: the faces come flipped or not
                     # (augmentation), so the student's mirror mean learns the teacher's.
                     with torch.no_grad():
-                        target = self.teacher(mask_input(self.teacher.config, blurry)).float().softmax(1)
+                        target = self.teacher(mask_input(self.teacher.config, self.teacher_input(batch))).float().softmax(1)
                 return logits, segmentation_loss(self.s.loss, logits.float(), target)
             mask = self.masks_for(batch, generated_share, rng) if self.model.config.use_mask else None
             out = net(blurry, mask)
             target = batch["sharp"].to(self.device)
             if self.teacher is not None and net.training:  # distillation; validation still scores the sharp face
                 with torch.no_grad():
-                    target = self.teacher(blurry, self.teacher_mask(batch, mask)).float().clamp(0, 1)
+                    target = self.teacher(self.teacher_input(batch), self.teacher_mask(batch, mask)).float().clamp(0, 1)
         return out, restoration_loss(self.s.loss, out.float(), target, self.pixel_weight(batch))
+
+    def teacher_input(self, batch: dict) -> torch.Tensor:
+        """The blurry face the teacher reads: the student's, before the JPEG stage where the preset
+        has one. The target is then the teacher's restoration of the face without the blocks, which
+        the student learns to remove; a teacher given the blocks would sharpen them."""
+        blurry = batch.get("blurry_uncompressed", batch["blurry"])
+        return blurry.to(self.device).contiguous(memory_format=torch.channels_last)
 
     def teacher_mask(self, batch: dict, student_mask: torch.Tensor) -> torch.Tensor:
         """The mask the teacher reads: the student's, or with --teacher-masks true the one-hot true
@@ -491,7 +498,8 @@ class Trainer:
         options = degrade.PRESETS[s.preset]
         train_set = data.FaceDataset(self.train_records, s.size, s.patch, options, seed=s.seed, classes=classes,
                                      augment=data.Augment() if s.augment else None,
-                                     full_face=self.mask_model is not None and s.patch is not None)
+                                     full_face=self.mask_model is not None and s.patch is not None,
+                                     uncompressed=self.teacher is not None and options.jpeg)
         sampler = EpochSampler(len(self.train_records), s.samples_per_epoch or len(self.train_records),
                                s.seed, self.rank, self.world)
         per_rank = max(1, s.batch // self.world)

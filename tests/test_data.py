@@ -206,6 +206,43 @@ def test_make_pair_degrades_at_the_source_size_then_resizes(face_and_classes):
     np.testing.assert_array_equal(blurry, cv2.resize(source, (256, 256), interpolation=cv2.INTER_AREA))
 
 
+def test_jpeg_compresses_the_source_or_the_crop_after_the_same_draws(face_and_classes):
+    """jpeg_at: the same recipe's quality applied to the degraded 512 source before the resize
+    (as degrade.apply does) or to the 256 face after it; the face before JPEG is the thesis pair's."""
+    image, _ = face_and_classes
+    thesis = data.make_pair(image, np.random.default_rng(3))
+    at = {}
+    for where in degrade.JPEG_AT:
+        options = degrade.PipelineOptions(jpeg=True, jpeg_range=(25, 25), jpeg_at=where)
+        at[where] = data.make_pair(image, np.random.default_rng(3), options)
+        assert at[where][2].jpeg_quality == 25
+        blurry, uncompressed, sharp = data.degrade_pair(image, at[where][2], where)
+        np.testing.assert_array_equal(blurry, at[where][0])
+        np.testing.assert_array_equal(uncompressed, thesis[0])
+        np.testing.assert_array_equal(sharp, thesis[1])
+    source = degrade.apply(image, at["source"][2])
+    np.testing.assert_array_equal(at["source"][0], cv2.resize(source, (256, 256), interpolation=cv2.INTER_AREA))
+    np.testing.assert_array_equal(at["crop"][0], degrade.jpeg_roundtrip(thesis[0], 25))
+    assert not np.array_equal(at["source"][0], at["crop"][0])
+
+
+def test_samples_can_carry_the_blurry_patch_before_jpeg(merged):
+    """uncompressed=True: each sample also holds its blurry patch before the JPEG stage (what a
+    distillation teacher reads); the rest of the sample is what it would be without it."""
+    options = degrade.PipelineOptions(jpeg=True, jpeg_range=(20, 20), jpeg_at="crop")
+    plain = data.FaceDataset(merged[:2], patch=64, options=options, seed=4)
+    both = data.FaceDataset(merged[:2], patch=64, options=options, seed=4, uncompressed=True)
+    # whole faces: JPEG's own draws come after the recipe's, so the patch's origin is drawn later
+    whole = data.FaceDataset(merged[:2], options=options, seed=4, uncompressed=True)
+    thesis = data.FaceDataset(merged[:2], seed=4)
+    for i in range(2):
+        a, b = plain[i], both[i]
+        assert "blurry_uncompressed" not in a and _same(a, b) and b["blurry_uncompressed"].shape == (3, 64, 64)
+        w, t = whole[i], thesis[i]
+        np.testing.assert_array_equal(w["blurry_uncompressed"], t["blurry"])
+        assert np.abs(w["blurry"] - w["blurry_uncompressed"]).mean() > 1 / 255
+
+
 # ---------------------------------------------------------------- training samples
 
 def _same(a: dict, b: dict) -> bool:

@@ -416,6 +416,7 @@ def test_recipes_written_before_the_jpeg_stage_still_load():
     (dict(jpeg=True, jpeg_range=(0, 20)), "jpeg_range"),
     (dict(jpeg=True, jpeg_range=(30.5, 90)), "jpeg_range"),
     (dict(jpeg=True, jpeg_share=0.0), "jpeg_share"),
+    (dict(jpeg=True, jpeg_at="photo"), "jpeg_at must be one of source, crop, got 'photo'"),
 ])
 def test_bad_jpeg_options_are_refused(bad, message):
     with pytest.raises(ValueError, match=message):

@@ -44,31 +44,55 @@ def test_scripts_import_names_that_exist():
     assert not missing, "\n".join(missing)
 
 
-HELP_ALL = """
-import contextlib, io, runpy, sys
-failed = []
-for path in sys.argv[1:]:
-    sys.argv = [path, "--help"]
-    out = io.StringIO()
+RUN_ALL = """
+import contextlib, io, json, runpy, sys
+args, paths, results = json.loads(sys.argv[1]), sys.argv[2:], {}
+for path in paths:
+    sys.argv = [path, *args]
+    out, err = io.StringIO(), io.StringIO()
+    code = "did not exit"
     try:
-        with contextlib.redirect_stdout(out):
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             runpy.run_path(path, run_name="__main__")
-        failed.append(f"{path}: --help did not exit")
     except SystemExit as stop:
-        if stop.code not in (0, None) or "usage:" not in out.getvalue():
-            failed.append(f"{path}: --help exited {stop.code!r}")
+        code = stop.code
     except Exception as error:
-        failed.append(f"{path}: {type(error).__name__}: {error}")
-print("\\n".join(failed))
-sys.exit(1 if failed else 0)
+        code = f"{type(error).__name__}: {error}"
+    results[path] = [code, out.getvalue(), err.getvalue()]
+print(json.dumps(results))
 """
 
 
+def run_all(scripts: list[Path], *args: str) -> dict[str, list]:
+    """Run each script with ``args`` in one interpreter (torch and friends are imported once):
+    {path: [exit code, stdout, stderr]}."""
+    import json
+
+    done = subprocess.run([sys.executable, "-c", RUN_ALL, json.dumps(args), *map(str, scripts)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300,
+                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def test_every_script_answers_help():
-    # One interpreter for all scripts: torch and friends are imported once.
-    done = subprocess.run([sys.executable, "-c", HELP_ALL, *map(str, SCRIPTS)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=300, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
-    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    failed = [f"{path}: --help exited {code!r}" for path, (code, out, _) in run_all(SCRIPTS, "--help").items()
+              if code not in (0, None) or "usage:" not in out]
+    assert not failed, "\n".join(failed)
+
+
+def test_scripts_name_a_missing_dataset_in_one_line(tmp_path):
+    """Every script ends through smfd.cli.run_reported, so unusable input is one line and exit
+    status 2, as with the smfd command (not a traceback); run here for each script with --data."""
+    for script in SCRIPTS:
+        tail = script.read_text().split('if __name__ == "__main__":')[-1]
+        assert "sys.exit(run_reported(main))" in tail, f"{script.name}: main is not run through run_reported"
+    with_data = [s for s in SCRIPTS if '"--data"' in s.read_text() and s.name != "identity_figure.py"]
+    assert len(with_data) >= 5
+    failed = [f"{path}: exit {code!r}, stderr {err[-500:]!r}"
+              for path, (code, _, err) in run_all(with_data, "--data", str(tmp_path / "no-such-faces")).items()
+              if code != 2 or len(err.strip().splitlines()) != 1 or "dataset folder not found" not in err]
+    assert not failed, "\n".join(failed)
 
 
 def test_the_device_pack_keeps_the_split_and_leaves_out_the_test_faces(shared_data, tmp_path):

@@ -430,6 +430,35 @@ def test_a_teacher_s_restorations_are_the_training_targets(celeba, tmp_path):
         Trainer(TrainSettings(task="mask", data=(str(celeba),), out=str(tmp_path / "c"), teacher=shipped, **TINY))
 
 
+def test_a_teacher_reads_the_face_before_the_jpeg_stage(celeba, tmp_path):
+    """With a JPEG preset and --teacher, the student reads the compressed patch and the teacher the
+    same patch before compression: the target is a restoration without the blocks."""
+    from smfd.losses import restoration_loss
+    from smfd.models import one_hot_mask
+    from smfd.restorer import DEBLUR_WEIGHTS, WEIGHTS_DIR
+    from smfd.runtime import fast_autocast
+
+    light = {"decoder": [128, 64, 32], "shuffle_kernel": 1, "residual": True, "match_input_mean": True,
+             "soft_mask": True}
+    trainer = Trainer(TrainSettings(task="deblur", data=(str(celeba),), out=str(tmp_path), config=light,
+                                    teacher=str(WEIGHTS_DIR / DEBLUR_WEIGHTS), preset="real-crop", loss="l1",
+                                    device="cpu", **TINY))
+    train_set, _, train, _ = trainer.loaders()
+    assert train_set.options.jpeg_at == "crop" and train_set.uncompressed
+    batch = next(iter(train))
+    compressed = (batch["blurry"] - batch["blurry_uncompressed"]).abs().flatten(1).mean(1) > 0.5 / 255
+    assert compressed.any()  # half the samples are compressed (jpeg_share 0.5)
+    mask = one_hot_mask(batch["mask"].clamp(min=0), 5)
+    with torch.no_grad(), fast_autocast(torch.device("cpu")):
+        before = trainer.teacher(trainer.teacher_input(batch), mask).float().clamp(0, 1)
+        after = trainer.teacher(batch["blurry"].contiguous(memory_format=torch.channels_last), mask).float().clamp(0, 1)
+    trainer.net.train()
+    out, loss = trainer.forward(batch, trainer.net, 0.0, np.random.default_rng(0))
+    assert torch.equal(trainer.teacher_input(batch), batch["blurry_uncompressed"])
+    assert loss.item() == pytest.approx(restoration_loss("l1", out.float(), before).item(), rel=1e-3)
+    assert abs(loss.item() - restoration_loss("l1", out.float(), after).item()) > 1e-4
+
+
 def test_a_teacher_can_read_the_true_masks_while_its_student_reads_generated_ones(celeba, tmp_path, capsys):
     """--teacher-masks true: the student gets the generator's mask (here without its facial parts),
     the teacher the one-hot true mask of the same face, so the targets are what the teacher makes of
