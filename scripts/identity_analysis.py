@@ -1,7 +1,7 @@
 """Why does a restoration lose the person's identity? Mask interventions on held-out faces.
 
     .venv/bin/python scripts/identity_analysis.py [--weights DIR] [--faces N] [--seed 0]
-        [--warp 4,8,12] [--figure docs/identity_analysis.png] [--after DIR]
+        [--warp 4,8,12] [--residual 0.5,0.75] [--figure docs/identity_analysis.png] [--after DIR]
 
 On the test split under the benchmark protocol (SPEC section 2), each face is restored by the same
 SMFD-UNet with different masks, and dlib's descriptor distance to the sharp face is measured (the
@@ -16,10 +16,14 @@ box found once on the sharp face):
   and with the facial-parts probability added to face skin (``generated_parts=false``);
 * no mask information: every pixel "face skin" -- how much the network relies on the mask;
 * with ``--warp A,...``: the true mask (one-hot) warped by a smooth random displacement of at most
-  A pixels, and its facial-parts Dice -- how close to the true part shapes a mask must be.
+  A pixels, and its facial-parts Dice -- how close to the true part shapes a mask must be;
+* with ``--residual F,...``: the generated-mask restoration's change to the blurry face scaled by
+  F (blurry + F x (restored - blurry)) -- whether the network changes a face more than its
+  identity bears.
 
-It prints each variant's mean distance and same-person share beside the blurry input's, the
-faces whose distance grows most with the generated mask, and how the identity loss follows the
+It prints each variant's mean distance, same-person share and PSNR beside the blurry input's,
+the same by thirds of the blurry input's PSNR (how heavily each face was degraded), the faces
+whose distance grows most with the generated mask, and how the identity loss follows the
 facial-parts Dice and the semantic error (what ``smfd train --semantic`` trains against: the mask
 generator's cross-entropy on the restored face against the true mask; here mirror-averaged, on
 the face as every caller gets it). ``--figure`` shows those faces: sharp, blurry, both masks, both
@@ -96,6 +100,16 @@ def amplitudes(text: str) -> tuple[float, ...]:
     return values
 
 
+def factors(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(a) for a in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+    if any(not 0 < a <= 2 for a in values):
+        raise argparse.ArgumentTypeError(f"residual factors must lie in (0, 2], got {text!r}")
+    return values
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=str(shared_data() / "celebamask_mini"))
@@ -104,6 +118,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int_from(0), default=0)
     parser.add_argument("--warp", type=amplitudes, default=(),
                         help="comma-separated amplitudes in pixels: also restore with the true mask warped")
+    parser.add_argument("--residual", type=factors, default=(),
+                        help="comma-separated factors: also the generated-mask restoration's change to the "
+                             "blurry face scaled by each")
     parser.add_argument("--worst", type=int_from(1), default=6, help="faces listed and shown")
     parser.add_argument("--figure", default=None, help="write a PNG of the faces that lose most identity")
     parser.add_argument("--after", default=None, help="weights folder of a newer model to show beside")
@@ -113,9 +130,11 @@ def main() -> None:
     records = records[: args.faces] if args.faces else records
     restorer = Restorer.from_pretrained(args.weights, "cpu", engine="pytorch")
     warps = {f"true mask warped {a:g} px": a for a in args.warp}
+    scaled = {f"generated, change x {f:g}": f for f in args.residual}
     variants = ("blurry input", "ground-truth mask", "generated mask", *GROUP_FIXES,
-                "probabilities", "probabilities, parts as skin", "no mask (all skin)", *warps)
+                "probabilities", "probabilities, parts as skin", "no mask (all skin)", *warps, *scaled)
     dist = {v: [] for v in variants}
+    psnr = {v: [] for v in variants}
     warp_dice = {v: [] for v in warps}
     parts_dice, shown = [], []
     semantic = {v: [] for v in ("blurry input", "ground-truth mask", "generated mask")}
@@ -135,8 +154,12 @@ def main() -> None:
             moved = warped(truth, a, np.random.default_rng([args.seed, index, int(a * 10)]))
             warp_dice[name].append(metrics.dice(moved, truth)[2])
             outputs[name] = deblur(restorer, blurry, moved)
+        change = outputs["generated mask"].astype(np.float32) - blurry
+        for name, f in scaled.items():
+            outputs[name] = np.clip(np.rint(blurry + f * change), 0, 255).astype(np.uint8)
         for name, d in zip(outputs, geometry().distances(list(outputs.values()), sharp)):
             dist[name].append(d)
+            psnr[name].append(metrics.psnr(outputs[name], sharp))
         parts_dice.append(metrics.dice(generated, truth)[2])
         for name in semantic:
             semantic[name].append(semantic_error(restorer, outputs[name], truth))
@@ -145,11 +168,14 @@ def main() -> None:
 
     d = {k: np.array(v) for k, v in dist.items()}
     print(f"\n{len(records)} held-out faces, seed {args.seed}: dlib descriptor distance to the sharp face\n")
-    print(f"| {'variant':28s} | mean distance | same person | faces further than the input |")
-    print(f"|{'-' * 30}|---------------|-------------|------------------------------|")
+    print(f"| {'variant':28s} | mean distance | same person | faces further than the input | PSNR dB |")
+    print(f"|{'-' * 30}|---------------|-------------|------------------------------|---------|")
     for name, v in d.items():
         worse = "" if name == "blurry input" else f"{int((v > d['blurry input']).sum())}"
-        print(f"| {name:28s} | {v.mean():13.3f} | {np.mean(v < SAME_PERSON) * 100:10.1f}% | {worse:>28s} |")
+        print(f"| {name:28s} | {v.mean():13.4f} | {np.mean(v < SAME_PERSON) * 100:10.1f}% | {worse:>28s} | "
+              f"{np.mean(psnr[name]):7.2f} |")
+    by_degradation(d, {k: np.array(v) for k, v in psnr.items()},
+                   ["generated mask", "ground-truth mask", "probabilities, parts as skin", *scaled])
     for name, v in warp_dice.items():
         print(f"{name}: facial-parts Dice of the warped mask {np.mean(v):.3f}")
 
@@ -191,6 +217,26 @@ def main() -> None:
     if args.figure:
         figure(args.figure, [shown[i] for i in worst], {k: d[k][worst] for k in d}, after)
         print(f"\nwrote {args.figure}")
+
+
+def by_degradation(dist: dict, psnr: dict, names: list[str]) -> None:
+    """Identity change against the blurry input by thirds of the blurry input's PSNR: does the
+    network move lightly degraded faces away from the person and heavily degraded ones towards it?"""
+    base = psnr["blurry input"]
+    q = np.quantile(base, [1 / 3, 2 / 3])
+    thirds = [base <= q[0], (base > q[0]) & (base <= q[1]), base > q[1]]
+    print("\nby thirds of the blurry input's PSNR: mean distance change against the input (faces "
+          "further / faces), PSNR gain")
+    heads = [f"input {base[t].min():.1f}-{base[t].max():.1f} dB" for t in thirds]
+    print(f"| {'variant':28s} | " + " | ".join(f"{h:29s}" for h in heads) + " |")
+    print(f"|{'-' * 30}|" + "|".join("-" * 31 for _ in thirds) + "|")
+    for name in names:
+        cells = []
+        for t in thirds:
+            change = dist[name][t] - dist["blurry input"][t]
+            cells.append(f"{change.mean():+.4f} ({int((change > 0).sum())}/{int(t.sum())}), "
+                         f"{(psnr[name][t] - base[t]).mean():+.2f} dB")
+        print(f"| {name:28s} | " + " | ".join(f"{c:29s}" for c in cells) + " |")
 
 
 def figure(path: str, rows: list, dist: dict, after: list | None) -> None:

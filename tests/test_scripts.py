@@ -140,6 +140,31 @@ def test_identity_analysis_warps_a_true_mask_by_at_most_its_amplitude(shared_dat
     assert done.returncode == 2 and "expected comma-separated numbers of pixels, got '4,x'" in done.stderr
 
 
+def test_identity_analysis_scales_the_restoration_s_change_and_splits_by_degradation(shared_data):
+    """--residual F: the generated-mask restoration's change to the blurry face scaled by F; F = 1
+    is that restoration itself (same distance and PSNR), and the table by thirds of the input's
+    PSNR lists it; a factor outside (0, 2] is one line naming it."""
+    import re
+
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "identity_analysis.py"), "--faces", "3",
+                           "--residual", "0.5,1", "--data", str(shared_data / "celebamask_mini")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+    def row(name: str) -> list[str]:
+        line = next(l for l in done.stdout.splitlines() if l.startswith(f"| {name} "))
+        return [c.strip() for c in line.strip("|").split("|")]
+
+    assert row("generated, change x 1")[1:] == row("generated mask")[1:]
+    assert row("generated, change x 0.5")[4] != row("generated mask")[4]  # PSNR moves with the factor
+    thirds = done.stdout.split("by thirds of the blurry input's PSNR")[1]
+    assert re.search(r"\| generated, change x 0\.5 +\| [+-]\d\.\d{4} \(\d/1\)", thirds), thirds
+
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "identity_analysis.py"), "--residual", "0"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "residual factors must lie in (0, 2], got '0'" in done.stderr
+
+
 def test_the_benchmark_s_jpeg_option_adds_compression_and_keeps_the_thesis_draws(shared_data, tmp_path):
     """benchmark_model.py --jpeg LOW HIGH: every face gets the pipeline's JPEG stage after the same
     thesis draws (blur, scale, noise), so the two benchmarks differ only by the compression; a
