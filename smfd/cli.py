@@ -171,11 +171,16 @@ def _add_train(sub) -> None:
     p.add_argument("--loss", default=None, help="mask: dice (default), dice+ce; deblur: mse (default), l1, l1+ssim")
     p.add_argument("--mask-source", choices=["gt", "generated", "mix"], default="gt",
                    help="deblur: ground-truth masks, the mask generator's, or half of each")
-    p.add_argument("--mask-model", default=None, help="mask-generator checkpoint for generated/mix masks and --semantic")
+    p.add_argument("--mask-model", default=None,
+                   help="mask-generator checkpoint for generated/mix masks, --semantic and --perceptual")
     p.add_argument("--semantic", type=_number_in(0, 10), default=0.0, metavar="WEIGHT",
                    help="deblur: add WEIGHT x the cross-entropy of the --mask-model generator, reading the "
                         "restored face, against the true mask (faces with masks only), so that facial parts "
                         "drawn where the face has none cost in training (0 to 10; default 0: off)")
+    p.add_argument("--perceptual", type=_number_in(0, 10), default=0.0, metavar="WEIGHT",
+                   help="deblur: add WEIGHT x the distance between the --mask-model generator's encoder "
+                        "features of the restored and the sharp face, a face-trained view of the facial parts "
+                        "(0 to 10; default 0: off)")
     p.add_argument("--parts-weight", type=_number_in(0, 100), default=0.0, metavar="W",
                    help="deblur: the error of a pixel that the true mask calls a facial part (eye, brow, nose, "
                         "mouth, ear) counts 1 + W times in the L1/MSE (faces with masks; default 0: off)")
@@ -249,7 +254,7 @@ def cmd_train(args) -> None:
             workers=args.workers, seed=args.seed, k=args.folds, fold=args.fold, loss=args.loss,
             mask_source=args.mask_source, mask_model=args.mask_model, config=config, init=args.init,
             init_partial=args.init_partial, device=args.device, augment=not args.no_augment, preset=args.preset,
-            semantic=args.semantic, parts_weight=args.parts_weight, monitor=args.monitor, teacher=args.teacher,
+            semantic=args.semantic, perceptual=args.perceptual, parts_weight=args.parts_weight, monitor=args.monitor, teacher=args.teacher,
             teacher_masks=args.teacher_masks)
     except (TypeError, ValueError) as exc:  # e.g. an unknown config field or value
         raise InputError(f"bad training options: {exc}") from None

@@ -182,12 +182,16 @@ class MaskNet(nn.Module):
         self.out = nn.Sequential(nn.Conv2d(c.head, c.head, 1), nn.ReLU(inplace=True),
                                  nn.Conv2d(c.head, c.classes, 1))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        size = x.shape[-2:]
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The encoder's feature maps at every level, finest first, of an input at its resolution."""
         if self.config.input_scale != 1.0:
             x = F.interpolate(x, scale_factor=self.config.input_scale, mode="area")
         _check_size(x, len(self.config.encoder))
-        *skips, deep = self.encoder(x)
+        return self.encoder(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        size = x.shape[-2:]
+        *skips, deep = self.features(x)
         logits = self.out(self.decoder(deep, skips[::-1]))
         with torch.autocast(x.device.type, enabled=False):
             logits = logits.float()

@@ -368,6 +368,36 @@ def test_the_semantic_term_reads_the_restored_face_with_the_shipped_mask_generat
         patches.semantic_term(rest, restored[1:]).item(), rel=1e-4)
 
 
+def test_the_perceptual_term_compares_the_mask_generator_s_features_of_restored_and_sharp(celeba, tmp_path):
+    """--perceptual: the frozen generator's encoder features of the restored patch against those of
+    the sharp patch; zero for the sharp patch itself, larger for the blurry one than for a mildly
+    smoothed one, the gradient reaches the restored pixels, and a step adds WEIGHT x the term."""
+    import torch.nn.functional as F
+
+    from smfd.restorer import MASK_WEIGHTS, WEIGHTS_DIR
+
+    with pytest.raises(ValueError, match="--perceptual .* needs --mask-model"):
+        TrainSettings(task="deblur", data=(str(celeba),), out=str(tmp_path), perceptual=0.5)
+    trainer = Trainer(TrainSettings(task="deblur", data=(str(celeba),), out=str(tmp_path),
+                                    mask_model=str(WEIGHTS_DIR / MASK_WEIGHTS), perceptual=0.5, loss="l1",
+                                    device="cpu", **TINY))
+    batch = next(iter(trainer.loaders()[2]))
+    sharp = batch["sharp"].clone().requires_grad_(True)
+    on_sharp = trainer.perceptual_term(batch, sharp)
+    assert on_sharp.item() == pytest.approx(0, abs=1e-6)
+    smoothed = F.avg_pool2d(batch["sharp"], 3, stride=1, padding=1, count_include_pad=False)
+    assert 0 < trainer.perceptual_term(batch, smoothed) < trainer.perceptual_term(batch, batch["blurry"])
+    trainer.perceptual_term(batch, sharp + 0.05 * torch.randn_like(sharp)).backward()
+    assert sharp.grad.abs().sum() > 0 and all(p.grad is None for p in trainer.mask_model.parameters())
+
+    trainer.net.train()
+    rng = np.random.default_rng(0)
+    out, loss = trainer.forward(batch, trainer.net, 0.0, rng)
+    losses = trainer.train_epoch([batch])
+    assert set(losses) == {"train_loss", "train_perceptual"}
+    assert losses["train_loss"] == pytest.approx(loss.item() + 0.5 * losses["train_perceptual"], rel=1e-3)
+
+
 def test_the_best_epoch_can_be_kept_by_identity(celeba, tmp_path):
     """--monitor identity: validation also measures the restored faces' descriptor distance to the
     sharp ones (and the same-person share), and the epoch with the lowest distance is kept, not the
