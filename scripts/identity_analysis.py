@@ -90,24 +90,22 @@ def semantic_error(restorer: Restorer, image: np.ndarray, truth: np.ndarray) -> 
     return float(-np.log(np.take_along_axis(p, truth[..., None].astype(np.int64), -1) + 1e-6).mean())
 
 
-def amplitudes(text: str) -> tuple[float, ...]:
-    try:
-        values = tuple(float(a) for a in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers of pixels, got {text!r}") from None
-    if any(not 0 <= a <= 64 for a in values):
-        raise argparse.ArgumentTypeError(f"warp amplitudes must be 0-64 pixels, got {text!r}")
-    return values
+def comma_numbers(what: str, accept, rule: str):
+    """An argparse type for comma-separated numbers: ``what`` names them when one is not a number,
+    ``rule`` when one fails ``accept``."""
+    def parse(text: str) -> tuple[float, ...]:
+        try:
+            values = tuple(float(a) for a in text.split(","))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated {what}, got {text!r}") from None
+        if not all(accept(a) for a in values):
+            raise argparse.ArgumentTypeError(f"{rule}, got {text!r}")
+        return values
+    return parse
 
 
-def factors(text: str) -> tuple[float, ...]:
-    try:
-        values = tuple(float(a) for a in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
-    if any(not 0 < a <= 2 for a in values):
-        raise argparse.ArgumentTypeError(f"residual factors must lie in (0, 2], got {text!r}")
-    return values
+amplitudes = comma_numbers("numbers of pixels", lambda a: 0 <= a <= 64, "warp amplitudes must be 0-64 pixels")
+factors = comma_numbers("numbers", lambda a: 0 < a <= 2, "residual factors must lie in (0, 2]")
 
 
 def main() -> None:

@@ -240,8 +240,9 @@ def degrade_pair(image: np.ndarray, recipe: degrade.Recipe, jpeg_at: str = "sour
     uncompressed = degrade.apply(image, replace(recipe, jpeg_quality=None))
     blurry = degrade.jpeg_roundtrip(uncompressed, quality) if quality is not None and jpeg_at == "source" else uncompressed
     if image.shape[:2] != (size, size):
-        blurry, uncompressed, image = (cv2.resize(x, (size, size), interpolation=cv2.INTER_AREA)
-                                       for x in (blurry, uncompressed, image))
+        same = blurry is uncompressed  # no JPEG at the source: one resize serves both
+        uncompressed, image = (cv2.resize(x, (size, size), interpolation=cv2.INTER_AREA) for x in (uncompressed, image))
+        blurry = uncompressed if same else cv2.resize(blurry, (size, size), interpolation=cv2.INTER_AREA)
     if quality is not None and jpeg_at == "crop":
         blurry = degrade.jpeg_roundtrip(uncompressed, quality)
     return blurry, uncompressed, image

@@ -421,8 +421,8 @@ class Trainer:
         """Distance between the frozen mask generator's encoder features of the restored and the
         sharp patch (mean absolute difference relative to the sharp features' mean, averaged over
         the levels). The generator was trained to find eyes, brows, nose and mouth, so its features
-        describe the facial parts; over the shipped model's changes to the test faces this distance
-        followed dlib's identity distance (correlation 0.23) where PSNR did not (-0.10)."""
+        describe the facial parts, which carry most of a face's identity (scripts/identity_analysis.py)
+        and which pixel losses weigh by their few pixels only."""
         config = self.mask_model.config
         with fast_autocast(self.device):
             fake = self.mask_model.features(mask_input(config, restored.to(self.device).float().clamp(0, 1)))
