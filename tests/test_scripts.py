@@ -165,6 +165,34 @@ def test_identity_analysis_scales_the_restoration_s_change_and_splits_by_degrada
     assert done.returncode == 2 and "residual factors must lie in (0, 2], got '0'" in done.stderr
 
 
+def test_compare_faces_reports_the_face_by_face_change_and_refuses_other_faces(tmp_path):
+    """compare_faces.py: mean of AFTER - BEFORE over the same faces, its standard error and the
+    faces that went down and up; files of different faces, or not from benchmark_model.py, are one
+    line each (exit 2)."""
+    import csv
+
+    columns = ["id", "generated_id_dist", "truth_id_dist", "generated_psnr", "truth_psnr"]
+
+    def write(name: str, rows: list[list]) -> str:
+        with open(tmp_path / name, "w", newline="") as f:
+            csv.writer(f).writerows([columns, *rows])
+        return str(tmp_path / name)
+
+    before = write("a.csv", [["f1", 0.5, 0.4, 24, 25], ["f2", 0.6, 0.5, 22, 23], ["f3", 0.4, 0.4, 26, 27]])
+    after = write("b.csv", [["f1", 0.4, 0.4, 24, 25], ["f2", 0.5, 0.5, 23, 23], ["f3", 0.5, 0.4, 26, 27]])
+    script = [sys.executable, str(ROOT / "scripts" / "compare_faces.py")]
+    done = subprocess.run([*script, before, after], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "| generated_id_dist | -0.0333 | 0.0667 | 2 | 1 |" in done.stdout, done.stdout
+    assert "| generated_psnr | +0.3333 | 0.3333 | 0 | 1 |" in done.stdout, done.stdout
+    other = write("c.csv", [["f1", 0.4, 0.4, 24, 25]])
+    done = subprocess.run([*script, before, other], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "hold different faces" in done.stderr
+    done = subprocess.run([*script, before, str(ROOT / "README.md")], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2 and "not a --per-face CSV" in done.stderr
+
+
 def test_the_benchmark_s_jpeg_option_adds_compression_and_keeps_the_thesis_draws(shared_data, tmp_path):
     """benchmark_model.py --jpeg LOW HIGH: every face gets the pipeline's JPEG stage after the same
     thesis draws (blur, scale, noise), so the two benchmarks differ only by the compression; a

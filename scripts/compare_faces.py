@@ -1,0 +1,55 @@
+"""Face-by-face comparison of two models on the same held-out faces.
+
+    .venv/bin/python scripts/compare_faces.py BEFORE.csv AFTER.csv
+
+Both files are ``--per-face`` outputs of ``scripts/benchmark_model.py`` (same faces, seed and
+protocol, other ``--weights``). For the identity distance and PSNR, with generated and with
+ground-truth masks, it prints the mean of AFTER - BEFORE over the faces, its standard error, and
+how many faces went down and up: whether a change in the means is more than the faces' noise.
+"""
+
+import argparse
+import csv
+import sys
+
+import numpy as np
+
+from smfd.cli import run_reported
+from smfd.errors import InputError
+
+COLUMNS = ("generated_id_dist", "truth_id_dist", "generated_psnr", "truth_psnr")
+
+
+def read(path: str) -> dict[str, dict]:
+    try:
+        with open(path, newline="") as f:
+            rows = {r["id"]: r for r in csv.DictReader(f)}
+    except KeyError:
+        raise InputError(f"{path}: not a --per-face CSV of benchmark_model.py (no id column)") from None
+    missing = [c for c in COLUMNS if rows and c not in next(iter(rows.values()))]
+    if not rows or missing:
+        raise InputError(f"{path}: not a --per-face CSV of benchmark_model.py "
+                         f"({'no faces' if not rows else 'no ' + ', '.join(missing)})")
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("before", help="--per-face CSV of the older model")
+    parser.add_argument("after", help="--per-face CSV of the newer model")
+    args = parser.parse_args()
+    before, after = read(args.before), read(args.after)
+    if set(before) != set(after):
+        raise InputError(f"{args.before} and {args.after} hold different faces: compare runs on the same faces")
+    ids = sorted(before)
+    print(f"{len(ids)} faces, {args.after} - {args.before}\n")
+    print("| figure | mean change | standard error | faces down | faces up |")
+    print("|---|---|---|---|---|")
+    for column in COLUMNS:
+        change = np.array([float(after[i][column]) - float(before[i][column]) for i in ids])
+        se = change.std(ddof=1) / np.sqrt(len(change)) if len(change) > 1 else float("nan")
+        print(f"| {column} | {change.mean():+.4f} | {se:.4f} | {int((change < 0).sum())} | {int((change > 0).sum())} |")
+
+
+if __name__ == "__main__":
+    sys.exit(run_reported(main))
