@@ -1,22 +1,26 @@
 """Benchmark of the shipped model on held-out faces under the protocol of SPEC section 2.
 
     .venv/bin/python scripts/benchmark_model.py [--data DIR] [--weights DIR] [--faces N] [--seed 0]
-        [--engines auto|pytorch|openvino|openvino-int8 ...] [--raw-colours] [--json OUT.json]
-        [--per-face OUT.csv] [--jpeg LOW HIGH [--jpeg-at source|crop]]
+        [--engines auto|pytorch|openvino|openvino-int8 ...] [--colour-sigmas PX ...] [--split test|val]
+        [--json OUT.json] [--per-face OUT.csv] [--jpeg LOW HIGH [--jpeg-at source|crop]]
 
 DIR defaults to celebamask_mini of the shared data ($SMFD_SHARED_DATA, else ../shared/data beside
 the project folder).
 
-Faces: the test split of the dataset (smfd.data.select(..., "test")), which no training run sees.
+Faces: the test split of the dataset (smfd.data.select(..., "test")), which no training run sees;
+``--split val``: the validation faces of the training runs (fold 0), for choosing a setting
+without looking at the test faces.
 Each face is degraded at 512x512 with a recipe drawn from (seed, face id), then the blurry image and
 the sharp target are resized to 256x256 with INTER_AREA. Prints, for the blurry input, SMFD with
 generated masks and SMFD with ground-truth masks: PSNR, SSIM, identity (dlib's descriptor distance
 to the sharp face, the box found once on the sharp face and reused: the share of faces under
 dlib's same-person threshold 0.6, and the mean), MSE, the mean colour shift (mean absolute
-difference of per-channel means, 0..255 levels) and the background speckle rate; and the mask
-generator's Dice/Jaccard per group (dataset-level pixel counts) and their mean. SMFD runs through
-Restorer.restore_face, the path of every caller (--raw-colours: also without keeping the input's
-colours); with several --engines, each on the same faces. ``--per-face`` writes every face's
+difference of per-channel means, 0..255 levels), the local colour error (the same after a 16 px
+Gaussian blur of the difference: shading and colour errors of face regions) and the background
+speckle rate; and the mask generator's Dice/Jaccard per group (dataset-level pixel counts) and their
+mean. SMFD runs through Restorer.restore_face, the path of every caller, which keeps the input's
+colours at scales wider than COLOUR_SIGMA px (``--colour-sigmas``: other widths, 0 for the network's
+own colours, each on the same restorations); with several --engines, each on the same faces. ``--per-face`` writes every face's
 figures (the first engine's), with the per-group Dice of its generated mask, for finding which
 faces lose identity. ``--jpeg LOW HIGH`` adds the pipeline's JPEG stage to every face (a quality
 drawn from LOW..HIGH after the thesis' stages, whose draws stay the same), which the thesis protocol
@@ -36,11 +40,11 @@ from scipy.ndimage import median_filter
 from tqdm import tqdm
 
 from smfd import data, degrade, metrics
-from smfd.cli import int_from, run_reported
+from smfd.cli import int_from, number_in, run_reported
 from smfd.identity import SAME_PERSON, geometry
 from smfd.labels import GROUPS
 from smfd.paths import shared_data
-from smfd.restorer import Restorer
+from smfd.restorer import COLOUR_SIGMA, Restorer, with_input_colours
 
 
 
@@ -59,12 +63,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=str(shared_data() / "celebamask_mini"))
     parser.add_argument("--weights", default=None, help="weights folder (default: the shipped weights)")
-    parser.add_argument("--faces", type=int_from(1), default=None, help="use only the first N test faces")
+    parser.add_argument("--faces", type=int_from(1), default=None, help="use only the first N faces")
+    parser.add_argument("--split", choices=("test", "val"), default="test",
+                        help="the held-out test faces, or the training runs' validation faces (fold 0)")
     parser.add_argument("--seed", type=int_from(0), default=0)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--engines", nargs="+", default=["auto"],
                         help="auto, pytorch, openvino, openvino-int8: several are compared on the same faces")
-    parser.add_argument("--raw-colours", action="store_true", help="also without keeping the input's colours")
+    parser.add_argument("--colour-sigmas", nargs="+", type=number_in(0, 256), default=[COLOUR_SIGMA], metavar="PX",
+                        help=f"keep the input's colours at scales wider than PX at 256x256 (default {COLOUR_SIGMA:g}, "
+                             "the restorer's), 0: the network's own colours; several are compared")
     parser.add_argument("--json", default=None, help="also write the figures to this JSON file")
     parser.add_argument("--per-face", default=None, help="also write every face's figures to this CSV file")
     parser.add_argument("--jpeg", nargs=2, type=int_from(1), default=None, metavar=("LOW", "HIGH"),
@@ -81,13 +89,18 @@ def main() -> None:
     if args.jpeg_at == "crop" and not args.jpeg:
         parser.error("--jpeg-at crop needs --jpeg LOW HIGH (the qualities to draw from)")
 
-    records = [r for r in data.select(data.open_dataset(args.data), "test") if r.has_mask]
+    records = [r for r in data.select(data.open_dataset(args.data), args.split) if r.has_mask]
     records = records[: args.faces] if args.faces else records
     restorers = {e: Restorer.from_pretrained(args.weights, args.device, e) for e in args.engines}
-    variants = [(e, keep) for e in args.engines for keep in ((True, False) if args.raw_colours else (True,))]
+    variants = [(e, sigma) for e in args.engines for sigma in args.colour_sigmas]
 
-    def label(engine: str, keep: bool) -> str:
-        return "" if len(variants) == 1 else f" [{engine}{'' if keep else ', raw colours'}]"
+    def label(engine: str, sigma: float) -> str:
+        if len(variants) == 1:
+            return ""
+        return f" [{engine}, {f'colours {sigma:g} px' if sigma else 'raw colours'}]"
+
+    def coloured(restored: np.ndarray, blurry: np.ndarray, sigma: float) -> np.ndarray:
+        return with_input_colours(restored, blurry, sigma) if sigma else restored
 
     names = ["blurry input"] + [f"SMFD, {kind} masks{label(e, k)}" for e, k in variants
                                 for kind in ("generated", "ground-truth")] + ["sharp target"]
@@ -95,22 +108,22 @@ def main() -> None:
     prefixes = dict(zip([*names[:3], names[-1]], ("input", "generated", "truth", "target")))
     for e, r in restorers.items():
         print(f"engine {e}: {r.engine.describe()}")
-    rows = {name: {"psnr": [], "ssim": [], "id_dist": [], "mse": [], "colour_shift": [], "speckles": []}
-            for name in names}
+    rows = {name: {"psnr": [], "ssim": [], "id_dist": [], "mse": [], "colour_shift": [], "local_colour": [],
+                   "speckles": []} for name in names}
     segs = {e: metrics.SegmentationScore(len(GROUPS)) for e in args.engines}
     faces = []
     for record in tqdm(records, desc="benchmark", unit="face"):
         blurry, sharp, groups, _ = data.benchmark_pair(record, args.seed, options=options)
         outputs = {"blurry input": blurry}
-        for e, keep in variants:
-            generated = restorers[e].restore_face(blurry, keep_colours=keep)
-            if keep:
-                segs[e].add(generated.groups, groups)
-                if e == args.engines[0]:
-                    first = generated.groups
-            outputs[f"SMFD, generated masks{label(e, keep)}"] = generated.image
-            outputs[f"SMFD, ground-truth masks{label(e, keep)}"] = restorers[e].restore(blurry, groups,
-                                                                                         keep_colours=keep)
+        for e in args.engines:  # each engine restores once; the colour widths post-process that
+            generated = restorers[e].restore_face(blurry, keep_colours=False)
+            truth = restorers[e].restore(blurry, groups, keep_colours=False)
+            segs[e].add(generated.groups, groups)
+            if e == args.engines[0]:
+                first = generated.groups
+            for sigma in args.colour_sigmas:
+                outputs[f"SMFD, generated masks{label(e, sigma)}"] = coloured(generated.image, blurry, sigma)
+                outputs[f"SMFD, ground-truth masks{label(e, sigma)}"] = coloured(truth, blurry, sigma)
         outputs["sharp target"] = sharp
         distances = geometry().distances(list(outputs.values()), sharp)
         face = {"id": record.id}
@@ -121,6 +134,7 @@ def main() -> None:
             row["id_dist"].append(dist)
             row["mse"].append(metrics.mse(out, sharp))
             row["colour_shift"].append(metrics.mean_colour_shift(out, sharp))
+            row["local_colour"].append(metrics.local_colour_error(out, sharp))
             row["speckles"].append(speckle_rate(out, groups == 0))
             if name in prefixes:
                 key = prefixes[name]
@@ -132,14 +146,17 @@ def main() -> None:
     for name, row in rows.items():
         summary[name]["same_person"] = float(np.mean(np.array(row["id_dist"]) < SAME_PERSON))
     jpeg = f", JPEG quality {args.jpeg[0]}-{args.jpeg[1]} on the {args.jpeg_at}" if args.jpeg else ""
-    print(f"\n{len(records)} held-out faces from {args.data} (test split), seed {args.seed}{jpeg}\n")
+    print(f"\n{len(records)} {'held-out' if args.split == 'test' else 'validation'} faces from {args.data} "
+          f"({args.split} split), seed {args.seed}{jpeg}\n")
     width = max(map(len, names))
-    print(f"| {'method':{width}s} | PSNR dB | SSIM   | same person | id distance | MSE    | colour shift | bg speckles |")
-    print(f"|{'-' * (width + 2)}|---------|--------|-------------|-------------|--------|--------------|-------------|")
+    print(f"| {'method':{width}s} | PSNR dB | SSIM   | same person | id distance | MSE    | colour shift "
+          "| local colour | bg speckles |")
+    print(f"|{'-' * (width + 2)}|---------|--------|-------------|-------------|--------|--------------"
+          "|--------------|-------------|")
     for name, s in summary.items():
         psnr = "inf" if name == "sharp target" else f"{s['psnr']:.3f}"
         print(f"| {name:{width}s} | {psnr:>7s} | {s['ssim']:.4f} | {s['same_person'] * 100:10.1f}% | {s['id_dist']:11.4f} "
-              f"| {s['mse']:6.1f} | {s['colour_shift']:12.2f} | {s['speckles'] * 100:10.3f}% |")
+              f"| {s['mse']:6.1f} | {s['colour_shift']:12.2f} | {s['local_colour']:12.2f} | {s['speckles'] * 100:10.3f}% |")
     blurry, generated, truth = (np.array(rows[m]["id_dist"]) for m in names[:3])
     print(f"\nfaces whose identity distance grows against the blurry input: generated masks "
           f"{int((generated > blurry).sum())} of {len(records)}, ground-truth masks {int((truth > blurry).sum())}")
@@ -158,7 +175,7 @@ def main() -> None:
         summary.pop("sharp target")
         seg = segs[args.engines[0]]
         dice, jaccard = seg.dice(), seg.jaccard()
-        result = {"faces": len(records), "seed": args.seed, "jpeg": args.jpeg, "jpeg_at": args.jpeg_at if args.jpeg else None,
+        result = {"faces": len(records), "split": args.split, "seed": args.seed, "colour_sigmas": args.colour_sigmas, "jpeg": args.jpeg, "jpeg_at": args.jpeg_at if args.jpeg else None,
                   "engines": {e: r.engine.describe() for e, r in restorers.items()}, "restoration": summary,
                   "mask": {"dice": dict(zip(GROUPS, map(float, dice))), "jaccard": dict(zip(GROUPS, map(float, jaccard))),
                            "mean_dice": seg.mean_dice(), "mean_jaccard": seg.mean_jaccard()}}

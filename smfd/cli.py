@@ -49,7 +49,7 @@ def int_from(least: int, most: int | None = None):
     return parse
 
 
-def _number_in(low: float, high: float, low_open: bool = False):
+def number_in(low: float, high: float, low_open: bool = False):
     """argparse type: a finite number in [low, high] ((low, high] with ``low_open``)."""
     def parse(text: str) -> float:
         try:
@@ -96,7 +96,7 @@ def _add_pipeline_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--jpeg", type=int, nargs=2, default=None, metavar=("LO", "HI"),
                    help="add JPEG compression after the noise, quality drawn from LO..HI (1..100); "
                         f"off in the thesis' pipeline (the 'real' training preset: {shown(d.jpeg_range)})")
-    g.add_argument("--jpeg-share", type=_number_in(0, 1, low_open=True), default=d.jpeg_share, metavar="P",
+    g.add_argument("--jpeg-share", type=number_in(0, 1, low_open=True), default=d.jpeg_share, metavar="P",
                    help="with --jpeg: the share of images compressed, 0 < P <= 1 (default: all)")
 
 
@@ -153,7 +153,7 @@ def _add_train(sub) -> None:
     p.add_argument("--out", required=True, help="run folder (state.pt, best.safetensors, log.csv)")
     p.add_argument("--epochs", type=int_from(1), default=50, help="epochs at most (default 50)")
     p.add_argument("--batch", type=int_from(1), default=16, help="faces per training step (default 16)")
-    p.add_argument("--lr", type=_number_in(0, 1, low_open=True), default=1e-3,
+    p.add_argument("--lr", type=number_in(0, 1, low_open=True), default=1e-3,
                    help="Adam's learning rate at the start (default 0.001)")
     p.add_argument("--lr-patience", type=int_from(1), default=5, help="epochs without improvement before lr x 0.2")
     p.add_argument("--early-stop", type=int_from(1), default=10, help="epochs without improvement before stopping")
@@ -173,17 +173,19 @@ def _add_train(sub) -> None:
                    help="deblur: ground-truth masks, the mask generator's, or half of each")
     p.add_argument("--mask-model", default=None,
                    help="mask-generator checkpoint for generated/mix masks, --semantic and --perceptual")
-    p.add_argument("--semantic", type=_number_in(0, 10), default=0.0, metavar="WEIGHT",
+    p.add_argument("--semantic", type=number_in(0, 10), default=0.0, metavar="WEIGHT",
                    help="deblur: add WEIGHT x the cross-entropy of the --mask-model generator, reading the "
                         "restored face, against the true mask (faces with masks only), so that facial parts "
                         "drawn where the face has none cost in training (0 to 10; default 0: off)")
-    p.add_argument("--perceptual", type=_number_in(0, 10), default=0.0, metavar="WEIGHT",
+    p.add_argument("--perceptual", type=number_in(0, 10), default=0.0, metavar="WEIGHT",
                    help="deblur: add WEIGHT x the distance between the --mask-model generator's encoder "
                         "features of the restored and the sharp face, a face-trained view of the facial parts "
                         "(0 to 10; default 0: off)")
-    p.add_argument("--parts-weight", type=_number_in(0, 100), default=0.0, metavar="W",
+    p.add_argument("--parts-weight", type=number_in(0, 100), default=0.0, metavar="W",
                    help="deblur: the error of a pixel that the true mask calls a facial part (eye, brow, nose, "
                         "mouth, ear) counts 1 + W times in the L1/MSE (faces with masks; default 0: off)")
+    p.add_argument("--ssim-weight", type=number_in(0, 10), default=None, metavar="W",
+                   help="deblur with --loss l1+ssim: the loss is L1 + W x (1 - SSIM) (default 0.2)")
     p.add_argument("--monitor", default=None, choices=["dice", "ssim", "psnr", "identity"],
                    help="validation figure that keeps the best epoch and lowers the learning rate: mask dice "
                         "(default); deblur ssim (default), psnr, or identity (mean dlib descriptor distance "
@@ -254,7 +256,9 @@ def cmd_train(args) -> None:
             workers=args.workers, seed=args.seed, k=args.folds, fold=args.fold, loss=args.loss,
             mask_source=args.mask_source, mask_model=args.mask_model, config=config, init=args.init,
             init_partial=args.init_partial, device=args.device, augment=not args.no_augment, preset=args.preset,
-            semantic=args.semantic, perceptual=args.perceptual, parts_weight=args.parts_weight, monitor=args.monitor, teacher=args.teacher,
+            semantic=args.semantic, perceptual=args.perceptual, parts_weight=args.parts_weight,
+            **({} if args.ssim_weight is None else {"ssim_weight": args.ssim_weight}), monitor=args.monitor,
+            teacher=args.teacher,
             teacher_masks=args.teacher_masks)
     except (TypeError, ValueError) as exc:  # e.g. an unknown config field or value
         raise InputError(f"bad training options: {exc}") from None
@@ -287,7 +291,7 @@ def _add_restore(sub) -> None:
     p.add_argument("--faces-out", default=None, metavar="DIR",
                    help="also write each face's aligned blurry crop, mask (labels 0..4 and colour) and "
                         "restored crop to DIR")
-    p.add_argument("--min-face", type=_number_in(0, 100_000, low_open=True), default=None, metavar="PX",
+    p.add_argument("--min-face", type=number_in(0, 100_000, low_open=True), default=None, metavar="PX",
                    help="faces narrower than PX pixels are left untouched and reported (default: 32)")
     p.add_argument("--detector", default="hog", choices=["hog", "cnn"],
                    help="dlib face detector: hog (default, fast) or cnn (copes better with turned heads "
@@ -408,7 +412,7 @@ def _add_eval(sub) -> None:
     g.add_argument("--weights", action="append", default=[], metavar="NAME=PATH",
                    help="weights of a method: a checkpoint file, or for smfd/smfd-gt-mask a folder "
                         "(NAME 'smfd' sets both); default: the cache / the shipped weights")
-    g.add_argument("--codeformer-fidelity", type=_number_in(0, 1), default=0.5, metavar="W",
+    g.add_argument("--codeformer-fidelity", type=number_in(0, 1), default=0.5, metavar="W",
                    help="CodeFormer's fidelity weight w in 0..1 (default 0.5, the official default)")
     g.add_argument("--download", action="store_true", help="download absent official weights first")
     g.add_argument("--grid-rows", type=int_from(1), default=4, help="samples in grid.png (default 4)")

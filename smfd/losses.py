@@ -36,18 +36,19 @@ def ssim(x: torch.Tensor, y: torch.Tensor, sigma: float = 1.5) -> torch.Tensor:
 
 # The losses each task trains with; the first is the thesis' (and the default).
 LOSSES = {"mask": ("dice", "dice+ce"), "deblur": ("mse", "l1", "l1+ssim")}
+SSIM_WEIGHT = 0.2  # of (1 - SSIM) beside L1 in 'l1+ssim': about as large as L1 on these faces
 
 
 def restoration_loss(kind: str, output: torch.Tensor, target: torch.Tensor,
-                     weight: torch.Tensor | None = None) -> torch.Tensor:
-    """'mse' (the thesis), 'l1', or 'l1+ssim' (L1 plus 0.2 x (1 - SSIM)). ``weight`` (Nx1xHxW):
+                     weight: torch.Tensor | None = None, ssim_weight: float = SSIM_WEIGHT) -> torch.Tensor:
+    """'mse' (the thesis), 'l1', or 'l1+ssim' (L1 plus ``ssim_weight`` x (1 - SSIM)). ``weight`` (Nx1xHxW):
     how much each pixel's error counts in the MSE or L1, normalised by its mean so that the
     loss keeps its scale (SSIM stays unweighted)."""
     if kind not in LOSSES["deblur"]:
         raise ValueError(f"unknown restoration loss {kind!r} (mse, l1, l1+ssim)")
     error = (output - target) ** 2 if kind == "mse" else (output - target).abs()
     pixel = error.mean() if weight is None else (error * weight).mean() / weight.mean()
-    return pixel + 0.2 * (1 - ssim(output, target)).mean() if kind == "l1+ssim" else pixel
+    return pixel + ssim_weight * (1 - ssim(output, target)).mean() if kind == "l1+ssim" else pixel
 
 
 def dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:

@@ -71,6 +71,23 @@ def test_known_values():
     assert metrics.mean_colour_shift(a, b) == pytest.approx((30 + 10 + 10) / 3)
 
 
+def test_local_colour_error_sees_regions_not_detail_or_the_mean():
+    """A darker and a lighter half are a local colour error that the per-channel means cancel; a
+    pixel-fine pattern of the same strength is detail, not colour, and barely counts."""
+    a = np.full((256, 256, 3), 100, np.uint8)
+    shaded = a.copy()
+    shaded[:, :128] -= 20
+    shaded[:, 128:] += 20
+    assert metrics.mean_colour_shift(a, shaded) == pytest.approx(0.0)
+    assert 15 < metrics.local_colour_error(a, shaded) <= 20
+    fine = a.copy()
+    odd = np.indices((256, 256)).sum(0) % 2 == 1
+    fine[odd] += 20
+    fine[~odd] -= 20
+    assert metrics.local_colour_error(a, fine) < 0.5
+    assert metrics.local_colour_error(a, a) == 0.0
+
+
 def test_mismatched_inputs_raise(faces):
     image = faces[0][0]
     for fn in (metrics.psnr, metrics.ssim, metrics.mse):

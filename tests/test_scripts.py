@@ -234,3 +234,34 @@ def test_the_benchmark_s_jpeg_option_adds_compression_and_keeps_the_thesis_draws
     done = subprocess.run([sys.executable, str(ROOT / "scripts" / "benchmark_model.py"), "--jpeg-at", "crop"],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "--jpeg-at crop needs --jpeg LOW HIGH" in done.stderr, done.stderr
+
+
+def test_the_benchmark_s_colour_widths_post_process_the_restorer_s_own_output(shared_data, tmp_path):
+    """benchmark_model.py --split val --colour-sigmas 48 0: the validation faces of the training
+    runs (for choosing a setting without the test faces), each restored once and shown with the
+    input's colours kept at 48 px and with the network's own; the two rows are what
+    Restorer.restore gives with keep_colours on (the default width) and off."""
+    import json
+
+    from smfd import data, metrics
+    from smfd.restorer import COLOUR_SIGMA, Restorer
+
+    folder = shared_data / "celebamask_mini"
+    out = tmp_path / "val.json"
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "benchmark_model.py"), "--faces", "1", "--engines",
+                           "pytorch", "--split", "val", "--colour-sigmas", f"{COLOUR_SIGMA:g}", "0", "--json", str(out),
+                           "--data", str(folder)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "1 validation faces" in done.stdout and "local colour" in done.stdout
+    figures = json.loads(out.read_text())
+    assert figures["split"] == "val" and figures["colour_sigmas"] == [COLOUR_SIGMA, 0]
+
+    record = next(r for r in data.select(data.open_dataset(folder), "val") if r.has_mask)
+    blurry, sharp, _, _ = data.benchmark_pair(record)
+    restorer = Restorer.from_pretrained(engine="pytorch")
+    rows = figures["restoration"]
+    kept = rows[f"SMFD, generated masks [pytorch, colours {COLOUR_SIGMA:g} px]"]
+    raw = rows["SMFD, generated masks [pytorch, raw colours]"]
+    assert kept["psnr"] == pytest.approx(metrics.psnr(restorer.restore(blurry), sharp), abs=1e-3)
+    assert raw["psnr"] == pytest.approx(metrics.psnr(restorer.restore(blurry, keep_colours=False), sharp), abs=1e-3)
+    assert kept["psnr"] != raw["psnr"]

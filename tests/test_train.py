@@ -590,6 +590,31 @@ def test_parts_weight_makes_the_true_facial_parts_count_more(celeba, tmp_path):
         TrainSettings(task="deblur", data=(str(celeba),), out=str(tmp_path / "c"), parts_weight=-1, **TINY)
 
 
+def test_ssim_weight_sets_the_share_of_ssim_in_the_l1_ssim_loss(celeba, tmp_path):
+    """--ssim-weight W: a training step's l1+ssim loss is L1 + W x (1 - SSIM) (default 0.2); it
+    weighs only that loss, and refuses values no run can use."""
+    from smfd.losses import SSIM_WEIGHT, ssim
+
+    trainer = Trainer(TrainSettings(task="deblur", data=(str(celeba),), out=str(tmp_path / "a"), loss="l1+ssim",
+                                    ssim_weight=0.6, device="cpu", **TINY))
+    batch = next(iter(trainer.loaders()[2]))
+    trainer.model.eval()
+    out, loss = trainer.forward(batch, trainer.model, 0.0, np.random.default_rng(0))
+    l1 = (out.float() - batch["sharp"]).abs().mean().item()
+    dissimilarity = (1 - ssim(out.float(), batch["sharp"])).mean().item()
+    assert dissimilarity > 0.05  # an untrained network: SSIM counts visibly
+    assert loss.item() == pytest.approx(l1 + 0.6 * dissimilarity, rel=1e-4)
+    trainer.s.ssim_weight = SSIM_WEIGHT
+    _, default = trainer.forward(batch, trainer.model, 0.0, np.random.default_rng(0))
+    assert default.item() == pytest.approx(l1 + 0.2 * dissimilarity, rel=1e-4)
+
+    with pytest.raises(ValueError, match="--ssim-weight weighs the SSIM of --loss l1\\+ssim"):
+        TrainSettings(task="deblur", data=(str(celeba),), out=str(tmp_path / "b"), loss="l1", ssim_weight=1.0, **TINY)
+    with pytest.raises(ValueError, match=r"--ssim-weight must be in \[0, 10\], got -1"):
+        TrainSettings(task="deblur", data=(str(celeba),), out=str(tmp_path / "c"), loss="l1+ssim", ssim_weight=-1,
+                      **TINY)
+
+
 def test_a_deblur_run_first_scores_the_blurry_inputs_and_its_init_weights(celeba, tmp_path, capsys):
     """Before the first epoch a fresh deblur run prints the validation figures of the blurry faces
     and (with --init) of the initial weights, scored as the epochs are; a resumed run does not."""
