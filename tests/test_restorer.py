@@ -153,3 +153,26 @@ def test_every_caller_restores_through_the_same_call(restorer, face, tmp_path, r
     _, report = restore_photo(face, restorer, faces=faces)
     crop = align_face(face, faces[0])
     assert np.array_equal(report.faces[0].result, restorer.restore_face(crop, keep_colours=True).image)
+
+
+def test_keeping_the_input_s_colours_removes_a_wide_shift_and_keeps_detail(face):
+    """with_input_colours: a colour cast of the restored face is taken back to the input's colours,
+    detail finer than the width stays, and the coarse-grid blur it uses for speed stays within a
+    level of the full-size Gaussian blur."""
+    import cv2
+
+    from smfd.restorer import COLOUR_SIGMA, with_input_colours
+
+    blurry = cv2.resize(face, (256, 256), interpolation=cv2.INTER_AREA)
+    cast = np.clip(blurry.astype(np.int16) + np.array([12, -8, 5]), 0, 255).astype(np.uint8)
+    back = with_input_colours(cast, blurry)
+    assert np.abs(back.astype(int) - blurry).mean() < 0.25 * np.abs(cast.astype(int) - blurry).mean()
+    detail = blurry.astype(np.int16)
+    detail[::2, ::2] += 10  # pixel-fine detail, not colour
+    detail = np.clip(detail, 0, 255).astype(np.uint8)
+    kept = with_input_colours(detail, blurry).astype(int) - blurry
+    assert kept[::2, ::2].mean() - kept[1::2, 1::2].mean() > 9
+    for sigma in (16.0, COLOUR_SIGMA):
+        r = cast.astype(np.float32)
+        full = np.clip(np.rint(r + cv2.GaussianBlur(blurry.astype(np.float32) - r, (0, 0), sigma)), 0, 255)
+        assert np.abs(with_input_colours(cast, blurry, sigma).astype(int) - full).max() <= 1
