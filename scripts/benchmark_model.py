@@ -20,9 +20,10 @@ Gaussian blur of the difference: shading and colour errors of face regions) and 
 speckle rate; and the mask generator's Dice/Jaccard per group (dataset-level pixel counts) and their
 mean. SMFD runs through Restorer.restore_face, the path of every caller, which keeps the input's
 colours at scales wider than COLOUR_SIGMA px (``--colour-sigmas``: other widths, 0 for the network's
-own colours, each on the same restorations); with several --engines, each on the same faces. ``--per-face`` writes every face's
-figures (the first engine's), with the per-group Dice of its generated mask, for finding which
-faces lose identity. ``--jpeg LOW HIGH`` adds the pipeline's JPEG stage to every face (a quality
+own colours, each on the same restorations); with several --engines, each on the same faces.
+``--per-face`` writes every face's figures (the first engine's, at the first colour width, which
+its ``colour_sigma`` column records), with the per-group Dice of its generated mask, for finding
+which faces lose identity. ``--jpeg LOW HIGH`` adds the pipeline's JPEG stage to every face (a quality
 drawn from LOW..HIGH after the thesis' stages, whose draws stay the same), which the thesis protocol
 leaves out: how a model copes with compressed photos. The stage compresses the 512x512 face, as in
 training with ``--preset real``, before it is halved; ``--jpeg-at crop`` compresses the 256x256 face
@@ -74,7 +75,8 @@ def main() -> None:
                         help=f"keep the input's colours at scales wider than PX at 256x256 (default {COLOUR_SIGMA:g}, "
                              "the restorer's), 0: the network's own colours; several are compared")
     parser.add_argument("--json", default=None, help="also write the figures to this JSON file")
-    parser.add_argument("--per-face", default=None, help="also write every face's figures to this CSV file")
+    parser.add_argument("--per-face", default=None,
+                        help="also write every face's figures (first engine, first colour width) to this CSV file")
     parser.add_argument("--jpeg", nargs=2, type=int_from(1), default=None, metavar=("LOW", "HIGH"),
                         help="also JPEG-compress every degraded face at a quality drawn from LOW..HIGH (1-100)")
     parser.add_argument("--jpeg-at", choices=degrade.JPEG_AT, default="source",
@@ -95,16 +97,18 @@ def main() -> None:
     variants = [(e, sigma) for e in args.engines for sigma in args.colour_sigmas]
 
     def label(engine: str, sigma: float) -> str:
-        if len(variants) == 1:
-            return ""
-        return f" [{engine}, {f'colours {sigma:g} px' if sigma else 'raw colours'}]"
+        """The row's engine among several, and its colour width unless it is the only one and the restorer's."""
+        parts = [engine] if len(variants) > 1 else []
+        if len(args.colour_sigmas) > 1 or sigma != COLOUR_SIGMA:
+            parts.append(f"colours {sigma:g} px" if sigma else "raw colours")
+        return f" [{', '.join(parts)}]" if parts else ""
 
     def coloured(restored: np.ndarray, blurry: np.ndarray, sigma: float) -> np.ndarray:
         return with_input_colours(restored, blurry, sigma) if sigma else restored
 
     names = ["blurry input"] + [f"SMFD, {kind} masks{label(e, k)}" for e, k in variants
                                 for kind in ("generated", "ground-truth")] + ["sharp target"]
-    # --per-face columns: the input, the first engine's two rows, the target
+    # --per-face columns: the input, the first engine's two rows at the first width, the target
     prefixes = dict(zip([*names[:3], names[-1]], ("input", "generated", "truth", "target")))
     for e, r in restorers.items():
         print(f"engine {e}: {r.engine.describe()}")
@@ -126,7 +130,7 @@ def main() -> None:
                 outputs[f"SMFD, ground-truth masks{label(e, sigma)}"] = coloured(truth, blurry, sigma)
         outputs["sharp target"] = sharp
         distances = geometry().distances(list(outputs.values()), sharp)
-        face = {"id": record.id}
+        face = {"id": record.id, "colour_sigma": args.colour_sigmas[0]}
         for (name, out), dist in zip(outputs.items(), distances):
             row = rows[name]
             row["psnr"].append(metrics.psnr(out, sharp))

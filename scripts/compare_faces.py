@@ -3,7 +3,7 @@
     .venv/bin/python scripts/compare_faces.py BEFORE.csv AFTER.csv
 
 Both files are ``--per-face`` outputs of ``scripts/benchmark_model.py`` (same faces, seed and
-protocol, other ``--weights``). For the identity distance and PSNR, with generated and with
+protocol, other ``--weights`` or ``--colour-sigmas``). For the identity distance and PSNR, with generated and with
 ground-truth masks, it prints the mean of AFTER - BEFORE over the faces, its standard error, and
 how many faces went down and up: whether a change in the means is more than the faces' noise.
 """

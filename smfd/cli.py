@@ -257,7 +257,7 @@ def cmd_train(args) -> None:
             mask_source=args.mask_source, mask_model=args.mask_model, config=config, init=args.init,
             init_partial=args.init_partial, device=args.device, augment=not args.no_augment, preset=args.preset,
             semantic=args.semantic, perceptual=args.perceptual, parts_weight=args.parts_weight,
-            **({} if args.ssim_weight is None else {"ssim_weight": args.ssim_weight}), monitor=args.monitor,
+            ssim_weight=args.ssim_weight, monitor=args.monitor,
             teacher=args.teacher,
             teacher_masks=args.teacher_masks)
     except (TypeError, ValueError) as exc:  # e.g. an unknown config field or value

@@ -40,15 +40,18 @@ SSIM_WEIGHT = 0.2  # of (1 - SSIM) beside L1 in 'l1+ssim': about as large as L1 
 
 
 def restoration_loss(kind: str, output: torch.Tensor, target: torch.Tensor,
-                     weight: torch.Tensor | None = None, ssim_weight: float = SSIM_WEIGHT) -> torch.Tensor:
-    """'mse' (the thesis), 'l1', or 'l1+ssim' (L1 plus ``ssim_weight`` x (1 - SSIM)). ``weight`` (Nx1xHxW):
+                     weight: torch.Tensor | None = None, ssim_weight: float | None = None) -> torch.Tensor:
+    """'mse' (the thesis), 'l1', or 'l1+ssim' (L1 plus ``ssim_weight``, default ``SSIM_WEIGHT``, x
+    (1 - SSIM)). ``weight`` (Nx1xHxW):
     how much each pixel's error counts in the MSE or L1, normalised by its mean so that the
     loss keeps its scale (SSIM stays unweighted)."""
     if kind not in LOSSES["deblur"]:
         raise ValueError(f"unknown restoration loss {kind!r} (mse, l1, l1+ssim)")
     error = (output - target) ** 2 if kind == "mse" else (output - target).abs()
     pixel = error.mean() if weight is None else (error * weight).mean() / weight.mean()
-    return pixel + ssim_weight * (1 - ssim(output, target)).mean() if kind == "l1+ssim" else pixel
+    if kind != "l1+ssim":
+        return pixel
+    return pixel + (SSIM_WEIGHT if ssim_weight is None else ssim_weight) * (1 - ssim(output, target)).mean()
 
 
 def dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:

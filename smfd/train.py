@@ -77,7 +77,7 @@ class TrainSettings:
     semantic: float = 0.0  # deblur: weight of the semantic-consistency term (Trainer.semantic_term)
     perceptual: float = 0.0  # deblur: weight of the mask generator's feature distance (Trainer.perceptual_term)
     parts_weight: float = 0.0  # deblur: a true facial-parts pixel's error counts 1 + this
-    ssim_weight: float = SSIM_WEIGHT  # deblur, --loss l1+ssim: the weight of (1 - SSIM)
+    ssim_weight: float | None = None  # deblur, --loss l1+ssim: the weight of (1 - SSIM) (default SSIM_WEIGHT)
     monitor: str | None = None  # validation figure that keeps the best epoch: MONITORS
     teacher: str | None = None  # a network of the same task whose outputs are the training targets
     teacher_masks: str = "same"  # deblur: the masks the teacher reads, the student's or the true ones
@@ -109,8 +109,10 @@ class TrainSettings:
             raise ValueError("--teacher-masks true needs --teacher, an SMFD-UNet (deblur) that reads the true masks")
         if self.parts_weight and self.task != "deblur":
             raise ValueError("--parts-weight weighs SMFD-UNet's (deblur) restoration loss")
-        if self.ssim_weight != SSIM_WEIGHT and self.loss != "l1+ssim":
+        if self.ssim_weight is not None and self.loss != "l1+ssim":
             raise ValueError(f"--ssim-weight weighs the SSIM of --loss l1+ssim (SMFD-UNet), not of {self.loss}")
+        if self.loss == "l1+ssim" and self.ssim_weight is None:  # runs saved before the option resume as 0.2
+            self.ssim_weight = SSIM_WEIGHT
         for option, weight in (("--semantic", self.semantic), ("--perceptual", self.perceptual)):
             if weight and (self.task != "deblur" or not self.mask_model):
                 raise ValueError(f"{option} trains SMFD-UNet (deblur) and needs --mask-model, the generator "
@@ -140,8 +142,8 @@ class TrainSettings:
              self.perceptual)
         need(math.isfinite(self.parts_weight) and 0 <= self.parts_weight <= 100, "--parts-weight", "in [0, 100]",
              self.parts_weight)
-        need(math.isfinite(self.ssim_weight) and 0 <= self.ssim_weight <= 10, "--ssim-weight", "in [0, 10]",
-             self.ssim_weight)
+        need(self.ssim_weight is None or (math.isfinite(self.ssim_weight) and 0 <= self.ssim_weight <= 10),
+             "--ssim-weight", "in [0, 10]", self.ssim_weight)
         # Four 2x poolings (five in the smp encoders) need sides that are multiples of 32.
         need(isinstance(self.size, int) and 32 <= self.size <= 2048 and self.size % 32 == 0, "--size",
              "a multiple of 32 between 32 and 2048", self.size)

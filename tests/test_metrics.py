@@ -80,6 +80,10 @@ def test_local_colour_error_sees_regions_not_detail_or_the_mean():
     shaded[:, 128:] += 20
     assert metrics.mean_colour_shift(a, shaded) == pytest.approx(0.0)
     assert 15 < metrics.local_colour_error(a, shaded) <= 20
+    tinted = a.copy()
+    tinted[..., 0] += 20  # opposite casts per channel: a blur across channels would cancel them
+    tinted[..., 1] -= 20
+    assert metrics.local_colour_error(a, tinted) == pytest.approx(40 / 3)
     fine = a.copy()
     odd = np.indices((256, 256)).sum(0) % 2 == 1
     fine[odd] += 20
@@ -90,7 +94,7 @@ def test_local_colour_error_sees_regions_not_detail_or_the_mean():
 
 def test_mismatched_inputs_raise(faces):
     image = faces[0][0]
-    for fn in (metrics.psnr, metrics.ssim, metrics.mse):
+    for fn in (metrics.psnr, metrics.ssim, metrics.mse, metrics.local_colour_error):
         with pytest.raises(ValueError, match="shape"):
             fn(image, image[:128])
         with pytest.raises(ValueError, match="uint8"):

@@ -172,7 +172,13 @@ def test_keeping_the_input_s_colours_removes_a_wide_shift_and_keeps_detail(face)
     detail = np.clip(detail, 0, 255).astype(np.uint8)
     kept = with_input_colours(detail, blurry).astype(int) - blurry
     assert kept[::2, ::2].mean() - kept[1::2, 1::2].mean() > 9
-    for sigma in (16.0, COLOUR_SIGMA):
-        r = cast.astype(np.float32)
-        full = np.clip(np.rint(r + cv2.GaussianBlur(blurry.astype(np.float32) - r, (0, 0), sigma)), 0, 255)
-        assert np.abs(with_input_colours(cast, blurry, sigma).astype(int) - full).max() <= 1
+    for size in ((256, 256), (255, 255), (250, 250), (512, 384)):  # grids of every factor, and none
+        for gray in (False, True):
+            b = cv2.resize(blurry, size, interpolation=cv2.INTER_AREA)
+            c = cv2.resize(cast, size, interpolation=cv2.INTER_AREA)
+            b, c = (cv2.cvtColor(b, cv2.COLOR_RGB2GRAY), cv2.cvtColor(c, cv2.COLOR_RGB2GRAY)) if gray else (b, c)
+            for sigma in (16.0, COLOUR_SIGMA):
+                r = c.astype(np.float32)
+                full = np.clip(np.rint(r + cv2.GaussianBlur(b.astype(np.float32) - r, (0, 0), sigma)), 0, 255)
+                out = with_input_colours(c, b, sigma)
+                assert out.shape == c.shape and np.abs(out.astype(int) - full).max() <= 1, (size, gray, sigma)

@@ -264,4 +264,18 @@ def test_the_benchmark_s_colour_widths_post_process_the_restorer_s_own_output(sh
     raw = rows["SMFD, generated masks [pytorch, raw colours]"]
     assert kept["psnr"] == pytest.approx(metrics.psnr(restorer.restore(blurry), sharp), abs=1e-3)
     assert raw["psnr"] == pytest.approx(metrics.psnr(restorer.restore(blurry, keep_colours=False), sharp), abs=1e-3)
-    assert kept["psnr"] != raw["psnr"]
+    assert kept["psnr"] != raw["psnr"] and kept["local_colour"] != raw["local_colour"]
+
+    # one width that is not the restorer's is still named in its rows; --per-face records the width
+    faces = tmp_path / "raw.csv"
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "benchmark_model.py"), "--faces", "1", "--engines",
+                           "pytorch", "--split", "val", "--colour-sigmas", "0", "--json", str(out), "--per-face",
+                           str(faces), "--data", str(folder)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = json.loads(out.read_text())["restoration"]
+    assert "SMFD, generated masks [raw colours]" in rows and "SMFD, generated masks" not in rows
+    import csv
+
+    (face,) = csv.DictReader(faces.open())
+    assert face["id"] == record.id and float(face["colour_sigma"]) == 0
+    assert float(face["generated_psnr"]) == pytest.approx(raw["psnr"], abs=1e-9)

@@ -608,8 +608,21 @@ def test_ssim_weight_sets_the_share_of_ssim_in_the_l1_ssim_loss(celeba, tmp_path
     _, default = trainer.forward(batch, trainer.model, 0.0, np.random.default_rng(0))
     assert default.item() == pytest.approx(l1 + 0.2 * dissimilarity, rel=1e-4)
 
-    with pytest.raises(ValueError, match="--ssim-weight weighs the SSIM of --loss l1\\+ssim"):
-        TrainSettings(task="deblur", data=(str(celeba),), out=str(tmp_path / "b"), loss="l1", ssim_weight=1.0, **TINY)
+    for weight in (1.0, SSIM_WEIGHT):  # given at all, it needs the loss it weighs
+        with pytest.raises(ValueError, match="--ssim-weight weighs the SSIM of --loss l1\\+ssim"):
+            TrainSettings(task="deblur", data=(str(celeba),), out=str(tmp_path / "b"), loss="l1", ssim_weight=weight,
+                          **TINY)
+    # a run saved before the option existed resumes with the weight it was trained with
+    import dataclasses
+
+    from smfd.train import settings_changes
+
+    saved = {**dataclasses.asdict(trainer.s), "loss": "l1+ssim"}
+    saved.pop("ssim_weight")
+    old, command = TrainSettings(**saved), TrainSettings(**{**saved, "ssim_weight": None})
+    assert old.ssim_weight == SSIM_WEIGHT and settings_changes(old, command) == []
+    assert settings_changes(old, TrainSettings(**{**saved, "ssim_weight": 0.6})) == [
+        "--ssim-weight: run folder 0.2, command 0.6"]
     with pytest.raises(ValueError, match=r"--ssim-weight must be in \[0, 10\], got -1"):
         TrainSettings(task="deblur", data=(str(celeba),), out=str(tmp_path / "c"), loss="l1+ssim", ssim_weight=-1,
                       **TINY)
