@@ -71,7 +71,7 @@ def with_input_colours(restored: np.ndarray, blurry: np.ndarray, sigma: float = 
     difference = blurry.astype(np.float32) - r
     h, w = difference.shape[:2]
     # A blur this wide is smooth on a coarser grid: halve the grid while sigma stays >= 8 of its
-    # pixels (at 48 px, a tenth of the full-size blur's time; within a level of its result).
+    # pixels (within a level of the full-size blur, at a fraction of its cost; tests/test_restorer.py).
     f = 1
     while sigma / (2 * f) >= 8 and h % (2 * f) == 0 and w % (2 * f) == 0:
         f *= 2
