@@ -569,7 +569,7 @@ def cmd_info(args) -> None:
     models = load_networks(args.weights)
     folder = weight_files(args.weights)[0].parent
     print(f"the {'shipped ' if args.weights is None else ''}networks ({folder}); compute per 256x256 face:")
-    passes = {"mask generator": 2, "SMFD-UNet": 1}  # the mask is made from the face and its mirror image
+    passes = {"mask generator": 2, "SMFD-UNet": 2}  # each network reads the face and its mirror image
     total = 0
     for name, model in zip(thesis, models):
         c, macs = count_parameters(model), count_macs(model)

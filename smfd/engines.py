@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from .errors import InputError
-from .models import config_to_dict, generated_mask_input, mask_probabilities
+from .models import config_to_dict, generated_mask_input, mask_probabilities, mirrored_restoration
 from .paths import cache_root
 from .runtime import fast_autocast, native_bf16
 
@@ -42,7 +42,7 @@ CALIBRATION_FACES = 16  # int8: faces whose activations set the quantisation ran
 INT8_KEEP_FLOAT = (r".*encoder\.levels\.0\..*",)
 INT8_RECIPE = 2  # part of the cache key: bump when the quantisation recipe changes
 # Bump when what is stored in the cache changes meaning (e.g. the graph wrappers).
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: SMFD-UNet averaged over the mirror image inside its graph
 log = logging.getLogger("smfd")
 
 
@@ -59,6 +59,18 @@ class MaskProbabilities(nn.Module):
         return mask_probabilities(self.net, x)
 
 
+class MirroredDeblur(nn.Module):
+    """SMFD-UNet as the Restorer uses it: (face, mask) -> the restoration averaged over the face and
+    its mirror image (:func:`~smfd.models.mirrored_restoration`), one graph for every engine."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        return mirrored_restoration(self.net, x, m)
+
+
 class TorchEngine:
     """The reference: the PyTorch modules themselves."""
 
@@ -68,7 +80,7 @@ class TorchEngine:
     def __init__(self, mask_model: nn.Module, deblur_model: nn.Module, device: torch.device):
         self.device = device
         self.masker = MaskProbabilities(mask_model).eval()
-        self.deblur_model = deblur_model
+        self.deblurrer = MirroredDeblur(deblur_model).eval()
 
     def describe(self) -> str:
         bf16 = native_bf16(self.device.type)
@@ -83,7 +95,7 @@ class TorchEngine:
     @torch.no_grad()
     def deblur(self, x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
         with fast_autocast(self.device):
-            return self.deblur_model(x, m).float()
+            return self.deblurrer(x, m).float()
 
 
 def openvino_version() -> str | None:
@@ -151,20 +163,21 @@ class OpenVINOEngine:
         log.info("converting the networks for OpenVINO%s (once per weights; cached in %s)",
                  " with int8 calibration" if self.int8 else "", self.folder)
         masker = MaskProbabilities(mask_model).eval().cpu()
-        deblur = deblur_model.cpu().eval()
+        deblur = MirroredDeblur(deblur_model).eval().cpu()
+        config = deblur_model.config
         x = torch.rand(1, 3, size, size)
-        m = torch.rand(1, deblur.config.mask_channels, size, size)
+        m = torch.rand(1, config.mask_channels, size, size)
         with torch.no_grad(), warnings.catch_warnings():
             # Tracing warns about the networks' shape checks: the shapes are fixed here.
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
             warnings.simplefilter("ignore", FutureWarning)  # torch.jit.trace's deprecation
             mask_ir = ov.convert_model(masker, example_input=x, input=[(1, 3, size, size)])
             deblur_ir = ov.convert_model(deblur, example_input=(x, m),
-                                         input=[(1, 3, size, size), (1, deblur.config.mask_channels, size, size)])
+                                         input=[(1, 3, size, size), (1, config.mask_channels, size, size)])
         if self.int8:
             if calibration is None:
                 raise InputError("the openvino-int8 engine needs calibration faces")
-            mask_ir, deblur_ir = _quantise(mask_ir, deblur_ir, calibration(), deblur.config)
+            mask_ir, deblur_ir = _quantise(mask_ir, deblur_ir, calibration(), config)
         self.folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".convert-", dir=self.folder.parent))
         try:

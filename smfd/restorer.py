@@ -128,7 +128,8 @@ class Restorer:
 
         ``mask``: a 5-group label map of any size, used as given (one-hot); without it the mask
         generator makes one on the same device, fed to SMFD-UNet as the one-hot of its groups, or
-        as its per-group probabilities where the weights were trained so (``soft_mask``).
+        as its per-group probabilities where the weights were trained so (``soft_mask``). Both
+        networks read the face and its mirror image and average the two (see the engines).
         ``keep_colours``: give the result the input's colours at scales wider than
         ``COLOUR_SIGMA`` (:func:`with_input_colours`), so that a colour shift of the network cannot show.
         """

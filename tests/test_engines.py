@@ -132,6 +132,33 @@ def test_soft_mask_weights_get_probabilities_and_given_masks_one_hot(engine, tmp
     assert torch.equal(seen[1], seen[1].round()) and torch.equal(seen[1].sum(1), torch.ones(1, 256, 256))
 
 
+@pytest.mark.parametrize("engine", ["pytorch", "openvino"])
+def test_a_mirrored_face_is_restored_as_the_mirror_image_in_every_engine(engine, tmp_path, monkeypatch, celeba):
+    """Both networks average the face and its mirror image inside what the engine runs, so the
+    restoration of a mirrored face is the mirrored restoration (up to rounding), and it is not
+    a single pass's."""
+    monkeypatch.setenv("SMFD_CACHE", str(tmp_path))
+    face = data.benchmark_pair(data.open_dataset(celeba)[0])[0]
+    mask_net = small_networks(3)[0]
+    torch.manual_seed(3)
+    deblur_net = SMFDNet(SMFDConfig(encoder=(8, 16), mask_encoder=(4, 8), decoder=(8,), head=8, soft_mask=True)).eval()
+    with torch.no_grad():  # larger weights than at initialisation: an output far from symmetric
+        for w in deblur_net.parameters():
+            if w.dim() > 1:
+                w.mul_(3)
+    restorer = Restorer(mask_net, deblur_net, engine=engine)
+    out = restorer.restore(face, keep_colours=False).astype(np.float32)
+    mirrored = restorer.restore(np.ascontiguousarray(face[:, ::-1]), keep_colours=False)[:, ::-1]
+    x = restorer.work_tensor(face)
+    m = torch.from_numpy(restorer.mask_probabilities(face)).permute(2, 0, 1)[None]
+    with torch.no_grad():
+        passes = [deblur_net(x, m), deblur_net(x.flip(-1), m.flip(-1)).flip(-1)]
+    one_pass, by_hand = (np.clip(p[0].permute(1, 2, 0).numpy(), 0, 1) * 255 for p in (passes[0], sum(passes) / 2))
+    assert np.abs(out - mirrored).mean() < 0.1
+    # the engine's bf16 against float32 here: a level or two; one pass alone: tens of levels
+    assert np.abs(out - by_hand).mean() < 4 and np.abs(out - one_pass).mean() > 20
+
+
 def test_int8_engine_is_calibrated_and_cached_apart(tmp_path, monkeypatch, celeba):
     monkeypatch.setenv("SMFD_CACHE", str(tmp_path))
     face = data.benchmark_pair(data.open_dataset(celeba)[0])[0]

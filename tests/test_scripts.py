@@ -279,3 +279,34 @@ def test_the_benchmark_s_colour_widths_post_process_the_restorer_s_own_output(sh
     (face,) = csv.DictReader(faces.open())
     assert face["id"] == record.id and float(face["colour_sigma"]) == 0
     assert float(face["generated_psnr"]) == pytest.approx(raw["psnr"], abs=1e-9)
+
+
+def test_mask_errors_breaks_the_group_dice_down_by_class(shared_data, random_weights, capsys):
+    """scripts/mask_errors.py counts each true class's pixels by the group the generator gives
+    them: every pixel once, and the group Dice it prints is the benchmark's (dataset-level)."""
+    import numpy as np
+
+    from smfd import data, labels, metrics
+    from smfd.restorer import Restorer
+
+    spec = importlib.util.spec_from_file_location("mask_errors", ROOT / "scripts" / "mask_errors.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    records = [r for r in data.select(data.open_dataset(shared_data / "celebamask_mini"), "test") if r.has_mask][:3]
+    restorer = Restorer.from_pretrained(random_weights, "cpu", "pytorch")
+    counts, faces = script.class_by_group(records, restorer, 0)
+    assert counts.shape == (19, 5) and counts.sum() == 3 * 256 * 256
+    assert faces[labels.CLASSES.index("skin")] == 3 and faces.max() <= 3
+    score = metrics.SegmentationScore(5)
+    for record in records:
+        blurry, _, groups, _ = data.benchmark_pair(record, 0)
+        score.add(restorer.mask(blurry), groups)
+    group_counts = np.stack([np.bincount(labels.CLASS_TO_GROUP, weights=counts[:, g], minlength=5)
+                             for g in range(5)], 1)  # true group x predicted group
+    assert np.array_equal(np.diag(group_counts), score.counts[:, 0])
+    script.report(counts, faces)
+    out = capsys.readouterr().out
+    for g, name in enumerate(labels.GROUPS):
+        if not np.isnan(score.dice()[g]):
+            assert f"{name}: Dice {score.dice()[g]:.4f}" in out
+    assert f"mean Dice over the groups: {score.mean_dice():.4f}" in out
