@@ -100,7 +100,8 @@ def build(ctx: AppContext, face: gr.State) -> SimpleNamespace:
     gr.Markdown("### Inside the networks (as thesis figures 4.5 and 4.6)\n"
                 "Every stage's output for the current face (or the astronaut when none is loaded). "
                 "3 channels are shown as RGB, 5 channels by argmax in the group colours, other "
-                "channel counts by their first channel or their mean.")
+                "channel counts by their first channel or their mean. Each network is shown in one pass over the "
+                "face as it is; a restoration averages it with the pass over the mirror image.")
     with gr.Row():
         mode = gr.Radio(list(features.MODES), value=features.MODES[0], label="Many channels", scale=2)
         run = gr.Button("Show the feature maps", variant="primary", elem_id="learn-run", scale=1)

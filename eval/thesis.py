@@ -217,8 +217,11 @@ def train_run(task: str, data_dir: str, out: Path, budget: Budget, device: str, 
 # ---------------------------------------------------------------- scores, kept between sittings
 
 def _fingerprint(*paths: Path | None, pairs: list[Pair]) -> str:
-    """Changes when a checkpoint is rewritten or the evaluation faces change."""
-    digest = hashlib.sha256()
+    """Changes when a checkpoint is rewritten, the evaluation faces change or the Restorer computes
+    something else from the same weights (``smfd.restorer.PATH_VERSION``)."""
+    from smfd.restorer import PATH_VERSION
+
+    digest = hashlib.sha256(f"restorer {PATH_VERSION};".encode())
     for p in paths:
         stat = p.stat() if p is not None else None
         digest.update(f"{p}:{stat and stat.st_size}:{stat and stat.st_mtime_ns};".encode())

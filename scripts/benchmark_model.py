@@ -42,6 +42,7 @@ from tqdm import tqdm
 
 from smfd import data, degrade, metrics
 from smfd.cli import int_from, number_in, run_reported
+from smfd.errors import InputError
 from smfd.identity import SAME_PERSON, geometry
 from smfd.labels import GROUPS
 from smfd.paths import shared_data
@@ -92,6 +93,8 @@ def main() -> None:
         parser.error("--jpeg-at crop needs --jpeg LOW HIGH (the qualities to draw from)")
 
     records = [r for r in data.select(data.open_dataset(args.data), args.split) if r.has_mask]
+    if not records:
+        raise InputError(f"{args.data}: no {args.split} faces with a mask")
     records = records[: args.faces] if args.faces else records
     restorers = {e: Restorer.from_pretrained(args.weights, args.device, e) for e in args.engines}
     variants = [(e, sigma) for e in args.engines for sigma in args.colour_sigmas]

@@ -1,14 +1,15 @@
 """Which CelebAMask-HQ classes make the mask generator's errors, group by group.
 
-    .venv/bin/python scripts/mask_errors.py [--data DIR] [--weights DIR] [--split test|val] [--faces N] [--seed 0]
+    .venv/bin/python scripts/mask_errors.py [--data DIR] [--weights DIR] [--engine auto|pytorch|openvino]
+        [--split test|val] [--faces N] [--seed 0]
 
 The faces and degradations of ``scripts/benchmark_model.py`` (SPEC section 2: held-out test faces
 by default, seed 0). The generator's 5-group map (``Restorer.mask``, the mean over the face and its
 mirror image) is compared with the true 19-class map. For each group it prints the dataset-level
 Dice, and for each class of the group: on how many faces it appears, its pixels, its recall (the
 share of its pixels given its own group) and its missed pixels as a share of the group's errors
-(missed + false pixels); then the classes of other groups that the generator most often gives the
-group (false pixels); last, the mean Dice over the groups (the benchmark's). A group's Dice counts
+(missed + false pixels); then the classes of other groups that the generator gives the group
+(false pixels), each that makes over 2 % of the group's errors; last, the mean Dice over the groups (the benchmark's). A group's Dice counts
 pixels over all faces, so a class on a few faces with many pixels (a hat) can carry a group.
 """
 
@@ -20,6 +21,8 @@ from tqdm import tqdm
 
 from smfd import data, labels
 from smfd.cli import int_from, run_reported
+from smfd.engines import ENGINES
+from smfd.errors import InputError
 from smfd.images import resize_labels
 from smfd.paths import shared_data
 from smfd.restorer import Restorer
@@ -46,12 +49,13 @@ def report(counts: np.ndarray, faces: np.ndarray, min_share: float = 0.02) -> No
     dices = []
     for g, group in enumerate(labels.GROUPS):
         mine = member == g
-        hit, given, true = counts[mine, g].sum(), counts[:, g].sum(), counts[mine].sum()
-        missed, false = true - hit, given - hit
+        # pixels: given the group and of it, given the group, of the group
+        hit, given, truth = counts[mine, g].sum(), counts[:, g].sum(), counts[mine].sum()
+        missed, false = truth - hit, given - hit
         errors = max(missed + false, 1)
-        if given + true:
-            dices.append(2 * hit / (given + true))
-        dice = f"{dices[-1]:.4f}" if given + true else "- (in neither map)"
+        if given + truth:
+            dices.append(2 * hit / (given + truth))
+        dice = f"{dices[-1]:.4f}" if given + truth else "- (in neither map)"
         print(f"\n{group}: Dice {dice}; {missed:,} pixels missed, {false:,} false")
         print(f"  {'class':10s} {'faces':>5s} {'pixels':>9s} {'recall':>7s}  missed pixels (share of the errors)")
         for c in np.flatnonzero(mine):
@@ -75,10 +79,13 @@ def main() -> None:
     parser.add_argument("--faces", type=int_from(1), default=None, help="use only the first N faces")
     parser.add_argument("--seed", type=int_from(0), default=0)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--engine", choices=ENGINES, default="auto", help="what runs the mask generator (default auto)")
     args = parser.parse_args()
     records = [r for r in data.select(data.open_dataset(args.data), args.split) if r.has_mask]
+    if not records:
+        raise InputError(f"{args.data}: no {args.split} faces with a mask")
     records = records[: args.faces] if args.faces else records
-    restorer = Restorer.from_pretrained(args.weights, args.device)
+    restorer = Restorer.from_pretrained(args.weights, args.device, args.engine)
     counts, faces = class_by_group(records, restorer, args.seed)
     print(f"\n{len(records)} {args.split} faces from {args.data}, seed {args.seed}; "
           f"engine {restorer.engine.describe()}")

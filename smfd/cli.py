@@ -569,15 +569,15 @@ def cmd_info(args) -> None:
     models = load_networks(args.weights)
     folder = weight_files(args.weights)[0].parent
     print(f"the {'shipped ' if args.weights is None else ''}networks ({folder}); compute per 256x256 face:")
-    passes = {"mask generator": 2, "SMFD-UNet": 2}  # each network reads the face and its mirror image
+    passes = 2  # each network reads the face and its mirror image
     total = 0
     for name, model in zip(thesis, models):
         c, macs = count_parameters(model), count_macs(model)
-        total += macs * passes[name]
+        total += macs * passes
         diff = (c["total"] - thesis[name]) / thesis[name] * 100
         print(f"{name:15s} {c['total']:>10,} parameters ({c['trainable']:,} trainable, "
               f"{c['non_trainable']:,} non-trainable); thesis {thesis[name]:,} ({diff:+.1f} %); "
-              f"{macs / 1e9:.1f} GMAC x {passes[name]} pass{'es' if passes[name] > 1 else ''}")
+              f"{macs / 1e9:.1f} GMAC x {passes} passes")
     print(f"{'together':15s} {total / 1e9:.1f} GMAC per face")
 
 

@@ -89,6 +89,11 @@ class Restoration:
     generated: bool  # whether the mask generator made ``groups``
 
 
+# What restore_face computes from given weights; scores stored under it are made anew when it
+# changes. 2: colours kept at 48 px; 3: SMFD-UNet averaged over the face and its mirror image.
+PATH_VERSION = 3
+
+
 class Restorer:
     """``engine``: see :mod:`smfd.engines` (``auto``: OpenVINO on a CPU where installed, else
     PyTorch). ``threads``: inference threads (default: ``$SMFD_THREADS`` or one per core)."""

@@ -471,7 +471,8 @@ class Trainer:
         """The validation figures of the network, or (deblur, ``blurry_input``) of the blurry faces
         themselves."""
         self.model.eval()
-        share = 0.0 if self.s.mask_source == "gt" else 1.0  # validate the way users will run it
+        # validate with the masks users will give it (one pass; the Restorer adds the mirror image's)
+        share = 0.0 if self.s.mask_source == "gt" else 1.0
         rng = np.random.default_rng(0)
         seg = metrics.SegmentationScore(self.model.config.classes) if self.s.task == "mask" else None
         scores = {"psnr": [], "ssim": [], "colour_shift": []}

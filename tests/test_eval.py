@@ -363,3 +363,24 @@ def test_segmentation_baselines_train_save_and_load(tmp_path):
         TrainSettings("mask", ("unused",), str(tmp_path), config={"arch": "segformer"}).model_config()
     with pytest.raises(ValueError, match="multiples of 32"):
         build(SegBaselineConfig())(torch.rand(1, 1, 48, 48))
+
+
+def test_stored_thesis_scores_are_made_anew_when_the_restorer_computes_otherwise(tmp_path, monkeypatch):
+    """A row's stored scores are keyed by its checkpoint, the faces and smfd.restorer.PATH_VERSION,
+    so a release that restores differently from the same weights cannot mix old and new rows."""
+    import smfd.restorer
+
+    weights = tmp_path / "best.safetensors"
+    weights.write_bytes(b"weights")
+    pairs = [thesis.Pair("face-a", tmp_path / "a.png", tmp_path / "a.png")]
+    key = thesis._fingerprint(weights, pairs=pairs)
+    assert thesis._fingerprint(weights, pairs=pairs) == key
+    monkeypatch.setattr(smfd.restorer, "PATH_VERSION", smfd.restorer.PATH_VERSION + 1)
+    assert thesis._fingerprint(weights, pairs=pairs) != key
+    calls = []
+    store = tmp_path / "scores.json"
+    for _ in range(2):
+        thesis._cached(store, thesis._fingerprint(weights, pairs=pairs), lambda: calls.append(1) or {"psnr": [1.0]})
+    assert len(calls) == 1
+    thesis._cached(store, key, lambda: calls.append(1) or {"psnr": [2.0]})
+    assert len(calls) == 2
