@@ -41,11 +41,9 @@ from scipy.ndimage import median_filter
 from tqdm import tqdm
 
 from smfd import data, degrade, metrics
-from smfd.cli import int_from, number_in, run_reported
-from smfd.errors import InputError
+from smfd.cli import add_face_set_options, face_set, int_from, number_in, run_reported
 from smfd.identity import SAME_PERSON, geometry
 from smfd.labels import GROUPS
-from smfd.paths import shared_data
 from smfd.restorer import COLOUR_SIGMA, Restorer, with_input_colours
 
 
@@ -63,13 +61,7 @@ def speckle_rate(image: np.ndarray, background: np.ndarray, threshold: float = 4
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default=str(shared_data() / "celebamask_mini"))
-    parser.add_argument("--weights", default=None, help="weights folder (default: the shipped weights)")
-    parser.add_argument("--faces", type=int_from(1), default=None, help="use only the first N faces")
-    parser.add_argument("--split", choices=("test", "val"), default="test",
-                        help="the held-out test faces, or the training runs' validation faces (fold 0)")
-    parser.add_argument("--seed", type=int_from(0), default=0)
-    parser.add_argument("--device", default="auto")
+    add_face_set_options(parser, engine=False)
     parser.add_argument("--engines", nargs="+", default=["auto"],
                         help="auto, pytorch, openvino, openvino-int8: several are compared on the same faces")
     parser.add_argument("--colour-sigmas", nargs="+", type=number_in(0, 256), default=[COLOUR_SIGMA], metavar="PX",
@@ -92,10 +84,7 @@ def main() -> None:
     if args.jpeg_at == "crop" and not args.jpeg:
         parser.error("--jpeg-at crop needs --jpeg LOW HIGH (the qualities to draw from)")
 
-    records = [r for r in data.select(data.open_dataset(args.data), args.split) if r.has_mask]
-    if not records:
-        raise InputError(f"{args.data}: no {args.split} faces with a mask")
-    records = records[: args.faces] if args.faces else records
+    records = face_set(args)
     restorers = {e: Restorer.from_pretrained(args.weights, args.device, e) for e in args.engines}
     variants = [(e, sigma) for e in args.engines for sigma in args.colour_sigmas]
 

@@ -20,11 +20,8 @@ import numpy as np
 from tqdm import tqdm
 
 from smfd import data, labels
-from smfd.cli import int_from, run_reported
-from smfd.engines import ENGINES
-from smfd.errors import InputError
+from smfd.cli import add_face_set_options, face_set, run_reported
 from smfd.images import resize_labels
-from smfd.paths import shared_data
 from smfd.restorer import Restorer
 
 
@@ -72,19 +69,9 @@ def report(counts: np.ndarray, faces: np.ndarray, min_share: float = 0.02) -> No
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default=str(shared_data() / "celebamask_mini"))
-    parser.add_argument("--weights", default=None, help="weights folder (default: the shipped weights)")
-    parser.add_argument("--split", choices=("test", "val"), default="test",
-                        help="the held-out test faces, or the training runs' validation faces (fold 0)")
-    parser.add_argument("--faces", type=int_from(1), default=None, help="use only the first N faces")
-    parser.add_argument("--seed", type=int_from(0), default=0)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--engine", choices=ENGINES, default="auto", help="what runs the mask generator (default auto)")
+    add_face_set_options(parser)
     args = parser.parse_args()
-    records = [r for r in data.select(data.open_dataset(args.data), args.split) if r.has_mask]
-    if not records:
-        raise InputError(f"{args.data}: no {args.split} faces with a mask")
-    records = records[: args.faces] if args.faces else records
+    records = face_set(args)
     restorer = Restorer.from_pretrained(args.weights, args.device, args.engine)
     counts, faces = class_by_group(records, restorer, args.seed)
     print(f"\n{len(records)} {args.split} faces from {args.data}, seed {args.seed}; "

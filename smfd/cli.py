@@ -63,6 +63,35 @@ def number_in(low: float, high: float, low_open: bool = False):
     return parse
 
 
+def add_face_set_options(parser: argparse.ArgumentParser, engine: bool = True) -> None:
+    """The options of the scripts that score a model on the benchmark's faces (SPEC section 2):
+    --data, --weights, --split, --faces, --seed, --device and (``engine``) --engine; :func:`face_set`
+    reads them."""
+    from .engines import ENGINES
+    from .paths import shared_data
+
+    parser.add_argument("--data", default=str(shared_data() / "celebamask_mini"))
+    parser.add_argument("--weights", default=None, help="weights folder (default: the shipped weights)")
+    parser.add_argument("--split", choices=("test", "val"), default="test",
+                        help="the held-out test faces, or the training runs' validation faces (fold 0)")
+    parser.add_argument("--faces", type=int_from(1), default=None, help="use only the first N faces")
+    parser.add_argument("--seed", type=int_from(0), default=0, help="seed of the degradations (default 0)")
+    parser.add_argument("--device", default="auto")
+    if engine:
+        parser.add_argument("--engine", choices=ENGINES, default="auto", help="what runs the networks (default auto)")
+
+
+def face_set(args: argparse.Namespace) -> list:
+    """The faces with a mask of ``args.split`` of ``args.data`` (the first ``args.faces``); a folder
+    without any is an InputError naming it."""
+    from . import data
+
+    records = [r for r in data.select(data.open_dataset(args.data), args.split) if r.has_mask]
+    if not records:
+        raise InputError(f"{args.data}: no {args.split} faces with a mask")
+    return records[: args.faces] if args.faces else records
+
+
 # ---------------------------------------------------------------- blur
 
 def _add_pipeline_options(p: argparse.ArgumentParser) -> None:

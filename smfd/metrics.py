@@ -34,29 +34,41 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return math.inf if err == 0 else 10.0 * math.log10(255.0 ** 2 / err)
 
 
-def ssim(a: np.ndarray, b: np.ndarray, sigma: float = 1.5, k1: float = 0.01, k2: float = 0.03) -> float:
+SSIM_TRUNCATE = 3.5  # the Gaussian window's radius in sigmas
+
+
+def ssim_radius(sigma: float = 1.5) -> int:
+    """The SSIM window's radius in pixels: the border that ssim leaves out."""
+    return int(SSIM_TRUNCATE * sigma + 0.5)
+
+
+def ssim_map(a: np.ndarray, b: np.ndarray, sigma: float = 1.5, k1: float = 0.01, k2: float = 0.03) -> np.ndarray:
+    """Per-pixel SSIM (HxW float64, the mean over channels), border included: where it is lost."""
     a, b = _pair(a, b)
     if a.ndim == 2:
         a, b = a[..., None], b[..., None]
-    truncate = 3.5
-    radius = int(truncate * sigma + 0.5)
+    radius = ssim_radius(sigma)
     if min(a.shape[:2]) < 2 * radius + 1:
         raise ValueError(f"images of {a.shape[1]}x{a.shape[0]} are smaller than the SSIM window")
     c1, c2 = (k1 * 255.0) ** 2, (k2 * 255.0) ** 2
-    scores = []
+
+    def blur(img: np.ndarray) -> np.ndarray:
+        return gaussian_filter(img, sigma, truncate=SSIM_TRUNCATE, mode="reflect")
+
+    maps = []
     for ch in range(a.shape[2]):
         x, y = a[..., ch], b[..., ch]
-
-        def blur(img: np.ndarray) -> np.ndarray:
-            return gaussian_filter(img, sigma, truncate=truncate, mode="reflect")
-
         mx, my = blur(x), blur(y)
         vx = blur(x * x) - mx * mx
         vy = blur(y * y) - my * my
         cxy = blur(x * y) - mx * my
-        s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx ** 2 + my ** 2 + c1) * (vx + vy + c2))
-        scores.append(s[radius:-radius, radius:-radius].mean())
-    return float(np.mean(scores))
+        maps.append(((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx ** 2 + my ** 2 + c1) * (vx + vy + c2)))
+    return np.mean(maps, 0)
+
+
+def ssim(a: np.ndarray, b: np.ndarray, sigma: float = 1.5, k1: float = 0.01, k2: float = 0.03) -> float:
+    r = ssim_radius(sigma)
+    return float(ssim_map(a, b, sigma, k1, k2)[r:-r, r:-r].mean())
 
 
 def mean_colour_shift(output: np.ndarray, target: np.ndarray) -> float:

@@ -104,7 +104,7 @@ def test_mask_scoring_scripts_name_a_dataset_without_masks_in_one_line(shared_da
     folder.mkdir()
     for image in sorted((shared_data / "ffhq_mini").glob("*.jpg"))[:20]:
         shutil.copy(image, folder)
-    scripts = [ROOT / "scripts" / name for name in ("benchmark_model.py", "mask_errors.py")]
+    scripts = [ROOT / "scripts" / name for name in ("benchmark_model.py", "mask_errors.py", "ssim_gap.py")]
     for path, (code, _, err) in run_all(scripts, "--data", str(folder)).items():
         assert code == 2 and err.strip() == f"smfd: error: {folder}: no test faces with a mask", err
 
@@ -351,3 +351,29 @@ def test_mask_errors_reports_recall_and_shares_of_the_errors(capsys):
     assert f"face skin: Dice {2 * 90 / (95 + 100):.4f}; 10 pixels missed, 5 false" in out
     assert "accessories: Dice - (in neither map)" in out
     assert f"mean Dice over the groups: {np.mean([1, 180 / 195, 30 / 45, 1]):.4f}" in out
+
+
+def test_ssim_gap_splits_the_gap_between_the_mask_paths_by_group(shared_data, random_weights, capsys):
+    """scripts/ssim_gap.py: the groups' shares of the pixels sum to 1 and their shares of the gap to
+    the difference of the two paths' SSIM, which are the benchmark's SSIM of each restoration; the
+    part on wrongly grouped pixels is part of each group's."""
+    import numpy as np
+
+    from smfd import data, metrics
+    from smfd.restorer import Restorer
+
+    spec = importlib.util.spec_from_file_location("ssim_gap", ROOT / "scripts" / "ssim_gap.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    records = [r for r in data.select(data.open_dataset(shared_data / "celebamask_mini"), "test") if r.has_mask][:2]
+    restorer = Restorer.from_pretrained(random_weights, "cpu", "pytorch")
+    scores = script.gap_by_group(records, restorer, 0)
+    blurry, sharp, groups, _ = data.benchmark_pair(records[0], 0)
+    assert scores["generated"][0] == pytest.approx(metrics.ssim(restorer.restore(blurry), sharp), abs=1e-9)
+    assert scores["truth"][0] == pytest.approx(metrics.ssim(restorer.restore(blurry, groups), sharp), abs=1e-9)
+    assert np.allclose(scores["pixels"].sum(1), 1)
+    assert np.allclose(scores["gap"].sum(1), scores["truth"] - scores["generated"])
+    assert np.all(scores["wrong_pixels"] <= scores["pixels"]) and scores["wrong_pixels"].sum() > 0
+    script.report(scores)
+    out = capsys.readouterr().out
+    assert f"gap {np.mean(scores['truth'] - scores['generated']):+.4f}" in out and "| face skin |" in out
