@@ -1,7 +1,7 @@
 """Which CelebAMask-HQ classes make the mask generator's errors, group by group.
 
     .venv/bin/python scripts/mask_errors.py [--data DIR] [--weights DIR] [--engine auto|pytorch|openvino]
-        [--split test|val] [--faces N] [--seed 0]
+        [--split test|val] [--faces N] [--seed 0] [--on blurry|sharp]
 
 The faces and degradations of ``scripts/benchmark_model.py`` (SPEC section 2: held-out test faces
 by default, seed 0). The generator's 5-group map (``Restorer.mask``, the mean over the face and its
@@ -11,6 +11,8 @@ share of its pixels given its own group) and its missed pixels as a share of the
 (missed + false pixels); then the classes of other groups that the generator gives the group
 (false pixels), each that makes over 2 % of the group's errors; last, the mean Dice over the groups (the benchmark's). A group's Dice counts
 pixels over all faces, so a class on a few faces with many pixels (a hat) can carry a group.
+``--on sharp`` gives the generator the sharp face instead of the blurry one: the most a better
+restoration could get from reading the generator on it.
 """
 
 import argparse
@@ -25,16 +27,16 @@ from smfd.images import resize_labels
 from smfd.restorer import Restorer
 
 
-def class_by_group(records, restorer: Restorer, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Pixels of each true class (rows, 19) given each group (columns, 5) over the faces, and
-    on how many faces each class appears."""
+def class_by_group(records, restorer: Restorer, seed: int, on: str = "blurry") -> tuple[np.ndarray, np.ndarray]:
+    """Pixels of each true class (rows, 19) given each group (columns, 5) by the generator reading
+    the ``on`` face (blurry or sharp) over the faces, and on how many faces each class appears."""
     n = len(labels.CLASSES)
     counts = np.zeros((n, len(labels.GROUPS)), np.int64)
     faces = np.zeros(n, np.int64)
     for record in tqdm(records, desc="masks", unit="face"):
-        blurry, _, groups, _ = data.benchmark_pair(record, seed)
-        classes = resize_labels(data.load_face(record)[1], groups.shape[::-1]).astype(np.int64)
-        predicted = restorer.mask(blurry)
+        blurry, sharp, groups, _ = data.benchmark_pair(record, seed)
+        classes = resize_labels(data.load_classes(record), groups.shape[::-1]).astype(np.int64)
+        predicted = restorer.mask(blurry if on == "blurry" else sharp)
         counts += np.bincount(classes.ravel() * counts.shape[1] + predicted.ravel(),
                               minlength=counts.size).reshape(counts.shape)
         faces += np.bincount(np.unique(classes), minlength=n)
@@ -70,12 +72,14 @@ def report(counts: np.ndarray, faces: np.ndarray, min_share: float = 0.02) -> No
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_face_set_options(parser)
+    parser.add_argument("--on", choices=("blurry", "sharp"), default="blurry",
+                        help="the face the generator reads: the degraded one, as users' (default), or the sharp one")
     args = parser.parse_args()
     records = face_set(args)
     restorer = Restorer.from_pretrained(args.weights, args.device, args.engine)
-    counts, faces = class_by_group(records, restorer, args.seed)
-    print(f"\n{len(records)} {args.split} faces from {args.data}, seed {args.seed}; "
-          f"engine {restorer.engine.describe()}")
+    counts, faces = class_by_group(records, restorer, args.seed, args.on)
+    print(f"\n{len(records)} {args.split} faces from {args.data}, seed {args.seed}, the generator reading the "
+          f"{args.on} faces; engine {restorer.engine.describe()}")
     report(counts, faces)
 
 

@@ -295,9 +295,10 @@ def test_the_benchmark_s_colour_widths_post_process_the_restorer_s_own_output(sh
     assert float(face["generated_psnr"]) == pytest.approx(raw["psnr"], abs=1e-9)
 
 
-def test_mask_errors_breaks_the_group_dice_down_by_class(shared_data, random_weights, capsys):
-    """scripts/mask_errors.py counts each true class's pixels by the group the generator gives
-    them: every pixel once, and the group Dice it prints is the benchmark's (dataset-level)."""
+def test_mask_errors_breaks_the_group_dice_down_by_class(shared_data, capsys):
+    """scripts/mask_errors.py counts each true class's pixels by the group the shipped generator
+    gives them, reading the blurry face or (--on sharp) the sharp one: every pixel once, the group
+    Dice it prints is the benchmark's (dataset-level), and the two readings differ."""
     import numpy as np
 
     from smfd import data, labels, metrics
@@ -307,23 +308,28 @@ def test_mask_errors_breaks_the_group_dice_down_by_class(shared_data, random_wei
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     records = [r for r in data.select(data.open_dataset(shared_data / "celebamask_mini"), "test") if r.has_mask][:3]
-    restorer = Restorer.from_pretrained(random_weights, "cpu", "pytorch")
-    counts, faces = script.class_by_group(records, restorer, 0)
-    assert counts.shape == (19, 5) and counts.sum() == 3 * 256 * 256
-    assert faces[labels.CLASSES.index("skin")] == 3 and faces.max() <= 3
-    score = metrics.SegmentationScore(5)
-    for record in records:
-        blurry, _, groups, _ = data.benchmark_pair(record, 0)
-        score.add(restorer.mask(blurry), groups)
-    group_counts = np.stack([np.bincount(labels.CLASS_TO_GROUP, weights=counts[:, g], minlength=5)
-                             for g in range(5)], 1)  # true group x predicted group
-    assert np.array_equal(np.diag(group_counts), score.counts[:, 0])
-    script.report(counts, faces)
-    out = capsys.readouterr().out
-    for g, name in enumerate(labels.GROUPS):
-        if not np.isnan(score.dice()[g]):
-            assert f"{name}: Dice {score.dice()[g]:.4f}" in out
-    assert f"mean Dice over the groups: {score.mean_dice():.4f}" in out
+    restorer = Restorer.from_pretrained(None, "cpu", "pytorch")
+    readings = {}
+    for on in ("blurry", "sharp"):
+        counts, faces = script.class_by_group(records, restorer, 0, on)
+        assert counts.shape == (19, 5) and counts.sum() == 3 * 256 * 256
+        assert faces[labels.CLASSES.index("skin")] == 3 and faces.max() <= 3
+        score = metrics.SegmentationScore(5)
+        for record in records:
+            blurry, sharp, groups, _ = data.benchmark_pair(record, 0)
+            score.add(restorer.mask(blurry if on == "blurry" else sharp), groups)
+        group_counts = np.stack([np.bincount(labels.CLASS_TO_GROUP, weights=counts[:, g], minlength=5)
+                                 for g in range(5)], 1)  # true group x predicted group
+        assert np.array_equal(np.diag(group_counts), score.counts[:, 0])
+        assert np.array_equal(group_counts.sum(0), score.counts[:, 1])  # pixels given each group
+        script.report(counts, faces)
+        out = capsys.readouterr().out
+        for g, name in enumerate(labels.GROUPS):
+            if not np.isnan(score.dice()[g]):
+                assert f"{name}: Dice {score.dice()[g]:.4f}" in out
+        assert f"mean Dice over the groups: {score.mean_dice():.4f}" in out
+        readings[on] = counts
+    assert not np.array_equal(readings["blurry"], readings["sharp"])
 
 
 def test_mask_errors_reports_recall_and_shares_of_the_errors(capsys):
