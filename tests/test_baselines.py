@@ -331,9 +331,10 @@ def test_smfd_methods_wrap_the_restorer(random_weights, face):
     restorer = Restorer.from_pretrained(random_weights, device="cpu")
     generated = load("smfd", restorer=restorer)
     given = load("smfd-gt-mask", weights=random_weights)
-    mask = restorer.mask(face)
+    mask = np.zeros(face.shape[:2], np.uint8)  # not the generated mask, so the wrapper must pass it on
     assert np.array_equal(generated.restore(face), restorer.restore(face))
     assert np.array_equal(given.restore(face, mask), restorer.restore(face, mask))
+    assert not np.array_equal(given.restore(face, mask), restorer.restore(face))
     with pytest.raises(InputError, match="needs a ground-truth"):
         given.restore(face)
     with pytest.raises(InputError, match="model weights not found"):

@@ -247,13 +247,15 @@ def test_aligned_option_and_masks_imply_it(tmp_path, random_weights, face_512, c
     rc = main(["restore", str(src), str(tmp_path / "out"), "--weights", str(random_weights), "--aligned"])
     assert rc == 0 and read_image(tmp_path / "out" / "crop.png").shape == (512, 512, 3)
     assert "face found" not in capsys.readouterr().out  # no detection on aligned crops
-    write_png(tmp_path / "masks" / "crop.png", np.full((512, 512), 3, np.uint8))
+    # all background: not what the (random) generator gives, so the output shows the mask was read
+    write_png(tmp_path / "masks" / "crop.png", np.zeros((512, 512), np.uint8))
     weights = ["--weights", str(random_weights), "--masks", str(tmp_path / "masks")]
     assert main(["restore", str(src), str(tmp_path / "out2"), *weights]) == 0  # SPEC: IN OUT --masks DIR
     assert main(["restore", str(src), str(tmp_path / "out3"), *weights, "--aligned"]) == 0
     assert "face found" not in capsys.readouterr().out
     assert np.array_equal(read_image(tmp_path / "out2" / "crop.png"),
                           read_image(tmp_path / "out3" / "crop.png"))
+    assert not np.array_equal(read_image(tmp_path / "out" / "crop.png"), read_image(tmp_path / "out2" / "crop.png"))
     rc = main(["restore", str(src), str(tmp_path / "out4"), *weights, "--faces-out", str(tmp_path / "f")])
     assert rc == 2 and "does not go with --aligned or --masks" in capsys.readouterr().err
 
