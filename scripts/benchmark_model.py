@@ -41,6 +41,7 @@ from scipy.ndimage import median_filter
 from tqdm import tqdm
 
 from smfd import data, degrade, metrics
+from smfd.batch import check_new_file
 from smfd.cli import add_face_set_options, face_set, int_from, number_in, run_reported
 from smfd.identity import SAME_PERSON, geometry
 from smfd.labels import GROUPS
@@ -83,6 +84,9 @@ def main() -> None:
         parser.error(f"--jpeg: {exc}")
     if args.jpeg_at == "crop" and not args.jpeg:
         parser.error("--jpeg-at crop needs --jpeg LOW HIGH (the qualities to draw from)")
+    for path, option in ((args.json, "--json"), (args.per_face, "--per-face")):
+        if path:  # named before the faces are restored, not after
+            check_new_file(path, option)
 
     records = face_set(args)
     restorers = {e: Restorer.from_pretrained(args.weights, args.device, e) for e in args.engines}

@@ -20,17 +20,28 @@ from smfd.errors import InputError
 COLUMNS = ("generated_id_dist", "truth_id_dist", "generated_psnr", "truth_psnr")
 
 
-def read(path: str) -> dict[str, dict]:
+def read(path: str) -> dict[str, dict[str, float]]:
+    """The faces of a --per-face CSV: id -> the figures of COLUMNS, as numbers."""
     try:
         with open(path, newline="") as f:
             rows = {r["id"]: r for r in csv.DictReader(f)}
     except KeyError:
         raise InputError(f"{path}: not a --per-face CSV of benchmark_model.py (no id column)") from None
+    except FileNotFoundError:
+        raise InputError(f"{path}: file not found") from None
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise InputError(f"{path}: not a readable CSV ({exc.__class__.__name__})") from None
     missing = [c for c in COLUMNS if rows and c not in next(iter(rows.values()))]
     if not rows or missing:
         raise InputError(f"{path}: not a --per-face CSV of benchmark_model.py "
                          f"({'no faces' if not rows else 'no ' + ', '.join(missing)})")
-    return rows
+    figures = {}
+    for face, row in rows.items():
+        try:
+            figures[face] = {c: float(row[c]) for c in COLUMNS}
+        except (TypeError, ValueError):
+            raise InputError(f"{path}: face {face}: a figure is not a number") from None
+    return figures
 
 
 def main() -> None:
@@ -46,7 +57,7 @@ def main() -> None:
     print("| figure | mean change | standard error | faces down | faces up |")
     print("|---|---|---|---|---|")
     for column in COLUMNS:
-        change = np.array([float(after[i][column]) - float(before[i][column]) for i in ids])
+        change = np.array([after[i][column] - before[i][column] for i in ids])
         se = change.std(ddof=1) / np.sqrt(len(change)) if len(change) > 1 else float("nan")
         print(f"| {column} | {change.mean():+.4f} | {se:.4f} | {int((change < 0).sum())} | {int((change > 0).sum())} |")
 

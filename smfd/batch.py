@@ -44,6 +44,39 @@ def prepare_out(dst: str | Path) -> Path:
     return out
 
 
+def check_folder(path: str | Path, option: str) -> Path:
+    """An output folder named on the command line and made later by the command: refused in one
+    line, before any work, where it or a folder above it is a file."""
+    path = Path(path)
+    for p in (path, *path.parents):
+        if p.exists():
+            if not p.is_dir():
+                raise InputError(f"{path}: {option} is a file, not a folder" if p == path
+                                 else f"{path}: {option} cannot be made: {p} is a file")
+            break
+    return path
+
+
+def check_new_file(path: str | Path, option: str) -> Path:
+    """An output file named on the command line (a command with no --overwrite): refused in one line,
+    before any work, where it exists already or its folder cannot be made."""
+    path = Path(path)
+    if path.exists():
+        raise InputError(f"{path}: {option} exists already (choose another file)")
+    check_folder(path.parent, option)
+    return path
+
+
+def check_not_inputs(targets: Iterable[Path], inputs: Iterable[Path]) -> None:
+    """Refuse, even with --overwrite, a run that would write its result over one of its own inputs
+    (OUT the input folder and a PNG input, say): that input would be lost."""
+    given = {p.resolve() for p in inputs if p.exists()}
+    for target in targets:
+        if target.exists() and target.resolve() in given:
+            raise InputError(f"{target}: an input of this run, which its result would replace "
+                             "(choose another output folder)")
+
+
 def check_free(paths: Iterable[Path], overwrite: bool) -> None:
     for path in paths:
         if path.exists() and not overwrite:

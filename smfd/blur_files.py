@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from . import degrade
-from .batch import check_free, prepare_out, run_batch
+from .batch import check_free, check_not_inputs, prepare_out, run_batch
 from .errors import InputError
 from .images import list_images, read_image, write_atomically, write_png
 
@@ -55,6 +55,8 @@ def blur_files(src: str, dst: str, options: degrade.PipelineOptions, seed: int =
     files = list_images(src)
     fixed = load_recipe(recipe_path) if recipe_path else None
     out = prepare_out(dst)
+    check_not_inputs([out / f"{p.stem}{ext}" for p in files for ext in (".png", ".json")],
+                     files + ([Path(recipe_path)] if recipe_path else []))
 
     def work(path: Path) -> None:
         png, js = out / f"{path.stem}.png", out / f"{path.stem}.json"

@@ -268,9 +268,11 @@ def _config_overrides(items: list[str]) -> dict:
 
 
 def cmd_train(args) -> None:
+    from .batch import check_folder
     from .models import ABLATIONS
     from .train import TrainSettings, cross_validate, train
 
+    check_folder(args.out, "--out")
     config = {}
     if args.ablation:
         if args.task != "deblur" or args.ablation not in ABLATIONS:
@@ -509,6 +511,11 @@ def _weights_overrides(items: list[str]) -> dict[str, str]:
 
 
 def cmd_eval(args) -> None:
+    from .batch import check_folder
+
+    check_folder(args.out, "--out")
+    if args.runs:
+        check_folder(args.runs, "--runs")
     if args.make_pairs:
         from eval.pairs import make_pairs
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from .batch import check_free, check_some_free, prepare_out, run_batch
+from .batch import check_free, check_not_inputs, check_some_free, prepare_out, run_batch
 from .errors import InputError
 from .faces import detect_faces, is_aligned_crop
 from .images import check_rgb, list_images, read_groups, read_image, write_png
@@ -51,6 +51,8 @@ def restore_files(src: str, dst: str, make_restorer, masks: str | None = None,
         raise InputError(f"{masks_dir}: --masks folder not found")
     out = prepare_out(dst)
     crops_dir = prepare_out(faces_out) if faces_out else None
+    masks_given = [masks_dir / f"{p.stem}.png" for p in files] if masks_dir is not None else []
+    check_not_inputs([out / f"{p.stem}.png" for p in files], files + masks_given)
     check_some_free(files, out, overwrite)
     restorer = make_restorer()
 
@@ -103,6 +105,7 @@ def write_face_crops(folder: Path, stem: str, report: PhotoReport) -> None:
 def mask_files(src: str, dst: str, make_restorer, overwrite: bool = False) -> None:
     files = list_images(src)
     out = prepare_out(dst)
+    check_not_inputs([out / f"{p.stem}.png" for p in files], files)
     check_some_free(files, out, overwrite)
     restorer = make_restorer()
     _write_each(files, out, overwrite, "mask", lambda path: restorer.mask(read_rgb(path)), "masked")

@@ -88,3 +88,22 @@ def test_bad_options_are_refused_up_front(args, named, tmp_path, capsys):
 def test_the_python_api_refuses_the_same_values(field, value, option, tmp_path):
     with pytest.raises(ValueError, match=f"^{option} must be"):
         TrainSettings(task="deblur", data=("unused",), out=str(tmp_path), **{field: value})
+
+
+@pytest.mark.parametrize("args", [
+    TRAIN + ["{file}"],
+    EVAL + ["{file}"],
+    EVAL + ["{file}/sub"],
+    THESIS + ["{file}"],
+    THESIS + ["{dir}", "--runs", "{file}/runs"],
+    ["eval", "--make-pairs", "no-such-data", "--out", "{file}"],
+])
+def test_an_output_folder_that_is_a_file_is_refused_up_front(args, tmp_path, capsys):
+    """An output folder that is a file, or below one, is named in one line before any data is read
+    (the data here do not exist, so a later check would name them instead); the file stays."""
+    file = tmp_path / "results.txt"
+    file.write_text("kept\n")
+    assert main([a.replace("{file}", str(file)).replace("{dir}", str(tmp_path / "out")) for a in args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(file) in err and "is a file" in err, err
+    assert file.read_text() == "kept\n" and not (tmp_path / "out").exists()

@@ -73,6 +73,26 @@ def test_same_stem_twice_and_existing_outputs_are_kept(faces, tmp_path, random_w
     assert (out / f"{first.stem}.png").read_bytes() == before
 
 
+@pytest.mark.parametrize("command", ["mask", "restore", "blur"])
+def test_an_input_is_never_replaced_by_its_result(command, faces, tmp_path, random_weights, capsys, monkeypatch):
+    """OUT the input folder with a PNG input: refused in one line before the networks load, even
+    with --overwrite, and the input is left as it was."""
+    src = tmp_path / "in"
+    shutil.copytree(faces / "in", src)
+    first = sorted(src.glob("*.jpg"))[0]
+    Image.open(first).save(first.with_suffix(".png"))
+    first.unlink()
+    inputs = {p: p.read_bytes() for p in src.iterdir()}
+    monkeypatch.setattr("smfd.restorer.Restorer.from_pretrained",
+                        lambda *a, **k: pytest.fail("the networks were loaded for a run that would replace an input"))
+    extra = {"mask": [], "restore": ["--aligned"], "blur": []}[command]
+    weights = [] if command == "blur" else ["--weights", str(random_weights)]
+    assert main([command, str(src), str(src), "--overwrite", *extra, *weights]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"{first.with_suffix('.png')}: an input of this run" in err, err
+    assert {p: p.read_bytes() for p in src.iterdir()} == inputs
+
+
 def test_a_repeated_command_is_refused_before_the_networks_load(faces, tmp_path, random_weights, capsys,
                                                                 monkeypatch):
     out = tmp_path / "out"

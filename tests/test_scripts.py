@@ -109,6 +109,19 @@ def test_mask_scoring_scripts_name_a_dataset_without_masks_in_one_line(shared_da
         assert code == 2 and err.strip() == f"smfd: error: {folder}: no test faces with a mask", err
 
 
+@pytest.mark.parametrize("option", ["--json", "--per-face"])
+def test_the_benchmark_names_an_output_file_that_exists_before_it_starts(option, tmp_path):
+    """benchmark_model.py has no --overwrite: an existing --json or --per-face file is one line
+    (exit 2) before any face is restored, and stays as it was."""
+    kept = tmp_path / "figures.txt"
+    kept.write_text("an earlier run's\n")
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "benchmark_model.py"), option, str(kept)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stderr.strip() == f"smfd: error: {kept}: {option} exists already " \
+        "(choose another file)", done.stderr
+    assert kept.read_text() == "an earlier run's\n" and "benchmark" not in done.stdout
+
+
 def test_the_device_pack_keeps_the_split_and_leaves_out_the_test_faces(shared_data, tmp_path):
     from smfd import data
 
@@ -205,6 +218,12 @@ def test_compare_faces_reports_the_face_by_face_change_and_refuses_other_faces(t
     done = subprocess.run([*script, before, str(ROOT / "README.md")], cwd=ROOT, capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 2 and "not a --per-face CSV" in done.stderr
+    bad = write("d.csv", [["f1", 0.4, "abc", 24, 25]])
+    for path, says in ((bad, f"{bad}: face f1: a figure is not a number"),
+                       (str(ROOT / "docs" / "whole_photo.png"), "not a readable CSV"),
+                       (str(tmp_path / "absent.csv"), "absent.csv: file not found")):
+        done = subprocess.run([*script, before, path], cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2 and done.stderr.strip().count("\n") == 0 and says in done.stderr, done.stderr
 
 
 def test_the_benchmark_s_jpeg_option_adds_compression_and_keeps_the_thesis_draws(shared_data, tmp_path):
@@ -283,10 +302,11 @@ def test_the_benchmark_s_colour_widths_post_process_the_restorer_s_own_output(sh
     # one width that is not the restorer's is still named in its rows; --per-face records the width
     faces = tmp_path / "raw.csv"
     done = subprocess.run([sys.executable, str(ROOT / "scripts" / "benchmark_model.py"), "--faces", "1", "--engines",
-                           "pytorch", "--split", "val", "--colour-sigmas", "0", "--json", str(out), "--per-face",
-                           str(faces), "--data", str(folder)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+                           "pytorch", "--split", "val", "--colour-sigmas", "0", "--json", str(tmp_path / "raw.json"),
+                           "--per-face", str(faces), "--data", str(folder)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    rows = json.loads(out.read_text())["restoration"]
+    rows = json.loads((tmp_path / "raw.json").read_text())["restoration"]
     assert "SMFD, generated masks [raw colours]" in rows and "SMFD, generated masks" not in rows
     import csv
 
