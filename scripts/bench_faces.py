@@ -10,14 +10,13 @@ exist.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 import time
 
 import numpy as np
 
-from smfd.cli import run_reported
+from smfd.cli import run_reported, script_parser
 from smfd.faces import detect_faces
 from smfd.images import list_images, read_image
 from smfd.paths import shared_data
@@ -48,7 +47,7 @@ def random_restorer(device: str) -> Restorer:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = script_parser(__doc__)
     parser.add_argument("photos", nargs="?", default=str(shared_data() / "realworld" / "whole"),
                         help="photo or folder of photos")
     group = parser.add_mutually_exclusive_group()

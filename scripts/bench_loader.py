@@ -9,7 +9,6 @@ Prints samples/s for each worker count and the CPU use of the whole process tree
 whether loading keeps the cores busy.
 """
 
-import argparse
 import os
 import sys
 import time
@@ -19,12 +18,12 @@ import torch
 from torch.utils.data import DataLoader
 
 from smfd import data
-from smfd.cli import run_reported
+from smfd.cli import run_reported, script_parser
 from smfd.paths import shared_data
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = script_parser(__doc__)
     parser.add_argument("--data", default=str(shared_data() / "celebamask_mini"))
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--samples", type=int, default=96)

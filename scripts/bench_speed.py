@@ -19,7 +19,6 @@ faster model would need: --set decoder=[128,64,32] shuffle_kernel=1.
 
 from __future__ import annotations
 
-import argparse
 import multiprocessing
 import os
 import statistics
@@ -32,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from smfd import data
-from smfd.cli import run_reported
+from smfd.cli import run_reported, script_parser
 from smfd.images import write_png
 from smfd.models import count_parameters
 from smfd.paths import shared_data
@@ -108,7 +107,7 @@ def overrides(items: list[str]) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = script_parser(__doc__)
     parser.add_argument("--weights", default=None, help="weights folder (default: the shipped weights)")
     parser.add_argument("--engines", nargs="+", default=["pytorch", "openvino", "openvino-int8"])
     parser.add_argument("--threads", type=int, nargs="+", default=[2])

@@ -15,7 +15,6 @@ The figures are this machine's as it is now: pause other work for numbers to pub
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import tempfile
@@ -24,7 +23,7 @@ import time
 import torch
 
 from eval.thesis import MASK_MODELS, Budget
-from smfd.cli import run_reported
+from smfd.cli import run_reported, script_parser
 from smfd.paths import shared_data
 from smfd.models import ABLATIONS
 from smfd.train import Trainer, TrainSettings
@@ -34,7 +33,7 @@ KINDS = {**{f"mask: {k}": ("mask", c) for k, (_, c) in MASK_MODELS.items()},
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = script_parser(__doc__)
     p.add_argument("--data", default=str(shared_data() / "celebamask_mini"))
     p.add_argument("--budget", type=int, default=Budget().samples)
     p.add_argument("--batches", type=int, default=8)

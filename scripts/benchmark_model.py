@@ -31,7 +31,6 @@ instead (as ``--preset real-crop`` does), at the same drawn quality, so that the
 those of a compressed photo's face.
 """
 
-import argparse
 import csv
 import json
 import sys
@@ -42,7 +41,7 @@ from tqdm import tqdm
 
 from smfd import data, degrade, metrics
 from smfd.batch import check_new_file
-from smfd.cli import add_face_set_options, face_set, int_from, number_in, run_reported
+from smfd.cli import add_face_set_options, face_set, int_from, number_in, run_reported, script_parser
 from smfd.identity import SAME_PERSON, geometry
 from smfd.labels import GROUPS
 from smfd.restorer import COLOUR_SIGMA, Restorer, with_input_colours
@@ -61,7 +60,7 @@ def speckle_rate(image: np.ndarray, background: np.ndarray, threshold: float = 4
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = script_parser(__doc__)
     add_face_set_options(parser, engine=False)
     parser.add_argument("--engines", nargs="+", default=["auto"],
                         help="auto, pytorch, openvino, openvino-int8: several are compared on the same faces")

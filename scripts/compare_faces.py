@@ -8,13 +8,12 @@ ground-truth masks, it prints the mean of AFTER - BEFORE over the faces, its sta
 how many faces went down and up: whether a change in the means is more than the faces' noise.
 """
 
-import argparse
 import csv
 import sys
 
 import numpy as np
 
-from smfd.cli import run_reported
+from smfd.cli import run_reported, script_parser
 from smfd.errors import InputError
 
 COLUMNS = ("generated_id_dist", "truth_id_dist", "generated_psnr", "truth_psnr")
@@ -45,7 +44,7 @@ def read(path: str) -> dict[str, dict[str, float]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = script_parser(__doc__)
     parser.add_argument("before", help="--per-face CSV of the older model")
     parser.add_argument("after", help="--per-face CSV of the newer model")
     args = parser.parse_args()

@@ -7,15 +7,14 @@ The configuration and the run's metadata (epoch, validation scores, training set
 the weights; loading converts them back to float32.
 """
 
-import argparse
 import sys
 
 from smfd import checkpoint
-from smfd.cli import run_reported
+from smfd.cli import run_reported, script_parser
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = script_parser(__doc__)
     parser.add_argument("source", help="a run's best.safetensors")
     parser.add_argument("target", help="where the fp16 copy goes")
     args = parser.parse_args()

@@ -40,7 +40,7 @@ import torch
 from tqdm import tqdm
 
 from smfd import data, labels, metrics
-from smfd.cli import int_from, run_reported
+from smfd.cli import int_from, run_reported, script_parser
 from smfd.identity import SAME_PERSON, geometry
 from smfd.images import to_uint8
 from smfd.models import SMFDConfig, generated_mask_input
@@ -109,7 +109,7 @@ factors = comma_numbers("numbers", lambda a: 0 < a <= 2, "residual factors must 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = script_parser(__doc__)
     parser.add_argument("--data", default=str(shared_data() / "celebamask_mini"))
     parser.add_argument("--weights", default=None, help="weights folder (default: the shipped weights)")
     parser.add_argument("--faces", type=int_from(1), default=None, help="use only the first N test faces")

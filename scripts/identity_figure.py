@@ -10,21 +10,20 @@ masks), every image titled with its dlib descriptor distance to the sharp face (
 same person). The faces are degraded under the benchmark protocol (SPEC section 2).
 """
 
-import argparse
 import csv
 import sys
 
 import numpy as np
 
 from smfd import data, labels
-from smfd.cli import int_from, run_reported
+from smfd.cli import int_from, run_reported, script_parser
 from smfd.identity import geometry
 from smfd.paths import shared_data
 from smfd.restorer import Restorer
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = script_parser(__doc__)
     parser.add_argument("per_face", help="--per-face CSV of benchmark_model.py for the older weights")
     parser.add_argument("--before", required=True, help="weights folder of the older model")
     parser.add_argument("--after", default=None, help="weights folder of the newer model (default: shipped)")

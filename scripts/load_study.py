@@ -13,7 +13,6 @@ screen) and the throughput; every vote is checked in the answer (the next trial,
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
 import random
@@ -27,7 +26,7 @@ import urllib.request
 from pathlib import Path
 
 from app.study_client import CallFailed, StudyClient
-from smfd.cli import int_from, run_reported
+from smfd.cli import int_from, run_reported, script_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -125,7 +124,7 @@ async def drive(url: str, args) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = script_parser(__doc__)
     parser.add_argument("--participants", type=int, default=60)
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of voting at most")
     parser.add_argument("--think", type=float, nargs=2, default=(1.0, 3.0), metavar=("MIN", "MAX"),

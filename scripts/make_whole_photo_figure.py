@@ -10,7 +10,6 @@ photo is what ``smfd restore PHOTO OUT`` writes.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw
 
-from smfd.cli import run_reported
+from smfd.cli import run_reported, script_parser
 from smfd.images import read_image, resize_to, write_png
 from smfd.paths import shared_data
 from smfd.photos import restore_photo
@@ -68,7 +67,7 @@ def zoom(image: np.ndarray, centre: np.ndarray, size: float, side: int) -> np.nd
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = script_parser(__doc__)
     parser.add_argument("--photo", default=str(shared_data() / "realworld" / "whole" / "10045.png"))
     parser.add_argument("--weights", default=None, help="weights folder (default: the shipped weights)")
     parser.add_argument("--out", default=str(ROOT / "docs" / "whole_photo.png"))

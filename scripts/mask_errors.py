@@ -15,14 +15,13 @@ pixels over all faces, so a class on a few faces with many pixels (a hat) can ca
 restoration could get from reading the generator on it.
 """
 
-import argparse
 import sys
 
 import numpy as np
 from tqdm import tqdm
 
 from smfd import data, labels
-from smfd.cli import add_face_set_options, face_set, run_reported
+from smfd.cli import add_face_set_options, face_set, run_reported, script_parser
 from smfd.images import resize_labels
 from smfd.restorer import Restorer
 
@@ -70,7 +69,7 @@ def report(counts: np.ndarray, faces: np.ndarray, min_share: float = 0.02) -> No
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = script_parser(__doc__)
     add_face_set_options(parser)
     parser.add_argument("--on", choices=("blurry", "sharp"), default="blurry",
                         help="the face the generator reads: the degraded one, as users' (default), or the sharp one")

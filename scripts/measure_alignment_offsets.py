@@ -10,14 +10,13 @@ photos of realworld/whole and the crops of realworld/cropped.
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 import numpy as np
 from tqdm import tqdm
 
 from smfd import data
-from smfd.cli import int_from, run_reported
+from smfd.cli import int_from, run_reported, script_parser
 from smfd.faces import ALIGNED_TOLERANCE, alignment_offset, detect_faces
 from smfd.images import list_images, read_image, resize_to
 from smfd.paths import shared_data
@@ -47,7 +46,7 @@ def show(name: str, result) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = script_parser(__doc__)
     parser.add_argument("--faces", type=int_from(1), default=100)
     parser.add_argument("--size", type=int, default=256)
     args = parser.parse_args()

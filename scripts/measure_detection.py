@@ -17,7 +17,6 @@ smooth grey-gradient photo. A face's width is its size as the detector measures 
 
 from __future__ import annotations
 
-import argparse
 import subprocess
 import sys
 import tempfile
@@ -28,7 +27,7 @@ import numpy as np
 from tqdm import tqdm
 
 from smfd import data
-from smfd.cli import int_from, run_reported
+from smfd.cli import int_from, run_reported, script_parser
 from smfd.faces import detect_faces
 from smfd.paths import shared_data
 
@@ -92,7 +91,7 @@ def smallest_found(face: np.ndarray, fraction: float, size: tuple[int, int]) -> 
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = script_parser(__doc__)
     p.add_argument("--data", default=str(shared_data() / "celebamask_mini"),
                    help="dataset with held-out faces (default: celebamask_mini of the shared data)")
     p.add_argument("--faces", type=int_from(1), default=4, help="faces per photo size for the smallest face (default 4)")

@@ -12,20 +12,19 @@ FOLDER defaults to celebamask_mini/images of the shared data ($SMFD_SHARED_DATA,
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 import numpy as np
 from tqdm import tqdm
 
-from smfd.cli import run_reported
+from smfd.cli import run_reported, script_parser
 from smfd.faces import find_boxes, key_points, landmarks_in
 from smfd.images import list_images, read_image
 from smfd.paths import shared_data
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = script_parser(__doc__)
     parser.add_argument("folder", nargs="?", default=str(shared_data() / "celebamask_mini" / "images"),
                         help="aligned square face crops")
     args = parser.parse_args()

@@ -10,7 +10,6 @@ as the originals. ``.device/`` is
 git-ignored; name it in the device tool's ``carry``. Prints what it wrote and its size.
 """
 
-import argparse
 import shutil
 import sys
 from pathlib import Path
@@ -18,7 +17,7 @@ from pathlib import Path
 import cv2
 
 from smfd import data
-from smfd.cli import run_reported
+from smfd.cli import run_reported, script_parser
 from smfd.paths import shared_data
 
 
@@ -48,7 +47,7 @@ def pack(records: list, out: Path, quality: int, budget: int, used: int) -> tupl
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = script_parser(__doc__)
     parser.add_argument("--data", default=str(shared_data()), help="folder holding celebamask_mini and ffhq_mini")
     parser.add_argument("--out", default=".device/data")
     parser.add_argument("--quality", type=int, default=90, help="JPEG quality of the packed images (50-100)")

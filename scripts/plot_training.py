@@ -6,7 +6,6 @@ One panel per run: the validation Dice (mask generator) or PSNR (SMFD-UNet) agai
 training, with dotted lines where the learning rate dropped.
 """
 
-import argparse
 import csv
 import sys
 from pathlib import Path
@@ -16,11 +15,11 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from smfd.cli import run_reported  # noqa: E402
+from smfd.cli import run_reported, script_parser  # noqa: E402
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = script_parser(__doc__)
     parser.add_argument("runs", nargs="+", help="run folders (each with log.csv)")
     parser.add_argument("--out", default="learning_curves.png")
     args = parser.parse_args()

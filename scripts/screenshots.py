@@ -11,7 +11,6 @@ shows the Learn tab. Writes blur.jpg, restore.jpg, compare.jpg, study.jpg and le
 
 from __future__ import annotations
 
-import argparse
 import socket
 import sys
 import tempfile
@@ -21,7 +20,7 @@ from pathlib import Path
 import app  # noqa: F401  (telemetry off before gradio loads)
 from app.examples import astronaut_face, blurred
 from app.main import launch
-from smfd.cli import run_reported
+from smfd.cli import run_reported, script_parser
 from smfd.images import write_png
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -94,7 +93,7 @@ def shoot(url: str, out: Path, token: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = script_parser(__doc__)
     parser.add_argument("--weights", default=None, help="weights folder (default: the shipped weights)")
     parser.add_argument("--out", default=str(ROOT / "docs" / "screenshots"))
     args = parser.parse_args()

@@ -12,14 +12,13 @@ got wrong. The parts sum to the gap, so it shows whether wrong groups or the res
 labelled regions cost the SSIM.
 """
 
-import argparse
 import sys
 
 import numpy as np
 from tqdm import tqdm
 
 from smfd import data, labels, metrics
-from smfd.cli import add_face_set_options, face_set, run_reported
+from smfd.cli import add_face_set_options, face_set, run_reported, script_parser
 from smfd.restorer import Restorer
 
 
@@ -58,7 +57,7 @@ def report(scores: dict[str, np.ndarray]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = script_parser(__doc__)
     add_face_set_options(parser)
     args = parser.parse_args()
     records = face_set(args)

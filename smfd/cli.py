@@ -27,6 +27,12 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"smfd: error: {message} (see '{self.prog} --help')\n")
 
 
+def script_parser(doc: str) -> argparse.ArgumentParser:
+    """The parser of a script in scripts/: its docstring as the help, and mistakes as one line, as
+    the smfd commands do."""
+    return _Parser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
 def _add_device(parser) -> None:
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                         help="where the networks run (default auto: the GPU when there is one)")

@@ -81,6 +81,16 @@ def test_every_script_answers_help():
     assert not failed, "\n".join(failed)
 
 
+def test_every_script_names_a_nonsense_option_in_one_line():
+    """The scripts parse their options as the smfd commands do (smfd.cli.script_parser): a mistake
+    is one line naming it, exit status 2, not argparse's usage block."""
+    failed = [f"{path}: exit {code!r}, stderr {err[-500:]!r}"
+              for path, (code, _, err) in run_all(SCRIPTS, "--no-such-option").items()
+              if code != 2 or len(err.strip().splitlines()) != 1 or not err.startswith("smfd: error: ")
+              or not ("--no-such-option" in err or "arguments are required" in err)]  # positionals first
+    assert not failed, "\n".join(failed)
+
+
 def test_scripts_name_a_missing_dataset_in_one_line(tmp_path):
     """Every script ends through smfd.cli.run_reported, so unusable input is one line and exit
     status 2, as with the smfd command (not a traceback); run here for each script with --data."""
