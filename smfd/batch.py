@@ -77,6 +77,22 @@ def check_not_inputs(targets: Iterable[Path], inputs: Iterable[Path]) -> None:
                              "(choose another output folder)")
 
 
+def check_some_usable(files: list[Path], check: Callable[[Path], None]) -> None:
+    """Before the networks load, refuse a run in which no input passes ``check`` (e.g. the image's
+    header and its mask), naming the first; where only some fail, the batch names them one by one."""
+    errors = []
+    for path in files:
+        try:
+            check(path)
+        except InputError as exc:
+            errors.append(exc)
+        else:
+            return
+    if errors:
+        more = f" (and the {len(errors) - 1} other inputs cannot be used either)" if len(errors) > 1 else ""
+        raise InputError(f"{errors[0]}{more}")
+
+
 def check_free(paths: Iterable[Path], overwrite: bool) -> None:
     for path in paths:
         if path.exists() and not overwrite:

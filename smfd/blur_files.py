@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from . import degrade
-from .batch import check_free, check_not_inputs, prepare_out, run_batch
+from .batch import check_free, check_not_inputs, check_some_usable, prepare_out, run_batch
 from .errors import InputError
-from .images import list_images, read_image, write_atomically, write_png
+from .images import check_image_file, list_images, read_image, write_atomically, write_png
 
 
 def rng_for_file(seed: int, path: Path) -> np.random.Generator:
@@ -54,9 +54,10 @@ def blur_files(src: str, dst: str, options: degrade.PipelineOptions, seed: int =
         raise InputError(f"--seed must be a non-negative integer, got {seed}")
     files = list_images(src)
     fixed = load_recipe(recipe_path) if recipe_path else None
-    out = prepare_out(dst)
-    check_not_inputs([out / f"{p.stem}{ext}" for p in files for ext in (".png", ".json")],
+    check_not_inputs([Path(dst) / f"{p.stem}{ext}" for p in files for ext in (".png", ".json")],
                      files + ([Path(recipe_path)] if recipe_path else []))
+    check_some_usable(files, check_image_file)
+    out = prepare_out(dst)
 
     def work(path: Path) -> None:
         png, js = out / f"{path.stem}.png", out / f"{path.stem}.json"

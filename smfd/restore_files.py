@@ -7,10 +7,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from .batch import check_free, check_not_inputs, check_some_free, prepare_out, run_batch
+from .batch import (check_folder, check_free, check_not_inputs, check_some_free, check_some_usable, prepare_out,
+                    run_batch)
 from .errors import InputError
 from .faces import detect_faces, is_aligned_crop
-from .images import check_rgb, list_images, read_groups, read_image, write_png
+from .images import check_image_file, check_rgb, list_images, read_groups, read_image, write_png
 from .labels import colorize
 from .photos import MIN_FACE, PhotoReport, restore_photo
 
@@ -22,11 +23,15 @@ def read_rgb(path: Path):
     return check_rgb(read_image(path), str(path))
 
 
-def load_mask_for(path: Path, masks_dir: Path):
+def mask_path_for(path: Path, masks_dir: Path) -> Path:
     mask_path = masks_dir / f"{path.stem}.png"
     if not mask_path.is_file():
         raise InputError(f"{mask_path}: no mask for {path.name} in --masks folder")
-    return read_groups(mask_path)
+    return mask_path
+
+
+def load_mask_for(path: Path, masks_dir: Path):
+    return read_groups(mask_path_for(path, masks_dir))
 
 
 def restore_files(src: str, dst: str, make_restorer, masks: str | None = None,
@@ -49,12 +54,22 @@ def restore_files(src: str, dst: str, make_restorer, masks: str | None = None,
     aligned = layout == "aligned" or masks_dir is not None
     if masks_dir is not None and not masks_dir.is_dir():
         raise InputError(f"{masks_dir}: --masks folder not found")
-    out = prepare_out(dst)
-    crops_dir = prepare_out(faces_out) if faces_out else None
+    out = check_folder(dst, "OUT")
+    crops_dir = check_folder(faces_out, "--faces-out") if faces_out else None
     masks_given = [masks_dir / f"{p.stem}.png" for p in files] if masks_dir is not None else []
     check_not_inputs([out / f"{p.stem}.png" for p in files], files + masks_given)
     check_some_free(files, out, overwrite)
+
+    def usable(path: Path) -> None:
+        check_image_file(path)
+        if masks_dir is not None:
+            check_image_file(mask_path_for(path, masks_dir))
+
+    check_some_usable(files, usable)
     restorer = make_restorer()
+    for folder in (out, crops_dir):  # made once the networks load: a failed start leaves no empty folder
+        if folder is not None:
+            prepare_out(folder)
 
     def work_aligned(path: Path):
         image = read_rgb(path)
@@ -104,10 +119,12 @@ def write_face_crops(folder: Path, stem: str, report: PhotoReport) -> None:
 
 def mask_files(src: str, dst: str, make_restorer, overwrite: bool = False) -> None:
     files = list_images(src)
-    out = prepare_out(dst)
+    out = check_folder(dst, "OUT")
     check_not_inputs([out / f"{p.stem}.png" for p in files], files)
     check_some_free(files, out, overwrite)
+    check_some_usable(files, check_image_file)
     restorer = make_restorer()
+    prepare_out(out)
     _write_each(files, out, overwrite, "mask", lambda path: restorer.mask(read_rgb(path)), "masked")
 
 

@@ -111,15 +111,28 @@ def test_a_repeated_command_is_refused_before_the_networks_load(faces, tmp_path,
     assert {p: p.read_bytes() for p in out.rglob("*.png")} == written
 
 
-def test_bad_inputs_exit_with_one_line(tmp_path, random_weights, capsys):
-    text = tmp_path / "notes.png"
+def test_bad_inputs_exit_with_one_line(tmp_path, random_weights, capsys, monkeypatch):
+    """A run with no usable input is one line naming it, before the networks load and before its
+    output folder is made; so is a missing weights folder."""
+    text, empty = tmp_path / "notes.png", tmp_path / "empty.png"
     text.write_text("not an image")
-    assert main(["mask", str(text), str(tmp_path / "o"), "--weights", str(random_weights)]) == 1
-    assert main(["restore", str(tmp_path / "missing.jpg"), str(tmp_path / "o"), "--aligned"]) == 2
-    assert main(["restore", str(text), str(tmp_path / "o"), "--aligned", "--weights", str(tmp_path)]) == 2
+    empty.touch()
+    out = tmp_path / "o"
+    with monkeypatch.context() as m:
+        m.setattr("smfd.restorer.Restorer.from_pretrained",
+                  lambda *a, **k: pytest.fail("the networks were loaded for a run with no usable input"))
+        for args, says in ((["mask", str(text)], f"{text}: not an image file"),
+                           (["restore", str(empty), "--aligned"], f"{empty}: file is empty"),
+                           (["restore", str(tmp_path / "missing.jpg")], "no such file"),
+                           (["blur", str(text)], f"{text}: not an image file")):
+            assert main([args[0], args[1], str(out), *args[2:]]) == 2
+            err = capsys.readouterr().err.strip()
+            assert len(err.splitlines()) == 1 and says in err and not out.exists(), err
+    face = tmp_path / "face.png"
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(face)
+    assert main(["restore", str(face), str(out), "--aligned", "--weights", str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert "not an image file" in err and "no such file" in err and "model weights not found" in err
-    assert "Traceback" not in err
+    assert "model weights not found" in err and "Traceback" not in err and not out.exists()
     tiny = tmp_path / "tiny.png"
     Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tiny)
     for command, *extra in (["restore", "--aligned"], ["mask"]):
