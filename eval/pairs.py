@@ -63,6 +63,7 @@ def make_pairs(dataset: str | Path, out: str | Path, limit: int | None = None, s
     ``overwrite``, as are complete pairs."""
     records = pair_records(dataset, split)
     records = records[:limit] if limit else records
+    data.check_files(records)  # a bad file named before earlier pairs are removed, not halfway through
     out = Path(out)
     subs = [out / sub for sub in ("blurry", "sharp", "masks")]
     if not overwrite:

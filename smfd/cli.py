@@ -95,7 +95,9 @@ def face_set(args: argparse.Namespace) -> list:
     records = [r for r in data.select(data.open_dataset(args.data), args.split) if r.has_mask]
     if not records:
         raise InputError(f"{args.data}: no {args.split} faces with a mask")
-    return records[: args.faces] if args.faces else records
+    records = records[: args.faces] if args.faces else records
+    data.check_files(records)  # a bad file named before the first face is restored
+    return records
 
 
 # ---------------------------------------------------------------- blur

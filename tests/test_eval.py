@@ -39,6 +39,24 @@ def no_weights_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
 
 
+def test_making_pairs_names_a_bad_face_before_anything_is_removed(shared_data, tmp_path, capsys):
+    """eval --make-pairs checks every face file first: a bad one is one line naming it, and the
+    complete pairs of an earlier run stay as they were, even with --overwrite."""
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    for image in sorted((shared_data / "ffhq_mini").glob("*.jpg"))[:2]:
+        shutil.copy(image, faces)
+    out = tmp_path / "pairs"
+    assert main(["eval", "--make-pairs", str(faces), "--out", str(out), "--split", "all"]) == 0
+    made = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    (faces / "zz_broken.jpg").write_text("not a photo")
+    capsys.readouterr()
+    assert main(["eval", "--make-pairs", str(faces), "--out", str(out), "--split", "all", "--overwrite"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"{faces / 'zz_broken.jpg'}: not an image file" in err, err
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == made
+
+
 def test_pairs_follow_the_benchmark_protocol(celeba, pairs_dir):
     test_ids = {r.id for r in data.select(data.open_dataset(celeba), "test")}
     records = {r.id: r for r in data.open_dataset(celeba)}

@@ -8,6 +8,7 @@ Scripts are not imported by the package, so a moved name (``shared_data`` left `
 from __future__ import annotations
 
 import ast
+import shutil
 import importlib
 import subprocess
 import sys
@@ -108,8 +109,6 @@ def test_scripts_name_a_missing_dataset_in_one_line(tmp_path):
 def test_mask_scoring_scripts_name_a_dataset_without_masks_in_one_line(shared_data, tmp_path):
     """A folder of faces without label maps (FFHQ's layout) leaves the benchmark and the mask-error
     breakdown nothing to score: one line naming the folder, before any network is loaded."""
-    import shutil
-
     folder = tmp_path / "faces"
     folder.mkdir()
     for image in sorted((shared_data / "ffhq_mini").glob("*.jpg"))[:20]:
@@ -130,6 +129,26 @@ def test_the_benchmark_names_an_output_file_that_exists_before_it_starts(option,
     assert done.returncode == 2 and done.stderr.strip() == f"smfd: error: {kept}: {option} exists already " \
         "(choose another file)", done.stderr
     assert kept.read_text() == "an earlier run's\n" and "benchmark" not in done.stdout
+
+
+def test_mask_scoring_scripts_name_a_bad_face_file_before_the_first_face(celeba, tmp_path):
+    """A mask file that is not an image is one line naming it before any face is restored (it was
+    found at that face, after the faces before it)."""
+    from smfd import data
+
+    folder = tmp_path / "faces"
+    records = [r for r in data.select(data.open_dataset(celeba), "test") if r.has_mask][:3]
+    for sub in ("images", "masks"):
+        (folder / sub).mkdir(parents=True)
+    for record in records:
+        shutil.copy(record.image, folder / "images" / record.image.name)
+        shutil.copy(record.mask, folder / "masks" / record.mask.name)
+    broken = folder / "masks" / records[-1].mask.name
+    broken.write_text("not a mask")
+    scripts = [ROOT / "scripts" / name for name in ("benchmark_model.py", "mask_errors.py", "ssim_gap.py")]
+    for path, (code, out, err) in run_all(scripts, "--data", str(folder)).items():
+        assert code == 2 and err.strip() == f"smfd: error: {broken}: not an image file (unrecognised format)", err
+        assert "faces" not in out, path
 
 
 def test_the_device_pack_keeps_the_split_and_leaves_out_the_test_faces(shared_data, tmp_path):
