@@ -11,6 +11,7 @@ import functools
 import inspect
 import os
 import shutil
+import socket
 import tempfile
 import threading
 import traceback
@@ -151,6 +152,22 @@ def build_app(ctx: AppContext) -> gr.Blocks:
     return demo
 
 
+def check_can_listen(host: str, port: int) -> None:
+    """Refuse, before the models load, a --host that is not an address of this machine or a --port
+    that another server holds (Gradio would say so only after loading, and name the wrong fix)."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as exc:
+        raise InputError(f"--host {host}: not a host name or address ({exc.strerror})") from None
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as a server binds: TIME_WAIT is no hold
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise InputError(f"--host {host} --port {port}: cannot listen there ({exc.strerror}); "
+                             "another server may hold the port: choose another --port") from None
+
+
 def launch(host: str = "127.0.0.1", port: int = 7860, weights=None, examples=None, study_db=None,
            admin_token: tuple[str, bool] = ("", False), study_images=None,
            block: bool = True) -> gr.Blocks:
@@ -158,6 +175,7 @@ def launch(host: str = "127.0.0.1", port: int = 7860, weights=None, examples=Non
     ``admin_token``: (token, whether it was given) as app.admin.admin_token returns it."""
     os.umask(0o077)  # votes, downloads, caches: files of this server are readable by its user only
     token, given = admin_token
+    check_can_listen(host, port)
     ctx = create_context(weights, examples, study_db, token, study_images)
     demo = build_app(ctx)
     if ctx.study is not None:

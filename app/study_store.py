@@ -32,7 +32,7 @@ from pathlib import Path
 from sqlalchemy import (CheckConstraint, Column, DateTime, Integer, MetaData, String, Table,
                         UniqueConstraint, and_, create_engine, event, func, insert, select, update)
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, NoSuchModuleError, OperationalError
 
 from smfd.errors import InputError
 from smfd.paths import cache_root
@@ -223,6 +223,9 @@ class VoteStore:
             self.engine = create_engine(url, pool_pre_ping=True, connect_args=connect_args)
         except ModuleNotFoundError as exc:
             raise InputError(f"{url.render_as_string()}: its driver is not installed ({exc})") from None
+        except NoSuchModuleError:
+            raise InputError(f"{url.render_as_string()}: not a kind of database SQLAlchemy knows "
+                             f"({backend}); use sqlite:///FILE or postgresql://...") from None
         if backend == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self.instance = f"{socket.gethostname()}:{os.getpid()}"[:128]

@@ -706,6 +706,31 @@ def test_no_acknowledged_vote_is_lost_when_replicas_are_killed_and_restarted(stu
         VoteStore("votes.sqlite")
 
 
+def test_a_database_url_of_an_unknown_kind_is_named_in_one_line():
+    with pytest.raises(InputError, match=r"^garbage://x: not a kind of database SQLAlchemy knows \(garbage\)"):
+        VoteStore("garbage://x")
+
+
+def test_a_port_held_by_another_server_or_a_bad_host_is_named_before_the_models_load(monkeypatch, capsys):
+    """smfd demo on a port another server listens on, or a host that is no address: one line
+    naming the option, exit status 2, before create_context loads anything."""
+    import socket
+
+    from smfd.cli import main
+
+    monkeypatch.setattr("app.main.create_context", lambda *a, **k: pytest.fail("the app loaded its models"))
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        assert main(["demo", "--port", str(port), "--admin-token", "x" * 32]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"--port {port}: cannot listen there" in err, err
+    assert main(["demo", "--host", "999.1.1.1", "--admin-token", "x" * 32]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("smfd: error: --host 999.1.1.1: not a host name"), err
+
+
 def test_an_unreachable_database_at_start_up_is_named_in_one_line():
     with pytest.raises(InputError, match=r"^postgresql://study:\*\*\*@127.0.0.1:1/votes: the study "
                                          r"database is unreachable \(OperationalError\)$"):
