@@ -7,6 +7,7 @@ A network only wires blocks together; every ablation of thesis table 4.3 is a co
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 import torch
@@ -116,9 +117,45 @@ def config_from_dict(data: dict):
     return with_overrides(cls(), data)
 
 
+# Fields with a range beyond their type: (lowest, highest, whether the lowest is allowed).
+FIELD_RANGES = {"input_scale": (0.0, 1.0, False), "contrast": (0.0, 100.0, False), "brightness": (-1.0, 1.0, True)}
+
+
+def check_override(name: str, kind: str, value) -> None:
+    """A config field's new value (from JSON or --set) against the field's type: a bool for a switch,
+    a positive integer for a count or width (a list of them for the levels), a finite number in
+    the field's range, a string. A string for a switch would count as on; a negative width fails
+    only deep inside torch."""
+    def positive_int(v) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+
+    if kind == "bool":
+        ok, rule = isinstance(value, bool), "true or false"
+    elif kind == "int":
+        ok, rule = positive_int(value), "a positive integer"
+    elif kind.startswith("tuple"):
+        ok, rule = isinstance(value, (list, tuple)) and value and all(map(positive_int, value)), \
+            "a list of positive integers"
+    elif kind == "float":
+        low, high, low_ok = FIELD_RANGES.get(name, (-float("inf"), float("inf"), True))
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
+            and (low <= value if low_ok else low < value) and value <= high
+        rule = f"a number in {'[' if low_ok else '('}{low:g}, {high:g}]"
+    else:
+        ok, rule = isinstance(value, str), "a string"
+    if not ok:
+        raise ValueError(f"{name} must be {rule}, got {value!r}")
+
+
 def with_overrides(config, overrides: dict):
-    """``config`` with some fields replaced; lists (from JSON or --set) become tuples, as the
-    configs are frozen and hashable."""
+    """``config`` with some fields replaced, each checked against its field's type
+    (:func:`check_override`); lists (from JSON or --set) become tuples, as the configs are frozen
+    and hashable. An unknown field is a TypeError naming it."""
+    kinds = {f.name: str(f.type) for f in dataclasses.fields(config)}
+    for name, value in overrides.items():
+        if name not in kinds:
+            raise TypeError(f"{type(config).__name__} has no field {name!r}")
+        check_override(name, kinds[name], value)
     return dataclasses.replace(config, **{k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()})
 
 

@@ -40,6 +40,10 @@ BLUR = ["blur", "no-such-image.png"]
     (TRAIN + ["{out}", "--set", "residual"], "--set"),
     (TRAIN + ["{out}", "--set", 'upsample="nearest"'], "--set"),
     (TRAIN + ["{out}", "--set", "no_such_field=1"], "--set"),
+    (TRAIN + ["{out}", "--set", 'residual="x"'], "residual must be true or false"),  # a string counted as on
+    (TRAIN + ["{out}", "--set", "contrast=-100"], "contrast must be a number in (0, 100]"),
+    (TRAIN + ["{out}", "--set", "decoder=[128,-1]"], "decoder must be a list of positive integers"),
+    (["train", "mask", "no-such-data", "--out", "{out}", "--set", "input_scale=2"], "input_scale must be"),
     (TRAIN + ["{out}", "--loss", "ssim"], "--loss"),
     (["train", "mask", "no-such-data", "--out", "{out}", "--loss", "mse"], "--loss"),
     (EVAL + ["{out}", "--grid-rows", "0"], "--grid-rows"),
@@ -57,6 +61,7 @@ BLUR = ["blur", "no-such-image.png"]
     (THESIS + ["{out}", "--set", "residual=yes"], "--set residual=yes"),
     (THESIS + ["{out}", "--set", "no_such_field=1"], "--set"),  # not after table 4.1's hours
     (THESIS + ["{out}", "--set", "head=\"wide\""], "--set"),
+    (THESIS + ["{out}", "--set", 'residual="x"'], "residual must be true or false"),
     (["restore", "no-such-image.png", "{out}", "--min-face", "0"], "--min-face"),
     (["restore", "no-such-image.png", "{out}", "--min-face", "-5"], "--min-face"),
     (["restore", "no-such-image.png", "{out}", "--threads", "0"], "--threads"),
