@@ -122,6 +122,8 @@ def run_batch(files: list[Path], desc: str, work: Callable[[Path], None], verb: 
             stems[path.stem] = path
             work(path)
         except InputError as exc:
+            if len(files) == 1:  # the run's only input: its one line is the whole story (exit status 2)
+                raise
             report(str(exc))
             failed += 1
         except Exception as exc:  # an unexpected failure on one file must not stop the others

@@ -82,14 +82,18 @@ def restore_files(src: str, dst: str, make_restorer, masks: str | None = None,
             raise InputError(f"{earlier[0]}: exists already (use --overwrite to replace this photo's face crops)")
         image = read_rgb(path)
         faces = detect_faces(image, detector=detector)
+        if not faces:  # nothing to restore: an error, not a copy of the photo that looks like a result
+            square = image.shape[0] == image.shape[1]
+            hint = ("an aligned face crop? --aligned restores it whole" if layout == "auto" and square
+                    else "--detector cnn finds smaller and more turned faces" if detector == "hog"
+                    else "is there a face of at least 16 px?")
+            raise InputError(f"{path}: no face found, nothing written ({hint})")
         if layout == "auto" and is_aligned_crop(image, faces):
             tqdm.write(f"{path.name}: an aligned face crop ({image.shape[1]}x{image.shape[0]}), restored "
                        "as one (--whole treats it as a photo)")
             return restorer.restore(image)
         photo, report = restore_photo(image, restorer, min_face=min_face, faces=faces)
-        square = image.shape[0] == image.shape[1]
-        hint = " (an aligned face crop? --aligned restores it whole)" if layout == "auto" and square and not faces else ""
-        tqdm.write(f"{path.name}: {report.summary()}{hint}")
+        tqdm.write(f"{path.name}: {report.summary()}")
         if crops_dir is not None:
             for stale in earlier:  # an earlier run's, perhaps of more faces: none may stay beside the new
                 stale.unlink()

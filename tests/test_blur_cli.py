@@ -147,9 +147,9 @@ def test_existing_outputs_are_kept_without_overwrite(tmp_path, face_files, capsy
     png = out / f"{src.stem}.png"
     before = png.read_bytes(), (out / f"{src.stem}.json").read_bytes()
     capsys.readouterr()
-    assert main(["blur", str(src), str(out), "--seed", "2"]) == 1
-    err = capsys.readouterr().err
-    assert f"{png}: exists already" in err and "--overwrite" in err
+    assert main(["blur", str(src), str(out), "--seed", "2"]) == 2  # the only input: one line
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"{png}: exists already" in err and "--overwrite" in err
     assert (png.read_bytes(), (out / f"{src.stem}.json").read_bytes()) == before
     assert main(["blur", str(src), str(out), "--seed", "2", "--overwrite"]) == 0
     assert png.read_bytes() != before[0]

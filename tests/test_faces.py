@@ -197,12 +197,24 @@ def test_tiny_face_is_left_untouched_and_reported(restorer, face_512):
     assert "1 left untouched (smaller than 32 px" in report.summary()
 
 
-def test_photo_without_a_face_is_returned_unchanged(tmp_path, random_weights, capsys):
-    src = write_png(tmp_path / "sky.png", gradient(320, 240))
-    rc = main(["restore", str(src), str(tmp_path / "out"), "--weights", str(random_weights)])
-    assert rc == 0
-    assert np.array_equal(read_image(tmp_path / "out" / "sky.png"), read_image(src))
-    assert "sky.png: no face found; the photo is returned unchanged" in capsys.readouterr().out
+def test_a_photo_without_a_face_is_named_and_nothing_is_written_for_it(tmp_path, random_weights, face_512,
+                                                                       capsys):
+    """Alone: one line naming it with a hint, exit status 2, no output. In a folder: named, the
+    other photos restored, exit status 1; a copy of the photo is never written as its result."""
+    sky = write_png(tmp_path / "in" / "sky.png", gradient(320, 240))
+    square = write_png(tmp_path / "square" / "grey.png", gradient(256, 256))
+    out = tmp_path / "out"
+    for src, hint in ((sky, "--detector cnn"), (square, "--aligned restores it whole")):
+        assert main(["restore", str(src), str(out), "--weights", str(random_weights)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and err.startswith(f"smfd: error: {src}: no face found, nothing written (")
+        assert hint in err, err
+        assert not (out / src.name).exists()
+    write_png(tmp_path / "in" / "portrait.png", place(gradient(640, 480), face_512, 200, 220, 120))
+    assert main(["restore", str(tmp_path / "in"), str(out), "--weights", str(random_weights)]) == 1
+    captured = capsys.readouterr()
+    assert f"{sky}: no face found" in captured.err and "portrait.png: 1 face found, 1 restored" in captured.out
+    assert sorted(p.name for p in out.iterdir()) == ["portrait.png"]
 
 
 def test_folder_with_bad_files_and_faces_out(tmp_path, random_weights, face_512, capsys):
@@ -234,7 +246,7 @@ def test_folder_with_bad_files_and_faces_out(tmp_path, random_weights, face_512,
     before = {p.name: p.read_bytes() for p in crops.iterdir()}
     again = ["restore", str(photos / "good.png"), str(tmp_path / "out2"), "--weights", str(random_weights),
              "--faces-out", str(crops)]
-    assert main(again) == 1
+    assert main(again) == 2  # the only input: one line
     captured = capsys.readouterr()
     assert f"{crops / 'good_face1_blurry.png'}: exists already" in captured.err and "face found" not in captured.out
     assert {p.name: p.read_bytes() for p in crops.iterdir()} == before and not (tmp_path / "out2" / "good.png").exists()

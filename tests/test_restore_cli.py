@@ -136,7 +136,7 @@ def test_bad_inputs_exit_with_one_line(tmp_path, random_weights, capsys, monkeyp
     tiny = tmp_path / "tiny.png"
     Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tiny)
     for command, *extra in (["restore", "--aligned"], ["mask"]):
-        assert main([command, str(tiny), str(tmp_path / "t"), *extra, "--weights", str(random_weights)]) == 1
+        assert main([command, str(tiny), str(tmp_path / "t"), *extra, "--weights", str(random_weights)]) == 2
         assert f"{tiny}: image is too small (4x4)" in capsys.readouterr().err  # the file is named
 
 
