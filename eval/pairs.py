@@ -98,7 +98,7 @@ def find_pairs(blurry_dir: str | Path, sharp_dir: str | Path, masks_dir: str | P
     blurry_dir, sharp_dir = Path(blurry_dir), Path(sharp_dir)
     for folder in (blurry_dir, sharp_dir, *([Path(masks_dir)] if masks_dir else [])):
         if not folder.is_dir():
-            raise InputError(f"{folder}: folder not found")
+            raise InputError(f"{folder}: {'not a folder' if folder.exists() else 'folder not found'}")
     sharp = {p.stem: p for p in list_images(sharp_dir)}
     pairs = []
     for b in list_images(blurry_dir):

@@ -74,6 +74,10 @@ def restore_files(src: str, dst: str, make_restorer, masks: str | None = None,
     def work_aligned(path: Path):
         image = read_rgb(path)
         mask = load_mask_for(path, masks_dir) if masks_dir else None
+        if mask is not None and abs(mask.shape[0] * image.shape[1] - mask.shape[1] * image.shape[0]) \
+                > 0.02 * mask.shape[1] * image.shape[0]:  # a mask of another picture, not another scale
+            raise InputError(f"{mask_path_for(path, masks_dir)}: a {mask.shape[1]}x{mask.shape[0]} mask for a "
+                             f"{image.shape[1]}x{image.shape[0]} face: not the same shape")
         return restorer.restore(image, mask)
 
     def work_photo(path: Path):

@@ -35,7 +35,7 @@ KEEP_COLOURS = True  # the default of every caller: the same face gets the same 
 
 def weight_files(folder: str | Path | None = None) -> tuple[Path, Path]:
     """(mask generator, SMFD-UNet) weights in ``folder``; by default the shipped ones."""
-    folder = Path(folder) if folder else WEIGHTS_DIR
+    folder = WEIGHTS_DIR if folder is None else Path(folder)  # "" is a folder named, not the default
     return folder / MASK_WEIGHTS, folder / DEBLUR_WEIGHTS
 
 

@@ -95,6 +95,13 @@ def test_the_python_api_refuses_the_same_values(field, value, option, tmp_path):
         TrainSettings(task="deblur", data=("unused",), out=str(tmp_path), **{field: value})
 
 
+def test_pairs_given_as_a_file_are_named_as_not_a_folder(tmp_path, capsys):
+    file = tmp_path / "face.png"
+    file.write_bytes(b"")
+    assert main(["eval", "--pairs", str(file), str(tmp_path), "--out", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err.strip() == f"smfd: error: {file}: not a folder"
+
+
 @pytest.mark.parametrize("args", [
     TRAIN + ["{file}"],
     EVAL + ["{file}"],

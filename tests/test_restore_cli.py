@@ -47,6 +47,19 @@ def test_restore_with_given_masks(faces, tmp_path, random_weights):
         assert not np.array_equal(a, b)  # the mask steers the result
 
 
+def test_a_mask_of_another_shape_is_refused_and_another_scale_is_not(faces, tmp_path, random_weights, capsys):
+    """A mask is resized to its face, so half the size is fine; a mask whose sides are not in the
+    face's proportion belongs to another picture: one line naming it, nothing written."""
+    src = sorted((faces / "in").glob("*.jpg"))[0]
+    h, w = read_image(src).shape[:2]
+    args = ["restore", str(src), str(tmp_path / "out"), "--weights", str(random_weights)]
+    for name, size, code in (("half", (h // 2, w // 2), 0), ("other", (13, 7), 2)):
+        write_png(tmp_path / name / f"{src.stem}.png", np.zeros(size, np.uint8))
+        assert main([*args, "--masks", str(tmp_path / name), "--overwrite"]) == code
+    err = capsys.readouterr().err.strip()
+    assert err == f"smfd: error: {tmp_path / 'other' / src.stem}.png: a 7x13 mask for a {w}x{h} face: not the same shape"
+
+
 def test_a_missing_mask_fails_only_that_face(faces, tmp_path, random_weights, capsys):
     masks = tmp_path / "masks"
     shutil.copytree(faces / "masks", masks)

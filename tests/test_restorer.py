@@ -50,6 +50,8 @@ def test_bad_inputs_are_refused(restorer, face):
 def test_missing_weights_and_unknown_devices_are_named(tmp_path, random_weights):
     with pytest.raises(InputError, match="mask_generator.safetensors"):
         Restorer.from_pretrained(tmp_path)
+    with pytest.raises(InputError, match="model weights not found"):  # an empty name is not the default
+        Restorer.from_pretrained("")
     with pytest.raises(InputError, match="auto, cpu or cuda, got 'tpu'"):
         Restorer.from_pretrained(random_weights, "tpu")
 
