@@ -155,8 +155,10 @@ def build_app(ctx: AppContext) -> gr.Blocks:
 def check_can_listen(host: str, port: int) -> None:
     """Refuse, before the models load, a --host that is not an address of this machine or a --port
     that another server holds (Gradio would say so only after loading, and name the wrong fix)."""
+    name = host.strip("[]") or "127.0.0.1"  # as Gradio reads it: "[::1]" is ::1, "" is 127.0.0.1
+    family = socket.AF_INET6 if ":" in name else socket.AF_INET  # as uvicorn binds a name: IPv4
     try:
-        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        family, kind, proto, _, address = socket.getaddrinfo(name, port, family, socket.SOCK_STREAM)[0]
     except socket.gaierror as exc:
         raise InputError(f"--host {host}: not a host name or address ({exc.strerror})") from None
     with socket.socket(family, kind, proto) as probe:

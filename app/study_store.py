@@ -225,7 +225,7 @@ class VoteStore:
             raise InputError(f"{url.render_as_string()}: its driver is not installed ({exc})") from None
         except NoSuchModuleError:
             raise InputError(f"{url.render_as_string()}: not a kind of database SQLAlchemy knows "
-                             f"({backend}); use sqlite:///FILE or postgresql://...") from None
+                             f"({url.drivername}); use sqlite:///FILE or postgresql://...") from None
         if backend == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self.instance = f"{socket.gethostname()}:{os.getpid()}"[:128]

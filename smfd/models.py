@@ -117,8 +117,10 @@ def config_from_dict(data: dict):
     return with_overrides(cls(), data)
 
 
-# Fields with a range beyond their type: (lowest, highest, whether the lowest is allowed).
+# Fields with a range beyond their type: (lowest, highest, whether the lowest is allowed); integer
+# fields are at least 1 (counts, widths) unless named here.
 FIELD_RANGES = {"input_scale": (0.0, 1.0, False), "contrast": (0.0, 100.0, False), "brightness": (-1.0, 1.0, True)}
+INT_MINIMUM = {"dense_layers": 0}  # 0: plain convolutions, no dense block
 
 
 def check_override(name: str, kind: str, value) -> None:
@@ -126,15 +128,16 @@ def check_override(name: str, kind: str, value) -> None:
     a positive integer for a count or width (a list of them for the levels), a finite number in
     the field's range, a string. A string for a switch would count as on; a negative width fails
     only deep inside torch."""
-    def positive_int(v) -> bool:
-        return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+    def int_from(v, least: int = 1) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and v >= least
 
     if kind == "bool":
         ok, rule = isinstance(value, bool), "true or false"
     elif kind == "int":
-        ok, rule = positive_int(value), "a positive integer"
+        least = INT_MINIMUM.get(name, 1)
+        ok, rule = int_from(value, least), "a positive integer" if least == 1 else f"an integer of at least {least}"
     elif kind.startswith("tuple"):
-        ok, rule = isinstance(value, (list, tuple)) and value and all(map(positive_int, value)), \
+        ok, rule = isinstance(value, (list, tuple)) and value and all(map(int_from, value)), \
             "a list of positive integers"
     elif kind == "float":
         low, high, low_ok = FIELD_RANGES.get(name, (-float("inf"), float("inf"), True))

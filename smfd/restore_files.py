@@ -97,6 +97,9 @@ def restore_files(src: str, dst: str, make_restorer, masks: str | None = None,
                        "as one (--whole treats it as a photo)")
             return restorer.restore(image)
         photo, report = restore_photo(image, restorer, min_face=min_face, faces=faces)
+        if not report.restored:  # every face too small: as with no face, no copy that looks like a result
+            raise InputError(f"{path}: {report.summary()}; nothing written (--min-face sets the smallest face "
+                             "restored)")
         tqdm.write(f"{path.name}: {report.summary()}")
         if crops_dir is not None:
             for stale in earlier:  # an earlier run's, perhaps of more faces: none may stay beside the new

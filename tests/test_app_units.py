@@ -729,6 +729,10 @@ def test_a_port_held_by_another_server_or_a_bad_host_is_named_before_the_models_
     assert main(["demo", "--host", "999.1.1.1", "--admin-token", "x" * 32]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("smfd: error: --host 999.1.1.1: not a host name"), err
+    from app.main import check_can_listen
+
+    for host in ("127.0.0.1", "0.0.0.0", "", "localhost"):  # as Gradio takes them ("" is 127.0.0.1)
+        check_can_listen(host, 0)
 
 
 def test_an_unreachable_database_at_start_up_is_named_in_one_line():

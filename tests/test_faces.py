@@ -197,6 +197,16 @@ def test_tiny_face_is_left_untouched_and_reported(restorer, face_512):
     assert "1 left untouched (smaller than 32 px" in report.summary()
 
 
+def test_a_photo_whose_every_face_is_too_small_is_named_and_not_written(tmp_path, random_weights, face_512,
+                                                                        capsys):
+    src = write_png(tmp_path / "small.png", place(gradient(640, 480), face_512, 45, 300, 200))
+    out = tmp_path / "out"
+    assert main(["restore", str(src), str(out), "--weights", str(random_weights)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"{src}: 1 face found, 0 restored, 1 left untouched" in err, err
+    assert "nothing written (--min-face" in err and not (out / "small.png").exists()
+
+
 def test_a_photo_without_a_face_is_named_and_nothing_is_written_for_it(tmp_path, random_weights, face_512,
                                                                        capsys):
     """Alone: one line naming it with a hint, exit status 2, no output. In a folder: named, the

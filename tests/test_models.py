@@ -239,3 +239,18 @@ def test_smfd_info_prints_parameters_and_compute_of_a_weights_folder(tmp_path, c
     assert f"{'together':15s} {2 * (mask_macs + smfd_macs) / 1e9:.1f} GMAC per face" in out
     assert main(["info", "--weights", str(tmp_path / "none")]) == 2
     assert "model weights not found" in capsys.readouterr().err
+
+
+def test_config_overrides_are_checked_against_each_field():
+    """with_overrides (--set, checkpoint configs): the values a network builds from pass, others are
+    named; dense_layers 0 (plain convolutions) is allowed, a width of 0 is not."""
+    from smfd.models import with_overrides
+
+    assert with_overrides(SMFDConfig(), {"dense_layers": 0, "contrast": 2, "decoder": [64, 32, 16]}).decoder == (64, 32, 16)
+    for field, value, says in (("dense_layers", -1, "an integer of at least 0"), ("head", 0, "a positive integer"),
+                               ("residual", "yes", "true or false"), ("brightness", float("nan"), "a number in"),
+                               ("decoder", [], "a list of positive integers")):
+        with pytest.raises(ValueError, match=f"^{field} must be {says}"):
+            with_overrides(SMFDConfig(), {field: value})
+    with pytest.raises(TypeError, match="SMFDConfig has no field 'input_scale'"):
+        with_overrides(SMFDConfig(), {"input_scale": 0.5})

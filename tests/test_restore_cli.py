@@ -104,6 +104,10 @@ def test_an_input_is_never_replaced_by_its_result(command, faces, tmp_path, rand
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and f"{first.with_suffix('.png')}: an input of this run" in err, err
     assert {p: p.read_bytes() for p in src.iterdir()} == inputs
+    first.with_suffix(".png").unlink()  # JPEG inputs only: their results may go beside them
+    monkeypatch.undo()
+    assert main([command, str(src), str(src), *extra, *weights]) == 0
+    assert all((src / f"{p.stem}.png").is_file() for p in src.glob("*.jpg"))
 
 
 def test_a_repeated_command_is_refused_before_the_networks_load(faces, tmp_path, random_weights, capsys,
