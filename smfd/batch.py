@@ -67,11 +67,12 @@ def check_new_file(path: str | Path, option: str) -> Path:
     return path
 
 
-def check_not_inputs(targets: Iterable[Path], inputs: Iterable[Path]) -> None:
-    """Refuse, even with --overwrite, a run that would write its result over one of its own inputs
-    (OUT the input folder and a PNG input, say): that input would be lost."""
-    given = {p.resolve() for p in inputs if p.exists()}
-    for target in targets:
+def check_not_inputs(files: list[Path], out: str | Path, also: Iterable[Path] = (),
+                     suffixes: tuple[str, ...] = (".png",)) -> None:
+    """Refuse, even with --overwrite, a run whose outputs OUT/<stem><suffix> would replace one of its
+    own inputs (``files`` or ``also``, e.g. OUT the input folder and a PNG input): it would be lost."""
+    given = {p.resolve() for p in (*files, *also) if p.exists()}
+    for target in (Path(out) / f"{p.stem}{suffix}" for p in files for suffix in suffixes):
         if target.exists() and target.resolve() in given:
             raise InputError(f"{target}: an input of this run, which its result would replace "
                              "(choose another output folder)")

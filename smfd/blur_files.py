@@ -54,8 +54,7 @@ def blur_files(src: str, dst: str, options: degrade.PipelineOptions, seed: int =
         raise InputError(f"--seed must be a non-negative integer, got {seed}")
     files = list_images(src)
     fixed = load_recipe(recipe_path) if recipe_path else None
-    check_not_inputs([Path(dst) / f"{p.stem}{ext}" for p in files for ext in (".png", ".json")],
-                     files + ([Path(recipe_path)] if recipe_path else []))
+    check_not_inputs(files, dst, [Path(recipe_path)] if recipe_path else [], (".png", ".json"))
     check_some_usable(files, check_image_file)
     out = prepare_out(dst)
 

@@ -56,8 +56,7 @@ def restore_files(src: str, dst: str, make_restorer, masks: str | None = None,
         raise InputError(f"{masks_dir}: --masks folder not found")
     out = check_folder(dst, "OUT")
     crops_dir = check_folder(faces_out, "--faces-out") if faces_out else None
-    masks_given = [masks_dir / f"{p.stem}.png" for p in files] if masks_dir is not None else []
-    check_not_inputs([out / f"{p.stem}.png" for p in files], files + masks_given)
+    check_not_inputs(files, out, [masks_dir / f"{p.stem}.png" for p in files] if masks_dir is not None else [])
     check_some_free(files, out, overwrite)
 
     def usable(path: Path) -> None:
@@ -131,7 +130,7 @@ def write_face_crops(folder: Path, stem: str, report: PhotoReport) -> None:
 def mask_files(src: str, dst: str, make_restorer, overwrite: bool = False) -> None:
     files = list_images(src)
     out = check_folder(dst, "OUT")
-    check_not_inputs([out / f"{p.stem}.png" for p in files], files)
+    check_not_inputs(files, out)
     check_some_free(files, out, overwrite)
     check_some_usable(files, check_image_file)
     restorer = make_restorer()
