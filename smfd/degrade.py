@@ -184,9 +184,11 @@ class Recipe:
             raise ValueError("recipe layers must be lists of {kind, size, direction} objects") from None
         # The bounds of the pipeline's own options: a hand-edited recipe cannot run for hours.
         longest = max(len(letters) for letters in SEQUENCES.values())
-        if len(layers) > MAX_LAYERS or any(not 1 <= len(layer) <= longest for layer in layers):
-            raise ValueError(f"a recipe has at most {MAX_LAYERS} layers of 1 to {longest} blur operations, "
-                             f"got {[len(layer) for layer in layers]}")
+        if len(layers) > MAX_LAYERS:
+            raise ValueError(f"a recipe has at most {MAX_LAYERS} layers of blur, got {len(layers)}")
+        for i, layer in enumerate(layers):
+            if not 1 <= len(layer) <= longest:
+                raise ValueError(f"a recipe's layer has 1 to {longest} blur operations, layer {i} has {len(layer)}")
         for layer in layers:
             for op in layer:
                 odd_size = _is_int(op.size) and 1 <= op.size <= MAX_KERNEL_SIZE and op.size % 2 == 1

@@ -30,10 +30,6 @@ def mask_path_for(path: Path, masks_dir: Path) -> Path:
     return mask_path
 
 
-def load_mask_for(path: Path, masks_dir: Path):
-    return read_groups(mask_path_for(path, masks_dir))
-
-
 def restore_files(src: str, dst: str, make_restorer, masks: str | None = None,
                   overwrite: bool = False, layout: str = "auto", faces_out: str | None = None,
                   min_face: float = MIN_FACE, detector: str = "hog") -> None:
@@ -59,10 +55,23 @@ def restore_files(src: str, dst: str, make_restorer, masks: str | None = None,
     check_not_inputs(files, out, [masks_dir / f"{p.stem}.png" for p in files] if masks_dir is not None else [])
     check_some_free(files, out, overwrite)
 
+    def read_aligned(path: Path):
+        """The face crop and its mask (None without --masks), refused when they do not fit."""
+        image = read_rgb(path)
+        if masks_dir is None:
+            return image, None
+        mask_path = mask_path_for(path, masks_dir)
+        mask = read_groups(mask_path)
+        if abs(mask.shape[0] * image.shape[1] - mask.shape[1] * image.shape[0]) \
+                > 0.02 * mask.shape[1] * image.shape[0]:  # a mask of another picture, not another scale
+            raise InputError(f"{mask_path}: a {mask.shape[1]}x{mask.shape[0]} mask for a "
+                             f"{image.shape[1]}x{image.shape[0]} face: not the same shape")
+        return image, mask
+
     def usable(path: Path) -> None:
         check_image_file(path)
-        if masks_dir is not None:
-            check_image_file(mask_path_for(path, masks_dir))
+        if masks_dir is not None:  # a crop and its mask are small: read them, so a misfit shows now
+            read_aligned(path)
 
     check_some_usable(files, usable)
     restorer = make_restorer()
@@ -71,13 +80,7 @@ def restore_files(src: str, dst: str, make_restorer, masks: str | None = None,
             prepare_out(folder)
 
     def work_aligned(path: Path):
-        image = read_rgb(path)
-        mask = load_mask_for(path, masks_dir) if masks_dir else None
-        if mask is not None and abs(mask.shape[0] * image.shape[1] - mask.shape[1] * image.shape[0]) \
-                > 0.02 * mask.shape[1] * image.shape[0]:  # a mask of another picture, not another scale
-            raise InputError(f"{mask_path_for(path, masks_dir)}: a {mask.shape[1]}x{mask.shape[0]} mask for a "
-                             f"{image.shape[1]}x{image.shape[0]} face: not the same shape")
-        return restorer.restore(image, mask)
+        return restorer.restore(*read_aligned(path))
 
     def work_photo(path: Path):
         earlier = face_crops(crops_dir, path.stem) if crops_dir is not None else []

@@ -1,7 +1,7 @@
 """The web app end to end: `smfd demo` in a subprocess, driven through every tab by headless
 Chromium (Playwright, Debian's chromium: `make browser`), and through its API by gradio_client.
 
-One app serves the whole module (random-weight networks of the real architectures); the study
+One app serves the whole module (the shipped networks: random ones give every face the same mask); the study
 test kills it with SIGKILL in the middle of several participants' sessions and starts it again.
 """
 

@@ -78,10 +78,19 @@ def test_invalid_options_are_refused(bad, message):
 
 
 def test_a_switched_off_stage_skips_its_checks_and_motion_only_needs_no_gaussian():
-    PipelineOptions(blur=False, layers=(), sequences=(), motion_sizes=())
-    PipelineOptions(rescale=False, scale_range=(0.5, 0.1))
-    PipelineOptions(noise=False, noise_range=(-3.0, -5.0))
-    PipelineOptions(sequences=("M",), gaussian_sizes=())
+    """Options that would be refused for a stage that runs are accepted when it is off, and the
+    stage is then never drawn."""
+    rng = np.random.default_rng(0)
+    no_blur = PipelineOptions(blur=False, layers=(), sequences=(), motion_sizes=())
+    no_scale = PipelineOptions(rescale=False, scale_range=(0.5, 0.1))
+    no_noise = PipelineOptions(noise=False, noise_range=(-3.0, -5.0))
+    motion_only = PipelineOptions(sequences=("M",), gaussian_sizes=())
+    for _ in range(20):
+        assert degrade.sample_recipe(rng, no_blur).layers == ()
+        assert degrade.sample_recipe(rng, no_scale).scale is None
+        assert degrade.sample_recipe(rng, no_noise).noise_sigma is None
+        recipe = degrade.sample_recipe(rng, motion_only)
+        assert recipe.layers and all(op.kind == "motion" for layer in recipe.layers for op in layer)
 
 
 def test_options_survive_json_and_lists_become_tuples():
@@ -156,7 +165,9 @@ M15 = {"kind": "motion", "size": 15, "direction": "vertical"}
     ({"layers": [[{"kind": "gaussian", "size": 15.0}]]}, "blur operation"),
     ({"layers": [[{"kind": "motion", "size": 15}]]}, "direction"),
     ({"layers": [[{"kind": "motion", "size": 15, "angle": 3}]]}, "lists of"), ({"layers": 3}, "lists of"),
-    ({"layers": [[M15]] * 11}, "at most 10 layers"), ({"layers": [[M15] * 4]}, "1 to 3 blur operations"),
+    ({"layers": [[M15]] * 11}, "at most 10 layers of blur, got 11$"),
+    ({"layers": [[M15]] * 1000}, "at most 10 layers of blur, got 1000$"),  # one short line, not 1000 counts
+    ({"layers": [[M15], [M15] * 4]}, "1 to 3 blur operations, layer 1 has 4$"),
     ({"layers": [[]]}, "1 to 3 blur operations"),
     ({"scale": 0.5}, "scale"), ({"scale": "2"}, "scale"), ({"scale": 100.0}, "scale"),
     ({"noise_sigma": -1.0}, "noise_sigma"), ({"noise_sigma": 1e6}, "noise_sigma"),

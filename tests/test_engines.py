@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from smfd import data, metrics
+from smfd import data, engines, metrics
 from smfd.engines import OpenVINOEngine, TorchEngine, make_engine, openvino_version
 from smfd.errors import InputError
 from smfd.models import MaskNet, MaskNetConfig, SMFDConfig, SMFDNet
@@ -105,8 +105,7 @@ def test_smfd_threads_sets_both_engines_and_nonsense_is_named(monkeypatch, tmp_p
         monkeypatch.setenv("SMFD_THREADS", "1")
         make_engine("pytorch", mask, deblur, torch.device("cpu"), 256)
         assert torch.get_num_threads() == 1
-        if openvino_version() is not None:
-            assert make_engine("openvino", mask, deblur, torch.device("cpu"), 64).threads == 1
+        assert make_engine("openvino", mask, deblur, torch.device("cpu"), 64).threads == 1
         for nonsense in ("abc", "0", "-2", "2.5"):
             monkeypatch.setenv("SMFD_THREADS", nonsense)
             with pytest.raises(InputError, match=f"^\\$SMFD_THREADS must be a number of threads from 1 to 1024, "
@@ -162,11 +161,18 @@ def test_a_mirrored_face_is_restored_as_the_mirror_image_in_every_engine(engine,
 def test_int8_engine_is_calibrated_and_cached_apart(tmp_path, monkeypatch, celeba):
     monkeypatch.setenv("SMFD_CACHE", str(tmp_path))
     face = data.benchmark_pair(data.open_dataset(celeba)[0])[0]
+    calibrated = []
+    monkeypatch.setattr("smfd.restorer.calibration_faces",  # the faces the int8 conversion calibrates on
+                        lambda *a, **k: calibrated.append(engines.calibration_faces(*a, **k)) or calibrated[-1])
     float_engine = Restorer(*small_networks(3), engine="openvino")
     int8 = Restorer(*small_networks(3), engine="openvino-int8")
     assert int8.engine.int8 and int8.engine.folder != float_engine.engine.folder
+    assert [len(faces) for faces in calibrated] == [engines.CALIBRATION_FACES]  # the int8 engine's only
+    for name in ("mask.xml", "deblur.xml"):  # the stored networks are quantised, the float ones not
+        assert 'type="FakeQuantize"' in (int8.engine.folder / name).read_text()
+        assert 'type="FakeQuantize"' not in (float_engine.engine.folder / name).read_text()
     a, b = float_engine.restore(face), int8.restore(face)
-    assert b.shape == a.shape and metrics.psnr(a, b) > 25  # quantised, yet the same picture
+    assert b.shape == a.shape and not np.array_equal(a, b) and metrics.psnr(a, b) > 25  # nearly the same
     assert "int8" in int8.engine.describe()
 
 

@@ -140,14 +140,24 @@ def test_eval_writes_every_result(pairs_dir, random_weights, tmp_path, capsys):
     gfpgan = rows["gfpgan-1.4"]
     assert gfpgan["n"] == "0" and gfpgan["psnr"] == "" and "not available: weights not found" in gfpgan["status"]
     assert rows["smfd-gt-mask"]["n"] == str(FACES) and rows["smfd-gt-mask"]["psnr"] != ""
-    for name in ("results.md", "chart.html", "plotly.min.js", "grid.png", "per_image.csv"):
-        assert (out / name).is_file(), name
+    restored = np.mean([metrics.psnr(read_image(out / "outputs" / "smfd-gt-mask" / f"{p.id}.png"),
+                                     read_image(p.sharp)) for p in pairs])
+    assert float(rows["smfd-gt-mask"]["psnr"]) == pytest.approx(restored, abs=0.01)  # of the saved outputs
+    with (out / "per_image.csv").open() as f:
+        per_image = list(csv.DictReader(f))
+    assert sorted((r["method"], r["id"]) for r in per_image) == sorted(
+        (m, p.id) for m in ("blurry", "smfd-gt-mask") for p in pairs)  # a row per face of each scored method
+    for method in ("blurry", "smfd-gt-mask"):
+        mean = np.mean([float(r["psnr"]) for r in per_image if r["method"] == method])
+        assert mean == pytest.approx(float(rows[method]["psnr"]), abs=0.01)
+    chart = (out / "chart.html").read_text()
+    assert all(method in chart for method in ("blurry", "smfd-gt-mask")) and (out / "plotly.min.js").is_file()
     assert "zero-shot" in (out / "results.md").read_text() and "S-Lab" not in (out / "results.md").read_text()
     assert read_image(out / "grid.png").shape == (FACES * 256, 4 * 256, 3)  # input, 2 methods, target
     assert len(list((out / "outputs" / "smfd-gt-mask").glob("*.png"))) == FACES
 
 
-def test_eval_never_replaces_earlier_results_silently(pairs_dir, tmp_path, capsys):
+def test_eval_never_replaces_earlier_results_silently(pairs_dir, tmp_path, capsys, monkeypatch):
     out = tmp_path / "eval"
     args = ["eval", "--pairs", str(pairs_dir / "blurry"), str(pairs_dir / "sharp"), "--methods", "blurry",
             "--out", str(out), "--grid-rows", "1"]
@@ -167,7 +177,8 @@ def test_eval_never_replaces_earlier_results_silently(pairs_dir, tmp_path, capsy
         for p in others:
             (tmp_path / p.name).rename(p)
     (out / "outputs" / "blurry" / "stale.png").write_bytes(b"")
-    if not torch.cuda.is_available():  # a run that cannot start removes nothing, --overwrite or not
+    with monkeypatch.context() as m:  # a run that cannot start removes nothing, --overwrite or not
+        m.setattr(torch.cuda, "is_available", lambda: False)
         assert main(args + ["--overwrite", "--device", "cuda"]) == 2
         assert "no CUDA GPU" in capsys.readouterr().err and (out / "outputs" / "blurry" / "stale.png").exists()
     assert main(args + ["--overwrite"]) == 0

@@ -48,11 +48,19 @@ def test_run_writes_checkpoints_and_resumes(celeba, tmp_path):
     assert result["epochs"] == 2
     assert [r["epoch"] for r in _rows(tmp_path / "log.csv")] == ["1", "2"]
     best = checkpoint.load(tmp_path / "best.safetensors")
-    assert best.info["epoch"] in (1, 2) and "ssim" in best.info["scores"]
+    ssims = [float(r["ssim"]) for r in _rows(tmp_path / "log.csv")]
+    assert best.info["epoch"] == 1 + int(np.argmax(ssims)) and "ssim" in best.info["scores"]  # higher is better
 
-    settings.epochs = 3  # the same command with more epochs continues after epoch 2
+    settings.epochs = 3  # the same command with more epochs continues after epoch 2, where it stood
+    saved = torch.load(tmp_path / "state.pt", weights_only=True)
     resumed = Trainer(settings)
+    assert not all(torch.equal(v, saved["model"][k]) for k, v in resumed.model.state_dict().items())
     assert resumed.load_state() and resumed.epoch == 2 and len(resumed.history) == 2
+    assert all(torch.equal(v, saved["model"][k]) for k, v in resumed.model.state_dict().items())
+    moments = resumed.optimizer.state_dict()["state"]
+    assert moments and all(torch.equal(moments[i]["exp_avg"], saved["optimizer"]["state"][i]["exp_avg"])
+                           for i in moments)
+    assert resumed.scheduler.state_dict() == saved["scheduler"]
     assert resumed.run()["epochs"] == 3
     assert [r["epoch"] for r in _rows(tmp_path / "log.csv")] == ["1", "2", "3"]
 
