@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -33,26 +34,23 @@ def note(message: str) -> None:
     tqdm.write(f"smfd: {message}", file=sys.stderr)
 
 
-def prepare_out(dst: str | Path) -> Path:
-    out = Path(dst)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"{out}: output must be a folder")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:  # e.g. a parent is a file, or no permission
-        raise InputError(f"{out}: cannot create the output folder ({exc.strerror})") from None
-    return out
-
-
 def check_folder(path: str | Path, option: str) -> Path:
-    """An output folder named on the command line and made later by the command: refused in one
-    line, before any work, where it or a folder above it is a file."""
+    """An output folder named on the command line: refused in one line, before any work, where it
+    or a folder above it is a file, or where the nearest folder that exists cannot be written to.
+    The folder itself is made by the first file written into it, so a run that writes nothing
+    leaves none behind."""
+    if not str(path).strip():  # e.g. an unset shell variable; Path('') would be the current folder
+        raise InputError(f"{option} is empty: name a folder")
     path = Path(path)
-    for p in (path, *path.parents):
+    for p in (path.absolute(), *path.absolute().parents):
         if p.exists():
             if not p.is_dir():
-                raise InputError(f"{path}: {option} is a file, not a folder" if p == path
+                raise InputError(f"{path}: {option} is a file, not a folder" if p == path.absolute()
                                  else f"{path}: {option} cannot be made: {p} is a file")
+            try:  # the one sure test of writing (permission bits, read-only mounts, ACLs): try it
+                tempfile.TemporaryFile(dir=p).close()
+            except OSError as exc:
+                raise InputError(f"{path}: {option} cannot be written to ({p}: {exc.strerror})") from None
             break
     return path
 
@@ -96,6 +94,8 @@ def check_some_usable(files: list[Path], check: Callable[[Path], None]) -> None:
 
 def check_free(paths: Iterable[Path], overwrite: bool) -> None:
     for path in paths:
+        if path.is_dir():  # not even --overwrite replaces a folder
+            raise InputError(f"{path}: a folder of that name is in the way of this output")
         if path.exists() and not overwrite:
             raise InputError(f"{path}: exists already (use --overwrite to replace it)")
 

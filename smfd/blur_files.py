@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from . import degrade
-from .batch import check_free, check_not_inputs, check_some_usable, prepare_out, run_batch
+from .batch import check_folder, check_free, check_not_inputs, check_some_usable, run_batch
 from .errors import InputError
 from .images import check_image_file, list_images, read_image, write_atomically, write_png
 
@@ -54,9 +54,9 @@ def blur_files(src: str, dst: str, options: degrade.PipelineOptions, seed: int =
         raise InputError(f"--seed must be a non-negative integer, got {seed}")
     files = list_images(src)
     fixed = load_recipe(recipe_path) if recipe_path else None
-    check_not_inputs(files, dst, [Path(recipe_path)] if recipe_path else [], (".png", ".json"))
+    out = check_folder(dst, "OUT")
+    check_not_inputs(files, out, [Path(recipe_path)] if recipe_path else [], (".png", ".json"))
     check_some_usable(files, check_image_file)
-    out = prepare_out(dst)
 
     def work(path: Path) -> None:
         png, js = out / f"{path.stem}.png", out / f"{path.stem}.json"

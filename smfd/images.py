@@ -40,11 +40,15 @@ def _umask() -> int:
 
 def list_images(path: str | Path) -> list[Path]:
     """A file -> [file]; a folder -> its image files, sorted. Raises InputError if missing/empty."""
+    if not str(path).strip():  # e.g. an unset shell variable; Path('') would be the current folder
+        raise InputError("the input path is empty: name a file or folder")
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file or folder")
     if path.is_file():
         return [path]
+    if not path.is_dir():  # a device or a pipe: nothing to list and no image to read whole
+        raise InputError(f"{path}: not a regular file or folder")
     files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise InputError(f"{path}: folder holds no image files ({', '.join(IMAGE_SUFFIXES)})")
@@ -127,13 +131,19 @@ def write_atomically(path: str | Path, write: Callable[[Path], None], suffix: st
     """Call ``write(tmp)`` on a new file beside ``path``, then rename it to ``path``: a crash never
     leaves a half-written file, and readers see the old file or the whole new one."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=suffix, dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(suffix=suffix, dir=path.parent)
+    except OSError as exc:  # no permission, a file in the way, a full disk: one line naming the file
+        raise InputError(f"{path}: cannot be written ({exc.strerror or exc})") from None
     os.close(fd)
     try:
         write(Path(tmp))
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the usual permissions
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise InputError(f"{path}: cannot be written ({exc.strerror or exc})") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -7,11 +7,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from .batch import (check_folder, check_free, check_not_inputs, check_some_free, check_some_usable, prepare_out,
-                    run_batch)
+from .batch import check_folder, check_free, check_not_inputs, check_some_free, check_some_usable, run_batch
 from .errors import InputError
 from .faces import detect_faces, is_aligned_crop
-from .images import check_image_file, check_rgb, list_images, read_groups, read_image, write_png
+from .images import check_rgb, list_images, read_groups, read_image, write_png
 from .labels import colorize
 from .photos import MIN_FACE, PhotoReport, restore_photo
 
@@ -41,18 +40,26 @@ def restore_files(src: str, dst: str, make_restorer, masks: str | None = None,
     if layout not in LAYOUTS:
         raise InputError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
     files = list_images(src)
-    masks_dir = Path(masks) if masks else None
+    if masks is not None and not str(masks).strip():  # Path('') would be the current folder
+        raise InputError("--masks is empty: name a folder")
+    masks_dir = Path(masks) if masks is not None else None
     if masks_dir is not None and layout == "whole":
         raise InputError("--masks gives the masks of aligned face crops: it does not go with --whole")
-    if faces_out and (layout == "aligned" or masks_dir is not None):
+    if faces_out is not None and (layout == "aligned" or masks_dir is not None):
         raise InputError("--faces-out writes the faces found in whole photos: "
                          "it does not go with --aligned or --masks")
     aligned = layout == "aligned" or masks_dir is not None
     if masks_dir is not None and not masks_dir.is_dir():
         raise InputError(f"{masks_dir}: --masks folder not found")
     out = check_folder(dst, "OUT")
-    crops_dir = check_folder(faces_out, "--faces-out") if faces_out else None
+    crops_dir = check_folder(faces_out, "--faces-out") if faces_out is not None else None
     check_not_inputs(files, out, [masks_dir / f"{p.stem}.png" for p in files] if masks_dir is not None else [])
+    if crops_dir is not None:  # a photo's crops there are replaced, even those of more faces than now
+        given = {p.resolve() for p in files}
+        for crop in (c for p in files for c in face_crops(crops_dir, p.stem)):
+            if crop.resolve() in given:
+                raise InputError(f"{crop}: an input of this run, which its face crops would replace "
+                                 "(choose another --faces-out folder)")
     check_some_free(files, out, overwrite)
 
     def read_aligned(path: Path):
@@ -68,16 +75,14 @@ def restore_files(src: str, dst: str, make_restorer, masks: str | None = None,
                              f"{image.shape[1]}x{image.shape[0]} face: not the same shape")
         return image, mask
 
-    def usable(path: Path) -> None:
-        check_image_file(path)
-        if masks_dir is not None:  # a crop and its mask are small: read them, so a misfit shows now
+    def usable(path: Path) -> None:  # read whole: a truncated body or a 4x4 image shows before the networks load
+        if masks_dir is not None:
             read_aligned(path)
+        else:
+            read_rgb(path)
 
     check_some_usable(files, usable)
-    restorer = make_restorer()
-    for folder in (out, crops_dir):  # made once the networks load: a failed start leaves no empty folder
-        if folder is not None:
-            prepare_out(folder)
+    restorer = make_restorer()  # OUT and --faces-out are made by their first file
 
     def work_aligned(path: Path):
         return restorer.restore(*read_aligned(path))
@@ -135,9 +140,8 @@ def mask_files(src: str, dst: str, make_restorer, overwrite: bool = False) -> No
     out = check_folder(dst, "OUT")
     check_not_inputs(files, out)
     check_some_free(files, out, overwrite)
-    check_some_usable(files, check_image_file)
+    check_some_usable(files, read_rgb)  # read whole, as restore_files does
     restorer = make_restorer()
-    prepare_out(out)
     _write_each(files, out, overwrite, "mask", lambda path: restorer.mask(read_rgb(path)), "masked")
 
 

@@ -163,11 +163,11 @@ def test_missing_input_and_output_file_are_one_line_errors(tmp_path, face_files,
     taken.write_text("keep me")
     result = smfd("blur", face_files[0], taken)
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert error_lines(result.stderr) == [f"smfd: error: {taken}: output must be a folder"]
+    assert error_lines(result.stderr) == [f"smfd: error: {taken}: OUT is a file, not a folder"]
     below = main(["blur", str(face_files[0]), str(taken / "sub")])
     assert below == 2 and taken.read_text() == "keep me"
     [line] = capsys.readouterr().err.strip().splitlines()
-    assert line.startswith(f"smfd: error: {taken / 'sub'}: cannot create the output folder")
+    assert line == f"smfd: error: {taken / 'sub'}: OUT cannot be made: {taken} is a file"
 
 
 @pytest.mark.parametrize("args, message", [

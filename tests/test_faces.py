@@ -262,6 +262,17 @@ def test_folder_with_bad_files_and_faces_out(tmp_path, random_weights, face_512,
     assert {p.name: p.read_bytes() for p in crops.iterdir()} == before and not (tmp_path / "out2" / "good.png").exists()
     assert main(again + ["--overwrite"]) == 0
     assert sorted(p.name for p in crops.iterdir()) == sorted(names + ["goodbye_face1_blurry.png"])
+    # --faces-out the folder of the inputs, one of which has a crop's name: refused before the
+    # networks load, even with --overwrite, and that input is left as it was
+    victim = photos / "good_face1_blurry.png"
+    write_png(victim, place(gradient(640, 480), face_512, 200, 220, 120))
+    kept = victim.read_bytes()
+    capsys.readouterr()
+    assert main(["restore", str(photos), str(tmp_path / "out3"), "--weights", str(tmp_path / "none"),
+                 "--faces-out", str(photos), "--overwrite"]) == 2
+    assert capsys.readouterr().err.strip() == (f"smfd: error: {victim}: an input of this run, which its face "
+                                               "crops would replace (choose another --faces-out folder)")
+    assert victim.read_bytes() == kept and not (tmp_path / "out3").exists()
 
 
 def test_aligned_option_and_masks_imply_it(tmp_path, random_weights, face_512, capsys):
@@ -312,3 +323,19 @@ def test_large_photo_is_processed_in_bounded_memory(tmp_path, random_weights, fa
     assert len(xs) > 0
     assert xs.min() >= 2500 - 350 and xs.max() < 3200 + 350  # within half a face square of the face
     assert ys.min() >= 1500 - 350 and ys.max() < 2200 + 350
+
+
+@pytest.mark.parametrize("shape", [(9000, 9), (100, 20000), (600, 800)])
+def test_every_searched_copy_keeps_the_pixel_budget(shape, monkeypatch):
+    """A long thin photo turned by 45 degrees lies on a canvas of about (w + h)^2 / 2 pixels: the
+    budget holds for that canvas, or a 243 KB strip takes gigabytes."""
+    from smfd import faces
+
+    seen = []
+    monkeypatch.setattr(faces, "find_boxes", lambda view, detector="hog": seen.append(view.shape) or [])
+    photo = np.random.default_rng(1).integers(0, 255, (*shape, 3), dtype=np.uint8)
+    assert detect_faces(photo) == []
+    assert len(seen) == 1 + sum(len(angles) for angles in faces.ROTATIONS)  # upright, then every turn
+    budgets = [faces.DETECT_PIXELS["hog"]] + [faces.ROTATED_PIXELS] * (len(seen) - 1)
+    for (h, w, _), budget in zip(seen, budgets):
+        assert h * w <= 1.01 * budget + 2 * (h + w), (h, w)  # rounding up adds at most a row and a column

@@ -151,6 +151,12 @@ def test_bad_inputs_exit_with_one_line(tmp_path, random_weights, capsys, monkeyp
     text, empty = tmp_path / "notes.png", tmp_path / "empty.png"
     text.write_text("not an image")
     empty.touch()
+    tiny, truncated = tmp_path / "tiny.png", tmp_path / "truncated.png"
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tiny)
+    Image.fromarray(np.full((64, 64, 3), 99, np.uint8)).save(truncated)
+    truncated.write_bytes(truncated.read_bytes()[:-40])  # a sound header, a cut body
+    face = tmp_path / "face.png"
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(face)
     out = tmp_path / "o"
     with monkeypatch.context() as m:
         m.setattr("smfd.restorer.Restorer.from_pretrained",
@@ -158,20 +164,34 @@ def test_bad_inputs_exit_with_one_line(tmp_path, random_weights, capsys, monkeyp
         for args, says in ((["mask", str(text)], f"{text}: not an image file"),
                            (["restore", str(empty), "--aligned"], f"{empty}: file is empty"),
                            (["restore", str(tmp_path / "missing.jpg")], "no such file"),
-                           (["blur", str(text)], f"{text}: not an image file")):
+                           (["blur", str(text)], f"{text}: not an image file"),
+                           (["restore", str(tiny)], f"{tiny}: image is too small (4x4)"),
+                           (["mask", str(tiny)], f"{tiny}: image is too small (4x4)"),
+                           (["restore", str(truncated), "--aligned"], f"{truncated}: corrupt or truncated"),
+                           (["restore", "/dev/null"], "/dev/null: not a regular file or folder"),
+                           (["mask", ""], "the input path is empty"),
+                           (["restore", str(face), "--faces-out", ""], "--faces-out is empty"),
+                           (["restore", str(face), "--masks", ""], "--masks is empty"),
+                           (["restore", str(face), "--faces-out", "/sys/smfd-crops"],
+                            "/sys/smfd-crops: --faces-out cannot be written to (/sys: Permission denied)")):
             assert main([args[0], args[1], str(out), *args[2:]]) == 2
             err = capsys.readouterr().err.strip()
             assert len(err.splitlines()) == 1 and says in err and not out.exists(), err
-    face = tmp_path / "face.png"
-    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(face)
+        for command in ("restore", "mask", "blur"):  # a folder that cannot be written: as root, /sys
+            assert main([command, str(face), "/sys/smfd-out"]) == 2
+            err = capsys.readouterr().err.strip()
+            assert err == "smfd: error: /sys/smfd-out: OUT cannot be written to (/sys: Permission denied)", err
+            assert main([command, str(face), ""]) == 2
+            assert capsys.readouterr().err.strip() == "smfd: error: OUT is empty: name a folder"
     assert main(["restore", str(face), str(out), "--aligned", "--weights", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "model weights not found" in err and "Traceback" not in err and not out.exists()
-    tiny = tmp_path / "tiny.png"
-    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tiny)
-    for command, *extra in (["restore", "--aligned"], ["mask"]):
-        assert main([command, str(tiny), str(tmp_path / "t"), *extra, "--weights", str(random_weights)]) == 2
-        assert f"{tiny}: image is too small (4x4)" in capsys.readouterr().err  # the file is named
+    # Inputs that fail only once the networks run (no face in either photo): no output folder is left
+    noise = np.random.default_rng(0).integers(0, 255, (96, 128, 3), dtype=np.uint8)
+    for name in ("a.png", "b.png"):
+        write_png(tmp_path / "photos" / name, noise)
+    assert main(["restore", str(tmp_path / "photos"), str(out), "--weights", str(random_weights)]) == 1
+    assert "restored 0 of 2 images" in capsys.readouterr().out and not out.exists()
 
 
 def test_a_swapped_weights_file_is_named(tmp_path, random_weights, capsys):
@@ -229,3 +249,19 @@ def test_the_library_cli_loads_no_layer_above_it():
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'app', 'eval', 'baselines', 'gradio'}))")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert run.stdout.strip() == "[]"
+
+
+def test_a_folder_in_the_way_and_an_unwritable_file_are_one_line(faces, tmp_path, random_weights, capsys):
+    """Not even --overwrite replaces a folder with a result; a file that cannot be written is named
+    in one line (not an internal error)."""
+    from smfd.errors import InputError
+
+    src = sorted((faces / "in").glob("*.jpg"))[0]
+    out = tmp_path / "out"
+    (out / f"{src.stem}.png").mkdir(parents=True)
+    assert main(["restore", str(src), str(out), "--aligned", "--overwrite", "--weights", str(random_weights)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"smfd: error: {out / src.stem}.png: a folder of that name is in the way of this output"
+    assert [p.name for p in out.iterdir()] == [f"{src.stem}.png"]
+    with pytest.raises(InputError, match=r"^/sys/smfd\.png: cannot be written \(Permission denied\)$"):
+        write_png("/sys/smfd.png", np.zeros((8, 8, 3), np.uint8))
