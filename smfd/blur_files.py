@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import zlib
 from pathlib import Path
 
@@ -16,7 +17,8 @@ from .images import check_image_file, list_images, read_image, write_atomically,
 
 def rng_for_file(seed: int, path: Path) -> np.random.Generator:
     """Each file's stream depends on the seed and its name only, not on the other files."""
-    return np.random.default_rng([seed, zlib.crc32(path.name.encode())])
+    # fsencode: the name's own bytes (a Latin-1 name too); the same as UTF-8 for every UTF-8 name
+    return np.random.default_rng([seed, zlib.crc32(os.fsencode(path.name))])
 
 
 def recipe_record(recipe: degrade.Recipe, options: degrade.PipelineOptions | None, seed: int | None,

@@ -369,6 +369,11 @@ def _add_runtime_options(p: argparse.ArgumentParser) -> None:
 
 
 def _restorer_factory(args):
+    if args.threads is None:  # a bad $SMFD_THREADS is named now, before the inputs are read
+        from .engines import threads_asked
+
+        threads_asked()
+
     def make():
         from .restorer import Restorer
 
@@ -688,6 +693,11 @@ def run_reported(job) -> int:
     """Run ``job()`` as every smfd command and script does: an error becomes one line on stderr
     and the exit status (2 unusable input, 1 any other failure, 130 interrupted, else 0); the
     traceback only with SMFD_DEBUG=1. Scripts end with ``sys.exit(run_reported(main))``."""
+    for stream in (sys.stdout, sys.stderr):
+        # A file name that is not valid UTF-8 reaches Python as surrogates: print them escaped,
+        # as stderr does by default, rather than fail on the line that reports the work
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     try:
         job()
     except BatchErrors as exc:
@@ -705,6 +715,7 @@ def run_reported(job) -> int:
         report(f"{type(exc).__name__}: {exc} (set SMFD_DEBUG=1 for the traceback)")
         return 1
     return 0
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -64,7 +64,9 @@ def _open(path: Path, decode: bool = True) -> Image.Image:
         raise InputError(f"{path}: file is empty")
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # The limit is MAX_PIXELS, checked below from the header with the size named; Pillow's
+            # own warning would refuse 89.5 to 100 megapixels without saying so.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img = Image.open(path)
             if img.width * img.height > MAX_PIXELS:
                 raise InputError(f"{path}: image is too large ({img.width}x{img.height}, "
@@ -73,10 +75,12 @@ def _open(path: Path, decode: bool = True) -> Image.Image:
                 img.load()
     except InputError:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise InputError(f"{path}: image is too large (decompression bomb check)") from None
+    except Image.DecompressionBombError:  # Pillow's hard limit, twice its own: beyond ours too
+        raise InputError(f"{path}: image is too large (limit {MAX_PIXELS // 1_000_000} megapixels)") from None
     except UnidentifiedImageError:
         raise InputError(f"{path}: not an image file (unrecognised format)") from None
+    except PermissionError:
+        raise InputError(f"{path}: cannot be read (permission denied)") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise InputError(f"{path}: corrupt or truncated image ({exc})") from None
     return img
@@ -91,11 +95,16 @@ def check_image_file(path: str | Path) -> None:
 def read_image(path: str | Path) -> np.ndarray:
     """Read any common image file as RGB uint8 HxWx3 (alpha dropped, grayscale expanded), turned
     upright by its EXIF orientation as phone photos need."""
-    img = ImageOps.exif_transpose(_open(Path(path)))
+    img = _open(Path(path))
+    with warnings.catch_warnings():  # a damaged EXIF block only loses its orientation: no warning lines
+        warnings.filterwarnings("ignore", "Corrupt EXIF data", UserWarning)
+        img = ImageOps.exif_transpose(img)
     if img.mode.startswith("I;16"):  # 16-bit grayscale: 65535 is white, as 255 is in 8 bits
         img = Image.fromarray(np.rint(np.asarray(img, np.float64) / 257).astype(np.uint8))
     elif img.mode in ("I", "F"):  # 32-bit integer or float: no fixed white level, so stretch
         arr = np.asarray(img, np.float64)
+        if not np.isfinite(arr).all():
+            raise InputError(f"{path}: holds pixel values that are not numbers (NaN or infinity)")
         img = Image.fromarray(np.clip(arr / max(arr.max(), 1) * 255, 0, 255).astype(np.uint8))
     return np.asarray(img.convert("RGB"))
 

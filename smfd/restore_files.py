@@ -61,6 +61,10 @@ def restore_files(src: str, dst: str, make_restorer, masks: str | None = None,
                 raise InputError(f"{crop}: an input of this run, which its face crops would replace "
                                  "(choose another --faces-out folder)")
     check_some_free(files, out, overwrite)
+    if crops_dir is not None and not overwrite:  # a repeated command: every photo's crops are there
+        earlier = [face_crops(crops_dir, p.stem) for p in files]
+        if all(earlier):
+            raise InputError(f"{earlier[0][0]}: exists already (use --overwrite to replace this photo's face crops)")
 
     def read_aligned(path: Path):
         """The face crop and its mask (None without --masks), refused when they do not fit."""
@@ -100,9 +104,13 @@ def restore_files(src: str, dst: str, make_restorer, masks: str | None = None,
                     else "is there a face of at least 16 px?")
             raise InputError(f"{path}: no face found, nothing written ({hint})")
         if layout == "auto" and is_aligned_crop(image, faces):
+            crops = "; it is its own face crop, none written" if crops_dir is not None else ""
             tqdm.write(f"{path.name}: an aligned face crop ({image.shape[1]}x{image.shape[0]}), restored "
-                       "as one (--whole treats it as a photo)")
-            return restorer.restore(image)
+                       f"as one (--whole treats it as a photo){crops}")
+            result = restorer.restore(image)
+            for stale in earlier:  # an earlier --whole run's crops would not match the new result
+                stale.unlink()
+            return result
         photo, report = restore_photo(image, restorer, min_face=min_face, faces=faces)
         if not report.restored:  # every face too small: as with no face, no copy that looks like a result
             raise InputError(f"{path}: {report.summary()}; nothing written (--min-face sets the smallest face "

@@ -85,6 +85,24 @@ def test_a_16_bit_grey_png_keeps_its_brightness(tmp_path, face_files):
     assert np.abs(image[..., 0].astype(int) - np.rint(grey / 257).astype(int)).max() == 0  # not stretched
 
 
+def test_a_float_image_with_nan_and_the_pixel_limit_are_named(tmp_path, face_files):
+    from smfd.errors import InputError
+    from smfd.images import MAX_PIXELS, check_image_file
+
+    grey = np.asarray(Image.open(face_files[0]).convert("L"), np.float32)
+    grey[0, 0] = np.nan  # stretched by its maximum, one NaN would make the whole face black
+    Image.fromarray(grey, mode="F").save(tmp_path / "nan.tif")
+    with pytest.raises(InputError, match=r"nan.tif: holds pixel values that are not numbers \(NaN or infinity\)$"):
+        read_image(tmp_path / "nan.tif")
+    # Headers only (a 1-bit PNG of that size is small): Pillow would warn from 89.5 megapixels on;
+    # the limit is MAX_PIXELS, named with the size
+    Image.new("1", (9500, 9500)).save(tmp_path / "under.png")  # 90.25 megapixels
+    check_image_file(tmp_path / "under.png")
+    Image.new("1", (10100, 10000)).save(tmp_path / "over.png")
+    with pytest.raises(InputError, match=rf"over.png: image is too large \(10100x10000, limit {MAX_PIXELS // 10**6} "):
+        check_image_file(tmp_path / "over.png")
+
+
 def test_same_seed_gives_identical_bytes(tmp_path, face_files, capsys):
     src = face_files[0]
     runs = {}
@@ -218,3 +236,24 @@ def test_two_inputs_with_one_stem_never_replace_each_other(tmp_path, face_files,
     [line] = error_lines(capsys.readouterr().err)[:-1]
     assert line.startswith(f"smfd: error: {folder / 'face.png'}: same name as face.jpg")
     assert json.loads((tmp_path / "out" / "face.json").read_text())["source"] == "face.jpg"
+
+
+def test_a_file_name_that_is_not_utf8_is_reported_escaped(tmp_path, face_files, random_weights):
+    """On a UTF-8 terminal (PYTHONIOENCODING=utf-8 stands for one) a Latin-1 file name is printed
+    with its byte escaped instead of failing the run on the line that reports it."""
+    import os
+
+    folder = os.fsencode(tmp_path / "in")
+    os.mkdir(folder)
+    with open(os.path.join(folder, b"caf\xe9.jpg"), "wb") as f:
+        f.write(face_files[0].read_bytes())
+    run = subprocess.run([SMFD, "blur", os.fsdecode(folder), str(tmp_path / "out")], capture_output=True,
+                         timeout=120, env={**os.environ, "PYTHONIOENCODING": "utf-8"})
+    assert run.returncode == 0, run.stderr
+    assert b"blurred 1 of 1 images" in run.stdout
+    assert sorted(os.listdir(os.fsencode(tmp_path / "out"))) == [b"caf\xe9.json", b"caf\xe9.png"]
+    run = subprocess.run([SMFD, "restore", os.fsdecode(folder), str(tmp_path / "restored"), "--weights",
+                          str(random_weights)], capture_output=True, timeout=300,
+                         env={**os.environ, "PYTHONIOENCODING": "utf-8"})
+    assert run.returncode == 0 and b"caf\\udce9.jpg: an aligned face crop" in run.stdout, run.stderr
+    assert os.listdir(os.fsencode(tmp_path / "restored")) == [b"caf\xe9.png"]

@@ -249,14 +249,15 @@ def test_folder_with_bad_files_and_faces_out(tmp_path, random_weights, face_512,
     assert labels.shape == (CROP_SIZE, CROP_SIZE) and labels.max() <= 4
     assert read_image(crops / "good_face1_restored.png").shape == (CROP_SIZE, CROP_SIZE, 3)
     # Again into the same --faces-out (an earlier run left a second face's crops there too): refused
-    # before the photo is worked on; with --overwrite this photo's crops are its new ones only.
+    # before the networks load (a missing --weights folder is not even looked at); with --overwrite
+    # this photo's crops are its new ones only.
     for kind in ("blurry", "restored"):
         write_png(crops / f"good_face2_{kind}.png", np.zeros((8, 8, 3), np.uint8))
     write_png(crops / "goodbye_face1_blurry.png", np.zeros((8, 8, 3), np.uint8))  # another photo's
     before = {p.name: p.read_bytes() for p in crops.iterdir()}
     again = ["restore", str(photos / "good.png"), str(tmp_path / "out2"), "--weights", str(random_weights),
              "--faces-out", str(crops)]
-    assert main(again) == 2  # the only input: one line
+    assert main([*again[:3], "--weights", str(tmp_path / "none"), *again[5:]]) == 2  # the only input: one line
     captured = capsys.readouterr()
     assert f"{crops / 'good_face1_blurry.png'}: exists already" in captured.err and "face found" not in captured.out
     assert {p.name: p.read_bytes() for p in crops.iterdir()} == before and not (tmp_path / "out2" / "good.png").exists()

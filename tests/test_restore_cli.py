@@ -183,6 +183,9 @@ def test_bad_inputs_exit_with_one_line(tmp_path, random_weights, capsys, monkeyp
             assert err == "smfd: error: /sys/smfd-out: OUT cannot be written to (/sys: Permission denied)", err
             assert main([command, str(face), ""]) == 2
             assert capsys.readouterr().err.strip() == "smfd: error: OUT is empty: name a folder"
+        m.setenv("SMFD_THREADS", "abc")  # named first, before the inputs are read
+        assert main(["restore", str(tiny), str(out)]) == 2
+        assert capsys.readouterr().err.strip().startswith("smfd: error: $SMFD_THREADS must be a number")
     assert main(["restore", str(face), str(out), "--aligned", "--weights", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "model weights not found" in err and "Traceback" not in err and not out.exists()
@@ -233,6 +236,14 @@ def test_aligned_crops_are_recognised_without_aligned(celeba, tmp_path, random_w
         assert not np.array_equal(auto, read_image(tmp_path / "whole" / src.name))
     assert main(["restore", str(tmp_path / "photo"), str(tmp_path / "photo_out"), *weights]) == 0
     assert "photo.png: 1 face found, 1 restored" in capsys.readouterr().out
+    # Crops of a --whole run are not left beside an output that is now the crop restored whole
+    crops, first = tmp_path / "crops", sorted(folder.iterdir())[0]
+    assert main(["restore", str(first), str(tmp_path / "c"), "--whole", "--faces-out", str(crops), *weights]) == 0
+    assert len(list(crops.iterdir())) == 4
+    assert main(["restore", str(first), str(tmp_path / "c"), "--faces-out", str(crops), "--overwrite", *weights]) == 0
+    assert "restored as one (--whole treats it as a photo); it is its own face crop, none written" in \
+        capsys.readouterr().out
+    assert list(crops.iterdir()) == []
     assert main(["restore", str(folder), str(tmp_path / "x"), "--aligned", "--whole", *weights]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--whole: not allowed with argument --aligned" in err
