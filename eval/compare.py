@@ -17,6 +17,7 @@ import numpy as np
 from tqdm import tqdm
 
 from smfd import metrics
+from smfd.batch import check_removable
 from smfd.errors import InputError, MetricUnavailable
 from smfd.identity import SAME_PERSON
 from smfd.images import write_png
@@ -115,7 +116,10 @@ def load_methods(names: list[str], options: EvalOptions, has_masks: bool) -> dic
             method = load(name, weights, options.device, restorer, fidelity=options.fidelity,
                           download_missing=options.download)
         except InputError as exc:
-            loaded[name] = f"not available: {str(exc).removeprefix(name + ': ')}"
+            reason = str(exc).removeprefix(name + ": ")
+            if weights is not None:  # named on the command line: a mistake to correct, not a row to fill
+                raise InputError(f"--weights {name}={weights}: {reason}") from None
+            loaded[name] = f"not available: {reason}"
             continue
         if smfd:
             restorers[weights] = method.restorer
@@ -153,6 +157,9 @@ def evaluate(pairs: list[Pair], names: list[str], out: str | Path, options: Eval
     if taken and not overwrite:
         raise InputError(f"{taken[0]}: results of an earlier evaluation; pass --overwrite to replace them "
                          "or choose another --out")
+    pair_files = [p for pair in pairs for p in (pair.blurry, pair.sharp, pair.mask) if p is not None]
+    for name in names:  # e.g. --pairs OUT/outputs/blurry: replacing that folder would delete the pairs
+        check_removable(out / "outputs" / name, pair_files, "an image of the pairs evaluated")
     for pair in pairs:  # an unreadable or mismatched pair is named before any method runs
         pair.load()
     loaded = load_methods(names, options, all(p.mask is not None for p in pairs))

@@ -17,6 +17,7 @@ import numpy as np
 from tqdm import tqdm
 
 from smfd import data
+from smfd.batch import check_removable
 from smfd.blur_files import recipe_record, write_recipe
 from smfd.degrade import PipelineOptions
 from smfd.errors import InputError
@@ -66,6 +67,9 @@ def make_pairs(dataset: str | Path, out: str | Path, limit: int | None = None, s
     data.check_files(records)  # a bad file named before earlier pairs are removed, not halfway through
     out = Path(out)
     subs = [out / sub for sub in ("blurry", "sharp", "masks")]
+    dataset_files = [p for r in data.open_dataset(dataset) for p in (r.image, r.mask, *(f for _, f in r.parts)) if p]
+    for sub in subs:  # e.g. --out the dataset folder: its own masks/ would be removed and rewritten
+        check_removable(sub, dataset_files, f"a file of the dataset {dataset}")
     if not overwrite:
         if (out / "pairs.json").exists():
             raise InputError(f"{out / 'pairs.json'}: pairs made earlier; pass --overwrite to make them again "
@@ -99,9 +103,9 @@ def find_pairs(blurry_dir: str | Path, sharp_dir: str | Path, masks_dir: str | P
     for folder in (blurry_dir, sharp_dir, *([Path(masks_dir)] if masks_dir else [])):
         if not folder.is_dir():
             raise InputError(f"{folder}: {'not a folder' if folder.exists() else 'folder not found'}")
-    sharp = {p.stem: p for p in list_images(sharp_dir)}
+    sharp = _by_stem(list_images(sharp_dir))
     pairs = []
-    for b in list_images(blurry_dir):
+    for b in _by_stem(list_images(blurry_dir)).values():
         if b.stem not in sharp:
             raise InputError(f"{b}: no sharp image {b.stem}.* in {sharp_dir}")
         mask = None
@@ -111,3 +115,14 @@ def find_pairs(blurry_dir: str | Path, sharp_dir: str | Path, masks_dir: str | P
                 raise InputError(f"{mask}: no mask for {b.name} in the masks folder")
         pairs.append(Pair(b.stem, b, sharp[b.stem], mask))
     return pairs
+
+
+def _by_stem(files: list[Path]) -> dict[str, Path]:
+    """stem -> file; two files of one stem (a.png, a.jpg) would be one face counted twice, or one
+    of them silently dropped: refused, naming both."""
+    found: dict[str, Path] = {}
+    for path in files:
+        if path.stem in found:
+            raise InputError(f"{path}: same name as {found[path.stem].name}; which is the face {path.stem}?")
+        found[path.stem] = path
+    return found

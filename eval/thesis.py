@@ -33,6 +33,7 @@ from smfd.identity import SAME_PERSON, References
 from smfd.images import write_atomically
 from smfd.labels import GROUPS, to_groups
 from smfd.models import ABLATIONS, count_parameters
+from smfd.restorer import weight_files
 
 from .compare import EvalOptions, evaluate
 from .pairs import Pair, find_pairs, make_pairs, pair_records
@@ -416,8 +417,6 @@ class Lab:
             _restore_with(self, model, generated), self.pairs, self.identity()))
 
     def mask_weights(self) -> Path:
-        from smfd.restorer import weight_files
-
         path = weight_files(self.options.weights.get("smfd"))[0]
         if not path.is_file():
             raise InputError(f"{path}: the mask generator for the generated-mask columns is absent")
@@ -425,8 +424,6 @@ class Lab:
 
 
 def table_41(lab: Lab) -> tuple[str, list[Run]]:
-    from smfd.restorer import weight_files
-
     prior = lab.cached("mask-prior", (), lambda: prior_scores(lab.data, lab.pairs, lab.budget.folds))
     header = ["model", "samples", "minutes", *[f"Dice {g}" for g in GROUPS], "Dice mean %",
               *[f"Jaccard {g}" for g in GROUPS], "Jaccard mean %", "parameters", "ms per face", "thesis Dice %",
@@ -669,6 +666,11 @@ def reproduce(data_dir: str, out: str | Path, tables: list[str], budget: Budget 
     if taken and not overwrite:
         raise InputError(f"{taken[0]}: tables of an earlier run; pass --overwrite to replace them (its training "
                          "runs and scores are reused; table 4.2 is evaluated anew) or choose another --out")
+    named = options.weights.get("smfd")
+    if named is not None:  # weights named on the command line are used, never skipped for want of a file
+        missing = [p for p in weight_files(named) if not p.is_file()]
+        if missing:
+            raise InputError(f"--weights smfd={named}: {missing[0]} not found")
     runs = Path(runs) if runs else out / "runs"
     pairs_dir = out / "pairs"
     held_out = pair_records(data_dir)

@@ -76,6 +76,16 @@ def check_not_inputs(files: list[Path], out: str | Path, also: Iterable[Path] = 
                              "(choose another output folder)")
 
 
+def check_removable(folder: Path, inputs: Iterable[Path], what: str) -> None:
+    """Refuse, even with --overwrite, to remove ``folder`` (an earlier run's outputs) where it holds,
+    or is, one of this run's inputs: the run would delete what it reads."""
+    target = folder.resolve()
+    for path in inputs:
+        if path.resolve() == target or path.resolve().is_relative_to(target):
+            raise InputError(f"{folder}: holds {path}, {what}, which replacing this folder would delete "
+                             "(choose another --out)")
+
+
 def check_some_usable(files: list[Path], check: Callable[[Path], None]) -> None:
     """Before the networks load, refuse a run in which no input passes ``check`` (e.g. the image's
     header and its mask), naming the first; where only some fail, the batch names them one by one."""

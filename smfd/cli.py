@@ -493,7 +493,29 @@ def _add_eval(sub) -> None:
     g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field of every SMFD-UNet run, e.g. --set residual=false (the thesis' "
                         "output; the default budget's rows are residual, --budget thesis's are not)")
-    p.set_defaults(func=cmd_eval)
+    p.set_defaults(func=cmd_eval, eval_parser=p)
+
+
+# The options only one job of `smfd eval` reads (the others: --out, --overwrite, and --weights,
+# --device, --codeformer-fidelity and --download, which --pairs and --thesis-tables share)
+EVAL_JOB_OPTIONS = {
+    "pairs": ("masks", "methods", "grid_rows"),
+    "make_pairs": ("limit", "seed", "split"),
+    "thesis_tables": ("data", "tables", "budget", "samples_per_epoch", "patch", "batch", "val_faces", "folds",
+                      "test_faces", "workers", "runs", "set"),
+}
+RESTORING_OPTIONS = ("weights", "device", "codeformer_fidelity", "download")
+
+
+def _check_eval_job_options(args) -> None:
+    """An option of another job than the one asked for would be ignored: refuse it instead."""
+    job = next(j for j in EVAL_JOB_OPTIONS if getattr(args, j) not in (None, False))
+    foreign = [dest for j, dests in EVAL_JOB_OPTIONS.items() if j != job for dest in dests]
+    if job == "make_pairs":
+        foreign += RESTORING_OPTIONS
+    for dest in foreign:
+        if getattr(args, dest) != args.eval_parser.get_default(dest):
+            raise InputError(f"--{dest.replace('_', '-')} does not go with --{job.replace('_', '-')}")
 
 
 def _budget(text: str):
@@ -505,6 +527,13 @@ def _method_list(items: list[str]) -> tuple[list[str], bool]:
     from baselines import methods
 
     names = [n for item in items for n in item.split(",") if n]
+    if not names:
+        raise InputError("--methods names no method (see 'smfd baselines list')")
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise InputError(f"--methods names {', '.join(repeated)} more than once")
+    if "all" in names and names != ["all"]:
+        raise InputError("--methods all already holds every method: give it alone")
     return ([m.name for m in methods()], False) if names == ["all"] else (names, True)
 
 
@@ -526,6 +555,7 @@ def _weights_overrides(items: list[str]) -> dict[str, str]:
 def cmd_eval(args) -> None:
     from .batch import check_folder
 
+    _check_eval_job_options(args)
     check_folder(args.out, "--out")
     if args.runs:
         check_folder(args.runs, "--runs")

@@ -9,6 +9,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from eval import thesis
 from eval.pairs import find_pairs
@@ -55,6 +56,32 @@ def test_making_pairs_names_a_bad_face_before_anything_is_removed(shared_data, t
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and f"{faces / 'zz_broken.jpg'}: not an image file" in err, err
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == made
+
+
+def test_overwrite_never_removes_what_the_run_reads(celeba, pairs_dir, tmp_path, capsys):
+    """--out the dataset folder (its masks/ would be replaced by the pairs' masks), or --pairs an
+    earlier evaluation's outputs: refused in one line even with --overwrite, and nothing removed."""
+    dataset = tmp_path / "dataset"
+    (dataset / "images").mkdir(parents=True)
+    (dataset / "masks").mkdir()
+    for record in data.open_dataset(celeba)[:2]:
+        shutil.copy(record.image, dataset / "images")
+        shutil.copy(record.mask, dataset / "masks")
+    before = {p: p.read_bytes() for p in dataset.rglob("*") if p.is_file()}
+    assert main(["eval", "--make-pairs", str(dataset), "--out", str(dataset), "--split", "all", "--overwrite"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"smfd: error: {dataset / 'masks'}: holds {dataset / 'masks'}/") and \
+        err.endswith(f"a file of the dataset {dataset}, which replacing this folder would delete (choose another --out)")
+    assert {p: p.read_bytes() for p in dataset.rglob("*") if p.is_file()} == before
+
+    out = tmp_path / "eval"
+    shutil.copytree(pairs_dir / "blurry", out / "outputs" / "blurry")
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert main(["eval", "--pairs", str(out / "outputs" / "blurry"), str(pairs_dir / "sharp"), "--methods", "blurry",
+                 "--out", str(out), "--overwrite"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"smfd: error: {out / 'outputs' / 'blurry'}: holds ") and "an image of the pairs" in err
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
 
 
 def test_pairs_follow_the_benchmark_protocol(celeba, pairs_dir):
@@ -198,6 +225,36 @@ def test_eval_refuses_bad_inputs(pairs_dir, tmp_path, capsys):
     assert main(["eval", "--pairs", str(pairs_dir / "blurry"), str(pairs_dir / "sharp"), "--weights",
                  f"gfpgan-1.4={tmp_path / 'typo.pth'}", "--out", str(tmp_path / "o")]) == 2
     assert f"--weights gfpgan-1.4={tmp_path / 'typo.pth'}: {tmp_path / 'typo.pth'} not found" in capsys.readouterr().err
+    pairs = ["eval", "--pairs", str(pairs_dir / "blurry"), str(pairs_dir / "sharp"), "--out", str(tmp_path / "o")]
+    for extra, says in ((["--limit", "1"], "--limit does not go with --pairs"),  # it would be ignored
+                        (["--tables", "4.1"], "--tables does not go with --pairs"),
+                        (["--methods", "blurry", "blurry"], "--methods names blurry more than once"),
+                        (["--methods", ","], "--methods names no method (see 'smfd baselines list')"),
+                        (["--methods", "all,smfd"], "--methods all already holds every method: give it alone")):
+        assert main(pairs + extra) == 2
+        assert capsys.readouterr().err.strip() == f"smfd: error: {says}"
+    assert main(["eval", "--make-pairs", str(pairs_dir), "--out", str(tmp_path / "o"), "--device", "cuda"]) == 2
+    assert capsys.readouterr().err.strip() == "smfd: error: --device does not go with --make-pairs"
+    assert main(["eval", "--thesis-tables", "--data", str(pairs_dir), "--out", str(tmp_path / "o"), "--seed", "3"]) == 2
+    assert capsys.readouterr().err.strip() == "smfd: error: --seed does not go with --thesis-tables"
+    assert not (tmp_path / "o").exists()
+    twice = tmp_path / "twice"
+    shutil.copytree(pairs_dir / "blurry", twice)
+    first = sorted(twice.glob("*.png"))[0]
+    Image.open(first).save(first.with_suffix(".jpg"))  # one face, two files
+    assert main(["eval", "--pairs", str(twice), str(pairs_dir / "sharp"), "--out", str(tmp_path / "o")]) == 2
+    assert capsys.readouterr().err.strip() == (f"smfd: error: {first}: same name as {first.stem}.jpg; which is "
+                                               f"the face {first.stem}?")
+    junk = tmp_path / "junk.pth"  # named weights that do not load: refused, not an empty row with exit 0
+    junk.write_bytes(b"not a checkpoint")
+    for item in (f"gfpgan-1.4={junk}", f"smfd={junk}"):
+        assert main(["eval", "--pairs", str(pairs_dir / "blurry"), str(pairs_dir / "sharp"), "--methods",
+                     "blurry,gfpgan-1.4,smfd", "--weights", item, "--out", str(tmp_path / "o")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and err.startswith(f"smfd: error: --weights {item}: "), err
+    assert main(["eval", "--thesis-tables", "--data", str(pairs_dir), "--weights", f"smfd={tmp_path}",
+                 "--out", str(tmp_path / "o")]) == 2
+    assert f"--weights smfd={tmp_path}: {tmp_path / 'mask_generator.safetensors'} not found" in capsys.readouterr().err
     assert main(["eval", "--thesis-tables", "--out", str(tmp_path / "o")]) == 2
     assert "--data" in capsys.readouterr().err
     sharp = tmp_path / "sharp"
