@@ -34,6 +34,7 @@ those of a compressed photo's face.
 import csv
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 from scipy.ndimage import median_filter
@@ -43,6 +44,7 @@ from smfd import data, degrade, metrics
 from smfd.batch import check_new_file
 from smfd.cli import add_face_set_options, face_set, int_from, number_in, run_reported, script_parser
 from smfd.identity import SAME_PERSON, geometry
+from smfd.images import write_atomically
 from smfd.labels import GROUPS
 from smfd.restorer import COLOUR_SIGMA, Restorer, with_input_colours
 
@@ -165,11 +167,15 @@ def main() -> None:
         for g, name in enumerate(GROUPS):
             print(f"  {name:13s} Dice {dice[g]:.4f}  Jaccard {jaccard[g]:.4f}")
         print(f"  {'mean':13s} Dice {seg.mean_dice():.4f}  Jaccard {seg.mean_jaccard():.4f}")
-    if args.per_face:
-        with open(args.per_face, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(faces[0]))
-            writer.writeheader()
-            writer.writerows(faces)
+    if args.per_face:  # write_atomically makes the folder too, which check_new_file left to be made
+
+        def write_rows(tmp: Path) -> None:
+            with open(tmp, "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=list(faces[0]))
+                writer.writeheader()
+                writer.writerows(faces)
+
+        write_atomically(args.per_face, write_rows, ".csv")
     if args.json:
         summary.pop("sharp target")
         seg = segs[args.engines[0]]
@@ -178,8 +184,7 @@ def main() -> None:
                   "engines": {e: r.engine.describe() for e, r in restorers.items()}, "restoration": summary,
                   "mask": {"dice": dict(zip(GROUPS, map(float, dice))), "jaccard": dict(zip(GROUPS, map(float, jaccard))),
                            "mean_dice": seg.mean_dice(), "mean_jaccard": seg.mean_jaccard()}}
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=2)
+        write_atomically(args.json, lambda tmp: tmp.write_text(json.dumps(result, indent=2) + "\n"), ".json")
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ the same faces.
 
 import argparse
 import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -40,11 +41,11 @@ import torch
 from tqdm import tqdm
 
 from smfd import data, labels, metrics
-from smfd.cli import int_from, run_reported, script_parser
+from smfd.batch import check_folder
+from smfd.cli import add_face_set_options, face_set, int_from, run_reported, script_parser
 from smfd.identity import SAME_PERSON, geometry
-from smfd.images import to_uint8
+from smfd.images import to_uint8, write_atomically
 from smfd.models import SMFDConfig, generated_mask_input
-from smfd.paths import shared_data
 from smfd.restorer import Restorer, with_input_colours
 
 GROUP_FIXES = {"facial parts fixed": 2, "face skin fixed": 1, "hair fixed": 3}
@@ -110,10 +111,7 @@ factors = comma_numbers("numbers", lambda a: 0 < a <= 2, "residual factors must 
 
 def main() -> None:
     parser = script_parser(__doc__)
-    parser.add_argument("--data", default=str(shared_data() / "celebamask_mini"))
-    parser.add_argument("--weights", default=None, help="weights folder (default: the shipped weights)")
-    parser.add_argument("--faces", type=int_from(1), default=None, help="use only the first N test faces")
-    parser.add_argument("--seed", type=int_from(0), default=0)
+    add_face_set_options(parser, engine=False)  # always PyTorch: the variants feed the networks directly
     parser.add_argument("--warp", type=amplitudes, default=(),
                         help="comma-separated amplitudes in pixels: also restore with the true mask warped")
     parser.add_argument("--residual", type=factors, default=(),
@@ -123,10 +121,13 @@ def main() -> None:
     parser.add_argument("--figure", default=None, help="write a PNG of the faces that lose most identity")
     parser.add_argument("--after", default=None, help="weights folder of a newer model to show beside")
     args = parser.parse_args()
-
-    records = [r for r in data.select(data.open_dataset(args.data), "test") if r.has_mask]
-    records = records[: args.faces] if args.faces else records
-    restorer = Restorer.from_pretrained(args.weights, "cpu", engine="pytorch")
+    if args.figure:  # named before the faces are restored, not after
+        check_folder(Path(args.figure).parent, "--figure")
+    records = face_set(args)
+    if len(records) < 3:
+        parser.error(f"the analysis splits the faces into thirds: it needs at least 3, got {len(records)}")
+    restorer = Restorer.from_pretrained(args.weights, args.device, engine="pytorch")
+    newer = Restorer.from_pretrained(args.after, args.device, engine="pytorch") if args.after else None
     warps = {f"true mask warped {a:g} px": a for a in args.warp}
     scaled = {f"generated, change x {f:g}": f for f in args.residual}
     variants = ("blurry input", "ground-truth mask", "generated mask", *GROUP_FIXES,
@@ -204,8 +205,7 @@ def main() -> None:
               f"(ground truth {d['ground-truth mask'][i]:.3f}, facial parts fixed "
               f"{d['facial parts fixed'][i]:.3f}); facial-parts Dice {parts[i]:.2f}")
     after = None
-    if args.after:
-        newer = Restorer.from_pretrained(args.after, "cpu", engine="pytorch")
+    if newer is not None:
         after = []
         for i in worst:
             blurry, sharp = shown[i][2], shown[i][1]
@@ -264,7 +264,7 @@ def figure(path: str, rows: list, dist: dict, after: list | None) -> None:
     fig.suptitle("Faces whose identity moves most (dlib descriptor distance to the sharp face; < 0.6 = same person)",
                  fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
+    write_atomically(path, lambda tmp: fig.savefig(tmp, format="png", dpi=80), ".png")
 
 
 if __name__ == "__main__":

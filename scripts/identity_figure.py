@@ -10,16 +10,22 @@ masks), every image titled with its dlib descriptor distance to the sharp face (
 same person). The faces are degraded under the benchmark protocol (SPEC section 2).
 """
 
-import csv
 import sys
+from pathlib import Path
 
 import numpy as np
+from compare_faces import read  # this folder is on the path of a script run
 
 from smfd import data, labels
+from smfd.batch import check_folder
 from smfd.cli import int_from, run_reported, script_parser
+from smfd.errors import InputError
 from smfd.identity import geometry
+from smfd.images import write_atomically
 from smfd.paths import shared_data
 from smfd.restorer import Restorer
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
@@ -30,14 +36,17 @@ def main() -> None:
     parser.add_argument("--data", default=str(shared_data() / "celebamask_mini"))
     parser.add_argument("--faces", type=int_from(1), default=6)
     parser.add_argument("--seed", type=int_from(0), default=0, help="the benchmark's seed")
-    parser.add_argument("--out", default="docs/identity_before_after.png")
+    parser.add_argument("--out", default=str(ROOT / "docs" / "identity_before_after.png"),
+                        help="the PNG written (default: docs/identity_before_after.png of this project)")
     args = parser.parse_args()
 
-    with open(args.per_face) as f:
-        rows = list(csv.DictReader(f))
-    rows.sort(key=lambda r: float(r["input_id_dist"]) - float(r["generated_id_dist"]))
-    chosen = [r["id"] for r in rows[: args.faces]]
+    check_folder(Path(args.out).parent, "--out")  # before the faces are restored, not after
+    faces = read(args.per_face, ("input_id_dist", "generated_id_dist"))
+    chosen = sorted(faces, key=lambda f: faces[f]["input_id_dist"] - faces[f]["generated_id_dist"])[: args.faces]
     records = {r.id: r for r in data.open_dataset(args.data)}
+    unknown = [f for f in chosen if f not in records]
+    if unknown:
+        raise InputError(f"{args.per_face}: face {unknown[0]} is not in {args.data}")
     before = Restorer.from_pretrained(args.before, "cpu", engine="pytorch")
     after = Restorer.from_pretrained(args.after, "cpu", engine="pytorch")
     table = []
@@ -71,7 +80,7 @@ def draw(path: str, ids: list[str], table: list) -> None:
     fig.suptitle("Faces whose identity the older model changed most (dlib descriptor distance to the sharp "
                  "face; < 0.6 = same person)", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
+    write_atomically(path, lambda tmp: fig.savefig(tmp, format="png", dpi=80), ".png")
 
 
 if __name__ == "__main__":

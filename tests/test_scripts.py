@@ -98,8 +98,9 @@ def test_scripts_name_a_missing_dataset_in_one_line(tmp_path):
     for script in SCRIPTS:
         tail = script.read_text().split('if __name__ == "__main__":')[-1]
         assert "sys.exit(run_reported(main))" in tail, f"{script.name}: main is not run through run_reported"
-    with_data = [s for s in SCRIPTS if '"--data"' in s.read_text() and s.name != "identity_figure.py"]
-    assert len(with_data) >= 5
+    with_data = [s for s in SCRIPTS if ('"--data"' in s.read_text() or "add_face_set_options(" in s.read_text())
+                 and s.name != "identity_figure.py"]
+    assert len(with_data) >= 8
     failed = [f"{path}: exit {code!r}, stderr {err[-500:]!r}"
               for path, (code, _, err) in run_all(with_data, "--data", str(tmp_path / "no-such-faces")).items()
               if code != 2 or len(err.strip().splitlines()) != 1 or "dataset folder not found" not in err]
@@ -219,6 +220,14 @@ def test_identity_analysis_scales_the_restoration_s_change_and_splits_by_degrada
     done = subprocess.run([sys.executable, str(ROOT / "scripts" / "identity_analysis.py"), "--residual", "0"],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "residual factors must lie in (0, 2], got '0'" in done.stderr
+    # refused before any face is restored: too few faces for thirds, --after weights that are not there
+    for extra, says in ((["--faces", "2"], "it needs at least 3, got 2"),
+                        (["--after", str(ROOT / "nowhere")], "model weights not found")):
+        done = subprocess.run([sys.executable, str(ROOT / "scripts" / "identity_analysis.py"), *extra, "--data",
+                               str(shared_data / "celebamask_mini")], cwd=ROOT, capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode == 2 and says in done.stderr, done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1, done.stderr  # no progress bar: nothing restored
 
 
 def test_compare_faces_reports_the_face_by_face_change_and_refuses_other_faces(tmp_path):
@@ -252,6 +261,13 @@ def test_compare_faces_reports_the_face_by_face_change_and_refuses_other_faces(t
                        (str(ROOT / "docs" / "whole_photo.png"), "not a readable CSV"),
                        (str(tmp_path / "absent.csv"), "absent.csv: file not found")):
         done = subprocess.run([*script, before, path], cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2 and done.stderr.strip().count("\n") == 0 and says in done.stderr, done.stderr
+    # identity_figure.py reads its CSV the same way (it needs input_id_dist too), and names an --out
+    # it cannot write before any face is restored
+    figure = [sys.executable, str(ROOT / "scripts" / "identity_figure.py"), before, "--before", str(tmp_path)]
+    for extra, says in (([], f"{before}: not a --per-face CSV of benchmark_model.py (no input_id_dist)"),
+                        (["--out", str(ROOT / "README.md" / "f.png")], "README.md: --out is a file, not a folder")):
+        done = subprocess.run([*figure, *extra], cwd=tmp_path, capture_output=True, text=True, timeout=120)
         assert done.returncode == 2 and done.stderr.strip().count("\n") == 0 and says in done.stderr, done.stderr
 
 
@@ -328,14 +344,15 @@ def test_the_benchmark_s_colour_widths_post_process_the_restorer_s_own_output(sh
     assert raw["psnr"] == pytest.approx(metrics.psnr(restorer.restore(blurry, keep_colours=False), sharp), abs=1e-3)
     assert kept["psnr"] != raw["psnr"] and kept["local_colour"] != raw["local_colour"]
 
-    # one width that is not the restorer's is still named in its rows; --per-face records the width
-    faces = tmp_path / "raw.csv"
+    # one width that is not the restorer's is still named in its rows; --per-face records the width;
+    # folders of --json and --per-face that do not exist yet are made
+    faces, summary = tmp_path / "new" / "raw.csv", tmp_path / "newer" / "raw.json"
     done = subprocess.run([sys.executable, str(ROOT / "scripts" / "benchmark_model.py"), "--faces", "1", "--engines",
-                           "pytorch", "--split", "val", "--colour-sigmas", "0", "--json", str(tmp_path / "raw.json"),
+                           "pytorch", "--split", "val", "--colour-sigmas", "0", "--json", str(summary),
                            "--per-face", str(faces), "--data", str(folder)], cwd=ROOT, capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    rows = json.loads((tmp_path / "raw.json").read_text())["restoration"]
+    rows = json.loads(summary.read_text())["restoration"]
     assert "SMFD, generated masks [raw colours]" in rows and "SMFD, generated masks" not in rows
     import csv
 
