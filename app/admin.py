@@ -23,6 +23,8 @@ def admin_token(flag: str | None = None, file: str | Path | None = None) -> tupl
     """The token and whether it was given: --admin-token, else --admin-token-file, else
     $SMFD_ADMIN_TOKEN, else a random one (the caller prints it). A file or the environment keeps
     the token out of the process list."""
+    if flag is not None and not flag.strip():  # e.g. an unset shell variable: not a token anyone knows
+        raise InputError("--admin-token is empty: give a token, or leave the option out for a random one")
     if flag and file:
         raise InputError("give either --admin-token or --admin-token-file, not both")
     if file:

@@ -34,6 +34,7 @@ from sqlalchemy import (CheckConstraint, Column, DateTime, Integer, MetaData, St
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, NoSuchModuleError, OperationalError
 
+from smfd.batch import check_folder
 from smfd.errors import InputError
 from smfd.paths import cache_root
 
@@ -213,6 +214,9 @@ class VoteStore:
         backend = url.get_backend_name()
         if backend == "sqlite" and url.database not in (None, "", ":memory:"):
             path = Path(url.database).expanduser()
+            if path.is_dir():
+                raise InputError(f"{url.render_as_string()}: {path} is a folder, not a database file")
+            check_folder(path.parent, "--study-db")  # a file on the way, or a folder that cannot be written
             path.parent.mkdir(parents=True, exist_ok=True)
             if not path.exists():  # votes are nobody else's business: owner-only from the start
                 os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
@@ -234,6 +238,9 @@ class VoteStore:
             self._retry(self._create)
         except StoreUnavailable as exc:
             raise InputError(f"{url.render_as_string()}: {exc}") from None
+        except DBAPIError as exc:  # e.g. a file that is not a database: no retry helps
+            reason = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else type(exc.orig).__name__
+            raise InputError(f"{url.render_as_string()}: not a usable study database ({reason})") from None
 
     def _retry(self, action):
         return _retrying(action, self.retry_seconds)
@@ -399,6 +406,3 @@ class VoteStore:
                 return [dict(r._mapping) for r in result]
 
         return self._retry(read)
-
-    def votes(self) -> list[Vote]:
-        return [Vote.from_row(r) for r in self.rows()]

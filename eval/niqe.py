@@ -204,4 +204,6 @@ def niqe(rgb: np.ndarray) -> float:
 if __name__ == "__main__":
     if sys.argv[1:] != ["fetch"]:
         sys.exit("usage: python -m eval.niqe fetch")
-    print(f"NIQE pristine parameters: {fetch()}")
+    from smfd.cli import run_reported  # a failed download is one line (make install runs this)
+
+    sys.exit(run_reported(lambda: print(f"NIQE pristine parameters: {fetch()}")))

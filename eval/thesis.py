@@ -94,8 +94,9 @@ EQUAL_BUDGET_CONFIG = {"residual": True}  # SMFD-UNet rows at the default budget
 class Budget:
     """The training budget of every trained row, in training samples seen.
 
-    The default (``samples`` 8,192; SMFD-UNet rows on 128x128 crops) took 31-66 minutes per mask row
-    and 30-38 per SMFD-UNet row on 2 CPU cores here (docs/thesis_tables.md); :meth:`thesis` is the thesis'
+    The default (``samples`` 8,192; SMFD-UNet rows on 128x128 crops) takes about 30-38 minutes per
+    SMFD-UNet row, 29-31 per mask-generator or UNet row and 55 per UNet++ row on 2 idle CPU cores
+    (README, docs/thesis_tables.md); :meth:`thesis` is the thesis'
     own recipe (50 passes over the training faces at 256x256, early stopping), a GPU's budget.
     Without early stopping every row sees exactly ``samples``: equal budgets, as the tables need.
     At this budget every SMFD-UNet row predicts a correction to the blurry input (``residual``): one
@@ -158,8 +159,12 @@ class Budget:
         return math.ceil(self.samples / self.samples_per_epoch)
 
     def describe(self) -> str:
-        seen = ("50 passes over the training faces (the thesis' recipe)" if self.samples is None
-                else f"{self.epochs() * self.samples_per_epoch:,} training samples")
+        if self.samples is None:  # the thesis' 50 epochs, each a pass over the faces unless set shorter
+            seen = ("50 passes over the training faces (the thesis' recipe)" if self.samples_per_epoch is None
+                    else f"50 epochs of {self.samples_per_epoch:,} training samples (the thesis' 50 passes, "
+                         "each cut to that length)")
+        else:
+            seen = f"{self.epochs() * self.samples_per_epoch:,} training samples"
         every = ("once per pass" if self.samples_per_epoch is None
                  else f"every {self.samples_per_epoch:,} samples")
         return (f"every trained row sees {seen}: "

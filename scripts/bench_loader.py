@@ -18,16 +18,16 @@ import torch
 from torch.utils.data import DataLoader
 
 from smfd import data
-from smfd.cli import run_reported, script_parser
+from smfd.cli import int_from, run_reported, script_parser
 from smfd.paths import shared_data
 
 
 def main() -> None:
     parser = script_parser(__doc__)
     parser.add_argument("--data", default=str(shared_data() / "celebamask_mini"))
-    parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--samples", type=int, default=96)
-    parser.add_argument("--patch", type=int, default=None)
+    parser.add_argument("--workers", type=int_from(0), nargs="+", default=[0, 1, 2])
+    parser.add_argument("--samples", type=int_from(1), default=96)
+    parser.add_argument("--patch", type=int_from(8), default=None)
     args = parser.parse_args()
     records = data.select(data.open_dataset(args.data), "train")
     print(f"{len(records)} training faces from {args.data}, {os.cpu_count()} CPUs")

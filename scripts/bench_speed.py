@@ -31,7 +31,9 @@ from pathlib import Path
 import numpy as np
 
 from smfd import data
-from smfd.cli import run_reported, script_parser
+from smfd.cli import config_overrides, int_from, run_reported, script_parser
+from smfd.engines import ENGINES
+from smfd.errors import InputError
 from smfd.images import write_png
 from smfd.models import count_parameters
 from smfd.paths import shared_data
@@ -95,31 +97,30 @@ def random_weights(folder: Path, deblur: dict, mask: dict) -> str:
     shipped = [checkpoint.load(path).config for path in weight_files()]
     for path, changes in zip(weight_files(folder), (mask, deblur)):
         print(f"random-init {path.stem}: {json.dumps(changes)}")
+    try:
+        configs = with_overrides(shipped[0], mask), with_overrides(shipped[1], deblur)
+    except (TypeError, ValueError) as exc:  # an unknown field or a value of the wrong kind
+        raise InputError(f"--set / --mask-set: {exc}") from None
     # The same seed each run: the same networks, so an engine converts them once.
-    save_random_weights(folder, with_overrides(shipped[0], mask), with_overrides(shipped[1], deblur))
+    save_random_weights(folder, *configs)
     return str(folder)
-
-
-def overrides(items: list[str]) -> dict:
-    import json
-
-    return {k: json.loads(v) for k, _, v in (item.partition("=") for item in items)}
 
 
 def main() -> None:
     parser = script_parser(__doc__)
     parser.add_argument("--weights", default=None, help="weights folder (default: the shipped weights)")
-    parser.add_argument("--engines", nargs="+", default=["pytorch", "openvino", "openvino-int8"])
-    parser.add_argument("--threads", type=int, nargs="+", default=[2])
-    parser.add_argument("--load", type=int, nargs="+", default=[0], help="busy processes while timing")
-    parser.add_argument("--runs", type=int, default=30)
-    parser.add_argument("--folder-faces", type=int, default=40, help="0: skip the folder timing")
+    parser.add_argument("--engines", nargs="+", choices=ENGINES[1:], default=["pytorch", "openvino", "openvino-int8"])
+    parser.add_argument("--threads", type=int_from(1, 1024), nargs="+", default=[2])
+    parser.add_argument("--load", type=int_from(0), nargs="+", default=[0], help="busy processes while timing")
+    parser.add_argument("--runs", type=int_from(1), default=30)
+    parser.add_argument("--folder-faces", type=int_from(0), default=40, help="0: skip the folder timing")
     parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="SMFD-UNet config change")
     parser.add_argument("--mask-set", nargs="+", default=[], metavar="KEY=VALUE", help="mask generator change")
     args = parser.parse_args()
     if args.set or args.mask_set:
         scratch = tempfile.TemporaryDirectory()
-        args.weights = random_weights(Path(scratch.name), overrides(args.set), overrides(args.mask_set))
+        args.weights = random_weights(Path(scratch.name), config_overrides(args.set),
+                                      config_overrides(args.mask_set, "--mask-set"))
 
     faces = held_out_faces(max(8, args.folder_faces))
     restorers = {}

@@ -23,7 +23,7 @@ import time
 import torch
 
 from eval.thesis import MASK_MODELS, Budget
-from smfd.cli import run_reported, script_parser
+from smfd.cli import int_from, run_reported, script_parser
 from smfd.paths import shared_data
 from smfd.models import ABLATIONS
 from smfd.train import Trainer, TrainSettings
@@ -35,9 +35,9 @@ KINDS = {**{f"mask: {k}": ("mask", c) for k, (_, c) in MASK_MODELS.items()},
 def main() -> None:
     p = script_parser(__doc__)
     p.add_argument("--data", default=str(shared_data() / "celebamask_mini"))
-    p.add_argument("--budget", type=int, default=Budget().samples)
-    p.add_argument("--batches", type=int, default=8)
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--budget", type=int_from(1), default=Budget().samples)
+    p.add_argument("--batches", type=int_from(1), default=8)
+    p.add_argument("--repeats", type=int_from(1), default=3)
     args = p.parse_args()
     budget = Budget(samples=args.budget)
     print(f"torch threads {torch.get_num_threads()}; budget {budget.describe()}")

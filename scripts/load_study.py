@@ -125,7 +125,7 @@ async def drive(url: str, args) -> None:
 
 def main() -> None:
     parser = script_parser(__doc__)
-    parser.add_argument("--participants", type=int, default=60)
+    parser.add_argument("--participants", type=int_from(1), default=60)
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of voting at most")
     parser.add_argument("--think", type=float, nargs=2, default=(1.0, 3.0), metavar=("MIN", "MAX"),
                         help="seconds a participant looks at a pair before clicking (uniform)")
@@ -140,6 +140,8 @@ def main() -> None:
     args = parser.parse_args()
     if not 1 <= args.participants <= 500 or not 0 < args.duration <= 3600:
         parser.error("--participants must be 1..500 and --duration 0..3600 s")
+    if not 0 <= args.think[0] <= args.think[1] <= 600:
+        parser.error(f"--think MIN MAX must satisfy 0 <= MIN <= MAX <= 600 s, got {args.think[0]:g} {args.think[1]:g}")
     if args.url:
         asyncio.run(drive(args.url, args))
         return

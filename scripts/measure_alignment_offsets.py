@@ -48,7 +48,7 @@ def show(name: str, result) -> None:
 def main() -> None:
     parser = script_parser(__doc__)
     parser.add_argument("--faces", type=int_from(1), default=100)
-    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--size", type=int_from(8), default=256)
     args = parser.parse_args()
     root = shared_data()
     records = data.select(data.open_dataset(root / "celebamask_mini"), "test")[: args.faces]

@@ -18,6 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 from smfd.cli import run_reported, script_parser
+from smfd.errors import InputError
 from smfd.faces import find_boxes, key_points, landmarks_in
 from smfd.images import list_images, read_image
 from smfd.paths import shared_data
@@ -41,6 +42,8 @@ def main() -> None:
         box, _ = max(found, key=lambda b: (b[0][2] - b[0][0]) * (b[0][3] - b[0][1]))  # the largest face
         points.append(key_points(landmarks_in(image, box)) / side)
         boxes.append(box / side)
+    if not points:
+        raise InputError(f"{args.folder}: no face found in any of its {len(files)} images")
     points, boxes = np.array(points), np.array(boxes)
     print(f"{len(points)} of {len(files)} crops measured ({missed} without a detected face)")
     print("TEMPLATE (eye centres left/right, mouth corners left/right), mean +- std:")

@@ -12,12 +12,15 @@ git-ignored; name it in the device tool's ``carry``. Prints what it wrote and it
 
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import cv2
 
 from smfd import data
-from smfd.cli import run_reported, script_parser
+from smfd.batch import check_folder
+from smfd.cli import int_from, number_in, run_reported, script_parser
+from smfd.errors import InputError
 from smfd.paths import shared_data
 
 
@@ -50,22 +53,29 @@ def main() -> None:
     parser = script_parser(__doc__)
     parser.add_argument("--data", default=str(shared_data()), help="folder holding celebamask_mini and ffhq_mini")
     parser.add_argument("--out", default=".device/data")
-    parser.add_argument("--quality", type=int, default=90, help="JPEG quality of the packed images (50-100)")
-    parser.add_argument("--budget-mb", type=float, default=32.0,
+    parser.add_argument("--quality", type=int_from(50, 100), default=90, help="JPEG quality of the packed images (50-100)")
+    parser.add_argument("--budget-mb", type=number_in(0, 64, low_open=True), default=32.0,
                         help="size of the pack in MiB (the tracked files take about 29 of the 64)")
     args = parser.parse_args()
-    if not 50 <= args.quality <= 100 or args.budget_mb <= 0:
-        sys.exit("--quality must lie in 50..100 and --budget-mb above 0")
     out, budget = Path(args.out), int(args.budget_mb * 2**20)
     if out.exists():
-        sys.exit(f"{out}: exists already; remove it first")
+        raise InputError(f"{out}: exists already; remove it first")
+    check_folder(out.parent, "--out")
     celeba = data.select(data.open_dataset(Path(args.data) / "celebamask_mini"), "trainval")
-    faces, used = pack(celeba, out / "celebamask_mini", args.quality, budget, 0)
-    if faces < len(celeba):
-        sys.exit(f"only {faces} of {len(celeba)} CelebAMask-HQ faces fit in {args.budget_mb} MiB: raise --budget-mb")
-    ffhq_dir = Path(args.data) / "ffhq_mini"
-    extra, used2 = pack(data.open_dataset(ffhq_dir), out / "ffhq_mini", args.quality, budget, used) \
-        if ffhq_dir.is_dir() else (0, used)
+    # Packed beside --out and renamed at the end: a pack that does not fit leaves nothing behind
+    out.parent.mkdir(parents=True, exist_ok=True)
+    building = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    try:
+        faces, used = pack(celeba, building / "celebamask_mini", args.quality, budget, 0)
+        if faces < len(celeba):
+            raise InputError(f"only {faces} of {len(celeba)} CelebAMask-HQ faces fit in {args.budget_mb:g} MiB: "
+                             "raise --budget-mb")
+        ffhq_dir = Path(args.data) / "ffhq_mini"
+        extra, used2 = pack(data.open_dataset(ffhq_dir), building / "ffhq_mini", args.quality, budget, used) \
+            if ffhq_dir.is_dir() else (0, used)
+        building.rename(out)
+    finally:
+        shutil.rmtree(building, ignore_errors=True)
     print(f"packed {faces} CelebAMask-HQ faces with masks ({used / 2**20:.1f} MiB) and {extra} FFHQ faces "
           f"({(used2 - used) / 2**20:.1f} MiB) into {out}, JPEG quality {args.quality}")
 

@@ -15,7 +15,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from smfd.batch import check_folder  # noqa: E402
 from smfd.cli import run_reported, script_parser  # noqa: E402
+from smfd.errors import InputError  # noqa: E402
+from smfd.images import write_atomically  # noqa: E402
 
 
 def main() -> None:
@@ -23,9 +26,10 @@ def main() -> None:
     parser.add_argument("runs", nargs="+", help="run folders (each with log.csv)")
     parser.add_argument("--out", default="learning_curves.png")
     args = parser.parse_args()
+    check_folder(Path(args.out).parent, "--out")
+    logs = {run: read_log(Path(run) / "log.csv") for run in args.runs}  # every log checked before drawing
     fig, axes = plt.subplots(1, len(args.runs), figsize=(4.2 * len(args.runs), 3.2), squeeze=False)
-    for ax, run in zip(axes[0], args.runs):
-        rows = list(csv.DictReader(open(Path(run) / "log.csv")))
+    for ax, (run, rows) in zip(axes[0], logs.items()):
         score = "dice" if "dice" in rows[0] else "psnr"
         hours, total = [], 0.0
         for r in rows:
@@ -40,8 +44,20 @@ def main() -> None:
         ax.set_ylabel("validation " + ("mean Dice" if score == "dice" else "PSNR (dB)"))
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(args.out, dpi=110)
+    write_atomically(args.out, lambda tmp: fig.savefig(tmp, format="png", dpi=110), ".png")
     print(f"wrote {args.out}")
+
+
+def read_log(path: Path) -> list[dict]:
+    """A training run's log.csv (smfd train writes one row per epoch), refused in one line when it
+    is missing, empty or not such a log."""
+    if not path.is_file():
+        raise InputError(f"{path}: no training log (is {path.parent} a run folder of smfd train?)")
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows or not {"seconds", "lr"} <= rows[0].keys() or not {"dice", "psnr"} & rows[0].keys():
+        raise InputError(f"{path}: {'no epochs logged yet' if not rows else 'not a log of smfd train'}")
+    return rows
 
 
 if __name__ == "__main__":

@@ -260,17 +260,18 @@ def _add_train(sub) -> None:
     p.set_defaults(func=cmd_train)
 
 
-def _config_overrides(items: list[str]) -> dict:
-    """``--set KEY=VALUE`` items as a dict of model config overrides (values parsed as JSON)."""
+def config_overrides(items: list[str], option: str = "--set") -> dict:
+    """``--set KEY=VALUE`` items as a dict of model config overrides (values parsed as JSON; the
+    fields and their values are checked where the config is made, :func:`smfd.models.with_overrides`)."""
     config = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep:
-            raise InputError(f"--set expects KEY=VALUE, got {item!r}")
+            raise InputError(f"{option} expects KEY=VALUE, got {item!r}")
         try:
             config[key] = json.loads(value)
         except json.JSONDecodeError:
-            raise InputError(f"--set {item}: VALUE must be JSON, e.g. true, 3, 0.5 or '\"text\"' "
+            raise InputError(f"{option} {item}: VALUE must be JSON, e.g. true, 3, 0.5 or '\"text\"' "
                              "(quoted for the shell)") from None
     return config
 
@@ -286,7 +287,7 @@ def cmd_train(args) -> None:
         if args.task != "deblur" or args.ablation not in ABLATIONS:
             raise InputError(f"--ablation takes a deblur variant: {', '.join(ABLATIONS)}")
         config.update(ABLATIONS[args.ablation])
-    config.update(_config_overrides(args.set))
+    config.update(config_overrides(args.set))
     try:
         settings = TrainSettings(
             task=args.task, data=tuple(args.data), out=args.out, epochs=args.epochs, batch=args.batch,
@@ -474,8 +475,9 @@ def _add_eval(sub) -> None:
     g.add_argument("--tables", nargs="+", default=["4.1", "4.2", "4.3", "4.4"],
                    choices=["4.1", "4.2", "4.3", "4.4"], help="with --thesis-tables: the tables to build (default all)")
     g.add_argument("--budget", type=_budget, default=None, metavar="SAMPLES|thesis",
-                   help="training samples every trained row sees (default 8192: 31-66 minutes per mask row, "
-                        "30-38 per SMFD-UNet row on 2 CPU cores here; SMFD-UNet rows residual), or 'thesis': the thesis' recipe (50 passes over "
+                   help="training samples every trained row sees (default 8192: about 29-31 minutes per mask-generator "
+                        "or UNet row, 55 per UNet++ row and 30-38 per SMFD-UNet row on 2 idle CPU cores; SMFD-UNet "
+                        "rows residual), or 'thesis': the thesis' recipe (50 passes over "
                         "whole faces, early stopping; a GPU's budget). Raising it continues finished runs")
     g.add_argument("--samples-per-epoch", type=int_from(1), default=None,
                    help="training samples between two validations (default 1024; thesis: one pass)")
@@ -581,7 +583,7 @@ def cmd_eval(args) -> None:
             budget = Budget.thesis(**given)
         else:
             budget = Budget(**given, **({} if args.budget is None else {"samples": args.budget}))
-        budget = budget.with_config(_config_overrides(args.set))
+        budget = budget.with_config(config_overrides(args.set))
         print(reproduce(args.data, args.out, args.tables, budget, options, args.test_faces, args.runs,
                         args.overwrite))
         return

@@ -46,7 +46,7 @@ class FaceRecord:
 def detect_layout(root: str | Path) -> str:
     root = Path(root)
     if not root.is_dir():
-        raise InputError(f"{root}: dataset folder not found")
+        raise InputError(f"{root}: {'not a folder: a dataset is a folder' if root.exists() else 'dataset folder not found'}")
     if (root / "CelebA-HQ-img").is_dir() and (root / "CelebAMask-HQ-mask-anno").is_dir():
         return "official"
     if (root / "images").is_dir() and (root / "masks").is_dir():

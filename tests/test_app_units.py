@@ -711,6 +711,21 @@ def test_a_database_url_of_an_unknown_kind_is_named_in_one_line():
         VoteStore("garbage://x")
 
 
+def test_a_sqlite_path_that_is_no_database_is_named_in_one_line(tmp_path):
+    """A file that is not a database, a folder, or a path under a file: one line naming it, at once
+    (no 20 s of retries), and the file is left as it was."""
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a database " * 100)
+    for path, says in ((notes, f"sqlite:///{notes}: not a usable study database (file is not a database)"),
+                       (tmp_path, f"sqlite:///{tmp_path}: {tmp_path} is a folder, not a database file"),
+                       (notes / "votes.sqlite", f"{notes}: --study-db is a file, not a folder")):
+        started = time.monotonic()
+        with pytest.raises(InputError) as caught:
+            VoteStore(f"sqlite:///{path}", retry_seconds=20)
+        assert str(caught.value) == says and time.monotonic() - started < 5
+    assert notes.read_text() == "not a database " * 100
+
+
 def test_a_port_held_by_another_server_or_a_bad_host_is_named_before_the_models_load(monkeypatch, capsys):
     """smfd demo on a port another server listens on, or a host that is no address: one line
     naming the option, exit status 2, before create_context loads anything."""
@@ -871,6 +886,8 @@ def test_admin_token_from_the_flag_a_file_or_the_environment(tmp_path, monkeypat
         admin_token(None, tmp_path / "missing")
     with pytest.raises(InputError, match="not both"):
         admin_token("a", tmp_path / "token")
+    with pytest.raises(InputError, match="^--admin-token is empty"):  # not silently a random token
+        admin_token("  ")
 
 
 def _vote(participant: str, trial: int, side: str = "left") -> Vote:

@@ -101,8 +101,12 @@ def test_folder_layout_has_no_masks(shared_data):
 
 
 def test_layout_detection_and_errors(tmp_path, celeba):
-    with pytest.raises(InputError, match="not found"):
+    with pytest.raises(InputError, match="missing: dataset folder not found$"):
         data.detect_layout(tmp_path / "missing")
+    (tmp_path / "notes.txt").write_text("a file")
+    with pytest.raises(InputError, match="notes.txt: not a folder: a dataset is a folder$"):  # not "not found"
+        data.open_dataset(tmp_path / "notes.txt")
+    (tmp_path / "notes.txt").unlink()
     assert data.detect_layout(tmp_path) == "folder"
     with pytest.raises(InputError, match="no faces found"):
         data.open_dataset(tmp_path)

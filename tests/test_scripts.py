@@ -8,13 +8,14 @@ Scripts are not imported by the package, so a moved name (``shared_data`` left `
 from __future__ import annotations
 
 import ast
-import shutil
 import importlib
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = sorted((ROOT / "scripts").glob("*.py"))
@@ -169,7 +170,12 @@ def test_the_device_pack_keeps_the_split_and_leaves_out_the_test_faces(shared_da
     assert data.open_dataset(out / "ffhq_mini")  # FFHQ while the budget lasts, as plain images
     again = subprocess.run([sys.executable, str(ROOT / "scripts" / "pack_for_device.py"), "--data", str(shared_data),
                             "--out", str(out)], capture_output=True, text=True, cwd=ROOT)
-    assert again.returncode != 0 and "exists already" in again.stderr  # nothing replaced
+    assert again.returncode == 2 and again.stderr.strip() == f"smfd: error: {out}: exists already; remove it first"
+    small = tmp_path / "small"  # a pack that does not fit leaves nothing that would block the next try
+    run = subprocess.run([sys.executable, str(ROOT / "scripts" / "pack_for_device.py"), "--data", str(shared_data),
+                          "--out", str(small), "--budget-mb", "1"], capture_output=True, text=True, cwd=ROOT)
+    assert run.returncode == 2 and "CelebAMask-HQ faces fit in 1 MiB: raise --budget-mb" in run.stderr, run.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pack"]
 
 
 def test_identity_analysis_warps_a_true_mask_by_at_most_its_amplitude(shared_data):
@@ -453,3 +459,21 @@ def test_ssim_gap_splits_the_gap_between_the_mask_paths_by_group(shared_data, ca
     script.report(scores)
     out = capsys.readouterr().out
     assert f"gap {np.mean(scores['truth'] - scores['generated']):+.4f}" in out and "| face skin |" in out
+
+
+def test_plot_training_draws_a_log_and_names_a_run_without_one(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "log.csv").write_text("epoch,seconds,lr,psnr\n1,60,0.001,22.5\n2,60,0.0002,23.1\n")
+    script = [sys.executable, str(ROOT / "scripts" / "plot_training.py")]
+    done = subprocess.run([*script, str(run), "--out", str(tmp_path / "figs" / "c.png")], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert Image.open(tmp_path / "figs" / "c.png").size[0] > 300
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "log.csv").touch()
+    for folder, says in (("empty", "no epochs logged yet"), ("nowhere", "no training log")):
+        done = subprocess.run([*script, str(run), str(tmp_path / folder), "--out", str(tmp_path / "d.png")],
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2 and says in done.stderr and len(done.stderr.strip().splitlines()) == 1
+        assert not (tmp_path / "d.png").exists()
