@@ -216,7 +216,8 @@ class VoteStore:
             path = Path(url.database).expanduser()
             if path.is_dir():
                 raise InputError(f"{url.render_as_string()}: {path} is a folder, not a database file")
-            check_folder(path.parent, "--study-db")  # a file on the way, or a folder that cannot be written
+            # a file on the way, or a folder that cannot be written (--study-db's, or the cache's by default)
+            check_folder(path.parent, "the study database's folder")
             path.parent.mkdir(parents=True, exist_ok=True)
             if not path.exists():  # votes are nobody else's business: owner-only from the start
                 os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))

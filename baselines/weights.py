@@ -34,21 +34,21 @@ def download(url: str, target: Path, sha256: str | None, force: bool = False) ->
     digest = hashlib.sha256()
 
     def fetch(tmp: Path) -> None:
-        with open(tmp, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
-            total = int(response.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc=target.name) as bar:
-                while block := response.read(CHUNK):
-                    out.write(block)
-                    digest.update(block)
-                    bar.update(len(block))
+        try:
+            with open(tmp, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
+                total = int(response.headers.get("Content-Length") or 0) or None
+                with tqdm(total=total, unit="B", unit_scale=True, desc=target.name) as bar:
+                    while block := response.read(CHUNK):
+                        out.write(block)
+                        digest.update(block)
+                        bar.update(len(block))
+        except OSError as exc:  # URLError, timeouts, a full disk: the download's failure, not the cache's
+            raise InputError(f"{url}: download failed ({exc})") from None
         if sha256 is not None and digest.hexdigest() != sha256:
             raise InputError(f"{url}: SHA-256 mismatch (expected {sha256}, got {digest.hexdigest()}); "
                              "file discarded")
 
-    try:
-        write_atomically(target, fetch, ".part")
-    except OSError as exc:  # URLError, timeouts, disk errors
-        raise InputError(f"{url}: download failed ({exc})") from None
+    write_atomically(target, fetch, ".part")  # a cache folder that cannot be written: named by it
     got = digest.hexdigest()
     if sha256 is None:
         print(f"{target.name}: no SHA-256 is pinned for this file; computed {got} "

@@ -157,9 +157,9 @@ def evaluate(pairs: list[Pair], names: list[str], out: str | Path, options: Eval
     if taken and not overwrite:
         raise InputError(f"{taken[0]}: results of an earlier evaluation; pass --overwrite to replace them "
                          "or choose another --out")
-    pair_files = [p for pair in pairs for p in (pair.blurry, pair.sharp, pair.mask) if p is not None]
-    for name in names:  # e.g. --pairs OUT/outputs/blurry: replacing that folder would delete the pairs
-        check_removable(out / "outputs" / name, pair_files, "an image of the pairs evaluated")
+    check_removable([out / "outputs" / n for n in names],  # e.g. --pairs OUT/outputs/blurry
+                    (p for pair in pairs for p in (pair.blurry, pair.sharp, pair.mask) if p is not None),
+                    "an image of the pairs evaluated")
     for pair in pairs:  # an unreadable or mismatched pair is named before any method runs
         pair.load()
     loaded = load_methods(names, options, all(p.mask is not None for p in pairs))

@@ -67,9 +67,9 @@ def make_pairs(dataset: str | Path, out: str | Path, limit: int | None = None, s
     data.check_files(records)  # a bad file named before earlier pairs are removed, not halfway through
     out = Path(out)
     subs = [out / sub for sub in ("blurry", "sharp", "masks")]
-    dataset_files = [p for r in data.open_dataset(dataset) for p in (r.image, r.mask, *(f for _, f in r.parts)) if p]
-    for sub in subs:  # e.g. --out the dataset folder: its own masks/ would be removed and rewritten
-        check_removable(sub, dataset_files, f"a file of the dataset {dataset}")
+    if any(sub.is_dir() for sub in subs):  # e.g. --out the dataset folder: its masks/ would be replaced
+        files = (p for r in data.open_dataset(dataset) for p in (r.image, r.mask, *(f for _, f in r.parts)) if p)
+        check_removable(subs, files, f"a file of the dataset {dataset}")
     if not overwrite:
         if (out / "pairs.json").exists():
             raise InputError(f"{out / 'pairs.json'}: pairs made earlier; pass --overwrite to make them again "

@@ -30,7 +30,7 @@ import torch
 from smfd import checkpoint, data, metrics
 from smfd.errors import InputError
 from smfd.identity import SAME_PERSON, References
-from smfd.images import write_atomically
+from smfd.images import write_atomically, write_figure
 from smfd.labels import GROUPS, to_groups
 from smfd.models import ABLATIONS, count_parameters
 from smfd.restorer import weight_files
@@ -384,7 +384,7 @@ def _curves(path: Path, runs: list[Run], labels: list[str], metric: str, title: 
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    write_atomically(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110), ".png")
+    write_figure(path, fig, 110)
     plt.close(fig)
     return path
 

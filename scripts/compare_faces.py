@@ -8,40 +8,13 @@ ground-truth masks, it prints the mean of AFTER - BEFORE over the faces, its sta
 how many faces went down and up: whether a change in the means is more than the faces' noise.
 """
 
-import csv
 import sys
 
 import numpy as np
 
+from eval.per_face import COLUMNS, read
 from smfd.cli import run_reported, script_parser
 from smfd.errors import InputError
-
-COLUMNS = ("generated_id_dist", "truth_id_dist", "generated_psnr", "truth_psnr")
-
-
-def read(path: str, columns: tuple[str, ...] = COLUMNS) -> dict[str, dict[str, float]]:
-    """The faces of a --per-face CSV: id -> the figures of ``columns``, as numbers (identity_figure.py
-    reads its CSV here too)."""
-    try:
-        with open(path, newline="") as f:
-            rows = {r["id"]: r for r in csv.DictReader(f)}
-    except KeyError:
-        raise InputError(f"{path}: not a --per-face CSV of benchmark_model.py (no id column)") from None
-    except FileNotFoundError:
-        raise InputError(f"{path}: file not found") from None
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise InputError(f"{path}: not a readable CSV ({exc.__class__.__name__})") from None
-    missing = [c for c in columns if rows and c not in next(iter(rows.values()))]
-    if not rows or missing:
-        raise InputError(f"{path}: not a --per-face CSV of benchmark_model.py "
-                         f"({'no faces' if not rows else 'no ' + ', '.join(missing)})")
-    figures = {}
-    for face, row in rows.items():
-        try:
-            figures[face] = {c: float(row[c]) for c in columns}
-        except (TypeError, ValueError):
-            raise InputError(f"{path}: face {face}: a figure is not a number") from None
-    return figures
 
 
 def main() -> None:

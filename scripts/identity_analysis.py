@@ -44,7 +44,7 @@ from smfd import data, labels, metrics
 from smfd.batch import check_folder
 from smfd.cli import add_face_set_options, face_set, int_from, run_reported, script_parser
 from smfd.identity import SAME_PERSON, geometry
-from smfd.images import to_uint8, write_atomically
+from smfd.images import to_uint8, write_figure
 from smfd.models import SMFDConfig, generated_mask_input
 from smfd.restorer import Restorer, with_input_colours
 
@@ -264,7 +264,7 @@ def figure(path: str, rows: list, dist: dict, after: list | None) -> None:
     fig.suptitle("Faces whose identity moves most (dlib descriptor distance to the sharp face; < 0.6 = same person)",
                  fontsize=9)
     fig.tight_layout()
-    write_atomically(path, lambda tmp: fig.savefig(tmp, format="png", dpi=80), ".png")
+    write_figure(path, fig, 80)
 
 
 if __name__ == "__main__":

@@ -14,14 +14,14 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from compare_faces import read  # this folder is on the path of a script run
 
+from eval.per_face import read
 from smfd import data, labels
 from smfd.batch import check_folder
 from smfd.cli import int_from, run_reported, script_parser
 from smfd.errors import InputError
 from smfd.identity import geometry
-from smfd.images import write_atomically
+from smfd.images import write_figure
 from smfd.paths import shared_data
 from smfd.restorer import Restorer
 
@@ -80,7 +80,7 @@ def draw(path: str, ids: list[str], table: list) -> None:
     fig.suptitle("Faces whose identity the older model changed most (dlib descriptor distance to the sharp "
                  "face; < 0.6 = same person)", fontsize=9)
     fig.tight_layout()
-    write_atomically(path, lambda tmp: fig.savefig(tmp, format="png", dpi=80), ".png")
+    write_figure(path, fig, 80)
 
 
 if __name__ == "__main__":

@@ -73,6 +73,7 @@ def main() -> None:
         ffhq_dir = Path(args.data) / "ffhq_mini"
         extra, used2 = pack(data.open_dataset(ffhq_dir), building / "ffhq_mini", args.quality, budget, used) \
             if ffhq_dir.is_dir() else (0, used)
+        building.chmod(0o755)  # mkdtemp's folder is owner-only; the pack is an ordinary folder
         building.rename(out)
     finally:
         shutil.rmtree(building, ignore_errors=True)

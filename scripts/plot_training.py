@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from smfd.batch import check_folder  # noqa: E402
 from smfd.cli import run_reported, script_parser  # noqa: E402
 from smfd.errors import InputError  # noqa: E402
-from smfd.images import write_atomically  # noqa: E402
+from smfd.images import write_figure  # noqa: E402
 
 
 def main() -> None:
@@ -27,9 +27,9 @@ def main() -> None:
     parser.add_argument("--out", default="learning_curves.png")
     args = parser.parse_args()
     check_folder(Path(args.out).parent, "--out")
-    logs = {run: read_log(Path(run) / "log.csv") for run in args.runs}  # every log checked before drawing
+    logs = [(run, read_log(Path(run) / "log.csv")) for run in args.runs]  # every log checked before drawing
     fig, axes = plt.subplots(1, len(args.runs), figsize=(4.2 * len(args.runs), 3.2), squeeze=False)
-    for ax, (run, rows) in zip(axes[0], logs.items()):
+    for ax, (run, rows) in zip(axes[0], logs):
         score = "dice" if "dice" in rows[0] else "psnr"
         hours, total = [], 0.0
         for r in rows:
@@ -44,7 +44,7 @@ def main() -> None:
         ax.set_ylabel("validation " + ("mean Dice" if score == "dice" else "PSNR (dB)"))
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    write_atomically(args.out, lambda tmp: fig.savefig(tmp, format="png", dpi=110), ".png")
+    write_figure(args.out, fig, 110)
     print(f"wrote {args.out}")
 
 

@@ -76,14 +76,21 @@ def check_not_inputs(files: list[Path], out: str | Path, also: Iterable[Path] = 
                              "(choose another output folder)")
 
 
-def check_removable(folder: Path, inputs: Iterable[Path], what: str) -> None:
-    """Refuse, even with --overwrite, to remove ``folder`` (an earlier run's outputs) where it holds,
-    or is, one of this run's inputs: the run would delete what it reads."""
-    target = folder.resolve()
+def check_removable(folders: Iterable[Path], inputs: Iterable[Path], what: str) -> None:
+    """Refuse, even with --overwrite, to remove any of ``folders`` (an earlier run's outputs) where
+    it holds one of this run's inputs: the run would delete what it reads. Inputs are looked at by
+    their folders, so a dataset of many files costs a folder count, not a file count."""
+    targets = {folder: folder.resolve() for folder in folders if folder.is_dir()}  # none: nothing removed
+    if not targets:
+        return
+    by_folder: dict[Path, Path] = {}  # each input's real folder -> one input there, to name
     for path in inputs:
-        if path.resolve() == target or path.resolve().is_relative_to(target):
-            raise InputError(f"{folder}: holds {path}, {what}, which replacing this folder would delete "
-                             "(choose another --out)")
+        by_folder.setdefault(path.parent, path)
+    for real, path in {p.resolve(): path for p, path in by_folder.items()}.items():
+        for folder, target in targets.items():
+            if real == target or real.is_relative_to(target):
+                raise InputError(f"{folder}: holds {path}, {what}, which replacing this folder would delete "
+                                 "(choose another --out)")
 
 
 def check_some_usable(files: list[Path], check: Callable[[Path], None]) -> None:

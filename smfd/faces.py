@@ -239,11 +239,12 @@ def _view(image: np.ndarray, scale: float, angle: float) -> tuple[np.ndarray, np
 
 def _detect_pass(image: np.ndarray, detector: str, pixels: float, angle: float) -> list[Face]:
     h, w = image.shape[:2]
-    # The budget holds for what the detector searches: the turned copy's canvas, which for a long
-    # thin photo at 45 degrees is about (w + h)^2 / 2 pixels, not w * h (a 9000x9 strip: 40 million).
+    # A turned copy lies on a canvas of (w + h)^2 / 2 pixels at 45 degrees: about twice w * h for an
+    # ordinary photo, whose scale stays as it was, but 40 million for a 9000x9 strip. Bounding the
+    # canvas at twice the budget keeps such a strip from taking gigabytes.
     cos, sin = abs(math.cos(math.radians(angle))), abs(math.sin(math.radians(angle)))
     canvas = (w * cos + h * sin) * (w * sin + h * cos)
-    scale = min(MAX_UPSCALE, math.sqrt(pixels / canvas))
+    scale = min(MAX_UPSCALE, math.sqrt(pixels / max(w * h, canvas / 2)))
     view, matrix = _view(image, scale, angle)
     back = invert(matrix)
     faces = []

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import glob
+import re
 from pathlib import Path
 
 from tqdm import tqdm
@@ -54,17 +54,16 @@ def restore_files(src: str, dst: str, make_restorer, masks: str | None = None,
     out = check_folder(dst, "OUT")
     crops_dir = check_folder(faces_out, "--faces-out") if faces_out is not None else None
     check_not_inputs(files, out, [masks_dir / f"{p.stem}.png" for p in files] if masks_dir is not None else [])
-    if crops_dir is not None:  # a photo's crops there are replaced, even those of more faces than now
-        given = {p.resolve() for p in files}
-        for crop in (c for p in files for c in face_crops(crops_dir, p.stem)):
-            if crop.resolve() in given:
-                raise InputError(f"{crop}: an input of this run, which its face crops would replace "
-                                 "(choose another --faces-out folder)")
+    crops_there = crops_by_stem(crops_dir) if crops_dir is not None else {}
+    given = {p.resolve() for p in files} if crops_there else set()
+    for crop in (c for p in files for c in crops_there.get(p.stem, [])):  # all replaced, even of more faces
+        if crop.resolve() in given:
+            raise InputError(f"{crop}: an input of this run, which its face crops would replace "
+                             "(choose another --faces-out folder)")
     check_some_free(files, out, overwrite)
-    if crops_dir is not None and not overwrite:  # a repeated command: every photo's crops are there
-        earlier = [face_crops(crops_dir, p.stem) for p in files]
-        if all(earlier):
-            raise InputError(f"{earlier[0][0]}: exists already (use --overwrite to replace this photo's face crops)")
+    if crops_there and not overwrite and all(p.stem in crops_there for p in files):  # a repeated command
+        raise InputError(f"{crops_there[files[0].stem][0]}: exists already (use --overwrite to replace this photo's "
+                         "face crops)")
 
     def read_aligned(path: Path):
         """The face crop and its mask (None without --masks), refused when they do not fit."""
@@ -128,10 +127,22 @@ def restore_files(src: str, dst: str, make_restorer, masks: str | None = None,
 CROP_KINDS = ("blurry", "mask", "mask_colour", "restored")
 
 
+CROP_NAME = re.compile(rf"(.+)_face\d+_({'|'.join(sorted(CROP_KINDS, key=len, reverse=True))})\.png")
+
+
 def face_crops(folder: Path, stem: str) -> list[Path]:
     """The face crops of one photo in a --faces-out folder (written by :func:`write_face_crops`)."""
-    return sorted(p for kind in CROP_KINDS for p in folder.glob(f"{glob.escape(stem)}_face*_{kind}.png")
-                  if p.name[len(stem) + 5:-len(kind) - 5].isdigit())
+    return crops_by_stem(folder).get(stem, [])
+
+
+def crops_by_stem(folder: Path) -> dict[str, list[Path]]:
+    """Every photo's face crops in a --faces-out folder, read once: stem -> its crops (sorted)."""
+    found: dict[str, list[Path]] = {}
+    for path in sorted(folder.iterdir()) if folder.is_dir() else []:
+        match = CROP_NAME.fullmatch(path.name)
+        if match:
+            found.setdefault(match[1], []).append(path)
+    return found
 
 
 def write_face_crops(folder: Path, stem: str, report: PhotoReport) -> None:

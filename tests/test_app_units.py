@@ -718,7 +718,7 @@ def test_a_sqlite_path_that_is_no_database_is_named_in_one_line(tmp_path):
     notes.write_text("not a database " * 100)
     for path, says in ((notes, f"sqlite:///{notes}: not a usable study database (file is not a database)"),
                        (tmp_path, f"sqlite:///{tmp_path}: {tmp_path} is a folder, not a database file"),
-                       (notes / "votes.sqlite", f"{notes}: --study-db is a file, not a folder")):
+                       (notes / "votes.sqlite", f"{notes}: the study database's folder is a file, not a folder")):
         started = time.monotonic()
         with pytest.raises(InputError) as caught:
             VoteStore(f"sqlite:///{path}", retry_seconds=20)

@@ -1,0 +1,34 @@
+"""The ``--per-face`` CSV of ``scripts/benchmark_model.py`` (one row per held-out face), as
+``scripts/compare_faces.py`` and ``scripts/identity_figure.py`` read it."""
+
+from __future__ import annotations
+
+import csv
+
+from smfd.errors import InputError
+
+COLUMNS = ("generated_id_dist", "truth_id_dist", "generated_psnr", "truth_psnr")
+
+
+def read(path: str, columns: tuple[str, ...] = COLUMNS) -> dict[str, dict[str, float]]:
+    """The faces of a --per-face CSV: id -> the figures of ``columns``, as numbers."""
+    try:
+        with open(path, newline="") as f:
+            rows = {r["id"]: r for r in csv.DictReader(f)}
+    except KeyError:
+        raise InputError(f"{path}: not a --per-face CSV of benchmark_model.py (no id column)") from None
+    except FileNotFoundError:
+        raise InputError(f"{path}: file not found") from None
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise InputError(f"{path}: not a readable CSV ({exc.__class__.__name__})") from None
+    missing = [c for c in columns if rows and c not in next(iter(rows.values()))]
+    if not rows or missing:
+        raise InputError(f"{path}: not a --per-face CSV of benchmark_model.py "
+                         f"({'no faces' if not rows else 'no ' + ', '.join(missing)})")
+    figures = {}
+    for face, row in rows.items():
+        try:
+            figures[face] = {c: float(row[c]) for c in columns}
+        except (TypeError, ValueError):
+            raise InputError(f"{path}: face {face}: a figure is not a number") from None
+    return figures
