@@ -78,13 +78,7 @@ def restore_files(src: str, dst: str, make_restorer, masks: str | None = None,
                              f"{image.shape[1]}x{image.shape[0]} face: not the same shape")
         return image, mask
 
-    def usable(path: Path) -> None:  # read whole: a truncated body or a 4x4 image shows before the networks load
-        if masks_dir is not None:
-            read_aligned(path)
-        else:
-            read_rgb(path)
-
-    check_some_usable(files, usable)
+    check_some_usable(files, read_aligned)  # read whole: a cut body or a 4x4 image shows before the networks load
     restorer = make_restorer()  # OUT and --faces-out are made by their first file
 
     def work_aligned(path: Path):
