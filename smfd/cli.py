@@ -371,11 +371,8 @@ def _add_runtime_options(p: argparse.ArgumentParser) -> None:
 
 def _restorer_factory(args):
     def make():
-        from .engines import threads_asked
         from .restorer import Restorer
 
-        if args.threads is None:  # a bad $SMFD_THREADS is named before the networks load
-            threads_asked()
         return Restorer.from_pretrained(args.weights, args.device, args.engine, args.threads)
 
     return make

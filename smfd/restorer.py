@@ -16,7 +16,7 @@ import torch
 
 from . import checkpoint, labels
 from .data import WORK_SIZE
-from .engines import calibration_faces, make_engine
+from .engines import calibration_faces, make_engine, threads_asked
 from .errors import InputError
 from .images import check_rgb, resize_labels, resize_to, to_float, to_uint8
 from .models import MaskNetConfig, SMFDConfig, build, generated_mask_input, one_hot_mask
@@ -113,6 +113,8 @@ class Restorer:
         from the folder ``weights``; each network is rebuilt from the config stored beside its
         weights. Works offline."""
         dev = pick_device(device)
+        if threads is None:  # like the device, a bad $SMFD_THREADS is named before the networks load
+            threads_asked()
         return cls(*load_networks(weights, dev), dev, engine, threads)
 
     # ------------------------------------------------------------ network inputs

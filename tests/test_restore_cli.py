@@ -183,7 +183,10 @@ def test_bad_inputs_exit_with_one_line(tmp_path, random_weights, capsys, monkeyp
             assert err == "smfd: error: /sys/smfd-out: OUT cannot be written to (/sys: Permission denied)", err
             assert main([command, str(face), ""]) == 2
             assert capsys.readouterr().err.strip() == "smfd: error: OUT is empty: name a folder"
-        m.setenv("SMFD_THREADS", "abc")  # named before the networks load
+    with monkeypatch.context() as m:  # Restorer.from_pretrained names it before the networks load
+        m.setattr("smfd.restorer.load_networks",
+                  lambda *a, **k: pytest.fail("the networks were loaded with a nonsense $SMFD_THREADS"))
+        m.setenv("SMFD_THREADS", "abc")
         assert main(["restore", str(face), str(out), "--aligned"]) == 2
         assert capsys.readouterr().err.strip().startswith("smfd: error: $SMFD_THREADS must be a number")
     assert main(["restore", str(face), str(out), "--aligned", "--weights", str(tmp_path)]) == 2
