@@ -85,7 +85,7 @@ def restore_files(src: str, dst: str, make_restorer, masks: str | None = None,
         return restorer.restore(*read_aligned(path))
 
     def work_photo(path: Path):
-        earlier = face_crops(crops_dir, path.stem) if crops_dir is not None else []
+        earlier = crops_there.get(path.stem, [])  # listed once before the run; only this photo writes them
         if earlier and not overwrite:  # checked before the detection and restoration, not after
             raise InputError(f"{earlier[0]}: exists already (use --overwrite to replace this photo's face crops)")
         image = read_rgb(path)
@@ -124,13 +124,9 @@ CROP_KINDS = ("blurry", "mask", "mask_colour", "restored")
 CROP_NAME = re.compile(rf"(.+)_face\d+_({'|'.join(sorted(CROP_KINDS, key=len, reverse=True))})\.png")
 
 
-def face_crops(folder: Path, stem: str) -> list[Path]:
-    """The face crops of one photo in a --faces-out folder (written by :func:`write_face_crops`)."""
-    return crops_by_stem(folder).get(stem, [])
-
-
 def crops_by_stem(folder: Path) -> dict[str, list[Path]]:
-    """Every photo's face crops in a --faces-out folder, read once: stem -> its crops (sorted)."""
+    """Every photo's face crops in a --faces-out folder (written by :func:`write_face_crops`), read
+    once: stem -> its crops (sorted)."""
     found: dict[str, list[Path]] = {}
     for path in sorted(folder.iterdir()) if folder.is_dir() else []:
         match = CROP_NAME.fullmatch(path.name)
