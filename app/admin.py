@@ -3,7 +3,6 @@ it in constant time and limits how fast anyone can guess."""
 
 from __future__ import annotations
 
-import collections
 import hmac
 import os
 import secrets
@@ -12,6 +11,8 @@ import time
 from pathlib import Path
 
 from smfd.errors import InputError
+
+from .rate_limit import SlidingWindow
 
 TOKEN_ENV = "SMFD_ADMIN_TOKEN"
 PER_CLIENT = 5  # wrong tokens per address within WINDOW seconds
@@ -51,35 +52,32 @@ class Refused(Exception):
 
 
 class AdminGate:
+    """The token check. Wrong tokens are limited per address and, for addresses that have failed
+    themselves, from all addresses together: a distributed guess gets one try per fresh address,
+    while the admin's first try from an address without failures is never blocked by others."""
+
     def __init__(self, token: str, per_client: int = PER_CLIENT, overall: int = OVERALL,
                  window: float = WINDOW):
         self._token = token.encode("utf-8")
-        self.per_client, self.overall, self.window = per_client, overall, window
-        self._failures: dict[str, collections.deque] = collections.defaultdict(collections.deque)
-        self._all: collections.deque = collections.deque()
+        self._clients = SlidingWindow(per_client, window)
+        self._all = SlidingWindow(overall, window)
         self._lock = threading.Lock()
-
-    def _wait(self, times: collections.deque, limit: int, now: float) -> float:
-        while times and now - times[0] > self.window:
-            times.popleft()
-        return self.window - (now - times[0]) if len(times) >= limit else 0.0
 
     def check(self, token, client: str) -> None:
         """Return if ``token`` is right; raise Refused otherwise. Any text works, also non-ASCII;
-        while an address (or everybody together) has used up its wrong attempts, even the right
-        token is refused, so that guessing cannot go faster than the limit."""
+        while an address has used up its wrong attempts (or has failed at all while everybody
+        together has), even the right token is refused, so that guessing cannot go faster than
+        the limits."""
         now = time.monotonic()
         with self._lock:
-            wait = max(self._wait(self._failures[client], self.per_client, now),
-                       self._wait(self._all, self.overall, now))
+            wait = self._clients.wait(client, now)
+            if self._clients.count(client, now):
+                wait = max(wait, self._all.wait("", now))
             if wait > 0:
                 raise Refused(f"Too many wrong admin tokens: try again in {int(wait) + 1} s.", "rate-limited")
             given = token.encode("utf-8", "surrogatepass") if isinstance(token, str) else b""
             if self._token and hmac.compare_digest(given, self._token):
                 return
-            self._failures[client].append(now)
-            self._all.append(now)
-            if len(self._failures) > 10_000:  # forget quiet addresses
-                for key in [k for k, v in self._failures.items() if not v]:
-                    del self._failures[key]
+            self._clients.add(client, now)
+            self._all.add("", now)
         raise Refused("Wrong admin token.", "admin-token")

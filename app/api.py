@@ -22,7 +22,15 @@ from .face import fit_to, safe_stem, write_mask_png
 from .uploads import FULL_SIZE_PIXELS, read_mask_upload, read_upload
 
 
-def _image(data: dict, **budget) -> np.ndarray:
+def _file(data, what: str) -> dict:
+    """An uploaded file's record, or a one-line error when the call sent none (or something else)."""
+    if not isinstance(data, dict) or not data.get("path"):
+        raise gr.Error(f"{what}: a file is required (gradio_client: handle_file(PATH))")
+    return data
+
+
+def _image(data, **budget) -> np.ndarray:
+    data = _file(data, "image")
     return read_upload(data["path"], data.get("orig_name"), **budget)
 
 
@@ -38,7 +46,7 @@ def register(ctx: AppContext) -> None:
         (values 0..4, as written by the mask endpoint) or the 19 CelebAMask-HQ classes; without
         it the mask generator makes one. Returns the restored face as a PNG of the input's size."""
         picture = _image(image)
-        labels = read_mask_upload(mask["path"], "auto", mask.get("orig_name")) if mask else None
+        labels = read_mask_upload(_file(mask, "mask")["path"], "auto", mask.get("orig_name")) if mask else None
         with shown_to_user():
             if labels is not None:  # as the Restore tab: another aspect ratio is another picture
                 labels = fit_to(labels, picture, "mask", nearest=True)
@@ -67,15 +75,16 @@ def register(ctx: AppContext) -> None:
                      motion_sizes=motion_sizes, directions=directions, scale_range=scale_range,
                      noise_range=noise_range)
         try:
-            if int(seed) < 0:
-                raise ValueError(f"seed must be a non-negative integer, got {seed}")
+            if isinstance(seed, bool) or not float(seed).is_integer() or float(seed) < 0:
+                raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+            seed = int(float(seed))
             options = degrade.PipelineOptions(blur=blur_stage, rescale=rescale_stage, noise=noise_stage,
                                                **{k: v for k, v in given.items() if v is not None})
         except (TypeError, ValueError) as exc:
             raise gr.Error(str(exc)) from None
-        degraded, recipe = blurred(picture, int(seed), options)
+        degraded, recipe = blurred(picture, seed, options)
         out = write_png(ctx.output_dir() / f"{_stem(image)}_blurred.png", degraded)
-        record = recipe_record(recipe, options, int(seed), image.get("orig_name") or "upload")
+        record = recipe_record(recipe, options, seed, image.get("orig_name") or "upload")
         return FileData(path=str(out)), recipe_text(record)
 
     model = dict(concurrency_id="model")

@@ -75,7 +75,8 @@ def blur_lab(ctx: AppContext, image, resize, source, seed, *option_values):
     text = recipe_text(record)
     face = Face(f"{name} (blur lab, seed {seed})", blurry, sharp)
     if truth is not None:
-        face = face.with_truth(truth)
+        with shown_to_user():  # a mask that does not fit the picture
+            face = face.with_truth(truth)
     summary = f"**Recipe:** {recipe.describe()}"
     return blurry, render.kernels_picture(recipe), summary, text, str(path), face
 

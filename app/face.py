@@ -107,6 +107,9 @@ def editor_value(face: Face) -> dict:
     return {"background": labels.overlay(picture, mask, alpha=0.5), "layers": [], "composite": None}
 
 
+UNPAINTED = 255
+
+
 def painted(layers: list[np.ndarray], shape: tuple[int, int]) -> np.ndarray:
     """Brush strokes (RGBA layers in the group colours) -> group per pixel, -1 where unpainted."""
     out = np.full(shape, -1, np.int16)
@@ -115,10 +118,13 @@ def painted(layers: list[np.ndarray], shape: tuple[int, int]) -> np.ndarray:
         layer = np.asarray(layer)
         if layer.ndim != 3 or layer.shape[2] != 4:
             continue
-        layer = resize_labels(layer, (shape[1], shape[0]))  # nearest: stroke colours stay exact
         hit = layer[..., 3] >= 128  # stroke edges are anti-aliased: take the solid part
         distance = ((layer[..., None, :3].astype(np.int32) - palette) ** 2).sum(-1)
-        out[hit] = distance.argmin(-1)[hit]
+        # Colours are matched at the editor's size, then the groups are scaled to the mask's
+        # (nearest): matching at a big upload's size would take gigabytes.
+        groups = resize_labels(np.where(hit, distance.argmin(-1), UNPAINTED).astype(np.uint8),
+                               (shape[1], shape[0]))
+        out[groups != UNPAINTED] = groups[groups != UNPAINTED]
     return out
 
 

@@ -30,7 +30,7 @@ from .admin import AdminGate
 from .context import AppContext, weights_tag
 from .examples import find_examples
 from .face import Face
-from .study import Study, setup_of, study_photos, with_control
+from .study import NEW_IDS_PER_ADDRESS, Study, setup_of, study_photos, with_control
 from .study_store import VoteStore, default_url
 from .uploads import MAX_UPLOAD
 
@@ -71,7 +71,7 @@ def study_methods(ctx: AppContext) -> list[str]:
 
 
 def create_context(weights=None, examples=None, study_db=None, admin_token="",
-                   study_images=None) -> AppContext:
+                   study_images=None, study_new_ids: int | None = None) -> AppContext:
     """Checks the study's photos, its database URL and the examples folder before the models load,
     so that a wrong folder or URL (or a missing driver) is reported at once; whether the database
     belongs to this study (its weights, photos and methods) is known once the methods have loaded."""
@@ -97,7 +97,7 @@ def create_context(weights=None, examples=None, study_db=None, admin_token="",
         store.bind(fingerprint, description)  # never pools votes on other restorations
         print(f"user study: {description}; votes in {store.url.render_as_string()}", flush=True)
         ctx.study = Study(photos, methods, store, cache_root() / "study" / ctx.weights_tag,
-                          ctx.run_method, work_dir / "study")
+                          ctx.run_method, work_dir / "study", study_new_ids or NEW_IDS_PER_ADDRESS)
     return ctx
 
 
@@ -172,13 +172,13 @@ def check_can_listen(host: str, port: int) -> None:
 
 def launch(host: str = "127.0.0.1", port: int = 7860, weights=None, examples=None, study_db=None,
            admin_token: tuple[str, bool] = ("", False), study_images=None,
-           block: bool = True) -> gr.Blocks:
+           study_new_ids: int | None = None, block: bool = True) -> gr.Blocks:
     """Serve the app; ``block=False`` returns at once (``.close()`` the result to stop it).
     ``admin_token``: (token, whether it was given) as app.admin.admin_token returns it."""
     os.umask(0o077)  # votes, downloads, caches: files of this server are readable by its user only
     token, given = admin_token
     check_can_listen(host, port)
-    ctx = create_context(weights, examples, study_db, token, study_images)
+    ctx = create_context(weights, examples, study_db, token, study_images, study_new_ids)
     demo = build_app(ctx)
     if ctx.study is not None:
         # Compute every restoration before the study opens (Start says so until then), so a

@@ -93,6 +93,9 @@ def restore(ctx: AppContext, face: Face | None, whole_photo: bool, progress=gr.P
         progress(0.2, desc="Finding and restoring every face")
         with shown_to_user():
             out, found = ctx.whole_photo(face.blurry, ctx.restorer)
+        if not found.restored:  # no copy of the input that looks like a result (as `smfd restore`)
+            reason = found.summary() if found.faces else "no face found (an aligned face crop? switch off the whole-photo mode)"
+            raise gr.Error(f"{face.name}: {reason}", title="No face restored")
         return show(ctx, face.replace(mask=None, mask_source="", restored=out, note=found.summary()))
     progress(0.1, desc="Predicting the mask and restoring")
     return show(ctx, restored_with(ctx, face, None, "generated"))
@@ -103,8 +106,8 @@ def restore_edited(ctx: AppContext, face: Face | None, edits: dict | None, progr
         raise gr.Error("Restore once first: the editor starts from the generated mask.")
     layers = (edits or {}).get("layers") or []
     mask = apply_strokes(face.mask, layers)
-    if not (mask != face.mask).any():
-        gr.Warning("No brush strokes found: paint over the mask with a group's colour first.")
+    if not (mask != face.mask).any():  # the result would be the one shown already
+        raise gr.Error("No brush strokes found: paint over the mask with a group's colour first.")
     progress(0.5, desc="Restoring with the edited mask")
     return show(ctx, restored_with(ctx, face, mask, "edited"))
 

@@ -17,9 +17,14 @@ import numpy as np
 from smfd.images import check_rgb, list_images, read_image, write_png
 from smfd.paths import sha256_of
 
+from .rate_limit import SlidingWindow
 from .study_store import VoteStore
 
 CONTROL = "input"  # the unrestored photo: joins the study when fewer than 2 methods exist
+# New participant ids one network address may take per minute (`smfd demo --study-new-ids`): a
+# class behind one address fits, a script that takes thousands of ids to vote again and again (or
+# to fill the database) does not.
+NEW_IDS_PER_ADDRESS = 60
 
 
 class NotReady(RuntimeError):
@@ -56,16 +61,17 @@ class Study:
     ever sees, so that neither a file name nor a URL tells which method made a picture."""
 
     def __init__(self, images: list[Path], methods: list[str], store: VoteStore, cache_dir: Path,
-                 restore: Callable[[str, np.ndarray], np.ndarray], serve_dir: Path):
+                 restore: Callable[[str, np.ndarray], np.ndarray], serve_dir: Path,
+                 new_ids: int = NEW_IDS_PER_ADDRESS):
         methods = with_control(methods)
         self.images, self.methods, self.store = images, methods, store
-        self.by_name = {p.name: p for p in images}
         self.cache_dir, self.serve_dir, self._restore = cache_dir, serve_dir, restore
         self.pairs = list(itertools.combinations(methods, 2))
         self._served: dict[tuple[str, str], Path] = {}
         self._lock = threading.Lock()
         self.ready = threading.Event()
         self.failure: str | None = None  # why precompute stopped, if it failed: the study cannot open
+        self.newcomers = SlidingWindow(new_ids, 60.0)  # new participant ids per client address and minute
 
     def __len__(self) -> int:
         return len(self.images)

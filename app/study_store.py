@@ -50,6 +50,7 @@ REFUSALS = {
     "unknown-id": "returning participant ids the server never issued (a new id was given instead)",
     "admin-token": "wrong admin tokens",
     "rate-limited": "admin attempts refused by the rate limit",
+    "too-many-ids": "new participant ids refused to an address that took too many within a minute",
 }
 _HEX_ID = re.compile(rf"[0-9a-f]{{{ID_LENGTH}}}")
 

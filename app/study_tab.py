@@ -3,9 +3,11 @@ names hidden, sides dealt by the server); every vote is committed at once. Resul
 admin token.
 
 Every event checks its caller: the participant lives in the server-side session state (set by
-Start, from an id the server issued), a vote names the trial the page shows and is stored only if
-the server dealt that trial to this participant and it is their next one (app.study_store), and
-the results need the token on every call. Raw queue calls get no further than the page does."""
+Start, from an id the server issued; Start again in the same tab keeps it, and one network address
+gets at most NEW_IDS_PER_ADDRESS new ids a minute), a vote names the trial the page shows, no later
+one than the server showed this tab, and is stored only if the server dealt that trial to this
+participant and it is their next one (app.study_store), and the results need the token on every
+call. Raw queue calls get no further than the page does."""
 
 from __future__ import annotations
 
@@ -73,25 +75,38 @@ def _screen(ctx: AppContext, participant: str, index: int | None):
     return (state, str(left), str(right), where, str(index), *buttons)
 
 
-def start(ctx: AppContext, saved_id, request: gr.Request = None):
+def _client(request: gr.Request | None) -> str:
+    return getattr(getattr(request, "client", None), "host", None) or "unknown"
+
+
+def start(ctx: AppContext, saved_id, request: gr.Request = None, state: dict | None = None):
     study = ctx.study
     if study is None:
         raise gr.Error("No study photos: start the app with --study-images DIR.")
-    if study.failure is not None:
-        raise gr.Error(f"The study cannot open: {study.failure}. Please tell the organiser.",
+    if study.failure is not None:  # the details are in the server's log, not for participants
+        raise gr.Error("The study cannot open: preparing its restorations failed. Please tell the organiser.",
                        title="Study unavailable")
     if not study.ready.is_set():
         raise gr.Error(f"The study is still being prepared ({study.prepared} of {study.total} "
                        "restorations ready). Please try again in a minute.", title="Not ready yet")
 
-    def who() -> str:
+    def who() -> str | None:
+        session = (state or {}).get("participant")  # server-side: this tab has started before
+        if session is not None:
+            return session
         if study.store.known(saved_id):
             return saved_id  # a returning participant continues
         if saved_id is not None:
             study.store.refuse("unknown-id")
+        if study.newcomers.take(_client(request)):
+            study.store.refuse("too-many-ids")
+            return None
         return study.new_participant()
 
     participant = _database(who, "the study cannot start")
+    if participant is None:
+        raise gr.Error("Too many new participants from your network address right now: please try again "
+                       "in a minute.", title="Busy")
     index = _database(lambda: study.store.next_index(participant), "the study cannot start")
     return (participant, *_screen(ctx, participant, index))
 
@@ -107,6 +122,10 @@ def vote(ctx: AppContext, side: str, state: dict | None, shown, request: gr.Requ
         index = int(shown)
     except (TypeError, ValueError):
         index = -1
+    if index > state.get("trial", -1):  # a trial this tab was never shown (the page shows no later one)
+        store.refuse("forged")
+        raise gr.Error("This vote does not belong to the photo shown to you, and was not counted. "
+                       "Press Start to continue.", title="Vote refused")
     started = state.get("served_at") if state.get("trial") == index else None
     ms = round((time.time() - started) * 1000) if started else 0
     outcome = _database(lambda: store.vote(participant, index, side, ms, _session(request)),
@@ -120,7 +139,7 @@ def vote(ctx: AppContext, side: str, state: dict | None, shown, request: gr.Requ
 
 
 def results(ctx: AppContext, token, request: gr.Request = None):
-    client = getattr(getattr(request, "client", None), "host", None) or "unknown"
+    client = _client(request)
     store = ctx.study.store if ctx.study is not None else None
     try:
         ctx.admin.check(token, client)
@@ -170,8 +189,8 @@ def build(ctx: AppContext) -> SimpleNamespace:
 
     # Closures rather than partials: Gradio hands gr.Request only to a parameter it can see.
     # No progress tracking: these events are quick, and every progress message costs.
-    def on_start(saved, request: gr.Request):
-        return start(ctx, saved, request)
+    def on_start(saved, state_, request: gr.Request):
+        return start(ctx, saved, request, state_)
 
     def on_left(state_, trial, request: gr.Request):
         return vote(ctx, "left", state_, trial, request)
@@ -182,7 +201,7 @@ def build(ctx: AppContext) -> SimpleNamespace:
     def on_show(text, request: gr.Request):
         return results(ctx, text, request)
 
-    start_btn.click(on_start, saved_id, [saved_id, *screen], **events)
+    start_btn.click(on_start, [saved_id, state], [saved_id, *screen], **events)
     pick_left.click(on_left, [state, shown], screen, **events)
     pick_right.click(on_right, [state, shown], screen, **events)
 

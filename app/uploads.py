@@ -3,6 +3,7 @@ and any problem becomes a one-line message in the browser (gr.Error), never a st
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import gradio as gr
@@ -21,13 +22,19 @@ FULL_SIZE_PIXELS = 4_200_000  # 2048x2048: work at an image's full size (blurrin
 WHOLE_PHOTO_PIXELS = 16_800_000  # 4096x4096
 
 
-def _declared_size(path: Path) -> tuple[int, int] | None:
-    """Width and height from the file header, without decoding the pixels."""
+def check_declared_size(path: Path, limit: int, what: str, name: str) -> None:
+    """check_pixels on the size the file's header declares, before any pixel is decoded."""
     try:
-        with Image.open(path) as img:
-            return img.size
-    except Exception:  # read_image below names the exact problem
-        return None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                size = img.size
+    except Image.DecompressionBombError:  # Pillow's own limit, far above ours
+        raise gr.Error(f"{name}: image is too large for {what} (over {2 * Image.MAX_IMAGE_PIXELS / 1e6:.0f} "
+                       f"megapixels; the limit is {limit / 1e6:.1f} megapixels)", title="Image too large") from None
+    except Exception:  # not an image Pillow knows: read_image names the exact problem
+        return
+    check_pixels(*size, limit, what, name)
 
 
 def check_pixels(width: int, height: int, limit: int, what: str, name: str) -> None:
@@ -44,9 +51,7 @@ def read_upload(path: str | Path, name: str | None = None, max_pixels: int = MAX
     The size is checked from the file's header, before any pixel is decoded."""
     path = Path(path)
     shown = name or path.name
-    size = _declared_size(path)
-    if size:
-        check_pixels(*size, max_pixels, what, shown)
+    check_declared_size(path, max_pixels, what, shown)
     try:  # too small for the networks: said now, not by whichever tab uses it later
         return check_rgb(read_image(path), str(path))
     except InputError as exc:
@@ -58,9 +63,7 @@ def read_mask_upload(path: str | Path, kind: str, name: str | None = None) -> np
     CelebAMask-HQ classes) or 'auto' (classes when a value above 4 occurs)."""
     path = Path(path)
     shown = name or path.name
-    size = _declared_size(path)
-    if size:
-        check_pixels(*size, MAX_PIXELS, "a mask", shown)
+    check_declared_size(path, MAX_PIXELS, "a mask", shown)
     try:
         return read_groups(path, kind)
     except InputError as exc:

@@ -106,6 +106,9 @@ def _load_spandrel(info: MethodInfo, path: Path) -> torch.nn.Module:
         return arch.load(state).model
     except RuntimeError as exc:
         raise InputError(f"{path}: weights do not fit {info.title} ({load_error_details(exc)})") from None
+    except (KeyError, IndexError, ValueError, TypeError, AssertionError) as exc:  # shapes the architecture is read from
+        raise InputError(f"{path}: not a valid {info.title} checkpoint ({type(exc).__name__}: "
+                         f"{str(exc)[:200]})") from None
 
 
 def load_facenet(info: MethodInfo, path: Path, device: str = "cpu", fidelity: float = 0.5) -> FaceNetMethod:

@@ -38,6 +38,7 @@ class MethodInfo:
 
 class Method(ABC):
     info: MethodInfo
+    weights: str = ""  # which weights file it runs, for the results (external networks)
 
     @abstractmethod
     def restore(self, image: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:

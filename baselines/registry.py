@@ -102,19 +102,34 @@ def download(name: str, force: bool = False) -> Path:
     return _weights.download(m.url, m.cached_path(), m.sha256, force)
 
 
-def weights_file(m: MethodInfo, weights: str | Path | None) -> Path:
-    """``weights`` if given (must exist), else the cached official file."""
+def weights_file(m: MethodInfo, weights: str | Path | None) -> tuple[Path, str]:
+    """The checkpoint to load, and what it is (for the results): ``weights`` if given, else the
+    cached official file. Both are known by their SHA-256: a cached file that is not the official
+    one is refused, and so is a given file that is another method's official release."""
     if weights is not None:
         path = Path(weights)
         if not path.is_file():
-            raise InputError(f"{path}: weights file for {m.name} not found")
-        return path
+            raise InputError(f"{path}: weights file for {m.name} not found"
+                             + (" (a folder; give the checkpoint file)" if path.is_dir() else ""))
+        digest = _weights.file_sha256(path)
+        other = next((o for o in _METHODS if o.sha256 == digest and o.name != m.name), None)
+        if other is not None:
+            raise InputError(f"{path}: is the official {other.filename} of {other.title}, not weights of {m.title}")
+        kind = ("the official release" if digest == m.sha256 else
+                "not the official release" if m.sha256 else "no official digest to compare with")
+        return path, f"{path} (sha256 {digest[:16]}...; {kind})"
     path = m.cached_path()
     if not path.is_file():
         raise WeightsMissing(
             f"{m.name}: weights not found at {path}; on a machine with internet run "
             f"'smfd baselines download {m.name}' (or pass --weights PATH to the official {m.filename})")
-    return path
+    digest = _weights.file_sha256(path)
+    if m.sha256 is not None and digest != m.sha256:
+        raise WeightsMissing(
+            f"{m.name}: {path} is not the official file (its SHA-256 differs: damaged or cut short); on a "
+            f"machine with internet run 'smfd baselines download {m.name} --force'")
+    return path, f"the official {m.filename} (sha256 {digest[:16]}...)" if m.sha256 else \
+        f"{m.filename} from {m.url} (sha256 {digest[:16]}...; no official digest to compare with)"
 
 
 def load(name: str, weights: str | Path | None = None, device: str = "cpu", restorer=None, *,
@@ -127,6 +142,8 @@ def load(name: str, weights: str | Path | None = None, device: str = "cpu", rest
     ``fidelity``: CodeFormer's w. ``download_missing``: fetch absent official weights first.
     """
     m = info(name)
+    if weights is not None and not m.needs_weights:
+        raise InputError(f"{name}: takes no weights ({m.title})")
     if m.name in ("blurry", "deconv"):
         from .classical import Blurry, Deconvolution
 
@@ -139,4 +156,7 @@ def load(name: str, weights: str | Path | None = None, device: str = "cpu", rest
         download(m.name)
     from .facenets import load_facenet
 
-    return load_facenet(m, weights_file(m, weights), device, fidelity)
+    path, described = weights_file(m, weights)
+    method = load_facenet(m, path, device, fidelity)
+    method.weights = described
+    return method

@@ -9,6 +9,7 @@ fast with a message that says how to get its file.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import urllib.request
 from pathlib import Path
 
@@ -25,25 +26,43 @@ def weights_dir() -> Path:
     return cache_root() / "weights"
 
 
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(CHUNK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def download(url: str, target: Path, sha256: str | None, force: bool = False) -> Path:
-    """Fetch ``url`` into ``target`` atomically; a file whose digest differs from ``sha256`` is
-    refused. Without a pinned digest the file is kept and the computed digest printed."""
+    """Fetch ``url`` into ``target`` atomically; a file whose digest differs from ``sha256``, or
+    that is shorter than the server announced, is refused. Without a pinned digest the file is
+    kept and the computed digest printed. A file present already is kept if its digest is right."""
     if target.is_file() and not force:
-        print(f"{target}: present already (use --force to fetch it again)")
-        return target
+        if sha256 is None or file_sha256(target) == sha256:
+            print(f"{target}: present already (use --force to fetch it again)")
+            return target
+        print(f"{target}: present, but not the official file (its SHA-256 differs: damaged or cut "
+              "short); fetching it again")
     digest = hashlib.sha256()
 
     def fetch(tmp: Path) -> None:
         try:
             with open(tmp, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
                 total = int(response.headers.get("Content-Length") or 0) or None
+                written = 0
                 with tqdm(total=total, unit="B", unit_scale=True, desc=target.name) as bar:
                     while block := response.read(CHUNK):
                         out.write(block)
                         digest.update(block)
+                        written += len(block)
                         bar.update(len(block))
-        except OSError as exc:  # URLError, timeouts, a full disk: the download's failure, not the cache's
-            raise InputError(f"{url}: download failed ({exc})") from None
+        # URLError, timeouts, a full disk, a broken chunked answer: the download's failure, not the cache's
+        except (OSError, http.client.HTTPException) as exc:
+            raise InputError(f"{url}: download failed ({type(exc).__name__}: {exc})") from None
+        if total is not None and written != total:  # a connection closed early ends read() quietly
+            raise InputError(f"{url}: download incomplete ({written:,} of {total:,} bytes); file discarded, "
+                             "try again")
         if sha256 is not None and digest.hexdigest() != sha256:
             raise InputError(f"{url}: SHA-256 mismatch (expected {sha256}, got {digest.hexdigest()}); "
                              "file discarded")

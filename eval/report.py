@@ -61,7 +61,9 @@ def markdown_table(rows: list[dict], columns) -> str:
     return markdown_grid(columns, [[fmt(c, r.get(c)) or "n/a" for c in columns] for r in rows])
 
 
-def write_markdown(path: Path, rows: list[dict], pairs: list[Pair], unavailable: dict) -> None:
+def write_markdown(path: Path, rows: list[dict], pairs: list[Pair], unavailable: dict,
+                   weights: dict[str, str]) -> None:
+    """``weights``: method -> which weights file it ran (the external networks)."""
     from baselines import PROTOCOL, info
 
     shown = [{**r, "method": info(r["method"]).title,
@@ -74,6 +76,7 @@ def write_markdown(path: Path, rows: list[dict], pairs: list[Pair], unavailable:
         m = info(r["method"])
         lines.append(f"- **{m.title}** (`{m.name}`): licence {m.licence}; commercial use "
                      f"{'yes' if m.commercial_use else 'no'}; {m.notes or '-'}."
+                     + (f" Weights: {weights[r['method']]}." if weights.get(r["method"]) else "")
                      + ("" if r["status"] == "ok" else f" Status: {r['status']}."))
     lines.append("\n## Metrics\n")
     lines += [f"- `{k}`: {v}" + (f" -- **not available here**: {unavailable[k]}." if k in unavailable else "")
@@ -130,6 +133,7 @@ def write_all(out: Path, rows: list[dict], per_image: list[dict], pairs: list[Pa
               unavailable: dict, grid_rows: int) -> None:
     write_csv(out / "results.csv", COLUMNS, rows)
     write_csv(out / "per_image.csv", ("method", "id", *PER_IMAGE), per_image)
-    write_markdown(out / "results.md", rows, pairs, unavailable)
+    write_markdown(out / "results.md", rows, pairs, unavailable,
+                   {n: m.weights for n, m in loaded.items() if not isinstance(m, str)})
     write_chart(out / "chart.html", rows, f"{len(pairs)} evaluation pairs")
     write_grid(out / "grid.png", out, pairs, [n for n in loaded if not isinstance(loaded[n], str)], grid_rows)

@@ -45,7 +45,7 @@ def start_app(args, work: Path) -> tuple[subprocess.Popen, str]:
     photos = args.photos or str(shared_data() / "realworld" / "cropped")
     db = args.study_db or f"sqlite:///{work / 'study.sqlite'}"
     cmd = [sys.executable, "-m", "smfd", "demo", "--port", str(port), "--study-images", photos,
-           "--study-db", db]
+           "--study-db", db, "--study-new-ids", str(max(60, args.participants))]
     if args.weights:
         cmd += ["--weights", args.weights]
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "SMFD_ADMIN_TOKEN": "load-test"}

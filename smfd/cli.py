@@ -417,6 +417,9 @@ def _add_demo(sub) -> None:
     p.add_argument("--study-images", default=None, help="folder of face photos for the user study "
                    "(default: realworld/cropped of the shared data, $SMFD_SHARED_DATA or "
                    "../shared/data beside the project folder, when present)")
+    p.add_argument("--study-new-ids", type=int_from(1), default=None, metavar="N",
+                   help="new participant ids one network address may take per minute (default 60: a "
+                        "class behind one address; a script taking ids by the thousand is refused)")
     p.set_defaults(func=cmd_demo)
 
 
@@ -426,7 +429,8 @@ def cmd_demo(args) -> None:
 
     token = admin_token(args.admin_token, args.admin_token_file)
     launch(host=args.host, port=args.port, weights=args.weights, examples=args.examples,
-           study_db=args.study_db, admin_token=token, study_images=args.study_images)
+           study_db=args.study_db, admin_token=token, study_images=args.study_images,
+           study_new_ids=args.study_new_ids)
 
 
 # ---------------------------------------------------------------- eval / baselines
@@ -537,12 +541,14 @@ def _method_list(items: list[str]) -> tuple[list[str], bool]:
 def _weights_overrides(items: list[str]) -> dict[str, str]:
     from baselines import methods
 
-    known = {m.name for m in methods()}
+    known = {m.name for m in methods() if m.needs_weights}  # deconv and blurry take none
     out = {}
     for item in items:
         name, sep, path = item.partition("=")
         if not sep or name not in known:
             raise InputError(f"--weights expects NAME=PATH with NAME among {', '.join(sorted(known))}, got {item!r}")
+        if name in out:
+            raise InputError(f"--weights {name}: given twice ({out[name]} and {path})")
         if not os.path.exists(path):
             raise InputError(f"--weights {item}: {path} not found")
         out[name] = path
@@ -588,6 +594,10 @@ def cmd_eval(args) -> None:
 
     pairs = find_pairs(*args.pairs, args.masks)
     names, by_name = _method_list(args.methods)
+    unused = [n for n in options.weights if n not in names and not (n == "smfd" and "smfd-gt-mask" in names)]
+    if unused:  # a typo in --methods, or weights that would silently not be evaluated
+        raise InputError(f"--weights {unused[0]}={options.weights[unused[0]]}: {unused[0]} is not among the "
+                         f"methods evaluated ({', '.join(names)})")
     if by_name and any(p.mask is None for p in pairs):  # a method chosen by name must run
         from baselines import methods
 
@@ -617,6 +627,7 @@ def _add_baselines(sub) -> None:
 
 def cmd_baselines(args) -> None:
     from baselines import PROTOCOL, download, downloadable, methods
+    from baselines.weights import weights_dir
 
     if args.action == "download":
         for name in args.names:
@@ -632,7 +643,7 @@ def cmd_baselines(args) -> None:
               f"{state:9s} {m.licence}; {m.title}")
         if m.url:
             print(f"{'':16s} {m.url}\n{'':16s} sha256 {m.sha256 or 'not pinned (no published digest found)'}")
-    print(f"\nweights cache: {methods()[0].cached_path().parent}\n{PROTOCOL}")
+    print(f"\nweights cache: {weights_dir()}\n{PROTOCOL}")
 
 
 # ---------------------------------------------------------------- info

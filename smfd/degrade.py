@@ -71,6 +71,9 @@ class PipelineOptions:
         def fail(msg: str) -> None:
             raise ValueError(f"invalid pipeline option: {msg}")
 
+        for name in ("blur", "rescale", "noise", "jpeg"):  # "false" (a string) would switch a stage on
+            if not isinstance(getattr(self, name), bool):
+                fail(f"{name} must be true or false, got {getattr(self, name)!r}")
         if self.blur:
             for name in ("layers", "gaussian_sizes", "motion_sizes"):
                 values = getattr(self, name)

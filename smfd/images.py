@@ -127,6 +127,8 @@ def read_groups(path: str | Path, values: str = "groups") -> np.ndarray:
     """A label PNG as a 5-group map (uint8 HxW, 0..4). ``values``: 'groups' (0..4, as ``smfd mask``
     writes), 'classes' (the 19 CelebAMask-HQ classes, merged into the groups), or 'auto' (classes
     when a value above 4 occurs)."""
+    if values not in ("groups", "classes", "auto"):
+        raise ValueError(f"label values must be 'groups', 'classes' or 'auto', got {values!r}")
     raw = read_labels(path)
     try:
         if values == "classes" or (values == "auto" and raw.size and raw.max() >= len(labels.GROUPS)):

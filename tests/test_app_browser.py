@@ -438,8 +438,8 @@ def test_raw_calls_cannot_forge_or_replay_votes(server):
     assert max(picked.values()) <= 26  # sides are dealt at random: "always left" is no method
     assert all(len(r["participant"]) == 32 for r in rows)
     refused = {k: store.refusals()[k] - refused_before[k] for k in refused_before}
-    assert refused == {"forged": 5, "out-of-order": 1, "duplicate": 0, "replayed": 1, "unknown-id": 2,
-                       "admin-token": 1, "rate-limited": 0}
+    assert refused == {"forged": 6, "out-of-order": 0, "duplicate": 0, "replayed": 1, "unknown-id": 2,
+                       "admin-token": 1, "rate-limited": 0, "too-many-ids": 0}
 
 
 # ---------------------------------------------------------------- the API
@@ -532,6 +532,10 @@ def test_api_refuses_bad_uploads_with_a_message(client, tmp_path):
     Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(good)
     with pytest.raises(Exception, match="layers must be positive"):
         client.predict(handle_file(str(good)), layers=[0], api_name="/blur")
+    with pytest.raises(Exception, match="blur must be true or false, got 'false'"):
+        client.predict(handle_file(str(good)), blur_stage="false", api_name="/blur")
+    with pytest.raises(Exception, match="seed must be a non-negative integer, got 2.7"):
+        client.predict(handle_file(str(good)), seed=2.7, api_name="/blur")
     wide = tmp_path / "wide.png"  # a mask of another picture: refused, as the Restore tab does
     Image.fromarray(np.zeros((64, 128), np.uint8)).save(wide)
     with pytest.raises(Exception, match=r"the mask \(128x64\) does not match the blurry image \(64x64\)"):

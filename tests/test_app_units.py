@@ -28,11 +28,12 @@ import app  # noqa: F401  (switches telemetry off before gradio is imported)
 import gradio as gr
 from gradio.data_classes import ImageData
 from PIL import Image
-from sqlalchemy import insert
+from sqlalchemy import distinct, func, insert, select
 from sqlalchemy.exc import DataError, IntegrityError
 
-from app import blur_tab, compare_tab, examples, face, features, learn_tab, restore_tab, study_stats, study_tab
+from app import api, blur_tab, compare_tab, examples, face, features, learn_tab, restore_tab, study_stats, study_tab
 from app.admin import TOKEN_ENV, AdminGate, Refused, admin_token
+from app.rate_limit import SlidingWindow
 from app.context import AppContext
 from app.study import CONTROL, NotReady, Study, setup_of, study_photos
 from app.study_store import Vote, VoteStore, deal, default_url, trials_table, valid_id
@@ -87,7 +88,8 @@ def test_read_upload_refuses_corrupt_and_huge_images(tmp_path, celeba):
                                        r"megapixels; the limit is 25.0 megapixels\)"):
         read_upload(big)
     huge = png_with_declared_size(tmp_path / "huge.png", 20_000, 20_000)  # PIL's bomb check fires
-    with pytest.raises(gr.Error, match=r"huge.png: image is too large"):
+    with pytest.raises(gr.Error, match=r"huge.png: image is too large for the web app \(over 179 megapixels; "
+                                       r"the limit is 25.0 megapixels\)"):
         read_upload(huge)
 
 
@@ -200,6 +202,31 @@ def test_brush_strokes_in_group_colours_become_labels():
     assert (edited[:19] == 0).all() and (edited[32:] == 0).all()
     assert not (edited == 4).any()
     assert (face.apply_strokes(mask, []) == mask).all()
+
+
+def test_an_api_call_without_a_file_is_named():
+    for sent in (None, "face.png", {"orig_name": "face.png"}):
+        with pytest.raises(gr.Error, match=r"image: a file is required"):
+            api._image(sent)
+    with pytest.raises(ValueError, match="label values must be 'groups', 'classes' or 'auto'"):
+        read_mask_upload(Path("unused.png"), "bogus")
+
+
+def test_brush_strokes_on_a_large_mask_are_matched_at_the_editor_s_size():
+    """A 2000x2000 upload's mask, edited at 512 px: colours are matched at 512 px, then the
+    groups scaled (matching at the mask's size took 400 MB for one layer)."""
+    import tracemalloc
+
+    mask = np.ones((2000, 2000), np.uint8)
+    layer = np.zeros((512, 512, 4), np.uint8)
+    layer[256:, :, :3] = labels.GROUP_PALETTE[3]
+    layer[256:, :, 3] = 255
+    tracemalloc.start()
+    edited = face.apply_strokes(mask, [layer])
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert (edited[1000:] == 3).all() and (edited[:1000] == 1).all()
+    assert peak < 80e6, f"{peak / 1e6:.0f} MB"
 
 
 def test_editor_shows_the_mask_over_the_face():
@@ -340,14 +367,17 @@ def test_restore_edit_truth_and_back_keep_track_of_the_mask(tmp_path):
 
 def test_whole_photo_mode_uses_the_photo_pipeline(tmp_path):
     class Report:
+        def __init__(self, faces=2):
+            self.faces = self.restored = list(range(faces))
+
         def summary(self):
-            return "2 faces found, 2 restored"
+            return f"{len(self.faces)} faces found, {len(self.restored)} restored"
 
     calls = []
 
     def whole_photo(image, restorer):
         calls.append(restorer)
-        return 255 - image, Report()
+        return 255 - image, Report(2 if image.mean() > 5 else 0)
 
     ctx = make_context(tmp_path, whole_photo=whole_photo)
     photo = face.Face("upload", np.full((300, 400, 3), 10, np.uint8))
@@ -355,6 +385,9 @@ def test_whole_photo_mode_uses_the_photo_pipeline(tmp_path):
     assert calls == [ctx.restorer] and (after == 245).all()
     assert "whole photo: 2 faces found, 2 restored" in report and editor is None
     assert [Path(p).name for p in files] == ["upload_restored.png"]
+    # no face: an error, not the photo offered back as if it were a result (as `smfd restore`)
+    with pytest.raises(gr.Error, match="dark: no face found"):
+        restore_tab.restore(ctx, face.Face("dark", np.zeros((300, 400, 3), np.uint8)), True, lambda *a, **k: None)
 
 
 # ---------------------------------------------------------------- compare with a fake registry
@@ -547,8 +580,9 @@ def test_a_study_that_cannot_be_prepared_says_so(tmp_path):
         study.precompute()
     assert not study.ready.is_set() and study.failure == "broken on p0.png failed (RuntimeError: out of memory)"
     ctx = make_context(tmp_path, study=study)
-    with pytest.raises(gr.Error, match="The study cannot open: broken on p0.png failed"):
+    with pytest.raises(gr.Error, match="The study cannot open: preparing its restorations failed") as refused:
         start(ctx, None)
+    assert "broken" not in str(refused.value) and "memory" not in str(refused.value)  # details: the log only
 
 
 # ---------------------------------------------------------------- vote storage: integrity
@@ -599,8 +633,8 @@ def test_votes_are_checked_against_the_dealt_trials(study_db):
     assert len(rows) == 1 and rows[0]["participant"] == alice and rows[0]["side"] == "right"
     dealt = store.trial(alice, 0)
     assert (rows[0]["left"], rows[0]["right"], rows[0]["chosen"]) == (dealt.left, dealt.right, dealt.right)
-    assert store.refusals() == {"forged": 3, "out-of-order": 1, "duplicate": 1, "replayed": 1,
-                                "unknown-id": 0, "admin-token": 0, "rate-limited": 0}
+    assert store.refusals() == {"forged": 3, "out-of-order": 1, "duplicate": 1, "replayed": 1, "unknown-id": 0,
+                                "admin-token": 0, "rate-limited": 0, "too-many-ids": 0}
     with pytest.raises(ValueError, match="side"):
         store.vote(bob, 0, "middle", 10)
     with pytest.raises(ValueError, match="at most 64 characters"):
@@ -799,7 +833,7 @@ def test_study_events_deal_vote_and_refuse(tmp_path):
     row = ctx.study.store.rows()[0]
     assert row["chosen"] == row["left"] == ctx.study.store.trial(pid, 0).left and rest[3] == "1"
     with pytest.raises(gr.Error, match="does not belong to the photo shown"):
-        study_tab.vote(ctx, "left", state2, "2", Request())  # ahead of the sequence
+        study_tab.vote(ctx, "left", state2, "2", Request())  # a later trial than this tab shows
     with pytest.raises(gr.Error, match="press Start first"):
         study_tab.vote(ctx, "left", None, "0", Request())  # no session: forged
     # a second tab of the same participant (replayed) is told and moved on, not counted twice
@@ -810,8 +844,26 @@ def test_study_events_deal_vote_and_refuse(tmp_path):
     assert again[0] == pid and again[5] == "1"
     fresh = study_tab.start(ctx, "0" * 32, Request())
     assert fresh[0] != "0" * 32 and valid_id(fresh[0])
-    assert ctx.study.store.refusals() == {"forged": 1, "out-of-order": 1, "duplicate": 0, "replayed": 1,
-                                          "unknown-id": 1, "admin-token": 0, "rate-limited": 0}
+    # Start again in a tab that has started keeps its participant (the browser's id aside)
+    assert study_tab.start(ctx, None, Request(), state2)[0] == pid
+    assert len({r["participant"] for r in ctx.study.store.rows()}) == 1
+    assert ctx.study.store.refusals() == {"forged": 2, "out-of-order": 0, "duplicate": 0, "replayed": 1,
+                                          "unknown-id": 1, "admin-token": 0, "rate-limited": 0,
+                                          "too-many-ids": 0}
+
+
+def test_one_address_gets_a_limited_number_of_new_participant_ids(tmp_path):
+    ctx = study_context(tmp_path)
+    ctx.study.newcomers = SlidingWindow(2, 60.0)
+    first = study_tab.start(ctx, None, Request("a", host="10.0.0.5"))
+    study_tab.start(ctx, None, Request("b", host="10.0.0.5"))
+    with pytest.raises(gr.Error, match="Too many new participants from your network address"):
+        study_tab.start(ctx, None, Request("c", host="10.0.0.5"))
+    assert study_tab.start(ctx, first[0], Request("c", host="10.0.0.5"))[0] == first[0]  # returning: fine
+    study_tab.start(ctx, None, Request("d", host="10.0.0.6"))  # another address
+    assert ctx.study.store.refusals()["too-many-ids"] == 1
+    with ctx.study.store.engine.connect() as conn:
+        assert conn.execute(select(func.count(distinct(trials_table.c.participant)))).scalar() == 3
 
 
 def test_study_start_says_when_it_is_not_ready_or_the_database_is_down(tmp_path, postgres):
@@ -863,9 +915,14 @@ def test_admin_gate_limits_all_addresses_together_and_forgets_after_the_window()
         with pytest.raises(Refused, match="Wrong"):
             gate.check("x", host)
     with pytest.raises(Refused, match="Too many"):
-        gate.check("t", "d")  # a distributed guess is limited too
+        gate.check("t", "a")  # a distributed guess is limited too: a's second try
+    gate.check("t", "d")  # the admin at an address without failures is not locked out by others
+    with pytest.raises(Refused, match="Wrong"):
+        gate.check("x", "e")  # a fresh address gets one try
+    with pytest.raises(Refused, match="Too many"):
+        gate.check("x", "e")  # and no second while everybody together is over the limit
     time.sleep(0.6)
-    gate.check("t", "d")
+    gate.check("t", "a")
     with pytest.raises(Refused, match="Wrong"):
         AdminGate("").check("", "a")  # no token set: nothing opens
 

@@ -107,6 +107,75 @@ def test_download_verifies_the_digest(tmp_path):
     assert target.is_file()
     with pytest.raises(InputError, match="download failed"):
         download((tmp_path / "absent.pth").as_uri(), tmp_path / "x.pth", None)
+    # a file present but damaged is fetched again, not kept as "present already"
+    pinned = tmp_path / "cache" / "pinned.pth"
+    pinned.write_bytes(source.read_bytes()[:100])
+    assert download(source.as_uri(), pinned, digest) == pinned and pinned.read_bytes() == source.read_bytes()
+
+
+def test_a_download_cut_short_is_refused(tmp_path):
+    """A server that announces more bytes than it sends before closing: Python's read() then just
+    ends, so without the length check a partial file of an unpinned method was kept as ok."""
+    import http.server
+    import threading
+
+    from baselines.weights import download
+
+    class Short(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", "2000000")
+            self.end_headers()
+            self.wfile.write(b"x" * 500_000)
+            self.close_connection = True
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Short)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    target = tmp_path / "cache" / "RestoreFormer++.ckpt"
+    try:
+        with pytest.raises(InputError, match=r"download incomplete \(500,000 of 2,000,000 bytes\)"):
+            download(f"http://127.0.0.1:{server.server_port}/w.ckpt", target, None)
+    finally:
+        server.shutdown()
+    assert not target.exists() and not list(target.parent.glob("*.part"))
+
+
+def test_weights_are_known_by_their_digest(tmp_path, monkeypatch):
+    """A cached file that is not the official one is refused with the remedy; a --weights file that
+    is another method's official release is refused; the results name the file a method ran."""
+    import dataclasses
+
+    from baselines import info, registry
+
+    fake = tmp_path / "GFPGANv1.4.pth"
+    fake.write_bytes(b"official bytes")
+    official = dataclasses.replace(info("gfpgan-1.4"), sha256=hashlib.sha256(b"official bytes").hexdigest())
+    monkeypatch.setattr(registry, "_METHODS", tuple(official if m.name == "gfpgan-1.4" else m
+                                                    for m in registry._METHODS))
+    cached = official.cached_path()
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"official by")  # cut short
+    with pytest.raises(WeightsMissing, match=r"not the official file .*smfd baselines download gfpgan-1.4 --force"):
+        registry.weights_file(official, None)
+    cached.write_bytes(b"official bytes")
+    assert registry.weights_file(official, None)[1].startswith("the official GFPGANv1.4.pth (sha256 ")
+    with pytest.raises(InputError, match=r"is the official GFPGANv1.4.pth of GFPGAN v1.4 .*not weights of GFPGAN v1.3"):
+        registry.weights_file(info("gfpgan-1.3"), fake)
+    other = tmp_path / "mine.pth"
+    other.write_bytes(b"fine-tuned")
+    assert registry.weights_file(official, other)[1].endswith("; not the official release)")
+    with pytest.raises(InputError, match=r"a folder; give the checkpoint file"):
+        registry.weights_file(official, tmp_path)
+    with pytest.raises(InputError, match="deconv: takes no weights"):
+        load("deconv", weights=other)
+    from eval.report import write_markdown
+
+    write_markdown(tmp_path / "results.md", [{"method": "gfpgan-1.4", "n": 1, "status": "ok"}], [], {},
+                   {"gfpgan-1.4": registry.weights_file(official, other)[1]})
+    assert f"Weights: {other} (sha256 " in (tmp_path / "results.md").read_text()
 
 
 # ---------------------------------------------------------------- external networks, random weights
@@ -227,6 +296,13 @@ def test_loading_errors_name_the_keys(tmp_path):
     torch.save({"params_ema": gfpgan}, path)
     with pytest.raises(InputError, match=f"weights do not fit GFPGAN.*size mismatch for {re.escape(key)}"):
         load("gfpgan-1.4", weights=path)
+    # the names right but tensors of no usable shape: spandrel reads the architecture from them
+    from spandrel.architectures.RestoreFormer import RestoreFormer
+
+    flat = {k: torch.zeros(3) for k in RestoreFormer().state_dict()}
+    torch.save(flat, path)
+    with pytest.raises(InputError, match=r"RestoreFormer\+\+.ckpt: (not a valid|weights do not fit) RestoreFormer"):
+        load("restoreformer", weights=path)
 
 
 def test_codeformer_keeps_a_grey_face_grey(face):

@@ -70,6 +70,8 @@ def test_defaults_are_the_thesis_values():
     (dict(count_step=0), "count_step"),
     (dict(count_step=-0.1), "count_step"),
     (dict(count_step=math.nan), "count_step"),
+    (dict(blur="false"), "blur must be true or false"),  # a string would switch the stage on
+    (dict(noise=1), "noise must be true or false"),
 ])
 def test_invalid_options_are_refused(bad, message):
     with pytest.raises(ValueError, match="invalid pipeline option") as err:

@@ -252,6 +252,13 @@ def test_eval_refuses_bad_inputs(pairs_dir, tmp_path, capsys):
                      "blurry,gfpgan-1.4,smfd", "--weights", item, "--out", str(tmp_path / "o")]) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and err.startswith(f"smfd: error: --weights {item}: "), err
+    for weights, says in (([f"gfpgan-1.4={junk}"], f"--weights gfpgan-1.4={junk}: gfpgan-1.4 is not among the "
+                                                  "methods evaluated (blurry)"),  # would silently not run
+                          ([f"deconv={junk}"], "--weights expects NAME=PATH with NAME among codeformer"),
+                          ([f"codeformer={junk}", f"codeformer={junk}"], "--weights codeformer: given twice")):
+        assert main(["eval", "--pairs", str(pairs_dir / "blurry"), str(pairs_dir / "sharp"), "--methods", "blurry",
+                     *(a for w in weights for a in ("--weights", w)), "--out", str(tmp_path / "o")]) == 2
+        assert capsys.readouterr().err.strip().startswith(f"smfd: error: {says}")
     assert main(["eval", "--thesis-tables", "--data", str(pairs_dir), "--weights", f"smfd={tmp_path}",
                  "--out", str(tmp_path / "o")]) == 2
     assert f"--weights smfd={tmp_path}: {tmp_path / 'mask_generator.safetensors'} not found" in capsys.readouterr().err

@@ -1,0 +1,54 @@
+"""Counting events per key over a sliding time window: how the admin gate limits token guesses
+and the study limits how fast one address can take new participant ids."""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+
+
+class SlidingWindow:
+    """At most ``limit`` events per key within any ``window`` seconds.
+
+    Keys whose events have all expired are forgotten (a sweep at most once per window), so the
+    memory held is bounded by the keys active within one window, not by every key ever seen."""
+
+    def __init__(self, limit: int, window: float):
+        self.limit, self.window = limit, window
+        self._times: dict[str, collections.deque] = {}
+        self._swept = time.monotonic()
+        self.lock = threading.Lock()  # for callers that check and add as one step
+
+    def __len__(self) -> int:
+        return len(self._times)
+
+    def _recent(self, key: str, now: float) -> collections.deque | None:
+        if now - self._swept > self.window:
+            for old in [k for k, times in self._times.items() if not times or now - times[-1] > self.window]:
+                del self._times[old]
+            self._swept = now
+        times = self._times.get(key)
+        while times and now - times[0] > self.window:
+            times.popleft()
+        return times
+
+    def count(self, key: str, now: float) -> int:
+        return len(self._recent(key, now) or ())
+
+    def wait(self, key: str, now: float) -> float:
+        """Seconds until ``key`` may have another event (0: now)."""
+        times = self._recent(key, now)
+        return self.window - (now - times[0]) if times and len(times) >= self.limit else 0.0
+
+    def add(self, key: str, now: float) -> None:
+        self._times.setdefault(key, collections.deque()).append(now)
+
+    def take(self, key: str) -> float:
+        """Record an event for ``key`` if the limit allows it: 0.0, else the seconds to wait."""
+        now = time.monotonic()
+        with self.lock:
+            wait = self.wait(key, now)
+            if not wait:
+                self.add(key, now)
+            return wait
