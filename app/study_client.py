@@ -97,7 +97,7 @@ class StudyClient:
         return Screen(participant, trial or "", where or "", left, right, list(self.warnings))
 
     async def start(self, saved_id: str | None = None) -> Screen:
-        outputs = await self.call("study-start", [saved_id])
+        outputs = await self.call("study-start", [saved_id, None])  # the session state: the server keeps its own
         return self._screen(outputs[1:], outputs[0])
 
     async def vote(self, side: str, trial: str) -> Screen:

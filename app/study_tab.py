@@ -91,13 +91,14 @@ def start(ctx: AppContext, saved_id, request: gr.Request = None, state: dict | N
                        "restorations ready). Please try again in a minute.", title="Not ready yet")
 
     def who() -> str | None:
+        returning = study.store.known(saved_id)
+        if saved_id is not None and not returning:
+            study.store.refuse("unknown-id")
         session = (state or {}).get("participant")  # server-side: this tab has started before
         if session is not None:
             return session
-        if study.store.known(saved_id):
+        if returning:
             return saved_id  # a returning participant continues
-        if saved_id is not None:
-            study.store.refuse("unknown-id")
         if study.newcomers.take(_client(request)):
             study.store.refuse("too-many-ids")
             return None

@@ -12,6 +12,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 
 from .batch import BatchErrors, note, report
@@ -184,7 +185,8 @@ def _add_train(sub) -> None:
     p = sub.add_parser("train", help="train the mask generator or SMFD-UNet",
                        description="Train a network on one or more dataset folders (merged, official "
                                    "CelebAMask-HQ or plain image folder layout). Running the same "
-                                   "command again resumes from OUT/state.pt.")
+                                   "command again resumes from OUT/state.pt (only --epochs, --workers and "
+                                   "--device may change; a run that resumes does not read --init again).")
     p.add_argument("task", choices=["mask", "deblur"], help="mask generator or SMFD-UNet")
     p.add_argument("data", nargs="+", help="dataset folders")
     p.add_argument("--out", required=True, help="run folder (state.pt, best.safetensors, log.csv)")
@@ -192,18 +194,23 @@ def _add_train(sub) -> None:
     p.add_argument("--batch", type=int_from(1), default=16, help="faces per training step (default 16)")
     p.add_argument("--lr", type=number_in(0, 1, low_open=True), default=1e-3,
                    help="Adam's learning rate at the start (default 0.001)")
-    p.add_argument("--lr-patience", type=int_from(1), default=5, help="epochs without improvement before lr x 0.2")
-    p.add_argument("--early-stop", type=int_from(1), default=10, help="epochs without improvement before stopping")
-    p.add_argument("--size", type=int_from(32), default=256, help="working size of the faces")
-    p.add_argument("--patch", type=int_from(32), default=None, help="train on random PATCH x PATCH crops")
+    p.add_argument("--lr-patience", type=int_from(1), default=5, help="epochs without improvement before lr x 0.2 (default 5)")
+    p.add_argument("--early-stop", type=int_from(1), default=10, help="epochs without improvement before stopping (default 10)")
+    p.add_argument("--size", type=int_from(32), default=256,
+                   help="working size of the faces, a multiple of 32 (default 256)")
+    p.add_argument("--patch", type=int_from(32), default=None,
+                   help="train on random PATCH x PATCH crops, a multiple of 32 up to --size (default: whole faces)")
     p.add_argument("--samples-per-epoch", type=int_from(1), default=None,
                    help="training samples between two validations (default: one pass over the faces)")
-    p.add_argument("--val-faces", type=int_from(1), default=None, help="cap on validation faces")
-    p.add_argument("--workers", type=int_from(0), default=2, help="data-loading processes")
+    p.add_argument("--val-faces", type=int_from(1), default=None,
+                   help="cap on validation faces (default: the whole validation fold)")
+    p.add_argument("--workers", type=int_from(0), default=2, help="data-loading processes (default 2; 0: in the main process)")
     p.add_argument("--seed", type=int_from(0), default=0,
                    help="seed of the split-independent randomness: weights, degradations, crops (default 0)")
-    p.add_argument("--folds", type=int_from(2), default=5, help="k of the k-fold split (validation = one fold)")
-    p.add_argument("--fold", type=int_from(0), default=0, help="which fold validates")
+    p.add_argument("--folds", type=int_from(2), default=5,
+                   help="k of the k-fold split (validation = one fold; default 5)")
+    p.add_argument("--fold", type=int_from(0), default=None, help="which fold validates (default 0; "
+                   "--cross-validate trains them all)")
     p.add_argument("--cross-validate", action="store_true", help="train every fold into OUT/fold<i>")
     p.add_argument("--loss", default=None, help="mask: dice (default), dice+ce; deblur: mse (default), l1, l1+ssim")
     p.add_argument("--mask-source", choices=["gt", "generated", "mix"], default="gt",
@@ -240,8 +247,10 @@ def _add_train(sub) -> None:
     p.add_argument("--ablation", default=None, help="deblur: a thesis table 4.3 variant: "
                    "no-mask, plain-upsampling, attention-transpose, attention-pixelshuffle, full")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a model config field, e.g. --set residual=true (JSON values)")
-    p.add_argument("--init", default=None, help="start from these weights (fine-tuning)")
+                   help="override a model config field, e.g. --set residual=true or --set arch=unet (JSON values; "
+                        "a bare word is text)")
+    p.add_argument("--init", default=None, help="start from these weights (fine-tuning): a network of the "
+                   "same task and configuration (see --set), or any with --init-partial")
     p.add_argument("--init-partial", action="store_true",
                    help="with --init: take only the tensors whose name and shape fit, e.g. the encoders of "
                         "the shipped network for one with a lighter decoder (--set decoder=[128,64,32])")
@@ -261,8 +270,9 @@ def _add_train(sub) -> None:
 
 
 def config_overrides(items: list[str], option: str = "--set") -> dict:
-    """``--set KEY=VALUE`` items as a dict of model config overrides (values parsed as JSON; the
-    fields and their values are checked where the config is made, :func:`smfd.models.with_overrides`)."""
+    """``--set KEY=VALUE`` items as a dict of model config overrides (values parsed as JSON, a bare
+    word as text, e.g. ``arch=unet``; the fields and their values' types are checked where the
+    config is made, :func:`smfd.models.with_overrides`)."""
     config = {}
     for item in items:
         key, sep, value = item.partition("=")
@@ -271,8 +281,10 @@ def config_overrides(items: list[str], option: str = "--set") -> dict:
         try:
             config[key] = json.loads(value)
         except json.JSONDecodeError:
-            raise InputError(f"{option} {item}: VALUE must be JSON, e.g. true, 3, 0.5 or '\"text\"' "
-                             "(quoted for the shell)") from None
+            if not re.fullmatch(r"[A-Za-z_][\w.-]*", value):
+                raise InputError(f"{option} {item}: VALUE must be JSON or a word, e.g. true, 3, 0.5, [1,2] or "
+                                 "unet") from None
+            config[key] = value
     return config
 
 
@@ -282,18 +294,25 @@ def cmd_train(args) -> None:
     from .train import TrainSettings, cross_validate, train
 
     check_folder(args.out, "--out")
+    if args.cross_validate and args.fold is not None:
+        raise InputError("--fold does not go with --cross-validate, which trains every fold")
     config = {}
     if args.ablation:
         if args.task != "deblur" or args.ablation not in ABLATIONS:
             raise InputError(f"--ablation takes a deblur variant: {', '.join(ABLATIONS)}")
         config.update(ABLATIONS[args.ablation])
-    config.update(config_overrides(args.set))
+    overrides = config_overrides(args.set)
+    clash = [k for k in overrides if k in config and overrides[k] != config[k]]
+    if clash:
+        raise InputError(f"--set {clash[0]}={json.dumps(overrides[clash[0]])} contradicts --ablation {args.ablation} "
+                         f"({clash[0]}={json.dumps(config[clash[0]])})")
+    config.update(overrides)
     try:
         settings = TrainSettings(
             task=args.task, data=tuple(args.data), out=args.out, epochs=args.epochs, batch=args.batch,
             lr=args.lr, lr_patience=args.lr_patience, early_stop=args.early_stop, size=args.size,
             patch=args.patch, samples_per_epoch=args.samples_per_epoch, val_faces=args.val_faces,
-            workers=args.workers, seed=args.seed, k=args.folds, fold=args.fold, loss=args.loss,
+            workers=args.workers, seed=args.seed, k=args.folds, fold=args.fold or 0, loss=args.loss,
             mask_source=args.mask_source, mask_model=args.mask_model, config=config, init=args.init,
             init_partial=args.init_partial, device=args.device, augment=not args.no_augment, preset=args.preset,
             semantic=args.semantic, perceptual=args.perceptual, parts_weight=args.parts_weight,

@@ -110,9 +110,11 @@ def check_files(records: list[FaceRecord]) -> None:
     """Every image and mask file of the records, checked from its header (InputError naming the
     first unusable one), so that a bad file stops a run before its first epoch, not inside it."""
     for record in records:
-        for path in (record.image, record.mask, *(png for _, png in record.parts)):
-            if path is not None:
-                check_image_file(path)
+        check_image_file(record.image)
+        if record.mask is not None:
+            check_image_file(record.mask, label_map=True)
+        for _, png in record.parts:  # binary part masks, gray or RGB
+            check_image_file(png)
 
 
 def load_face(record: FaceRecord, size: int = SOURCE_SIZE) -> tuple[np.ndarray, np.ndarray | None]:

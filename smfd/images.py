@@ -86,10 +86,21 @@ def _open(path: Path, decode: bool = True) -> Image.Image:
     return img
 
 
-def check_image_file(path: str | Path) -> None:
-    """Refuse a missing, empty, non-image or oversized file from its header alone (milliseconds:
-    a whole dataset is checked before a training starts; a truncated body shows only when read)."""
-    _open(Path(path), decode=False).close()
+LABEL_MODES = ("P", "L", "I;16", "I")  # palette or grayscale: one index per pixel
+
+
+def check_image_file(path: str | Path, label_map: bool = False) -> None:
+    """Refuse a missing, empty, non-image or oversized file (or, with ``label_map``, one that is
+    not a palette or grayscale PNG) from its header alone (milliseconds: a whole dataset is checked
+    before a training starts; a truncated body shows only when read)."""
+    with _open(Path(path), decode=False) as img:
+        if label_map:
+            _check_label_mode(path, img)
+
+
+def _check_label_mode(path, img: Image.Image) -> None:
+    if img.mode not in LABEL_MODES:
+        raise InputError(f"{path}: a label map must be a palette or grayscale PNG, got mode {img.mode}")
 
 
 def read_image(path: str | Path) -> np.ndarray:
@@ -115,8 +126,7 @@ def read_labels(path: str | Path) -> np.ndarray:
     Palette PNGs must go through PIL: OpenCV would return the palette colours instead.
     """
     img = _open(Path(path))
-    if img.mode not in ("P", "L", "I;16", "I"):
-        raise InputError(f"{path}: a label map must be a palette or grayscale PNG, got mode {img.mode}")
+    _check_label_mode(path, img)
     raw = np.asarray(img)
     if raw.size and (raw.min() < 0 or raw.max() > 255):  # 16/32-bit PNGs: no silent wrap-around
         raise InputError(f"{path}: label values must lie in 0..255, found {raw.min()}..{raw.max()}")

@@ -6,6 +6,7 @@ A network only wires blocks together; every ablation of thesis table 4.3 is a co
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 from dataclasses import dataclass
@@ -233,11 +234,16 @@ class MaskNet(nn.Module):
         size = x.shape[-2:]
         *skips, deep = self.features(x)
         logits = self.out(self.decoder(deep, skips[::-1]))
-        with torch.autocast(x.device.type, enabled=False):
+        with _full_precision(x.device):
             logits = logits.float()
             if logits.shape[-2:] != size:
                 logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
         return logits
+
+
+def _full_precision(device: torch.device):
+    """Autocast switched off (meta tensors, on which configs are tried out, have none to switch)."""
+    return contextlib.nullcontext() if device.type == "meta" else torch.autocast(device.type, enabled=False)
 
 
 class SMFDNet(nn.Module):
@@ -269,7 +275,7 @@ class SMFDNet(nn.Module):
         x = self.decoder(deep, skips[::-1])
         # The output head runs in float32 even under bf16 autocast: bf16 would quantise the
         # image to about one grey level.
-        with torch.autocast(image.device.type, enabled=False):
+        with _full_precision(image.device):
             y = self.post(self.out(x.float()))
             if self.config.residual:
                 y = y + image.float()

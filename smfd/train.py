@@ -17,7 +17,6 @@ import dataclasses
 import json
 import math
 import os
-import pickle
 import sys
 import time
 from dataclasses import dataclass, field
@@ -33,7 +32,7 @@ from tqdm import tqdm
 from . import checkpoint, data, degrade, metrics
 from .errors import InputError
 from .images import to_uint8, write_atomically
-from .labels import GROUPS
+from .labels import CLASSES, GROUPS
 from .losses import LOSSES, SSIM_WEIGHT, restoration_loss, segmentation_loss
 from .models import (MaskNetConfig, SegBaselineConfig, SMFDConfig, build, count_parameters,
                      generated_mask_input, mask_input, mask_probabilities, one_hot_mask, with_overrides)
@@ -99,6 +98,18 @@ class TrainSettings:
             raise ValueError("generated or mixed masks need --mask-model (a mask-generator checkpoint)")
         if self.init_partial and not self.init:
             raise ValueError("--init-partial needs --init (the checkpoint to take tensors from)")
+        # Options this run would not read are refused rather than silently ignored.
+        if self.task == "mask" and (self.mask_source != "gt" or self.mask_model):
+            raise ValueError("--mask-source and --mask-model choose SMFD-UNet's (deblur) mask input; "
+                             "a mask generator trains on the true masks")
+        if (self.task == "deblur" and self.mask_model and self.mask_source == "gt"
+                and not (self.semantic or self.perceptual)):
+            raise ValueError("--mask-model is read with --mask-source generated or mix, --semantic or "
+                             "--perceptual; with the true masks alone no generator runs")
+        resolved = [str(Path(d).resolve()) for d in self.data]
+        if len(set(resolved)) != len(resolved):
+            twice = next(d for d, r in zip(self.data, resolved) if resolved.count(r) > 1)
+            raise ValueError(f"{twice}: dataset given twice (its faces would count twice and validate twice)")
         if self.preset not in degrade.PRESETS:
             raise ValueError(f"preset must be one of {', '.join(degrade.PRESETS)}, got {self.preset!r}")
         self.data = tuple(self.data)
@@ -117,12 +128,29 @@ class TrainSettings:
             if weight and (self.task != "deblur" or not self.mask_model):
                 raise ValueError(f"{option} trains SMFD-UNet (deblur) and needs --mask-model, the generator "
                                  "that reads the restored face")
-        try:  # config overrides (--set) that no network can be built from fail now, not at the first epoch
-            with torch.device("meta"):
-                build(self.model_config())
-        except (TypeError, ValueError) as exc:
+        try:  # config overrides (--set) that no network can train on this task's data fail now, not at the first batch
+            self.try_network()
+        except (TypeError, ValueError, KeyError, RuntimeError) as exc:
             raise ValueError(f"the network config overrides {json.dumps(self.config)} (--set, --ablation): "
-                             f"no network can be built from them ({exc})") from None
+                             f"no network can be trained from them ({str(exc)[:300]})") from None
+
+    def try_network(self) -> None:
+        """Build the network on the meta device (no memory, no arithmetic) and run it on inputs of
+        the training's shapes: RGB faces and, for SMFD-UNet, the one-hot 5-group mask."""
+        config = self.model_config()
+        if self.task == "deblur" and (config.image_channels, config.mask_channels) != (3, 5):
+            raise ValueError("SMFD-UNet reads RGB faces (image_channels 3) and the 5 groups (mask_channels 5)")
+        if self.task == "mask" and (config.classes not in (len(GROUPS), len(CLASSES))
+                                    or config.in_channels not in (1, 3)):
+            raise ValueError(f"a mask network predicts {len(GROUPS)} groups or {len(CLASSES)} "
+                             "classes (classes) from a grayscale or RGB face (in_channels 1 or 3)")
+        side = self.patch or self.size
+        with torch.device("meta"):
+            net, face = build(config), torch.zeros(1, 3, side, side)
+            if self.task == "deblur":
+                net(face, torch.zeros(1, config.mask_channels, side, side))
+            else:
+                net(mask_input(config, face))
 
     def check_numbers(self) -> None:
         """Refuse values no run can use, naming the ``smfd train`` option, before any work starts."""
@@ -207,12 +235,15 @@ class Trainer:
         self.out = Path(s.out)
         torch.manual_seed(s.seed)
 
-        records = [r for root in s.data for r in data.open_dataset(root)]
-        needs_gt = s.task == "mask" or s.mask_source == "gt"
-        if needs_gt:
-            records = [r for r in records if r.has_mask]
-            if not records:
-                raise InputError("this training needs faces with masks; none of the datasets has any")
+        by_root = {root: data.open_dataset(root) for root in s.data}
+        if s.task == "mask" or s.mask_source == "gt":  # every face needs its true mask
+            for root, found in by_root.items():
+                if not any(r.has_mask for r in found):
+                    raise InputError(f"{root}: has no faces with masks, which this training needs"
+                                     + (" (or use --mask-source generated or mix with --mask-model)"
+                                        if s.task == "deblur" else "") + "; leave it out")
+            by_root = {root: [r for r in found if r.has_mask] for root, found in by_root.items()}
+        records = [r for found in by_root.values() for r in found]
         self.train_records = data.select(records, "train", s.k, s.fold, s.test_fraction)
         val = data.select(records, "val", s.k, s.fold, s.test_fraction)
         self.val_records = val[: s.val_faces] if s.val_faces else val
@@ -226,8 +257,9 @@ class Trainer:
 
         self.model = build(s.model_config()).to(self.device, memory_format=torch.channels_last)
         self.init_note = None
-        if s.init:
-            self.init_note = _initialise(self.model, checkpoint.load(s.init), s.init, s.init_partial)
+        if s.init and not (self.out / "state.pt").is_file():  # a resumed run's weights are its state's
+            start = checkpoint.load(s.init, kinds=("deblur",) if s.task == "deblur" else ("mask", "smp"))
+            self.init_note = _initialise(self.model, start, s.init, s.init_partial)
         self.mask_model = None
         if s.task == "deblur" and (s.mask_source != "gt" or s.semantic or s.perceptual):
             self.mask_model = checkpoint.load(s.mask_model, self.device, kinds=("mask", "smp"))
@@ -280,16 +312,21 @@ class Trainer:
     # it is replaced (atomically), and rewritten from it on resume. So an interruption at any point
     # leaves at most those two files one epoch behind, and the next run puts them back in step.
     def save_state(self) -> None:
-        tmp = self.out / "state.pt.tmp"
-        torch.save({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                    "scheduler": self.scheduler.state_dict(), "epoch": self.epoch, "best": self.best,
-                    "bad_epochs": self.bad_epochs, "history": self.history,
-                    "best_epoch": self.best_epoch, "best_model": self.best_model,
-                    "settings": dataclasses.asdict(self.s)}, tmp)
-        os.replace(tmp, self.out / "state.pt")
+        state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                 "scheduler": self.scheduler.state_dict(), "epoch": self.epoch, "best": self.best,
+                 "bad_epochs": self.bad_epochs, "history": self.history,
+                 "best_epoch": self.best_epoch, "best_model": self.best_model,
+                 "settings": dataclasses.asdict(self.s)}
+        write_atomically(self.out / "state.pt", lambda tmp: torch.save(state, tmp), ".pt")
+        settings = json.dumps(state["settings"], indent=2)  # the run's settings, readable beside it
+        write_atomically(self.out / "settings.json", lambda tmp: tmp.write_text(settings), ".json")
 
     def load_state(self) -> bool:
         path = self.out / "state.pt"
+        blocked = [name for name in RUN_FILES if (self.out / name).exists() and not (self.out / name).is_file()]
+        if blocked:  # found now, not when the first epoch's work is to be saved
+            raise InputError(f"{self.out / blocked[0]}: is in the way of the run's file of that name (a folder?); "
+                             "remove it or choose another --out")
         if not path.is_file():
             # Only state.pt says what a run folder holds; without it, weights or a log there are
             # another run's (or a finished one's with state.pt deleted): never train over them.
@@ -300,10 +337,21 @@ class Trainer:
             return False
         try:
             state = torch.load(path, map_location=self.device, weights_only=True)
-        except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as exc:
+        except Exception as exc:  # truncated, not a torch file, objects beyond tensors and containers
             raise InputError(f"{path}: not a readable training state ({type(exc).__name__}); "
                              "an interrupted copy? Choose another --out") from None
-        saved = TrainSettings(**state["settings"])
+        missing = [k for k in STATE_KEYS if k not in state] if isinstance(state, dict) else list(STATE_KEYS)
+        if missing or not isinstance(state["settings"], dict):
+            raise InputError(f"{path}: not a training state of smfd train (lacks {', '.join(missing) or 'settings'}); "
+                             "choose another --out")
+        unknown = sorted(set(state["settings"]) - {f.name for f in dataclasses.fields(TrainSettings)})
+        if unknown:
+            raise InputError(f"{path}: written by another version of smfd train (settings {', '.join(unknown)} "
+                             "unknown here); choose another --out")
+        try:
+            saved = TrainSettings(**state["settings"])
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"{path}: its settings are not valid here ({exc}); choose another --out") from None
         changed = settings_changes(saved, self.s)
         if changed:
             raise InputError(f"{path}: this run folder was trained with other settings ({'; '.join(changed)}); "
@@ -550,8 +598,6 @@ class Trainer:
                   + (f", resumed after epoch {self.epoch}" if resumed else ""), flush=True)
             if self.init_note and not resumed:
                 print(f"[smfd train] initialised with {self.init_note}", flush=True)
-            settings = json.dumps(dataclasses.asdict(s), indent=2)
-            write_atomically(self.out / "settings.json", lambda tmp: tmp.write_text(settings), ".json")
             if resumed:
                 self.write_outputs()  # catch up with an interruption after the last state.pt
         train_set, sampler, train, val = self.loaders()
@@ -594,6 +640,9 @@ class Trainer:
         return {"best": sign * self.best, "monitor": column, "epochs": self.epoch, "out": str(self.out)}
 
 
+# The files of a run folder, state.pt the one record (see Trainer.save_state).
+RUN_FILES = ("state.pt", "best.safetensors", "log.csv", "settings.json")
+STATE_KEYS = ("model", "optimizer", "scheduler", "epoch", "best", "bad_epochs", "history", "settings")
 LOG_ONLY = ("epoch", "lr", "train_loss", "train_semantic", "train_perceptual", "seconds", "samples")
 # Settings a resumed run may change: they do not alter what is trained.
 RESUMABLE = ("epochs", "workers", "device", "out")
@@ -658,8 +707,10 @@ def train(settings: TrainSettings) -> dict:
 
 def cross_validate(settings: TrainSettings) -> list[dict]:
     """k-fold cross-validation: one run per fold in ``out/fold<i>``, each validated on its fold."""
-    results = []
-    for fold in range(settings.k):
-        fold_settings = dataclasses.replace(settings, fold=fold, out=str(Path(settings.out) / f"fold{fold}"))
-        results.append({"fold": fold, **train(fold_settings)})
-    return results
+    from .batch import check_folder
+
+    runs = [dataclasses.replace(settings, fold=fold, out=str(Path(settings.out) / f"fold{fold}"))
+            for fold in range(settings.k)]
+    for run in runs:  # a file in any fold's way is named before the first fold trains
+        check_folder(run.out, f"fold {run.fold}'s folder")
+    return [{"fold": run.fold, **train(run)} for run in runs]

@@ -36,7 +36,7 @@ BLUR = ["blur", "no-such-image.png"]
     (TRAIN + ["{out}", "--workers", "-1"], "--workers"),
     (TRAIN + ["{out}", "--semantic", "-0.1"], "--semantic"),
     (TRAIN + ["{out}", "--semantic", "0.1"], "--semantic"),  # without --mask-model
-    (TRAIN + ["{out}", "--set", "residual=yes"], "--set residual=yes"),
+    (TRAIN + ["{out}", "--set", "residual=yes"], "residual must be true or false, got 'yes'"),
     (TRAIN + ["{out}", "--set", "residual"], "--set"),
     (TRAIN + ["{out}", "--set", 'upsample="nearest"'], "--set"),
     (TRAIN + ["{out}", "--set", "no_such_field=1"], "--set"),
@@ -58,7 +58,7 @@ BLUR = ["blur", "no-such-image.png"]
     (THESIS + ["{out}", "--patch", "16"], "--patch"),
     (THESIS + ["{out}", "--test-faces", "0"], "--test-faces"),
     (THESIS + ["{out}", "--folds", "1"], "--folds"),
-    (THESIS + ["{out}", "--set", "residual=yes"], "--set residual=yes"),
+    (THESIS + ["{out}", "--set", "residual=yes"], "residual must be true or false, got 'yes'"),
     (THESIS + ["{out}", "--set", "no_such_field=1"], "--set"),  # not after table 4.1's hours
     (THESIS + ["{out}", "--set", "head=\"wide\""], "--set"),
     (THESIS + ["{out}", "--set", 'residual="x"'], "residual must be true or false"),

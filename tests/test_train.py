@@ -12,8 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from smfd import checkpoint
+from smfd.errors import InputError
 from smfd.train import EpochSampler, Trainer, TrainSettings
 
 TINY = dict(epochs=2, batch=4, patch=64, samples_per_epoch=8, val_faces=4, workers=0)
@@ -78,7 +80,6 @@ def test_lr_drops_and_early_stopping(celeba, tmp_path):
 
 
 def test_generated_masks_need_a_mask_model(celeba, tmp_path):
-    from smfd.errors import InputError
     from smfd.restorer import DEBLUR_WEIGHTS, WEIGHTS_DIR
 
     with pytest.raises(ValueError, match="mask-model"):
@@ -266,6 +267,71 @@ def test_an_unreadable_state_is_named(celeba, tmp_path, capsys):
     assert [p.name for p in tmp_path.iterdir()] == ["state.pt"]
 
 
+def test_options_a_run_cannot_use_are_refused_before_it_starts(celeba, tmp_path, capsys):
+    """Each one line (exit 2) before any training, and nothing is written: config overrides that
+    build a network that cannot train on this task's data, options the run would ignore, a
+    dataset without masks or given twice, a network of the other task to start from, a file in
+    the way of the run's own files, a state.pt of something else."""
+    from smfd.cli import main
+    from smfd.restorer import MASK_WEIGHTS, WEIGHTS_DIR
+
+    ffhq = celeba.parent / "ffhq_mini"
+    out = tmp_path / "run"
+    fast = ["--epochs", "1", "--batch", "4", "--patch", "32", "--size", "64", "--samples-per-epoch", "8",
+            "--val-faces", "4", "--workers", "0"]
+    cases = [
+        (["deblur", "--set", "shuffle_kernel=2"], "no network can be trained from them (Sizes of tensors must match"),
+        (["deblur", "--set", "mask_channels=3"], "SMFD-UNet reads RGB faces (image_channels 3) and the 5 groups"),
+        (["mask", "--set", "classes=3"], "a mask network predicts 5 groups or 19 classes"),
+        (["mask", "--set", "arch=unet", "--set", "in_channels=2"], "no network can be trained from them"),
+        (["mask", "--set", "arch=unet", "--set", "encoder=nope"], "Wrong encoder name `nope`"),
+        (["deblur", "--mask-model", "/nope"], "--mask-model is read with --mask-source generated or mix"),
+        (["mask", "--mask-source", "mix", "--mask-model", "/nope"], "--mask-source and --mask-model choose"),
+        (["mask", "--cross-validate", "--fold", "3"], "--fold does not go with --cross-validate"),
+        (["deblur", "--ablation", "no-mask", "--set", "use_mask=true"],
+         "--set use_mask=true contradicts --ablation no-mask (use_mask=false)"),
+        (["deblur", str(ffhq)], f"{ffhq}: has no faces with masks, which this training needs"),
+        (["mask", f"{celeba}/"], f"{celeba}: dataset given twice"),
+        (["deblur", "--init", str(WEIGHTS_DIR / MASK_WEIGHTS), "--init-partial"],
+         "holds a 'mask' network, expected 'deblur'"),
+    ]
+    for extra, says in cases:
+        task, *rest = extra
+        assert main(["train", task, str(celeba), *rest, "--out", str(out), *fast]) == 2, extra
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and says in err, (extra, err)
+        assert not out.exists()
+    for name in ("state.pt", "log.csv", "settings.json"):  # a folder in the way, found before the first epoch
+        (out / name).mkdir(parents=True)
+        assert main(["train", "mask", str(celeba), "--out", str(out), *fast]) == 2
+        assert capsys.readouterr().err.strip() == (f"smfd: error: {out / name}: is in the way of the run's file "
+                                                   "of that name (a folder?); remove it or choose another --out")
+        assert [p.name for p in out.iterdir()] == [name]
+        (out / name).rmdir()
+    for state, says in (({"model": {}}, "not a training state of smfd train (lacks optimizer, scheduler"),
+                        ([1, 2], "not a training state of smfd train"),
+                        ({k: 0 for k in ("model", "optimizer", "scheduler", "epoch", "best", "bad_epochs",
+                                         "history")} | {"settings": {"task": "mask", "bogus": 1}},
+                         "written by another version of smfd train (settings bogus unknown here)")):
+        torch.save(state, out / "state.pt")
+        assert main(["train", "mask", str(celeba), "--out", str(out), *fast]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and says in err, err
+
+
+def test_a_label_map_that_is_not_one_is_named_before_the_first_epoch(celeba, tmp_path):
+    from smfd.data import check_files, open_dataset
+
+    data = tmp_path / "data"
+    (data / "images").mkdir(parents=True)
+    (data / "masks").mkdir()
+    for image in sorted((celeba / "images").iterdir())[:3]:
+        (data / "images" / image.name).symlink_to(image)
+        Image.open(celeba / "masks" / f"{image.stem}.png").convert("RGB").save(data / "masks" / f"{image.stem}.png")
+    with pytest.raises(InputError, match=r"\.png: a label map must be a palette or grayscale PNG, got mode RGB"):
+        check_files(open_dataset(data))
+
+
 @pytest.mark.parametrize("where", ["before the state", "after the state"])
 def test_an_interruption_leaves_log_and_checkpoint_in_step(celeba, tmp_path, monkeypatch, where):
     """A Ctrl-C (KeyboardInterrupt) while epoch 2 is being recorded: either before state.pt is
@@ -434,7 +500,6 @@ def test_a_teacher_s_restorations_are_the_training_targets(celeba, tmp_path):
     """--teacher: a training step learns what the teacher (here the shipped SMFD-UNet) makes of the
     same blurry patch and mask, not the sharp patch; validation still scores against the sharp face.
     A teacher must read the same mask input as the network it teaches, and be of its task."""
-    from smfd.errors import InputError
     from smfd.losses import restoration_loss
     from smfd.models import one_hot_mask
     from smfd.restorer import DEBLUR_WEIGHTS, WEIGHTS_DIR
