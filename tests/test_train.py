@@ -392,6 +392,20 @@ def test_partial_init_takes_the_encoders_of_a_wider_network(celeba, tmp_path):
                               init=str(tmp_path / "wide.safetensors"), **TINY))
 
 
+def test_a_fine_tuned_run_resumes_after_its_init_file_is_gone(celeba, tmp_path):
+    """state.pt holds the weights a resumed run continues from: --init is not read again."""
+    from smfd.models import MaskNet
+
+    start = tmp_path / "start.safetensors"
+    checkpoint.save(start, MaskNet())
+    run = dict(task="mask", data=(str(celeba),), out=str(tmp_path / "run"), size=64, init=str(start),
+               **{**TINY, "patch": 32, "val_faces": 2})
+    assert Trainer(TrainSettings(**{**run, "epochs": 1})).run()["epochs"] == 1
+    start.unlink()
+    resumed = Trainer(TrainSettings(**run))
+    assert resumed.init_note is None and resumed.run()["epochs"] == 2
+
+
 def test_the_semantic_term_reads_the_restored_face_with_the_shipped_mask_generator(celeba, tmp_path):
     """--semantic: the mask generator, reading the restored face, is scored against the true mask.
     Facial parts erased from a face cost more than the sharp face itself, the gradient reaches the
