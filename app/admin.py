@@ -16,7 +16,8 @@ from .rate_limit import SlidingWindow
 
 TOKEN_ENV = "SMFD_ADMIN_TOKEN"
 PER_CLIENT = 5  # wrong tokens per address within WINDOW seconds
-OVERALL = 30  # wrong tokens from all addresses together within WINDOW seconds
+OVERALL = 30  # wrong tokens from all addresses together within WINDOW seconds (addresses that failed)
+FLOOD = 300  # wrong tokens from all addresses together within WINDOW seconds (every address)
 WINDOW = 60.0
 
 
@@ -54,13 +55,15 @@ class Refused(Exception):
 class AdminGate:
     """The token check. Wrong tokens are limited per address and, for addresses that have failed
     themselves, from all addresses together: a distributed guess gets one try per fresh address,
-    while the admin's first try from an address without failures is never blocked by others."""
+    while the admin's first try from an address without failures is not blocked by others, up to
+    a flood (FLOOD wrong tokens a minute from everywhere), which locks every address out."""
 
     def __init__(self, token: str, per_client: int = PER_CLIENT, overall: int = OVERALL,
-                 window: float = WINDOW):
+                 window: float = WINDOW, flood: int = FLOOD):
         self._token = token.encode("utf-8")
         self._clients = SlidingWindow(per_client, window)
         self._all = SlidingWindow(overall, window)
+        self._flood = SlidingWindow(flood, window)
         self._lock = threading.Lock()
 
     def check(self, token, client: str) -> None:
@@ -70,7 +73,7 @@ class AdminGate:
         the limits."""
         now = time.monotonic()
         with self._lock:
-            wait = self._clients.wait(client, now)
+            wait = max(self._clients.wait(client, now), self._flood.wait("", now))
             if self._clients.count(client, now):
                 wait = max(wait, self._all.wait("", now))
             if wait > 0:
@@ -80,4 +83,5 @@ class AdminGate:
                 return
             self._clients.add(client, now)
             self._all.add("", now)
+            self._flood.add("", now)
         raise Refused("Wrong admin token.", "admin-token")

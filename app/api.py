@@ -75,9 +75,10 @@ def register(ctx: AppContext) -> None:
                      motion_sizes=motion_sizes, directions=directions, scale_range=scale_range,
                      noise_range=noise_range)
         try:
-            if isinstance(seed, bool) or not float(seed).is_integer() or float(seed) < 0:
+            whole = isinstance(seed, int) or (isinstance(seed, float) and seed.is_integer())
+            if isinstance(seed, bool) or not whole or seed < 0:
                 raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-            seed = int(float(seed))
+            seed = int(seed)
             options = degrade.PipelineOptions(blur=blur_stage, rescale=rescale_stage, noise=noise_stage,
                                                **{k: v for k, v in given.items() if v is not None})
         except (TypeError, ValueError) as exc:

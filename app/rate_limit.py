@@ -11,14 +11,15 @@ import time
 class SlidingWindow:
     """At most ``limit`` events per key within any ``window`` seconds.
 
-    Keys whose events have all expired are forgotten (a sweep at most once per window), so the
-    memory held is bounded by the keys active within one window, not by every key ever seen."""
+    Each key keeps only its ``limit`` newest times (all the limit needs), and keys whose events
+    have all expired are forgotten (a sweep at most once per window), so memory is bounded by the
+    keys active within one window, however many events arrive."""
 
     def __init__(self, limit: int, window: float):
         self.limit, self.window = limit, window
         self._times: dict[str, collections.deque] = {}
         self._swept = time.monotonic()
-        self.lock = threading.Lock()  # for callers that check and add as one step
+        self._lock = threading.Lock()  # for admit(); callers of wait/add lock around both themselves
 
     def __len__(self) -> int:
         return len(self._times)
@@ -42,13 +43,13 @@ class SlidingWindow:
         return self.window - (now - times[0]) if times and len(times) >= self.limit else 0.0
 
     def add(self, key: str, now: float) -> None:
-        self._times.setdefault(key, collections.deque()).append(now)
+        self._times.setdefault(key, collections.deque(maxlen=self.limit)).append(now)
 
-    def take(self, key: str) -> float:
-        """Record an event for ``key`` if the limit allows it: 0.0, else the seconds to wait."""
+    def admit(self, key: str) -> bool:
+        """Record an event for ``key`` if the limit allows one now; whether it did."""
         now = time.monotonic()
-        with self.lock:
-            wait = self.wait(key, now)
-            if not wait:
-                self.add(key, now)
-            return wait
+        with self._lock:
+            if self.wait(key, now):
+                return False
+            self.add(key, now)
+            return True

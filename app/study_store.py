@@ -44,7 +44,7 @@ SIDES = ("left", "right")
 # Refusal kinds, in the order the admin view lists them.
 REFUSALS = {
     "forged": "votes for no trial dealt to the caller (no study session, or a trial that does not exist)",
-    "out-of-order": "votes for a later trial than the participant's next one",
+    "out-of-order": "votes for a later trial than the one shown, or than the participant's next one",
     "duplicate": "second votes for an answered trial from the same browser session (double submit)",
     "replayed": "votes for a trial already answered from another session (a copied request, a second tab)",
     "unknown-id": "returning participant ids the server never issued (a new id was given instead)",

@@ -99,7 +99,7 @@ def start(ctx: AppContext, saved_id, request: gr.Request = None, state: dict | N
             return session
         if returning:
             return saved_id  # a returning participant continues
-        if study.newcomers.take(_client(request)):
+        if not study.newcomers.admit(_client(request)):
             study.store.refuse("too-many-ids")
             return None
         return study.new_participant()
@@ -123,8 +123,8 @@ def vote(ctx: AppContext, side: str, state: dict | None, shown, request: gr.Requ
         index = int(shown)
     except (TypeError, ValueError):
         index = -1
-    if index > state.get("trial", -1):  # a trial this tab was never shown (the page shows no later one)
-        store.refuse("forged")
+    if index > state.get("trial", -1):  # a later trial than this tab shows: it was never shown
+        store.refuse("out-of-order")
         raise gr.Error("This vote does not belong to the photo shown to you, and was not counted. "
                        "Press Start to continue.", title="Vote refused")
     started = state.get("served_at") if state.get("trial") == index else None

@@ -20,15 +20,15 @@ MAX_PIXELS = 25_000_000  # decoded size limit: a 25 MB PNG can still hold a giga
 # the whole-photo mode (detection, every face, paste-back).
 FULL_SIZE_PIXELS = 4_200_000  # 2048x2048: work at an image's full size (blurring, comparing methods)
 WHOLE_PHOTO_PIXELS = 16_800_000  # 4096x4096
+# Pillow warns from 89 megapixels; the limits above refuse such images with their size named.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 
 def check_declared_size(path: Path, limit: int, what: str, name: str) -> None:
     """check_pixels on the size the file's header declares, before any pixel is decoded."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                size = img.size
+        with Image.open(path) as img:
+            size = img.size
     except Image.DecompressionBombError:  # Pillow's own limit, far above ours
         raise gr.Error(f"{name}: image is too large for {what} (over {2 * Image.MAX_IMAGE_PIXELS / 1e6:.0f} "
                        f"megapixels; the limit is {limit / 1e6:.1f} megapixels)", title="Image too large") from None

@@ -46,7 +46,10 @@ class FaceNetMethod(Method):
         h, w = check_rgb(image).shape[:2]
         x = torch.from_numpy(resize(image, self.size, self.size)).to(self.device)
         x = x.permute(2, 0, 1)[None].float() / 127.5 - 1
-        with torch.random.fork_rng(devices=[]):
+        # manual_seed seeds every device: the GPU's generator is forked too, so that the caller's
+        # random stream is left as it was
+        cuda = [self.device.index or 0] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda):
             torch.manual_seed(NOISE_SEED)
             y = self.run(self.net, x)
         y = ((y.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)[0].permute(1, 2, 0).cpu().numpy()

@@ -80,6 +80,9 @@ def check_deblur_config(overrides: dict) -> None:
     run starts (after table 4.1's hours of training)."""
     from smfd.train import TrainSettings
 
+    ablated = sorted({k for ablation in ABLATIONS.values() for k in ablation} & set(overrides))
+    if ablated:  # the override would win over the row's own setting and undo the ablation
+        raise InputError(f"--set {ablated[0]}: table 4.3's rows set it themselves (each its ablation); leave it out")
     for variant, ablation in ABLATIONS.items():  # every table 4.3 row trains its ablation with them
         try:
             TrainSettings(task="deblur", data=(), out="", config={**ablation, **overrides})

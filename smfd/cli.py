@@ -250,7 +250,8 @@ def _add_train(sub) -> None:
                    help="override a model config field, e.g. --set residual=true or --set arch=unet (JSON values; "
                         "a bare word is text)")
     p.add_argument("--init", default=None, help="start from these weights (fine-tuning): a network of the "
-                   "same task and configuration (see --set), or any with --init-partial")
+                   "same task and configuration (see --set), or of the same task and another configuration "
+                   "with --init-partial")
     p.add_argument("--init-partial", action="store_true",
                    help="with --init: take only the tensors whose name and shape fit, e.g. the encoders of "
                         "the shipped network for one with a lighter decoder (--set decoder=[128,64,32])")

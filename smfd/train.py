@@ -349,7 +349,7 @@ class Trainer:
             raise InputError(f"{path}: written by another version of smfd train (settings {', '.join(unknown)} "
                              "unknown here); choose another --out")
         try:
-            saved = TrainSettings(**state["settings"])
+            saved = TrainSettings(**_as_read(state["settings"]))
         except (TypeError, ValueError) as exc:
             raise InputError(f"{path}: its settings are not valid here ({exc}); choose another --out") from None
         changed = settings_changes(saved, self.s)
@@ -664,6 +664,22 @@ def settings_changes(saved: TrainSettings, wanted: TrainSettings) -> list[str]:
             option = {"k": "folds", "config": "set/--ablation"}.get(f.name, f.name).replace("_", "-")
             changes.append(f"--{option}: run folder {a!r}, command {b!r}")
     return changes
+
+
+def _as_read(settings: dict) -> dict:
+    """A run's saved settings without what it never read: a state.pt written before such options
+    were refused (a --mask-model no mask came from, a dataset named twice) resumes under the
+    command without them."""
+    s = dict(settings)
+    if s.get("task") == "mask":
+        s["mask_source"], s["mask_model"] = "gt", None
+    elif s.get("mask_source", "gt") == "gt" and not (s.get("semantic") or s.get("perceptual")):
+        s["mask_model"] = None
+    first: dict[str, str] = {}
+    for d in s.get("data", ()):
+        first.setdefault(str(Path(d).resolve()), d)
+    s["data"] = tuple(first.values())
+    return s
 
 
 def _epoch_of(path: Path) -> int | None:

@@ -847,7 +847,7 @@ def test_study_events_deal_vote_and_refuse(tmp_path):
     # Start again in a tab that has started keeps its participant (the browser's id aside)
     assert study_tab.start(ctx, None, Request(), state2)[0] == pid
     assert len({r["participant"] for r in ctx.study.store.rows()}) == 1
-    assert ctx.study.store.refusals() == {"forged": 2, "out-of-order": 0, "duplicate": 0, "replayed": 1,
+    assert ctx.study.store.refusals() == {"forged": 1, "out-of-order": 1, "duplicate": 0, "replayed": 1,
                                           "unknown-id": 1, "admin-token": 0, "rate-limited": 0,
                                           "too-many-ids": 0}
 
@@ -923,6 +923,15 @@ def test_admin_gate_limits_all_addresses_together_and_forgets_after_the_window()
         gate.check("x", "e")  # and no second while everybody together is over the limit
     time.sleep(0.6)
     gate.check("t", "a")
+    # a flood from ever new addresses: each gets its try until FLOOD, then every address waits;
+    # memory holds only the newest attempts
+    flood = AdminGate("t", per_client=2, overall=3, window=60, flood=50)
+    for k in range(50):
+        with pytest.raises(Refused, match="Wrong"):
+            flood.check("x", f"10.1.{k // 250}.{k % 250}")
+    with pytest.raises(Refused, match="Too many"):
+        flood.check("t", "10.9.9.9")
+    assert len(flood._all._times[""]) == 3 and len(flood._flood._times[""]) == 50
     with pytest.raises(Refused, match="Wrong"):
         AdminGate("").check("", "a")  # no token set: nothing opens
 

@@ -62,6 +62,7 @@ BLUR = ["blur", "no-such-image.png"]
     (THESIS + ["{out}", "--set", "no_such_field=1"], "--set"),  # not after table 4.1's hours
     (THESIS + ["{out}", "--set", "head=\"wide\""], "--set"),
     (THESIS + ["{out}", "--set", 'residual="x"'], "residual must be true or false"),
+    (THESIS + ["{out}", "--set", "use_mask=true"], "--set use_mask: table 4.3's rows set it themselves"),
     (["restore", "no-such-image.png", "{out}", "--min-face", "0"], "--min-face"),
     (["restore", "no-such-image.png", "{out}", "--min-face", "-5"], "--min-face"),
     (["restore", "no-such-image.png", "{out}", "--threads", "0"], "--threads"),

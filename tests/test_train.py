@@ -319,6 +319,17 @@ def test_options_a_run_cannot_use_are_refused_before_it_starts(celeba, tmp_path,
         assert len(err.splitlines()) == 1 and says in err, err
 
 
+def test_a_run_saved_with_options_it_never_read_resumes_without_them(celeba, tmp_path):
+    """state.pt files written before such options were refused: a --mask-model on a mask run, a
+    dataset named twice. The command without them resumes."""
+    settings = dict(task="mask", data=(str(celeba),), out=str(tmp_path), size=64, **TINY)
+    old = Trainer(TrainSettings(**settings))
+    old.s.mask_model, old.s.data = "old_generator.safetensors", (str(celeba), f"{celeba}/")
+    old.out.mkdir(exist_ok=True)
+    old.save_state()
+    assert Trainer(TrainSettings(**settings)).load_state()
+
+
 def test_a_label_map_that_is_not_one_is_named_before_the_first_epoch(celeba, tmp_path):
     from smfd.data import check_files, open_dataset
 
