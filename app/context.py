@@ -17,7 +17,7 @@ from typing import Any, Callable
 import numpy as np
 
 from smfd.paths import sha256_of
-from smfd.restorer import Restorer, weight_files
+from smfd.restorer import PATH_VERSION, Restorer, weight_files
 
 from .examples import Example
 
@@ -26,8 +26,9 @@ OWN_METHODS = ("blurry", "input")  # the unrestored input: the registry's name a
 
 
 def weights_tag(folder: str | Path | None) -> str:
-    """A short fingerprint of the SMFD weights: cached restorations are only reused with them."""
-    digests = "".join(sha256_of(path) for path in weight_files(folder))
+    """A short fingerprint of the SMFD weights and of the way the library restores with them
+    (PATH_VERSION): cached restorations, and a study's votes on them, are only reused with both."""
+    digests = f"path {PATH_VERSION};" + "".join(sha256_of(path) for path in weight_files(folder))
     return hashlib.sha256(digests.encode()).hexdigest()[:12]
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from smfd.errors import InputError
+from smfd.paths import sha256_of
 
 from . import weights as _weights
 from .interface import Method, MethodInfo, WeightsMissing
@@ -111,7 +112,7 @@ def weights_file(m: MethodInfo, weights: str | Path | None) -> tuple[Path, str]:
         if not path.is_file():
             raise InputError(f"{path}: weights file for {m.name} not found"
                              + (" (a folder; give the checkpoint file)" if path.is_dir() else ""))
-        digest = _weights.file_sha256(path)
+        digest = sha256_of(path)
         other = next((o for o in _METHODS if o.sha256 == digest and o.name != m.name), None)
         if other is not None:
             raise InputError(f"{path}: is the official {other.filename} of {other.title}, not weights of {m.title}")
@@ -123,7 +124,7 @@ def weights_file(m: MethodInfo, weights: str | Path | None) -> tuple[Path, str]:
         raise WeightsMissing(
             f"{m.name}: weights not found at {path}; on a machine with internet run "
             f"'smfd baselines download {m.name}' (or pass --weights PATH to the official {m.filename})")
-    digest = _weights.file_sha256(path)
+    digest = sha256_of(path)
     if m.sha256 is not None and digest != m.sha256:
         raise WeightsMissing(
             f"{m.name}: {path} is not the official file (its SHA-256 differs: damaged or cut short); on a "

@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from smfd.errors import InputError
 from smfd.images import write_atomically
-from smfd.paths import cache_root
+from smfd.paths import cache_root, sha256_of
 
 CHUNK = 1 << 20
 
@@ -26,20 +26,12 @@ def weights_dir() -> Path:
     return cache_root() / "weights"
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(CHUNK):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def download(url: str, target: Path, sha256: str | None, force: bool = False) -> Path:
     """Fetch ``url`` into ``target`` atomically; a file whose digest differs from ``sha256``, or
     that is shorter than the server announced, is refused. Without a pinned digest the file is
     kept and the computed digest printed. A file present already is kept if its digest is right."""
     if target.is_file() and not force:
-        if sha256 is None or file_sha256(target) == sha256:
+        if sha256 is None or sha256_of(target) == sha256:
             print(f"{target}: present already (use --force to fetch it again)")
             return target
         print(f"{target}: present, but not the official file (its SHA-256 differs: damaged or cut "

@@ -65,7 +65,8 @@ def fetch(force: bool = False) -> Path:
         got = hashlib.sha256(data).hexdigest()
         if got != PARAMS_SHA256:
             raise RuntimeError(f"{SDIST}: {PARAMS_MEMBER} has SHA-256 {got}, expected {PARAMS_SHA256}")
-        (niqe_dir() / SDIST).write_bytes(sdist.read_bytes())
+        source = sdist.read_bytes()
+        write_atomically(niqe_dir() / SDIST, lambda tmp: tmp.write_bytes(source), ".tar.gz")
     return write_atomically(target, lambda tmp: tmp.write_bytes(data), ".npz")
 
 

@@ -143,23 +143,40 @@ class OpenVINOEngine:
                              .encode()).hexdigest()[:16]
         self.folder = Path(cache or cache_root() / "engines") / f"openvino-{key}"
         self.converted_in: float | None = None  # seconds, when this load converted (None: cache hit)
-        if not (self.folder / "deblur.xml").is_file():
-            self.converted_in = self._convert(mask_model, deblur_model, size, calibration)
-        core = ov.Core()
         config = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1, "INFERENCE_NUM_THREADS": self.threads,
-                  "INFERENCE_PRECISION_HINT": self.precision, "CACHE_DIR": str(self.folder / "compiled")}
-        self._mask = core.compile_model(core.read_model(self.folder / "mask.xml"), "CPU", config)
-        self._deblur = core.compile_model(core.read_model(self.folder / "deblur.xml"), "CPU", config)
+                  "INFERENCE_PRECISION_HINT": self.precision}
+        core = ov.Core()
+        compiled = self._load_cached(core, config) if (self.folder / "deblur.xml").is_file() else None
+        if compiled is None:  # converted in memory; the cache is a saving, not a condition
+            start = time.perf_counter()
+            networks = self._convert(mask_model, deblur_model, size, calibration)
+            compiled = [core.compile_model(ir, "CPU", config) for ir in networks]
+            self.converted_in = time.perf_counter() - start
+            log.info("converted for OpenVINO in %.1f s", self.converted_in)
+        self._mask, self._deblur = compiled
         self.device = torch.device("cpu")
         self._lock = threading.Lock()
 
     def describe(self) -> str:
         return f"openvino {'int8 + ' if self.int8 else ''}{self.precision}, {self.threads} threads"
 
-    def _convert(self, mask_model, deblur_model, size: int, calibration) -> float:
+    def _load_cached(self, core, config: dict) -> list | None:
+        """The cached networks compiled (with OpenVINO's compiled blobs where they can be kept), or
+        None, the entry discarded, when it cannot be read (cut short or partly deleted)."""
+        for blobs in ({"CACHE_DIR": str(self.folder / "compiled")}, {}):  # a read-only cache: without
+            try:
+                return [core.compile_model(core.read_model(self.folder / name), "CPU", {**config, **blobs})
+                        for name in ("mask.xml", "deblur.xml")]
+            except (RuntimeError, OSError) as exc:
+                error = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        log.warning("the OpenVINO cache %s cannot be used (%s); converting again", self.folder, error)
+        _discard(self.folder)
+        return None
+
+    def _convert(self, mask_model, deblur_model, size: int, calibration) -> tuple:
+        """Both networks as OpenVINO models, also saved into the cache folder where it can be."""
         import openvino as ov
 
-        start = time.perf_counter()
         log.info("converting the networks for OpenVINO%s (once per weights; cached in %s)",
                  " with int8 calibration" if self.int8 else "", self.folder)
         masker = MaskProbabilities(mask_model).eval().cpu()
@@ -178,22 +195,27 @@ class OpenVINOEngine:
             if calibration is None:
                 raise InputError("the openvino-int8 engine needs calibration faces")
             mask_ir, deblur_ir = _quantise(mask_ir, deblur_ir, calibration(), config)
-        self.folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".convert-", dir=self.folder.parent))
+        tmp = None
         try:
+            self.folder.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=".convert-", dir=self.folder.parent))
             # float32 on disk: the precision is chosen when compiling, for the CPU at hand.
             ov.save_model(mask_ir, tmp / "mask.xml", compress_to_fp16=False)
             ov.save_model(deblur_ir, tmp / "deblur.xml", compress_to_fp16=False)
+            if self.folder.exists() and not (self.folder / "deblur.xml").is_file():
+                _discard(self.folder)  # a stale entry (e.g. only compiled/ left) would block the rename
             try:
                 os.replace(tmp, self.folder)
-            except OSError:  # another process converted the same weights meanwhile: use theirs
+            except OSError:  # another process converted the same weights meanwhile: theirs stays
                 if not (self.folder / "deblur.xml").is_file():
                     raise
+        except (OSError, RuntimeError) as exc:  # a read-only or full cache: this run goes on uncached
+            log.warning("the converted networks cannot be cached in %s (%s); they are converted again "
+                        "next time", self.folder.parent, exc)
         finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        seconds = time.perf_counter() - start
-        log.info("converted for OpenVINO in %.1f s", seconds)
-        return seconds
+            if tmp is not None:
+                shutil.rmtree(tmp, ignore_errors=True)
+        return mask_ir, deblur_ir
 
     # A compiled model's call reuses one inference request: one call at a time (the app restores
     # from a background thread too).
@@ -204,6 +226,16 @@ class OpenVINOEngine:
     def deblur(self, x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
         with self._lock:
             return torch.from_numpy(self._deblur((x.numpy(), m.numpy()))[0].copy())
+
+
+def _discard(folder: Path) -> None:
+    """Remove a cache entry: renamed aside first, so that no other process reads it half gone."""
+    aside = folder.with_name(f".stale-{folder.name}-{os.getpid()}-{time.monotonic_ns()}")
+    try:
+        os.replace(folder, aside)
+    except OSError:
+        return  # gone already, or another process moved it
+    shutil.rmtree(aside, ignore_errors=True)
 
 
 def _quantise(mask_ir, deblur_ir, faces: list[np.ndarray], deblur_config):

@@ -14,8 +14,8 @@ CHUNK = 1 << 20
 
 
 def cache_root() -> Path:
-    """``$SMFD_CACHE`` or ``~/.cache/smfd``."""
-    return Path(os.environ.get("SMFD_CACHE") or Path.home() / ".cache" / "smfd")
+    """``$SMFD_CACHE`` (a leading ~ expanded) or ``~/.cache/smfd``."""
+    return Path(os.environ.get("SMFD_CACHE") or Path.home() / ".cache" / "smfd").expanduser()
 
 
 def shared_data() -> Path:

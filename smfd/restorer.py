@@ -47,8 +47,13 @@ def load_networks(weights: str | Path | None = None, device: str | torch.device 
     missing = [str(p) for p in (mask_path, deblur_path) if not p.is_file()]
     if missing:
         raise InputError(f"model weights not found: {', '.join(missing)}")
-    return (checkpoint.load(mask_path, device, kinds=("mask", "smp")),
-            checkpoint.load(deblur_path, device, kinds=("deblur",)))
+    mask = checkpoint.load(mask_path, device, kinds=("mask", "smp"))
+    deblur = checkpoint.load(deblur_path, device, kinds=("deblur",))
+    if mask.config.classes != len(labels.GROUPS) or deblur.config.mask_channels != len(labels.GROUPS):
+        raise InputError(f"{mask_path} predicts {mask.config.classes} classes and {deblur_path} reads "
+                         f"{deblur.config.mask_channels} mask channels: the restorer needs both to be the "
+                         f"{len(labels.GROUPS)} groups")
+    return mask, deblur
 
 
 def save_random_weights(folder: str | Path, mask_config=None, deblur_config=None, seed: int = 0) -> Path:

@@ -79,6 +79,32 @@ def test_conversion_is_cached_per_weights(tmp_path, monkeypatch, celeba):
         [first.engine.folder.name, other.engine.folder.name])  # no half-written leftovers
 
 
+def test_a_damaged_or_unwritable_conversion_cache_costs_a_conversion_not_the_restorer(tmp_path, monkeypatch, celeba):
+    """A .bin cut short (power loss), an entry of which only compiled/ is left, and a cache that
+    cannot be written: each is converted again (and cached where it can be), never an error."""
+    monkeypatch.setenv("SMFD_CACHE", str(tmp_path))
+    face = data.benchmark_pair(data.open_dataset(celeba)[0])[0]
+    first = Restorer(*small_networks(0), engine="openvino")
+    reference = first.restore(face)
+    folder = first.engine.folder
+    weights = folder / "deblur.bin"
+    whole = weights.read_bytes()
+    weights.write_bytes(whole[: len(whole) // 2])
+    again = Restorer(*small_networks(0), engine="openvino")
+    assert again.engine.converted_in is not None and np.array_equal(again.restore(face), reference)
+    assert weights.read_bytes() == whole  # the entry was written again
+    for name in ("mask.xml", "mask.bin", "deblur.xml", "deblur.bin"):
+        (folder / name).unlink()
+    (folder / "compiled").mkdir(exist_ok=True)
+    third = Restorer(*small_networks(0), engine="openvino")
+    assert third.engine.converted_in is not None and (folder / "deblur.xml").is_file()
+    assert not [p for p in folder.parent.iterdir() if p.name.startswith(".")]  # nothing left aside
+    monkeypatch.setenv("SMFD_CACHE", str(tmp_path / "cache-is-a-file"))
+    (tmp_path / "cache-is-a-file").write_text("not a folder")
+    uncached = Restorer(*small_networks(0), engine="openvino")
+    assert np.array_equal(uncached.restore(face), reference)
+
+
 def test_without_openvino_auto_falls_back_to_pytorch(monkeypatch, random_weights):
     monkeypatch.setitem(sys.modules, "openvino", None)  # `import openvino` now raises ImportError
     assert openvino_version() is None

@@ -54,6 +54,15 @@ def test_missing_weights_and_unknown_devices_are_named(tmp_path, random_weights)
         Restorer.from_pretrained("")
     with pytest.raises(InputError, match="auto, cpu or cuda, got 'tpu'"):
         Restorer.from_pretrained(random_weights, "tpu")
+    # a mask generator of the 19 classes (smfd train mask --set classes=19) beside SMFD-UNet:
+    # named when loading, not a ValueError at the first face
+    from smfd.models import MaskNetConfig
+    from smfd.restorer import save_random_weights
+
+    classes = save_random_weights(tmp_path / "classes", mask_config=MaskNetConfig(classes=19))
+    with pytest.raises(InputError, match=r"mask_generator.safetensors predicts 19 classes .* needs both to be "
+                                         r"the 5 groups"):
+        Restorer.from_pretrained(classes)
 
 def test_top_level_import():
     from smfd import Restorer as top
