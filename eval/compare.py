@@ -198,15 +198,22 @@ def evaluate(pairs: list[Pair], names: list[str], out: str | Path, options: Eval
             restored_all.append(restored)
             sharp_all.append(sharp)
         n = len(restored_all)
-        # A mean over only some of the images would not be comparable with the other rows.
-        row = {"method": name, "n": n, **{k: _mean(v) if len(v) == n else None for k, v in scores.items()}}
+        # A mean over only some of the images would not be comparable with the other rows: a
+        # metric that failed on an image, or a method that failed to restore one, leaves it empty.
+        every = n == len(pairs)
+        row = {"method": name, "n": n,
+               **{k: _mean(v) if every and len(v) == n else None for k, v in scores.items()}}
         if row["id_dist"] is not None:
             row["same_person"] = float(np.mean(np.array(scores["id_dist"]) < SAME_PERSON))
         reasons = {k: f"failed on {len(v)} of {len(pairs) if k == 'restore' else n} images (first: {v[0]})"
+                   + ("; no means, they would cover other faces than the other rows" if k == "restore" else "")
                    for k, v in failures.items()}
-        if suite.fid is not None and n >= 2:
-            row["fid"] = suite.fid(restored_all, sharp_all)
-        elif suite.fid is not None:
+        if suite.fid is not None and every and n >= 2:
+            try:
+                row["fid"] = suite.fid(restored_all, sharp_all)
+            except (ValueError, RuntimeError) as exc:  # e.g. a covariance pytorch-fid cannot take
+                reasons["fid"] = f"failed ({exc})"
+        elif suite.fid is not None and every:
             reasons["fid"] = "needs at least two restored images"
         reasons.update({k: f"not available ({v.reason})" for k, v in suite.unavailable.items()})
         rows.append({**row, "status": _status(reasons)})

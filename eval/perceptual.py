@@ -69,11 +69,15 @@ class FID:
 
     @torch.no_grad()
     def features(self, images: list[np.ndarray]) -> np.ndarray:
+        by_size: dict[tuple, list[np.ndarray]] = {}  # the network resizes each to 299 itself; a batch
+        for image in images:                          # is one size (the statistics ignore the order)
+            by_size.setdefault(image.shape, []).append(image)
         out = []
-        for i in range(0, len(images), self.batch):
-            f = self.net(_tensor(images[i:i + self.batch], self.device))[0]
-            # Layers below pool3 are spatial: average them, as pytorch-fid does.
-            out.append(torch.nn.functional.adaptive_avg_pool2d(f, 1).flatten(1).cpu().numpy())
+        for same in by_size.values():
+            for i in range(0, len(same), self.batch):
+                f = self.net(_tensor(same[i:i + self.batch], self.device))[0]
+                # Layers below pool3 are spatial: average them, as pytorch-fid does.
+                out.append(torch.nn.functional.adaptive_avg_pool2d(f, 1).flatten(1).cpu().numpy())
         return np.concatenate(out).astype(np.float64)
 
     def __call__(self, images: list[np.ndarray], reference: list[np.ndarray]) -> float:

@@ -79,7 +79,10 @@ def write_markdown(path: Path, rows: list[dict], pairs: list[Pair], unavailable:
                      + (f" Weights: {weights[r['method']]}." if weights.get(r["method"]) else "")
                      + ("" if r["status"] == "ok" else f" Status: {r['status']}."))
     lines.append("\n## Metrics\n")
-    lines += [f"- `{k}`: {v}" + (f" -- **not available here**: {unavailable[k]}." if k in unavailable else "")
+    few = (f" -- here over {len(pairs)} images, below the 2048 features: biased upwards, compare it only "
+           "between rows over the same faces" if len(pairs) < 2048 else "")
+    lines += [f"- `{k}`: {v}" + (few if k == "fid" else "")
+              + (f" -- **not available here**: {unavailable[k]}." if k in unavailable else "")
               for k, v in METRIC_NOTES.items()]
     path.write_text("\n".join(lines) + "\n")
 

@@ -213,6 +213,31 @@ def test_eval_never_replaces_earlier_results_silently(pairs_dir, tmp_path, capsy
     assert len(list((out / "outputs" / "blurry").glob("*.png"))) == FACES
 
 
+def test_a_method_that_fails_on_a_face_gets_no_means(pairs_dir, tmp_path, monkeypatch):
+    """Means over the faces it restored would not be comparable with the other rows: the row keeps
+    its count and per-image scores, its means are empty and the status says why."""
+    from baselines import info as method_info
+    from eval import compare
+    from smfd.errors import InputError
+
+    class FailsOnce:
+        info, weights, calls = method_info("blurry"), "", []
+
+        def restore(self, image, mask=None):
+            self.calls.append(1)
+            if len(self.calls) == 1:
+                raise InputError("cannot restore this one")
+            return image
+
+    monkeypatch.setattr(compare, "load_methods", lambda names, options, has_masks: {"blurry": FailsOnce()})
+    pairs = find_pairs(pairs_dir / "blurry", pairs_dir / "sharp")
+    row, = compare.evaluate(pairs, ["blurry"], tmp_path / "out")
+    assert row["n"] == len(pairs) - 1 and row["psnr"] is None and row["ssim"] is None
+    assert f"restore: failed on 1 of {len(pairs)} images" in row["status"] and "no means" in row["status"]
+    with (tmp_path / "out" / "per_image.csv").open() as f:
+        assert len(list(csv.DictReader(f))) == len(pairs) - 1
+
+
 def test_eval_refuses_bad_inputs(pairs_dir, tmp_path, capsys):
     assert main(["eval", "--pairs", str(pairs_dir / "blurry"), str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     assert "no image files" in capsys.readouterr().err

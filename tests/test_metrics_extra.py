@@ -168,6 +168,11 @@ def test_fid_code_path_with_a_random_inception(torch_home, faces):
     assert metric(blurred, sharp) > 1e-3
     with pytest.raises(ValueError, match="at least two"):
         metric(sharp[:1], sharp)
+    # faces of two sizes in one set (each is resized to 299 by the network): no stacking error,
+    # and the same statistics as each size's own features
+    mixed = sharp[:2] + [cv2.resize(f, (200, 200), interpolation=cv2.INTER_AREA) for f in sharp[2:]]
+    assert np.allclose(metric.features(mixed), np.concatenate([metric.features(mixed[:2]), metric.features(mixed[2:])]))
+    assert metric(mixed, mixed) == pytest.approx(0, abs=1e-3)
 
 
 # ---------------------------------------------------------------- identity and landmarks
