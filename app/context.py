@@ -28,7 +28,9 @@ OWN_METHODS = ("blurry", "input")  # the unrestored input: the registry's name a
 def weights_tag(folder: str | Path | None) -> str:
     """A short fingerprint of the SMFD weights and of the way the library restores with them
     (PATH_VERSION): cached restorations, and a study's votes on them, are only reused with both."""
-    digests = f"path {PATH_VERSION};" + "".join(sha256_of(path) for path in weight_files(folder))
+    # Studies set up before the path was part of the tag (path 3) keep their tag and database.
+    version = f"path {PATH_VERSION};" if PATH_VERSION > 3 else ""
+    digests = version + "".join(sha256_of(path) for path in weight_files(folder))
     return hashlib.sha256(digests.encode()).hexdigest()[:12]
 
 

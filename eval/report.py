@@ -80,7 +80,7 @@ def write_markdown(path: Path, rows: list[dict], pairs: list[Pair], unavailable:
                      + ("" if r["status"] == "ok" else f" Status: {r['status']}."))
     lines.append("\n## Metrics\n")
     few = (f" -- here over {len(pairs)} images, below the 2048 features: biased upwards, compare it only "
-           "between rows over the same faces" if len(pairs) < 2048 else "")
+           "between rows over the same faces" if len(pairs) < 2048 and "fid" not in unavailable else "")
     lines += [f"- `{k}`: {v}" + (few if k == "fid" else "")
               + (f" -- **not available here**: {unavailable[k]}." if k in unavailable else "")
               for k, v in METRIC_NOTES.items()]

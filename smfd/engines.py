@@ -150,9 +150,9 @@ class OpenVINOEngine:
         if compiled is None:  # converted in memory; the cache is a saving, not a condition
             start = time.perf_counter()
             networks = self._convert(mask_model, deblur_model, size, calibration)
-            compiled = [core.compile_model(ir, "CPU", config) for ir in networks]
             self.converted_in = time.perf_counter() - start
             log.info("converted for OpenVINO in %.1f s", self.converted_in)
+            compiled = [core.compile_model(ir, "CPU", config) for ir in networks]
         self._mask, self._deblur = compiled
         self.device = torch.device("cpu")
         self._lock = threading.Lock()
@@ -163,15 +163,18 @@ class OpenVINOEngine:
     def _load_cached(self, core, config: dict) -> list | None:
         """The cached networks compiled (with OpenVINO's compiled blobs where they can be kept), or
         None, the entry discarded, when it cannot be read (cut short or partly deleted)."""
-        for blobs in ({"CACHE_DIR": str(self.folder / "compiled")}, {}):  # a read-only cache: without
-            try:
-                return [core.compile_model(core.read_model(self.folder / name), "CPU", {**config, **blobs})
-                        for name in ("mask.xml", "deblur.xml")]
-            except (RuntimeError, OSError) as exc:
-                error = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        log.warning("the OpenVINO cache %s cannot be used (%s); converting again", self.folder, error)
-        _discard(self.folder)
-        return None
+        try:
+            networks = [core.read_model(self.folder / name) for name in ("mask.xml", "deblur.xml")]
+        except (RuntimeError, OSError) as exc:
+            log.warning("the OpenVINO cache %s cannot be read (%s); converting again", self.folder, _first_line(exc))
+            _discard(self.folder)
+            return None
+        try:
+            return [core.compile_model(n, "CPU", {**config, "CACHE_DIR": str(self.folder / "compiled")})
+                    for n in networks]
+        except (RuntimeError, OSError) as exc:  # the compiled blobs cannot be kept (a read-only cache)
+            log.warning("OpenVINO's compiled networks cannot be cached in %s (%s)", self.folder, _first_line(exc))
+            return [core.compile_model(n, "CPU", config) for n in networks]
 
     def _convert(self, mask_model, deblur_model, size: int, calibration) -> tuple:
         """Both networks as OpenVINO models, also saved into the cache folder where it can be."""
@@ -226,6 +229,10 @@ class OpenVINOEngine:
     def deblur(self, x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
         with self._lock:
             return torch.from_numpy(self._deblur((x.numpy(), m.numpy()))[0].copy())
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
 
 
 def _discard(folder: Path) -> None:

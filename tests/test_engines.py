@@ -4,6 +4,7 @@ absent. Cache tests use small networks of the real architecture so that converti
 
 from __future__ import annotations
 
+import shutil
 import sys
 
 import numpy as np
@@ -99,6 +100,10 @@ def test_a_damaged_or_unwritable_conversion_cache_costs_a_conversion_not_the_res
     third = Restorer(*small_networks(0), engine="openvino")
     assert third.engine.converted_in is not None and (folder / "deblur.xml").is_file()
     assert not [p for p in folder.parent.iterdir() if p.name.startswith(".")]  # nothing left aside
+    shutil.rmtree(folder / "compiled", ignore_errors=True)
+    (folder / "compiled").write_text("in the way")  # OpenVINO's compiled blobs cannot be kept
+    blobless = Restorer(*small_networks(0), engine="openvino")
+    assert blobless.engine.converted_in is None and np.array_equal(blobless.restore(face), reference)
     monkeypatch.setenv("SMFD_CACHE", str(tmp_path / "cache-is-a-file"))
     (tmp_path / "cache-is-a-file").write_text("not a folder")
     uncached = Restorer(*small_networks(0), engine="openvino")

@@ -172,7 +172,6 @@ def test_fid_code_path_with_a_random_inception(torch_home, faces):
     # and the same statistics as each size's own features
     mixed = sharp[:2] + [cv2.resize(f, (200, 200), interpolation=cv2.INTER_AREA) for f in sharp[2:]]
     assert np.allclose(metric.features(mixed), np.concatenate([metric.features(mixed[:2]), metric.features(mixed[2:])]))
-    assert metric(mixed, mixed) == pytest.approx(0, abs=1e-3)
 
 
 # ---------------------------------------------------------------- identity and landmarks
