@@ -115,6 +115,8 @@ def _load_spandrel(info: MethodInfo, path: Path) -> torch.nn.Module:
 
 
 def load_facenet(info: MethodInfo, path: Path, device: str = "cpu", fidelity: float = 0.5) -> FaceNetMethod:
+    if info.name == "codeformer" and not 0.0 <= fidelity <= 1.0:  # before the weights are read
+        raise InputError(f"CodeFormer's fidelity weight must lie in 0..1, got {fidelity}")
     dev = pick_device(device)
     if info.name == "restoreformer++":
         from .restoreformer_pp import load_checkpoint
@@ -124,8 +126,6 @@ def load_facenet(info: MethodInfo, path: Path, device: str = "cpu", fidelity: fl
     if info.name.startswith("gfpgan"):
         run = lambda net, x: net(x, return_rgb=False)[0]  # noqa: E731
     elif info.name == "codeformer":
-        if not 0.0 <= fidelity <= 1.0:
-            raise InputError(f"CodeFormer's fidelity weight must lie in 0..1, got {fidelity}")
         run = lambda net, x: net(x, weight=fidelity)[0]  # noqa: E731
         return FaceNetMethod(info, net, run, dev, finish=codeformer_finish)
     else:

@@ -438,7 +438,7 @@ def test_raw_calls_cannot_forge_or_replay_votes(server):
     assert max(picked.values()) <= 26  # sides are dealt at random: "always left" is no method
     assert all(len(r["participant"]) == 32 for r in rows)
     refused = {k: store.refusals()[k] - refused_before[k] for k in refused_before}
-    assert refused == {"forged": 5, "out-of-order": 1, "duplicate": 0, "replayed": 1, "unknown-id": 2,
+    assert refused == {"forged": 4, "out-of-order": 2, "duplicate": 0, "replayed": 1, "unknown-id": 2,
                        "admin-token": 1, "rate-limited": 0, "too-many-ids": 0}
 
 
