@@ -21,9 +21,6 @@ class SlidingWindow:
         self._swept = time.monotonic()
         self._lock = threading.Lock()  # for admit(); callers of wait/add lock around both themselves
 
-    def __len__(self) -> int:
-        return len(self._times)
-
     def _recent(self, key: str, now: float) -> collections.deque | None:
         if now - self._swept > self.window:
             for old in [k for k, times in self._times.items() if not times or now - times[-1] > self.window]:
