@@ -22,7 +22,21 @@ DEFAULTS_NOTE = "defaults are the thesis' values"
 
 
 class _Parser(argparse.ArgumentParser):
-    """Command-line mistakes as one line naming the option, like every other error of smfd."""
+    """Command-line mistakes as one line naming the option, like every other error of smfd; options
+    may stand between positionals (`smfd blur IN --seed 3 OUT`), where plain argparse gives both of
+    blur's optional positionals to the first word and refuses OUT."""
+
+    _intermixing = False
+
+    def parse_known_args(self, args=None, namespace=None):
+        nested = any(a.nargs in (argparse.PARSER, argparse.REMAINDER) for a in self._get_positional_actions())
+        if self._intermixing or nested:  # argparse cannot intermix a parser that has subcommands
+            return super().parse_known_args(args, namespace)
+        self._intermixing = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._intermixing = False
 
     def error(self, message: str):
         self.exit(2, f"smfd: error: {message} (see '{self.prog} --help')\n")

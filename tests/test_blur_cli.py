@@ -104,10 +104,13 @@ def test_a_float_image_with_nan_and_the_pixel_limit_are_named(tmp_path, face_fil
 
 
 def test_same_seed_gives_identical_bytes(tmp_path, face_files, capsys):
+    """... wherever the option stands: between IN and OUT too."""
     src = face_files[0]
     runs = {}
-    for name, seed in (("a", 9), ("b", 9), ("c", 10)):
-        assert main(["blur", str(src), str(tmp_path / name), "--seed", str(seed)]) == 0
+    for name, args in (("a", [str(src), str(tmp_path / "a"), "--seed", "9"]),
+                       ("b", [str(src), "--seed", "9", str(tmp_path / "b")]),
+                       ("c", ["--seed", "10", str(src), str(tmp_path / "c")])):
+        assert main(["blur", *args]) == 0
         runs[name] = [(tmp_path / name / f"{src.stem}{ext}").read_bytes() for ext in (".png", ".json")]
     assert runs["a"] == runs["b"]
     assert runs["a"][0] != runs["c"][0]
