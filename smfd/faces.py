@@ -149,6 +149,13 @@ def scale_of(matrix: np.ndarray) -> float:
     return float(math.sqrt(abs(np.linalg.det(matrix[:, :2]))))
 
 
+def resizing(source: tuple[int, int], target: tuple[int, int]) -> np.ndarray:
+    """The 2x3 matrix of ``cv2.resize`` from (width, height) ``source`` to ``target``: pixel
+    centres sit at integers, so pixel u of the source lands at (u + 0.5) * scale - 0.5."""
+    fx, fy = target[0] / source[0], target[1] / source[1]
+    return np.array([[fx, 0, 0.5 * fx - 0.5], [0, fy, 0.5 * fy - 0.5]], np.float64)
+
+
 def compose(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
     """The 2x3 matrix applying ``inner`` first, then ``outer``."""
     return (np.vstack([outer, [0, 0, 1]]) @ np.vstack([inner, [0, 0, 1]]))[:2]
@@ -174,10 +181,10 @@ def warp(image: np.ndarray, matrix: np.ndarray, size: tuple[int, int], border: i
     local = compose(matrix, np.array([[1, 0, x0], [0, 1, y0]], np.float64))
     s = scale_of(matrix)
     if s < 0.8:  # shrink first: bilinear warping alone would skip most source pixels
-        rw, rh = max(1, round(region.shape[1] * s)), max(1, round(region.shape[0] * s))
-        fx, fy = rw / region.shape[1], rh / region.shape[0]
-        region = cv2.resize(region, (rw, rh), interpolation=cv2.INTER_AREA)
-        local = compose(local, np.array([[1 / fx, 0, 0], [0, 1 / fy, 0]], np.float64))
+        size = (region.shape[1], region.shape[0])
+        shrunk = (max(1, round(size[0] * s)), max(1, round(size[1] * s)))
+        region = cv2.resize(region, shrunk, interpolation=cv2.INTER_AREA)
+        local = compose(local, resizing(shrunk, size))
     return cv2.warpAffine(region, local, (w, h), flags=interpolation, borderMode=border)
 
 
@@ -226,7 +233,7 @@ def _view(image: np.ndarray, scale: float, angle: float) -> tuple[np.ndarray, np
     h, w = image.shape[:2]
     sw, sh = max(1, round(w * scale)), max(1, round(h * scale))
     view = resize_to(image, (sw, sh), upscale=cv2.INTER_LINEAR)
-    matrix = np.array([[sw / w, 0, 0], [0, sh / h, 0]], np.float64)
+    matrix = resizing((w, h), (sw, sh))
     if angle % 360 == 0:
         return np.ascontiguousarray(view), matrix  # dlib reads only contiguous arrays
     rotation = cv2.getRotationMatrix2D((sw / 2, sh / 2), angle, 1.0)
