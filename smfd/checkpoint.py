@@ -32,7 +32,7 @@ def save(path: str | Path, model: torch.nn.Module, half: bool = False, **info) -
 def read_metadata(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"{path}: checkpoint not found")
+        raise InputError(f"{path}: {'a folder, not a checkpoint file' if path.is_dir() else 'checkpoint not found'}")
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}

@@ -59,7 +59,7 @@ def _open(path: Path, decode: bool = True) -> Image.Image:
     """The image, checked (exists, not empty, an image, not too large) and decoded; with
     ``decode=False`` only its header is read (still open: the caller closes it)."""
     if not path.is_file():
-        raise InputError(f"{path}: no such file")
+        raise InputError(f"{path}: {'a folder, not an image file' if path.is_dir() else 'no such file'}")
     if path.stat().st_size == 0:
         raise InputError(f"{path}: file is empty")
     try:
@@ -190,6 +190,30 @@ def write_png(path: str | Path, array: np.ndarray, overwrite: bool = True) -> Pa
         raise InputError(f"{path}: exists already (refusing to overwrite)")
     image = Image.fromarray(np.ascontiguousarray(array))
     return write_atomically(path, lambda tmp: image.save(tmp, format="PNG", compress_level=PNG_LEVEL), ".png")
+
+
+def write_like(path: str | Path, rgb: np.ndarray, source: str | Path) -> Path:
+    """Write ``rgb`` (:func:`read_image` of ``source``, restored) as PNG with what the source file
+    holds beyond 8-bit RGB, so that what was not restored stays as it was: its transparency, a
+    grey image's single channel (16-bit values where the 8-bit ones are unchanged), and its colour
+    profile and resolution (a phone photo's Display P3 profile would otherwise be lost)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Corrupt EXIF data", UserWarning)
+        src = ImageOps.exif_transpose(_open(Path(source)))  # upright, as read_image gave the pixels
+    image = Image.fromarray(np.ascontiguousarray(rgb))
+    if src.getbands()[0] in ("L", "I", "F", "1") and (rgb[..., :1] == rgb).all():  # grey, and still grey
+        if src.mode.startswith("I;16"):
+            deep = np.asarray(src, np.uint16)
+            kept = np.rint(deep / 257).astype(np.uint8) == rgb[..., 0]
+            image = Image.fromarray(np.where(kept, deep, rgb[..., 0].astype(np.uint16) * 257).astype(np.uint16))
+        else:
+            image = image.convert("L")
+    if "A" in src.getbands() or "transparency" in src.info:
+        image = image.convert("LA" if image.mode == "L" else "RGBA")  # 16-bit grey has no alpha mode
+        image.putalpha(src.convert("RGBA").getchannel("A"))
+    extra = {key: src.info[key] for key in ("icc_profile", "dpi") if src.info.get(key)}
+    return write_atomically(path, lambda tmp: image.save(tmp, format="PNG", compress_level=PNG_LEVEL, **extra),
+                            ".png")
 
 
 def resize_to(image: np.ndarray, size: tuple[int, int], upscale: int = cv2.INTER_CUBIC) -> np.ndarray:

@@ -16,6 +16,7 @@ import numpy as np
 
 from .faces import CROP_SIZE, Face, apply, compose, detect_faces, invert, warp
 from .images import check_rgb
+from .restorer import with_fine_detail
 
 # Face width in px below which a face is left alone: the most degraded training faces keep about
 # 76 px of detail (a 304-px face box shrunk 4x); with well under half of that (32 px is 42 %) the
@@ -84,9 +85,12 @@ def paste_alpha(groups: np.ndarray) -> np.ndarray:
     return alpha * fade * fade * (3 - 2 * fade)  # smoothstep: no kink where the fade starts
 
 
-def paste(out: np.ndarray, restored: np.ndarray, alpha: np.ndarray, matrix: np.ndarray):
-    """Blend ``restored`` (a crop, photo->crop ``matrix``) into ``out`` in place with ``alpha``.
-    Returns the (x0, y0, x1, y1) region it may have changed, or None when the crop misses the photo.
+def paste(out: np.ndarray, restored: np.ndarray, alpha: np.ndarray, matrix: np.ndarray,
+          crop: np.ndarray | None = None):
+    """Blend ``restored`` (a crop, photo->crop ``matrix``) into ``out`` in place with ``alpha``;
+    with the ``crop`` it was restored from, a face larger than the crop keeps the finest detail
+    the crop lost (:func:`~smfd.restorer.with_fine_detail`). Returns the (x0, y0, x1, y1) region it
+    may have changed, or None when the crop misses the photo.
     """
     size = restored.shape[1], restored.shape[0]
     corners = apply(invert(matrix), [(0, 0), (size[0], 0), (0, size[1]), size])
@@ -96,9 +100,12 @@ def paste(out: np.ndarray, restored: np.ndarray, alpha: np.ndarray, matrix: np.n
         return None
     to_region = compose(np.array([[1, 0, -x0], [0, 1, -y0]], np.float64), invert(matrix))
     region = (int(x1 - x0), int(y1 - y0))
-    colour = warp(restored, to_region, region, border=cv2.BORDER_REPLICATE).astype(np.float32)
+    colour = warp(restored, to_region, region, border=cv2.BORDER_REPLICATE)
     weight = warp(alpha, to_region, region, border=cv2.BORDER_CONSTANT)[..., None]
     base = out[y0:y1, x0:x1]
+    if crop is not None:
+        colour = with_fine_detail(colour, base, warp(crop, to_region, region, border=cv2.BORDER_REPLICATE))
+    colour = colour.astype(np.float32)
     blended = np.clip(np.rint(weight * colour + (1 - weight) * base), 0, 255).astype(np.uint8)
     out[y0:y1, x0:x1] = np.where(weight > 0, blended, base)  # untouched where alpha is zero
     return int(x0), int(y0), int(x1), int(y1)
@@ -125,6 +132,6 @@ def restore_photo(image: np.ndarray, restorer, min_face: float = MIN_FACE, detec
             continue
         crop = align_face(image, face)
         restored = restorer.restore_face(crop, keep_colours=True)  # no colour step at the seam
-        region = paste(out, restored.image, paste_alpha(restored.groups), face.matrix)
+        region = paste(out, restored.image, paste_alpha(restored.groups), face.matrix, crop)
         report.faces.append(FaceResult(face, True, crop, restored.groups, restored.image, region))
     return out, report

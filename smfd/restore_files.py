@@ -10,7 +10,7 @@ from tqdm import tqdm
 from .batch import check_folder, check_free, check_not_inputs, check_some_free, check_some_usable, run_batch
 from .errors import InputError
 from .faces import detect_faces, is_aligned_crop
-from .images import check_rgb, list_images, read_groups, read_image, write_png
+from .images import check_rgb, list_images, read_groups, read_image, write_like, write_png
 from .labels import colorize
 from .photos import MIN_FACE, PhotoReport, restore_photo
 
@@ -54,6 +54,13 @@ def restore_files(src: str, dst: str, make_restorer, masks: str | None = None,
     out = check_folder(dst, "OUT")
     crops_dir = check_folder(faces_out, "--faces-out") if faces_out is not None else None
     check_not_inputs(files, out, [masks_dir / f"{p.stem}.png" for p in files] if masks_dir is not None else [])
+    if crops_dir is not None and crops_dir.resolve() == out.resolve():  # one folder: names may meet
+        stems = {p.stem for p in files}
+        for path in files:
+            match = CROP_NAME.fullmatch(f"{path.stem}.png")
+            if match and match[1] in stems:
+                raise InputError(f"{out / (path.stem + '.png')}: would be both the output of {path.name} and a face "
+                                 f"crop of {match[1]} (choose another --faces-out folder)")
     crops_there = crops_by_stem(crops_dir) if crops_dir is not None else {}
     given = {p.resolve() for p in files} if crops_there else set()
     for crop in (c for p in files for c in crops_there.get(p.stem, [])):  # all replaced, even of more faces
@@ -115,7 +122,7 @@ def restore_files(src: str, dst: str, make_restorer, masks: str | None = None,
             write_face_crops(crops_dir, path.stem, report)
         return photo
 
-    _write_each(files, out, overwrite, "restore", work_aligned if aligned else work_photo, "restored")
+    _write_each(files, out, overwrite, "restore", work_aligned if aligned else work_photo, "restored", write_like)
 
 
 CROP_KINDS = ("blurry", "mask", "mask_colour", "restored")
@@ -154,12 +161,14 @@ def mask_files(src: str, dst: str, make_restorer, overwrite: bool = False) -> No
     _write_each(files, out, overwrite, "mask", lambda path: restorer.mask(read_rgb(path)), "masked")
 
 
-def _write_each(files: list[Path], out: Path, overwrite: bool, desc: str, make, verb: str) -> None:
-    """OUT/<stem>.png = make(path) for each file, by the rules of smfd.batch."""
+def _write_each(files: list[Path], out: Path, overwrite: bool, desc: str, make, verb: str,
+                write=lambda target, array, path: write_png(target, array)) -> None:
+    """OUT/<stem>.png = make(path) for each file, by the rules of smfd.batch, written by
+    ``write(target, array, path)``."""
 
     def work(path: Path) -> None:
         target = out / f"{path.stem}.png"
         check_free([target], overwrite)
-        write_png(target, make(path))
+        write(target, make(path), path)
 
     run_batch(files, desc, work, verb, out)

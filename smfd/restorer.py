@@ -31,6 +31,9 @@ WORK = (WORK_SIZE, WORK_SIZE)
 # local colour error there and gives back most of the SSIM that 16 took from the restoration.
 COLOUR_SIGMA = 48.0
 KEEP_COLOURS = True  # the default of every caller: the same face gets the same colours everywhere
+# Fine detail of a face larger than 256 px within this many robust standard deviations of zero is
+# taken for noise (with_fine_detail): a usual two, the one value tried.
+DETAIL_CORING = 2.0
 
 
 def weight_files(folder: str | Path | None = None) -> tuple[Path, Path]:
@@ -87,6 +90,18 @@ def with_input_colours(restored: np.ndarray, blurry: np.ndarray, sigma: float = 
     return np.clip(np.rint(r + shift), 0, 255).astype(np.uint8)
 
 
+def with_fine_detail(restored: np.ndarray, image: np.ndarray, low: np.ndarray) -> np.ndarray:
+    """``restored`` (scaled up from the networks' 256 px) plus the finest detail of ``image`` that
+    its 256 px copy ``low`` (scaled up alike) lost, less its typical size: noise, the bulk of that
+    detail on a degraded face, is dropped and edges are kept. A sharp 512 px face restored went
+    from 32.2 to 34.1 dB (detail 0.39 -> 0.71 of the sharp face's) while a degraded one stayed at
+    25.7 dB; adding the detail uncored brought the noise back (25.7 -> 24.6 dB; scripts/large_faces.py)."""
+    detail = image.astype(np.float32) - low.astype(np.float32)
+    noise = DETAIL_CORING * 1.4826 * np.median(np.abs(detail))  # a robust standard deviation
+    kept = np.sign(detail) * np.maximum(np.abs(detail) - noise, 0)
+    return np.clip(np.rint(restored.astype(np.float32) + kept), 0, 255).astype(np.uint8)
+
+
 @dataclass(frozen=True, eq=False)
 class Restoration:
     image: np.ndarray  # the restored face, RGB uint8 at the input's size
@@ -133,6 +148,16 @@ class Restorer:
         small = torch.from_numpy(resize_labels(labels.check_groups(groups), WORK).astype(np.int64))
         return one_hot_mask(small[None]).to(self.device).contiguous(memory_format=torch.channels_last)
 
+    def deblur_inputs(self, image: np.ndarray, mask: np.ndarray | None = None):
+        """SMFD-UNet's inputs for a face as every restoration makes them: (image tensor, mask tensor,
+        5-group map). The map is ``mask`` as given, else the generator's at 256x256, whose mask tensor
+        is the one-hot of its groups or its probabilities (``soft_mask``; generated_mask_input)."""
+        x = self.work_tensor(image)
+        if mask is None:
+            p = self.engine.probabilities(x)
+            return x, generated_mask_input(self.deblur_model.config, p), _argmax(p)
+        return x, self.mask_tensor(mask), labels.check_groups(mask)
+
     # ------------------------------------------------------------ public API
     def restore_face(self, image: np.ndarray, mask: np.ndarray | None = None, *,
                      keep_colours: bool = KEEP_COLOURS) -> Restoration:
@@ -147,19 +172,18 @@ class Restorer:
         """
         h, w = check_rgb(image).shape[:2]
         with torch_threads(self.engine.torch_threads):
-            x = self.work_tensor(image)
-            if mask is None:
-                p = self.engine.probabilities(x)
-                m = generated_mask_input(self.deblur_model.config, p)
-                groups = resize_labels(_argmax(p), (w, h))
-            else:
-                m, groups = self.mask_tensor(mask), labels.check_groups(mask)
-                groups = resize_labels(groups, (w, h))
+            x, m, groups = self.deblur_inputs(image, mask)
+            groups = resize_labels(groups, (w, h))
             out = self.engine.deblur(x, m)
             restored = to_uint8(out.clamp(0, 1)[0].permute(1, 2, 0).cpu().numpy())
+        small = resize_to(image, WORK)
         if keep_colours:
-            restored = with_input_colours(restored, resize_to(image, WORK))
-        return Restoration(resize_to(restored, (w, h)), groups, mask is None)
+            restored = with_input_colours(restored, small)
+        if (w, h) != WORK:  # back at the input's size, with the finest detail the 256 px lost
+            restored = with_fine_detail(resize_to(restored, (w, h)), image, resize_to(small, (w, h)))
+        if (image[..., :1] == image).all():  # a black-and-white face stays black and white
+            restored = np.repeat(cv2.cvtColor(restored, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
+        return Restoration(restored, groups, mask is None)
 
     def restore(self, image: np.ndarray, mask: np.ndarray | None = None, *,
                 keep_colours: bool = KEEP_COLOURS) -> np.ndarray:

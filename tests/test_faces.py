@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
+from smfd import metrics
 from smfd.cli import main
 from smfd.faces import CROP_SIZE, TEMPLATE, apply, detect_faces, fit_template, invert, key_points, warp
 from smfd.images import read_image, read_labels, write_png
@@ -175,6 +176,34 @@ def test_warp_puts_a_point_where_the_matrix_sends_it_at_every_scale(scale):
     np.testing.assert_allclose(found, apply(matrix, spot[None])[0], atol=0.1)  # was off by 0.5 - scale / 2
 
 
+def test_a_face_larger_than_the_crop_keeps_its_finest_detail(face_512):
+    """Through a restorer that gives every crop back unchanged, a 290 px face comes back with its
+    own detail (44.4 dB), not its 256 px crop's scaled up (36.7 dB before)."""
+    from smfd.restorer import Restoration
+
+    class Unchanged:
+        def restore_face(self, image, mask=None, *, keep_colours=True):
+            return Restoration(image, np.ones(image.shape[:2], np.uint8), True)
+
+    out, report = restore_photo(face_512, Unchanged())
+    (found,) = report.faces
+    x0, y0, x1, y1 = found.region
+    assert found.face.size > 1.5 * 152  # the face is 152 px wide in the crop
+    assert metrics.psnr(out[y0:y1, x0:x1], face_512[y0:y1, x0:x1]) > 42
+
+
+def test_a_crop_with_a_small_second_hit_is_still_an_aligned_crop(shared_data):
+    """realworld/cropped's Eliane Karp crop: a 22 px false hit beside the face made it a photo
+    (its edges faded out); a second face of the main one's size still does."""
+    from smfd.faces import Face, is_aligned_crop
+
+    image = read_image(shared_data / "realworld" / "cropped" / "Eliane_Karp_0001_00_lq.png")
+    faces = detect_faces(image)
+    assert len(faces) == 2 and is_aligned_crop(image, faces)
+    main = max(faces, key=lambda f: f.size)
+    assert not is_aligned_crop(image, [main, Face(main.landmarks + 40, 1.0)])
+
+
 def test_paste_with_zero_alpha_changes_nothing_and_alpha_fades_at_the_border():
     photo = gradient(300, 200)
     matrix = fit_template(np.array([[120, 90], [170, 90], [125, 140], [165, 140]], np.float64))
@@ -288,6 +317,36 @@ def test_folder_with_bad_files_and_faces_out(tmp_path, random_weights, face_512,
     assert capsys.readouterr().err.strip() == (f"smfd: error: {victim}: an input of this run, which its face "
                                                "crops would replace (choose another --faces-out folder)")
     assert victim.read_bytes() == kept and not (tmp_path / "out3").exists()
+    # --faces-out OUT itself: the output of good_face1_blurry.png would be a crop of good.png
+    assert main(["restore", str(photos), str(tmp_path / "out4"), "--weights", str(tmp_path / "none"),
+                 "--faces-out", str(tmp_path / "out4"), "--overwrite"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"smfd: error: {tmp_path / 'out4' / 'good_face1_blurry.png'}: would be both the output of "
+        "good_face1_blurry.png and a face crop of good (choose another --faces-out folder)")
+
+
+def test_a_restored_photo_keeps_its_transparency_grey_depth_and_colour_profile(tmp_path, random_weights, face_512):
+    """What the restorer cannot see stays as it was: the alpha channel, a 16-bit grey photo's
+    values away from the face (and its one channel), the ICC profile and the resolution."""
+    from PIL import Image, ImageCms
+
+    photo = place(gradient(480, 360), face_512, 200, 140, 80)
+    grey = cv2.cvtColor(photo, cv2.COLOR_RGB2GRAY)
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    folder = tmp_path / "in"
+    folder.mkdir()
+    alpha = np.tile(np.linspace(0, 255, 480).astype(np.uint8), (360, 1))
+    Image.fromarray(np.dstack([photo, alpha])).save(folder / "clear.png", icc_profile=icc, dpi=(300, 300))
+    deep = grey.astype(np.uint16) * 257 + np.tile(np.arange(480, dtype=np.uint16) % 200, (360, 1))
+    Image.fromarray(deep).save(folder / "deep.png")  # uint16: mode I;16
+    assert main(["restore", str(folder), str(tmp_path / "out"), "--weights", str(random_weights)]) == 0
+    clear = Image.open(tmp_path / "out" / "clear.png")
+    assert clear.mode == "RGBA" and clear.info["icc_profile"] == icc and round(clear.info["dpi"][0]) == 300
+    assert np.array_equal(np.asarray(clear)[..., 3], alpha)
+    restored = np.asarray(Image.open(tmp_path / "out" / "deep.png"))
+    face = np.rint(deep / 257).astype(np.uint8) != restored // 257  # where the 8-bit values changed
+    assert restored.dtype == np.uint16 and 0.05 < face.mean() < 0.5
+    assert np.array_equal(restored[~face], deep[~face])  # the 16-bit values, not their 8-bit rounding
 
 
 def test_aligned_option_and_masks_imply_it(tmp_path, random_weights, face_512, capsys):

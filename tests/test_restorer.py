@@ -31,6 +31,16 @@ def test_any_crop_size_comes_back_at_its_size(restorer, face, size):
     assert groups.shape == image.shape[:2] and groups.dtype == np.uint8 and groups.max() <= 4
 
 
+def test_a_black_and_white_face_comes_back_black_and_white(restorer, face):
+    import cv2
+
+    grey = np.repeat(cv2.cvtColor(face, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
+    out = restorer.restore(grey)
+    assert (out[..., :1] == out).all() and np.abs(out.astype(int) - grey).mean() > 1  # restored, in grey
+    coloured = restorer.restore(face)
+    assert not (coloured[..., :1] == coloured).all()
+
+
 def test_given_mask_changes_the_result(restorer, face):
     plain = np.zeros(face.shape[:2], np.uint8)
     hair = np.full(face.shape[:2], 3, np.uint8)
@@ -196,3 +206,18 @@ def test_keeping_the_input_s_colours_removes_a_wide_shift_and_keeps_detail(face)
                 full = np.clip(np.rint(r + cv2.GaussianBlur(b.astype(np.float32) - r, (0, 0), sigma)), 0, 255)
                 out = with_input_colours(c, b, sigma)
                 assert out.shape == c.shape and np.abs(out.astype(int) - full).max() <= 1, (size, gray, sigma)
+
+
+def test_fine_detail_beyond_the_networks_256_px_keeps_edges_and_drops_noise():
+    """with_fine_detail: what a face larger than 256 px holds beyond its 256 px copy comes back
+    where it stands out (an edge) and not where it is of the typical size (noise)."""
+    from smfd.restorer import with_fine_detail
+
+    low = np.full((512, 512, 3), 120, np.uint8)
+    image = low.astype(np.float32) + np.random.default_rng(0).normal(0, 6, low.shape)
+    image[:, 200:202] += 60  # a thin line the 256 px copy lost
+    image = np.clip(np.rint(image), 0, 255).astype(np.uint8)
+    restored = np.full_like(low, 100)  # what the networks made of the 256 px copy
+    out = with_fine_detail(restored, image, low).astype(int) - 100
+    assert np.abs(out[:, :190]).mean() < 0.5  # noise: mean |deviation| 4.8 in the image
+    assert out[:, 200:202].mean() > 40  # the line: 60 in the image
