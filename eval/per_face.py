@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import csv
+import math
 
 from smfd.errors import InputError
 
@@ -14,13 +15,17 @@ def read(path: str, columns: tuple[str, ...] = COLUMNS) -> dict[str, dict[str, f
     """The faces of a --per-face CSV: id -> the figures of ``columns``, as numbers."""
     try:
         with open(path, newline="") as f:
-            rows = {r["id"]: r for r in csv.DictReader(f)}
+            listed = [(r["id"], r) for r in csv.DictReader(f)]
     except KeyError:
         raise InputError(f"{path}: not a --per-face CSV of benchmark_model.py (no id column)") from None
     except FileNotFoundError:
         raise InputError(f"{path}: file not found") from None
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise InputError(f"{path}: not a readable CSV ({exc.__class__.__name__})") from None
+    rows = dict(listed)
+    if len(rows) < len(listed):  # the second row of a face would silently stand for both
+        twice = next(face for face in rows if sum(f == face for f, _ in listed) > 1)
+        raise InputError(f"{path}: face {twice} is listed more than once")
     missing = [c for c in columns if rows and c not in next(iter(rows.values()))]
     if not rows or missing:
         raise InputError(f"{path}: not a --per-face CSV of benchmark_model.py "
@@ -31,4 +36,7 @@ def read(path: str, columns: tuple[str, ...] = COLUMNS) -> dict[str, dict[str, f
             figures[face] = {c: float(row[c]) for c in columns}
         except (TypeError, ValueError):
             raise InputError(f"{path}: face {face}: a figure is not a number") from None
+        odd = [c for c, v in figures[face].items() if not math.isfinite(v)]
+        if odd:  # a nan would make every mean nan
+            raise InputError(f"{path}: face {face}: {odd[0]} is not a finite number ({row[odd[0]]})")
     return figures

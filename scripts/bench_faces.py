@@ -57,13 +57,13 @@ def main() -> None:
     parser.add_argument("--detector", default="hog", choices=["hog", "cnn"])
     args = parser.parse_args()
 
+    photos = [(path, read_image(path)) for path in list_images(args.photos)]  # every one readable, before the setup
     restorer = random_restorer(args.device) if args.random_weights else Restorer.from_pretrained(args.weights, args.device)
-    print(f"device {restorer.device}, detector {args.detector}; times in seconds")
+    print(f"device {restorer.device}, engine {restorer.engine.describe()}, detector {args.detector}; times in seconds")
     print(f"{'photo':24s} {'size':>11s} {'faces':>5s} {'detect':>7s} {'networks':>9s} {'align+paste':>12s} "
           f"{'total':>7s}")
     restorer.restore_face(np.full((256, 256, 3), 128, np.uint8), keep_colours=True)  # one-time setup, not timed
-    for path in list_images(args.photos):
-        image = read_image(path)
+    for path, image in photos:
         start = time.perf_counter()
         faces = detect_faces(image, detector=args.detector)
         t_detect = time.perf_counter() - start

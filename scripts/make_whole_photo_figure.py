@@ -17,7 +17,10 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw
 
+from smfd.batch import check_folder
 from smfd.cli import run_reported, script_parser
+from smfd.errors import InputError
+from smfd.faces import detect_faces, is_aligned_crop
 from smfd.images import read_image, resize_to, write_png
 from smfd.paths import shared_data
 from smfd.photos import restore_photo
@@ -68,15 +71,24 @@ def zoom(image: np.ndarray, centre: np.ndarray, size: float, side: int) -> np.nd
 
 def main() -> None:
     parser = script_parser(__doc__)
-    parser.add_argument("--photo", default=str(shared_data() / "realworld" / "whole" / "10045.png"))
+    parser.add_argument("--photo", default=str(shared_data() / "realworld" / "whole" / "10045.png"),
+                        help="a photo with faces (default: realworld/whole/10045.png of the shared data)")
     parser.add_argument("--weights", default=None, help="weights folder (default: the shipped weights)")
-    parser.add_argument("--out", default=str(ROOT / "docs" / "whole_photo.png"))
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--out", default=str(ROOT / "docs" / "whole_photo.png"),
+                        help="the figure, a PNG (default: docs/whole_photo.png, replaced)")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                        help="where the networks run (default auto: the GPU when there is one)")
     args = parser.parse_args()
 
-    restorer = Restorer.from_pretrained(args.weights, args.device)
-    image = read_image(args.photo)
-    restored, report = restore_photo(image, restorer)
+    check_folder(Path(args.out).parent, "--out")
+    image = read_image(args.photo)  # before the networks load, as smfd restore reads its inputs
+    faces = detect_faces(image)
+    if not faces or is_aligned_crop(image, faces):  # smfd restore writes no photo, or restores it whole
+        raise InputError(f"{args.photo}: {'no face found' if not faces else 'an aligned face crop'}: "
+                         "the figure shows a whole photo with its faces")
+    restored, report = restore_photo(image, Restorer.from_pretrained(args.weights, args.device), faces=faces)
+    if not report.restored:
+        raise InputError(f"{args.photo}: {report.summary()}; no figure written")
     print(f"{Path(args.photo).name}: {report.summary()}")
 
     panels = [captioned(fit_height(image, PHOTO_HEIGHT), "input"),

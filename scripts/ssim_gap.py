@@ -7,7 +7,7 @@ The faces and degradations of ``scripts/benchmark_model.py`` (SPEC section 2: he
 by default, seed 0), each restored through ``Restorer.restore_face`` twice: with the mask generator's
 mask and with the true 5-group mask. The SSIM gap (true-mask path minus generated path, the mean of
 ``smfd.metrics.ssim_map`` over the region SSIM scores) is split by the true group of each pixel: each
-group's share of the pixels and of the gap, and the part of it on pixels whose group the generator
+group's share of the pixels, its part of the gap (in SSIM), and the part of it on pixels whose group the generator
 got wrong. The parts sum to the gap, so it shows whether wrong groups or the restoration of rightly
 labelled regions cost the SSIM.
 """
@@ -49,8 +49,8 @@ def report(scores: dict[str, np.ndarray]) -> None:
     mean = {k: v.mean(0) for k, v in scores.items()}
     print(f"SSIM with the true masks {mean['truth']:.4f}, with generated masks {mean['generated']:.4f}: "
           f"gap {mean['truth'] - mean['generated']:+.4f}")
-    print(f"| true group | share of pixels | share of the gap | of which where the generator's group is wrong "
-          f"(pixels) |\n|---|---|---|---|")
+    print(f"| true group | share of pixels | part of the gap (SSIM) | of which where the generator's group is wrong "
+          f"(share of pixels) |\n|---|---|---|---|")
     for g, name in enumerate(labels.GROUPS):
         print(f"| {name} | {mean['pixels'][g]:.3f} | {mean['gap'][g]:+.4f} | {mean['wrong_gap'][g]:+.4f} "
               f"({mean['wrong_pixels'][g]:.3f}) |")

@@ -91,13 +91,14 @@ def add_face_set_options(parser: argparse.ArgumentParser, engine: bool = True) -
     from .engines import ENGINES
     from .paths import shared_data
 
-    parser.add_argument("--data", default=str(shared_data() / "celebamask_mini"))
+    parser.add_argument("--data", default=str(shared_data() / "celebamask_mini"),
+                        help="CelebAMask-HQ-layout faces with masks (default: celebamask_mini of the shared data)")
     parser.add_argument("--weights", default=None, help="weights folder (default: the shipped weights)")
     parser.add_argument("--split", choices=("test", "val"), default="test",
                         help="the held-out test faces, or the training runs' validation faces (fold 0)")
     parser.add_argument("--faces", type=int_from(1), default=None, help="use only the first N faces")
     parser.add_argument("--seed", type=int_from(0), default=0, help="seed of the degradations (default 0)")
-    parser.add_argument("--device", default="auto")
+    _add_device(parser)
     if engine:
         parser.add_argument("--engine", choices=ENGINES, default="auto", help="what runs the networks (default auto)")
 

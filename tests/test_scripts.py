@@ -120,14 +120,50 @@ def test_mask_scoring_scripts_name_a_dataset_without_masks_in_one_line(shared_da
         assert code == 2 and err.strip() == f"smfd: error: {folder}: no test faces with a mask", err
 
 
+def run_here(script: str, *args: str, capsys) -> subprocess.CompletedProcess:
+    """A script run as from the command line, but in this interpreter (torch and friends are
+    imported already: seconds less per run); its exit status and output as subprocess.run gives them."""
+    import runpy
+
+    argv, command = sys.argv, [str(ROOT / "scripts" / script), *map(str, args)]
+    capsys.readouterr()
+    sys.argv = list(command)
+    try:
+        runpy.run_path(command[0], run_name="__main__")
+        code = 0
+    except SystemExit as stop:
+        code = stop.code or 0
+    finally:
+        sys.argv = argv
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(command, code, out, err)
+
+
+def test_exporting_weights_replaces_only_with_overwrite_and_only_the_same_kind(tmp_path, capsys):
+    """The docstring's commands write into smfd/weights: an existing target is kept without
+    --overwrite, and never replaced by the other network (the two arguments mixed up)."""
+    weights = ROOT / "smfd" / "weights"
+    target = tmp_path / "mask.safetensors"
+    assert run_here("export_weights.py", weights / "mask_generator.safetensors", target, capsys=capsys).returncode == 0
+    kept = target.read_bytes()
+    done = run_here("export_weights.py", weights / "smfd_unet.safetensors", target, capsys=capsys)
+    assert done.returncode == 2 and done.stderr.strip() == (
+        f"smfd: error: {target}: exists already (use --overwrite to replace it)")
+    done = run_here("export_weights.py", weights / "smfd_unet.safetensors", target, "--overwrite", capsys=capsys)
+    assert done.returncode == 2 and done.stderr.strip() == (f"smfd: error: {target}: holds a mask network; "
+                                                            f"{weights / 'smfd_unet.safetensors'} is a deblur network")
+    assert target.read_bytes() == kept
+    assert run_here("export_weights.py", weights / "mask_generator.safetensors", target, "--overwrite",
+                    capsys=capsys).returncode == 0
+
+
 @pytest.mark.parametrize("option", ["--json", "--per-face"])
-def test_the_benchmark_names_an_output_file_that_exists_before_it_starts(option, tmp_path):
+def test_the_benchmark_names_an_output_file_that_exists_before_it_starts(option, tmp_path, capsys):
     """benchmark_model.py has no --overwrite: an existing --json or --per-face file is one line
     (exit 2) before any face is restored, and stays as it was."""
     kept = tmp_path / "figures.txt"
     kept.write_text("an earlier run's\n")
-    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "benchmark_model.py"), option, str(kept)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    done = run_here("benchmark_model.py", option, str(kept), capsys=capsys)
     assert done.returncode == 2 and done.stderr.strip() == f"smfd: error: {kept}: {option} exists already " \
         "(choose another file)", done.stderr
     assert kept.read_text() == "an earlier run's\n" and "benchmark" not in done.stdout
@@ -153,12 +189,12 @@ def test_mask_scoring_scripts_name_a_bad_face_file_before_the_first_face(celeba,
         assert "faces" not in out, path
 
 
-def test_the_device_pack_keeps_the_split_and_leaves_out_the_test_faces(shared_data, tmp_path):
+def test_the_device_pack_keeps_the_split_and_leaves_out_the_test_faces(shared_data, tmp_path, capsys):
     from smfd import data
 
     out = tmp_path / "pack"
-    run = subprocess.run([sys.executable, str(ROOT / "scripts" / "pack_for_device.py"), "--data", str(shared_data),
-                          "--out", str(out), "--budget-mb", "25"], capture_output=True, text=True, cwd=ROOT)
+    run = run_here("pack_for_device.py", "--data", str(shared_data),
+                          "--out", str(out), "--budget-mb", "25", capsys=capsys)
     assert run.returncode == 0, run.stderr
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     assert size <= 25 * 2**20 and "FFHQ faces" in run.stdout
@@ -168,17 +204,17 @@ def test_the_device_pack_keeps_the_split_and_leaves_out_the_test_faces(shared_da
         assert [r.id for r in data.select(packed, part)] == [r.id for r in data.select(original, part)]
     assert not data.select(packed, "test") and all(r.has_mask for r in packed)
     assert data.open_dataset(out / "ffhq_mini")  # FFHQ while the budget lasts, as plain images
-    again = subprocess.run([sys.executable, str(ROOT / "scripts" / "pack_for_device.py"), "--data", str(shared_data),
-                            "--out", str(out)], capture_output=True, text=True, cwd=ROOT)
+    again = run_here("pack_for_device.py", "--data", str(shared_data),
+                            "--out", str(out), capsys=capsys)
     assert again.returncode == 2 and again.stderr.strip() == f"smfd: error: {out}: exists already; remove it first"
     small = tmp_path / "small"  # a pack that does not fit leaves nothing that would block the next try
-    run = subprocess.run([sys.executable, str(ROOT / "scripts" / "pack_for_device.py"), "--data", str(shared_data),
-                          "--out", str(small), "--budget-mb", "1"], capture_output=True, text=True, cwd=ROOT)
+    run = run_here("pack_for_device.py", "--data", str(shared_data),
+                          "--out", str(small), "--budget-mb", "1", capsys=capsys)
     assert run.returncode == 2 and "CelebAMask-HQ faces fit in 1 MiB: raise --budget-mb" in run.stderr, run.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pack"]
 
 
-def test_identity_analysis_warps_a_true_mask_by_at_most_its_amplitude(shared_data):
+def test_identity_analysis_warps_a_true_mask_by_at_most_its_amplitude(shared_data, capsys):
     """--warp A moves the true mask's pixels by a smooth displacement of at most A pixels: A = 0
     leaves it as it is, a larger A lowers its facial-parts Dice, labels stay labels; a nonsense
     amplitude is one line naming it, before any face is restored."""
@@ -198,20 +234,18 @@ def test_identity_analysis_warps_a_true_mask_by_at_most_its_amplitude(shared_dat
     moved = script.warped(truth, 8, np.random.default_rng(0))
     assert moved.dtype == truth.dtype and set(np.unique(moved)) <= set(np.unique(truth))
 
-    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "identity_analysis.py"), "--warp", "4,x"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    done = run_here("identity_analysis.py", "--warp", "4,x", capsys=capsys)
     assert done.returncode == 2 and "expected comma-separated numbers of pixels, got '4,x'" in done.stderr
 
 
-def test_identity_analysis_scales_the_restoration_s_change_and_splits_by_degradation(shared_data):
+def test_identity_analysis_scales_the_restoration_s_change_and_splits_by_degradation(shared_data, capsys):
     """--residual F: the generated-mask restoration's change to the blurry face scaled by F; F = 1
     is that restoration itself (same distance and PSNR), and the table by thirds of the input's
     PSNR lists it; a factor outside (0, 2] is one line naming it."""
     import re
 
-    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "identity_analysis.py"), "--faces", "3",
-                           "--residual", "0.5,1", "--data", str(shared_data / "celebamask_mini")],
-                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    done = run_here("identity_analysis.py", "--faces", "3",
+                           "--residual", "0.5,1", "--data", str(shared_data / "celebamask_mini"), capsys=capsys)
     assert done.returncode == 0, done.stderr[-2000:]
 
     def row(name: str) -> list[str]:
@@ -223,20 +257,18 @@ def test_identity_analysis_scales_the_restoration_s_change_and_splits_by_degrada
     thirds = done.stdout.split("by thirds of the blurry input's PSNR")[1]
     assert re.search(r"\| generated, change x 0\.5 +\| [+-]\d\.\d{4} \(\d/1\)", thirds), thirds
 
-    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "identity_analysis.py"), "--residual", "0"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    done = run_here("identity_analysis.py", "--residual", "0", capsys=capsys)
     assert done.returncode == 2 and "residual factors must lie in (0, 2], got '0'" in done.stderr
     # refused before any face is restored: too few faces for thirds, --after weights that are not there
     for extra, says in ((["--faces", "2"], "it needs at least 3, got 2"),
                         (["--after", str(ROOT / "nowhere")], "model weights not found")):
-        done = subprocess.run([sys.executable, str(ROOT / "scripts" / "identity_analysis.py"), *extra, "--data",
-                               str(shared_data / "celebamask_mini")], cwd=ROOT, capture_output=True, text=True,
-                              timeout=120)
+        done = run_here("identity_analysis.py", *extra, "--data",
+                               str(shared_data / "celebamask_mini"), capsys=capsys)
         assert done.returncode == 2 and says in done.stderr, done.stderr
         assert len(done.stderr.strip().splitlines()) == 1, done.stderr  # no progress bar: nothing restored
 
 
-def test_compare_faces_reports_the_face_by_face_change_and_refuses_other_faces(tmp_path):
+def test_compare_faces_reports_the_face_by_face_change_and_refuses_other_faces(tmp_path, capsys):
     """compare_faces.py: mean of AFTER - BEFORE over the same faces, its standard error and the
     faces that went down and up; files of different faces, or not from benchmark_model.py, are one
     line each (exit 2)."""
@@ -251,22 +283,24 @@ def test_compare_faces_reports_the_face_by_face_change_and_refuses_other_faces(t
 
     before = write("a.csv", [["f1", 0.5, 0.4, 24, 25], ["f2", 0.6, 0.5, 22, 23], ["f3", 0.4, 0.4, 26, 27]])
     after = write("b.csv", [["f1", 0.4, 0.4, 24, 25], ["f2", 0.5, 0.5, 23, 23], ["f3", 0.5, 0.4, 26, 27]])
-    script = [sys.executable, str(ROOT / "scripts" / "compare_faces.py")]
-    done = subprocess.run([*script, before, after], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    done = run_here("compare_faces.py", before, after, capsys=capsys)
     assert done.returncode == 0, done.stderr
     assert "| generated_id_dist | -0.0333 | 0.0667 | 2 | 1 |" in done.stdout, done.stdout
     assert "| generated_psnr | +0.3333 | 0.3333 | 0 | 1 |" in done.stdout, done.stdout
     other = write("c.csv", [["f1", 0.4, 0.4, 24, 25]])
-    done = subprocess.run([*script, before, other], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    done = run_here("compare_faces.py", before, other, capsys=capsys)
     assert done.returncode == 2 and "hold different faces" in done.stderr
-    done = subprocess.run([*script, before, str(ROOT / "README.md")], cwd=ROOT, capture_output=True, text=True,
-                          timeout=120)
+    done = run_here("compare_faces.py", before, str(ROOT / "README.md"), capsys=capsys)
     assert done.returncode == 2 and "not a --per-face CSV" in done.stderr
     bad = write("d.csv", [["f1", 0.4, "abc", 24, 25]])
+    odd = write("e.csv", [["f1", 0.4, 0.4, "nan", 25]])
+    twice = write("f.csv", [["f1", 0.4, 0.4, 24, 25], ["f2", 0.6, 0.5, 22, 23], ["f1", 0.5, 0.4, 24, 25]])
     for path, says in ((bad, f"{bad}: face f1: a figure is not a number"),
+                       (odd, f"{odd}: face f1: generated_psnr is not a finite number (nan)"),
+                       (twice, f"{twice}: face f1 is listed more than once"),
                        (str(ROOT / "docs" / "whole_photo.png"), "not a readable CSV"),
                        (str(tmp_path / "absent.csv"), "absent.csv: file not found")):
-        done = subprocess.run([*script, before, path], cwd=ROOT, capture_output=True, text=True, timeout=120)
+        done = run_here("compare_faces.py", before, path, capsys=capsys)
         assert done.returncode == 2 and done.stderr.strip().count("\n") == 0 and says in done.stderr, done.stderr
     # identity_figure.py reads its CSV the same way (it needs input_id_dist too), and names an --out
     # it cannot write before any face is restored
@@ -277,7 +311,7 @@ def test_compare_faces_reports_the_face_by_face_change_and_refuses_other_faces(t
         assert done.returncode == 2 and done.stderr.strip().count("\n") == 0 and says in done.stderr, done.stderr
 
 
-def test_the_benchmark_s_jpeg_option_adds_compression_and_keeps_the_thesis_draws(shared_data, tmp_path):
+def test_the_benchmark_s_jpeg_option_adds_compression_and_keeps_the_thesis_draws(shared_data, tmp_path, capsys):
     """benchmark_model.py --jpeg LOW HIGH: every face gets the pipeline's JPEG stage after the same
     thesis draws (blur, scale, noise), so the two benchmarks differ only by the compression; a
     range that no JPEG quality fits is one line naming it, before any model is loaded."""
@@ -300,10 +334,9 @@ def test_the_benchmark_s_jpeg_option_adds_compression_and_keeps_the_thesis_draws
     from smfd import metrics
 
     out = tmp_path / "crop.json"
-    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "benchmark_model.py"), "--faces", "1", "--engines",
+    done = run_here("benchmark_model.py", "--faces", "1", "--engines",
                            "pytorch", "--jpeg", "30", "30", "--jpeg-at", "crop", "--json", str(out),
-                           "--data", str(shared_data / "celebamask_mini")],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+                           "--data", str(shared_data / "celebamask_mini"), capsys=capsys)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "JPEG quality 30-30 on the crop" in done.stdout
     expected = metrics.psnr(degrade.jpeg_roundtrip(thesis[0], 30), thesis[1])
@@ -312,15 +345,13 @@ def test_the_benchmark_s_jpeg_option_adds_compression_and_keeps_the_thesis_draws
     assert figures["restoration"]["blurry input"]["psnr"] == pytest.approx(expected, abs=1e-6)
     assert abs(expected - metrics.psnr(thesis[0], thesis[1])) > 0.01  # the compression shows
 
-    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "benchmark_model.py"), "--jpeg", "90", "30"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    done = run_here("benchmark_model.py", "--jpeg", "90", "30", capsys=capsys)
     assert done.returncode == 2 and "--jpeg: invalid pipeline option: jpeg_range" in done.stderr, done.stderr
-    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "benchmark_model.py"), "--jpeg-at", "crop"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    done = run_here("benchmark_model.py", "--jpeg-at", "crop", capsys=capsys)
     assert done.returncode == 2 and "--jpeg-at crop needs --jpeg LOW HIGH" in done.stderr, done.stderr
 
 
-def test_the_benchmark_s_colour_widths_post_process_the_restorer_s_own_output(shared_data, tmp_path):
+def test_the_benchmark_s_colour_widths_post_process_the_restorer_s_own_output(shared_data, tmp_path, capsys):
     """benchmark_model.py --split val --colour-sigmas 48 0: the validation faces of the training
     runs (for choosing a setting without the test faces), each restored once and shown with the
     input's colours kept at 48 px and with the network's own; the two rows are what
@@ -332,9 +363,9 @@ def test_the_benchmark_s_colour_widths_post_process_the_restorer_s_own_output(sh
 
     folder = shared_data / "celebamask_mini"
     out = tmp_path / "val.json"
-    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "benchmark_model.py"), "--faces", "1", "--engines",
+    done = run_here("benchmark_model.py", "--faces", "1", "--engines",
                            "pytorch", "--split", "val", "--colour-sigmas", f"{COLOUR_SIGMA:g}", "0", "--json", str(out),
-                           "--data", str(folder)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+                           "--data", str(folder), capsys=capsys)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "1 validation faces" in done.stdout and "local colour" in done.stdout
     figures = json.loads(out.read_text())
@@ -353,10 +384,9 @@ def test_the_benchmark_s_colour_widths_post_process_the_restorer_s_own_output(sh
     # one width that is not the restorer's is still named in its rows; --per-face records the width;
     # folders of --json and --per-face that do not exist yet are made
     faces, summary = tmp_path / "new" / "raw.csv", tmp_path / "newer" / "raw.json"
-    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "benchmark_model.py"), "--faces", "1", "--engines",
+    done = run_here("benchmark_model.py", "--faces", "1", "--engines",
                            "pytorch", "--split", "val", "--colour-sigmas", "0", "--json", str(summary),
-                           "--per-face", str(faces), "--data", str(folder)], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300)
+                           "--per-face", str(faces), "--data", str(folder), capsys=capsys)
     assert done.returncode == 0, done.stderr[-2000:]
     rows = json.loads(summary.read_text())["restoration"]
     assert "SMFD, generated masks [raw colours]" in rows and "SMFD, generated masks" not in rows
@@ -432,7 +462,7 @@ def test_mask_errors_reports_recall_and_shares_of_the_errors(capsys):
 
 
 def test_ssim_gap_splits_the_gap_between_the_mask_paths_by_group(shared_data, capsys):
-    """scripts/ssim_gap.py: the groups' shares of the pixels sum to 1 and their shares of the gap to
+    """scripts/ssim_gap.py: the groups' shares of the pixels sum to 1 and their parts of the gap to
     the difference of the two paths' SSIM, which are the benchmark's SSIM of each restoration; the
     part on wrongly grouped pixels is part of each group's, and those pixels are where the shipped
     generator's group is not the true one (a random generator gives one group everywhere)."""
@@ -461,19 +491,17 @@ def test_ssim_gap_splits_the_gap_between_the_mask_paths_by_group(shared_data, ca
     assert f"gap {np.mean(scores['truth'] - scores['generated']):+.4f}" in out and "| face skin |" in out
 
 
-def test_plot_training_draws_a_log_and_names_a_run_without_one(tmp_path):
+def test_plot_training_draws_a_log_and_names_a_run_without_one(tmp_path, capsys):
     run = tmp_path / "run"
     run.mkdir()
     (run / "log.csv").write_text("epoch,seconds,lr,psnr\n1,60,0.001,22.5\n2,60,0.0002,23.1\n")
-    script = [sys.executable, str(ROOT / "scripts" / "plot_training.py")]
-    done = subprocess.run([*script, str(run), "--out", str(tmp_path / "figs" / "c.png")], capture_output=True,
-                          text=True, timeout=120)
+    done = run_here("plot_training.py", str(run), "--out", str(tmp_path / "figs" / "c.png"), capsys=capsys)
     assert done.returncode == 0, done.stderr
     assert Image.open(tmp_path / "figs" / "c.png").size[0] > 300
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "log.csv").touch()
     for folder, says in (("empty", "no epochs logged yet"), ("nowhere", "no training log")):
-        done = subprocess.run([*script, str(run), str(tmp_path / folder), "--out", str(tmp_path / "d.png")],
-                              capture_output=True, text=True, timeout=120)
+        done = run_here("plot_training.py", str(run), str(tmp_path / folder), "--out", str(tmp_path / "d.png"),
+                        capsys=capsys)
         assert done.returncode == 2 and says in done.stderr and len(done.stderr.strip().splitlines()) == 1
         assert not (tmp_path / "d.png").exists()
