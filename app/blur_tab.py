@@ -11,7 +11,7 @@ import numpy as np
 
 from smfd import degrade
 from smfd.blur_files import recipe_record, recipe_text, write_recipe
-from smfd.images import resize_to
+from smfd.images import resize_to, write_png
 
 from . import examples, render
 from .context import AppContext
@@ -71,14 +71,17 @@ def blur_lab(ctx: AppContext, image, resize, source, seed, *option_values):
     sharp = source_size(image) if resize else image
     blurry, recipe = examples.blurred(sharp, seed, options)
     record = recipe_record(recipe, options, seed, name)
-    path = write_recipe(ctx.output_dir() / f"{safe_stem(name)}_seed{seed}_recipe.json", record)
+    folder, stem = ctx.output_dir(), f"{safe_stem(name)}_seed{seed}"
+    files = [str(write_recipe(folder / f"{stem}_recipe.json", record))]
+    if sharp.shape != image.shape:  # the recipe replays on the face it was drawn on: the scaled one
+        files.append(str(write_png(folder / f"{stem}_sharp_{sharp.shape[1]}x{sharp.shape[0]}.png", sharp)))
     text = recipe_text(record)
     face = Face(f"{name} (blur lab, seed {seed})", blurry, sharp)
     if truth is not None:
         with shown_to_user():  # a mask that does not fit the picture
             face = face.with_truth(truth)
     summary = f"**Recipe:** {recipe.describe()}"
-    return blurry, render.kernels_picture(recipe), summary, text, str(path), face
+    return blurry, render.kernels_picture(recipe), summary, text, files, face
 
 
 def load_example(ctx: AppContext, name: str):
@@ -133,8 +136,9 @@ def build(ctx: AppContext) -> SimpleNamespace:
             kernels = gr.Image(label="Kernels and effective point-spread function", format="png",
                                interactive=False, elem_id="blur-kernels")
             summary = gr.Markdown()
-            recipe_file = gr.File(label="Download the recipe (smfd blur --recipe FILE replays it)",
-                                  elem_id="blur-recipe-file")
+            recipe_file = gr.File(label="Download the recipe ('smfd blur SHARP OUT --recipe FILE' replays it; "
+                                        "SHARP: the face scaled to 512 px, given with it when the lab scaled it)",
+                                  file_count="multiple", elem_id="blur-recipe-file")
             send = gr.Button("Send to restore", elem_id="blur-send", interactive=False)
     with gr.Accordion("Recipe as JSON", open=False):
         recipe = gr.Code(language="json", max_lines=30, elem_id="blur-recipe", show_label=False)

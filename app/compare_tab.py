@@ -4,6 +4,7 @@ shows how to get them instead of a result."""
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass
 from functools import partial
@@ -12,6 +13,8 @@ from types import SimpleNamespace
 import gradio as gr
 import numpy as np
 
+from baselines import MethodInfo, WeightsMissing
+from baselines import info as method_info
 from smfd.errors import InputError
 
 from .context import AppContext
@@ -47,6 +50,11 @@ def _timed(fn, *args) -> tuple[np.ndarray, float]:
     return out, time.perf_counter() - start
 
 
+def terms(info: MethodInfo) -> tuple[str, str]:
+    """(licence, commercial use) of a method as the registry states them."""
+    return info.licence, "yes" if info.commercial_use else "no (non-commercial licence or weights)"
+
+
 def run_all(ctx: AppContext, face: Face, progress=None) -> list[Result]:
     results = [Result("blurry input", face.blurry)]
     infos = ctx.external_methods()
@@ -56,28 +64,33 @@ def run_all(ctx: AppContext, face: Face, progress=None) -> list[Result]:
 
     tick(0 / steps, desc="SMFD with the generated mask")
     out, secs = _timed(ctx.run_method, "smfd", face.blurry)
-    results.append(Result("SMFD (generated mask)", out, secs, "MIT", "yes"))
+    results.append(Result("SMFD (generated mask)", out, secs, *terms(method_info("smfd"))))
     tick(1 / steps, desc="SMFD with the given mask")
     if given is None:
         results.append(Result("SMFD (given mask)", problem="no given mask: load a dataset example "
                               "with a ground-truth mask, upload one in Restore, or edit the mask there"))
     else:
         out, secs = _timed(ctx.run_method, "smfd", face.blurry, given)
-        results.append(Result(f"SMFD (given: {given_name})", out, secs, "MIT", "yes"))
+        results.append(Result(f"SMFD (given: {given_name})", out, secs, *terms(method_info("smfd-gt-mask"))))
     for k, info in enumerate(infos):
         tick((2 + k) / steps, desc=info.title)
-        commercial = "yes" if info.commercial_use else "no (non-commercial licence)"
+        licence, commercial = terms(info)
         try:
             mask = None
             if info.needs_mask:
                 mask = given if given is not None else face.generated if face.generated is not None \
                     else ctx.restorer.mask(face.blurry)
+            ctx.baseline(info.name)  # loaded once per app, before the clock starts: seconds are restoring
             out, secs = _timed(ctx.run_method, info.name, face.blurry, mask)
-            results.append(Result(info.title, out, secs, info.licence, commercial))
-        except InputError as exc:  # the registry's WeightsMissing says how to get the weights
-            results.append(Result(info.title, licence=info.licence, commercial=commercial, problem=str(exc)))
+            results.append(Result(info.title, out, secs, licence, commercial))
+        except WeightsMissing:  # the registry's message names server paths and command-line options
+            results.append(Result(info.title, licence=licence, commercial=commercial, problem=(
+                f"its weights are not on this server; whoever runs the app can fetch them with "
+                f"'smfd baselines download {info.name}' (no restart needed)")))
+        except InputError as exc:
+            results.append(Result(info.title, licence=licence, commercial=commercial, problem=str(exc)))
         except Exception as exc:  # a broken method must not hide the others: show what failed
-            results.append(Result(info.title, licence=info.licence, commercial=commercial,
+            results.append(Result(info.title, licence=licence, commercial=commercial,
                                   problem=f"failed ({type(exc).__name__}: {exc})"))
     return results
 
@@ -104,6 +117,9 @@ def unavailable(results: list[Result], has_baselines: bool) -> str:
 def compare(ctx: AppContext, face: Face | None, progress=gr.Progress()):
     if face is None:
         raise gr.Error("Load or upload a face in the Restore tab first.")
+    if face.whole_photo:  # every method here takes one aligned face, not a photo squashed to one
+        raise gr.Error(f"{face.name} was restored as a whole photo; Compare runs every method on one face "
+                       "crop: restore it with 'Whole photo' off, or upload a crop of the face.")
     # Every method runs at the image's size (the deconvolution's kernel grows with it).
     check_pixels(face.blurry.shape[1], face.blurry.shape[0], FULL_SIZE_PIXELS,
                  "comparing every method at full size (crop it to the face)", face.name)
@@ -113,6 +129,28 @@ def compare(ctx: AppContext, face: Face | None, progress=gr.Progress()):
     note = "" if face.sharp is not None else (
         "No sharp reference for this image, so no PSNR/SSIM (load an example or upload the sharp face).")
     return gallery, table(face, results), unavailable(results, ctx.baselines is not None), note
+
+
+def fingerprint(face: Face | None) -> str:
+    """What a comparison depends on: the face, and the mask it would be given."""
+    if face is None:
+        return ""
+    given = given_mask(face)[0]
+    digest = hashlib.sha256(face.blurry.tobytes())
+    if given is not None:
+        digest.update(given.tobytes())
+    return f"{face.name}:{face.blurry.shape}:{digest.hexdigest()}"
+
+
+def compare_and_remember(ctx: AppContext, face: Face | None, progress=gr.Progress()):
+    return *compare(ctx, face, progress), fingerprint(face)
+
+
+def on_select(face: Face | None, compared: str):
+    """The header names the current face; results of another face are cleared, not shown under it."""
+    if fingerprint(face) == compared:
+        return current(face), gr.update(), gr.update(), gr.update(), gr.update()
+    return current(face), [], None, "", ""
 
 
 def current(face: Face | None) -> str:
@@ -132,7 +170,9 @@ def build(ctx: AppContext, face: gr.State, tab: gr.Tab) -> SimpleNamespace:
     metrics = gr.Dataframe(headers=COLUMNS, label="Per-image metrics (PSNR/SSIM at 256x256 against the sharp face)",
                            interactive=False, elem_id="compare-table")
     missing = gr.Markdown(elem_id="compare-missing")
-    tab.select(current, face, about, api_visibility="private", queue=False)
-    run.click(partial(compare, ctx), face, [gallery, metrics, missing, note], api_visibility="private",
-              concurrency_id="model")
+    compared = gr.State("")  # fingerprint() of the face the results belong to
+    tab.select(on_select, [face, compared], [about, gallery, metrics, missing, note], api_visibility="private",
+               queue=False)
+    run.click(partial(compare_and_remember, ctx), face, [gallery, metrics, missing, note, compared],
+              api_visibility="private", concurrency_id="model")
     return SimpleNamespace(about=about)

@@ -31,6 +31,11 @@ class Face:
     restored: np.ndarray | None = None
     note: str = ""  # e.g. what whole-photo restoration found
 
+    @property
+    def whole_photo(self) -> bool:
+        """``restored`` is the photo with every face found restored and pasted back, not one face."""
+        return self.restored is not None and not self.mask_source
+
     def replace(self, **changes) -> "Face":
         return dataclasses.replace(self, **changes)
 

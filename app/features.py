@@ -61,9 +61,11 @@ def mask_generator_maps(restorer: Restorer, image: np.ndarray) -> list[tuple[str
     return [("input (grayscale)" if x.shape[1] == 1 else "input", x[0].cpu().numpy())] + maps
 
 
-def smfd_maps(restorer: Restorer, image: np.ndarray, mask: np.ndarray) -> list[tuple[str, np.ndarray]]:
+def smfd_maps(restorer: Restorer, image: np.ndarray, mask: np.ndarray | None = None) -> list[tuple[str, np.ndarray]]:
+    """The maps of one pass with the inputs a restoration gives it: ``mask`` as given, else the
+    generator's (its probabilities, where the network takes them)."""
     net = copy.deepcopy(restorer.deblur_model)
-    x, m = restorer.work_tensor(image), restorer.mask_tensor(mask)
+    x, m, _ = restorer.deblur_inputs(image, mask)
     branches = [("image encoder", net.image_encoder)]
     if net.mask_encoder is not None:
         branches.append(("mask encoder", net.mask_encoder))

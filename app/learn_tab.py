@@ -29,7 +29,7 @@ ABLATION_NOTES = {
                            "features, CBAM on the skip",
     "attention-pixelshuffle": "PixelShuffle instead of the transposed convolution",
     "full": f"+ post-processing: out = (out - mean) x {SMFDConfig.contrast} + mean + "
-            f"{SMFDConfig.brightness} (the shipped design)",
+            f"{SMFDConfig.brightness} (the thesis design; the shipped network is leaner: see the model card)",
 }
 
 
@@ -87,13 +87,16 @@ def feature_maps(ctx: AppContext, face: Face | None, mode: str, progress=gr.Prog
     if face is None:
         sharp = examples.astronaut_face()
         face = Face("astronaut, seed 0", examples.blurred(sharp, 0)[0], sharp)
+    if face.whole_photo:
+        raise gr.Error(f"{face.name} was restored as a whole photo; the networks see one aligned face: "
+                       "restore it with 'Whole photo' off, or upload a crop of the face.")
     progress(0.1, desc="Mask generator")
+    given = face.mask if face.mask_source in ("edited", "ground truth") else None
     with shown_to_user():
-        mask = face.mask if face.mask is not None else ctx.restorer.mask(face.blurry)
         masks = features.gallery(features.mask_generator_maps(ctx.restorer, face.blurry), mode)
         progress(0.5, desc="SMFD-UNet")
-        smfd = features.gallery(features.smfd_maps(ctx.restorer, face.blurry, mask), mode)
-    return f"Feature maps of **{face.name}**.", masks, smfd
+        smfd = features.gallery(features.smfd_maps(ctx.restorer, face.blurry, given), mode)
+    return f"Feature maps of **{face.name}**, with the {face.mask_source or 'generated'} mask.", masks, smfd
 
 
 def build(ctx: AppContext, face: gr.State) -> SimpleNamespace:

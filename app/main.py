@@ -80,9 +80,12 @@ def create_context(weights=None, examples=None, study_db=None, admin_token="",
     if folder is not None:
         photos = study_photos(folder)
         store = VoteStore(study_db) if study_db else None  # the default file depends on the setup
-    elif study_db:
-        raise InputError("--study-db: there is no user study to store votes of (no --study-images folder, "
-                         "and no realworld/cropped in the shared data)")
+    else:  # an option of the study without one would be ignored
+        given = [name for name, value in (("--study-db", study_db), ("--study-new-ids", study_new_ids is not None))
+                 if value]
+        if given:
+            raise InputError(f"{given[0]}: there is no user study here (no --study-images folder, and no "
+                             "realworld/cropped in the shared data)")
     found_examples = find_examples(examples)
     restorer = Restorer.from_pretrained(weights)
     work_dir = Path(tempfile.mkdtemp(prefix="smfd-app-"))  # mode 0700: private to this user
@@ -184,7 +187,7 @@ def launch(host: str = "127.0.0.1", port: int = 7860, weights=None, examples=Non
         # Compute every restoration before the study opens (Start says so until then), so a
         # participant only ever waits for a database write.
         threading.Thread(target=ctx.study.precompute, daemon=True, name="study-cache").start()
-    if not given:
+    if ctx.study is not None and not given:  # the token opens the study's results: none, no token
         print(f"user-study results token (this run only): {token}", flush=True)
     demo.queue(default_concurrency_limit=1).launch(
         server_name=host, server_port=port, share=False, max_file_size=MAX_UPLOAD, theme=THEME,

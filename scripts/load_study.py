@@ -16,55 +16,35 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
+from app.demo_process import STUDY_READY, DemoNotReady, DemoProcess
 from app.study_client import CallFailed, StudyClient
 from smfd.cli import int_from, run_reported, script_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_app(args, work: Path) -> tuple[subprocess.Popen, str]:
+def start_app(args, work: Path) -> DemoProcess:
     """`smfd demo` on a free port; returns once its study is ready."""
     from smfd.paths import shared_data
 
-    port = free_port()
     photos = args.photos or str(shared_data() / "realworld" / "cropped")
     db = args.study_db or f"sqlite:///{work / 'study.sqlite'}"
-    cmd = [sys.executable, "-m", "smfd", "demo", "--port", str(port), "--study-images", photos,
-           "--study-db", db, "--study-new-ids", str(max(60, args.participants))]
+    options = ["--study-images", photos, "--study-db", db, "--study-new-ids", str(max(60, args.participants))]
     if args.weights:
-        cmd += ["--weights", args.weights]
+        options += ["--weights", args.weights]
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "SMFD_ADMIN_TOKEN": "load-test"}
-    log = work / "app.log"
-    proc = subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT, env=env,
-                            cwd=ROOT, start_new_session=True)
-    url, deadline = f"http://127.0.0.1:{port}/", time.time() + args.start_timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            sys.exit(f"the app exited:\n{log.read_text()[-2000:]}")
-        if "restorations ready" in log.read_text():
-            try:
-                urllib.request.urlopen(url + "config", timeout=5).close()
-                return proc, url
-            except OSError:
-                pass
-        time.sleep(1)
-    proc.kill()
-    sys.exit(f"the study was not ready within {args.start_timeout} s:\n{log.read_text()[-2000:]}")
+    demo = DemoProcess(options, env, work / "app.log", cwd=ROOT)
+    try:
+        demo.start(timeout=args.start_timeout, ready=STUDY_READY)
+    except DemoNotReady as exc:
+        sys.exit(str(exc))
+    return demo
 
 
 async def participant(url: str, config: dict, args, end: float, starts: list, votes: list,
@@ -150,12 +130,11 @@ def main() -> None:
             from smfd.restorer import save_random_weights
 
             args.weights = str(save_random_weights(Path(tmp) / "weights"))
-        proc, url = start_app(args, Path(tmp))
+        demo = start_app(args, Path(tmp))
         try:
-            asyncio.run(drive(url, args))
+            asyncio.run(drive(demo.url, args))
         finally:
-            proc.terminate()
-            proc.wait(timeout=30)
+            demo.stop()
 
 
 if __name__ == "__main__":

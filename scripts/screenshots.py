@@ -11,15 +11,12 @@ shows the Learn tab. Writes blur.jpg, restore.jpg, compare.jpg, study.jpg and le
 
 from __future__ import annotations
 
-import socket
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import app  # noqa: F401  (telemetry off before gradio loads)
-from app.examples import astronaut_face, blurred
-from app.main import launch
+from smfd.batch import check_folder
 from smfd.cli import run_reported, script_parser
 from smfd.images import write_png
 
@@ -27,12 +24,6 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 TIMEOUT = 120_000
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def snap(page, path: Path) -> None:
@@ -97,8 +88,12 @@ def main() -> None:
     parser.add_argument("--weights", default=None, help="weights folder (default: the shipped weights)")
     parser.add_argument("--out", default=str(ROOT / "docs" / "screenshots"))
     args = parser.parse_args()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = check_folder(args.out, "--out")
+    import app  # noqa: F401  (telemetry off before gradio loads; after the options: --help stays quick)
+    from app.demo_process import free_port
+    from app.examples import astronaut_face, blurred
+    from app.main import launch
+
     with tempfile.TemporaryDirectory() as tmp:
         photos = Path(tmp) / "photos"
         for seed in range(3):
@@ -107,6 +102,7 @@ def main() -> None:
         demo = launch(port=port, weights=args.weights, study_db=f"sqlite:///{tmp}/study.sqlite",
                       admin_token=(token, True), study_images=photos, block=False)
         try:
+            out.mkdir(parents=True, exist_ok=True)  # once the app runs: a failed start leaves no folder
             shoot(f"http://127.0.0.1:{port}/", out, token)
         finally:
             demo.close()

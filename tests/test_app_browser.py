@@ -13,20 +13,15 @@ import io
 import json
 import os
 import shutil
-import signal
-import socket
 import stat
-import subprocess
-import sys
 import threading
-import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from app.demo_process import STUDY_READY, DemoProcess
 from smfd import degrade
 from smfd.images import read_image, read_labels
 
@@ -36,57 +31,6 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
 ADMIN = "let-me-see"
 METHOD_NAMES = ("smfd", "deconv", "blurry", "gfpgan", "codeformer", "restoreformer")
 TIMEOUT = 90_000  # ms: model steps, and images that load after their step, on two busy cores
-STUDY_READY = "restorations ready"  # the app's log line once the study can start
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class AppProcess:
-    """`python -m smfd demo ...` on a free localhost port; restartable on the same port and data."""
-
-    def __init__(self, args: list[str], env: dict, log: Path):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/"
-        self.args, self.env, self.log = args, env, log
-        self.proc: subprocess.Popen | None = None
-        self.starts = 0
-
-    def start(self, timeout: float = 240, ready: str | None = None) -> None:
-        """Start and wait until the app answers (and, with ``ready``, until its log says so)."""
-        self.starts += 1
-        cmd = [sys.executable, "-m", "smfd", "demo", "--port", str(self.port), *self.args]
-        with open(self.log, "a") as log:
-            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=self.env,
-                                         start_new_session=True)
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                pytest.fail(f"the app exited with {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(self.url + "config", timeout=5) as r:
-                    if r.status == 200 and (ready is None or self.log.read_text().count(ready) >= self.starts):
-                        return
-            except OSError:
-                pass
-            time.sleep(1)
-        pytest.fail(f"the app did not answer within {timeout} s:\n{self.log.read_text()[-3000:]}")
-
-    def crash(self) -> None:
-        """SIGKILL: no shutdown code runs, as in a power cut or an OOM kill."""
-        os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait()
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.crash()
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +46,7 @@ def server(tmp_path_factory, celeba, shared_data):
     env = {**os.environ, "SMFD_CACHE": str(work / "cache"), "GRADIO_TEMP_DIR": str(work / "gradio"),
            "GRADIO_ANALYTICS_ENABLED": "False"}
     # the shipped networks: random ones give the same mask for any face, which no check could tell apart
-    app = AppProcess(["--examples", str(celeba),
+    app = DemoProcess(["--examples", str(celeba),
                       "--study-db", f"sqlite:///{db}", "--admin-token-file", str(token),
                       "--study-images", str(photos)], env, work / "app.log")
     app.db, app.photos, app.work = db, photos, work

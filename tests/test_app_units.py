@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
+import cv2
 import numpy as np
 import pytest
 
@@ -38,6 +39,7 @@ from app.context import AppContext
 from app.study import CONTROL, NotReady, Study, setup_of, study_photos
 from app.study_store import Vote, VoteStore, deal, default_url, trials_table, valid_id
 from app.uploads import FULL_SIZE_PIXELS, checked_image, read_mask_upload, read_upload
+from baselines import WeightsMissing
 from smfd import degrade, labels
 from smfd.errors import InputError
 from smfd.images import read_image, read_labels, resize_labels
@@ -266,8 +268,8 @@ class FakeRestorer:
 
 
 def make_context(tmp_path, **extra) -> AppContext:
-    return AppContext(restorer=FakeRestorer(), examples=examples.find_examples(None),
-                      work_dir=tmp_path / "work", **extra)
+    return AppContext(**{"restorer": FakeRestorer(), "examples": examples.find_examples(None),
+                         "work_dir": tmp_path / "work", **extra})
 
 
 # ---------------------------------------------------------------- examples
@@ -303,14 +305,20 @@ def test_blur_lab_recipe_replays_the_result_and_files_are_per_request(tmp_path):
     sharp = examples.astronaut_face()
     values = option_values(layers=[2], sequences=["G>M"], directions=["vertical"], noise_on=False)
     outputs = [blur_tab.blur_lab(ctx, sharp, True, ("astronaut", None), 7, *values) for _ in range(2)]
-    blurry, kernels, summary, text, path, lab_face = outputs[0]
+    blurry, kernels, summary, text, (path,), lab_face = outputs[0]
     record = json.loads(text)
     assert record["seed"] == 7 and record["source"] == "astronaut" and record["noise_sigma"] is None
     assert [[op["kind"] for op in layer] for layer in record["layers"]] == [["gaussian", "motion"]] * 2
     assert all(layer[1]["direction"] == "vertical" for layer in record["layers"])
     replay = degrade.apply(sharp, degrade.Recipe.from_dict(json.loads(Path(path).read_text())))
     assert (replay == blurry).all()
-    assert (outputs[1][0] == blurry).all() and outputs[1][4] != path  # same seed, own file
+    assert (outputs[1][0] == blurry).all() and outputs[1][4] != [path]  # same seed, own file
+    # A face the lab scales to 512 px first comes with its scaled copy: the recipe replays on that.
+    large = cv2.resize(sharp, (800, 800), interpolation=cv2.INTER_CUBIC)
+    big, *_, (big_recipe, scaled), _ = blur_tab.blur_lab(ctx, large, True, ("big", None), 7, *values)
+    assert scaled.endswith("big_seed7_sharp_512x512.png")
+    replay = degrade.apply(read_image(scaled), degrade.Recipe.from_dict(json.loads(Path(big_recipe).read_text())))
+    assert (replay == big).all()
     assert kernels.ndim == 3 and kernels.shape[1] > kernels.shape[0]  # 4 kernels + PSF in a row
     assert lab_face.sharp is not None and (lab_face.blurry == blurry).all()
     with pytest.raises(gr.Error, match="sequence with Gaussian blur needs"):
@@ -392,7 +400,7 @@ def test_whole_photo_mode_uses_the_photo_pipeline(tmp_path):
 
 # ---------------------------------------------------------------- compare with a fake registry
 
-class FakeWeightsMissing(InputError):
+class FakeWeightsMissing(WeightsMissing):
     pass
 
 
@@ -424,6 +432,7 @@ class FakeRegistry:
                 FakeInfo("masked", "Masked", needs_mask=True), FakeInfo("broken", "Broken")]
 
     def load(self, name, weights=None, device="cpu", restorer=None):
+        time.sleep(0.5)  # reading a checkpoint: not the method's restoring time
         if name == "gone":
             raise FakeWeightsMissing("gone: weights not found; run 'smfd baselines download gone'")
         if name == "broken":
@@ -445,9 +454,15 @@ def test_compare_runs_every_method_and_explains_the_missing_ones(tmp_path):
     psnr = {r[0]: r[1] for r in rows}
     assert psnr["SMFD (given: ground-truth mask)"] > psnr["blurry input"]  # 123 vs 100 against 120
     assert ctx.baselines.loaded["masked"].masks[0] is truth and ctx.baselines.loaded["sharpen"].masks == [None]
-    assert "Gone-GAN**: gone: weights not found; run 'smfd baselines download gone'" in missing
+    assert ("Gone-GAN**: its weights are not on this server; whoever runs the app can fetch them with "
+            "'smfd baselines download gone' (no restart needed)") in missing
     assert "Broken**: failed (RuntimeError: no such layer)" in missing
     assert note == ""
+    terms = {r[0]: (r[4], r[5]) for r in rows}  # the registry's terms, SMFD's too (its weights are not for sale)
+    assert terms["SMFD (generated mask)"] == terms["SMFD (given: ground-truth mask)"] == (
+        "MIT (code)", "no (non-commercial licence or weights)")
+    assert terms["Sharpen"] == ("BSD", "yes")
+    assert all(r[3] < 0.4 for r in rows if r[0] in ("Sharpen", "Masked"))  # loading is not timed
 
 
 def test_compare_without_truth_or_registry(tmp_path):
@@ -459,6 +474,42 @@ def test_compare_without_truth_or_registry(tmp_path):
     assert "SMFD (given mask)**: no given mask" in missing and "without the baselines registry" in missing
     with pytest.raises(gr.Error, match="Restore tab first"):
         compare_tab.compare(ctx, None, progress=lambda *a, **k: None)
+
+
+def test_compare_clears_another_face_s_results_and_refuses_a_whole_photo(tmp_path):
+    """Results stay only under the face they belong to; a photo restored whole is not one face."""
+    ctx = make_context(tmp_path)
+    a = face.Face("a", np.full((32, 32, 3), 100, np.uint8))
+    b = face.Face("b", np.full((32, 32, 3), 90, np.uint8))
+    *shown, compared = compare_tab.compare_and_remember(ctx, a, progress=lambda *args, **k: None)
+    assert len(shown[0]) == 2 and compared == compare_tab.fingerprint(a)
+    header, *outputs = compare_tab.on_select(a, compared)
+    assert "**a**" in header and all(o == gr.update() for o in outputs)  # kept
+    header, *outputs = compare_tab.on_select(b, compared)
+    assert "**b**" in header and outputs == [[], None, "", ""]  # a's results are not shown under b
+    photo = a.replace(restored=a.blurry, note="2 faces found, 2 restored")  # as Restore's whole-photo mode
+    assert photo.whole_photo and not a.whole_photo
+    for run in (lambda: compare_tab.compare(ctx, photo, progress=lambda *args, **k: None),
+                lambda: learn_tab.feature_maps(ctx, photo, "channel mean", progress=lambda *args, **k: None)):
+        with pytest.raises(gr.Error, match="was restored as a whole photo"):
+            run()
+
+
+def test_learn_shows_the_pass_a_restoration_makes(tmp_path):
+    """A soft-mask SMFD-UNet gets the generator's probabilities in a restoration, so its feature
+    maps are drawn from them too (they were drawn from the argmax's one-hot)."""
+    from smfd.models import SMFDConfig
+    from smfd.restorer import Restorer, save_random_weights
+
+    restorer = Restorer.from_pretrained(save_random_weights(tmp_path / "w", deblur_config=SMFDConfig(soft_mask=True)),
+                                        "cpu", engine="pytorch")
+    image = examples.blurred(examples.astronaut_face(), 0)[0]
+    shown = dict(features.smfd_maps(restorer, image))["input mask"]
+    np.testing.assert_allclose(shown, restorer.mask_probabilities(image).transpose(2, 0, 1), atol=1e-6)
+    ctx = make_context(tmp_path, restorer=restorer)
+    generated = face.Face("x", image).replace(restored=image, mask=restorer.mask(image), mask_source="generated")
+    header, _, maps = learn_tab.feature_maps(ctx, generated, "channel mean", progress=lambda *args, **k: None)
+    assert header == "Feature maps of **x**, with the generated mask." and len(maps) == 21
 
 
 # ---------------------------------------------------------------- feature maps (Learn)
@@ -1015,6 +1066,8 @@ def test_demo_options_are_checked_before_the_networks_load(monkeypatch, tmp_path
     monkeypatch.setattr(app_main, "default_study_images", lambda: None)
     with pytest.raises(InputError, match="^--study-db: there is no user study"):
         app_main.create_context(study_db=f"sqlite:///{tmp_path / 'votes.sqlite'}")
+    with pytest.raises(InputError, match="^--study-new-ids: there is no user study"):
+        app_main.create_context(study_new_ids=100)
     assert not (tmp_path / "votes.sqlite").exists()
     with pytest.raises(InputError, match=str(tmp_path / "no-such-folder")):
         app_main.create_context(examples=str(tmp_path / "no-such-folder"))
