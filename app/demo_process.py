@@ -12,7 +12,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-STUDY_READY = "restorations ready"  # the app's log line once the study can start (app/study.py)
+STUDY_READY = "restorations ready ("  # the app's log line once the study can start (app/study.py)
 
 
 def free_port() -> int:
@@ -50,7 +50,7 @@ class DemoProcess:
                 raise DemoNotReady(f"the app exited with {self.proc.returncode}:\n{self.tail()}")
             try:
                 with urllib.request.urlopen(self.url + "config", timeout=5) as r:
-                    if r.status == 200 and (ready is None or self.log.read_text().count(ready) >= self.starts):
+                    if r.status == 200 and (ready is None or self.output().count(ready) >= self.starts):
                         return
             except OSError:
                 pass
@@ -58,8 +58,12 @@ class DemoProcess:
         self.stop()
         raise DemoNotReady(f"the app was not ready within {timeout:g} s:\n{self.tail()}")
 
+    def output(self) -> str:
+        """Everything the app has printed (to ``log``) so far."""
+        return self.log.read_text(errors="replace")
+
     def tail(self, chars: int = 3000) -> str:
-        return self.log.read_text(errors="replace")[-chars:]
+        return self.output()[-chars:]
 
     def crash(self) -> None:
         """SIGKILL: no shutdown code runs, as in a power cut or an OOM kill."""

@@ -18,7 +18,7 @@ import numpy as np
 
 from smfd.cli import run_reported, script_parser
 from smfd.faces import detect_faces
-from smfd.images import list_images, read_image
+from smfd.images import check_image_file, list_images, read_image
 from smfd.paths import shared_data
 from smfd.photos import restore_photo
 from smfd.restorer import Restorer
@@ -57,13 +57,16 @@ def main() -> None:
     parser.add_argument("--detector", default="hog", choices=["hog", "cnn"])
     args = parser.parse_args()
 
-    photos = [(path, read_image(path)) for path in list_images(args.photos)]  # every one readable, before the setup
+    photos = list_images(args.photos)
+    for path in photos:  # every one an image, before the setup
+        check_image_file(path)
     restorer = random_restorer(args.device) if args.random_weights else Restorer.from_pretrained(args.weights, args.device)
     print(f"device {restorer.device}, engine {restorer.engine.describe()}, detector {args.detector}; times in seconds")
     print(f"{'photo':24s} {'size':>11s} {'faces':>5s} {'detect':>7s} {'networks':>9s} {'align+paste':>12s} "
           f"{'total':>7s}")
     restorer.restore_face(np.full((256, 256, 3), 128, np.uint8), keep_colours=True)  # one-time setup, not timed
-    for path, image in photos:
+    for path in photos:
+        image = read_image(path)
         start = time.perf_counter()
         faces = detect_faces(image, detector=args.detector)
         t_detect = time.perf_counter() - start

@@ -31,7 +31,10 @@ def main() -> None:
     if target.exists():
         if not args.overwrite:
             raise InputError(f"{target}: exists already (use --overwrite to replace it)")
-        held = checkpoint.read_metadata(target)["config"].get("kind")
+        try:
+            held = checkpoint.read_metadata(target)["config"].get("kind")
+        except InputError:  # cut short or not a checkpoint: nothing to keep
+            held = kind
         if held != kind:  # e.g. the two arguments of the docstring's two lines mixed up
             raise InputError(f"{target}: holds a {held} network; {args.source} is a {kind} network")
     else:

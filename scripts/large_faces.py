@@ -5,7 +5,7 @@
 Held-out CelebAMask-HQ test faces at --size (their 512 px sources, resized): the benchmark
 protocol's degradation (SPEC section 2, drawn on the 512 source as always) and the sharp face
 itself, each restored as an aligned crop (`smfd restore --aligned`: Restorer.restore_face) and as a
-photo (`smfd restore`: smfd.photos.restore_photo, the face found by the detector). Prints PSNR,
+photo (`smfd restore --whole`: smfd.photos.restore_photo, the face found by the detector). Prints PSNR,
 SSIM and identity (dlib descriptor distance to the sharp face, its box found once on the sharp
 face) against the sharp face, beside the input's own figures; a sharp input shows what restoring
 costs a face that needed none.

@@ -49,7 +49,7 @@ def report(scores: dict[str, np.ndarray]) -> None:
     mean = {k: v.mean(0) for k, v in scores.items()}
     print(f"SSIM with the true masks {mean['truth']:.4f}, with generated masks {mean['generated']:.4f}: "
           f"gap {mean['truth'] - mean['generated']:+.4f}")
-    print(f"| true group | share of pixels | part of the gap (SSIM) | of which where the generator's group is wrong "
+    print(f"| true group | share of pixels | part of the SSIM gap | of it, where the generator's group is wrong "
           f"(share of pixels) |\n|---|---|---|---|")
     for g, name in enumerate(labels.GROUPS):
         print(f"| {name} | {mean['pixels'][g]:.3f} | {mean['gap'][g]:+.4f} | {mean['wrong_gap'][g]:+.4f} "

@@ -29,8 +29,10 @@ class _Parser(argparse.ArgumentParser):
     _intermixing = False
 
     def parse_known_args(self, args=None, namespace=None):
+        args = sys.argv[1:] if args is None else list(args)
         nested = any(a.nargs in (argparse.PARSER, argparse.REMAINDER) for a in self._get_positional_actions())
-        if self._intermixing or nested:  # argparse cannot intermix a parser that has subcommands
+        # argparse cannot intermix a parser that has subcommands, and mistakes `--` (a file named -x)
+        if self._intermixing or nested or "--" in args:
             return super().parse_known_args(args, namespace)
         self._intermixing = True
         try:
@@ -714,7 +716,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("blur", help="degrade images with the randomised pipeline",
                        description="Degrade an image or a folder of images with the thesis' randomised "
                                    "pipeline. Writes OUT/<stem>.png and OUT/<stem>.json (the recipe); "
-                                   "the same --seed gives identical bytes.")
+                                   "the same --seed gives identical bytes on the same machine (OpenCV's float filters pick "
+                                   "CPU-specific code, so another CPU may differ by a grey level here and there).")
     p.add_argument("input", nargs="?", help="image file or folder")
     p.add_argument("output", nargs="?", help="output folder")
     p.add_argument("--seed", type=int_from(0), default=0, help="random seed (default 0)")

@@ -325,7 +325,7 @@ def apply(image: np.ndarray, recipe: Recipe) -> np.ndarray:
         small = (max(1, round(w / recipe.scale)), max(1, round(h / recipe.scale)))
         x = cv2.resize(cv2.resize(x, small, interpolation=cv2.INTER_LINEAR), (w, h),
                        interpolation=cv2.INTER_LINEAR)
-        x = x.reshape(image.shape)  # cv2 drops a trailing channel axis of size 1
+    x = x.reshape(image.shape)  # filter2D and resize drop a trailing channel axis of size 1
     if recipe.noise_sigma is not None:
         noise = np.random.default_rng(recipe.noise_seed).standard_normal(x.shape, dtype=np.float32)
         x = x + np.float32(recipe.noise_sigma) * noise

@@ -181,10 +181,10 @@ def warp(image: np.ndarray, matrix: np.ndarray, size: tuple[int, int], border: i
     local = compose(matrix, np.array([[1, 0, x0], [0, 1, y0]], np.float64))
     s = scale_of(matrix)
     if s < 0.8:  # shrink first: bilinear warping alone would skip most source pixels
-        size = (region.shape[1], region.shape[0])
-        shrunk = (max(1, round(size[0] * s)), max(1, round(size[1] * s)))
+        full = (region.shape[1], region.shape[0])
+        shrunk = (max(1, round(full[0] * s)), max(1, round(full[1] * s)))
         region = cv2.resize(region, shrunk, interpolation=cv2.INTER_AREA)
-        local = compose(local, resizing(shrunk, size))
+        local = compose(local, resizing(shrunk, full))
     return cv2.warpAffine(region, local, (w, h), flags=interpolation, borderMode=border)
 
 

@@ -209,9 +209,14 @@ def write_like(path: str | Path, rgb: np.ndarray, source: str | Path) -> Path:
         else:
             image = image.convert("L")
     if "A" in src.getbands() or "transparency" in src.info:
-        image = image.convert("LA" if image.mode == "L" else "RGBA")  # 16-bit grey has no alpha mode
+        if image.mode == "I;16":  # no 16-bit grey with alpha in Pillow: 8 bits, as read
+            image = Image.fromarray(np.ascontiguousarray(rgb[..., 0]))
+        image = image.convert("LA" if image.mode == "L" else "RGBA")
         image.putalpha(src.convert("RGBA").getchannel("A"))
     extra = {key: src.info[key] for key in ("icc_profile", "dpi") if src.info.get(key)}
+    space = b"RGB " if image.mode in ("RGB", "RGBA") else b"GRAY"
+    if "icc_profile" in extra and extra["icc_profile"][16:20] != space:  # e.g. a CMYK JPEG's: not for these pixels
+        del extra["icc_profile"]
     return write_atomically(path, lambda tmp: image.save(tmp, format="PNG", compress_level=PNG_LEVEL, **extra),
                             ".png")
 

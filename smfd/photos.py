@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from .faces import CROP_SIZE, Face, apply, compose, detect_faces, invert, warp
+from .faces import CROP_SIZE, Face, apply, compose, detect_faces, invert, scale_of, warp
 from .images import check_rgb
 from .restorer import with_fine_detail
 
@@ -32,7 +32,7 @@ class FaceResult:
     restored: bool  # False: smaller than the minimum size, left untouched
     crop: np.ndarray | None = None  # aligned blurry crop, 256x256x3
     groups: np.ndarray | None = None  # its 5-group mask, 256x256 (0..4)
-    result: np.ndarray | None = None  # the restored crop as pasted, 256x256x3
+    result: np.ndarray | None = None  # the restored crop, 256x256x3 (a larger face gets its fine detail in the paste)
     region: tuple[int, int, int, int] | None = None  # (x0, y0, x1, y1) of the pixels it may change
 
 
@@ -103,8 +103,9 @@ def paste(out: np.ndarray, restored: np.ndarray, alpha: np.ndarray, matrix: np.n
     colour = warp(restored, to_region, region, border=cv2.BORDER_REPLICATE)
     weight = warp(alpha, to_region, region, border=cv2.BORDER_CONSTANT)[..., None]
     base = out[y0:y1, x0:x1]
-    if crop is not None:
-        colour = with_fine_detail(colour, base, warp(crop, to_region, region, border=cv2.BORDER_REPLICATE))
+    if crop is not None and scale_of(matrix) < 1:  # a face larger than its crop: keep its finest detail
+        low = warp(crop, to_region, region, border=cv2.BORDER_REPLICATE)
+        colour = with_fine_detail(colour, base, low, where=weight[..., 0] > 0)
     colour = colour.astype(np.float32)
     blended = np.clip(np.rint(weight * colour + (1 - weight) * base), 0, 255).astype(np.uint8)
     out[y0:y1, x0:x1] = np.where(weight > 0, blended, base)  # untouched where alpha is zero

@@ -90,14 +90,16 @@ def with_input_colours(restored: np.ndarray, blurry: np.ndarray, sigma: float = 
     return np.clip(np.rint(r + shift), 0, 255).astype(np.uint8)
 
 
-def with_fine_detail(restored: np.ndarray, image: np.ndarray, low: np.ndarray) -> np.ndarray:
+def with_fine_detail(restored: np.ndarray, image: np.ndarray, low: np.ndarray,
+                     where: np.ndarray | None = None) -> np.ndarray:
     """``restored`` (scaled up from the networks' 256 px) plus the finest detail of ``image`` that
     its 256 px copy ``low`` (scaled up alike) lost, less its typical size: noise, the bulk of that
-    detail on a degraded face, is dropped and edges are kept. A sharp 512 px face restored went
-    from 32.2 to 34.1 dB (detail 0.39 -> 0.71 of the sharp face's) while a degraded one stayed at
-    25.7 dB; adding the detail uncored brought the noise back (25.7 -> 24.6 dB; scripts/large_faces.py)."""
+    detail on a degraded face, is dropped and edges are kept. On held-out 512 px faces a sharp one
+    restored as a crop went from 31.3 to 32.9 dB (fine detail 0.38 -> 0.71 of its own) and a
+    degraded one stayed at 24.3 dB; uncored, the noise came back (README, scripts/large_faces.py)."""
     detail = image.astype(np.float32) - low.astype(np.float32)
-    noise = DETAIL_CORING * 1.4826 * np.median(np.abs(detail))  # a robust standard deviation
+    sample = detail if where is None else detail[where]  # ``where``: the pixels the face covers
+    noise = DETAIL_CORING * 1.4826 * np.median(np.abs(sample)) if sample.size else 0.0  # a robust s.d.
     kept = np.sign(detail) * np.maximum(np.abs(detail) - noise, 0)
     return np.clip(np.rint(restored.astype(np.float32) + kept), 0, 255).astype(np.uint8)
 
@@ -169,6 +171,8 @@ class Restorer:
         networks read the face and its mirror image and average the two (see the engines).
         ``keep_colours``: give the result the input's colours at scales wider than
         ``COLOUR_SIGMA`` (:func:`with_input_colours`), so that a colour shift of the network cannot show.
+        The networks work at 256x256; the result comes back at the input's size, a larger face with
+        its own finest detail (:func:`with_fine_detail`), and a grey face in grey.
         """
         h, w = check_rgb(image).shape[:2]
         with torch_threads(self.engine.torch_threads):
@@ -179,8 +183,9 @@ class Restorer:
         small = resize_to(image, WORK)
         if keep_colours:
             restored = with_input_colours(restored, small)
-        if (w, h) != WORK:  # back at the input's size, with the finest detail the 256 px lost
-            restored = with_fine_detail(resize_to(restored, (w, h)), image, resize_to(small, (w, h)))
+        restored = resize_to(restored, (w, h))
+        if max(w, h) > WORK_SIZE:  # a face larger than the networks see keeps its finest detail
+            restored = with_fine_detail(restored, image, resize_to(small, (w, h)))
         if (image[..., :1] == image).all():  # a black-and-white face stays black and white
             restored = np.repeat(cv2.cvtColor(restored, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
         return Restoration(restored, groups, mask is None)

@@ -85,6 +85,26 @@ def test_a_16_bit_grey_png_keeps_its_brightness(tmp_path, face_files):
     assert np.abs(image[..., 0].astype(int) - np.rint(grey / 257).astype(int)).max() == 0  # not stretched
 
 
+def test_a_grey_photo_is_blurred_in_grey(tmp_path, face_files):
+    """One channel in, one channel out: noise drawn per colour channel would colour a grey photo."""
+    Image.open(face_files[0]).convert("L").save(tmp_path / "grey.png")
+    assert main(["blur", str(tmp_path / "grey.png"), str(tmp_path / "out"), "--seed", "4"]) == 0
+    assert Image.open(tmp_path / "out" / "grey.png").mode == "L"
+
+
+def test_names_with_one_32_bit_checksum_get_their_own_recipes():
+    """Recipes were seeded by the name's CRC-32: these two (hex names, as celebamask_mini's) drew
+    the same recipe, noise included."""
+    import zlib
+
+    from smfd.blur_files import rng_for_file
+
+    names = ["5d5c18e4cd078a34b4db2ac85fbc1ed0.jpg", "6c088d0fc5b811089baf86ce80c024c8.jpg"]
+    assert zlib.crc32(names[0].encode()) == zlib.crc32(names[1].encode())
+    recipes = [degrade.sample_recipe(rng_for_file(0, Path(n)), degrade.PipelineOptions()) for n in names]
+    assert recipes[0] != recipes[1]
+
+
 def test_a_float_image_with_nan_and_the_pixel_limit_are_named(tmp_path, face_files):
     from smfd.errors import InputError
     from smfd.images import MAX_PIXELS, check_image_file
@@ -109,10 +129,11 @@ def test_same_seed_gives_identical_bytes(tmp_path, face_files, capsys):
     runs = {}
     for name, args in (("a", [str(src), str(tmp_path / "a"), "--seed", "9"]),
                        ("b", [str(src), "--seed", "9", str(tmp_path / "b")]),
-                       ("c", ["--seed", "10", str(src), str(tmp_path / "c")])):
+                       ("c", ["--seed", "10", str(src), str(tmp_path / "c")]),
+                       ("d", ["--seed", "9", "--", str(src), str(tmp_path / "d")])):  # `--`: files named -x
         assert main(["blur", *args]) == 0
         runs[name] = [(tmp_path / name / f"{src.stem}{ext}").read_bytes() for ext in (".png", ".json")]
-    assert runs["a"] == runs["b"]
+    assert runs["a"] == runs["b"] == runs["d"]
     assert runs["a"][0] != runs["c"][0]
 
 

@@ -229,6 +229,8 @@ def test_apply_checks_its_input_and_keeps_grayscale_and_tiny_shapes(small_face):
     gray = cv2.cvtColor(small_face, cv2.COLOR_RGB2GRAY)
     assert degrade.apply(gray, r).shape == gray.shape
     assert degrade.apply(small_face[:3, :5], r).shape == (3, 5, 3)
+    unscaled = degrade.sample_recipe(np.random.default_rng(5), degrade.PipelineOptions(rescale=False))
+    assert degrade.apply(gray[..., None], unscaled).shape == gray.shape + (1,)  # blur alone kept the axis too
 
 
 # ---------------------------------------------------------------- kernels and PSF

@@ -349,6 +349,25 @@ def test_a_restored_photo_keeps_its_transparency_grey_depth_and_colour_profile(t
     assert np.array_equal(restored[~face], deep[~face])  # the 16-bit values, not their 8-bit rounding
 
 
+def test_writing_like_the_source_keeps_only_what_fits_the_pixels(tmp_path):
+    """A 16-bit grey PNG with a transparent value has no 16-bit form with alpha: 8 bits, not white;
+    a CMYK JPEG's profile does not describe the RGB pixels written: left out."""
+    from PIL import Image, ImageCms
+
+    from smfd.images import write_like
+
+    deep = np.random.default_rng(0).integers(0, 65535, (20, 30)).astype(np.uint16)
+    Image.fromarray(deep).save(tmp_path / "deep.png", transparency=1000)
+    write_like(tmp_path / "deep_out.png", read_image(tmp_path / "deep.png"), tmp_path / "deep.png")
+    out = Image.open(tmp_path / "deep_out.png")
+    assert out.mode == "LA" and np.array_equal(np.asarray(out)[..., 0], np.rint(deep / 257).astype(np.uint8))
+    profile = bytearray(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+    profile[16:20] = b"CMYK"  # the header's colour space
+    Image.new("CMYK", (16, 16), (10, 20, 30, 40)).save(tmp_path / "c.jpg", icc_profile=bytes(profile))
+    write_like(tmp_path / "c.png", read_image(tmp_path / "c.jpg"), tmp_path / "c.jpg")
+    assert "icc_profile" not in Image.open(tmp_path / "c.png").info
+
+
 def test_aligned_option_and_masks_imply_it(tmp_path, random_weights, face_512, capsys):
     src = write_png(tmp_path / "crop.png", face_512)
     rc = main(["restore", str(src), str(tmp_path / "out"), "--weights", str(random_weights), "--aligned"])

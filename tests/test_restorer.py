@@ -221,3 +221,18 @@ def test_fine_detail_beyond_the_networks_256_px_keeps_edges_and_drops_noise():
     out = with_fine_detail(restored, image, low).astype(int) - 100
     assert np.abs(out[:, :190]).mean() < 0.5  # noise: mean |deviation| 4.8 in the image
     assert out[:, 200:202].mean() > 40  # the line: 60 in the image
+
+
+def test_only_a_face_larger_than_the_networks_see_gets_fine_detail(restorer, face, monkeypatch):
+    """A smaller face loses nothing the 256 px work copy could not hold; resampling differences
+    there (mostly exactly 0, so nothing would be cored) must not be added."""
+    import cv2
+
+    from smfd import restorer as module
+
+    calls = []
+    real = module.with_fine_detail
+    monkeypatch.setattr(module, "with_fine_detail", lambda *a, **k: calls.append(a[1].shape) or real(*a, **k))
+    for side in (128, 200, 256, 300):
+        restorer.restore(cv2.resize(face, (side, side), interpolation=cv2.INTER_AREA))
+    assert calls == [(300, 300, 3)]

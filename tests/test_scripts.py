@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import os
 import shutil
 import subprocess
 import sys
@@ -125,18 +126,24 @@ def run_here(script: str, *args: str, capsys) -> subprocess.CompletedProcess:
     imported already: seconds less per run); its exit status and output as subprocess.run gives them."""
     import runpy
 
-    argv, command = sys.argv, [str(ROOT / "scripts" / script), *map(str, args)]
+    argv, cwd, command = sys.argv, os.getcwd(), [str(ROOT / "scripts" / script), *map(str, args)]
     capsys.readouterr()
     sys.argv = list(command)
+    os.chdir(ROOT)
+    message = ""
     try:
         runpy.run_path(command[0], run_name="__main__")
         code = 0
     except SystemExit as stop:
-        code = stop.code or 0
+        if stop.code is None or isinstance(stop.code, int):
+            code = stop.code or 0
+        else:  # sys.exit("text"): Python prints the text to stderr and exits with 1
+            code, message = 1, f"{stop.code}\n"
     finally:
         sys.argv = argv
+        os.chdir(cwd)
     out, err = capsys.readouterr()
-    return subprocess.CompletedProcess(command, code, out, err)
+    return subprocess.CompletedProcess(command, code, out, err + message)
 
 
 def test_exporting_weights_replaces_only_with_overwrite_and_only_the_same_kind(tmp_path, capsys):
