@@ -89,13 +89,15 @@ def _open(path: Path, decode: bool = True) -> Image.Image:
 LABEL_MODES = ("P", "L", "I;16", "I")  # palette or grayscale: one index per pixel
 
 
-def check_image_file(path: str | Path, label_map: bool = False) -> None:
+def check_image_file(path: str | Path, label_map: bool = False) -> tuple[int, int]:
     """Refuse a missing, empty, non-image or oversized file (or, with ``label_map``, one that is
     not a palette or grayscale PNG) from its header alone (milliseconds: a whole dataset is checked
-    before a training starts; a truncated body shows only when read)."""
+    before a training starts; a truncated body shows only when read). Returns (width, height) as
+    stored (before any EXIF turn)."""
     with _open(Path(path), decode=False) as img:
         if label_map:
             _check_label_mode(path, img)
+        return img.size
 
 
 def _check_label_mode(path, img: Image.Image) -> None:

@@ -100,6 +100,20 @@ def test_folder_layout_has_no_masks(shared_data):
     assert sample["blurry"].shape == (3, 64, 64) and np.all(sample["mask"] == -1)
 
 
+def test_a_face_that_is_not_square_is_named_not_stretched(tmp_path, shared_data):
+    from PIL import Image
+
+    folder = tmp_path / "faces"
+    folder.mkdir()
+    Image.open(sorted((shared_data / "ffhq_mini").glob("*.*"))[0]).crop((0, 0, 512, 400)).save(folder / "wide.png")
+    records = data.open_dataset(folder)
+    says = f"{folder / 'wide.png'}: 512x400: a dataset face is a square aligned crop"
+    with pytest.raises(InputError, match=f"^{says}"):
+        data.check_files(records)  # before a training starts
+    with pytest.raises(InputError, match=f"^{says}"):
+        data.load_face(records[0])
+
+
 def test_layout_detection_and_errors(tmp_path, celeba):
     with pytest.raises(InputError, match="missing: dataset folder not found$"):
         data.detect_layout(tmp_path / "missing")
