@@ -20,7 +20,8 @@ from smfd import metrics
 from smfd.batch import check_removable
 from smfd.errors import InputError, MetricUnavailable
 from smfd.identity import SAME_PERSON
-from smfd.images import write_png
+from smfd.data import WORK_SIZE
+from smfd.images import resize_to, write_png
 from smfd.runtime import pick_device
 
 from . import report
@@ -189,6 +190,8 @@ def evaluate(pairs: list[Pair], names: list[str], out: str | Path, options: Eval
                 failures.setdefault("restore", []).append(f"{pair.id}: {exc}")
                 continue
             write_png(out / "outputs" / name / f"{pair.id}.png", restored)
+            # scored at 256x256 (SPEC section 2), whatever the size of the pairs a user brings
+            restored, sharp = (resize_to(x, (WORK_SIZE, WORK_SIZE)) for x in (restored, sharp))
             image_scores, image_problems = suite.per_image(restored, sharp)
             for k, v in image_scores.items():
                 scores[k].append(v)

@@ -489,7 +489,8 @@ def _add_eval(sub) -> None:
                              "options also serve --thesis-tables)")
     g.add_argument("--masks", default=None, metavar="GT_MASK_DIR", help="5-group ground-truth masks (<stem>.png)")
     g.add_argument("--methods", nargs="+", default=["all"], metavar="NAME",
-                   help="methods, space- or comma-separated, or 'all' (see 'smfd baselines list')")
+                   help="methods, space- or comma-separated, or 'all' (see 'smfd baselines list'); the blurry input is "
+                        "always scored beside them")
     g.add_argument("--weights", action="append", default=[], metavar="NAME=PATH",
                    help="weights of a method: a checkpoint file, or for smfd/smfd-gt-mask a folder "
                         "(NAME 'smfd' sets both); default: the cache / the shipped weights")
@@ -561,7 +562,8 @@ def _budget(text: str):
 
 
 def _method_list(items: list[str]) -> tuple[list[str], bool]:
-    """The methods of --methods, and whether they were chosen by name (not 'all')."""
+    """The methods of --methods, and whether they were chosen by name (not 'all'); the blurry input
+    is always among them: every figure is reported beside the input's own (SPEC section 2)."""
     from baselines import methods
 
     names = [n for item in items for n in item.split(",") if n]
@@ -572,7 +574,9 @@ def _method_list(items: list[str]) -> tuple[list[str], bool]:
         raise InputError(f"--methods names {', '.join(repeated)} more than once")
     if "all" in names and names != ["all"]:
         raise InputError("--methods all already holds every method: give it alone")
-    return ([m.name for m in methods()], False) if names == ["all"] else (names, True)
+    if names == ["all"]:
+        return [m.name for m in methods()], False
+    return (names if "blurry" in names else [*names, "blurry"]), True
 
 
 def _weights_overrides(items: list[str]) -> dict[str, str]:
