@@ -72,20 +72,23 @@ class MirroredDeblur(nn.Module):
 
 
 class TorchEngine:
-    """The reference: the PyTorch modules themselves."""
+    """The reference: the PyTorch modules themselves. ``threads``: PyTorch's threads around each
+    call of the networks (None: as set in the process), this engine's own: a second Restorer with
+    other threads does not change them."""
 
     name = "pytorch"
-    torch_threads = None  # PyTorch's threads around the networks: as set (they run the networks)
 
-    def __init__(self, mask_model: nn.Module, deblur_model: nn.Module, device: torch.device):
+    def __init__(self, mask_model: nn.Module, deblur_model: nn.Module, device: torch.device,
+                 threads: int | None = None):
         self.device = device
+        self.torch_threads = threads
         self.masker = MaskProbabilities(mask_model).eval()
         self.deblurrer = MirroredDeblur(deblur_model).eval()
 
     def describe(self) -> str:
         bf16 = native_bf16(self.device.type)
         return f"pytorch ({self.device.type}, {'bf16 autocast' if bf16 else 'float32'}, " \
-               f"{torch.get_num_threads()} threads)"
+               f"{self.torch_threads or torch.get_num_threads()} threads)"
 
     @torch.no_grad()
     def probabilities(self, x: torch.Tensor) -> torch.Tensor:
@@ -138,7 +141,7 @@ class OpenVINOEngine:
         self.int8 = int8
         self.threads = threads or default_threads()
         settings = {"format": CACHE_FORMAT, "openvino": ov.__version__, "size": size,
-                    "int8": INT8_RECIPE if int8 else False}
+                    "int8": [INT8_RECIPE, nncf_version()] if int8 else False}
         key = hashlib.sha256((weights_digest(mask_model, deblur_model) + json.dumps(settings, sort_keys=True))
                              .encode()).hexdigest()[:16]
         self.folder = Path(cache or cache_root() / "engines") / f"openvino-{key}"
@@ -245,6 +248,16 @@ def _discard(folder: Path) -> None:
     shutil.rmtree(aside, ignore_errors=True)
 
 
+def nncf_version() -> str | None:
+    """NNCF's version (part of an int8 cache key: another release may quantise otherwise), or None."""
+    try:
+        from importlib.metadata import version
+
+        return version("nncf")
+    except Exception:  # not installed: _quantise says so when it is needed
+        return None
+
+
 def _quantise(mask_ir, deblur_ir, faces: list[np.ndarray], deblur_config):
     """int8 post-training quantisation of both networks with NNCF, calibrated on ``faces``
     (aligned blurry faces at the working size) and the masks the float mask generator gives them."""
@@ -305,13 +318,12 @@ def make_engine(name: str, mask_model: nn.Module, deblur_model: nn.Module, devic
     """
     if name not in ENGINES:
         raise InputError(f"engine must be one of {', '.join(ENGINES)}, got {name!r}")
+    if threads is not None and not (isinstance(threads, int) and 1 <= threads <= 1024):
+        raise InputError(f"threads must be a number of threads from 1 to 1024, got {threads!r}")
     if name == "auto":
         name = "openvino" if device.type == "cpu" and openvino_version() is not None else "pytorch"
-    if name == "pytorch":
-        threads = threads or threads_asked()
-        if threads:  # else PyTorch's own default, one per core
-            torch.set_num_threads(threads)
-        return TorchEngine(mask_model, deblur_model, device)
+    if name == "pytorch":  # without threads: PyTorch's own default, one per core
+        return TorchEngine(mask_model, deblur_model, device, threads or threads_asked())
     if device.type != "cpu":
         raise InputError(f"the {name} engine runs on the CPU; use --engine pytorch for {device.type}")
     if openvino_version() is None:

@@ -51,7 +51,8 @@ def fast_autocast(device: torch.device | str):
 def torch_threads(n: int | None):
     """PyTorch's intra-op threads set to ``n`` inside the block and put back after it (None: left
     as they are). In PyTorch's OpenMP builds the setting is the calling thread's own, so blocks in
-    other threads (the app restores from a background thread too) neither see nor undo it."""
+    other threads (the app restores from a background thread too) do not undo it; but a thread
+    that first uses PyTorch while the block runs starts with ``n`` and keeps it."""
     if n is None:
         yield
         return

@@ -119,6 +119,22 @@ def test_without_openvino_auto_falls_back_to_pytorch(monkeypatch, random_weights
         Restorer.from_pretrained(random_weights, "cpu", engine="openvino")
 
 
+def test_each_pytorch_restorer_runs_on_its_own_threads(random_weights, monkeypatch):
+    """Threads were set for the whole process when a Restorer was built: the last one built won,
+    so a 1-thread Restorer timed after a 2-thread one was built ran on 2."""
+    one = Restorer.from_pretrained(random_weights, "cpu", "pytorch", threads=1)
+    two = Restorer.from_pretrained(random_weights, "cpu", "pytorch", threads=2)
+    seen = []
+    for restorer in (one, two):
+        deblur = restorer.engine.deblur
+        monkeypatch.setattr(restorer.engine, "deblur", lambda x, m, deblur=deblur: seen.append(torch.get_num_threads())
+                            or deblur(x, m))
+        restorer.restore(np.full((256, 256, 3), 120, np.uint8))
+    assert seen == [1, 2] and "1 threads" in one.engine.describe()
+    with pytest.raises(InputError, match="threads must be a number of threads from 1 to 1024, got -2"):
+        make_engine("pytorch", one.mask_model, one.deblur_model, torch.device("cpu"), 256, threads=-2)
+
+
 def test_gpu_uses_pytorch_and_names_unknown_engines():
     mask, deblur = small_networks()
     assert isinstance(make_engine("auto", mask, deblur, torch.device("cuda"), 256), TorchEngine)
@@ -134,8 +150,8 @@ def test_smfd_threads_sets_both_engines_and_nonsense_is_named(monkeypatch, tmp_p
     before = torch.get_num_threads()
     try:
         monkeypatch.setenv("SMFD_THREADS", "1")
-        make_engine("pytorch", mask, deblur, torch.device("cpu"), 256)
-        assert torch.get_num_threads() == 1
+        assert make_engine("pytorch", mask, deblur, torch.device("cpu"), 256).torch_threads == 1
+        assert torch.get_num_threads() == before  # the engine's own, not the process's
         assert make_engine("openvino", mask, deblur, torch.device("cpu"), 64).threads == 1
         for nonsense in ("abc", "0", "-2", "2.5"):
             monkeypatch.setenv("SMFD_THREADS", nonsense)
