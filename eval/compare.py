@@ -2,7 +2,8 @@
 
 Per method one row of ``results.csv`` (:data:`eval.report.COLUMNS`): the mean over images of PSNR,
 SSIM, MSE (SPEC section 2), NIQE, LPIPS, identity (dlib descriptor distance, and the share of images
-under dlib's same-person threshold) and landmark distance, and FID over the set.
+under dlib's same-person threshold) and landmark distance, and FID over the set; with the standard
+errors of the PSNR, SSIM and identity means (SD / sqrt(n)).
 A method or metric that cannot run here leaves its cells empty and says why in ``status``; no
 number is ever made up. Restored images are kept in ``outputs/<method>/<id>.png``.
 """
@@ -208,6 +209,9 @@ def evaluate(pairs: list[Pair], names: list[str], out: str | Path, options: Eval
                **{k: _mean(v) if every and len(v) == n else None for k, v in scores.items()}}
         if row["id_dist"] is not None:
             row["same_person"] = float(np.mean(np.array(scores["id_dist"]) < SAME_PERSON))
+        for k in report.WITH_SE:
+            if row[k] is not None and n >= 2:
+                row[f"{k}_se"] = float(np.std(scores[k], ddof=1) / np.sqrt(n))
         reasons = {k: f"failed on {len(v)} of {len(pairs) if k == 'restore' else n} images (first: {v[0]})"
                    + ("; no means, they would cover other faces than the other rows" if k == "restore" else "")
                    for k, v in failures.items()}

@@ -12,8 +12,10 @@ from smfd.images import read_image, resize_to, write_png
 
 from .pairs import Pair
 
+# Standard errors of the means over the faces (SD / sqrt(n)), beside the figures methods are compared on.
+WITH_SE = ("psnr", "ssim", "id_dist")
 COLUMNS = ("method", "n", "psnr", "ssim", "mse", "niqe", "lpips", "fid", "id_dist", "same_person", "lmd",
-           "status")
+           *(f"{k}_se" for k in WITH_SE), "status")
 PER_IMAGE = ("psnr", "ssim", "mse", "niqe", "lpips", "id_dist", "lmd")
 DIGITS = {"psnr": 2, "ssim": 4, "mse": 2, "niqe": 3, "lpips": 4, "fid": 2, "id_dist": 4, "same_person": 3,
           "lmd": 2}
@@ -37,8 +39,9 @@ METRIC_NOTES = {
 def fmt(name: str, value) -> str:
     if value is None:
         return ""
-    if name in DIGITS:
-        return f"{value:.{DIGITS[name]}f}"
+    digits = DIGITS.get(name, DIGITS.get(name.removesuffix("_se")))
+    if digits is not None:
+        return f"{value:.{digits}f}"
     return str(value)
 
 
@@ -85,6 +88,9 @@ def write_markdown(path: Path, rows: list[dict], pairs: list[Pair], unavailable:
     lines += [f"- `{k}`: {v}" + (few if k == "fid" else "")
               + (f" -- **not available here**: {unavailable[k]}." if k in unavailable else "")
               for k, v in METRIC_NOTES.items()]
+    lines.append(f"- Standard errors of the means (SD / sqrt(n) over the images; the chart's error bars) are in "
+                 f"results.csv: {', '.join(f'`{k}_se`' for k in WITH_SE)}. Differences between rows smaller than "
+                 "about twice them may be chance.")
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -99,8 +105,9 @@ def write_chart(path: Path, rows: list[dict], title: str) -> None:
     fig = make_subplots(rows=1, cols=len(names), subplot_titles=[f"{k} ({BETTER[k]} is better)" for k in names])
     for i, k in enumerate(names, 1):
         have = [r for r in rows if r.get(k) is not None]
-        fig.add_trace(go.Bar(x=[r["method"] for r in have], y=[r[k] for r in have], name=k,
-                             showlegend=False), row=1, col=i)
+        spread = [r.get(f"{k}_se") or 0 for r in have] if k in WITH_SE else None
+        fig.add_trace(go.Bar(x=[r["method"] for r in have], y=[r[k] for r in have], name=k, showlegend=False,
+                             error_y=None if spread is None else {"type": "data", "array": spread}), row=1, col=i)
     fig.update_layout(title=title, height=460, width=max(700, 330 * len(names)))
     fig.write_html(path, include_plotlyjs="directory")
 

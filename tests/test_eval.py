@@ -154,7 +154,7 @@ def test_eval_writes_every_result(pairs_dir, random_weights, tmp_path, capsys):
     with (out / "results.csv").open() as f:
         rows = {r["method"]: r for r in csv.DictReader(f)}
         assert list(rows["blurry"]) == ["method", "n", "psnr", "ssim", "mse", "niqe", "lpips", "fid", "id_dist",
-                                        "same_person", "lmd", "status"]
+                                        "same_person", "lmd", "psnr_se", "ssim_se", "id_dist_se", "status"]
     pairs = find_pairs(pairs_dir / "blurry", pairs_dir / "sharp")
     blurry = rows["blurry"]
     expected = np.mean([metrics.psnr(read_image(p.blurry), read_image(p.sharp)) for p in pairs])
@@ -174,6 +174,10 @@ def test_eval_writes_every_result(pairs_dir, random_weights, tmp_path, capsys):
         per_image = list(csv.DictReader(f))
     assert sorted((r["method"], r["id"]) for r in per_image) == sorted(
         (m, p.id) for m in ("blurry", "smfd-gt-mask") for p in pairs)  # a row per face of each scored method
+    for method in ("blurry", "smfd-gt-mask"):  # the standard error of the mean over the faces
+        values = [float(r["psnr"]) for r in per_image if r["method"] == method]
+        assert float(rows[method]["psnr_se"]) == pytest.approx(np.std(values, ddof=1) / np.sqrt(FACES), abs=0.01)
+    assert rows["gfpgan-1.4"]["psnr_se"] == ""
     for method in ("blurry", "smfd-gt-mask"):
         mean = np.mean([float(r["psnr"]) for r in per_image if r["method"] == method])
         assert mean == pytest.approx(float(rows[method]["psnr"]), abs=0.01)
