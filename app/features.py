@@ -17,6 +17,7 @@ import torch
 from smfd import labels
 from smfd.models import mask_input
 from smfd.restorer import Restorer
+from smfd.runtime import torch_threads
 
 from .render import enlarge, heatmap, normalise
 
@@ -65,7 +66,8 @@ def smfd_maps(restorer: Restorer, image: np.ndarray, mask: np.ndarray | None = N
     """The maps of one pass with the inputs a restoration gives it: ``mask`` as given, else the
     generator's (its probabilities, where the network takes them)."""
     net = copy.deepcopy(restorer.deblur_model)
-    x, m, _ = restorer.deblur_inputs(image, mask)
+    with torch_threads(restorer.engine.torch_threads):
+        x, m, _ = restorer.deblur_inputs(image, mask)
     branches = [("image encoder", net.image_encoder)]
     if net.mask_encoder is not None:
         branches.append(("mask encoder", net.mask_encoder))

@@ -210,7 +210,7 @@ def evaluate(pairs: list[Pair], names: list[str], out: str | Path, options: Eval
         if row["id_dist"] is not None:
             row["same_person"] = float(np.mean(np.array(scores["id_dist"]) < SAME_PERSON))
         for k in report.WITH_SE:
-            if row[k] is not None and n >= 2:
+            if row[k] is not None and n >= 2 and np.isfinite(scores[k]).all():  # a perfect face's PSNR is inf
                 row[f"{k}_se"] = float(np.std(scores[k], ddof=1) / np.sqrt(n))
         reasons = {k: f"failed on {len(v)} of {len(pairs) if k == 'restore' else n} images (first: {v[0]})"
                    + ("; no means, they would cover other faces than the other rows" if k == "restore" else "")

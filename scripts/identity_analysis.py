@@ -47,6 +47,7 @@ from smfd.identity import SAME_PERSON, geometry
 from smfd.images import to_uint8, write_figure
 from smfd.models import SMFDConfig, generated_mask_input
 from smfd.restorer import Restorer, with_input_colours
+from smfd.runtime import torch_threads
 
 GROUP_FIXES = {"facial parts fixed": 2, "face skin fixed": 1, "hair fixed": 3}
 
@@ -81,7 +82,8 @@ def deblur(restorer: Restorer, blurry: np.ndarray, mask: np.ndarray) -> np.ndarr
     they are, whatever the network was trained on), colours kept as every caller does."""
     m = (restorer.mask_tensor(mask) if mask.ndim == 2
          else torch.from_numpy(mask).permute(2, 0, 1)[None].to(restorer.device))
-    out = restorer.engine.deblur(restorer.work_tensor(blurry), m)
+    with torch_threads(restorer.engine.torch_threads):
+        out = restorer.engine.deblur(restorer.work_tensor(blurry), m)
     return with_input_colours(to_uint8(out.clamp(0, 1)[0].permute(1, 2, 0).cpu().numpy()), blurry)
 
 

@@ -20,7 +20,7 @@ def rng_for_file(seed: int, path: Path) -> np.random.Generator:
     # fsencode: the name's own bytes (a Latin-1 name too); the same as UTF-8 for every UTF-8 name.
     # 256 bits of the name: with a 32-bit checksum, two of 30,000 names shared a recipe by one chance in ten
     digest = hashlib.sha256(os.fsencode(path.name)).digest()
-    return np.random.default_rng([seed, *np.frombuffer(digest, np.uint32).tolist()])
+    return np.random.default_rng([seed, *np.frombuffer(digest, "<u4").tolist()])  # the same on every machine
 
 
 def recipe_record(recipe: degrade.Recipe, options: degrade.PipelineOptions | None, seed: int | None,

@@ -31,8 +31,13 @@ class _Parser(argparse.ArgumentParser):
     def parse_known_args(self, args=None, namespace=None):
         args = sys.argv[1:] if args is None else list(args)
         nested = any(a.nargs in (argparse.PARSER, argparse.REMAINDER) for a in self._get_positional_actions())
-        # argparse cannot intermix a parser that has subcommands, and mistakes `--` (a file named -x)
-        if self._intermixing or nested or "--" in args:
+        if "--" in args and not nested:
+            end = args.index("--")
+            if not any(a.startswith("-") for a in args[end + 1:]):
+                args = args[:end] + args[end + 1:]  # `--` changes nothing here: intermix without it
+            else:  # a file named -x: intermixed parsing would mistake it for an option
+                return super().parse_known_args(args, namespace)
+        if self._intermixing or nested:  # argparse cannot intermix a parser that has subcommands
             return super().parse_known_args(args, namespace)
         self._intermixing = True
         try:
@@ -440,7 +445,7 @@ def _add_demo(sub) -> None:
                    help="address to serve on (default 127.0.0.1: this machine only; 0.0.0.0: the network)")
     p.add_argument("--port", type=int_from(1, 65535), default=7860, help="TCP port to serve on (default 7860)")
     p.add_argument("--weights", default=None, help="folder with the weights (default: the shipped weights)")
-    p.add_argument("--examples", default=None, help="a dataset folder to offer as examples")
+    p.add_argument("--examples", default=None, help="a dataset folder of square aligned faces to offer as examples")
     p.add_argument("--study-db", default=None,
                    help="SQLAlchemy URL for user-study votes, e.g. postgresql://user@host/db for "
                         "replicas on several machines; a database serves one study (weights, photos, "

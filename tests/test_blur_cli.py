@@ -130,10 +130,11 @@ def test_same_seed_gives_identical_bytes(tmp_path, face_files, capsys):
     for name, args in (("a", [str(src), str(tmp_path / "a"), "--seed", "9"]),
                        ("b", [str(src), "--seed", "9", str(tmp_path / "b")]),
                        ("c", ["--seed", "10", str(src), str(tmp_path / "c")]),
-                       ("d", ["--seed", "9", "--", str(src), str(tmp_path / "d")])):  # `--`: files named -x
+                       ("d", ["--seed", "9", "--", str(src), str(tmp_path / "d")]),  # `--`: files named -x
+                       ("e", [str(src), "--seed", "9", "--", str(tmp_path / "e")])):
         assert main(["blur", *args]) == 0
         runs[name] = [(tmp_path / name / f"{src.stem}{ext}").read_bytes() for ext in (".png", ".json")]
-    assert runs["a"] == runs["b"] == runs["d"]
+    assert runs["a"] == runs["b"] == runs["d"] == runs["e"]
     assert runs["a"][0] != runs["c"][0]
 
 

@@ -324,6 +324,16 @@ def test_pairs_of_another_size_are_scored_at_256(pairs_dir, tmp_path, capsys):
     assert "every output scored at 256x256" in (tmp_path / "big" / "results.md").read_text()
 
 
+def test_a_perfect_face_leaves_the_psnr_standard_error_empty(pairs_dir, tmp_path):
+    """Its PSNR is infinite: the mean says so, a standard error would be nan."""
+    sharp = str(pairs_dir / "sharp")
+    assert main(["eval", "--pairs", sharp, sharp, "--methods", "blurry", "--out", str(tmp_path / "o"),
+                 "--grid-rows", "1"]) == 0
+    with open(tmp_path / "o" / "results.csv", newline="") as f:
+        row = next(csv.DictReader(f))
+    assert row["psnr"] == "inf" and row["psnr_se"] == "" and float(row["ssim_se"]) == 0
+
+
 def test_the_blurry_input_is_always_evaluated_beside_the_methods():
     from smfd.cli import _method_list
 
