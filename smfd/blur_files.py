@@ -12,7 +12,7 @@ import numpy as np
 from . import degrade
 from .batch import check_folder, check_free, check_not_inputs, check_some_usable, run_batch
 from .errors import InputError
-from .images import check_image_file, list_images, read_image, write_atomically, write_png
+from .images import check_image_file, is_grey, list_images, read_image, write_atomically, write_png
 
 
 def rng_for_file(seed: int, path: Path) -> np.random.Generator:
@@ -66,7 +66,7 @@ def blur_files(src: str, dst: str, options: degrade.PipelineOptions, seed: int =
         png, js = out / f"{path.stem}.png", out / f"{path.stem}.json"
         check_free((png, js), overwrite)
         image = read_image(path)
-        if (image[..., :1] == image).all():  # a grey photo is blurred, noised and written as one channel
+        if is_grey(image):  # a grey photo is blurred, noised and written as one channel
             image = np.ascontiguousarray(image[..., 0])
         recipe = fixed or degrade.sample_recipe(rng_for_file(seed, path), options)
         write_png(png, degrade.apply(image, recipe))

@@ -110,21 +110,23 @@ def check_files(records: list[FaceRecord]) -> None:
     """Every image and mask file of the records, checked from its header (InputError naming the
     first unusable one), so that a bad file stops a run before its first epoch, not inside it."""
     for record in records:
-        width, height = check_image_file(record.image)
-        if width != height:
-            raise InputError(f"{record.image}: {width}x{height}: a dataset face is a square aligned crop "
-                             "(it would be stretched)")
+        check_square(record.image, *check_image_file(record.image))
         if record.mask is not None:
             check_image_file(record.mask, label_map=True)
         for _, png in record.parts:  # binary part masks, gray or RGB
             check_image_file(png)
 
 
+def check_square(path: Path, width: int, height: int) -> None:
+    """A dataset face is a square aligned crop: stretching another to a square would distort it."""
+    if width != height:
+        raise InputError(f"{path}: {width}x{height}: a dataset face is a square aligned crop")
+
+
 def load_face(record: FaceRecord, size: int = SOURCE_SIZE) -> tuple[np.ndarray, np.ndarray | None]:
     """RGB uint8 at size x size and its 19-class label map (None without a mask)."""
     image = read_image(record.image)
-    if image.shape[0] != image.shape[1]:  # stretching it to a square would distort the face
-        raise InputError(f"{record.image}: {image.shape[1]}x{image.shape[0]}: a dataset face is a square aligned crop")
+    check_square(record.image, image.shape[1], image.shape[0])
     if image.shape[:2] != (size, size):
         image = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
     classes = load_classes(record)

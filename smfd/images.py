@@ -89,6 +89,11 @@ def _open(path: Path, decode: bool = True) -> Image.Image:
 LABEL_MODES = ("P", "L", "I;16", "I")  # palette or grayscale: one index per pixel
 
 
+def is_grey(image: np.ndarray) -> bool:
+    """Whether an RGB image holds one grey level per pixel (a black-and-white photo read as RGB)."""
+    return bool((image[..., :1] == image).all())
+
+
 def check_image_file(path: str | Path, label_map: bool = False) -> tuple[int, int]:
     """Refuse a missing, empty, non-image or oversized file (or, with ``label_map``, one that is
     not a palette or grayscale PNG) from its header alone (milliseconds: a whole dataset is checked
@@ -203,7 +208,7 @@ def write_like(path: str | Path, rgb: np.ndarray, source: str | Path) -> Path:
         warnings.filterwarnings("ignore", "Corrupt EXIF data", UserWarning)
         src = ImageOps.exif_transpose(_open(Path(source)))  # upright, as read_image gave the pixels
     image = Image.fromarray(np.ascontiguousarray(rgb))
-    if src.getbands()[0] in ("L", "I", "F", "1") and (rgb[..., :1] == rgb).all():  # grey, and still grey
+    if src.getbands()[0] in ("L", "I", "F", "1") and is_grey(rgb):  # grey, and still grey
         if src.mode.startswith("I;16"):
             deep = np.asarray(src, np.uint16)
             kept = np.rint(deep / 257).astype(np.uint8) == rgb[..., 0]

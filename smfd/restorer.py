@@ -18,7 +18,7 @@ from . import checkpoint, labels
 from .data import WORK_SIZE
 from .engines import calibration_faces, make_engine, threads_asked
 from .errors import InputError
-from .images import check_rgb, resize_labels, resize_to, to_float, to_uint8
+from .images import check_rgb, is_grey, resize_labels, resize_to, to_float, to_uint8
 from .models import MaskNetConfig, SMFDConfig, build, generated_mask_input, one_hot_mask
 from .runtime import pick_device, torch_threads
 
@@ -186,7 +186,7 @@ class Restorer:
         restored = resize_to(restored, (w, h))
         if max(w, h) > WORK_SIZE:  # a face larger than the networks see keeps its finest detail
             restored = with_fine_detail(restored, image, resize_to(small, (w, h)))
-        if (image[..., :1] == image).all():  # a black-and-white face stays black and white
+        if is_grey(image):  # a black-and-white face stays black and white
             restored = np.repeat(cv2.cvtColor(restored, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
         return Restoration(restored, groups, mask is None)
 
