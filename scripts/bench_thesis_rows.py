@@ -42,6 +42,8 @@ def main() -> None:
     budget = Budget(samples=args.budget)
     print(f"torch threads {torch.get_num_threads()}; budget {budget.describe()}")
     for label, (task, config) in KINDS.items():
+        if task == "deblur":  # the rows as the budget trains them (e.g. residual)
+            config = {**config, **budget.deblur_config}
         with tempfile.TemporaryDirectory() as out:
             # DataLoader prefetches 2 batches per worker and refills while the warm-up runs: use
             # up twice that before the clock starts.
