@@ -17,6 +17,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -210,7 +211,10 @@ class EpochSampler(Sampler):
         rng = np.random.default_rng([self.seed, self.epoch, 7])
         passes = math.ceil(self.samples / self.n)
         order = np.concatenate([rng.permutation(self.n) + p * self.n for p in range(passes)])
-        return order[: self.samples][self.rank::self.world].tolist()
+        # every rank the same count, so that all take the same number of steps: one rank's extra
+        # batch would wait forever for the others' gradients
+        usable = self.samples - self.samples % self.world
+        return order[:usable][self.rank::self.world].tolist()
 
     def __iter__(self):
         return iter(self._indices())
@@ -231,6 +235,8 @@ class Trainer:
     def __init__(self, settings: TrainSettings):
         self.s = s = settings
         self.rank, self.world = _distributed(s.device)
+        if s.batch % self.world:  # each process takes an equal share of every batch
+            raise InputError(f"--batch {s.batch} is not a multiple of the {self.world} processes")
         self.device = pick_device(s.device, self.rank)
         self.out = Path(s.out)
         torch.manual_seed(s.seed)
@@ -503,10 +509,14 @@ class Trainer:
                 value = term(batch, out)
                 loss = loss + getattr(self.s, name) * value
                 sums[name] += value.item() * len(batch["blurry"])
+            value = loss.item()
+            if not math.isfinite(value):  # a step on it would make every weight nan, silently
+                raise InputError(f"epoch {self.epoch + 1}: the training loss is {value} after {count} samples; "
+                                 "lower --lr or check the data (state.pt keeps the epochs before)")
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
-            total += loss.item() * len(batch["blurry"])
+            total += value * len(batch["blurry"])
             count += len(batch["blurry"])
             bar.set_postfix(loss=f"{total / count:.4f}", refresh=False)
         self.epoch_samples = count * self.world
@@ -579,7 +589,7 @@ class Trainer:
                                      uncompressed=self.teacher is not None and options.jpeg)
         sampler = EpochSampler(len(self.train_records), s.samples_per_epoch or len(self.train_records),
                                s.seed, self.rank, self.world)
-        per_rank = max(1, s.batch // self.world)
+        per_rank = s.batch // self.world
         train = DataLoader(train_set, per_rank, sampler=sampler, num_workers=s.workers, drop_last=True,
                            pin_memory=self.device.type == "cuda")
         val_set = data.FaceDataset(self.val_records, s.size, None, augment=None, seed=0,
@@ -591,6 +601,10 @@ class Trainer:
         s, main = self.s, self.rank == 0
         self.out.mkdir(parents=True, exist_ok=True)
         resumed = self.load_state()
+        if main:  # a run killed while saving (SIGKILL, out of memory) left its temporary copy: 100+ MB
+            for stale in self.out.iterdir():
+                if TEMPORARY.fullmatch(stale.name) and stale.is_file():
+                    stale.unlink()
         if main:
             n = count_parameters(self.model)["total"]
             print(f"[smfd train] {s.task}: {n:,} parameters, {len(self.train_records)} training / "
@@ -637,11 +651,15 @@ class Trainer:
                       + (" (best)" if improved else ""), flush=True)
         if self.world > 1:
             dist.barrier()
+        if main and self.epoch and not (self.out / "best.safetensors").is_file():
+            raise InputError(f"{self.out}: no validation of the {self.epoch} epochs gave a number for {column}; "
+                             "no best.safetensors was written")
         return {"best": sign * self.best, "monitor": column, "epochs": self.epoch, "out": str(self.out)}
 
 
 # The files of a run folder, state.pt the one record (see Trainer.save_state).
 RUN_FILES = ("state.pt", "best.safetensors", "log.csv", "settings.json")
+TEMPORARY = re.compile(r"tmp[a-z0-9_]{8}\.(pt|safetensors|csv|json)")  # write_atomically's copies of them
 STATE_KEYS = ("model", "optimizer", "scheduler", "epoch", "best", "bad_epochs", "history", "settings")
 LOG_ONLY = ("epoch", "lr", "train_loss", "train_semantic", "train_perceptual", "seconds", "samples")
 # Settings a resumed run may change: they do not alter what is trained.
@@ -727,6 +745,7 @@ def cross_validate(settings: TrainSettings) -> list[dict]:
 
     runs = [dataclasses.replace(settings, fold=fold, out=str(Path(settings.out) / f"fold{fold}"))
             for fold in range(settings.k)]
-    for run in runs:  # a file in any fold's way is named before the first fold trains
-        check_folder(run.out, f"fold {run.fold}'s folder")
+    for run in runs:  # a file in any fold's way, too few faces or another run's state is named
+        check_folder(run.out, f"fold {run.fold}'s folder")  # before the first fold trains
+        Trainer(run).load_state()
     return [{"fold": run.fold, **train(run)} for run in runs]

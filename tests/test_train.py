@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
+import io
 import os
 import re
 import subprocess
@@ -94,7 +96,8 @@ def test_sampler_covers_faces_and_splits_ranks():
     full = list(EpochSampler(10, 25, seed=1))
     assert len(full) == 25 and len(set(full)) == 25 and sorted(i % 10 for i in full[:10]) == list(range(10))
     ranks = [list(EpochSampler(10, 25, seed=1, rank=r, world=2)) for r in (0, 1)]
-    assert sorted(ranks[0] + ranks[1]) == sorted(full)
+    # equal shares (an extra step on one rank would wait forever for the other's gradients)
+    assert len(ranks[0]) == len(ranks[1]) == 12 and sorted(ranks[0] + ranks[1]) == sorted(full[:24])
     second = EpochSampler(10, 25, seed=1)
     second.set_epoch(1)
     assert list(second) != full
@@ -352,25 +355,31 @@ def test_an_interruption_leaves_log_and_checkpoint_in_step(celeba, tmp_path, mon
                              **{**TINY, "epochs": 3, "patch": 32, "val_faces": 2})
     trainer = Trainer(settings)
     calls = {"n": 0}
-    target = "save_state" if where == "before the state" else "write_outputs"
-    real = getattr(Trainer, target)
+    target, real = (torch, torch.save) if where == "before the state" else (Trainer, Trainer.write_outputs)
+    name = real.__name__
 
-    def interrupted(self):
+    def interrupted(*args):
         calls["n"] += 1
         if calls["n"] == 2:  # epoch 2
-            if target == "save_state":  # torch.save started writing state.pt.tmp
-                (self.out / "state.pt.tmp").write_bytes(b"partial")
+            if target is torch:  # half of state.pt's new copy is on disk
+                whole = io.BytesIO()
+                real(args[0], whole)
+                Path(args[1]).write_bytes(whole.getvalue()[: len(whole.getvalue()) // 2])
             raise KeyboardInterrupt
-        real(self)
+        real(*args)
 
-    monkeypatch.setattr(Trainer, target, interrupted)
+    monkeypatch.setattr(target, name, interrupted)
     with pytest.raises(KeyboardInterrupt):
         trainer.run()
-    monkeypatch.setattr(Trainer, target, real)
+    monkeypatch.setattr(target, name, real)
     logged = [r["epoch"] for r in _rows(tmp_path / "log.csv")]
     assert logged == ["1"]  # the log never runs ahead of state.pt
+    assert torch.load(tmp_path / "state.pt", weights_only=True)["epoch"] == (1 if target is torch else 2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.safetensors", "log.csv", "settings.json", "state.pt"]
+    (tmp_path / "tmpk3_9zq0a.pt").write_bytes(b"x" * 100)  # what a SIGKILL while saving leaves
     resumed = Trainer(settings)
     assert resumed.run()["epochs"] == 3
+    assert not (tmp_path / "tmpk3_9zq0a.pt").exists()  # removed on resuming
     rows = _rows(tmp_path / "log.csv")
     assert [r["epoch"] for r in rows] == ["1", "2", "3"]
     assert [int(r["samples"]) for r in rows] == [8, 16, 24]
@@ -749,3 +758,40 @@ def test_a_deblur_run_first_scores_the_blurry_inputs_and_its_init_weights(celeba
 
     Trainer(TrainSettings(**{**settings, "epochs": 2})).run()
     assert "validation, blurry input" not in capsys.readouterr().out
+
+
+def test_a_loss_or_validation_that_is_not_a_number_stops_with_one_line(celeba, tmp_path, monkeypatch):
+    """A nan loss stops the run before a step spreads it into every weight; a run none of whose
+    validations gave a number says so, not 'weights in best.safetensors' of a file never written."""
+    settings = TrainSettings(task="deblur", data=(str(celeba),), out=str(tmp_path / "a"), size=64,
+                             **{**TINY, "epochs": 1, "patch": 32, "val_faces": 2})
+    real = Trainer.forward
+    monkeypatch.setattr(Trainer, "forward", lambda *a: (lambda out, loss: (out, loss * float("nan")))(*real(*a)))
+    with pytest.raises(InputError, match=r"^epoch 1: the training loss is nan after 0 samples; lower --lr"):
+        Trainer(settings).run()
+    monkeypatch.setattr(Trainer, "forward", real)
+    monkeypatch.setattr(Trainer, "validate", lambda self, loader, blurry_input=False: {"psnr": float("nan"),
+                                                                                      "ssim": float("nan")})
+    trainer = Trainer(dataclasses.replace(settings, out=str(tmp_path / "b")))
+    with pytest.raises(InputError, match="no validation of the 1 epochs gave a number for ssim"):
+        trainer.run()
+    assert not (tmp_path / "b" / "best.safetensors").exists()
+
+
+def test_cross_validation_names_a_fold_without_faces_before_the_first_fold_trains(celeba, tmp_path):
+    from smfd.data import open_dataset, select
+    from smfd.train import cross_validate
+
+    records = [r for r in open_dataset(celeba) if r.has_mask][:12]
+    k = next(k for k in range(3, 12) if select(records, "val", k, 0) and select(records, "train", k, 0)
+             and not all(select(records, "val", k, f) for f in range(k)))
+    data = tmp_path / "faces"
+    for sub, files in (("images", [r.image for r in records]), ("masks", [r.mask for r in records])):
+        (data / sub).mkdir(parents=True)
+        for f in files:
+            (data / sub / f.name).symlink_to(f)
+    settings = TrainSettings(task="deblur", data=(str(data),), out=str(tmp_path / "cv"), k=k, size=64,
+                             **{**TINY, "epochs": 1, "patch": 32, "batch": 1, "samples_per_epoch": 1})
+    with pytest.raises(InputError, match=r"^too few faces: \d+ for training, 0 for validation$"):
+        cross_validate(settings)
+    assert not (tmp_path / "cv").exists()  # no fold trained before the empty one was found
