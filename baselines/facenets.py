@@ -8,6 +8,7 @@ whose loader unpickles only tensors and containers; RestoreFormer++ uses the net
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -89,7 +90,10 @@ def _spandrel_arch(name: str):
         from spandrel.architectures.RestoreFormer import RestoreFormerArch
 
         return RestoreFormerArch()
-    from spandrel_extra_arches.architectures.CodeFormer import CodeFormerArch
+    with warnings.catch_warnings():  # its module scripts a function with torch.jit, which this torch
+        # deprecates: a FutureWarning above every first CodeFormer load that tells the user nothing
+        warnings.filterwarnings("ignore", r"`torch\.jit\.script` is deprecated", FutureWarning)
+        from spandrel_extra_arches.architectures.CodeFormer import CodeFormerArch
 
     return CodeFormerArch()
 

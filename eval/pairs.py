@@ -21,7 +21,7 @@ from smfd.batch import check_removable
 from smfd.blur_files import recipe_record, write_recipe
 from smfd.degrade import PipelineOptions
 from smfd.errors import InputError
-from smfd.images import list_images, read_groups, read_image, write_png
+from smfd.images import check_rgb, list_images, read_groups, read_image, write_png
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class Pair:
     mask: Path | None = None
 
     def load(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        blurry, sharp = read_image(self.blurry), read_image(self.sharp)
+        blurry, sharp = check_rgb(read_image(self.blurry), str(self.blurry)), read_image(self.sharp)
         if blurry.shape != sharp.shape:
             raise InputError(f"{self.blurry}: size {blurry.shape[1]}x{blurry.shape[0]} differs from "
                              f"{self.sharp} ({sharp.shape[1]}x{sharp.shape[0]})")

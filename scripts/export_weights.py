@@ -26,6 +26,8 @@ def main() -> None:
     source = checkpoint.read_metadata(args.source)
     info, kind = source["info"], source["config"].get("kind")
     target = Path(args.target)
+    if target.resolve() == Path(args.source).resolve():  # the run's fp32 weights would be lost
+        raise InputError(f"{target}: TARGET is SOURCE; name another file")
     if target.is_dir():
         raise InputError(f"{target}: a folder; give the file to write")
     if target.exists():

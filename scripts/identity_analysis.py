@@ -41,7 +41,7 @@ import torch
 from tqdm import tqdm
 
 from smfd import data, labels, metrics
-from smfd.batch import check_folder
+from smfd.batch import check_replaced_file
 from smfd.cli import add_face_set_options, face_set, int_from, run_reported, script_parser
 from smfd.identity import SAME_PERSON, geometry
 from smfd.images import to_uint8, write_figure
@@ -124,7 +124,7 @@ def main() -> None:
     parser.add_argument("--after", default=None, help="weights folder of a newer model to show beside")
     args = parser.parse_args()
     if args.figure:  # named before the faces are restored, not after
-        check_folder(Path(args.figure).parent, "--figure")
+        check_replaced_file(args.figure, "--figure", (".png", ".pdf", ".svg"))
     records = face_set(args)
     if len(records) < 3:
         parser.error(f"the analysis splits the faces into thirds: it needs at least 3, got {len(records)}")

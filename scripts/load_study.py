@@ -24,7 +24,7 @@ from pathlib import Path
 
 from app.demo_process import STUDY_READY, DemoNotReady, DemoProcess
 from app.study_client import CallFailed, StudyClient
-from smfd.cli import int_from, run_reported, script_parser
+from smfd.cli import int_from, number_in, run_reported, script_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -105,8 +105,9 @@ async def drive(url: str, args) -> None:
 
 def main() -> None:
     parser = script_parser(__doc__)
-    parser.add_argument("--participants", type=int_from(1), default=60)
-    parser.add_argument("--duration", type=float, default=60.0, help="seconds of voting at most")
+    parser.add_argument("--participants", type=int_from(1, 500), default=60, help="1..500 (default 60)")
+    parser.add_argument("--duration", type=number_in(0, 3600, low_open=True), default=60.0,
+                        help="seconds of voting at most (default 60)")
     parser.add_argument("--think", type=float, nargs=2, default=(1.0, 3.0), metavar=("MIN", "MAX"),
                         help="seconds a participant looks at a pair before clicking (uniform)")
     parser.add_argument("--photos", default=None, help="study photos (default: realworld/cropped of the shared data)")
@@ -115,13 +116,17 @@ def main() -> None:
     parser.add_argument("--study-db", default=None, help="database URL (default: a fresh SQLite file)")
     parser.add_argument("--url", default=None, help="drive this running app instead of starting one")
     parser.add_argument("--seed", type=int_from(0), default=0)
-    parser.add_argument("--call-timeout", type=float, default=60.0)
-    parser.add_argument("--start-timeout", type=float, default=600.0)
+    parser.add_argument("--call-timeout", type=number_in(0, 3600, low_open=True), default=60.0,
+                        help="seconds one call may take (default 60)")
+    parser.add_argument("--start-timeout", type=number_in(0, 3600, low_open=True), default=600.0,
+                        help="seconds the app may take to get its study ready (default 600)")
     args = parser.parse_args()
-    if not 1 <= args.participants <= 500 or not 0 < args.duration <= 3600:
-        parser.error("--participants must be 1..500 and --duration 0..3600 s")
     if not 0 <= args.think[0] <= args.think[1] <= 600:
         parser.error(f"--think MIN MAX must satisfy 0 <= MIN <= MAX <= 600 s, got {args.think[0]:g} {args.think[1]:g}")
+    if args.url and not args.url.startswith(("http://", "https://")):
+        parser.error(f"--url must be the app's http:// or https:// address, got {args.url!r}")
+    if args.photos and not Path(args.photos).is_dir():  # found now, not by the app after its start
+        parser.error(f"--photos {args.photos}: folder not found")
     if args.url:
         asyncio.run(drive(args.url, args))
         return

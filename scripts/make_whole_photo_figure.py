@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw
 
-from smfd.batch import check_folder
+from smfd.batch import check_replaced_file
 from smfd.cli import run_reported, script_parser
 from smfd.errors import InputError
 from smfd.faces import detect_faces, is_aligned_crop
@@ -80,7 +80,7 @@ def main() -> None:
                         help="where the networks run (default auto: the GPU when there is one)")
     args = parser.parse_args()
 
-    check_folder(Path(args.out).parent, "--out")
+    check_replaced_file(args.out, "--out", (".png",), inputs=[Path(args.photo)])
     image = read_image(args.photo)  # before the networks load, as smfd restore reads its inputs
     faces = detect_faces(image)
     if not faces or is_aligned_crop(image, faces):  # smfd restore writes no photo, or restores it whole

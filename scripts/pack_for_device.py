@@ -21,6 +21,7 @@ from smfd import data
 from smfd.batch import check_folder
 from smfd.cli import int_from, number_in, run_reported, script_parser
 from smfd.errors import InputError
+from smfd.images import read_image, read_labels
 from smfd.paths import shared_data
 
 
@@ -31,9 +32,10 @@ def pack(records: list, out: Path, quality: int, budget: int, used: int) -> tupl
     images.mkdir(parents=True, exist_ok=True)
     count = 0
     for record in records:
-        image = cv2.imread(str(record.image), cv2.IMREAD_COLOR)
-        if image is None:
-            sys.exit(f"{record.image}: not readable")
+        # decoded as training will (a damaged file is one line here, not a failed run on the device)
+        image = cv2.cvtColor(read_image(record.image), cv2.COLOR_RGB2BGR)
+        if record.mask:
+            read_labels(record.mask)
         jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])[1].tobytes()
         if record.image.suffix.lower() in (".jpg", ".jpeg") and record.image.stat().st_size <= len(jpeg):
             jpeg = record.image.read_bytes()  # a smaller JPEG already: no second generation of loss

@@ -65,6 +65,20 @@ def check_new_file(path: str | Path, option: str) -> Path:
     return path
 
 
+def check_replaced_file(path: str | Path, option: str, suffixes: tuple[str, ...], inputs: Iterable[Path] = ()) -> Path:
+    """An output file a script replaces by design (a figure of the docs): refused in one line, before
+    any work, where it is a folder, has a format it is not written in, or is one of the run's inputs."""
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path}: {option} is a folder; name the file to write")
+    if path.suffix.lower() not in suffixes:
+        raise InputError(f"{path}: {option} must end in {' or '.join(suffixes)}")
+    if any(path.resolve() == Path(p).resolve() for p in inputs):
+        raise InputError(f"{path}: {option} is an input of this run; name another file")
+    check_folder(path.parent, option)
+    return path
+
+
 def check_not_inputs(files: list[Path], out: str | Path, also: Iterable[Path] = (),
                      suffixes: tuple[str, ...] = (".png",)) -> None:
     """Refuse, even with --overwrite, a run whose outputs OUT/<stem><suffix> would replace one of its
@@ -119,7 +133,10 @@ def check_free(paths: Iterable[Path], overwrite: bool) -> None:
 
 def check_some_free(files: list[Path], out: Path, overwrite: bool) -> None:
     """Refuse a run whose every output OUT/<stem>.png exists already (a command repeated without
-    --overwrite) before its networks load; where only some exist, those files are refused one by one."""
+    --overwrite) before its networks load; where only some exist, those files are refused one by one.
+    A single file's output is checked as the run would: a folder in its way, even with --overwrite."""
+    if len(files) == 1:
+        check_free([out / f"{files[0].stem}.png"], overwrite)
     if not overwrite and files and all((out / f"{p.stem}.png").exists() for p in files):
         first = out / f"{files[0].stem}.png"
         if len(files) == 1:

@@ -185,9 +185,16 @@ def _pipeline_options(args):
 
 
 def cmd_blur(args) -> None:
-    from .degrade import count_scenarios
+    from .degrade import PipelineOptions, count_scenarios
 
     options = _pipeline_options(args)
+    if args.jpeg is None and args.jpeg_share != PipelineOptions.jpeg_share:
+        raise InputError("--jpeg-share needs --jpeg (the share of images compressed)")
+    if args.count and (args.input or args.recipe):
+        raise InputError("--count prints the number of scenarios of the pipeline options: it takes no IN, OUT "
+                         "or --recipe")
+    if args.recipe and (args.seed is not None or options != PipelineOptions()):  # would be ignored
+        raise InputError("--recipe replays its own draws: --seed and the pipeline options do not go with it")
     if args.count:
         c = count_scenarios(options)
         print(f"{c.total:,} scenarios = {c.blur:,} blur combinations ({c.per_layer:,} per layer) "
@@ -198,7 +205,7 @@ def cmd_blur(args) -> None:
         raise InputError("blur needs IN and OUT (or --count)")
     from .blur_files import blur_files
 
-    blur_files(args.input, args.output, options, args.seed, args.recipe, args.overwrite)
+    blur_files(args.input, args.output, options, args.seed or 0, args.recipe, args.overwrite)
 
 
 # ---------------------------------------------------------------- train
@@ -729,8 +736,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "CPU-specific code, so another CPU may differ by a grey level here and there).")
     p.add_argument("input", nargs="?", help="image file or folder")
     p.add_argument("output", nargs="?", help="output folder")
-    p.add_argument("--seed", type=int_from(0), default=0, help="random seed (default 0)")
-    p.add_argument("--recipe", default=None, help="replay this recipe JSON instead of sampling one")
+    p.add_argument("--seed", type=int_from(0), default=None, help="random seed (default 0)")
+    p.add_argument("--recipe", default=None, help="replay this recipe JSON instead of sampling one (without "
+                                                  "--seed or pipeline options: the recipe holds every draw)")
     p.add_argument("--count", action="store_true", help="print the number of scenarios for the options")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     _add_pipeline_options(p)

@@ -50,7 +50,7 @@ def restore_files(src: str, dst: str, make_restorer, masks: str | None = None,
                          "it does not go with --aligned or --masks")
     aligned = layout == "aligned" or masks_dir is not None
     if masks_dir is not None and not masks_dir.is_dir():
-        raise InputError(f"{masks_dir}: --masks folder not found")
+        raise InputError(f"{masks_dir}: --masks {'is a file, not a folder' if masks_dir.exists() else 'folder not found'}")
     out = check_folder(dst, "OUT")
     crops_dir = check_folder(faces_out, "--faces-out") if faces_out is not None else None
     check_not_inputs(files, out, [masks_dir / f"{p.stem}.png" for p in files] if masks_dir is not None else [])

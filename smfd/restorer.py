@@ -47,6 +47,9 @@ def load_networks(weights: str | Path | None = None, device: str | torch.device 
     """(mask generator, SMFD-UNet) from the folder ``weights`` (default: the shipped ones), each
     rebuilt from the config stored beside its weights."""
     mask_path, deblur_path = weight_files(weights)
+    if weights is not None and Path(weights).is_file():  # e.g. one of the two files, or an image
+        raise InputError(f"{weights}: a file, not a weights folder (one holding {MASK_WEIGHTS} and "
+                         f"{DEBLUR_WEIGHTS})")
     missing = [str(p) for p in (mask_path, deblur_path) if not p.is_file()]
     if missing:
         raise InputError(f"model weights not found: {', '.join(missing)}")

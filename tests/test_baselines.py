@@ -422,3 +422,19 @@ def test_smfd_methods_wrap_the_restorer(random_weights, face):
 def test_package_reexports_the_interface():
     assert baselines.load is load and issubclass(baselines.WeightsMissing, InputError)
     assert "resized to the method's native size" in baselines.PROTOCOL
+
+
+def test_codeformer_loads_without_a_deprecation_warning(monkeypatch):
+    """spandrel-extra-arches' CodeFormer module calls torch.jit.script, deprecated: its FutureWarning
+    would be printed above every first CodeFormer error or result."""
+    import sys
+    import warnings
+
+    from baselines.facenets import _spandrel_arch
+
+    for name in [m for m in sys.modules if m.startswith("spandrel_extra_arches")]:
+        monkeypatch.delitem(sys.modules, name)  # imported afresh, as in a new process
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert type(_spandrel_arch("codeformer")).__name__ == "CodeFormerArch"
+    assert not [w for w in caught if issubclass(w.category, FutureWarning)], [str(w.message) for w in caught]

@@ -138,16 +138,24 @@ def test_same_seed_gives_identical_bytes(tmp_path, face_files, capsys):
     assert runs["a"][0] != runs["c"][0]
 
 
-def test_a_saved_recipe_replays_to_the_identical_png(tmp_path, face_files):
+def test_a_saved_recipe_replays_to_the_identical_png(tmp_path, face_files, capsys):
     src = face_files[1]
-    assert smfd("blur", src, tmp_path / "first", "--seed", "3").returncode == 0
+    assert main(["blur", str(src), str(tmp_path / "first"), "--seed", "3"]) == 0
     recipe = tmp_path / "first" / f"{src.stem}.json"
-    replay = smfd("blur", src, tmp_path / "again", "--recipe", recipe, "--seed", "77")
-    assert replay.returncode == 0, replay.stderr
+    assert main(["blur", str(src), str(tmp_path / "again"), "--recipe", str(recipe)]) == 0
     first, again = (tmp_path / d / f"{src.stem}.png" for d in ("first", "again"))
     assert first.read_bytes() == again.read_bytes()
     record = json.loads((tmp_path / "again" / f"{src.stem}.json").read_text())
-    assert record["replayed"] == str(recipe) and "seed" not in record and "options" not in record  # 77 unused
+    assert record["replayed"] == str(recipe) and "seed" not in record and "options" not in record
+    # what a replay would ignore is refused, as is what --count would
+    capsys.readouterr()
+    for extra, says in ((["--recipe", str(recipe), "--seed", "77"], "--recipe replays its own draws"),
+                        (["--recipe", str(recipe), "--no-noise"], "--recipe replays its own draws"),
+                        (["--jpeg-share", "0.5"], "--jpeg-share needs --jpeg"),
+                        (["--count"], "--count prints the number of scenarios of the pipeline options: it takes no IN")):
+        assert main(["blur", str(src), str(tmp_path / "third"), *extra]) == 2
+        assert capsys.readouterr().err.startswith(f"smfd: error: {says}")
+    assert not (tmp_path / "third").exists()
 
 
 def test_count_prints_the_scenario_count(capsys):

@@ -192,6 +192,11 @@ def test_bad_inputs_exit_with_one_line(tmp_path, random_weights, capsys, monkeyp
     assert main(["restore", str(face), str(out), "--aligned", "--weights", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "model weights not found" in err and "Traceback" not in err and not out.exists()
+    for option, says in (("--weights", f"{face}: a file, not a weights folder (one holding mask_generator"),
+                         ("--masks", f"{face}: --masks is a file, not a folder")):
+        assert main(["restore", str(face), str(out), option, str(face)]) == 2
+        assert capsys.readouterr().err.startswith(f"smfd: error: {says}")
+    assert not out.exists()
     # Inputs that fail only once the networks run (no face in either photo): no output folder is left
     noise = np.random.default_rng(0).integers(0, 255, (96, 128, 3), dtype=np.uint8)
     for name in ("a.png", "b.png"):
@@ -265,17 +270,24 @@ def test_the_library_cli_loads_no_layer_above_it():
     assert run.stdout.strip() == "[]"
 
 
-def test_a_folder_in_the_way_and_an_unwritable_file_are_one_line(faces, tmp_path, random_weights, capsys):
-    """Not even --overwrite replaces a folder with a result; a file that cannot be written is named
-    in one line (not an internal error)."""
+def test_a_folder_in_the_way_and_an_unwritable_file_are_one_line(faces, tmp_path, random_weights, capsys,
+                                                                 monkeypatch):
+    """Not even --overwrite replaces a folder with a result, which is said before the networks load
+    (with or without --overwrite); a file that cannot be written is named in one line (not an
+    internal error)."""
     from smfd.errors import InputError
 
     src = sorted((faces / "in").glob("*.jpg"))[0]
     out = tmp_path / "out"
     (out / f"{src.stem}.png").mkdir(parents=True)
-    assert main(["restore", str(src), str(out), "--aligned", "--overwrite", "--weights", str(random_weights)]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err == f"smfd: error: {out / src.stem}.png: a folder of that name is in the way of this output"
+    with monkeypatch.context() as m:
+        m.setattr("smfd.restorer.Restorer.from_pretrained",
+                  lambda *a, **k: pytest.fail("the networks were loaded for an output that cannot be written"))
+        for command in ("restore", "mask"):
+            for overwrite in ([], ["--overwrite"]):
+                assert main([command, str(src), str(out), "--weights", str(random_weights), *overwrite]) == 2
+                err = capsys.readouterr().err.strip()
+                assert err == f"smfd: error: {out / src.stem}.png: a folder of that name is in the way of this output"
     assert [p.name for p in out.iterdir()] == [f"{src.stem}.png"]
     with pytest.raises(InputError, match=r"^/sys/smfd\.png: cannot be written \(Permission denied\)$"):
         write_png("/sys/smfd.png", np.zeros((8, 8, 3), np.uint8))

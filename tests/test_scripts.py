@@ -162,6 +162,28 @@ def test_exporting_weights_replaces_only_with_overwrite_and_only_the_same_kind(t
     assert target.read_bytes() == kept
     assert run_here("export_weights.py", weights / "mask_generator.safetensors", target, "--overwrite",
                     capsys=capsys).returncode == 0
+    kept = target.read_bytes()  # a run's fp32 best.safetensors made fp16 in place: its weights lost
+    done = run_here("export_weights.py", target, tmp_path / "." / target.name, "--overwrite", capsys=capsys)
+    assert done.returncode == 2 and done.stderr.strip() == f"smfd: error: {tmp_path / '.' / target.name}: " \
+        "TARGET is SOURCE; name another file"
+    assert target.read_bytes() == kept
+
+
+def test_figure_scripts_name_an_unusable_figure_file_before_any_face(shared_data, tmp_path, capsys):
+    """The figure scripts replace their figure by design, but never their own input photo, a folder,
+    or a file in a format they do not write: one line (exit 2) before the networks load."""
+    photo = tmp_path / "photo.png"
+    shutil.copy(shared_data / "realworld" / "whole" / "10045.png", photo)
+    kept = photo.read_bytes()
+    for option, says in (([str(photo)], "--out is an input of this run; name another file"),
+                         ([str(tmp_path)], "--out is a folder; name the file to write"),
+                         ([str(tmp_path / "figure.jpg")], "--out must end in .png")):
+        done = run_here("make_whole_photo_figure.py", "--photo", photo, "--out", *option, capsys=capsys)
+        assert done.returncode == 2 and done.stderr.strip() == f"smfd: error: {option[0]}: {says}", done.stderr
+    assert photo.read_bytes() == kept
+    done = run_here("identity_analysis.py", "--figure", tmp_path / "faces.txt", capsys=capsys)
+    assert done.returncode == 2 and done.stderr.strip() == \
+        f"smfd: error: {tmp_path / 'faces.txt'}: --figure must end in .png or .pdf or .svg", done.stderr
 
 
 @pytest.mark.parametrize("option", ["--json", "--per-face"])
@@ -219,6 +241,20 @@ def test_the_device_pack_keeps_the_split_and_leaves_out_the_test_faces(shared_da
                           "--out", str(small), "--budget-mb", "1", capsys=capsys)
     assert run.returncode == 2 and "CelebAMask-HQ faces fit in 1 MiB: raise --budget-mb" in run.stderr, run.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pack"]
+
+    # A damaged face is named here, not in a failed training run on the device.
+    faces = tmp_path / "data" / "celebamask_mini"
+    records = data.select(original, "trainval")[:3]
+    for sub in ("images", "masks"):
+        (faces / sub).mkdir(parents=True)
+    for record in records:
+        shutil.copy(record.image, faces / "images" / record.image.name)
+        shutil.copy(record.mask, faces / "masks" / record.mask.name)
+    broken = faces / "images" / records[1].image.name
+    broken.write_bytes(broken.read_bytes()[: broken.stat().st_size // 2])
+    run = run_here("pack_for_device.py", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "p3"), capsys=capsys)
+    assert run.returncode == 2 and run.stderr.startswith(f"smfd: error: {broken}: "), run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1 and not (tmp_path / "p3").exists()
 
 
 def test_identity_analysis_warps_a_true_mask_by_at_most_its_amplitude(shared_data, capsys):
@@ -512,3 +548,14 @@ def test_plot_training_draws_a_log_and_names_a_run_without_one(tmp_path, capsys)
                         capsys=capsys)
         assert done.returncode == 2 and says in done.stderr and len(done.stderr.strip().splitlines()) == 1
         assert not (tmp_path / "d.png").exists()
+
+
+def test_the_load_test_names_bad_options_before_the_app_starts(tmp_path):
+    """load_study.py: a nonsense number, address or photo folder is one line (exit 2), not an app
+    started and a failure or a stack of connection errors a minute later."""
+    cases = [(["--duration", "nan"], "--duration"), (["--call-timeout", "0"], "--call-timeout"),
+             (["--participants", "501"], "--participants"), (["--url", "notaurl"], "--url must be"),
+             (["--photos", str(tmp_path / "nowhere")], "folder not found")]
+    for args, says in cases:
+        (code, _, err), = run_all([ROOT / "scripts" / "load_study.py"], *args).values()
+        assert code == 2 and err.startswith("smfd: error: ") and says in err and len(err.strip().splitlines()) == 1, err
