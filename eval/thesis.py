@@ -198,6 +198,7 @@ class Run:
     samples: int
     seconds: float
     history: list[dict]
+    best_samples: int  # samples seen when the best checkpoint, the one scored, was saved
 
 
 def _log(out: Path) -> list[dict]:
@@ -229,8 +230,9 @@ def train_run(task: str, data_dir: str, out: Path, budget: Budget, device: str, 
     if not best.is_file():
         raise InputError(f"{out}: training wrote no best.safetensors")
     history = _log(out)
+    best_epoch = checkpoint.read_metadata(best)["info"]["epoch"]
     return Run(out.name, best, int(history[-1].get("samples", 0)), sum(r.get("seconds", 0) for r in history),
-               history)
+               history, int(next(r for r in history if r["epoch"] == best_epoch).get("samples", 0)))
 
 
 # ---------------------------------------------------------------- scores, kept between sittings
@@ -383,7 +385,8 @@ def _num(value, digits: int) -> str:
 
 
 def _budget_cells(run: Run) -> list[str]:
-    return [f"{run.samples:,}", f"{run.seconds / 60:.1f}"]
+    best = "" if run.best_samples == run.samples else f" (scored: best at {run.best_samples:,})"
+    return [f"{run.samples:,}{best}", f"{run.seconds / 60:.1f}"]
 
 
 def _mean(values: list[float]) -> float:

@@ -637,3 +637,12 @@ def test_table_42_makes_kept_results_anew_for_other_weights(pairs_dir, random_we
     assert psnr_shown(other) == "22.00" and len(calls) == 2  # other weights: made anew
     (other / "smfd_unet.safetensors").write_bytes((other / "smfd_unet.safetensors").read_bytes())
     assert psnr_shown(other) == "23.00"  # the same path rewritten: made anew
+
+
+def test_a_row_scored_at_an_earlier_best_says_so(tmp_path):
+    """The samples column says what the row trained; where the best checkpoint (the one scored) came
+    earlier, it says that too, so an 'equal budget' row is not read as scored at its end."""
+    at_end = thesis.Run("r", tmp_path / "best.safetensors", 8192, 60.0, [], 8192)
+    earlier = thesis.Run("r", tmp_path / "best.safetensors", 8192, 60.0, [], 6144)
+    assert thesis._budget_cells(at_end) == ["8,192", "1.0"]
+    assert thesis._budget_cells(earlier) == ["8,192 (scored: best at 6,144)", "1.0"]
