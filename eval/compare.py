@@ -159,14 +159,17 @@ def evaluate(pairs: list[Pair], names: list[str], out: str | Path, options: Eval
     if taken and not overwrite:
         raise InputError(f"{taken[0]}: results of an earlier evaluation; pass --overwrite to replace them "
                          "or choose another --out")
-    check_removable([out / "outputs" / n for n in names],  # e.g. --pairs OUT/outputs/blurry
+    replaced = [out / "outputs" / n for n in names]
+    if overwrite and (out / "outputs").is_dir():  # and the images of methods the new results.csv will not list
+        replaced += sorted(d for d in (out / "outputs").iterdir() if d.is_dir() and d not in replaced)
+    check_removable(replaced,  # e.g. --pairs OUT/outputs/blurry
                     (p for pair in pairs for p in (pair.blurry, pair.sharp, pair.mask) if p is not None),
                     "an image of the pairs evaluated")
     for pair in pairs:  # an unreadable or mismatched pair is named before any method runs
         pair.load()
     loaded = load_methods(names, options, all(p.mask is not None for p in pairs))
     suite = Metrics(options.device)
-    for folder in (out / "outputs" / n for n in names):  # only now that the methods and metrics load
+    for folder in replaced:  # only now that the methods and metrics load
         if folder.is_dir():  # --overwrite: no stale image of a face outside this set stays behind
             shutil.rmtree(folder)
     out.mkdir(parents=True, exist_ok=True)

@@ -225,12 +225,15 @@ def test_eval_never_replaces_earlier_results_silently(pairs_dir, tmp_path, capsy
         for p in others:
             (tmp_path / p.name).rename(p)
     (out / "outputs" / "blurry" / "stale.png").write_bytes(b"")
+    (out / "outputs" / "deconv").mkdir()  # a method of the earlier results that this run does not name
+    (out / "outputs" / "deconv" / "face.png").write_bytes(b"")
     with monkeypatch.context() as m:  # a run that cannot start removes nothing, --overwrite or not
         m.setattr(torch.cuda, "is_available", lambda: False)
         assert main(args + ["--overwrite", "--device", "cuda"]) == 2
         assert "no CUDA GPU" in capsys.readouterr().err and (out / "outputs" / "blurry" / "stale.png").exists()
     assert main(args + ["--overwrite"]) == 0
     assert not (out / "outputs" / "blurry" / "stale.png").exists()
+    assert sorted(p.name for p in (out / "outputs").iterdir()) == ["blurry"]  # no images results.csv does not list
     assert len(list((out / "outputs" / "blurry").glob("*.png"))) == FACES
 
 
