@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import time
 import urllib.request
 from pathlib import Path
 
@@ -26,6 +27,18 @@ def weights_dir() -> Path:
     return cache_root() / "weights"
 
 
+STALE_PART = 600  # seconds: a download in progress writes its part file far more often
+
+
+def _remove_stale_parts(folder: Path) -> None:
+    """A download killed outright (SIGKILL, power) leaves its part file, hundreds of MB; a download
+    running beside this one keeps its own fresh."""
+    if folder.is_dir():
+        for part in folder.glob("tmp*.part"):
+            if part.is_file() and time.time() - part.stat().st_mtime > STALE_PART:
+                part.unlink(missing_ok=True)
+
+
 def download(url: str, target: Path, sha256: str | None, force: bool = False) -> Path:
     """Fetch ``url`` into ``target`` atomically; a file whose digest differs from ``sha256``, or
     that is shorter than the server announced, is refused. Without a pinned digest the file is
@@ -36,6 +49,7 @@ def download(url: str, target: Path, sha256: str | None, force: bool = False) ->
             return target
         print(f"{target}: present, but not the official file (its SHA-256 differs: damaged or cut "
               "short); fetching it again")
+    _remove_stale_parts(target.parent)
     digest = hashlib.sha256()
 
     def fetch(tmp: Path) -> None:

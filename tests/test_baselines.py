@@ -8,7 +8,9 @@ architecture, saved as a checkpoint in its official format, and loaded back thro
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import time
 
 import cv2
 import numpy as np
@@ -98,9 +100,15 @@ def test_download_verifies_the_digest(tmp_path):
     source.write_bytes(b"not really a network" * 100)
     digest = hashlib.sha256(source.read_bytes()).hexdigest()
     target = tmp_path / "cache" / "w.pth"
+    target.parent.mkdir()
+    killed, running = target.parent / "tmpk1ll3d_x.part", target.parent / "tmpb3s1d3_y.part"
+    for part in (killed, running):
+        part.write_bytes(b"x" * 1000)
+    os.utime(killed, (time.time() - 3600,) * 2)  # a download killed an hour ago; the other one runs
     with pytest.raises(InputError, match="SHA-256 mismatch"):
         download(source.as_uri(), target, "0" * 64)
-    assert not target.exists() and not list(target.parent.glob("*.part"))
+    assert not target.exists() and list(target.parent.glob("*.part")) == [running]
+    running.unlink()
     assert download(source.as_uri(), target, digest) == target and target.read_bytes() == source.read_bytes()
     target.unlink()
     download(source.as_uri(), target, None)
