@@ -12,9 +12,11 @@ of its table (the blurry input for restoration, a per-pixel prior for segmentati
 and its numbers withheld: it says nothing about the method, only that the budget was too small.
 Each table is printed beside the thesis' numbers, with a verdict computed from the measurements.
 
-A trained row is scored as training validates it: its network on its own, one pass (``SCORING``),
-without the library's additions to the thesis' method (the mirror-image average, the input's
-colours kept). Table 4.2 compares the restorers as the library runs them.
+A trained row is scored by its network on its own, one pass in float32 (``SCORING``), without the
+library's additions to the thesis' method (the mirror-image average of the restoration, the
+input's colours kept); the generated masks it is given are the shipped generator's as every
+restoration gets them (averaged over the mirror image). Table 4.2 compares the restorers as the
+library runs them.
 """
 
 from __future__ import annotations
@@ -384,6 +386,11 @@ def _num(value, digits: int) -> str:
     return "n/a" if value is None or math.isnan(value) else f"{value:,.{digits}f}"
 
 
+def _slug(config: dict) -> str:
+    """A config's overrides as a folder name, e.g. input_scale-1.0."""
+    return "-".join(f"{k}-{v}" for k, v in sorted(config.items()))
+
+
 def _budget_cells(run: Run) -> list[str]:
     best = "" if run.best_samples == run.samples else f" (scored: best at {run.best_samples:,})"
     return [f"{run.samples:,}{best}", f"{run.seconds / 60:.1f}"]
@@ -467,11 +474,13 @@ def table_41(lab: Lab) -> tuple[str, list[Run]]:
     rows = [["per-pixel prior (floor, no training on images)", "", "", *_overlap_cells(prior), "0", "", "", "", ""]]
     runs, flags, results = [], [], {}
     for key, (title, config) in MASK_MODELS.items():
-        run = train_run("mask", lab.data, lab.runs / key, lab.budget, lab.device,
-                        {**config, **lab.budget.mask_config} if key == "mask-generator" else config)
+        folder = key
+        if key == "mask-generator" and lab.budget.mask_config:  # another network: a run folder of its own
+            config, folder = {**config, **lab.budget.mask_config}, f"{key}-{_slug(lab.budget.mask_config)}"
+        run = train_run("mask", lab.data, lab.runs / folder, lab.budget, lab.device, config)
         runs.append(run)
         model = checkpoint.load(run.best, lab.device)
-        s = lab.cached(f"{key}-segmentation", (run.best,), lambda: segmentation_scores(model, lab.pairs))
+        s = lab.cached(f"{folder}-segmentation", (run.best,), lambda: segmentation_scores(model, lab.pairs))
         t = THESIS_41[key]
         params = f"{count_parameters(model)['total']:,}"
         thesis = [_num(t[0], 2), _num(t[1], 2), f"{t[2]:,}"]
@@ -526,10 +535,14 @@ def _verdict_41(results: dict) -> str:
 
 def table_42(lab: Lab, overwrite: bool) -> str:
     folder = lab.out / "table4.2"
-    # What its results were made from: kept results of other weights or faces are made anew.
+    from baselines import info
+
+    # What its results were made from: kept results of other weights (named, downloaded since, or
+    # SMFD's rewritten), another CodeFormer fidelity or other faces are made anew.
     named = sorted((m, str(Path(w).resolve())) for m, w in lab.options.weights.items())
-    key = json.dumps({"weights": named, "faces": _fingerprint(*weight_files(lab.options.weights.get("smfd")),
-                                                                 pairs=lab.pairs)})
+    cached = [info(m).cached_path() for m in TABLE_42_METHODS if m not in lab.options.weights]
+    key = json.dumps({"weights": named, "fidelity": lab.options.fidelity, "files": _fingerprint(
+        *weight_files(lab.options.weights.get("smfd")), *cached, pairs=lab.pairs)})
     if (folder / "results.csv").is_file() and not overwrite and _read_if_file(folder / "made_from.json") == key:
         with (folder / "results.csv").open() as f:
             results = {r["method"]: {k: (float(v) if k not in ("method", "status", "n") and v else

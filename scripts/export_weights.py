@@ -7,6 +7,7 @@ The configuration and the run's metadata (epoch, validation scores, training set
 the weights; loading converts them back to float32.
 """
 
+import os
 import sys
 from pathlib import Path
 
@@ -26,7 +27,7 @@ def main() -> None:
     source = checkpoint.read_metadata(args.source)
     info, kind = source["info"], source["config"].get("kind")
     target = Path(args.target)
-    if target.resolve() == Path(args.source).resolve():  # the run's fp32 weights would be lost
+    if target.exists() and os.path.samefile(target, args.source):  # the run's fp32 weights would be lost
         raise InputError(f"{target}: TARGET is SOURCE; name another file")
     if target.is_dir():
         raise InputError(f"{target}: a folder; give the file to write")

@@ -137,10 +137,8 @@ def check_some_free(files: list[Path], out: Path, overwrite: bool) -> None:
     A single file's output is checked as the run would: a folder in its way, even with --overwrite."""
     if len(files) == 1:
         check_free([out / f"{files[0].stem}.png"], overwrite)
-    if not overwrite and files and all((out / f"{p.stem}.png").exists() for p in files):
+    elif not overwrite and files and all((out / f"{p.stem}.png").exists() for p in files):
         first = out / f"{files[0].stem}.png"
-        if len(files) == 1:
-            raise InputError(f"{first}: exists already (use --overwrite to replace it)")
         raise InputError(f"{first} and the {len(files) - 1} other outputs: exist already "
                          "(use --overwrite to replace them)")
 

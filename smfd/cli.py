@@ -190,9 +190,9 @@ def cmd_blur(args) -> None:
     options = _pipeline_options(args)
     if args.jpeg is None and args.jpeg_share != PipelineOptions.jpeg_share:
         raise InputError("--jpeg-share needs --jpeg (the share of images compressed)")
-    if args.count and (args.input or args.recipe):
-        raise InputError("--count prints the number of scenarios of the pipeline options: it takes no IN, OUT "
-                         "or --recipe")
+    if args.count and (args.input or args.recipe or args.seed is not None):
+        raise InputError("--count prints the number of scenarios of the pipeline options: it takes no IN, OUT, "
+                         "--seed or --recipe")
     if args.recipe and (args.seed is not None or options != PipelineOptions()):  # would be ignored
         raise InputError("--recipe replays its own draws: --seed and the pipeline options do not go with it")
     if args.count:

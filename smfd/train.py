@@ -223,6 +223,72 @@ class EpochSampler(Sampler):
         return len(self._indices())
 
 
+def training_records(s: TrainSettings) -> tuple[list, list]:
+    """The run's (training, validation) faces, every file checked from its header: too few faces
+    or a bad file is an InputError before any network is built."""
+    by_root = {root: data.open_dataset(root) for root in s.data}
+    if s.task == "mask" or s.mask_source == "gt":  # every face needs its true mask
+        for root, found in by_root.items():
+            if not any(r.has_mask for r in found):
+                raise InputError(f"{root}: has no faces with masks, which this training needs"
+                                 + (" (or use --mask-source generated or mix with --mask-model)"
+                                    if s.task == "deblur" else "") + "; leave it out")
+        by_root = {root: [r for r in found if r.has_mask] for root, found in by_root.items()}
+    records = [r for found in by_root.values() for r in found]
+    train = data.select(records, "train", s.k, s.fold, s.test_fraction)
+    val = data.select(records, "val", s.k, s.fold, s.test_fraction)
+    val = val[: s.val_faces] if s.val_faces else val
+    data.check_files(train + val)
+    if not train or not val:
+        raise InputError(f"too few faces: {len(train)} for training, {len(val)} for validation")
+    if (s.samples_per_epoch or len(train)) < s.batch:  # drop_last would leave no batch
+        raise InputError(f"{len(train)} training faces fill no batch of --batch {s.batch}: "
+                         "give a smaller --batch, --samples-per-epoch, or more faces")
+    return train, val
+
+
+def saved_state(s: TrainSettings, device: str | torch.device = "cpu") -> dict | None:
+    """The state.pt of the run folder ``s.out`` when it is a run of these settings (None: a fresh
+    folder); an InputError for a folder that holds something else, before any epoch is trained."""
+    out = Path(s.out)
+    path = out / "state.pt"
+    blocked = [name for name in RUN_FILES if (out / name).exists() and not (out / name).is_file()]
+    if blocked:  # found now, not when the first epoch's work is to be saved
+        raise InputError(f"{out / blocked[0]}: is in the way of the run's file of that name (a folder?); "
+                         "remove it or choose another --out")
+    if not path.is_file():
+        # Only state.pt says what a run folder holds; without it, weights or a log there are
+        # another run's (or a finished one's with state.pt deleted): never train over them.
+        found = [name for name in ("best.safetensors", "log.csv") if (out / name).is_file()]
+        if found:
+            raise InputError(f"{out}: holds {' and '.join(found)} but no state.pt to resume from; "
+                             "choose another --out (nothing there was changed)")
+        return None
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:  # truncated, not a torch file, objects beyond tensors and containers
+        raise InputError(f"{path}: not a readable training state ({type(exc).__name__}); "
+                         "an interrupted copy? Choose another --out") from None
+    missing = [k for k in STATE_KEYS if k not in state] if isinstance(state, dict) else list(STATE_KEYS)
+    if missing or not isinstance(state["settings"], dict):
+        raise InputError(f"{path}: not a training state of smfd train (lacks {', '.join(missing) or 'settings'}); "
+                         "choose another --out")
+    unknown = sorted(set(state["settings"]) - {f.name for f in dataclasses.fields(TrainSettings)})
+    if unknown:
+        raise InputError(f"{path}: written by another version of smfd train (settings {', '.join(unknown)} "
+                         "unknown here); choose another --out")
+    try:
+        saved = TrainSettings(**_as_read(state["settings"]))
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{path}: its settings are not valid here ({exc}); choose another --out") from None
+    changed = settings_changes(saved, s)
+    if changed:
+        raise InputError(f"{path}: this run folder was trained with other settings ({'; '.join(changed)}); "
+                         "repeat its command (only --epochs, --workers and --device may change) "
+                         "or choose another --out")
+    return state
+
+
 def _distributed(device_name: str) -> tuple[int, int]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
@@ -241,26 +307,7 @@ class Trainer:
         self.out = Path(s.out)
         torch.manual_seed(s.seed)
 
-        by_root = {root: data.open_dataset(root) for root in s.data}
-        if s.task == "mask" or s.mask_source == "gt":  # every face needs its true mask
-            for root, found in by_root.items():
-                if not any(r.has_mask for r in found):
-                    raise InputError(f"{root}: has no faces with masks, which this training needs"
-                                     + (" (or use --mask-source generated or mix with --mask-model)"
-                                        if s.task == "deblur" else "") + "; leave it out")
-            by_root = {root: [r for r in found if r.has_mask] for root, found in by_root.items()}
-        records = [r for found in by_root.values() for r in found]
-        self.train_records = data.select(records, "train", s.k, s.fold, s.test_fraction)
-        val = data.select(records, "val", s.k, s.fold, s.test_fraction)
-        self.val_records = val[: s.val_faces] if s.val_faces else val
-        data.check_files(self.train_records + self.val_records)
-        if not self.train_records or not self.val_records:
-            raise InputError(f"too few faces: {len(self.train_records)} for training, "
-                             f"{len(self.val_records)} for validation")
-        if (s.samples_per_epoch or len(self.train_records)) < s.batch:  # drop_last would leave no batch
-            raise InputError(f"{len(self.train_records)} training faces fill no batch of --batch {s.batch}: "
-                             "give a smaller --batch, --samples-per-epoch, or more faces")
-
+        self.train_records, self.val_records = training_records(s)
         self.model = build(s.model_config()).to(self.device, memory_format=torch.channels_last)
         self.init_note = None
         if s.init and not (self.out / "state.pt").is_file():  # a resumed run's weights are its state's
@@ -328,41 +375,9 @@ class Trainer:
         write_atomically(self.out / "settings.json", lambda tmp: tmp.write_text(settings), ".json")
 
     def load_state(self) -> bool:
-        path = self.out / "state.pt"
-        blocked = [name for name in RUN_FILES if (self.out / name).exists() and not (self.out / name).is_file()]
-        if blocked:  # found now, not when the first epoch's work is to be saved
-            raise InputError(f"{self.out / blocked[0]}: is in the way of the run's file of that name (a folder?); "
-                             "remove it or choose another --out")
-        if not path.is_file():
-            # Only state.pt says what a run folder holds; without it, weights or a log there are
-            # another run's (or a finished one's with state.pt deleted): never train over them.
-            found = [name for name in ("best.safetensors", "log.csv") if (self.out / name).is_file()]
-            if found:
-                raise InputError(f"{self.out}: holds {' and '.join(found)} but no state.pt to resume from; "
-                                 "choose another --out (nothing there was changed)")
+        state = saved_state(self.s, self.device)
+        if state is None:
             return False
-        try:
-            state = torch.load(path, map_location=self.device, weights_only=True)
-        except Exception as exc:  # truncated, not a torch file, objects beyond tensors and containers
-            raise InputError(f"{path}: not a readable training state ({type(exc).__name__}); "
-                             "an interrupted copy? Choose another --out") from None
-        missing = [k for k in STATE_KEYS if k not in state] if isinstance(state, dict) else list(STATE_KEYS)
-        if missing or not isinstance(state["settings"], dict):
-            raise InputError(f"{path}: not a training state of smfd train (lacks {', '.join(missing) or 'settings'}); "
-                             "choose another --out")
-        unknown = sorted(set(state["settings"]) - {f.name for f in dataclasses.fields(TrainSettings)})
-        if unknown:
-            raise InputError(f"{path}: written by another version of smfd train (settings {', '.join(unknown)} "
-                             "unknown here); choose another --out")
-        try:
-            saved = TrainSettings(**_as_read(state["settings"]))
-        except (TypeError, ValueError) as exc:
-            raise InputError(f"{path}: its settings are not valid here ({exc}); choose another --out") from None
-        changed = settings_changes(saved, self.s)
-        if changed:
-            raise InputError(f"{path}: this run folder was trained with other settings ({'; '.join(changed)}); "
-                             "repeat its command (only --epochs, --workers and --device may change) "
-                             "or choose another --out")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -601,7 +616,7 @@ class Trainer:
         s, main = self.s, self.rank == 0
         self.out.mkdir(parents=True, exist_ok=True)
         resumed = self.load_state()
-        if main:  # a run killed while saving (SIGKILL, out of memory) left its temporary copy: 100+ MB
+        if main and resumed:  # a run killed while saving (SIGKILL, out of memory) left its temporary copy
             for stale in self.out.iterdir():
                 if TEMPORARY.fullmatch(stale.name) and stale.is_file():
                     stale.unlink()
@@ -652,7 +667,7 @@ class Trainer:
         if self.world > 1:
             dist.barrier()
         if main and self.epoch and not (self.out / "best.safetensors").is_file():
-            raise InputError(f"{self.out}: no validation of the {self.epoch} epochs gave a number for {column}; "
+            raise InputError(f"{self.out}: none of the {self.epoch} validations gave a number for {column}; "
                              "no best.safetensors was written")
         return {"best": sign * self.best, "monitor": column, "epochs": self.epoch, "out": str(self.out)}
 
@@ -747,5 +762,6 @@ def cross_validate(settings: TrainSettings) -> list[dict]:
             for fold in range(settings.k)]
     for run in runs:  # a file in any fold's way, too few faces or another run's state is named
         check_folder(run.out, f"fold {run.fold}'s folder")  # before the first fold trains
-        Trainer(run).load_state()
+        training_records(run)
+        saved_state(run)
     return [{"fold": run.fold, **train(run)} for run in runs]

@@ -155,6 +155,8 @@ def test_a_saved_recipe_replays_to_the_identical_png(tmp_path, face_files, capsy
                         (["--count"], "--count prints the number of scenarios of the pipeline options: it takes no IN")):
         assert main(["blur", str(src), str(tmp_path / "third"), *extra]) == 2
         assert capsys.readouterr().err.startswith(f"smfd: error: {says}")
+    assert main(["blur", "--count", "--seed", "3"]) == 2  # a count has no seed
+    assert capsys.readouterr().err.startswith("smfd: error: --count prints the number of scenarios")
     assert not (tmp_path / "third").exists()
 
 

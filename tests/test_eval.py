@@ -630,9 +630,9 @@ def test_table_42_makes_kept_results_anew_for_other_weights(pairs_dir, random_we
     other = tmp_path / "other"
     shutil.copytree(random_weights, other)
 
-    def psnr_shown(weights) -> str:
+    def psnr_shown(weights, fidelity=0.5) -> str:
         lab = thesis.Lab("unused", tmp_path, tmp_path / "runs", pairs, thesis.Budget(),
-                         thesis.EvalOptions(weights={"smfd": str(weights)}))
+                         thesis.EvalOptions(weights={"smfd": str(weights)}, fidelity=fidelity))
         line = next(line for line in thesis.table_42(lab, overwrite=False).splitlines() if line.startswith("| smfd |"))
         return line.split("|")[3].strip()
 
@@ -640,6 +640,7 @@ def test_table_42_makes_kept_results_anew_for_other_weights(pairs_dir, random_we
     assert psnr_shown(other) == "22.00" and len(calls) == 2  # other weights: made anew
     (other / "smfd_unet.safetensors").write_bytes((other / "smfd_unet.safetensors").read_bytes())
     assert psnr_shown(other) == "23.00"  # the same path rewritten: made anew
+    assert psnr_shown(other, fidelity=0.7) == "24.00"  # CodeFormer's other fidelity: made anew
 
 
 def test_a_row_scored_at_an_earlier_best_says_so(tmp_path):

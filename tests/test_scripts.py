@@ -166,6 +166,9 @@ def test_exporting_weights_replaces_only_with_overwrite_and_only_the_same_kind(t
     done = run_here("export_weights.py", target, tmp_path / "." / target.name, "--overwrite", capsys=capsys)
     assert done.returncode == 2 and done.stderr.strip() == f"smfd: error: {tmp_path / '.' / target.name}: " \
         "TARGET is SOURCE; name another file"
+    os.link(target, tmp_path / "linked.safetensors")  # the same file under another name
+    done = run_here("export_weights.py", target, tmp_path / "linked.safetensors", "--overwrite", capsys=capsys)
+    assert done.returncode == 2 and "TARGET is SOURCE" in done.stderr
     assert target.read_bytes() == kept
 
 

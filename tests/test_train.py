@@ -773,7 +773,7 @@ def test_a_loss_or_validation_that_is_not_a_number_stops_with_one_line(celeba, t
     monkeypatch.setattr(Trainer, "validate", lambda self, loader, blurry_input=False: {"psnr": float("nan"),
                                                                                       "ssim": float("nan")})
     trainer = Trainer(dataclasses.replace(settings, out=str(tmp_path / "b")))
-    with pytest.raises(InputError, match="no validation of the 1 epochs gave a number for ssim"):
+    with pytest.raises(InputError, match="none of the 1 validations gave a number for ssim"):
         trainer.run()
     assert not (tmp_path / "b" / "best.safetensors").exists()
 
