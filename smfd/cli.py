@@ -570,7 +570,11 @@ def _check_eval_job_options(args) -> None:
 
 
 def _budget(text: str):
-    return "thesis" if text == "thesis" else int_from(1)(text)
+    if text == "thesis":
+        return text
+    if not text.strip().lstrip("+-").isdigit():
+        raise argparse.ArgumentTypeError(f"expected a number of training samples or 'thesis', got {text!r}")
+    return int_from(1)(text)
 
 
 def _method_list(items: list[str]) -> tuple[list[str], bool]:

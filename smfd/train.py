@@ -614,8 +614,7 @@ class Trainer:
 
     def run(self) -> dict:
         s, main = self.s, self.rank == 0
-        self.out.mkdir(parents=True, exist_ok=True)
-        resumed = self.load_state()
+        resumed = self.load_state()  # the folder is made by the first file saved: a run that fails before leaves none
         if main and resumed:  # a run killed while saving (SIGKILL, out of memory) left its temporary copy
             for stale in self.out.iterdir():
                 if TEMPORARY.fullmatch(stale.name) and stale.is_file():

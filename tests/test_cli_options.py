@@ -50,7 +50,7 @@ BLUR = ["blur", "no-such-image.png"]
     (EVAL + ["{out}", "--codeformer-fidelity", "2"], "--codeformer-fidelity"),
     (["eval", "--make-pairs", "no-such-data", "--out", "{out}", "--limit", "0"], "--limit"),
     (["eval", "--make-pairs", "no-such-data", "--out", "{out}", "--seed", "-3"], "--seed"),
-    (THESIS + ["{out}", "--budget", "ten"], "--budget"),
+    (THESIS + ["{out}", "--budget", "ten"], "--budget: expected a number of training samples or 'thesis', got 'ten'"),
     (THESIS + ["{out}", "--budget", "100", "--samples-per-epoch", "1000"], "--budget"),
     (THESIS + ["{out}", "--samples-per-epoch", "8", "--batch", "16"], "--samples-per-epoch"),
     (THESIS + ["{out}", "--budget", "0"], "--budget"),

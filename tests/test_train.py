@@ -769,6 +769,7 @@ def test_a_loss_or_validation_that_is_not_a_number_stops_with_one_line(celeba, t
     monkeypatch.setattr(Trainer, "forward", lambda *a: (lambda out, loss: (out, loss * float("nan")))(*real(*a)))
     with pytest.raises(InputError, match=r"^epoch 1: the training loss is nan after 0 samples; lower --lr"):
         Trainer(settings).run()
+    assert not (tmp_path / "a").exists()  # a run that fails in its first epoch leaves no folder behind
     monkeypatch.setattr(Trainer, "forward", real)
     monkeypatch.setattr(Trainer, "validate", lambda self, loader, blurry_input=False: {"psnr": float("nan"),
                                                                                       "ssim": float("nan")})
