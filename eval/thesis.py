@@ -262,11 +262,7 @@ def _fingerprint(*paths: Path | None, pairs: list[Pair]) -> str:
     return digest.hexdigest()
 
 
-def _read_if_file(path: Path) -> str | None:
-    return path.read_text() if path.is_file() else None
-
-
-def _cached(path: Path, key: str, compute) -> dict:
+def _cached(path: Path, key: str, compute):
     if path.is_file():
         stored = json.loads(path.read_text())
         if stored.get("key") == key:
@@ -543,14 +539,11 @@ def table_42(lab: Lab, overwrite: bool) -> str:
     cached = [info(m).cached_path() for m in TABLE_42_METHODS if m not in lab.options.weights]
     key = json.dumps({"weights": named, "fidelity": lab.options.fidelity, "files": _fingerprint(
         *weight_files(lab.options.weights.get("smfd")), *cached, pairs=lab.pairs)})
-    if (folder / "results.csv").is_file() and not overwrite and _read_if_file(folder / "made_from.json") == key:
-        with (folder / "results.csv").open() as f:
-            results = {r["method"]: {k: (float(v) if k not in ("method", "status", "n") and v else
-                                         (None if v == "" else v)) for k, v in r.items()} for r in csv.DictReader(f)}
-    else:
-        results = {r["method"]: r for r in evaluate(lab.pairs, list(TABLE_42_METHODS), folder, lab.options,
-                                                    overwrite=True)}
-        write_atomically(folder / "made_from.json", lambda tmp: tmp.write_text(key), ".json")
+    kept = lab.out / "scores" / "table4.2.json"
+    if overwrite:  # evaluated anew (the other tables' scores are kept: their runs are)
+        kept.unlink(missing_ok=True)
+    results = {r["method"]: r for r in _cached(kept, key, lambda: evaluate(
+        lab.pairs, list(TABLE_42_METHODS), folder, lab.options, overwrite=True))}
     rows = []
     for name in TABLE_42_METHODS:
         r, t = results[name], THESIS_42.get(name)
