@@ -12,9 +12,9 @@ see the same machine. --load K adds K busy processes (a pure-Python loop each) w
 how the thread settings hold up on a busy machine. Ratios are against PyTorch at the same threads
 and load. Engine conversions (one-off, cached) are reported when they happen.
 
---set / --mask-set time random-init networks of a changed SMFD-UNet / mask-generator config
-instead of the weights (speed does not depend on the weights' values), e.g. the decoder a
-faster model would need: --set decoder=[128,64,32] shuffle_kernel=1.
+--set / --mask-set time random-init networks of a changed SMFD-UNet / mask-generator config (that
+of --weights, or the shipped one) instead of the weights (speed does not depend on the weights'
+values), e.g. the decoder a faster model would need: --set decoder=[128,64,32] shuffle_kernel=1.
 """
 
 from __future__ import annotations
@@ -45,9 +45,12 @@ def busy() -> None:
         pass
 
 
-def held_out_faces(n: int) -> list[np.ndarray]:
-    records = data.select(data.open_dataset(shared_data() / "celebamask_mini"), "test")[:n]
-    return [data.benchmark_pair(r)[0] for r in records]
+def held_out(n: int) -> list:
+    """The first ``n`` held-out faces' records; refused when the split has fewer."""
+    records = data.select(data.open_dataset(shared_data() / "celebamask_mini"), "test")
+    if n > len(records):
+        raise InputError(f"--folder-faces {n}: the held-out split has {len(records)} faces")
+    return records[:n]
 
 
 def per_face(restorers: dict, faces: list[np.ndarray], runs: int) -> dict[str, list[float]]:
@@ -82,19 +85,19 @@ def folder_rate(engine: str, folder: Path, n: int, weights: str | None) -> tuple
         (Path(one) / first.name).symlink_to(first)
         t1 = min(run(Path(one)) for _ in range(2))
     tn = min(run(folder) for _ in range(2))
-    return (n - 1) / (tn - t1), t1
+    # n faces quicker than 1 face: the machine's noise is larger than the faces' time, no rate
+    return ((n - 1) / (tn - t1) if tn > t1 else None), t1
 
 
-def random_weights(folder: Path, deblur: dict, mask: dict) -> str:
-    """Random-init networks of the shipped configs changed by ``deblur`` / ``mask``, saved as a
-    weights folder."""
+def random_weights(folder: Path, deblur: dict, mask: dict, base: str | None) -> str:
+    """Random-init networks of the configs in ``base`` (default: the shipped ones) changed by
+    ``deblur`` / ``mask``, saved as a weights folder."""
     import json
 
-    from smfd import checkpoint
     from smfd.models import with_overrides
-    from smfd.restorer import save_random_weights, weight_files
+    from smfd.restorer import load_networks, save_random_weights, weight_files
 
-    shipped = [checkpoint.load(path).config for path in weight_files()]
+    shipped = [model.config for model in load_networks(base)]
     for path, changes in zip(weight_files(folder), (mask, deblur)):
         print(f"random-init {path.stem}: {json.dumps(changes)}")
     try:
@@ -117,12 +120,14 @@ def main() -> None:
     parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="SMFD-UNet config change")
     parser.add_argument("--mask-set", nargs="+", default=[], metavar="KEY=VALUE", help="mask generator change")
     args = parser.parse_args()
+    if args.folder_faces == 1:  # the rate is the time of N faces less that of 1
+        raise InputError("--folder-faces 1: give 0 (no folder timing) or at least 2")
+    records = held_out(max(8, args.folder_faces))  # checked before any network loads or converts
     if args.set or args.mask_set:
         scratch = tempfile.TemporaryDirectory()
         args.weights = random_weights(Path(scratch.name), config_overrides(args.set),
-                                      config_overrides(args.mask_set, "--mask-set"))
-
-    faces = held_out_faces(max(8, args.folder_faces))
+                                      config_overrides(args.mask_set, "--mask-set"), args.weights)
+    faces = [data.benchmark_pair(r)[0] for r in records]  # degraded under the benchmark protocol
     restorers = {}
     for threads in args.threads:
         for engine in args.engines:
@@ -166,10 +171,12 @@ def main() -> None:
             for k, face in enumerate(faces[: args.folder_faces]):
                 write_png(Path(folder) / f"{k:03d}.png", face)
             rates = {e: folder_rate(e, Path(folder), args.folder_faces, args.weights) for e in args.engines}
+        base = rates.get("pytorch", (None,))[0]
         for engine, (rate, startup) in rates.items():
-            base = rates.get("pytorch")
-            ratio = f"{rate / base[0]:.2f}x" if base else "-"
-            print(f"| {engine} | {rate:.2f} | {startup:.1f} | {ratio} |")
+            ratio = f"{rate / base:.2f}x" if rate and base else "-"
+            print(f"| {engine} | {'-' if rate is None else f'{rate:.2f}'} | {startup:.1f} | {ratio} |")
+        if None in (rate for rate, _ in rates.values()):
+            print("\n-: the folder took no longer than one face (timing noise); time more --folder-faces")
 
 
 if __name__ == "__main__":
