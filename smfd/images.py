@@ -55,6 +55,13 @@ def list_images(path: str | Path) -> list[Path]:
     return files
 
 
+def _ignore_exif_damage() -> None:
+    """Inside ``warnings.catch_warnings()``: a damaged EXIF block only loses the image its
+    orientation and resolution, so Pillow's warnings about it (e.g. "Corrupt EXIF data",
+    "Truncated File Read", all from its TIFF tag reader) print no lines."""
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.TiffImagePlugin")
+
+
 def _open(path: Path, decode: bool = True) -> Image.Image:
     """The image, checked (exists, not empty, an image, not too large) and decoded; with
     ``decode=False`` only its header is read (still open: the caller closes it)."""
@@ -67,6 +74,7 @@ def _open(path: Path, decode: bool = True) -> Image.Image:
             # The limit is MAX_PIXELS, checked below from the header with the size named; Pillow's
             # own warning would refuse 89.5 to 100 megapixels without saying so.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            _ignore_exif_damage()  # Image.open reads a JPEG's EXIF block for its resolution
             img = Image.open(path)
             if img.width * img.height > MAX_PIXELS:
                 raise InputError(f"{path}: image is too large ({img.width}x{img.height}, "
@@ -114,8 +122,8 @@ def read_image(path: str | Path) -> np.ndarray:
     """Read any common image file as RGB uint8 HxWx3 (alpha dropped, grayscale expanded), turned
     upright by its EXIF orientation as phone photos need."""
     img = _open(Path(path))
-    with warnings.catch_warnings():  # a damaged EXIF block only loses its orientation: no warning lines
-        warnings.filterwarnings("ignore", "Corrupt EXIF data", UserWarning)
+    with warnings.catch_warnings():
+        _ignore_exif_damage()
         img = ImageOps.exif_transpose(img)
     if img.mode.startswith("I;16"):  # 16-bit grayscale: 65535 is white, as 255 is in 8 bits
         img = Image.fromarray(np.rint(np.asarray(img, np.float64) / 257).astype(np.uint8))
@@ -205,7 +213,7 @@ def write_like(path: str | Path, rgb: np.ndarray, source: str | Path) -> Path:
     grey image's single channel (16-bit values where the 8-bit ones are unchanged), and its colour
     profile and resolution (a phone photo's Display P3 profile would otherwise be lost)."""
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", "Corrupt EXIF data", UserWarning)
+        _ignore_exif_damage()
         src = ImageOps.exif_transpose(_open(Path(source)))  # upright, as read_image gave the pixels
     image = Image.fromarray(np.ascontiguousarray(rgb))
     if src.getbands()[0] in ("L", "I", "F", "1") and is_grey(rgb):  # grey, and still grey

@@ -368,6 +368,25 @@ def test_writing_like_the_source_keeps_only_what_fits_the_pixels(tmp_path):
     assert "icc_profile" not in Image.open(tmp_path / "c.png").info
 
 
+def test_a_damaged_exif_block_prints_no_warning(tmp_path):
+    """A JPEG whose EXIF block is cut short loses its orientation, nothing else: no warning lines
+    from Pillow's tag reader when it is read, nor when its restoration is written like it."""
+    import warnings
+
+    from PIL import Image
+
+    from smfd.images import write_like
+
+    exif = Image.Exif()
+    exif[0x0112], exif[0x010E] = 6, "a description long enough to be stored after the tags"
+    Image.new("RGB", (60, 40), (10, 20, 30)).save(tmp_path / "cut.jpg", exif=exif.tobytes()[:-30])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        image = read_image(tmp_path / "cut.jpg")
+        write_like(tmp_path / "out.png", image, tmp_path / "cut.jpg")
+    assert image.shape == (40, 60, 3) and read_image(tmp_path / "out.png").shape == (40, 60, 3)
+
+
 def test_aligned_option_and_masks_imply_it(tmp_path, random_weights, face_512, capsys):
     src = write_png(tmp_path / "crop.png", face_512)
     rc = main(["restore", str(src), str(tmp_path / "out"), "--weights", str(random_weights), "--aligned"])
