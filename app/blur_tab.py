@@ -61,9 +61,8 @@ def blur_lab(ctx: AppContext, image, resize, source, seed, *option_values):
         options = options_from(*option_values)
     except ValueError as exc:
         raise gr.Error(str(exc), title="Pipeline options") from None
-    seed = int(seed or 0)
-    if seed < 0:
-        raise gr.Error("The seed must be a non-negative integer.")
+    with shown_to_user():
+        seed = examples.seed_from(seed)
     name, truth = source or ("upload", None)
     if not resize:
         check_pixels(image.shape[1], image.shape[0], FULL_SIZE_PIXELS,
@@ -126,7 +125,8 @@ def build(ctx: AppContext) -> SimpleNamespace:
                              scale_hi, noise_lo, noise_hi, blur_on, rescale_on, noise_on]
             count = gr.Markdown(count_text(*[c.value for c in option_inputs]), elem_id="blur-count")
             with gr.Row():
-                seed = gr.Number(0, precision=0, minimum=0, label="Seed", elem_id="blur-seed")
+                seed = gr.Number(0, precision=0, minimum=0, maximum=examples.SEEDS - 1, label="Seed",
+                                 elem_id="blur-seed")
                 new_seed = gr.Button("New seed", size="sm")
                 run = gr.Button("Blur", variant="primary", elem_id="blur-run")
     with gr.Row():

@@ -132,13 +132,13 @@ def compare(ctx: AppContext, face: Face | None, progress=gr.Progress()):
 
 
 def fingerprint(face: Face | None) -> str:
-    """What a comparison depends on: the face, and the mask it would be given."""
+    """What a comparison depends on: the face, the mask it would be given, and the sharp face its
+    metrics are measured against."""
     if face is None:
         return ""
-    given = given_mask(face)[0]
     digest = hashlib.sha256(face.blurry.tobytes())
-    if given is not None:
-        digest.update(given.tobytes())
+    for known in (given_mask(face)[0], face.sharp):
+        digest.update(b"-" if known is None else b"+" + known.tobytes())  # marked: a missing one differs
     return f"{face.name}:{face.blurry.shape}:{digest.hexdigest()}"
 
 

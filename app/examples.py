@@ -10,11 +10,13 @@ from pathlib import Path
 import numpy as np
 
 from smfd import data, degrade, labels
+from smfd.errors import InputError
 from smfd.faces import astronaut_face
 
 SOURCE_SIZE = data.SOURCE_SIZE  # the pipeline's kernel sizes are meant for 512x512 faces
 MAX_DATASET_EXAMPLES = 1000  # a dropdown of all 30,000 CelebAMask-HQ faces would not help anyone
 BUILTIN = "astronaut (scikit-image, public domain)"
+SEEDS = 2**32  # the seed boxes' range: numpy takes any integer, but a longer one makes a file name too long
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,14 @@ def find_examples(folder: str | Path | None) -> list[Example]:
         records = data.open_dataset(folder)[:MAX_DATASET_EXAMPLES]
         examples += [Example(r.id, r) for r in records]
     return examples
+
+
+def seed_from(value) -> int:
+    """A seed box's value (empty: 0), refused outside 0 .. SEEDS - 1."""
+    seed = int(value or 0)
+    if not 0 <= seed < SEEDS:
+        raise InputError(f"the seed must be a whole number from 0 to {SEEDS - 1}, got {seed}")
+    return seed
 
 
 def blurred(image: np.ndarray, seed: int,

@@ -32,26 +32,46 @@ def face_from_example(ctx: AppContext, name: str, seed) -> Face:
     if not name:
         raise gr.Error("Pick an example first.")
     with shown_to_user():  # e.g. a corrupt file in the --examples folder
+        seed = examples.seed_from(seed)
         sharp, truth = ctx.example(name).load()
-    seed = int(seed or 0)
     blurry, recipe = examples.blurred(sharp, seed)
     face = Face(f"{name} (seed {seed}: {recipe.describe()})", blurry, sharp)
     return face if truth is None else face.with_truth(truth)
 
 
-def with_sharp(face: Face | None, image) -> Face:
+def shown_report(face: Face | None):
+    """The report of a face whose references changed: shown at once when it has a result."""
+    return report(face) if face is not None and face.restored is not None else gr.update()
+
+
+def with_sharp(face: Face | None, image):
+    """(face, report, truth button) with the sharp reference uploaded."""
     if face is None:
         raise gr.Error("Upload the blurry face first, then its sharp reference.")
     with shown_to_user():
-        return face.with_sharp(image)
+        face = face.with_sharp(image)
+    return face, shown_report(face), gr.update()
 
 
-def with_truth(face: Face | None, file, kind: str) -> Face:
+def with_truth(face: Face | None, file, kind: str):
+    """(face, report, truth button) with the uploaded mask read as ``kind`` says; called again
+    when ``kind`` changes, so the mask always holds what the radio button says its values are."""
+    if file is None:  # the radio button changed with no mask uploaded
+        return face, gr.update(), gr.update()
     if face is None:
         raise gr.Error("Upload the blurry face first, then its ground-truth mask.")
     truth = read_mask_upload(file, kind, name=None)
     with shown_to_user():
-        return face.with_truth(truth)
+        face = face.with_truth(truth)
+    return face, shown_report(face), gr.Button(interactive=True)
+
+
+def without(face: Face | None, reference: str):
+    """(face, report, truth button) once the user removed a reference from its box."""
+    if face is None:
+        return None, gr.update(), gr.update()
+    face = face.replace(**{reference: None})
+    return face, shown_report(face), gr.Button(interactive=face.truth is not None)
 
 
 def restored_with(ctx: AppContext, face: Face, mask, source: str) -> Face:
@@ -102,6 +122,9 @@ def restore(ctx: AppContext, face: Face | None, whole_photo: bool, progress=gr.P
 
 
 def restore_edited(ctx: AppContext, face: Face | None, edits: dict | None, progress=gr.Progress()):
+    if face is not None and face.whole_photo:
+        raise gr.Error("A whole photo's faces have no one mask to edit: switch off the whole-photo mode "
+                       "and restore an aligned face crop.")
     if face is None or face.mask is None:
         raise gr.Error("Restore once first: the editor starts from the generated mask.")
     layers = (edits or {}).get("layers") or []
@@ -134,7 +157,8 @@ def build(ctx: AppContext, face: gr.State) -> SimpleNamespace:
                 example = gr.Dropdown([e.name for e in ctx.examples], value=ctx.examples[0].name,
                                       label="Example (blurred with the thesis pipeline)",
                                       filterable=True, scale=3, elem_id="restore-example")
-                seed = gr.Number(0, precision=0, minimum=0, label="Seed", scale=1, min_width=80)
+                seed = gr.Number(0, precision=0, minimum=0, maximum=examples.SEEDS - 1, label="Seed",
+                                 scale=1, min_width=80)
             load = gr.Button("Load and blur the example", elem_id="restore-load")
             whole = gr.Checkbox(False, label="Whole photo: find and restore every face",
                                 visible=ctx.whole_photo is not None, elem_id="restore-whole")
@@ -176,11 +200,23 @@ def build(ctx: AppContext, face: gr.State) -> SimpleNamespace:
     references = [sharp_in, truth_in]
     blurry_in.upload(lambda image: (face_from_upload(image), *cleared(), None, None), blurry_in,
                      [*outputs, *references], **hidden)
+    blurry_in.clear(lambda: (None, *cleared(), None, None), None, [*outputs, *references], **hidden)
     load.click(partial(face_from_example, ctx), [example, seed], face, **hidden).success(
         lambda f: (f.blurry, *cleared(), f.sharp, None), face, [blurry_in, *outputs[1:], *references], **hidden)
-    sharp_in.upload(with_sharp, [face, sharp_in], face, **hidden)
-    truth_in.upload(with_truth, [face, truth_in, kind], face, **hidden).success(
-        lambda f: gr.Button(interactive=f.truth is not None), face, use_truth, **hidden)
+    # A reference removed or refused (another picture's, not a mask) leaves the face and its box:
+    # the boxes show what the face has.
+    changed = [face, info, use_truth]
+
+    def refused(reference: str):
+        return lambda f: (None, *without(f, reference))
+
+    sharp_in.upload(with_sharp, [face, sharp_in], changed, **hidden).failure(
+        refused("sharp"), face, [sharp_in, *changed], **hidden)
+    for event in (truth_in.upload, kind.change):  # the radio button says how to read the mask
+        event(with_truth, [face, truth_in, kind], changed, **hidden).failure(
+            refused("truth"), face, [truth_in, *changed], **hidden)
+    sharp_in.clear(partial(without, reference="sharp"), face, changed, **hidden)
+    truth_in.clear(partial(without, reference="truth"), face, changed, **hidden)
     model = dict(concurrency_id="model", **hidden)
     run.click(partial(restore, ctx), [face, whole], outputs, **model)
     again.click(partial(restore_edited, ctx), [face, editor], outputs, **model)

@@ -232,6 +232,21 @@ def test_a_bad_upload_gets_a_clear_message(visitor, tmp_path, celeba):
     page.locator("#restore-input input[type=file]").set_input_files(str(face))
     expect(page.locator("#restore-sharp img")).to_have_count(0, timeout=TIMEOUT)
 
+    # A sharp reference uploaded after the restoration: a refused one leaves its box, the right one
+    # shows its figures at once, and removed it leaves the face.
+    page.click("#restore-run")
+    report = page.locator("#restore-report")
+    expect(report).to_contain_text("No sharp reference", timeout=TIMEOUT)
+    wide = tmp_path / "wide.png"
+    Image.new("RGB", (300, 100), "gray").save(wide)
+    page.locator("#restore-sharp input[type=file]").set_input_files(str(wide))
+    expect(page.get_by_text("does not match the blurry image (256x256)")).to_be_visible(timeout=TIMEOUT)
+    expect(page.locator("#restore-sharp img")).to_have_count(0, timeout=TIMEOUT)
+    page.locator("#restore-sharp input[type=file]").set_input_files(str(face))
+    expect(report).to_contain_text("Measured at 256x256 against the sharp face", timeout=TIMEOUT)
+    page.locator("#restore-sharp").get_by_label("Remove Image").click()
+    expect(report).to_contain_text("No sharp reference", timeout=TIMEOUT)
+
 
 def test_compare_every_method(visitor, celeba):
     from playwright.sync_api import expect

@@ -373,6 +373,37 @@ def test_restore_edit_truth_and_back_keep_track_of_the_mask(tmp_path):
         restore_tab.restore_truth(ctx, face.Face("x", f.blurry), lambda *a, **k: None)
 
 
+def test_references_follow_their_boxes_and_show_at_once(tmp_path):
+    """A sharp face or mask uploaded after a restoration shows in its report without restoring
+    again; the mask is read again when its values' radio button changes; a reference removed from
+    its box leaves the face; seeds stay in the boxes' range."""
+    ctx = make_context(tmp_path)
+    sharp = examples.astronaut_face()
+    blurry = face.Face("upload", examples.blurred(sharp, 1)[0])
+    assert restore_tab.with_sharp(blurry, sharp)[1] == gr.update()  # nothing restored: no report yet
+    restored, _, shown, *_ = restore_tab.restore(ctx, blurry, False, lambda *a, **k: None)
+    assert "No sharp reference" in shown
+    with_sharp, shown, _ = restore_tab.with_sharp(restored, sharp)
+    assert "| restored |" in shown and with_sharp.sharp is not None
+    mask = tmp_path / "mask.png"
+    Image.fromarray(np.repeat(np.array([0, 2, 3], np.uint8), [200, 200, 112])[:, None].repeat(512, 1)).save(mask)
+    as_groups, shown, button = restore_tab.with_truth(with_sharp, str(mask), "groups")
+    assert set(np.unique(as_groups.truth)) == {0, 2, 3} and "mean Dice" in shown and button.interactive
+    as_classes, *_ = restore_tab.with_truth(as_groups, str(mask), "classes")  # the radio button changed
+    assert (as_classes.truth == labels.to_groups(as_groups.truth)).all()
+    assert not (as_classes.truth == as_groups.truth).all()
+    assert restore_tab.with_truth(as_classes, None, "groups")[0] is as_classes  # no file: nothing to read
+    dropped, shown, button = restore_tab.without(as_classes, "sharp")
+    assert dropped.sharp is None and dropped.truth is not None and "No sharp reference" in shown
+    dropped, shown, button = restore_tab.without(dropped, "truth")
+    assert dropped.truth is None and "mean Dice" not in shown and not button.interactive
+    for seed in (-1, examples.SEEDS):
+        with pytest.raises(gr.Error, match=f"seed must be a whole number from 0 to 4294967295, got {seed}"):
+            restore_tab.face_from_example(ctx, examples.BUILTIN, seed)
+        with pytest.raises(gr.Error, match="seed must be a whole number"):
+            blur_tab.blur_lab(ctx, sharp, True, None, seed, *option_values())
+
+
 def test_whole_photo_mode_uses_the_photo_pipeline(tmp_path):
     class Report:
         def __init__(self, faces=2):
@@ -396,6 +427,8 @@ def test_whole_photo_mode_uses_the_photo_pipeline(tmp_path):
     # no face: an error, not the photo offered back as if it were a result (as `smfd restore`)
     with pytest.raises(gr.Error, match="dark: no face found"):
         restore_tab.restore(ctx, face.Face("dark", np.zeros((300, 400, 3), np.uint8)), True, lambda *a, **k: None)
+    with pytest.raises(gr.Error, match="A whole photo's faces have no one mask to edit"):
+        restore_tab.restore_edited(ctx, state, {"layers": []}, lambda *a, **k: None)
 
 
 # ---------------------------------------------------------------- compare with a fake registry
@@ -487,6 +520,9 @@ def test_compare_clears_another_face_s_results_and_refuses_a_whole_photo(tmp_pat
     assert "**a**" in header and all(o == gr.update() for o in outputs)  # kept
     header, *outputs = compare_tab.on_select(b, compared)
     assert "**b**" in header and outputs == [[], None, "", ""]  # a's results are not shown under b
+    # ... nor under a once its sharp face is known: the table would lack the PSNR it can now have
+    header, *outputs = compare_tab.on_select(a.with_sharp(np.full((32, 32, 3), 99, np.uint8)), compared)
+    assert "sharp face known" in header and outputs == [[], None, "", ""]
     photo = a.replace(restored=a.blurry, note="2 faces found, 2 restored")  # as Restore's whole-photo mode
     assert photo.whole_photo and not a.whole_photo
     for run in (lambda: compare_tab.compare(ctx, photo, progress=lambda *args, **k: None),
