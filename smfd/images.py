@@ -8,9 +8,12 @@ message names the file and the reason.
 from __future__ import annotations
 
 import os
+import struct
 import tempfile
 import warnings
+import zlib
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
@@ -21,6 +24,8 @@ from . import labels
 from .errors import InputError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+EIGHT_BITS = np.rint(np.arange(65536) / 257).astype(np.uint8)  # each 16-bit value's 8-bit one: 65535 is white
+ORIENTATION = 0x0112  # the EXIF tag
 MAX_PIXELS = 100_000_000  # ~10000x10000; larger files are refused rather than risking memory
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
@@ -55,11 +60,16 @@ def list_images(path: str | Path) -> list[Path]:
     return files
 
 
-def _ignore_exif_damage() -> None:
-    """Inside ``warnings.catch_warnings()``: a damaged EXIF block only loses the image its
-    orientation and resolution, so Pillow's warnings about it (e.g. "Corrupt EXIF data",
-    "Truncated File Read", all from its TIFF tag reader) print no lines."""
-    warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.TiffImagePlugin")
+@contextmanager
+def _pillow_quietly():
+    """Pillow's warnings that tell our users nothing: its decompression-bomb warning (our limit is
+    MAX_PIXELS, checked with the size named; Pillow's would refuse 89.5 to 100 megapixels without
+    saying so) and those about a damaged EXIF block (e.g. "Corrupt EXIF data", "Truncated File
+    Read", all from its TIFF tag reader), which only loses the image its orientation and resolution."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.TiffImagePlugin")
+        yield
 
 
 def _open(path: Path, decode: bool = True) -> Image.Image:
@@ -70,11 +80,7 @@ def _open(path: Path, decode: bool = True) -> Image.Image:
     if path.stat().st_size == 0:
         raise InputError(f"{path}: file is empty")
     try:
-        with warnings.catch_warnings():
-            # The limit is MAX_PIXELS, checked below from the header with the size named; Pillow's
-            # own warning would refuse 89.5 to 100 megapixels without saying so.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            _ignore_exif_damage()  # Image.open reads a JPEG's EXIF block for its resolution
+        with _pillow_quietly():  # Image.open reads a JPEG's EXIF block for its resolution
             img = Image.open(path)
             if img.width * img.height > MAX_PIXELS:
                 raise InputError(f"{path}: image is too large ({img.width}x{img.height}, "
@@ -92,6 +98,22 @@ def _open(path: Path, decode: bool = True) -> Image.Image:
     except (OSError, SyntaxError, ValueError) as exc:
         raise InputError(f"{path}: corrupt or truncated image ({exc})") from None
     return img
+
+
+def _deep_colour(path: Path, img: Image.Image) -> np.ndarray | None:
+    """A 16-bit colour image's values as stored (RGB or RGBA, uint16), of which Pillow (``img``, the
+    file as it decoded it) keeps 8 bits only; None for any other image. Read at 8 bits as well: one
+    turned by its EXIF orientation (OpenCV, which reads the 16 bits, cannot read a turned TIFF) and
+    one with a transparent colour instead of an alpha channel (OpenCV does not apply it)."""
+    with Image.open(path) as header:  # only the undecoded file says how deep its values are and
+        # how they are turned (a decoded TIFF is turned upright already)
+        deep = header.mode in ("RGB", "RGBA") and header.tile and ";16" in str(header.tile[0].args)
+        if not deep or "transparency" in header.info or header.getexif().get(ORIENTATION, 1) != 1:
+            return None
+    pixels = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if pixels is None or pixels.dtype != np.uint16 or pixels.shape != (img.height, img.width, len(img.mode)):
+        return None
+    return cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB if pixels.shape[2] == 3 else cv2.COLOR_BGRA2RGBA)
 
 
 LABEL_MODES = ("P", "L", "I;16", "I")  # palette or grayscale: one index per pixel
@@ -122,11 +144,13 @@ def read_image(path: str | Path) -> np.ndarray:
     """Read any common image file as RGB uint8 HxWx3 (alpha dropped, grayscale expanded), turned
     upright by its EXIF orientation as phone photos need."""
     img = _open(Path(path))
-    with warnings.catch_warnings():
-        _ignore_exif_damage()
+    with _pillow_quietly():
+        deep = _deep_colour(Path(path), img)
         img = ImageOps.exif_transpose(img)
-    if img.mode.startswith("I;16"):  # 16-bit grayscale: 65535 is white, as 255 is in 8 bits
-        img = Image.fromarray(np.rint(np.asarray(img, np.float64) / 257).astype(np.uint8))
+    if deep is not None:
+        return EIGHT_BITS[deep[..., :3]]
+    if img.mode.startswith("I;16"):  # 16-bit grayscale
+        img = Image.fromarray(EIGHT_BITS[np.asarray(img)])
     elif img.mode in ("I", "F"):  # 32-bit integer or float: no fixed white level, so stretch
         arr = np.asarray(img, np.float64)
         if not np.isfinite(arr).all():
@@ -210,17 +234,20 @@ def write_png(path: str | Path, array: np.ndarray, overwrite: bool = True) -> Pa
 def write_like(path: str | Path, rgb: np.ndarray, source: str | Path) -> Path:
     """Write ``rgb`` (:func:`read_image` of ``source``, restored) as PNG with what the source file
     holds beyond 8-bit RGB, so that what was not restored stays as it was: its transparency, a
-    grey image's single channel (16-bit values where the 8-bit ones are unchanged), and its colour
-    profile and resolution (a phone photo's Display P3 profile would otherwise be lost)."""
-    with warnings.catch_warnings():
-        _ignore_exif_damage()
-        src = ImageOps.exif_transpose(_open(Path(source)))  # upright, as read_image gave the pixels
+    grey image's single channel, a 16-bit image's values where the 8-bit ones are unchanged, and
+    its colour profile and resolution (a phone photo's Display P3 profile would otherwise be lost)."""
+    with _pillow_quietly():
+        src = _open(Path(source))
+        deep = _deep_colour(Path(source), src)
+        src = ImageOps.exif_transpose(src)  # upright, as read_image gave the pixels
+    if deep is not None:  # 16-bit colour, opaque or with its own alpha channel
+        pixels = np.dstack([_kept_deep(deep[..., :3], rgb), deep[..., 3:]])
+        return write_atomically(path, lambda tmp: tmp.write_bytes(_deep_png(pixels, **_info_for(src, "RGB"))),
+                                ".png")
     image = Image.fromarray(np.ascontiguousarray(rgb))
     if src.getbands()[0] in ("L", "I", "F", "1") and is_grey(rgb):  # grey, and still grey
         if src.mode.startswith("I;16"):
-            deep = np.asarray(src, np.uint16)
-            kept = np.rint(deep / 257).astype(np.uint8) == rgb[..., 0]
-            image = Image.fromarray(np.where(kept, deep, rgb[..., 0].astype(np.uint16) * 257).astype(np.uint16))
+            image = Image.fromarray(_kept_deep(np.asarray(src, np.uint16), rgb[..., 0]))
         else:
             image = image.convert("L")
     if "A" in src.getbands() or "transparency" in src.info:
@@ -228,12 +255,43 @@ def write_like(path: str | Path, rgb: np.ndarray, source: str | Path) -> Path:
             image = Image.fromarray(np.ascontiguousarray(rgb[..., 0]))
         image = image.convert("LA" if image.mode == "L" else "RGBA")
         image.putalpha(src.convert("RGBA").getchannel("A"))
-    extra = {key: src.info[key] for key in ("icc_profile", "dpi") if src.info.get(key)}
-    space = b"RGB " if image.mode in ("RGB", "RGBA") else b"GRAY"
-    if "icc_profile" in extra and extra["icc_profile"][16:20] != space:  # e.g. a CMYK JPEG's: not for these pixels
-        del extra["icc_profile"]
+    extra = _info_for(src, image.mode)
     return write_atomically(path, lambda tmp: image.save(tmp, format="PNG", compress_level=PNG_LEVEL, **extra),
                             ".png")
+
+
+def _info_for(src: Image.Image, mode: str) -> dict:
+    """The source's colour profile and resolution as PNG options, less a profile that does not
+    describe pixels of ``mode`` (e.g. a CMYK JPEG's)."""
+    extra = {key: src.info[key] for key in ("icc_profile", "dpi") if src.info.get(key)}
+    space = b"RGB " if mode in ("RGB", "RGBA") else b"GRAY"
+    if "icc_profile" in extra and extra["icc_profile"][16:20] != space:
+        del extra["icc_profile"]
+    return extra
+
+
+def _kept_deep(deep: np.ndarray, restored: np.ndarray) -> np.ndarray:
+    """16-bit values: ``deep``'s where the 8-bit ``restored`` pixel is still its 8-bit value (all of
+    a colour pixel's channels), the restored ones elsewhere."""
+    kept = EIGHT_BITS[deep] == restored
+    if kept.ndim == 3:
+        kept = kept.all(-1, keepdims=True)
+    return np.where(kept, deep, restored.astype(np.uint16) * 257)
+
+
+def _deep_png(pixels: np.ndarray, icc_profile: bytes | None = None, dpi: tuple | None = None) -> bytes:
+    """16-bit RGB or RGBA pixels as a PNG file's bytes (Pillow writes colour at 8 bits only), with
+    the colour profile and resolution written as Pillow writes them."""
+    bgr = cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR if pixels.shape[2] == 3 else cv2.COLOR_RGBA2BGRA)
+    png = cv2.imencode(".png", bgr, [cv2.IMWRITE_PNG_COMPRESSION, PNG_LEVEL])[1].tobytes()
+    chunks = []
+    if icc_profile:
+        chunks.append((b"iCCP", b"ICC profile\0\0" + zlib.compress(icc_profile)))  # name, method 0 (zlib)
+    if dpi:
+        chunks.append((b"pHYs", struct.pack(">IIB", *(int(d / 0.0254 + 0.5) for d in dpi), 1)))  # per metre
+    head = 8 + 25  # the signature and the IHDR chunk, which come first; these two before the pixels
+    return png[:head] + b"".join(struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+                                 for kind, data in chunks) + png[head:]
 
 
 def resize_to(image: np.ndarray, size: tuple[int, int], upscale: int = cv2.INTER_CUBIC) -> np.ndarray:

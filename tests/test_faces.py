@@ -344,9 +344,39 @@ def test_a_restored_photo_keeps_its_transparency_grey_depth_and_colour_profile(t
     assert clear.mode == "RGBA" and clear.info["icc_profile"] == icc and round(clear.info["dpi"][0]) == 300
     assert np.array_equal(np.asarray(clear)[..., 3], alpha)
     restored = np.asarray(Image.open(tmp_path / "out" / "deep.png"))
-    face = np.rint(deep / 257).astype(np.uint8) != restored // 257  # where the 8-bit values changed
+    face = np.rint(deep / 257) != np.rint(restored / 257)  # where the 8-bit values changed
     assert restored.dtype == np.uint16 and 0.05 < face.mean() < 0.5
     assert np.array_equal(restored[~face], deep[~face])  # the 16-bit values, not their 8-bit rounding
+
+
+def test_a_16_bit_colour_photo_keeps_its_values_away_from_the_face(tmp_path, random_weights, face_512, capfd):
+    """A 16-bit colour TIFF (a scan, a raw development) is written as a 16-bit PNG: its values away
+    from the face, its alpha channel, profile and resolution as they were, the face's pixels its
+    restoration's; one turned by its EXIF orientation is read upright, at 8 bits."""
+    import tifffile
+    from PIL import Image, ImageCms
+
+    photo = place(gradient(480, 360), face_512, 200, 140, 80)
+    fine = np.tile(np.arange(480, dtype=np.uint16) % 200, (360, 1))[..., None]  # below one 8-bit level
+    deep = np.dstack([photo.astype(np.uint16) * 257 + fine, np.full((360, 480), 40000, np.uint16)])
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    folder = tmp_path / "in"
+    folder.mkdir()
+    tifffile.imwrite(folder / "scan.tif", deep, photometric="rgb", extrasamples=["unassalpha"], compression="zlib",
+                     iccprofile=icc, resolution=(300, 300), resolutionunit="INCH")
+    assert np.array_equal(read_image(folder / "scan.tif"), np.rint(deep[..., :3] / 257))
+    assert main(["restore", str(folder), str(tmp_path / "out"), "--weights", str(random_weights)]) == 0
+    written = Image.open(tmp_path / "out" / "scan.png")
+    assert written.mode == "RGBA" and written.info["icc_profile"] == icc and round(written.info["dpi"][0]) == 300
+    restored = cv2.cvtColor(cv2.imread(str(tmp_path / "out" / "scan.png"), cv2.IMREAD_UNCHANGED), cv2.COLOR_BGRA2RGBA)
+    face = (np.rint(deep / 257) != np.rint(restored / 257))[..., :3].any(-1)  # where the 8-bit values changed
+    assert restored.dtype == np.uint16 and 0.05 < face.mean() < 0.5
+    assert np.array_equal(restored[~face], deep[~face]) and (restored[..., 3] == 40000).all()
+    tifffile.imwrite(tmp_path / "turned.tif", np.rot90(deep[..., :3]), photometric="rgb",
+                     extratags=[(0x0112, "H", 1, 6, True)])  # stored turned a quarter to the left
+    capfd.readouterr()
+    assert np.array_equal(read_image(tmp_path / "turned.tif"), deep[..., :3] // 256)  # Pillow's 8 bits
+    assert capfd.readouterr().err == ""  # OpenCV, which cannot read it, was not asked to
 
 
 def test_writing_like_the_source_keeps_only_what_fits_the_pixels(tmp_path):
