@@ -45,9 +45,9 @@ def busy() -> None:
         pass
 
 
-def held_out(n: int) -> list:
-    """The first ``n`` held-out faces' records; refused when the split has fewer."""
-    records = data.select(data.open_dataset(shared_data() / "celebamask_mini"), "test")
+def held_out(folder: str, n: int) -> list:
+    """The first ``n`` held-out faces' records of the dataset ``folder``; refused when the split has fewer."""
+    records = data.select(data.open_dataset(folder), "test")
     if n > len(records):
         raise InputError(f"--folder-faces {n}: the held-out split has {len(records)} faces")
     return records[:n]
@@ -112,6 +112,8 @@ def random_weights(folder: Path, deblur: dict, mask: dict, base: str | None) -> 
 def main() -> None:
     parser = script_parser(__doc__)
     parser.add_argument("--weights", default=None, help="weights folder (default: the shipped weights)")
+    parser.add_argument("--data", default=str(shared_data() / "celebamask_mini"),
+                        help="CelebAMask-HQ folder whose held-out faces are timed")
     parser.add_argument("--engines", nargs="+", choices=ENGINES[1:], default=["pytorch", "openvino", "openvino-int8"])
     parser.add_argument("--threads", type=int_from(1, 1024), nargs="+", default=[2])
     parser.add_argument("--load", type=int_from(0), nargs="+", default=[0], help="busy processes while timing")
@@ -122,7 +124,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.folder_faces == 1:  # the rate is the time of N faces less that of 1
         raise InputError("--folder-faces 1: give 0 (no folder timing) or at least 2")
-    records = held_out(max(8, args.folder_faces))  # checked before any network loads or converts
+    records = held_out(args.data, max(8, args.folder_faces))  # checked before any network loads or converts
     if args.set or args.mask_set:
         scratch = tempfile.TemporaryDirectory()
         args.weights = random_weights(Path(scratch.name), config_overrides(args.set),

@@ -564,16 +564,17 @@ def test_the_load_test_names_bad_options_before_the_app_starts(tmp_path):
         assert code == 2 and err.startswith("smfd: error: ") and says in err and len(err.strip().splitlines()) == 1, err
 
 
-def test_the_speed_benchmark_refuses_a_folder_rate_it_cannot_time_and_uses_the_weights_named(tmp_path, capsys):
+def test_the_speed_benchmark_refuses_a_folder_rate_it_cannot_time_and_uses_the_weights_named(
+        tmp_path, capsys, celeba):
     """bench_speed.py's folder rate is (N faces - 1 face) / (N - 1): one face or more than the
     held-out split (151) would be a division by zero or a rate over faces never restored. --set
     changes the configs of --weights, so a folder that is not there is named. All before the
     networks load."""
     for faces, says in (("1", "--folder-faces 1: give 0 (no folder timing) or at least 2"),
                         ("500", "--folder-faces 500: the held-out split has 151 faces")):
-        done = run_here("bench_speed.py", "--folder-faces", faces, capsys=capsys)
+        done = run_here("bench_speed.py", "--data", celeba, "--folder-faces", faces, capsys=capsys)
         assert done.returncode == 2 and done.stderr.strip() == f"smfd: error: {says}", done.stderr
-    done = run_here("bench_speed.py", "--weights", tmp_path / "none", "--set", "decoder=[128,64,32]",
-                    capsys=capsys)
+    done = run_here("bench_speed.py", "--data", celeba, "--weights", tmp_path / "none",
+                    "--set", "decoder=[128,64,32]", capsys=capsys)
     assert done.returncode == 2 and done.stderr.strip().startswith("smfd: error: model weights not found: "
                                                                    f"{tmp_path / 'none'}"), done.stderr
