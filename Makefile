@@ -32,7 +32,7 @@ demo: install
 	$(VENV)/bin/smfd demo
 
 test: install browser postgres
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15  # the slowest listed: the suite is kept under 15 minutes
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -65,29 +65,43 @@ def small_networks(seed: int = 0, soft_mask: bool = False) -> tuple[MaskNet, SMF
     return mask.eval(), deblur.eval()
 
 
-def test_conversion_is_cached_per_weights(tmp_path, monkeypatch, celeba):
-    monkeypatch.setenv("SMFD_CACHE", str(tmp_path))
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory, celeba):
+    """(cache folder, face, restoration): small_networks(0) converted once, for the tests that start
+    from its cache entry (each on a copy: they damage it), and its restoration of a face."""
+    folder = tmp_path_factory.mktemp("engine-cache")
     face = data.benchmark_pair(data.open_dataset(celeba)[0])[0]
-    first = Restorer(*small_networks(0), engine="openvino")
-    assert first.engine.converted_in is not None  # converted now, not found in the cache
-    assert first.engine.folder.parent == tmp_path / "engines"
-    second = Restorer(*small_networks(0), engine="openvino")  # the same weights: a cache hit
-    assert second.engine.converted_in is None and second.engine.folder == first.engine.folder
-    assert np.array_equal(first.restore(face), second.restore(face))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SMFD_CACHE", str(folder))
+        restorer = Restorer(*small_networks(0), engine="openvino")
+    assert restorer.engine.converted_in is not None  # converted then, not found in a cache
+    return folder, face, restorer.restore(face)
+
+
+def cache_copy(converted, tmp_path, monkeypatch):
+    """$SMFD_CACHE set to a copy of the converted cache."""
+    shutil.copytree(converted[0], tmp_path, dirs_exist_ok=True)
+    monkeypatch.setenv("SMFD_CACHE", str(tmp_path))
+
+
+def test_conversion_is_cached_per_weights(converted, tmp_path, monkeypatch):
+    cache_copy(converted, tmp_path, monkeypatch)
+    _, face, reference = converted
+    same = Restorer(*small_networks(0), engine="openvino")  # the same weights: a cache hit
+    assert same.engine.converted_in is None and same.engine.folder.parent == tmp_path / "engines"
+    assert np.array_equal(same.restore(face), reference)
     other = Restorer(*small_networks(1), engine="openvino")  # other weights: converted anew
-    assert other.engine.converted_in is not None and other.engine.folder != first.engine.folder
+    assert other.engine.converted_in is not None and other.engine.folder != same.engine.folder
     assert sorted(p.name for p in (tmp_path / "engines").iterdir()) == sorted(
-        [first.engine.folder.name, other.engine.folder.name])  # no half-written leftovers
+        [same.engine.folder.name, other.engine.folder.name])  # no half-written leftovers
 
 
-def test_a_damaged_or_unwritable_conversion_cache_costs_a_conversion_not_the_restorer(tmp_path, monkeypatch, celeba):
+def test_a_damaged_or_unwritable_conversion_cache_costs_a_conversion_not_the_restorer(converted, tmp_path, monkeypatch):
     """A .bin cut short (power loss), an entry of which only compiled/ is left, and a cache that
     cannot be written: each is converted again (and cached where it can be), never an error."""
-    monkeypatch.setenv("SMFD_CACHE", str(tmp_path))
-    face = data.benchmark_pair(data.open_dataset(celeba)[0])[0]
-    first = Restorer(*small_networks(0), engine="openvino")
-    reference = first.restore(face)
-    folder = first.engine.folder
+    cache_copy(converted, tmp_path, monkeypatch)
+    _, face, reference = converted
+    folder = Restorer(*small_networks(0), engine="openvino").engine.folder
     weights = folder / "deblur.bin"
     whole = weights.read_bytes()
     weights.write_bytes(whole[: len(whole) // 2])
@@ -205,14 +219,14 @@ def test_a_mirrored_face_is_restored_as_the_mirror_image_in_every_engine(engine,
     assert np.abs(out - by_hand).mean() < 6 and np.abs(out - one_pass).mean() > 20
 
 
-def test_int8_engine_is_calibrated_and_cached_apart(tmp_path, monkeypatch, celeba):
-    monkeypatch.setenv("SMFD_CACHE", str(tmp_path))
-    face = data.benchmark_pair(data.open_dataset(celeba)[0])[0]
+def test_int8_engine_is_calibrated_and_cached_apart(converted, tmp_path, monkeypatch):
+    cache_copy(converted, tmp_path, monkeypatch)
+    _, face, _ = converted
     calibrated = []
     monkeypatch.setattr("smfd.restorer.calibration_faces",  # the faces the int8 conversion calibrates on
                         lambda *a, **k: calibrated.append(engines.calibration_faces(*a, **k)) or calibrated[-1])
-    float_engine = Restorer(*small_networks(3), engine="openvino")
-    int8 = Restorer(*small_networks(3), engine="openvino-int8")
+    float_engine = Restorer(*small_networks(0), engine="openvino")
+    int8 = Restorer(*small_networks(0), engine="openvino-int8")
     assert int8.engine.int8 and int8.engine.folder != float_engine.engine.folder
     assert [len(faces) for faces in calibrated] == [engines.CALIBRATION_FACES]  # the int8 engine's only
     for name in ("mask.xml", "deblur.xml"):  # the stored networks are quantised, the float ones not
