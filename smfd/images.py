@@ -26,6 +26,7 @@ from .errors import InputError
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 EIGHT_BITS = np.rint(np.arange(65536) / 257).astype(np.uint8)  # each 16-bit value's 8-bit one: 65535 is white
 ORIENTATION = 0x0112  # the EXIF tag
+ROWS = 256  # rows of a 16-bit image handled at once: a few copies of a whole one would take gigabytes
 MAX_PIXELS = 100_000_000  # ~10000x10000; larger files are refused rather than risking memory
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
@@ -103,17 +104,45 @@ def _open(path: Path, decode: bool = True) -> Image.Image:
 def _deep_colour(path: Path, img: Image.Image) -> np.ndarray | None:
     """A 16-bit colour image's values as stored (RGB or RGBA, uint16), of which Pillow (``img``, the
     file as it decoded it) keeps 8 bits only; None for any other image. Read at 8 bits as well: one
-    turned by its EXIF orientation (OpenCV, which reads the 16 bits, cannot read a turned TIFF) and
-    one with a transparent colour instead of an alpha channel (OpenCV does not apply it)."""
-    with Image.open(path) as header:  # only the undecoded file says how deep its values are and
-        # how they are turned (a decoded TIFF is turned upright already)
-        deep = header.mode in ("RGB", "RGBA") and header.tile and ";16" in str(header.tile[0].args)
-        if not deep or "transparency" in header.info or header.getexif().get(ORIENTATION, 1) != 1:
+    turned by its EXIF orientation (OpenCV, which reads the 16 bits, cannot read a turned TIFF), one
+    with a transparent colour instead of an alpha channel (OpenCV does not apply it), and one OpenCV
+    reads otherwise than Pillow (e.g. a TIFF of premultiplied alpha or of planes compressed apart)."""
+    with Image.open(path) as header:  # only the undecoded file says how deep its values are, and a
+        # TIFF how it is turned (decoded, it is turned upright already; a PNG's turn is in img)
+        if img.mode not in ("RGB", "RGBA") or not header.tile or ";16" not in str(header.tile[0].args):
             return None
-    pixels = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        turn = (header if header.format == "TIFF" else img).getexif().get(ORIENTATION, 1)
+    if "transparency" in img.info or turn in range(2, 9):
+        return None
+    stored = np.fromfile(path, np.uint8)  # decoded from memory: OpenCV cannot open every file name
+    if header.format == "PNG":  # its colour profile and the like are not needed, and libpng would
+        stored = _critical_chunks(stored)  # print warnings about a flawed one
+    logs = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # e.g. a TIFF tag it does not know
+    try:
+        pixels = cv2.imdecode(stored, cv2.IMREAD_UNCHANGED)
+    finally:
+        cv2.utils.logging.setLogLevel(logs)
     if pixels is None or pixels.dtype != np.uint16 or pixels.shape != (img.height, img.width, len(img.mode)):
         return None
-    return cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB if pixels.shape[2] == 3 else cv2.COLOR_BGRA2RGBA)
+    cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB if pixels.shape[2] == 3 else cv2.COLOR_BGRA2RGBA, dst=pixels)
+    eight = np.asarray(img)
+    for top in range(0, img.height, ROWS):  # Pillow's 8 bits are the top byte of each value
+        if not np.array_equal(pixels[top:top + ROWS] >> 8, eight[top:top + ROWS]):
+            return None
+    return pixels
+
+
+def _critical_chunks(png: np.ndarray) -> np.ndarray:
+    """A PNG file's bytes with only the chunks that hold its pixels (named in capitals first)."""
+    data = memoryview(png)
+    kept, at = [data[:8]], 8
+    while at + 8 <= len(data):
+        length = int.from_bytes(data[at:at + 4], "big")
+        if data[at + 4] < ord("a"):  # a critical chunk: IHDR, PLTE, IDAT, IEND
+            kept.append(data[at:at + 12 + length])
+        at += 12 + length
+    return np.frombuffer(b"".join(kept), np.uint8)
 
 
 LABEL_MODES = ("P", "L", "I;16", "I")  # palette or grayscale: one index per pixel
@@ -241,13 +270,14 @@ def write_like(path: str | Path, rgb: np.ndarray, source: str | Path) -> Path:
         deep = _deep_colour(Path(source), src)
         src = ImageOps.exif_transpose(src)  # upright, as read_image gave the pixels
     if deep is not None:  # 16-bit colour, opaque or with its own alpha channel
-        pixels = np.dstack([_kept_deep(deep[..., :3], rgb), deep[..., 3:]])
-        return write_atomically(path, lambda tmp: tmp.write_bytes(_deep_png(pixels, **_info_for(src, "RGB"))),
-                                ".png")
+        _keep_deep(deep[..., :3], rgb)
+        return write_atomically(path, lambda tmp: _write_deep_png(tmp, deep, **_info_for(src, "RGB")), ".png")
     image = Image.fromarray(np.ascontiguousarray(rgb))
     if src.getbands()[0] in ("L", "I", "F", "1") and is_grey(rgb):  # grey, and still grey
         if src.mode.startswith("I;16"):
-            image = Image.fromarray(_kept_deep(np.asarray(src, np.uint16), rgb[..., 0]))
+            deep = np.array(src, np.uint16)
+            _keep_deep(deep[..., None], rgb[..., :1])
+            image = Image.fromarray(deep)
         else:
             image = image.convert("L")
     if "A" in src.getbands() or "transparency" in src.info:
@@ -270,28 +300,33 @@ def _info_for(src: Image.Image, mode: str) -> dict:
     return extra
 
 
-def _kept_deep(deep: np.ndarray, restored: np.ndarray) -> np.ndarray:
-    """16-bit values: ``deep``'s where the 8-bit ``restored`` pixel is still its 8-bit value (all of
-    a colour pixel's channels), the restored ones elsewhere."""
-    kept = EIGHT_BITS[deep] == restored
-    if kept.ndim == 3:
-        kept = kept.all(-1, keepdims=True)
-    return np.where(kept, deep, restored.astype(np.uint16) * 257)
+def _keep_deep(deep: np.ndarray, restored: np.ndarray) -> None:
+    """Change the 16-bit ``deep`` (H x W x C) to the 8-bit ``restored`` (x 257) where a pixel is no
+    longer its 8-bit value: elsewhere it keeps its own. In place, a block of rows at a time."""
+    for top in range(0, len(deep), ROWS):
+        values, new = deep[top:top + ROWS], restored[top:top + ROWS]
+        changed = (EIGHT_BITS[values] != new).any(-1)
+        values[changed] = new[changed].astype(np.uint16) * 257
 
 
-def _deep_png(pixels: np.ndarray, icc_profile: bytes | None = None, dpi: tuple | None = None) -> bytes:
-    """16-bit RGB or RGBA pixels as a PNG file's bytes (Pillow writes colour at 8 bits only), with
-    the colour profile and resolution written as Pillow writes them."""
-    bgr = cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR if pixels.shape[2] == 3 else cv2.COLOR_RGBA2BGRA)
-    png = cv2.imencode(".png", bgr, [cv2.IMWRITE_PNG_COMPRESSION, PNG_LEVEL])[1].tobytes()
+def _write_deep_png(path: Path, pixels: np.ndarray, icc_profile: bytes | None = None, dpi: tuple | None = None):
+    """16-bit RGB or RGBA ``pixels`` (turned into OpenCV's BGR order in place) as a PNG file
+    (Pillow writes colour at 8 bits only), with the colour profile and resolution as Pillow writes them."""
+    cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR if pixels.shape[2] == 3 else cv2.COLOR_RGBA2BGRA, dst=pixels)
+    done, png = cv2.imencode(".png", pixels, [cv2.IMWRITE_PNG_COMPRESSION, PNG_LEVEL])
+    if not done:
+        raise OSError(f"OpenCV could not encode a {pixels.shape} image as PNG")
     chunks = []
     if icc_profile:
         chunks.append((b"iCCP", b"ICC profile\0\0" + zlib.compress(icc_profile)))  # name, method 0 (zlib)
     if dpi:
         chunks.append((b"pHYs", struct.pack(">IIB", *(int(d / 0.0254 + 0.5) for d in dpi), 1)))  # per metre
     head = 8 + 25  # the signature and the IHDR chunk, which come first; these two before the pixels
-    return png[:head] + b"".join(struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-                                 for kind, data in chunks) + png[head:]
+    with open(path, "wb") as f:
+        f.write(png[:head])
+        for kind, data in chunks:
+            f.write(struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data)))
+        f.write(png[head:])
 
 
 def resize_to(image: np.ndarray, size: tuple[int, int], upscale: int = cv2.INTER_CUBIC) -> np.ndarray:

@@ -6,6 +6,7 @@ bookkeeping, which do not depend on trained weights.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -372,11 +373,19 @@ def test_a_16_bit_colour_photo_keeps_its_values_away_from_the_face(tmp_path, ran
     face = (np.rint(deep / 257) != np.rint(restored / 257))[..., :3].any(-1)  # where the 8-bit values changed
     assert restored.dtype == np.uint16 and 0.05 < face.mean() < 0.5
     assert np.array_equal(restored[~face], deep[~face]) and (restored[..., 3] == 40000).all()
+    # Read at 8 bits, as Pillow reads them (the top byte), where OpenCV cannot read the 16: a TIFF
+    # turned by its EXIF orientation, one of planes compressed apart (OpenCV scrambles them)
     tifffile.imwrite(tmp_path / "turned.tif", np.rot90(deep[..., :3]), photometric="rgb",
                      extratags=[(0x0112, "H", 1, 6, True)])  # stored turned a quarter to the left
+    tifffile.imwrite(tmp_path / "planes.tif", np.moveaxis(deep[..., :3], -1, 0), photometric="rgb",
+                     planarconfig="separate", compression="zlib")
+    odd = tmp_path / os.fsdecode(b"caf\xe9.tif")  # a name that is not UTF-8 (OpenCV's imread crashed)
+    tifffile.imwrite(odd, deep[..., :3], photometric="rgb", extratags=[(50341, "B", 4, b"abcd", True)])
     capfd.readouterr()
-    assert np.array_equal(read_image(tmp_path / "turned.tif"), deep[..., :3] // 256)  # Pillow's 8 bits
-    assert capfd.readouterr().err == ""  # OpenCV, which cannot read it, was not asked to
+    for name in ("turned.tif", "planes.tif"):
+        assert np.array_equal(read_image(tmp_path / name), deep[..., :3] >> 8), name
+    assert np.array_equal(read_image(odd), np.rint(deep[..., :3] / 257))
+    assert capfd.readouterr().err == ""  # nor OpenCV's warning about the tag libtiff does not know (PrintIM)
 
 
 def test_writing_like_the_source_keeps_only_what_fits_the_pixels(tmp_path):
