@@ -7,6 +7,7 @@ from functools import partial
 from types import SimpleNamespace
 
 import gradio as gr
+import numpy as np
 
 from smfd import labels
 from smfd.images import write_png
@@ -103,7 +104,19 @@ def show(ctx: AppContext, face: Face):
             gr.Button(interactive=face.truth is not None))
 
 
-def restore(ctx: AppContext, face: Face | None, whole_photo: bool, progress=gr.Progress()):
+RESULT = ("generated", "mask", "mask_source", "restored", "note")  # what the model's work changes in a Face
+
+
+def adopted(ctx: AppContext, face: Face | None, result: Face):
+    """Outputs (as :func:`show`) for the model's ``result``, made from the face as it was when the
+    model started, on the face as it is now: a reference uploaded or removed while the model
+    worked stays as its box shows it, and the result for a face replaced meanwhile is dropped."""
+    if face is None or face.blurry.shape != result.blurry.shape or not np.array_equal(face.blurry, result.blurry):
+        return (gr.update(),) * 6
+    return show(ctx, face.replace(**{key: getattr(result, key) for key in RESULT}))
+
+
+def restore(ctx: AppContext, face: Face | None, whole_photo: bool, progress=gr.Progress()) -> Face:
     if face is None:
         raise gr.Error("Upload a blurry face or load an example first.")
     if whole_photo and ctx.whole_photo is not None:
@@ -116,12 +129,12 @@ def restore(ctx: AppContext, face: Face | None, whole_photo: bool, progress=gr.P
         if not found.restored:  # no copy of the input that looks like a result (as `smfd restore`)
             reason = found.summary() if found.faces else "no face found (an aligned face crop? switch off the whole-photo mode)"
             raise gr.Error(f"{face.name}: {reason}", title="No face restored")
-        return show(ctx, face.replace(mask=None, mask_source="", restored=out, note=found.summary()))
+        return face.replace(mask=None, mask_source="", restored=out, note=found.summary())
     progress(0.1, desc="Predicting the mask and restoring")
-    return show(ctx, restored_with(ctx, face, None, "generated"))
+    return restored_with(ctx, face, None, "generated")
 
 
-def restore_edited(ctx: AppContext, face: Face | None, edits: dict | None, progress=gr.Progress()):
+def restore_edited(ctx: AppContext, face: Face | None, edits: dict | None, progress=gr.Progress()) -> Face:
     if face is not None and face.whole_photo:
         raise gr.Error("A whole photo's faces have no one mask to edit: switch off the whole-photo mode "
                        "and restore an aligned face crop.")
@@ -132,21 +145,21 @@ def restore_edited(ctx: AppContext, face: Face | None, edits: dict | None, progr
     if not (mask != face.mask).any():  # the result would be the one shown already
         raise gr.Error("No brush strokes found: paint over the mask with a group's colour first.")
     progress(0.5, desc="Restoring with the edited mask")
-    return show(ctx, restored_with(ctx, face, mask, "edited"))
+    return restored_with(ctx, face, mask, "edited")
 
 
-def restore_truth(ctx: AppContext, face: Face | None, progress=gr.Progress()):
+def restore_truth(ctx: AppContext, face: Face | None, progress=gr.Progress()) -> Face:
     if face is None or face.truth is None:
         raise gr.Error("This image has no ground-truth mask (load a dataset example or upload one).")
     progress(0.5, desc="Restoring with the ground-truth mask")
-    return show(ctx, restored_with(ctx, face, face.truth, "ground truth"))
+    return restored_with(ctx, face, face.truth, "ground truth")
 
 
-def restore_generated(ctx: AppContext, face: Face | None, progress=gr.Progress()):
+def restore_generated(ctx: AppContext, face: Face | None, progress=gr.Progress()) -> Face:
     if face is None or face.generated is None:
         raise gr.Error("Restore once first.")
     progress(0.5, desc="Restoring with the generated mask")
-    return show(ctx, restored_with(ctx, face, None, "generated"))
+    return restored_with(ctx, face, None, "generated")
 
 
 def build(ctx: AppContext, face: gr.State) -> SimpleNamespace:
@@ -217,9 +230,14 @@ def build(ctx: AppContext, face: gr.State) -> SimpleNamespace:
             refused("truth"), face, [truth_in, *changed], **hidden)
     sharp_in.clear(partial(without, reference="sharp"), face, changed, **hidden)
     truth_in.clear(partial(without, reference="truth"), face, changed, **hidden)
+    # The model's result goes to the face as it is when the result comes: what was uploaded or
+    # removed meanwhile stays.
+    result = gr.State()
     model = dict(concurrency_id="model", **hidden)
-    run.click(partial(restore, ctx), [face, whole], outputs, **model)
-    again.click(partial(restore_edited, ctx), [face, editor], outputs, **model)
-    use_truth.click(partial(restore_truth, ctx), face, outputs, **model)
-    use_generated.click(partial(restore_generated, ctx), face, outputs, **model)
+    for trigger, work, inputs in ((run.click, restore, [face, whole]),
+                                  (again.click, restore_edited, [face, editor]),
+                                  (use_truth.click, restore_truth, face),
+                                  (use_generated.click, restore_generated, face)):
+        trigger(partial(work, ctx), inputs, result, **model).success(
+            partial(adopted, ctx), [face, result], outputs, **hidden)
     return SimpleNamespace(input=blurry_in, outputs=outputs, references=references)

@@ -352,7 +352,8 @@ def test_restore_edit_truth_and_back_keep_track_of_the_mask(tmp_path):
     f = restore_tab.face_from_example(ctx, examples.BUILTIN, 3)
     assert f.sharp.shape == f.blurry.shape == (512, 512, 3) and f.truth is None
     f = f.with_truth(np.full((512, 512), 2, np.uint8))
-    state, (before, after), report, files, editor, _ = restore_tab.restore(ctx, f, False, lambda *a, **k: None)
+    restored = restore_tab.restore(ctx, f, False, lambda *a, **k: None)
+    state, (before, after), report, files, editor, _ = restore_tab.show(ctx, restored)
     assert state.mask_source == "generated" and (state.mask == 1).all()  # the fake generator
     assert "PSNR" in report and "mean Dice" in report and editor["background"].shape == (512, 512, 3)
     assert [Path(p).name for p in files] == ["astronaut_restored.png", "astronaut_mask.png"]
@@ -361,13 +362,14 @@ def test_restore_edit_truth_and_back_keep_track_of_the_mask(tmp_path):
     stroke = np.zeros((512, 512, 4), np.uint8)
     stroke[100:120, :, :3] = labels.GROUP_PALETTE[4]
     stroke[100:120, :, 3] = 255
-    edited, *rest = restore_tab.restore_edited(ctx, state, {"layers": [stroke]}, lambda *a, **k: None)
+    edited = restore_tab.restore_edited(ctx, state, {"layers": [stroke]}, lambda *a, **k: None)
+    edited, *rest = restore_tab.show(ctx, edited)
     assert edited.mask_source == "edited" and (edited.mask[100:120] == 4).all() and (edited.mask[:100] == 1).all()
     assert (edited.restored == np.clip(f.blurry.astype(int) + 24, 0, 255)).all()  # the edited mask was used
     assert Path(rest[2][0]).parent != Path(files[0]).parent  # every request writes its own folder
-    truth, *_ = restore_tab.restore_truth(ctx, edited, lambda *a, **k: None)
+    truth = restore_tab.restore_truth(ctx, edited, lambda *a, **k: None)
     assert truth.mask_source == "ground truth" and (truth.mask == 2).all()
-    back, *_ = restore_tab.restore_generated(ctx, truth, lambda *a, **k: None)
+    back = restore_tab.restore_generated(ctx, truth, lambda *a, **k: None)
     assert back.mask_source == "generated" and (back.mask == 1).all()
     with pytest.raises(gr.Error, match="no ground-truth mask"):
         restore_tab.restore_truth(ctx, face.Face("x", f.blurry), lambda *a, **k: None)
@@ -381,8 +383,15 @@ def test_references_follow_their_boxes_and_show_at_once(tmp_path):
     sharp = examples.astronaut_face()
     blurry = face.Face("upload", examples.blurred(sharp, 1)[0])
     assert restore_tab.with_sharp(blurry, sharp)[1] == gr.update()  # nothing restored: no report yet
-    restored, _, shown, *_ = restore_tab.restore(ctx, blurry, False, lambda *a, **k: None)
+    done = restore_tab.restore(ctx, blurry, False, lambda *a, **k: None)
+    restored, _, shown, *_ = restore_tab.adopted(ctx, blurry, done)
     assert "No sharp reference" in shown
+    # A sharp face uploaded while the model worked stays; a result for a face replaced meanwhile is dropped
+    meanwhile, shown, _ = restore_tab.with_sharp(blurry, sharp)
+    adopted, _, shown, *_ = restore_tab.adopted(ctx, meanwhile, done)
+    assert adopted.sharp is not None and adopted.restored is done.restored and "| restored |" in shown
+    replaced = face.Face("another", examples.blurred(sharp, 2)[0])
+    assert restore_tab.adopted(ctx, replaced, done) == (gr.update(),) * 6
     with_sharp, shown, _ = restore_tab.with_sharp(restored, sharp)
     assert "| restored |" in shown and with_sharp.sharp is not None
     mask = tmp_path / "mask.png"
@@ -420,7 +429,8 @@ def test_whole_photo_mode_uses_the_photo_pipeline(tmp_path):
 
     ctx = make_context(tmp_path, whole_photo=whole_photo)
     photo = face.Face("upload", np.full((300, 400, 3), 10, np.uint8))
-    state, (_, after), report, files, editor, _ = restore_tab.restore(ctx, photo, True, lambda *a, **k: None)
+    done = restore_tab.restore(ctx, photo, True, lambda *a, **k: None)
+    state, (_, after), report, files, editor, _ = restore_tab.adopted(ctx, photo, done)
     assert calls == [ctx.restorer] and (after == 245).all()
     assert "whole photo: 2 faces found, 2 restored" in report and editor is None
     assert [Path(p).name for p in files] == ["upload_restored.png"]
