@@ -148,7 +148,7 @@ def build(ctx: AppContext) -> SimpleNamespace:
         c.change(count_text, option_inputs, count, api_visibility="private", show_progress="hidden",
                  queue=False)
     example.change(partial(load_example, ctx), example, [image, source], api_visibility="private")
-    image.upload(lambda: ("upload", None), None, source, api_visibility="private", queue=False)
+    image.upload(lambda upload: (upload.stem, None), image, source, api_visibility="private", queue=False)
     new_seed.click(lambda: int(np.random.default_rng().integers(2**31)), None, seed,
                    api_visibility="private", queue=False)
     run.click(partial(blur_lab, ctx), [image, resize, source, seed, *option_inputs],

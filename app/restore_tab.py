@@ -16,7 +16,7 @@ from . import examples
 from .context import AppContext
 from .errors import shown_to_user
 from .face import Face, apply_strokes, editor_value, palette_hex, report, safe_stem, write_mask_png
-from .uploads import WHOLE_PHOTO_PIXELS, check_pixels, checked_image, read_mask_upload
+from .uploads import WHOLE_PHOTO_PIXELS, Upload, check_pixels, checked_image, read_mask_upload
 
 
 def legend_html() -> str:
@@ -25,8 +25,8 @@ def legend_html() -> str:
     return f'<div class="smfd-legend">{items}</div>'
 
 
-def face_from_upload(image) -> Face:
-    return Face("upload", image)
+def face_from_upload(image: Upload) -> Face:
+    return Face(image.stem, np.asarray(image))
 
 
 def face_from_example(ctx: AppContext, name: str, seed) -> Face:
@@ -50,7 +50,7 @@ def with_sharp(face: Face | None, image):
     if face is None:
         raise gr.Error("Upload the blurry face first, then its sharp reference.")
     with shown_to_user():
-        face = face.with_sharp(image)
+        face = face.with_sharp(np.asarray(image))
     return face, shown_report(face), gr.update()
 
 

@@ -72,8 +72,14 @@ def read_mask_upload(path: str | Path, kind: str, name: str | None = None) -> np
                        title="Unusable mask") from None
 
 
+class Upload(np.ndarray):
+    """An uploaded image's pixels (RGB uint8) that know the name of the user's file, without its
+    folder and suffix (``stem``), for the names of what is made from it."""
+    stem = "upload"
+
+
 def checked_image(**kwargs) -> gr.Image:
-    """A gr.Image whose uploads go through :func:`read_upload` (RGB uint8 numpy out).
+    """A gr.Image whose uploads go through :func:`read_upload` (an :class:`Upload` out).
 
     Gradio's own preprocessing would fail on a non-image with a bare "Error"; this one names the
     file and the reason. The instance's preprocess is replaced rather than subclassing gr.Image,
@@ -89,7 +95,9 @@ def checked_image(**kwargs) -> gr.Image:
             return standard(payload)  # nothing uploaded
         if payload.path is None:  # an inline data URL: the page never sends one, and it would skip the checks
             raise gr.Error("images are accepted as uploaded files only", title="Unusable image")
-        return read_upload(payload.path, payload.orig_name)
+        image = read_upload(payload.path, payload.orig_name).view(Upload)
+        image.stem = Path(payload.orig_name or "upload").stem or "upload"
+        return image
 
     image.preprocess = preprocess
     return image

@@ -237,6 +237,7 @@ def test_a_bad_upload_gets_a_clear_message(visitor, tmp_path, celeba):
     page.click("#restore-run")
     report = page.locator("#restore-report")
     expect(report).to_contain_text("No sharp reference", timeout=TIMEOUT)
+    expect(report).to_contain_text("face, restored with the generated mask")  # named as the user's file
     wide = tmp_path / "wide.png"
     Image.new("RGB", (300, 100), "gray").save(wide)
     page.locator("#restore-sharp input[type=file]").set_input_files(str(wide))

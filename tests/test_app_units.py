@@ -134,7 +134,9 @@ def test_checked_image_component_reads_uploads_through_the_checks(tmp_path):
     component = checked_image()
     path = tmp_path / "x.png"
     Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(path)
-    assert component.preprocess(ImageData(path=str(path), orig_name="x.png")).shape == (16, 16, 3)
+    upload = component.preprocess(ImageData(path=str(path), orig_name="grandma 1950.png"))
+    assert upload.shape == (16, 16, 3) and upload.stem == "grandma 1950"  # what is made from it is named so
+    assert restore_tab.face_from_upload(upload).name == "grandma 1950"
     path.write_bytes(b"GIF89a broken")
     with pytest.raises(gr.Error, match="x.png: not an image file"):
         component.preprocess(ImageData(path=str(path), orig_name="x.png"))
