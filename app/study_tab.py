@@ -81,6 +81,7 @@ def _client(request: gr.Request | None) -> str:
 
 def start(ctx: AppContext, saved_id, request: gr.Request = None, state: dict | None = None):
     study = ctx.study
+    saved_id = None if saved_id == FORGOTTEN else saved_id
     if study is None:
         raise gr.Error("No study photos: start the app with --study-images DIR.")
     if study.failure is not None:  # the details are in the server's log, not for participants
@@ -139,6 +140,16 @@ def vote(ctx: AppContext, side: str, state: dict | None, shown, request: gr.Requ
     return _screen(ctx, participant, outcome.next_index)
 
 
+FORGOTTEN = "forgotten"  # the browser's saved id once its sequence is done (BrowserState keeps no None)
+
+
+def kept_id(state: dict | None):
+    """The browser's saved id after a vote: forgotten once the sequence is done (its screen has no
+    trial), so that the next person at a shared computer starts as a new participant instead of
+    reading "Thank you!"."""
+    return FORGOTTEN if state is not None and "trial" not in state else gr.update()
+
+
 def results(ctx: AppContext, token, request: gr.Request = None):
     client = _client(request)
     store = ctx.study.store if ctx.study is not None else None
@@ -173,7 +184,11 @@ def build(ctx: AppContext) -> SimpleNamespace:
     # restart of the app and works on every replica.
     saved_id = gr.BrowserState(None, storage_key="smfd-study-participant", secret="smfd-study")
     state = gr.State(None)  # server-side: the participant of this session and the trial shown
-    start_btn = gr.Button("Start / continue", variant="primary", elem_id="study-start")
+    with gr.Row():
+        start_btn = gr.Button("Start / continue", variant="primary", elem_id="study-start")
+        # A computer shared by a class: whoever sat here before may not have finished
+        newcomer = gr.Button("Start as a new participant (someone else used this browser)", size="sm",
+                             elem_id="study-new")
     where = gr.Markdown(elem_id="study-where")
     shown = gr.Textbox(visible="hidden", elem_id="study-trial")  # the trial a vote answers
     with gr.Row(equal_height=True):
@@ -203,8 +218,11 @@ def build(ctx: AppContext) -> SimpleNamespace:
         return results(ctx, text, request)
 
     start_btn.click(on_start, [saved_id, state], [saved_id, *screen], **events)
-    pick_left.click(on_left, [state, shown], screen, **events)
-    pick_right.click(on_right, [state, shown], screen, **events)
+    newcomer.click(lambda: (None, None), None, [saved_id, state], api_visibility="private", queue=False).then(
+        on_start, [saved_id, state], [saved_id, *screen], **events)
+    for button, on_vote in ((pick_left, on_left), (pick_right, on_right)):
+        button.click(on_vote, [state, shown], screen, **events).success(
+            kept_id, state, saved_id, api_visibility="private", queue=False)
 
     with gr.Accordion("Results (admin)", open=False, elem_id="study-admin"):
         token = gr.Textbox(label="Admin token", type="password", elem_id="study-token")

@@ -341,6 +341,25 @@ def test_study_votes_from_concurrent_participants_survive_a_crash(browser, serve
     csv = Path(download.value.path()).read_text().splitlines()
     assert len(csv) == 7 and csv[0].startswith("id,participant,trial")
     assert not [p for p in (server.work / "gradio").rglob("*.csv")]  # no CSV file on the server
+
+    # A computer shared by a class: a finished participant's browser starts the next person anew,
+    # and whoever finds someone else's unfinished sequence can start as a new participant.
+    where = pages[0].locator("#study-where")
+    pages[0].click("#study-pick-left")
+    expect(where).to_contain_text("Thank you!", timeout=TIMEOUT)
+    pages[0].reload()
+    pages[0].get_by_role("tab", name="User study").click()
+    pages[0].click("#study-start")
+    expect(where).to_contain_text("Photo 1 of 3", timeout=TIMEOUT)
+    pages[1].reload()
+    pages[1].get_by_role("tab", name="User study").click()
+    pages[1].click("#study-start")
+    where = pages[1].locator("#study-where")
+    expect(where).to_contain_text("Photo 3 of 3", timeout=TIMEOUT)
+    before = where.inner_text()
+    pages[1].click("#study-new")
+    expect(where).to_contain_text("Photo 1 of 3", timeout=TIMEOUT)
+    assert where.inner_text().split("participant")[1] != before.split("participant")[1]
     for v in [*people, admin]:
         v.close()
 

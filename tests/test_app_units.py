@@ -951,6 +951,19 @@ def test_study_events_deal_vote_and_refuse(tmp_path):
                                           "too-many-ids": 0}
 
 
+def test_a_finished_participant_s_browser_forgets_the_id(tmp_path):
+    """At a computer shared by a class the next person starts anew once the sequence is done,
+    instead of reading "Thank you!"."""
+    ctx = study_context(tmp_path)
+    pid, state, *_ = study_tab.start(ctx, None, Request())
+    for trial in range(3):
+        assert study_tab.kept_id(state) == gr.update()  # mid-sequence: kept, to continue after a break
+        state, *_ = study_tab.vote(ctx, "left", state, str(trial), Request())
+    forgotten = study_tab.kept_id(state)
+    assert study_tab.start(ctx, forgotten, Request("tab-2"))[0] not in (pid, forgotten)  # a new participant
+    assert ctx.study.store.refusals()["unknown-id"] == 0  # not an invented id
+
+
 def test_one_address_gets_a_limited_number_of_new_participant_ids(tmp_path):
     ctx = study_context(tmp_path)
     ctx.study.newcomers = SlidingWindow(2, 60.0)
