@@ -10,7 +10,8 @@ several machines), built so that no vote is lost and none can be forged.
   in one conditional UPDATE (so two replicas or a double click cannot store it twice). The
   methods stored with the vote are the ones the server dealt, never the client's.
 * Every refusal is counted per kind (see REFUSALS) for the admin view; counters, not rows, so
-  that a flood of forged calls cannot fill the disk.
+  that a flood of forged calls cannot fill the disk, added up in memory and written at most once
+  every FLUSH_SECONDS, so that such a flood does not hold up the votes with a write per call.
 * Every string column is bounded by a CHECK constraint as well as its declared length, so that
   SQLite (which ignores VARCHAR lengths) refuses an oversized value like PostgreSQL does.
 * Every vote is its own committed transaction; SQLite runs in WAL mode with synchronous=FULL and
@@ -24,7 +25,9 @@ import os
 import random
 import re
 import socket
+import threading
 import time
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -39,6 +42,7 @@ from smfd.errors import InputError
 from smfd.paths import cache_root
 
 RETRY_SECONDS = 20.0  # how long a vote waits for a locked or restarting database
+FLUSH_SECONDS = 1.0  # refusals counted since the last write are written this long after the first
 ID_LENGTH = 32  # hex digits of a participant id
 SIDES = ("left", "right")
 # Refusal kinds, in the order the admin view lists them.
@@ -224,6 +228,7 @@ class VoteStore:
                 os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
             url = url.set(database=str(path))
         self.url, self.retry_seconds = url, retry_seconds
+        self._refused, self._flushing, self._lock = Counter(), None, threading.Lock()
         connect_args = {"connect_timeout": 5} if backend == "postgresql" else {}
         try:
             self.engine = create_engine(url, pool_pre_ping=True, connect_args=connect_args)
@@ -377,18 +382,35 @@ class VoteStore:
         return Outcome(outcome.status, self.next_index(participant))
 
     def refuse(self, kind: str) -> None:
-        """Count a refusal (never raises: counting must not turn a refusal into an error)."""
+        """Count a refusal: in memory now, in the database within FLUSH_SECONDS (a crash loses at
+        most those counts; never raises: counting must not turn a refusal into an error)."""
+        with self._lock:
+            self._refused[kind] += 1
+            if self._flushing is None:
+                self._flushing = threading.Timer(FLUSH_SECONDS, self._flush)
+                self._flushing.daemon = True
+                self._flushing.start()
+
+    def _flush(self) -> None:
+        """Write the refusals counted since the last write."""
+        with self._lock:
+            counted, self._refused, self._flushing = self._refused, Counter(), None
+
         def write():
             with self.engine.begin() as conn:
-                conn.execute(update(refusals_table).where(refusals_table.c.kind == kind)
-                             .values(count=refusals_table.c.count + 1))
+                for kind, n in counted.items():
+                    conn.execute(update(refusals_table).where(refusals_table.c.kind == kind)
+                                 .values(count=refusals_table.c.count + n))
 
         try:
-            _retrying(write, 2.0)
+            if counted:
+                _retrying(write, 2.0)
         except (StoreUnavailable, DBAPIError):
             pass
 
     def refusals(self) -> dict[str, int]:
+        self._flush()  # with this replica's own counted since the last write
+
         def read():
             with self.engine.connect() as conn:
                 return dict(conn.execute(select(refusals_table.c.kind, refusals_table.c.count)).all())

@@ -907,6 +907,25 @@ def test_a_vote_waits_for_a_restarting_database_and_is_kept(postgres):
     assert [(r["participant"], r["trial"]) for r in VoteStore(url).rows()] == [(participant, 0)]
 
 
+def test_a_flood_of_refused_calls_is_counted_without_a_database_write_each(tmp_path):
+    """Refused calls (anyone can make them by the thousand) are added up in memory and written at
+    most once a second: a write each held up the study's queue for everyone's votes."""
+    from sqlalchemy import event
+
+    from app.study_store import FLUSH_SECONDS
+
+    url = f"sqlite:///{tmp_path / 'votes.sqlite'}"
+    store = VoteStore(url)
+    writes = []
+    event.listen(store.engine, "before_cursor_execute",
+                 lambda conn, cursor, statement, *rest: writes.append(statement) if "study_refusals" in statement else None)
+    for _ in range(1000):
+        store.refuse("forged")
+    time.sleep(FLUSH_SECONDS + 1)
+    assert VoteStore(url).refusals()["forged"] == 1000  # written, as another replica reads them
+    assert 1 <= len(writes) <= 2
+
+
 # ---------------------------------------------------------------- the study's events
 
 class Request:
