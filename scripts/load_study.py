@@ -3,12 +3,16 @@ browser uses (raw queue calls, app/study_client.py), against a real `smfd demo` 
 127.0.0.1 (or a running one, --url).
 
     .venv/bin/python scripts/load_study.py [--participants 60] [--duration 60] [--think 1 3]
-        [--photos DIR] [--weights DIR | --random-weights] [--study-db URL] [--url URL]
+        [--photos DIR] [--weights DIR | --random-weights] [--study-db URL] [--url URL] [--flood N]
 
 Every participant presses Start, then votes photo after photo, pausing a random --think time
 (seconds, uniform) between seeing a pair and clicking, until the sequence ends or --duration is
 over. Prints the latency of Start and of a vote (p50 / p95 / max, from the click to the next
 screen) and the throughput; every vote is checked in the answer (the next trial, no error).
+
+--flood N sends N raw votes with no study session (each from a session hash of its own, as a
+script can) all at once, FLOOD_AT seconds into the run, and prints the latency of the
+participants' votes clicked in the FLOOD_WINDOW seconds after it apart.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import secrets
 import statistics
 import sys
 import tempfile
@@ -27,6 +32,7 @@ from app.study_client import CallFailed, StudyClient
 from smfd.cli import int_from, number_in, run_reported, script_parser
 
 ROOT = Path(__file__).resolve().parents[1]
+FLOOD_AT, FLOOD_WINDOW = 5.0, 20.0  # seconds into the run; seconds after it whose votes are shown apart
 
 
 def start_app(args, work: Path) -> DemoProcess:
@@ -61,13 +67,13 @@ async def participant(url: str, config: dict, args, end: float, starts: list, vo
         starts.append(time.perf_counter() - t)
         while screen.trial and time.time() < end:
             await asyncio.sleep(rng.uniform(*args.think))
-            t = time.perf_counter()
+            clicked, t = time.time(), time.perf_counter()
             try:
                 following = await client.vote(rng.choice(["left", "right"]), screen.trial)
             except (CallFailed, OSError) as exc:
                 errors.append(f"vote: {exc}")
                 return
-            votes.append(time.perf_counter() - t)
+            votes.append((clicked, time.perf_counter() - t))
             expected = str(int(screen.trial) + 1)
             if following.trial not in (expected, "") or following.warnings:
                 errors.append(f"vote on trial {screen.trial}: got {following.trial!r} {following.warnings}")
@@ -84,20 +90,41 @@ def summary(name: str, times: list[float]) -> str:
             f"p95={p95 * 1000:.0f} ms  max={times[-1] * 1000:.0f} ms")
 
 
+async def flood(url: str, probe: StudyClient, n: int) -> None:
+    """``n`` votes for the left side from sessions that never pressed Start, posted at once: the
+    app refuses each, after it has waited its turn in the study's queue."""
+    await asyncio.sleep(FLOOD_AT)
+    fn_index, trigger = probe.fns["study-pick-left"]
+    url = f"{url.rstrip('/')}/gradio_api/queue/join"
+
+    async def one():
+        try:
+            await probe.http.post(url, json={"data": [None, "0"], "fn_index": fn_index, "trigger_id": trigger,
+                                             "session_hash": secrets.token_hex(6), "event_data": None})
+        except OSError:
+            pass
+
+    await asyncio.gather(*[one() for _ in range(n)])
+
+
 async def drive(url: str, args) -> None:
     async with StudyClient(url) as probe:
         config = await probe.connect()
-    starts, votes, errors = [], [], []
-    rng = random.Random(args.seed)
-    began = time.time()
-    end = began + args.duration
-    await asyncio.gather(*[participant(url, config, args, end, starts, votes, errors,
-                                       random.Random(rng.random())) for _ in range(args.participants)])
+        starts, votes, errors = [], [], []
+        rng = random.Random(args.seed)
+        began = time.time()
+        end = began + args.duration
+        await asyncio.gather(*[participant(url, config, args, end, starts, votes, errors,
+                                           random.Random(rng.random())) for _ in range(args.participants)],
+                             *([flood(url, probe, args.flood)] if args.flood else []))
     wall = time.time() - began
     print(f"{args.participants} participants, think time {args.think[0]:g}-{args.think[1]:g} s, "
           f"{wall:.1f} s in all")
     print(summary("start", starts))
-    print(summary("vote ", votes))
+    print(summary("vote ", [took for _, took in votes]))
+    if args.flood:
+        hit = [took for clicked, took in votes if 0 <= clicked - began - FLOOD_AT <= FLOOD_WINDOW]
+        print(summary(f"vote clicked in the {FLOOD_WINDOW:g} s after {args.flood} refused raw calls", hit))
     print(f"throughput: {len(votes) / wall:.1f} votes/s; errors: {len(errors)}")
     for e in errors[:10]:
         print("  ", e)
@@ -116,6 +143,8 @@ def main() -> None:
     parser.add_argument("--study-db", default=None, help="database URL (default: a fresh SQLite file)")
     parser.add_argument("--url", default=None, help="drive this running app instead of starting one")
     parser.add_argument("--seed", type=int_from(0), default=0)
+    parser.add_argument("--flood", type=int_from(0, 100_000), default=0, metavar="N",
+                        help=f"N refused raw votes at once, {FLOOD_AT:g} s into the run (default 0: none)")
     parser.add_argument("--call-timeout", type=number_in(0, 3600, low_open=True), default=60.0,
                         help="seconds one call may take (default 60)")
     parser.add_argument("--start-timeout", type=number_in(0, 3600, low_open=True), default=600.0,

@@ -558,7 +558,7 @@ def test_the_load_test_names_bad_options_before_the_app_starts(tmp_path):
     started and a failure or a stack of connection errors a minute later."""
     cases = [(["--duration", "nan"], "--duration"), (["--call-timeout", "0"], "--call-timeout"),
              (["--participants", "501"], "--participants"), (["--url", "notaurl"], "--url must be"),
-             (["--photos", str(tmp_path / "nowhere")], "folder not found")]
+             (["--photos", str(tmp_path / "nowhere")], "folder not found"), (["--flood", "-5"], "--flood")]
     for args, says in cases:
         (code, _, err), = run_all([ROOT / "scripts" / "load_study.py"], *args).values()
         assert code == 2 and err.startswith("smfd: error: ") and says in err and len(err.strip().splitlines()) == 1, err
