@@ -34,7 +34,7 @@ class DemoProcess:
         self.url = f"http://127.0.0.1:{self.port}/"
         self.args, self.env, self.log, self.cwd = args, env, Path(log), cwd
         self.proc: subprocess.Popen | None = None
-        self.starts = 0
+        self.starts = self.crashes = 0
 
     def start(self, timeout: float = 240, ready: str | None = None) -> None:
         """Start and wait until the app answers (and, with ``ready``, until its log says so once
@@ -69,6 +69,7 @@ class DemoProcess:
         """SIGKILL: no shutdown code runs, as in a power cut or an OOM kill."""
         os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait()
+        self.crashes += 1
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:

@@ -11,7 +11,9 @@ import functools
 import inspect
 import os
 import shutil
+import signal
 import socket
+import sys
 import tempfile
 import threading
 import traceback
@@ -183,6 +185,9 @@ def launch(host: str = "127.0.0.1", port: int = 7860, weights=None, examples=Non
     check_can_listen(host, port)
     ctx = create_context(weights, examples, study_db, token, study_images, study_new_ids)
     demo = build_app(ctx)
+    if block:  # stopped by SIGTERM (`kill`, a service manager, the tests): exit as from Ctrl+C, so
+        # that the atexit handlers run and the work folder goes with this run
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     if ctx.study is not None:
         # Compute every restoration before the study opens (Start says so until then), so a
         # participant only ever waits for a database write.

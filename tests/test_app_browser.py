@@ -44,8 +44,9 @@ def server(tmp_path_factory, celeba, shared_data):
     db = work / "study.sqlite"
     token = work / "admin-token"
     token.write_text(ADMIN + "\n")  # a file: the token stays out of the process list
+    (work / "tmp").mkdir()
     env = {**os.environ, "SMFD_CACHE": str(work / "cache"), "GRADIO_TEMP_DIR": str(work / "gradio"),
-           "GRADIO_ANALYTICS_ENABLED": "False"}
+           "GRADIO_ANALYTICS_ENABLED": "False", "TMPDIR": str(work / "tmp")}
     # the shipped networks: random ones give the same mask for any face, which no check could tell apart
     app = DemoProcess(["--examples", str(celeba),
                       "--study-db", f"sqlite:///{db}", "--admin-token-file", str(token),
@@ -54,6 +55,8 @@ def server(tmp_path_factory, celeba, shared_data):
     app.start(ready=STUDY_READY)
     yield app
     app.stop()
+    # Stopped (SIGTERM), the app removes its work folder; killed (SIGKILL, a crash test), it cannot
+    assert len(list((work / "tmp").glob("smfd-app-*"))) == app.crashes
 
 
 @pytest.fixture(scope="module")
