@@ -3,8 +3,11 @@
 Bradley-Terry: P(i beats j) = sigmoid(b_i - b_j). The log-strengths b are the maximum a
 posteriori estimate under a weak Gaussian prior (precision PRIOR, i.e. sd ~3.2), which keeps
 them finite when a method wins every comparison; with a few dozen votes per pair the prior is
-negligible. Confidence intervals come from the Fisher information (the inverse Hessian of the
-log-posterior) of the scores centred to mean 0.
+negligible. Confidence intervals are for the scores centred to mean 0, from the larger of two
+standard errors: the Fisher information's (the inverse Hessian of the log-posterior), right when
+every vote is independent, and the participant-clustered (sandwich) one, which holds when one
+participant's votes go together (one person, or a script, casting many alike is not many
+independent votes).
 """
 
 from __future__ import annotations
@@ -69,12 +72,28 @@ def bradley_terry(votes: list[Vote], prior: float = PRIOR, iterations: int = 100
     p = 1 / (1 + np.exp(-(b[:, None] - b[None, :])))
     w = games * p * (1 - p)
     covariance = np.linalg.inv(np.diag(w.sum(1)) - w + prior * np.eye(n))
+    clustered = covariance @ _participant_scores(votes, methods, b) @ covariance
     centre = np.eye(n) - 1 / n  # report b - mean(b): its covariance is C Cov C^T
     b = centre @ b
-    se = np.sqrt(np.clip(np.diag(centre @ covariance @ centre.T), 0, None))
+    se = np.sqrt(np.clip(np.maximum(np.diag(centre @ covariance @ centre.T),
+                                    np.diag(centre @ clustered @ centre.T)), 0, None))
     scores = [Score(m, int(games[k].sum()), int(wins[k].sum()), float(b[k]),
                     float(b[k] - Z95 * se[k]), float(b[k] + Z95 * se[k])) for k, m in enumerate(methods)]
     return sorted(scores, key=lambda s: -s.score)
+
+
+def _participant_scores(votes: list[Vote], methods: list[str], b: np.ndarray) -> np.ndarray:
+    """The sandwich estimator's middle: the sum over participants of the outer product of their
+    votes' summed gradients of the log-likelihood at ``b``."""
+    index = {m: k for k, m in enumerate(methods)}
+    gradients: dict[str, np.ndarray] = {}
+    for v in votes:
+        i, j = index[v.chosen], index[v.other]
+        surprise = 1 / (1 + np.exp(b[i] - b[j]))  # 1 - P(the chosen one wins)
+        g = gradients.setdefault(v.participant, np.zeros(len(methods)))
+        g[i] += surprise
+        g[j] -= surprise
+    return sum((np.outer(g, g) for g in gradients.values()), np.zeros((len(methods), len(methods))))
 
 
 def plot(scores: list[Score]):

@@ -1104,6 +1104,16 @@ def test_bradley_terry_two_methods_matches_the_closed_form():
     assert smfd.high - smfd.score == pytest.approx(half_width, rel=0.03)
 
 
+def test_votes_of_one_participant_do_not_narrow_the_interval_as_independent_ones_would():
+    """The same 60 votes (40 for smfd): from 60 people, or 40 of them from one script taking the
+    same side; the second is no stronger evidence, and its interval says so."""
+    independent = [_vote(f"p{i}", 0, "left" if i < 40 else "right") for i in range(60)]
+    one_script = [_vote("bot" if i < 40 else f"p{i}", i, "left" if i < 40 else "right") for i in range(60)]
+    (a, _), (b, _) = study_stats.bradley_terry(independent), study_stats.bradley_terry(one_script)
+    assert (a.score, a.wins) == pytest.approx((b.score, b.wins))
+    assert b.high - b.low > 2 * (a.high - a.low)
+
+
 def test_bradley_terry_recovers_strengths_and_handles_a_clean_sweep():
     rng = np.random.default_rng(1)
     strength = {"a": 1.0, "b": 0.0, "c": -1.0}
