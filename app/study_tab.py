@@ -169,6 +169,7 @@ def results(ctx: AppContext, token, request: gr.Request = None):
     summary = (f"**{len(votes)} votes** from **{participants} participants** on "
                f"{len({v.image for v in votes})} photos; **{sum(refused.values())} refused** calls.")
     wins = [[s.method, s.comparisons, s.wins, round(s.win_rate * 100, 1)] for s in scores]
+    wins += [[m, 0, 0, ""] for m in ctx.study.methods if m not in {s.method for s in scores}]  # not voted on yet
     bt = [[s.method, round(s.score, 3), round(s.low, 3), round(s.high, 3)] for s in scores]
     refusals = [[kind, refused[kind], REFUSALS[kind]] for kind in REFUSALS]
     figure = study_stats.plot(scores) if scores else None

@@ -935,8 +935,8 @@ class Request:
         self.session_hash, self.client = session, SimpleNamespace(host=host)
 
 
-def study_context(tmp_path, url=None, token="s3cret") -> AppContext:
-    study = fake_study(tmp_path, ["smfd", "gfpgan"], n_images=3, url=url)
+def study_context(tmp_path, url=None, token="s3cret", methods=("smfd", "gfpgan")) -> AppContext:
+    study = fake_study(tmp_path, list(methods), n_images=3, url=url)
     study.precompute()
     return make_context(tmp_path, study=study, admin=AdminGate(token))
 
@@ -1020,7 +1020,7 @@ def test_study_start_says_when_it_is_not_ready_or_the_database_is_down(tmp_path,
 
 
 def test_results_need_the_token_and_limit_guessing(tmp_path):
-    ctx = study_context(tmp_path, token="pässwört")
+    ctx = study_context(tmp_path, token="pässwört", methods=("smfd", "gfpgan", "codeformer"))
     _, state, *_ = study_tab.start(ctx, None, Request())
     study_tab.vote(ctx, "right", state, "0", Request())
     for wrong in ("wrong", "pässwort", "\udcff", None):  # non-ASCII and broken text: a message
@@ -1028,6 +1028,9 @@ def test_results_need_the_token_and_limit_guessing(tmp_path):
             study_tab.results(ctx, wrong, Request(host="10.0.0.7"))
     summary, wins, bt, refusals, figure, csv_text = study_tab.results(ctx, "pässwört", Request(host="10.0.0.8"))
     assert "1 votes" in summary and "1 participants" in summary
+    [voted] = ctx.study.store.rows()
+    assert [row[0] for row in wins[2:]] == [m for m in ctx.study.methods if m not in (voted["left"], voted["right"])]
+    assert wins[2][1:] == [0, 0, ""]  # a method not voted on yet is listed, not left out
     lines = csv_text.splitlines()
     assert lines[0].startswith("id,participant,trial,image,left,right,chosen,side,response_ms")
     assert len(lines) == 2 and ",right," in lines[1]
