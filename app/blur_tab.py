@@ -63,7 +63,7 @@ def blur_lab(ctx: AppContext, image, resize, source, seed, *option_values):
         raise gr.Error(str(exc), title="Pipeline options") from None
     with shown_to_user():
         seed = examples.seed_from(seed)
-    name, truth = source or ("upload", None)
+    name, truth = source or (getattr(image, "file_name", "upload"), None)
     if not resize:
         check_pixels(image.shape[1], image.shape[0], FULL_SIZE_PIXELS,
                      "the blur lab at full size (tick 'Scale to 512 px first', or use `smfd blur`)", name)
@@ -148,7 +148,7 @@ def build(ctx: AppContext) -> SimpleNamespace:
         c.change(count_text, option_inputs, count, api_visibility="private", show_progress="hidden",
                  queue=False)
     example.change(partial(load_example, ctx), example, [image, source], api_visibility="private")
-    image.upload(lambda upload: (upload.stem, None), image, source, api_visibility="private", queue=False)
+    image.upload(lambda: None, None, source, api_visibility="private", queue=False)  # named by the upload itself
     new_seed.click(lambda: int(np.random.default_rng().integers(2**31)), None, seed,
                    api_visibility="private", queue=False)
     run.click(partial(blur_lab, ctx), [image, resize, source, seed, *option_inputs],

@@ -42,7 +42,10 @@ def find_examples(folder: str | Path | None) -> list[Example]:
 
 def seed_from(value) -> int:
     """A seed box's value (empty: 0), refused outside 0 .. SEEDS - 1."""
-    seed = int(value or 0)
+    try:
+        seed = int(value or 0)
+    except (ValueError, OverflowError):  # nan, inf (an API call)
+        raise InputError(f"the seed must be a whole number from 0 to {SEEDS - 1}, got {value}") from None
     if not 0 <= seed < SEEDS:
         raise InputError(f"the seed must be a whole number from 0 to {SEEDS - 1}, got {seed}")
     return seed

@@ -26,7 +26,7 @@ def legend_html() -> str:
 
 
 def face_from_upload(image: Upload) -> Face:
-    return Face(image.stem, np.asarray(image))
+    return Face(image.file_name, np.asarray(image))
 
 
 def face_from_example(ctx: AppContext, name: str, seed) -> Face:

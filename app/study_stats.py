@@ -84,7 +84,9 @@ def bradley_terry(votes: list[Vote], prior: float = PRIOR, iterations: int = 100
 
 def _participant_scores(votes: list[Vote], methods: list[str], b: np.ndarray) -> np.ndarray:
     """The sandwich estimator's middle: the sum over participants of the outer product of their
-    votes' summed gradients of the log-likelihood at ``b``."""
+    votes' summed gradients of the log-likelihood at ``b``, times G / (G - 1) for G participants.
+    (With a single participant it is about 0 and the Fisher interval stands: one person's votes
+    cannot say how much people differ.)"""
     index = {m: k for k, m in enumerate(methods)}
     gradients: dict[str, np.ndarray] = {}
     for v in votes:
@@ -93,7 +95,9 @@ def _participant_scores(votes: list[Vote], methods: list[str], b: np.ndarray) ->
         g = gradients.setdefault(v.participant, np.zeros(len(methods)))
         g[i] += surprise
         g[j] -= surprise
-    return sum((np.outer(g, g) for g in gradients.values()), np.zeros((len(methods), len(methods))))
+    middle = sum((np.outer(g, g) for g in gradients.values()), np.zeros((len(methods), len(methods))))
+    groups = len(gradients)
+    return middle * groups / (groups - 1) if groups > 1 else middle  # the usual small-sample correction
 
 
 def plot(scores: list[Score]):

@@ -21,6 +21,7 @@ several machines), built so that no vote is lost and none can be forged.
 
 from __future__ import annotations
 
+import atexit
 import os
 import random
 import re
@@ -229,6 +230,7 @@ class VoteStore:
             url = url.set(database=str(path))
         self.url, self.retry_seconds = url, retry_seconds
         self._refused, self._flushing, self._lock = Counter(), None, threading.Lock()
+        atexit.register(self._flush)  # a stop (Ctrl+C, SIGTERM) writes what is counted
         connect_args = {"connect_timeout": 5} if backend == "postgresql" else {}
         try:
             self.engine = create_engine(url, pool_pre_ping=True, connect_args=connect_args)
@@ -382,8 +384,9 @@ class VoteStore:
         return Outcome(outcome.status, self.next_index(participant))
 
     def refuse(self, kind: str) -> None:
-        """Count a refusal: in memory now, in the database within FLUSH_SECONDS (a crash loses at
-        most those counts; never raises: counting must not turn a refusal into an error)."""
+        """Count a refusal: in memory now, in the database within FLUSH_SECONDS or when the app
+        stops (a crash loses at most those counts; never raises: counting must not turn a refusal
+        into an error)."""
         with self._lock:
             self._refused[kind] += 1
             if self._flushing is None:
@@ -405,8 +408,9 @@ class VoteStore:
         try:
             if counted:
                 _retrying(write, 2.0)
-        except (StoreUnavailable, DBAPIError):
-            pass
+        except (StoreUnavailable, DBAPIError):  # kept for the next write
+            with self._lock:
+                self._refused.update(counted)
 
     def refusals(self) -> dict[str, int]:
         self._flush()  # with this replica's own counted since the last write

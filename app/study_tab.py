@@ -81,7 +81,6 @@ def _client(request: gr.Request | None) -> str:
 
 def start(ctx: AppContext, saved_id, request: gr.Request = None, state: dict | None = None):
     study = ctx.study
-    saved_id = None if saved_id == FORGOTTEN else saved_id
     if study is None:
         raise gr.Error("No study photos: start the app with --study-images DIR.")
     if study.failure is not None:  # the details are in the server's log, not for participants
@@ -95,11 +94,12 @@ def start(ctx: AppContext, saved_id, request: gr.Request = None, state: dict | N
         returning = study.store.known(saved_id)
         if saved_id is not None and not returning:
             study.store.refuse("unknown-id")
-        session = (state or {}).get("participant")  # server-side: this tab has started before
-        if session is not None:
-            return session
-        if returning:
-            return saved_id  # a returning participant continues
+        # This tab's participant (server-side: it has started before), else this browser's, continues
+        # an unfinished sequence; a finished one is the last person's at a computer a class shares:
+        # Start then begins a new participant, not "Thank you!" again.
+        for known in ((state or {}).get("participant"), saved_id if returning else None):
+            if known is not None and study.store.next_index(known) is not None:
+                return known
         if not study.newcomers.admit(_client(request)):
             study.store.refuse("too-many-ids")
             return None
@@ -138,16 +138,6 @@ def vote(ctx: AppContext, side: str, state: dict | None, shown, request: gr.Requ
     if outcome.status in ("duplicate", "replayed"):
         gr.Warning("This photo was already answered (in another tab?); here is your next one.")
     return _screen(ctx, participant, outcome.next_index)
-
-
-FORGOTTEN = "forgotten"  # the browser's saved id once its sequence is done (BrowserState keeps no None)
-
-
-def kept_id(state: dict | None):
-    """The browser's saved id after a vote: forgotten once the sequence is done (its screen has no
-    trial), so that the next person at a shared computer starts as a new participant instead of
-    reading "Thank you!"."""
-    return FORGOTTEN if state is not None and "trial" not in state else gr.update()
 
 
 def results(ctx: AppContext, token, request: gr.Request = None):
@@ -221,9 +211,8 @@ def build(ctx: AppContext) -> SimpleNamespace:
     start_btn.click(on_start, [saved_id, state], [saved_id, *screen], **events)
     newcomer.click(lambda: (None, None), None, [saved_id, state], api_visibility="private", queue=False).then(
         on_start, [saved_id, state], [saved_id, *screen], **events)
-    for button, on_vote in ((pick_left, on_left), (pick_right, on_right)):
-        button.click(on_vote, [state, shown], screen, **events).success(
-            kept_id, state, saved_id, api_visibility="private", queue=False)
+    pick_left.click(on_left, [state, shown], screen, **events)
+    pick_right.click(on_right, [state, shown], screen, **events)
 
     with gr.Accordion("Results (admin)", open=False, elem_id="study-admin"):
         token = gr.Textbox(label="Admin token", type="password", elem_id="study-token")

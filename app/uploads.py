@@ -73,9 +73,9 @@ def read_mask_upload(path: str | Path, kind: str, name: str | None = None) -> np
 
 
 class Upload(np.ndarray):
-    """An uploaded image's pixels (RGB uint8) that know the name of the user's file, without its
-    folder and suffix (``stem``), for the names of what is made from it."""
-    stem = "upload"
+    """An uploaded image's pixels (RGB uint8) that know the name of the user's file (without its
+    folder), for the names of what is made from it."""
+    file_name = "upload"
 
 
 def checked_image(**kwargs) -> gr.Image:
@@ -96,7 +96,7 @@ def checked_image(**kwargs) -> gr.Image:
         if payload.path is None:  # an inline data URL: the page never sends one, and it would skip the checks
             raise gr.Error("images are accepted as uploaded files only", title="Unusable image")
         image = read_upload(payload.path, payload.orig_name).view(Upload)
-        image.stem = Path(payload.orig_name or "upload").stem or "upload"
+        image.file_name = Path(payload.orig_name or "upload").name or "upload"
         return image
 
     image.preprocess = preprocess

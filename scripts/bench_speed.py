@@ -49,7 +49,8 @@ def held_out(folder: str, n: int) -> list:
     """The first ``n`` held-out faces' records of the dataset ``folder``; refused when the split has fewer."""
     records = data.select(data.open_dataset(folder), "test")
     if n > len(records):
-        raise InputError(f"--folder-faces {n}: the held-out split has {len(records)} faces")
+        raise InputError(f"{n} held-out faces needed (--folder-faces, at least 8): the held-out split of "
+                         f"{folder} has {len(records)}")
     return records[:n]
 
 

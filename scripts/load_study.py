@@ -11,8 +11,8 @@ over. Prints the latency of Start and of a vote (p50 / p95 / max, from the click
 screen) and the throughput; every vote is checked in the answer (the next trial, no error).
 
 --flood N sends N raw votes with no study session (each from a session hash of its own, as a
-script can) all at once, FLOOD_AT seconds into the run, and prints the latency of the
-participants' votes clicked in the FLOOD_WINDOW seconds after it apart.
+script can) all at once, 5 s into the run, and prints the latency of the participants' votes
+clicked in the 20 s after it apart, and how many of the N the app did not take into its queue.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import httpx
 
 from app.demo_process import STUDY_READY, DemoNotReady, DemoProcess
 from app.study_client import CallFailed, StudyClient
@@ -61,7 +63,7 @@ async def participant(url: str, config: dict, args, end: float, starts: list, vo
         t = time.perf_counter()
         try:
             screen = await client.start()
-        except (CallFailed, OSError) as exc:
+        except (CallFailed, httpx.HTTPError, OSError) as exc:
             errors.append(f"start: {exc}")
             return
         starts.append(time.perf_counter() - t)
@@ -70,7 +72,7 @@ async def participant(url: str, config: dict, args, end: float, starts: list, vo
             clicked, t = time.time(), time.perf_counter()
             try:
                 following = await client.vote(rng.choice(["left", "right"]), screen.trial)
-            except (CallFailed, OSError) as exc:
+            except (CallFailed, httpx.HTTPError, OSError) as exc:
                 errors.append(f"vote: {exc}")
                 return
             votes.append((clicked, time.perf_counter() - t))
@@ -90,21 +92,24 @@ def summary(name: str, times: list[float]) -> str:
             f"p95={p95 * 1000:.0f} ms  max={times[-1] * 1000:.0f} ms")
 
 
-async def flood(url: str, probe: StudyClient, n: int) -> None:
+async def flood(url: str, probe: StudyClient, n: int) -> int:
     """``n`` votes for the left side from sessions that never pressed Start, posted at once: the
-    app refuses each, after it has waited its turn in the study's queue."""
+    app refuses each, after it has waited its turn in the study's queue. Returns how many were not
+    taken into the queue."""
     await asyncio.sleep(FLOOD_AT)
     fn_index, trigger = probe.fns["study-pick-left"]
     url = f"{url.rstrip('/')}/gradio_api/queue/join"
 
-    async def one():
+    async def one() -> bool:
         try:
-            await probe.http.post(url, json={"data": [None, "0"], "fn_index": fn_index, "trigger_id": trigger,
-                                             "session_hash": secrets.token_hex(6), "event_data": None})
-        except OSError:
-            pass
+            joined = await probe.http.post(url, json={"data": [None, "0"], "fn_index": fn_index,
+                                                      "trigger_id": trigger, "event_data": None,
+                                                      "session_hash": secrets.token_hex(6)})
+            return joined.status_code == 200
+        except (httpx.HTTPError, OSError):
+            return False
 
-    await asyncio.gather(*[one() for _ in range(n)])
+    return n - sum(await asyncio.gather(*[one() for _ in range(n)]))
 
 
 async def drive(url: str, args) -> None:
@@ -114,9 +119,9 @@ async def drive(url: str, args) -> None:
         rng = random.Random(args.seed)
         began = time.time()
         end = began + args.duration
-        await asyncio.gather(*[participant(url, config, args, end, starts, votes, errors,
-                                           random.Random(rng.random())) for _ in range(args.participants)],
-                             *([flood(url, probe, args.flood)] if args.flood else []))
+        done = await asyncio.gather(*[participant(url, config, args, end, starts, votes, errors,
+                                                  random.Random(rng.random())) for _ in range(args.participants)],
+                                    *([flood(url, probe, args.flood)] if args.flood else []))
     wall = time.time() - began
     print(f"{args.participants} participants, think time {args.think[0]:g}-{args.think[1]:g} s, "
           f"{wall:.1f} s in all")
@@ -125,6 +130,7 @@ async def drive(url: str, args) -> None:
     if args.flood:
         hit = [took for clicked, took in votes if 0 <= clicked - began - FLOOD_AT <= FLOOD_WINDOW]
         print(summary(f"vote clicked in the {FLOOD_WINDOW:g} s after {args.flood} refused raw calls", hit))
+        print(f"raw calls the app did not queue: {done[-1]} of {args.flood}")
     print(f"throughput: {len(votes) / wall:.1f} votes/s; errors: {len(errors)}")
     for e in errors[:10]:
         print("  ", e)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import struct
 import tempfile
+import threading
 import warnings
 import zlib
 from collections.abc import Callable
@@ -28,6 +29,7 @@ EIGHT_BITS = np.rint(np.arange(65536) / 257).astype(np.uint8)  # each 16-bit val
 ORIENTATION = 0x0112  # the EXIF tag
 ROWS = 256  # rows of a 16-bit image handled at once: a few copies of a whole one would take gigabytes
 MAX_PIXELS = 100_000_000  # ~10000x10000; larger files are refused rather than risking memory
+_OPENCV_LOG = threading.Lock()
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 
@@ -117,12 +119,13 @@ def _deep_colour(path: Path, img: Image.Image) -> np.ndarray | None:
     stored = np.fromfile(path, np.uint8)  # decoded from memory: OpenCV cannot open every file name
     if header.format == "PNG":  # its colour profile and the like are not needed, and libpng would
         stored = _critical_chunks(stored)  # print warnings about a flawed one
-    logs = cv2.utils.logging.getLogLevel()
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # e.g. a TIFF tag it does not know
-    try:
-        pixels = cv2.imdecode(stored, cv2.IMREAD_UNCHANGED)
-    finally:
-        cv2.utils.logging.setLogLevel(logs)
+    with _OPENCV_LOG:  # the level is the process's: two threads must not swap it back and forth
+        logs = cv2.utils.logging.getLogLevel()
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # e.g. a TIFF tag it does not know
+        try:
+            pixels = cv2.imdecode(stored, cv2.IMREAD_UNCHANGED)
+        finally:
+            cv2.utils.logging.setLogLevel(logs)
     if pixels is None or pixels.dtype != np.uint16 or pixels.shape != (img.height, img.width, len(img.mode)):
         return None
     cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB if pixels.shape[2] == 3 else cv2.COLOR_BGRA2RGBA, dst=pixels)

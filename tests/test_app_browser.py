@@ -55,6 +55,7 @@ def server(tmp_path_factory, celeba, shared_data):
     app.start(ready=STUDY_READY)
     yield app
     app.stop()
+    assert app.proc.returncode == 0  # stopped by SIGTERM, not killed when it did not stop in time
     # Stopped (SIGTERM), the app removes its work folder; killed (SIGKILL, a crash test), it cannot
     assert len(list((work / "tmp").glob("smfd-app-*"))) == app.crashes
 
@@ -241,7 +242,7 @@ def test_a_bad_upload_gets_a_clear_message(visitor, tmp_path, celeba):
     page.click("#restore-run")
     report = page.locator("#restore-report")
     expect(report).to_contain_text("No sharp reference", timeout=TIMEOUT)
-    expect(report).to_contain_text("face, restored with the generated mask")  # named as the user's file
+    expect(report).to_contain_text("face.png, restored with the generated mask")  # named as the user's file
     wide = tmp_path / "wide.png"
     Image.new("RGB", (300, 100), "gray").save(wide)
     page.locator("#restore-sharp input[type=file]").set_input_files(str(wide))
@@ -346,13 +347,11 @@ def test_study_votes_from_concurrent_participants_survive_a_crash(browser, serve
     assert len(csv) == 7 and csv[0].startswith("id,participant,trial")
     assert not [p for p in (server.work / "gradio").rglob("*.csv")]  # no CSV file on the server
 
-    # A computer shared by a class: a finished participant's browser starts the next person anew,
-    # and whoever finds someone else's unfinished sequence can start as a new participant.
+    # A computer shared by a class: Start after a finished sequence begins a new participant, and
+    # whoever finds someone else's unfinished sequence can start as a new participant.
     where = pages[0].locator("#study-where")
     pages[0].click("#study-pick-left")
     expect(where).to_contain_text("Thank you!", timeout=TIMEOUT)
-    pages[0].reload()
-    pages[0].get_by_role("tab", name="User study").click()
     pages[0].click("#study-start")
     expect(where).to_contain_text("Photo 1 of 3", timeout=TIMEOUT)
     pages[1].reload()

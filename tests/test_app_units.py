@@ -135,8 +135,11 @@ def test_checked_image_component_reads_uploads_through_the_checks(tmp_path):
     path = tmp_path / "x.png"
     Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(path)
     upload = component.preprocess(ImageData(path=str(path), orig_name="grandma 1950.png"))
-    assert upload.shape == (16, 16, 3) and upload.stem == "grandma 1950"  # what is made from it is named so
-    assert restore_tab.face_from_upload(upload).name == "grandma 1950"
+    assert upload.shape == (16, 16, 3) and upload.file_name == "grandma 1950.png"  # what is made from it is named so
+    uploaded = restore_tab.face_from_upload(upload)
+    assert uploaded.name == "grandma 1950.png"
+    files = restore_tab.downloads(make_context(tmp_path), uploaded.replace(restored=uploaded.blurry))
+    assert [Path(f).name for f in files] == ["grandma_1950_restored.png"]
     path.write_bytes(b"GIF89a broken")
     with pytest.raises(gr.Error, match="x.png: not an image file"):
         component.preprocess(ImageData(path=str(path), orig_name="x.png"))
@@ -408,7 +411,7 @@ def test_references_follow_their_boxes_and_show_at_once(tmp_path):
     assert dropped.sharp is None and dropped.truth is not None and "No sharp reference" in shown
     dropped, shown, button = restore_tab.without(dropped, "truth")
     assert dropped.truth is None and "mean Dice" not in shown and not button.interactive
-    for seed in (-1, examples.SEEDS):
+    for seed in (-1, examples.SEEDS, float("nan")):
         with pytest.raises(gr.Error, match=f"seed must be a whole number from 0 to 4294967295, got {seed}"):
             restore_tab.face_from_example(ctx, examples.BUILTIN, seed)
         with pytest.raises(gr.Error, match="seed must be a whole number"):
@@ -970,17 +973,18 @@ def test_study_events_deal_vote_and_refuse(tmp_path):
                                           "too-many-ids": 0}
 
 
-def test_a_finished_participant_s_browser_forgets_the_id(tmp_path):
-    """At a computer shared by a class the next person starts anew once the sequence is done,
-    instead of reading "Thank you!"."""
+def test_start_after_a_finished_sequence_begins_a_new_participant(tmp_path):
+    """At a computer shared by a class, the next person presses Start in the tab (or browser) of
+    someone who has finished: a new participant, not "Thank you!" again."""
     ctx = study_context(tmp_path)
     pid, state, *_ = study_tab.start(ctx, None, Request())
     for trial in range(3):
-        assert study_tab.kept_id(state) == gr.update()  # mid-sequence: kept, to continue after a break
-        state, *_ = study_tab.vote(ctx, "left", state, str(trial), Request())
-    forgotten = study_tab.kept_id(state)
-    assert study_tab.start(ctx, forgotten, Request("tab-2"))[0] not in (pid, forgotten)  # a new participant
-    assert ctx.study.store.refusals()["unknown-id"] == 0  # not an invented id
+        state, *_, where, shown, _, _ = study_tab.vote(ctx, "left", state, str(trial), Request())
+    assert "Thank you!" in where and shown == ""
+    for saved, tab, session in ((pid, "tab-1", state), (pid, "tab-2", None)):  # the same tab; the browser's id
+        new, _, _, _, where, shown, *_ = study_tab.start(ctx, saved, Request(tab), session)
+        assert new != pid and valid_id(new) and shown == "0" and "Photo 1 of 3" in where
+    assert ctx.study.store.refusals()["unknown-id"] == 0
 
 
 def test_one_address_gets_a_limited_number_of_new_participant_ids(tmp_path):

@@ -220,13 +220,13 @@ def test_a_mirrored_face_is_restored_as_the_mirror_image_in_every_engine(engine,
 
 
 def test_int8_engine_is_calibrated_and_cached_apart(converted, tmp_path, monkeypatch):
-    cache_copy(converted, tmp_path, monkeypatch)
+    monkeypatch.setenv("SMFD_CACHE", str(tmp_path))  # its own: the float engine is converted here too
     _, face, _ = converted
     calibrated = []
     monkeypatch.setattr("smfd.restorer.calibration_faces",  # the faces the int8 conversion calibrates on
                         lambda *a, **k: calibrated.append(engines.calibration_faces(*a, **k)) or calibrated[-1])
-    float_engine = Restorer(*small_networks(0), engine="openvino")
-    int8 = Restorer(*small_networks(0), engine="openvino-int8")
+    float_engine = Restorer(*small_networks(3), engine="openvino")
+    int8 = Restorer(*small_networks(3), engine="openvino-int8")
     assert int8.engine.int8 and int8.engine.folder != float_engine.engine.folder
     assert [len(faces) for faces in calibrated] == [engines.CALIBRATION_FACES]  # the int8 engine's only
     for name in ("mask.xml", "deblur.xml"):  # the stored networks are quantised, the float ones not

@@ -571,7 +571,8 @@ def test_the_speed_benchmark_refuses_a_folder_rate_it_cannot_time_and_uses_the_w
     changes the configs of --weights, so a folder that is not there is named. All before the
     networks load."""
     for faces, says in (("1", "--folder-faces 1: give 0 (no folder timing) or at least 2"),
-                        ("500", "--folder-faces 500: the held-out split has 151 faces")):
+                        ("500", f"500 held-out faces needed (--folder-faces, at least 8): the held-out split of "
+                                f"{celeba} has 151")):
         done = run_here("bench_speed.py", "--data", celeba, "--folder-faces", faces, capsys=capsys)
         assert done.returncode == 2 and done.stderr.strip() == f"smfd: error: {says}", done.stderr
     done = run_here("bench_speed.py", "--data", celeba, "--weights", tmp_path / "none",
