@@ -3,11 +3,11 @@ names hidden, sides dealt by the server); every vote is committed at once. Resul
 admin token.
 
 Every event checks its caller: the participant lives in the server-side session state (set by
-Start, from an id the server issued; Start again in the same tab keeps it, and one network address
-gets at most NEW_IDS_PER_ADDRESS new ids a minute), a vote names the trial the page shows, no later
-one than the server showed this tab, and is stored only if the server dealt that trial to this
-participant and it is their next one (app.study_store), and the results need the token on every
-call. Raw queue calls get no further than the page does."""
+Start, from an id the server issued; Start again in the same tab keeps it until its sequence is
+done, and one network address gets at most NEW_IDS_PER_ADDRESS new ids a minute), a vote names
+the trial the page shows, no later one than the server showed this tab, and is stored only if the
+server dealt that trial to this participant and it is their next one (app.study_store), and the
+results need the token on every call. Raw queue calls get no further than the page does."""
 
 from __future__ import annotations
 
