@@ -111,7 +111,7 @@ def adopted(ctx: AppContext, face: Face | None, result: Face):
     """Outputs (as :func:`show`) for the model's ``result``, made from the face as it was when the
     model started, on the face as it is now: a reference uploaded or removed while the model
     worked stays as its box shows it, and the result for a face replaced meanwhile is dropped."""
-    if face is None or face.blurry.shape != result.blurry.shape or not np.array_equal(face.blurry, result.blurry):
+    if face is None or not np.array_equal(face.blurry, result.blurry):  # (False for another shape too)
         return (gr.update(),) * 6
     return show(ctx, face.replace(**{key: getattr(result, key) for key in RESULT}))
 

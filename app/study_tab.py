@@ -90,7 +90,8 @@ def start(ctx: AppContext, saved_id, request: gr.Request = None, state: dict | N
         raise gr.Error(f"The study is still being prepared ({study.prepared} of {study.total} "
                        "restorations ready). Please try again in a minute.", title="Not ready yet")
 
-    def who() -> str | None:
+    def who() -> tuple[str | None, int | None]:
+        """(participant, their next trial); (None, None) when no new id may be issued."""
         returning = study.store.known(saved_id)
         if saved_id is not None and not returning:
             study.store.refuse("unknown-id")
@@ -98,18 +99,18 @@ def start(ctx: AppContext, saved_id, request: gr.Request = None, state: dict | N
         # an unfinished sequence; a finished one is the last person's at a computer a class shares:
         # Start then begins a new participant, not "Thank you!" again.
         for known in ((state or {}).get("participant"), saved_id if returning else None):
-            if known is not None and study.store.next_index(known) is not None:
-                return known
+            if known is not None and (index := study.store.next_index(known)) is not None:
+                return known, index
         if not study.newcomers.admit(_client(request)):
             study.store.refuse("too-many-ids")
-            return None
-        return study.new_participant()
+            return None, None
+        new = study.new_participant()
+        return new, study.store.next_index(new)
 
-    participant = _database(who, "the study cannot start")
+    participant, index = _database(who, "the study cannot start")
     if participant is None:
         raise gr.Error("Too many new participants from your network address right now: please try again "
                        "in a minute.", title="Busy")
-    index = _database(lambda: study.store.next_index(participant), "the study cannot start")
     return (participant, *_screen(ctx, participant, index))
 
 
