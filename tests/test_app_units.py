@@ -1118,7 +1118,8 @@ def test_votes_of_one_participant_do_not_narrow_the_interval_as_independent_ones
     one_script = [_vote("bot" if i < 40 else f"p{i}", i, "left" if i < 40 else "right") for i in range(60)]
     (a, _), (b, _) = study_stats.bradley_terry(independent), study_stats.bradley_terry(one_script)
     assert (a.score, a.wins) == pytest.approx((b.score, b.wins))
-    assert b.high - b.low > 2 * (a.high - a.low)
+    assert (b.high - b.low) / (a.high - a.low) == pytest.approx(3.81, abs=0.01)  # the README's figure
+    assert b.low < 0 < a.low  # no longer a clear preference
 
 
 def test_bradley_terry_recovers_strengths_and_handles_a_clean_sweep():
