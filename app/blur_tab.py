@@ -75,7 +75,7 @@ def blur_lab(ctx: AppContext, image, resize, source, seed, *option_values):
     if sharp.shape != image.shape:  # the recipe replays on the face it was drawn on: the scaled one
         files.append(str(write_png(folder / f"{stem}_sharp_{sharp.shape[1]}x{sharp.shape[0]}.png", sharp)))
     text = recipe_text(record)
-    face = Face(f"{name} (blur lab, seed {seed})", blurry, sharp)
+    face = Face(f"{name} (blur lab, seed {seed})", blurry, sharp, origin=name)
     if truth is not None:
         with shown_to_user():  # a mask that does not fit the picture
             face = face.with_truth(truth)
@@ -87,8 +87,9 @@ def load_example(ctx: AppContext, name: str):
     if not name:
         return gr.skip(), gr.skip()
     with shown_to_user():  # e.g. a corrupt file in the --examples folder
-        image, truth = ctx.example(name).load()
-    return image, (name, truth)
+        example = ctx.example(name)
+        image, truth = example.load()
+    return image, (example.stem, truth)
 
 
 def build(ctx: AppContext) -> SimpleNamespace:
@@ -99,7 +100,7 @@ def build(ctx: AppContext) -> SimpleNamespace:
             example = gr.Dropdown([e.name for e in ctx.examples], value=None, label="Example faces",
                                   filterable=True, elem_id="blur-example")
             resize = gr.Checkbox(True, label="Scale to 512 px first (the kernel sizes are meant for 512x512 faces)")
-            source = gr.State(("astronaut", None))
+            source = gr.State((examples.BUILTIN_STEM, None))
         with gr.Column(scale=2):
             with gr.Row():
                 blur_on = gr.Checkbox(d.blur, label="1. Heavy blur", elem_id="blur-on")
@@ -149,7 +150,7 @@ def build(ctx: AppContext) -> SimpleNamespace:
                  queue=False)
     example.change(partial(load_example, ctx), example, [image, source], api_visibility="private")
     image.upload(lambda: None, None, source, api_visibility="private", queue=False)  # named by the upload itself
-    new_seed.click(lambda: int(np.random.default_rng().integers(2**31)), None, seed,
+    new_seed.click(lambda: int(np.random.default_rng().integers(examples.SEEDS)), None, seed,
                    api_visibility="private", queue=False)
     run.click(partial(blur_lab, ctx), [image, resize, source, seed, *option_inputs],
               [blurry, kernels, summary, recipe, recipe_file, lab_face], api_visibility="private",

@@ -15,7 +15,8 @@ from smfd.faces import astronaut_face
 
 SOURCE_SIZE = data.SOURCE_SIZE  # the pipeline's kernel sizes are meant for 512x512 faces
 MAX_DATASET_EXAMPLES = 1000  # a dropdown of all 30,000 CelebAMask-HQ faces would not help anyone
-BUILTIN = "astronaut (scikit-image, public domain)"
+BUILTIN_STEM = "astronaut"
+BUILTIN = f"{BUILTIN_STEM} (scikit-image, public domain)"
 SEEDS = 2**32  # the seed boxes' range: numpy takes any integer, but a longer one makes a file name too long
 
 
@@ -23,6 +24,11 @@ SEEDS = 2**32  # the seed boxes' range: numpy takes any integer, but a longer on
 class Example:
     name: str
     record: data.FaceRecord | None = None  # None: the built-in portrait
+
+    @property
+    def stem(self) -> str:
+        """What the files made from it are named after."""
+        return BUILTIN_STEM if self.record is None else self.name
 
     def load(self) -> tuple[np.ndarray, np.ndarray | None]:
         """The sharp face at 512x512 and its 5-group ground-truth mask (None if unknown)."""

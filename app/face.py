@@ -30,6 +30,12 @@ class Face:
     mask_source: str = ""  # "generated", "edited" or "ground truth"
     restored: np.ndarray | None = None
     note: str = ""  # e.g. what whole-photo restoration found
+    origin: str = ""  # the file or example a blurred face was made from (name: how), naming its downloads
+
+    @property
+    def file_stem(self) -> str:
+        """What the face's downloads are named after: its file's name, safe in a file name."""
+        return safe_stem(self.origin or self.name)
 
     @property
     def whole_photo(self) -> bool:

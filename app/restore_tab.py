@@ -15,7 +15,7 @@ from smfd.images import write_png
 from . import examples
 from .context import AppContext
 from .errors import shown_to_user
-from .face import Face, apply_strokes, editor_value, palette_hex, report, safe_stem, write_mask_png
+from .face import Face, apply_strokes, editor_value, palette_hex, report, write_mask_png
 from .uploads import WHOLE_PHOTO_PIXELS, Upload, check_pixels, checked_image, read_mask_upload
 
 
@@ -34,9 +34,10 @@ def face_from_example(ctx: AppContext, name: str, seed) -> Face:
         raise gr.Error("Pick an example first.")
     with shown_to_user():  # e.g. a corrupt file in the --examples folder
         seed = examples.seed_from(seed)
-        sharp, truth = ctx.example(name).load()
+        example = ctx.example(name)
+        sharp, truth = example.load()
     blurry, recipe = examples.blurred(sharp, seed)
-    face = Face(f"{name} (seed {seed}: {recipe.describe()})", blurry, sharp)
+    face = Face(f"{name} (seed {seed}: {recipe.describe()})", blurry, sharp, origin=example.stem)
     return face if truth is None else face.with_truth(truth)
 
 
@@ -85,7 +86,7 @@ def restored_with(ctx: AppContext, face: Face, mask, source: str) -> Face:
 
 def downloads(ctx: AppContext, face: Face) -> list[str]:
     """The restored face and its mask, in a folder of this request's own."""
-    folder, stem = ctx.output_dir(), safe_stem(face.name.split(" (")[0])
+    folder, stem = ctx.output_dir(), face.file_stem
     files = [write_png(folder / f"{stem}_restored.png", face.restored)]
     if face.mask is not None:
         files.append(write_mask_png(folder / f"{stem}_mask.png", face.mask))
@@ -95,6 +96,15 @@ def downloads(ctx: AppContext, face: Face) -> list[str]:
 def cleared():
     """Empty outputs (slider, report, downloads, editor, truth button) for a new face."""
     return None, "", None, None, gr.Button(interactive=False)
+
+
+def loaded(ctx: AppContext, face: Face):
+    """Outputs for an example just loaded: its picture, empty results (the truth button live when
+    it has a mask), and its references in their boxes: the sharp face, and its mask as a file of
+    group values (the mask radio set to say so), so that what the face holds is what the boxes show."""
+    truth = None if face.truth is None else write_mask_png(ctx.output_dir() / f"{face.file_stem}_mask.png", face.truth)
+    return (face.blurry, *cleared()[:-1], gr.Button(interactive=truth is not None), face.sharp,
+            None if truth is None else str(truth), "groups" if truth is not None else gr.update())
 
 
 def show(ctx: AppContext, face: Face):
@@ -215,7 +225,7 @@ def build(ctx: AppContext, face: gr.State) -> SimpleNamespace:
                      [*outputs, *references], **hidden)
     blurry_in.clear(lambda: (None, *cleared(), None, None), None, [*outputs, *references], **hidden)
     load.click(partial(face_from_example, ctx), [example, seed], face, **hidden).success(
-        lambda f: (f.blurry, *cleared(), f.sharp, None), face, [blurry_in, *outputs[1:], *references], **hidden)
+        partial(loaded, ctx), face, [blurry_in, *outputs[1:], *references, kind], **hidden)
     # A reference removed or refused (another picture's, not a mask) leaves the face and its box:
     # the boxes show what the face has.
     changed = [face, info, use_truth]

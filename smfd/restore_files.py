@@ -85,7 +85,22 @@ def restore_files(src: str, dst: str, make_restorer, masks: str | None = None,
                              f"{image.shape[1]}x{image.shape[0]} face: not the same shape")
         return image, mask
 
-    check_some_usable(files, read_aligned)  # read whole: a cut body or a 4x4 image shows before the networks load
+    def find_faces(path: Path):
+        """The photo and the faces in it, refused when there is none."""
+        image = read_rgb(path)
+        faces = detect_faces(image, detector=detector)
+        if not faces:  # nothing to restore: an error, not a copy of the photo that looks like a result
+            square = image.shape[0] == image.shape[1]
+            hint = ("an aligned face crop? --aligned restores it whole" if layout == "auto" and square
+                    else "--detector cnn finds smaller and more turned faces" if detector == "hog"
+                    else "is there a face of at least 16 px?")
+            raise InputError(f"{path}: no face found, nothing written ({hint})")
+        return image, faces
+
+    found = {}  # the photo the check below found faces in, kept so that it is not read and searched twice
+    # Read whole (a cut body or a 4x4 image) and photos searched for faces until one has some: a
+    # run with nothing to restore is refused before the networks load.
+    check_some_usable(files, read_aligned if aligned else lambda path: found.update({path: find_faces(path)}))
     restorer = make_restorer()  # OUT and --faces-out are made by their first file
 
     def work_aligned(path: Path):
@@ -95,14 +110,7 @@ def restore_files(src: str, dst: str, make_restorer, masks: str | None = None,
         earlier = crops_there.get(path.stem, [])  # listed once before the run; only this photo writes them
         if earlier and not overwrite:  # checked before the detection and restoration, not after
             raise InputError(f"{earlier[0]}: exists already (use --overwrite to replace this photo's face crops)")
-        image = read_rgb(path)
-        faces = detect_faces(image, detector=detector)
-        if not faces:  # nothing to restore: an error, not a copy of the photo that looks like a result
-            square = image.shape[0] == image.shape[1]
-            hint = ("an aligned face crop? --aligned restores it whole" if layout == "auto" and square
-                    else "--detector cnn finds smaller and more turned faces" if detector == "hog"
-                    else "is there a face of at least 16 px?")
-            raise InputError(f"{path}: no face found, nothing written ({hint})")
+        image, faces = found.pop(path) if path in found else find_faces(path)
         if layout == "auto" and is_aligned_crop(image, faces):
             crops = "; it is its own face crop, none written" if crops_dir is not None else ""
             tqdm.write(f"{path.name}: an aligned face crop ({image.shape[1]}x{image.shape[0]}), restored "

@@ -140,6 +140,11 @@ def test_checked_image_component_reads_uploads_through_the_checks(tmp_path):
     assert uploaded.name == "grandma 1950.png"
     files = restore_tab.downloads(make_context(tmp_path), uploaded.replace(restored=uploaded.blurry))
     assert [Path(f).name for f in files] == ["grandma_1950_restored.png"]
+    for name, stem in (("IMG (2).png", "IMG_2"), ("x (1) (2).jpg", "x_1_2")):  # " (" is in file names too
+        upload.file_name = name
+        face = restore_tab.face_from_upload(upload)
+        files = restore_tab.downloads(make_context(tmp_path), face.replace(restored=face.blurry))
+        assert [Path(f).name for f in files] == [f"{stem}_restored.png"]
     path.write_bytes(b"GIF89a broken")
     with pytest.raises(gr.Error, match="x.png: not an image file"):
         component.preprocess(ImageData(path=str(path), orig_name="x.png"))
@@ -351,6 +356,21 @@ def test_learn_tab_derives_the_count_and_names_the_thesis_slip():
 
 
 # ---------------------------------------------------------------- restore handlers
+
+def test_a_loaded_example_shows_its_references_in_their_boxes(tmp_path, celeba):
+    """The boxes show what the face holds: a dataset example's mask is in the mask box (as group
+    values, the radio saying so), so a mask refused there drops what the box showed, nothing unseen."""
+    ctx = make_context(tmp_path, examples=examples.find_examples(celeba))
+    face = restore_tab.face_from_example(ctx, ctx.examples[1].name, 3)
+    blurry, *results, truth_button, sharp, truth_file, kind = restore_tab.loaded(ctx, face)
+    assert blurry is face.blurry and sharp is face.sharp and results == list(restore_tab.cleared()[:-1])
+    assert truth_button.interactive and kind == "groups"
+    assert Path(truth_file).name == f"{ctx.examples[1].name}_mask.png"
+    assert np.array_equal(read_mask_upload(truth_file, kind), face.truth) and face.truth.max() > 0
+    astronaut = restore_tab.face_from_example(ctx, examples.BUILTIN, 3)
+    *_, truth_button, sharp, truth_file, kind = restore_tab.loaded(ctx, astronaut)
+    assert not truth_button.interactive and truth_file is None and sharp is astronaut.sharp
+
 
 def test_restore_edit_truth_and_back_keep_track_of_the_mask(tmp_path):
     ctx = make_context(tmp_path)

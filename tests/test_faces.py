@@ -253,17 +253,19 @@ def test_a_photo_whose_every_face_is_too_small_is_named_and_not_written(tmp_path
 
 def test_a_photo_without_a_face_is_named_and_nothing_is_written_for_it(tmp_path, random_weights, face_512,
                                                                        capsys):
-    """Alone: one line naming it with a hint, exit status 2, no output. In a folder: named, the
-    other photos restored, exit status 1; a copy of the photo is never written as its result."""
+    """Alone: one line naming it with a hint, exit status 2, no output, before the networks load (a
+    missing --weights folder is not even looked at). In a folder: named, the other photos restored,
+    exit status 1; a copy of the photo is never written as its result."""
     sky = write_png(tmp_path / "in" / "sky.png", gradient(320, 240))
     square = write_png(tmp_path / "square" / "grey.png", gradient(256, 256))
     out = tmp_path / "out"
-    for src, hint in ((sky, "--detector cnn"), (square, "--aligned restores it whole")):
-        assert main(["restore", str(src), str(out), "--weights", str(random_weights)]) == 2
+    for src, hint in ((sky, "--detector cnn"), (square, "--aligned restores it whole"), (sky.parent, "--detector cnn")):
+        assert main(["restore", str(src), str(out), "--weights", str(tmp_path / "missing")]) == 2
         err = capsys.readouterr().err.strip()
-        assert len(err.splitlines()) == 1 and err.startswith(f"smfd: error: {src}: no face found, nothing written (")
+        assert len(err.splitlines()) == 1 and err.startswith(f"smfd: error: {sky if src == sky.parent else src}: "
+                                                             "no face found, nothing written ("), err
         assert hint in err, err
-        assert not (out / src.name).exists()
+        assert not out.exists()
     write_png(tmp_path / "in" / "portrait.png", place(gradient(640, 480), face_512, 200, 220, 120))
     assert main(["restore", str(tmp_path / "in"), str(out), "--weights", str(random_weights)]) == 1
     captured = capsys.readouterr()
