@@ -113,7 +113,7 @@ def _load_spandrel(info: MethodInfo, path: Path) -> torch.nn.Module:
         return arch.load(state).model
     except RuntimeError as exc:
         raise InputError(f"{path}: weights do not fit {info.title} ({load_error_details(exc)})") from None
-    except (KeyError, IndexError, ValueError, TypeError, AssertionError) as exc:  # shapes the architecture is read from
+    except (KeyError, IndexError, ValueError, TypeError, AttributeError, AssertionError) as exc:  # shapes read, non-tensors
         raise InputError(f"{path}: not a valid {info.title} checkpoint ({type(exc).__name__}: "
                          f"{str(exc)[:200]})") from None
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from smfd.errors import InputError
+from smfd.paths import sha256_of
 
 from . import weights as _weights
 
@@ -34,6 +35,13 @@ class MethodInfo:
 
     def cached_path(self) -> Path | None:
         return _weights.weights_dir() / self.filename if self.filename else None
+
+    def cache_state(self) -> str:
+        """'missing', 'damaged' (present, but its SHA-256 is not the official one) or 'cached'."""
+        path = self.cached_path()
+        if path is None or not path.is_file():
+            return "missing"
+        return "damaged" if self.sha256 is not None and sha256_of(path) != self.sha256 else "cached"
 
 
 class Method(ABC):

@@ -98,9 +98,16 @@ def downloadable(name: str) -> MethodInfo:
 
 
 def download(name: str, force: bool = False) -> Path:
-    """Fetch a method's official weights into the cache, verifying the SHA-256 where pinned."""
+    """Fetch a method's official weights into the cache, verifying the SHA-256 where pinned, and
+    where nothing is pinned that the file loads as the method's network."""
     m = downloadable(name)
-    return _weights.download(m.url, m.cached_path(), m.sha256, force)
+
+    def loads(path: Path) -> None:
+        from .facenets import load_facenet
+
+        load_facenet(m, path)
+
+    return _weights.download(m.url, m.cached_path(), m.sha256, force, verify=None if m.sha256 else loads)
 
 
 def weights_file(m: MethodInfo, weights: str | Path | None) -> tuple[Path, str]:
@@ -153,7 +160,7 @@ def load(name: str, weights: str | Path | None = None, device: str = "cpu", rest
         from .smfd_methods import SMFDMethod
 
         return SMFDMethod(m, weights, device, restorer)
-    if download_missing and weights is None and not m.cached_path().is_file():
+    if download_missing and weights is None and m.cache_state() != "cached":  # a damaged file fetched again
         download(m.name)
     from .facenets import load_facenet
 

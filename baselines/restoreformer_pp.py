@@ -226,6 +226,10 @@ def network_state(checkpoint: dict, source: str | Path) -> dict[str, torch.Tenso
     if not isinstance(state, dict) or not any(k.startswith(PREFIX) for k in state):
         raise InputError(f"{source}: not a RestoreFormer++ checkpoint (no '{PREFIX}*' weights in its state_dict)")
     net = {k[len(PREFIX):]: v for k, v in state.items() if k.startswith(PREFIX)}
+    bad = next((k for k, v in net.items() if not isinstance(v, torch.Tensor)), None)
+    if bad is not None:
+        raise InputError(f"{source}: not a RestoreFormer++ checkpoint ({PREFIX}{bad} holds a "
+                         f"{type(net[bad]).__name__}, not weights)")
     return {k: v for k, v in net.items() if k not in TRAINING_ONLY}
 
 

@@ -13,6 +13,7 @@ import http.client
 import time
 import urllib.request
 from pathlib import Path
+from typing import Callable
 
 from tqdm import tqdm
 
@@ -39,16 +40,21 @@ def _remove_stale_parts(folder: Path) -> None:
                 part.unlink(missing_ok=True)
 
 
-def download(url: str, target: Path, sha256: str | None, force: bool = False) -> Path:
+def download(url: str, target: Path, sha256: str | None, force: bool = False,
+             verify: Callable[[Path], None] | None = None) -> Path:
     """Fetch ``url`` into ``target`` atomically; a file whose digest differs from ``sha256``, or
     that is shorter than the server announced, is refused. Without a pinned digest the file is
-    kept and the computed digest printed. A file present already is kept if its digest is right."""
+    kept if ``verify(path)`` (when given) raises no InputError (an error page, a file cut short
+    with no length announced), and the computed digest printed. A file present already is kept if
+    its digest is right (or, unpinned, it passes ``verify``)."""
     if target.is_file() and not force:
-        if sha256 is None or sha256_of(target) == sha256:
+        problem = ("not the official file (its SHA-256 differs: damaged or cut short)"
+                   if sha256 is not None and sha256_of(target) != sha256 else
+                   _unusable(target, verify) if sha256 is None else None)
+        if problem is None:
             print(f"{target}: present already (use --force to fetch it again)")
             return target
-        print(f"{target}: present, but not the official file (its SHA-256 differs: damaged or cut "
-              "short); fetching it again")
+        print(f"{target}: present, but {problem}; fetching it again")
     _remove_stale_parts(target.parent)
     digest = hashlib.sha256()
 
@@ -72,6 +78,9 @@ def download(url: str, target: Path, sha256: str | None, force: bool = False) ->
         if sha256 is not None and digest.hexdigest() != sha256:
             raise InputError(f"{url}: SHA-256 mismatch (expected {sha256}, got {digest.hexdigest()}); "
                              "file discarded")
+        problem = _unusable(tmp, verify) if sha256 is None else None
+        if problem is not None:
+            raise InputError(f"{url}: {problem}; file discarded")
 
     write_atomically(target, fetch, ".part")  # a cache folder that cannot be written: named by it
     got = digest.hexdigest()
@@ -80,6 +89,16 @@ def download(url: str, target: Path, sha256: str | None, force: bool = False) ->
               "(compare it with the publisher's before trusting results)")
     print(f"{target}: ok (sha256 {got})")
     return target
+
+
+def _unusable(path: Path, verify: Callable[[Path], None] | None) -> str | None:
+    """Why ``verify`` refuses the file (its own name left out), or None."""
+    try:
+        if verify is not None:
+            verify(path)
+    except InputError as exc:
+        return f"not a usable checkpoint ({str(exc).removeprefix(f'{path}: ')})"
+    return None
 
 
 def state_dict_mismatch(missing: list[str], unexpected: list[str], shown: int = 6) -> str:

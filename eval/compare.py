@@ -165,6 +165,10 @@ def evaluate(pairs: list[Pair], names: list[str], out: str | Path, options: Eval
     check_removable(replaced,  # e.g. --pairs OUT/outputs/blurry
                     (p for pair in pairs for p in (pair.blurry, pair.sharp, pair.mask) if p is not None),
                     "an image of the pairs evaluated")
+    inputs = {p.parent.resolve() for pair in pairs for p in (pair.blurry, pair.sharp, pair.mask) if p is not None}
+    if out.resolve() in inputs:  # grid.png, results.*: the next evaluation would take them for pairs
+        raise InputError(f"{out}: a folder of the pairs evaluated; the results would lie among them "
+                         "(choose another --out)")
     for pair in pairs:  # an unreadable or mismatched pair is named before any method runs
         pair.load()
     loaded = load_methods(names, options, all(p.mask is not None for p in pairs))

@@ -78,20 +78,32 @@ def make_pairs(dataset: str | Path, out: str | Path, limit: int | None = None, s
             if sub.is_dir() and any(sub.iterdir()):
                 raise InputError(f"{sub}: not empty and no pairs.json beside it (an interrupted run?); pass "
                                  "--overwrite to make the pairs again or choose another --out")
+    # Made aside and moved into place once every face is made: a face that fails halfway (a mask
+    # value out of range shows only when it is read) leaves the earlier pairs as they were.
+    making = out / ".pairs-in-the-making"
+    if making.is_dir():  # a run killed outright left it
+        shutil.rmtree(making)
+    try:
+        for record in tqdm(records, desc="pairs", unit="face"):
+            blurry, sharp, groups, recipe = data.benchmark_pair(record, seed)
+            write_png(making / "blurry" / f"{record.id}.png", blurry)
+            write_recipe(making / "blurry" / f"{record.id}.json",
+                         recipe_record(recipe, PipelineOptions(), seed, str(record.image)))
+            write_png(making / "sharp" / f"{record.id}.png", sharp)
+            if groups is not None:
+                write_png(making / "masks" / f"{record.id}.png", groups)
+    except BaseException:
+        shutil.rmtree(making, ignore_errors=True)
+        raise
+    (out / "pairs.json").unlink(missing_ok=True)
     for sub in subs:
         if sub.is_dir():
             shutil.rmtree(sub)
-    (out / "pairs.json").unlink(missing_ok=True)
-    for record in tqdm(records, desc="pairs", unit="face"):
-        blurry, sharp, groups, recipe = data.benchmark_pair(record, seed)
-        write_png(out / "blurry" / f"{record.id}.png", blurry)
-        write_recipe(out / "blurry" / f"{record.id}.json",
-                     recipe_record(recipe, PipelineOptions(), seed, str(record.image)))
-        write_png(out / "sharp" / f"{record.id}.png", sharp)
-        if groups is not None:
-            write_png(out / "masks" / f"{record.id}.png", groups)
+        if (making / sub.name).is_dir():
+            (making / sub.name).rename(sub)
+    making.rmdir()
     (out / "pairs.json").write_text(json.dumps(
-        {"dataset": str(dataset), "split": split, "faces": len(records), "seed": seed,
+        {"dataset": str(Path(dataset).resolve()), "split": split, "faces": len(records), "seed": seed,
          "protocol": "thesis pipeline on the 512x512 source, blurry and sharp resized to 256x256 "
                      "with cv2.INTER_AREA (SPEC section 2)"}, indent=2) + "\n")
     return len(records)

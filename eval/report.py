@@ -73,8 +73,8 @@ def write_markdown(path: Path, rows: list[dict], pairs: list[Pair], unavailable:
               "status": "ok" if r["status"] == "ok" else "see notes"} for r in rows]
     columns = ("method", "n", *DIGITS, "status")
     lines = [f"# Evaluation on {len(pairs)} pairs\n",
-             f"Protocol: {PROTOCOL}; every output scored at 256x256 against the sharp face (resized with "
-             f"area averaging where the pairs are another size). Arrows: " + ", ".join(f"{k} {v}" for k, v in BETTER.items()) + ".\n",
+             f"Protocol: {PROTOCOL}; every output scored at 256x256 against the sharp face (pairs of another "
+             f"size resized: area averaging down, bicubic up). Arrows: " + ", ".join(f"{k} {v}" for k, v in BETTER.items()) + ".\n",
              markdown_table(shown, columns), "\n## Methods\n"]
     for r in rows:
         m = info(r["method"])

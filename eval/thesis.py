@@ -34,8 +34,8 @@ import numpy as np
 import torch
 
 from smfd import checkpoint, data, metrics
-from smfd.errors import InputError
-from smfd.identity import SAME_PERSON, References
+from smfd.errors import InputError, MetricUnavailable
+from smfd.identity import SAME_PERSON, FaceGeometry, References, geometry
 from smfd.images import resize_labels, resize_to, to_uint8, write_atomically, write_figure
 from smfd.labels import GROUPS, to_groups
 from smfd.models import ABLATIONS, count_parameters, mask_input
@@ -433,10 +433,19 @@ class Lab:
         self.options = options
         self.device = str(pick_device(options.device))
         self._identity = None
+        self._geometry: FaceGeometry | None = None
+
+    def check_identity(self) -> None:
+        """Load dlib's networks now: where they are missing, say so before hours of training."""
+        try:
+            self._geometry = self._geometry or geometry()
+        except MetricUnavailable as exc:
+            raise InputError(f"tables 4.3 and 4.4 measure identity, which is not available here: {exc}") from None
 
     def identity(self) -> References:
         if self._identity is None:
-            self._identity = References(pair.load()[1] for pair in self.pairs)
+            self.check_identity()
+            self._identity = References((pair.load()[1] for pair in self.pairs), self._geometry)
         return self._identity
 
     def cached(self, name: str, key_paths: tuple, compute) -> dict:
@@ -752,6 +761,8 @@ def reproduce(data_dir: str, out: str | Path, tables: list[str], budget: Budget 
     lab = Lab(data_dir, out, runs, pairs, budget, options)
     if "4.3" in tables:
         lab.mask_weights()  # its generated-mask columns need one: say so before hours of training
+    if {"4.3", "4.4"} & set(tables):
+        lab.check_identity()
     builders = {"4.1": lambda: table_41(lab), "4.2": lambda: (table_42(lab, overwrite), []),
                 "4.3": lambda: table_43(lab), "4.4": lambda: table_44(lab)}
     parts, all_runs = [], {}

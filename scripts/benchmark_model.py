@@ -88,6 +88,8 @@ def main() -> None:
     for path, option in ((args.json, "--json"), (args.per_face, "--per-face")):
         if path:  # named before the faces are restored, not after
             check_new_file(path, option)
+    if args.json and args.per_face and Path(args.json).resolve() == Path(args.per_face).resolve():
+        parser.error(f"--json and --per-face name one file ({args.per_face}): the figures would replace the faces'")
 
     records = face_set(args)
     restorers = {e: Restorer.from_pretrained(args.weights, args.device, e) for e in args.engines}

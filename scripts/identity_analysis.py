@@ -168,7 +168,8 @@ def main() -> None:
                       outputs["ground-truth mask"]))
 
     d = {k: np.array(v) for k, v in dist.items()}
-    print(f"\n{len(records)} held-out faces, seed {args.seed}: dlib descriptor distance to the sharp face\n")
+    print(f"\n{len(records)} {'held-out' if args.split == 'test' else 'validation'} faces, seed {args.seed}: "
+          "dlib descriptor distance to the sharp face\n")
     print(f"| {'variant':28s} | mean distance | same person | faces further than the input | PSNR dB |")
     print(f"|{'-' * 30}|---------------|-------------|------------------------------|---------|")
     for name, v in d.items():

@@ -226,7 +226,8 @@ def _add_train(sub) -> None:
     p.add_argument("--lr-patience", type=int_from(1), default=5, help="epochs without improvement before lr x 0.2 (default 5)")
     p.add_argument("--early-stop", type=int_from(1), default=10, help="epochs without improvement before stopping (default 10)")
     p.add_argument("--size", type=int_from(32), default=256,
-                   help="working size of the faces, a multiple of 32 (default 256)")
+                   help="working size of the faces, a multiple of 32 up to 512, the size they are degraded "
+                        "at (default 256)")
     p.add_argument("--patch", type=int_from(32), default=None,
                    help="train on random PATCH x PATCH crops, a multiple of 32 up to --size (default: whole faces)")
     p.add_argument("--samples-per-epoch", type=int_from(1), default=None,
@@ -234,7 +235,7 @@ def _add_train(sub) -> None:
     p.add_argument("--val-faces", type=int_from(1), default=None,
                    help="cap on validation faces (default: the whole validation fold)")
     p.add_argument("--workers", type=int_from(0), default=2, help="data-loading processes (default 2; 0: in the main process)")
-    p.add_argument("--seed", type=int_from(0), default=0,
+    p.add_argument("--seed", type=int_from(0, 2**64 - 1), default=0,
                    help="seed of the split-independent randomness: weights, degradations, crops (default 0)")
     p.add_argument("--folds", type=int_from(2), default=5,
                    help="k of the k-fold split (validation = one fold; default 5)")
@@ -695,7 +696,7 @@ def cmd_baselines(args) -> None:
     print(f"{'name':16s} {'native':>6s} {'commercial':10s} {'weights':9s} licence / title")
     for m in methods():
         state = ("-" if not m.needs_weights else "folder" if m.filename is None
-                 else "cached" if m.cached_path().is_file() else "missing")
+                 else m.cache_state())
         print(f"{m.name:16s} {m.native_size or 'any':>6} {'yes' if m.commercial_use else 'NO':10s} "
               f"{state:9s} {m.licence}; {m.title}")
         if m.url:

@@ -49,7 +49,7 @@ def detect_layout(root: str | Path) -> str:
         raise InputError(f"{root}: {'not a folder: a dataset is a folder' if root.exists() else 'dataset folder not found'}")
     if (root / "CelebA-HQ-img").is_dir() and (root / "CelebAMask-HQ-mask-anno").is_dir():
         return "official"
-    if (root / "images").is_dir() and (root / "masks").is_dir():
+    if (root / "images").is_dir():  # masks/ absent: faces without masks, as the layout allows per face
         return "merged"
     return "folder"
 
@@ -64,7 +64,11 @@ def open_dataset(root: str | Path, layout: str = "auto") -> list[FaceRecord]:
     records = readers[layout](root)
     if not records:
         raise InputError(f"{root}: no faces found in the {layout} layout")
-    return sorted(records, key=lambda r: r.id)
+    records.sort(key=lambda r: (r.id, r.image.name))
+    for a, b in zip(records, records[1:]):  # a.jpg and a.png: one mask, one output name for two faces
+        if a.id == b.id:
+            raise InputError(f"{b.image}: same name as {a.image.name}; which is the face {a.id}?")
+    return records
 
 
 def _images_in(folder: Path) -> list[Path]:
@@ -112,15 +116,28 @@ def check_files(records: list[FaceRecord]) -> None:
     for record in records:
         check_square(record.image, *check_image_file(record.image))
         if record.mask is not None:
-            check_image_file(record.mask, label_map=True)
-        for _, png in record.parts:  # binary part masks, gray or RGB
-            check_image_file(png)
+            check_masks([(record.mask, *check_image_file(record.mask, label_map=True))])
+        # binary part masks, gray or RGB
+        check_masks([(png, *check_image_file(png)) for _, png in record.parts])
 
 
 def check_square(path: Path, width: int, height: int) -> None:
     """A dataset face is a square aligned crop: stretching another to a square would distort it."""
     if width != height:
         raise InputError(f"{path}: {width}x{height}: a dataset face is a square aligned crop")
+
+
+def check_masks(sizes: list[tuple[Path, int, int]]) -> None:
+    """A face's masks as (path, width, height): each square like the face (a square of another size,
+    e.g. the release's 512x512 masks of its 1024x1024 faces, is resized to it; any other shape would
+    be stretched over it), and all of one size (part masks are painted into one label map)."""
+    for path, width, height in sizes:
+        if width != height:
+            raise InputError(f"{path}: {width}x{height}: a face's mask must be square like the face, "
+                             "not stretched over it")
+        if (width, height) != sizes[0][1:]:
+            raise InputError(f"{path}: {width}x{height}, unlike {sizes[0][0].name} ({sizes[0][1]}x{sizes[0][2]}): "
+                             "a face's part masks must all be one size")
 
 
 def load_face(record: FaceRecord, size: int = SOURCE_SIZE) -> tuple[np.ndarray, np.ndarray | None]:
@@ -138,14 +155,15 @@ def load_classes(record: FaceRecord) -> np.ndarray | None:
         classes = read_labels(record.mask)
         if classes.max() >= len(labels.CLASSES):
             raise InputError(f"{record.mask}: class index {classes.max()} outside 0..18")
+        check_masks([(record.mask, classes.shape[1], classes.shape[0])])
         return classes
     if not record.parts:
         return None
-    classes = None
-    for class_id, png in record.parts:
-        part = read_image(png)[..., 0] > 127  # binary part masks, stored as gray or RGB PNGs
-        if classes is None:
-            classes = np.zeros(part.shape, np.uint8)
+    # binary part masks, stored as gray or RGB PNGs
+    parts = [(class_id, png, read_image(png)[..., 0] > 127) for class_id, png in record.parts]
+    check_masks([(png, part.shape[1], part.shape[0]) for _, png, part in parts])
+    classes = np.zeros(parts[0][2].shape, np.uint8)
+    for class_id, _, part in parts:
         classes[part] = class_id
     return classes
 

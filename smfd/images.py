@@ -221,7 +221,9 @@ def read_groups(path: str | Path, values: str = "groups") -> np.ndarray:
 
 def write_atomically(path: str | Path, write: Callable[[Path], None], suffix: str = "") -> Path:
     """Call ``write(tmp)`` on a new file beside ``path``, then rename it to ``path``: a crash never
-    leaves a half-written file, and readers see the old file or the whole new one."""
+    leaves a half-written file, and readers see the old file or the whole new one. The new file
+    reaches the disk before the rename, and the rename before the return: else a power loss could
+    leave ``path`` renamed yet empty."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -231,6 +233,9 @@ def write_atomically(path: str | Path, write: Callable[[Path], None], suffix: st
     os.close(fd)
     try:
         write(Path(tmp))
+        # ``write`` closed its handle: the data reached the system, not yet the disk. (Before the
+        # chmod, which may make the file read-only; Windows syncs only a handle open for writing.)
+        _sync(tmp, os.O_RDWR)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the usual permissions
         os.replace(tmp, path)
     except OSError as exc:
@@ -239,7 +244,19 @@ def write_atomically(path: str | Path, write: Callable[[Path], None], suffix: st
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    try:  # the folder's entry, so that the rename itself survives a power loss
+        _sync(path.parent, os.O_RDONLY)
+    except OSError:  # Windows cannot open a folder, nor some file systems sync one
+        pass
     return path
+
+
+def _sync(path: str | Path, flags: int) -> None:
+    fd = os.open(path, flags)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def write_figure(path: str | Path, figure, dpi: int) -> Path:

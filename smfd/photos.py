@@ -86,11 +86,11 @@ def paste_alpha(groups: np.ndarray) -> np.ndarray:
 
 
 def paste(out: np.ndarray, restored: np.ndarray, alpha: np.ndarray, matrix: np.ndarray,
-          crop: np.ndarray | None = None):
+          source: tuple[np.ndarray, np.ndarray] | None = None):
     """Blend ``restored`` (a crop, photo->crop ``matrix``) into ``out`` in place with ``alpha``;
-    with the ``crop`` it was restored from, a face larger than the crop keeps the finest detail
-    the crop lost (:func:`~smfd.restorer.with_fine_detail`). Returns the (x0, y0, x1, y1) region it
-    may have changed, or None when the crop misses the photo.
+    with its ``source``, (the photo, the crop restored, cut from that photo), a face larger than
+    the crop keeps the finest detail the crop lost (:func:`~smfd.restorer.with_fine_detail`).
+    Returns the (x0, y0, x1, y1) region it may have changed, or None when the crop misses the photo.
     """
     size = restored.shape[1], restored.shape[0]
     corners = apply(invert(matrix), [(0, 0), (size[0], 0), (0, size[1]), size])
@@ -103,9 +103,10 @@ def paste(out: np.ndarray, restored: np.ndarray, alpha: np.ndarray, matrix: np.n
     colour = warp(restored, to_region, region, border=cv2.BORDER_REPLICATE)
     weight = warp(alpha, to_region, region, border=cv2.BORDER_CONSTANT)[..., None]
     base = out[y0:y1, x0:x1]
-    if crop is not None and scale_of(matrix) < 1:  # a face larger than its crop: keep its finest detail
+    if source is not None and scale_of(matrix) < 1:  # a face larger than its crop: keep its finest detail
+        photo, crop = source  # the photo's detail, not that of faces pasted into ``out`` before this one
         low = warp(crop, to_region, region, border=cv2.BORDER_REPLICATE)
-        colour = with_fine_detail(colour, base, low, where=weight[..., 0] > 0)
+        colour = with_fine_detail(colour, photo[y0:y1, x0:x1], low, where=weight[..., 0] > 0)
     colour = colour.astype(np.float32)
     blended = np.clip(np.rint(weight * colour + (1 - weight) * base), 0, 255).astype(np.uint8)
     out[y0:y1, x0:x1] = np.where(weight > 0, blended, base)  # untouched where alpha is zero
@@ -133,6 +134,6 @@ def restore_photo(image: np.ndarray, restorer, min_face: float = MIN_FACE, detec
             continue
         crop = align_face(image, face)
         restored = restorer.restore_face(crop, keep_colours=True)  # no colour step at the seam
-        region = paste(out, restored.image, paste_alpha(restored.groups), face.matrix, crop)
+        region = paste(out, restored.image, paste_alpha(restored.groups), face.matrix, (image, crop))
         report.faces.append(FaceResult(face, True, crop, restored.groups, restored.image, region))
     return out, report

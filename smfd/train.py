@@ -5,7 +5,8 @@
   ``monitor``), down to 1e-9; training stops after ``early_stop`` such epochs; the best checkpoint
   is kept.
 * Everything needed to resume (weights, optimiser, scheduler, history) is written after every
-  epoch to ``state.pt``; running the same command again continues where it stopped.
+  epoch to ``state.pt``; running the same command again continues where it stopped, on the same
+  faces and --mask-model/--teacher files (see run_inputs).
 * Under ``torchrun`` (WORLD_SIZE > 1) each process trains on its share of every epoch with
   DistributedDataParallel; rank 0 validates, logs and saves, and shares its verdict.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -37,11 +39,13 @@ from .labels import CLASSES, GROUPS
 from .losses import LOSSES, SSIM_WEIGHT, restoration_loss, segmentation_loss
 from .models import (MaskNetConfig, SegBaselineConfig, SMFDConfig, build, count_parameters,
                      generated_mask_input, mask_input, mask_probabilities, one_hot_mask, with_overrides)
+from .paths import sha256_of
 from .runtime import fast_autocast, pick_device
 
 # Validation figures that may pick the best epoch and drive the learning rate; the first is the
 # default. "identity": the mean dlib descriptor distance to the sharp face (lower is better).
 MONITORS = {"mask": ("dice",), "deblur": ("ssim", "psnr", "identity")}
+SEED_MAX = 2**64 - 1  # torch.manual_seed's range
 
 
 @dataclass
@@ -95,6 +99,12 @@ class TrainSettings:
                              f"got {self.loss!r}")
         if self.task == "deblur" and self.mask_source not in ("gt", "generated", "mix"):
             raise ValueError(f"mask source must be gt, generated or mix, got {self.mask_source!r}")
+        if self.task == "deblur" and self.config.get("use_mask") is False:  # e.g. --ablation no-mask
+            unread = [o for o, on in ((f"--mask-source {self.mask_source}", self.mask_source != "gt"),
+                                      ("--teacher-masks true", self.teacher_masks == "true")) if on]
+            if unread:
+                raise ValueError(f"{unread[0]} chooses SMFD-UNet's mask input, and this network reads no mask "
+                                 "(use_mask=false: --ablation no-mask); leave it out")
         if self.task == "deblur" and self.mask_source != "gt" and not self.mask_model:
             raise ValueError("generated or mixed masks need --mask-model (a mask-generator checkpoint)")
         if self.init_partial and not self.init:
@@ -164,6 +174,7 @@ class TrainSettings:
                                     ("--workers", "workers", 0), ("--seed", "seed", 0), ("--folds", "k", 2)):
             value = getattr(self, name)
             need(isinstance(value, int) and value >= least, option, f"an integer of at least {least}", value)
+        need(self.seed <= SEED_MAX, "--seed", f"at most {SEED_MAX} (2**64 - 1, torch's seed range)", self.seed)
         need(0 <= self.fold < self.k, "--fold", f"between 0 and {self.k - 1} (--folds {self.k})", self.fold)
         need(math.isfinite(self.lr) and 0 < self.lr <= 1, "--lr", "in (0, 1]", self.lr)
         need(math.isfinite(self.semantic) and 0 <= self.semantic <= 10, "--semantic", "in [0, 10]", self.semantic)
@@ -174,8 +185,11 @@ class TrainSettings:
         need(self.ssim_weight is None or (math.isfinite(self.ssim_weight) and 0 <= self.ssim_weight <= 10),
              "--ssim-weight", "in [0, 10]", self.ssim_weight)
         # Four 2x poolings (five in the smp encoders) need sides that are multiples of 32.
-        need(isinstance(self.size, int) and 32 <= self.size <= 2048 and self.size % 32 == 0, "--size",
-             "a multiple of 32 between 32 and 2048", self.size)
+        # Faces are loaded and degraded at SOURCE_SIZE (the kernels' scale): a larger --size would
+        # only enlarge them.
+        need(isinstance(self.size, int) and 32 <= self.size <= data.SOURCE_SIZE and self.size % 32 == 0, "--size",
+             f"a multiple of 32 between 32 and {data.SOURCE_SIZE} (the faces are degraded at "
+             f"{data.SOURCE_SIZE}x{data.SOURCE_SIZE}; a larger size would only enlarge them)", self.size)
         if self.patch is not None:
             need(isinstance(self.patch, int) and 32 <= self.patch <= self.size and self.patch % 32 == 0,
                  "--patch", f"a multiple of 32 between 32 and --size ({self.size})", self.patch)
@@ -247,9 +261,26 @@ def training_records(s: TrainSettings) -> tuple[list, list]:
     return train, val
 
 
-def saved_state(s: TrainSettings, device: str | torch.device = "cpu") -> dict | None:
-    """The state.pt of the run folder ``s.out`` when it is a run of these settings (None: a fresh
-    folder); an InputError for a folder that holds something else, before any epoch is trained."""
+def run_inputs(s: TrainSettings, train: list, val: list) -> dict:
+    """What a run reads beside its settings, recorded in state.pt so that a resume finds it unchanged:
+    its training and validation faces ([count, sha256 of their ids]) and the sha256 of the networks it
+    reads each time it starts (--mask-model, --teacher; --init only starts a fresh run)."""
+    def digest(name: str) -> str:
+        try:
+            return sha256_of(getattr(s, name))
+        except OSError as exc:
+            raise InputError(f"--{name.replace('_', '-')} {getattr(s, name)}: cannot be read "
+                             f"({exc.strerror or exc})") from None
+
+    faces = {key: [len(records), hashlib.sha256("\n".join(r.id for r in records).encode()).hexdigest()]
+             for key, records in (("train_faces", train), ("val_faces", val))}
+    return faces | {name: digest(name) for name in ("mask_model", "teacher") if getattr(s, name)}
+
+
+def saved_state(s: TrainSettings, inputs: dict, device: str | torch.device = "cpu") -> dict | None:
+    """The state.pt of the run folder ``s.out`` when it is a run of these settings and ``inputs``
+    (run_inputs) (None: a fresh folder); an InputError for a folder that holds something else,
+    before any epoch is trained."""
     out = Path(s.out)
     path = out / "state.pt"
     blocked = [name for name in RUN_FILES if (out / name).exists() and not (out / name).is_file()]
@@ -286,6 +317,16 @@ def saved_state(s: TrainSettings, device: str | torch.device = "cpu") -> dict | 
         raise InputError(f"{path}: this run folder was trained with other settings ({'; '.join(changed)}); "
                          "repeat its command (only --epochs, --workers and --device may change) "
                          "or choose another --out")
+    for key, then in state.get("inputs", {}).items():  # a run saved before they were recorded: unchecked
+        now = inputs.get(key)
+        if now == then:
+            continue
+        if key in ("train_faces", "val_faces"):
+            which = "training" if key == "train_faces" else "validation"
+            raise InputError(f"{path}: the dataset's {which} faces changed since the run began ({then[0]} then, "
+                             f"{now[0]} now{', other ones' if then[0] == now[0] else ''}); choose another --out")
+        raise InputError(f"{path}: --{key.replace('_', '-')} {getattr(s, key)}: its content changed since "
+                         "the run began (another sha256); restore it or choose another --out")
     return state
 
 
@@ -321,6 +362,7 @@ class Trainer:
                                  "classes; SMFD-UNet takes the 5 groups")
             self.mask_model.requires_grad_(False)
         self.teacher = self.load_teacher(s.teacher) if s.teacher else None
+        self.inputs = run_inputs(s, self.train_records, self.val_records)
         if s.parts_weight and not any(r.has_mask for r in self.train_records):
             raise InputError("--parts-weight needs training faces with masks (it finds the facial parts "
                              "in the true mask); none of the datasets has any")
@@ -369,13 +411,13 @@ class Trainer:
                  "scheduler": self.scheduler.state_dict(), "epoch": self.epoch, "best": self.best,
                  "bad_epochs": self.bad_epochs, "history": self.history,
                  "best_epoch": self.best_epoch, "best_model": self.best_model,
-                 "settings": dataclasses.asdict(self.s)}
+                 "settings": dataclasses.asdict(self.s), "inputs": self.inputs}
         write_atomically(self.out / "state.pt", lambda tmp: torch.save(state, tmp), ".pt")
         settings = json.dumps(state["settings"], indent=2)  # the run's settings, readable beside it
         write_atomically(self.out / "settings.json", lambda tmp: tmp.write_text(settings), ".json")
 
     def load_state(self) -> bool:
-        state = saved_state(self.s, self.device)
+        state = saved_state(self.s, self.inputs, self.device)
         if state is None:
             return False
         self.model.load_state_dict(state["model"])
@@ -700,12 +742,14 @@ def settings_changes(saved: TrainSettings, wanted: TrainSettings) -> list[str]:
 
 def _as_read(settings: dict) -> dict:
     """A run's saved settings without what it never read: a state.pt written before such options
-    were refused (a --mask-model no mask came from, a dataset named twice) resumes under the
-    command without them."""
+    were refused (a --mask-model no mask came from, a --mask-source for a network without a mask
+    input, a dataset named twice) resumes under the command without them."""
     s = dict(settings)
     if s.get("task") == "mask":
         s["mask_source"], s["mask_model"] = "gt", None
-    elif s.get("mask_source", "gt") == "gt" and not (s.get("semantic") or s.get("perceptual")):
+    elif (s.get("config") or {}).get("use_mask") is False:
+        s["mask_source"] = "gt"
+    if s.get("mask_source", "gt") == "gt" and not (s.get("semantic") or s.get("perceptual")):
         s["mask_model"] = None
     first: dict[str, str] = {}
     for d in s.get("data", ()):
@@ -761,6 +805,5 @@ def cross_validate(settings: TrainSettings) -> list[dict]:
             for fold in range(settings.k)]
     for run in runs:  # a file in any fold's way, too few faces or another run's state is named
         check_folder(run.out, f"fold {run.fold}'s folder")  # before the first fold trains
-        training_records(run)
-        saved_state(run)
+        saved_state(run, run_inputs(run, *training_records(run)))
     return [{"fold": run.fold, **train(run)} for run in runs]

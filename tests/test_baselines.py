@@ -121,6 +121,35 @@ def test_download_verifies_the_digest(tmp_path):
     assert download(source.as_uri(), pinned, digest) == pinned and pinned.read_bytes() == source.read_bytes()
 
 
+def with_method(monkeypatch, method) -> None:
+    """The registry with ``method`` in place of the method of its name (e.g. another URL or digest)."""
+    from baselines import registry
+
+    monkeypatch.setattr(registry, "_METHODS", tuple(method if m.name == method.name else m for m in registry._METHODS))
+    monkeypatch.setitem(registry._BY_NAME, method.name, method)
+
+
+def test_an_unpinned_download_must_load_as_the_network(tmp_path, monkeypatch, capsys):
+    """RestoreFormer++ has no published digest: an error page or a file cut short with no length
+    announced is refused (fetched) or fetched again (present), not kept as "ok"."""
+    import dataclasses
+
+    from baselines import info, registry
+
+    page = tmp_path / "page.html"
+    page.write_text("<html>Sign in to the network</html>")
+    portal = dataclasses.replace(info("restoreformer++"), url=page.as_uri())
+    with_method(monkeypatch, portal)
+    with pytest.raises(InputError, match=r"page.html: not a usable checkpoint \(cannot read the checkpoint safely .*"
+                                         r"file discarded"):
+        registry.download(portal.name)
+    assert not portal.cached_path().exists() and not list(portal.cached_path().parent.glob("*.part"))
+    portal.cached_path().write_bytes(page.read_bytes())  # kept by an earlier version
+    with pytest.raises(InputError, match="not a usable checkpoint"):
+        registry.download(portal.name)
+    assert "RestoreFormer++.ckpt: present, but not a usable checkpoint (cannot read" in capsys.readouterr().out
+
+
 def test_a_download_cut_short_is_refused(tmp_path):
     """A server that announces more bytes than it sends before closing: Python's read() then just
     ends, so without the length check a partial file of an unpinned method was kept as ok."""
@@ -151,7 +180,7 @@ def test_a_download_cut_short_is_refused(tmp_path):
     assert not target.exists() and not list(target.parent.glob("*.part"))
 
 
-def test_weights_are_known_by_their_digest(tmp_path, monkeypatch):
+def test_weights_are_known_by_their_digest(tmp_path, monkeypatch, capsys):
     """A cached file that is not the official one is refused with the remedy; a --weights file that
     is another method's official release is refused; the results name the file a method ran."""
     import dataclasses
@@ -161,14 +190,21 @@ def test_weights_are_known_by_their_digest(tmp_path, monkeypatch):
     fake = tmp_path / "GFPGANv1.4.pth"
     fake.write_bytes(b"official bytes")
     official = dataclasses.replace(info("gfpgan-1.4"), sha256=hashlib.sha256(b"official bytes").hexdigest())
-    monkeypatch.setattr(registry, "_METHODS", tuple(official if m.name == "gfpgan-1.4" else m
-                                                    for m in registry._METHODS))
+    with_method(monkeypatch, official)
     cached = official.cached_path()
     cached.parent.mkdir(parents=True)
     cached.write_bytes(b"official by")  # cut short
     with pytest.raises(WeightsMissing, match=r"not the official file .*smfd baselines download gfpgan-1.4 --force"):
         registry.weights_file(official, None)
-    cached.write_bytes(b"official bytes")
+    main(["baselines", "list"])
+    listed = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("gfpgan-1.4 "))
+    assert listed.split()[3] == "damaged"  # not "cached"
+    # eval --download fetches a damaged file again, as it does a missing one (here from a file:// URL)
+    (tmp_path / "official.pth").write_bytes(b"official bytes")
+    with_method(monkeypatch, dataclasses.replace(official, url=(tmp_path / "official.pth").as_uri()))
+    with pytest.raises(InputError, match="GFPGANv1.4.pth: "):  # fetched, then not a network: it is a test's bytes
+        load("gfpgan-1.4", download_missing=True)
+    assert cached.read_bytes() == b"official bytes" and official.cache_state() == "cached"
     assert registry.weights_file(official, None)[1].startswith("the official GFPGANv1.4.pth (sha256 ")
     with pytest.raises(InputError, match=r"is the official GFPGANv1.4.pth of GFPGAN v1.4 .*not weights of GFPGAN v1.3"):
         registry.weights_file(info("gfpgan-1.3"), fake)
@@ -341,6 +377,20 @@ def test_restoreformer_pp_refuses_foreign_or_mismatched_files(tmp_path):
         load("restoreformer++", weights=tmp_path / "junk.ckpt")
     with pytest.raises(InputError, match="not found"):
         load("restoreformer++", weights=tmp_path / "absent.ckpt")
+    torch.save({"state_dict": {"vqvae.encoder.conv_in.weight": 3}}, bad)  # names right, values not weights
+    with pytest.raises(InputError, match=r"bad.ckpt: not a RestoreFormer\+\+ checkpoint \(vqvae.encoder.conv_in.weight "
+                                         r"holds a int, not weights\)"):
+        load("restoreformer++", weights=bad)
+
+
+def test_a_checkpoint_of_the_right_keys_but_no_weights_is_refused(tmp_path):
+    from spandrel.architectures.RestoreFormer import RestoreFormer
+
+    path = tmp_path / "RestoreFormer.pth"
+    torch.save({"params": {k: 3 for k in RestoreFormer().state_dict()}}, path)
+    with pytest.raises(InputError, match=r"RestoreFormer.pth: not a valid RestoreFormer \(CVPR 2022\) checkpoint "
+                                         r"\(AttributeError"):
+        load("restoreformer", weights=path)
 
 
 def test_spandrel_refuses_the_wrong_architecture(tmp_path):

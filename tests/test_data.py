@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 
 import cv2
 import numpy as np
@@ -100,6 +101,13 @@ def test_folder_layout_has_no_masks(shared_data):
     assert sample["blurry"].shape == (3, 64, 64) and np.all(sample["mask"] == -1)
 
 
+def _named_before_training_and_when_read(records: list[data.FaceRecord], says: str) -> None:
+    """check_files names the file from its header before a training starts; load_face from its pixels."""
+    for check in (data.check_files, lambda records: data.load_face(records[0])):
+        with pytest.raises(InputError, match="^" + re.escape(says)):
+            check(records)
+
+
 def test_a_face_that_is_not_square_is_named_not_stretched(tmp_path, shared_data):
     from PIL import Image
 
@@ -107,11 +115,34 @@ def test_a_face_that_is_not_square_is_named_not_stretched(tmp_path, shared_data)
     folder.mkdir()
     Image.open(sorted((shared_data / "ffhq_mini").glob("*.*"))[0]).crop((0, 0, 512, 400)).save(folder / "wide.png")
     records = data.open_dataset(folder)
-    says = f"{folder / 'wide.png'}: 512x400: a dataset face is a square aligned crop"
-    with pytest.raises(InputError, match=f"^{says}"):
-        data.check_files(records)  # before a training starts
-    with pytest.raises(InputError, match=f"^{says}"):
-        data.load_face(records[0])
+    _named_before_training_and_when_read(records, f"{folder / 'wide.png'}: 512x400: a dataset face is a square "
+                                                  "aligned crop")
+
+
+@pytest.mark.parametrize("size,says", [((256, 256), "256x256, unlike 00000_skin.png (512x512): a face's part "
+                                                     "masks must all be one size"),
+                                       ((512, 300), "512x300: a face's mask must be square like the face")])
+def test_part_masks_of_another_size_or_shape_are_named_before_the_first_epoch(official, tmp_path, size, says):
+    """Painted into one label map, a part of another size would fail mid-epoch (IndexError)."""
+    import shutil
+
+    root = tmp_path / "release"
+    shutil.copytree(official[0], root)
+    victim = root / "CelebAMask-HQ-mask-anno" / "0" / "00000_nose.png"
+    Image.open(victim).resize(size).save(victim)
+    _named_before_training_and_when_read([r for r in data.open_dataset(root) if r.id == "0"], f"{victim}: {says}")
+
+
+def test_a_mask_that_is_not_square_like_its_face_is_named_not_stretched(celeba, tmp_path):
+    folder = tmp_path / "merged"
+    (folder / "images").mkdir(parents=True)
+    (folder / "masks").mkdir()
+    image = sorted((celeba / "images").iterdir())[0]
+    (folder / "images" / image.name).symlink_to(image)
+    Image.open(celeba / "masks" / f"{image.stem}.png").resize((512, 300), Image.NEAREST).save(
+        folder / "masks" / f"{image.stem}.png")
+    _named_before_training_and_when_read(data.open_dataset(folder), f"{folder / 'masks' / image.stem}.png: 512x300: "
+                                                                    "a face's mask must be square like the face")
 
 
 def test_layout_detection_and_errors(tmp_path, celeba):
@@ -127,6 +158,9 @@ def test_layout_detection_and_errors(tmp_path, celeba):
     with pytest.raises(InputError, match="unknown dataset layout"):
         data.open_dataset(celeba, layout="zip")
     assert len(data.open_dataset(celeba / "images", layout="folder")) == 800
+    (tmp_path / "images").mkdir()  # the merged layout before its masks are made: faces, not "no faces found"
+    (tmp_path / "images" / "a.jpg").symlink_to(next((celeba / "images").iterdir()))
+    assert [(r.id, r.mask) for r in data.open_dataset(tmp_path)] == [("a", None)]
 
 
 # ---------------------------------------------------------------- splits

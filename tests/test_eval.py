@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+import sys
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from eval import thesis
 from eval.pairs import find_pairs
 from smfd import data, metrics
 from smfd.cli import main
+from smfd.errors import InputError
 from smfd.images import read_image, read_labels
 
 FACES = 3
@@ -63,6 +65,31 @@ def test_making_pairs_names_a_bad_face_before_anything_is_removed(shared_data, t
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and f"{faces / 'zz_broken.jpg'}: not an image file" in err, err
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == made
+    # Two files of one name would be one pair, the second replacing the first.
+    (faces / "zz_broken.jpg").unlink()
+    twin = shutil.copy(sorted(faces.glob("*.jpg"))[0], faces / f"{sorted(faces.glob('*.jpg'))[0].stem}.png")
+    assert main(["eval", "--make-pairs", str(faces), "--out", str(out), "--split", "all", "--overwrite"]) == 2
+    assert f"{twin}: same name as {twin.stem}.jpg" in capsys.readouterr().err
+    twin.unlink()
+
+    # A mask value out of range shows only when the face is made, halfway: the earlier pairs stay.
+    dataset = tmp_path / "dataset"
+    for sub in ("images", "masks"):
+        (dataset / sub).mkdir(parents=True)
+    for record in data.open_dataset(shared_data / "celebamask_mini")[:2]:
+        shutil.copy(record.image, dataset / "images")
+        shutil.copy(record.mask, dataset / "masks")
+    pairs = tmp_path / "masked_pairs"
+    assert main(["eval", "--make-pairs", str(dataset), "--out", str(pairs), "--split", "all"]) == 0
+    made = {p: p.read_bytes() for p in pairs.rglob("*") if p.is_file()}
+    last = sorted((dataset / "masks").iterdir())[-1]
+    bad = np.array(Image.open(last))
+    bad[0, 0] = 30
+    Image.fromarray(bad).save(last)
+    capsys.readouterr()
+    assert main(["eval", "--make-pairs", str(dataset), "--out", str(pairs), "--split", "all", "--overwrite"]) == 2
+    assert f"{last}: class index 30 outside 0..18" in capsys.readouterr().err
+    assert {p: p.read_bytes() for p in pairs.rglob("*") if p.is_file()} == made
 
 
 def test_overwrite_never_removes_what_the_run_reads(celeba, pairs_dir, tmp_path, capsys):
@@ -89,6 +116,13 @@ def test_overwrite_never_removes_what_the_run_reads(celeba, pairs_dir, tmp_path,
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"smfd: error: {out / 'outputs' / 'blurry'}: holds ") and "an image of the pairs" in err
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    for folder in ("blurry", "sharp"):  # results among the pairs: the next evaluation would take grid.png for one
+        assert main(["eval", "--pairs", str(out / "outputs" / "blurry"), str(pairs_dir / "sharp"), "--methods",
+                     "blurry", "--out", str(out / "outputs" / "blurry" if folder == "blurry" else pairs_dir / "sharp"),
+                     "--overwrite"]) == 2
+        assert "a folder of the pairs evaluated; the results would lie among them" in capsys.readouterr().err
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert sorted(p.name for p in (pairs_dir / "sharp").iterdir()) == sorted(p.name for p in out.rglob("*.png"))
 
 
 def test_pairs_follow_the_benchmark_protocol(celeba, pairs_dir):
@@ -121,6 +155,17 @@ def test_made_pairs_are_kept_and_an_interrupted_making_is_named(celeba, tmp_path
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == made  # the same pairs, nothing stale
 
 
+def test_kept_pairs_know_their_dataset_from_any_folder(celeba, tmp_path, monkeypatch):
+    """pairs.json names the dataset's folder itself, not as typed relative to where --make-pairs ran."""
+    monkeypatch.chdir(celeba.parent)
+    assert main(["eval", "--make-pairs", celeba.name, "--out", str(tmp_path / "pairs"), "--limit", "1"]) == 0
+    monkeypatch.chdir(tmp_path)
+    thesis.check_pairs_fit(tmp_path / "pairs", str(celeba), 1)  # the same dataset, named from elsewhere
+    (tmp_path / celeba.name).mkdir()  # here that name is another folder
+    with pytest.raises(InputError, match=f"made from {celeba.resolve()}, not {celeba.name};"):
+        thesis.check_pairs_fit(tmp_path / "pairs", celeba.name, 1)
+
+
 def test_thesis_tables_check_their_data_and_kept_pairs_up_front(celeba, tmp_path, monkeypatch, capsys):
     """A dataset without masks, or pairs kept from another dataset or too few of them, are named
     before any training."""
@@ -147,6 +192,12 @@ def test_thesis_tables_check_their_data_and_kept_pairs_up_front(celeba, tmp_path
             (other / sub / f.name).symlink_to(f)
     assert main(args + [str(kept), "--data", str(other), "--test-faces", "2"]) == 2
     assert f"made from {celeba}, not {other}" in capsys.readouterr().err
+    with monkeypatch.context() as patch:  # tables 4.3 and 4.4 measure identity: no dlib, said before training
+        patch.setitem(sys.modules, "dlib", None)
+        assert main(["eval", "--thesis-tables", "--tables", "4.4", "--workers", "0", "--out", str(kept),
+                     "--data", str(celeba), "--test-faces", "2"]) == 2
+    assert capsys.readouterr().err.strip().endswith("tables 4.3 and 4.4 measure identity, which is not available "
+                                                   "here: dlib is not installed; pip install dlib-bin (see requirements.txt)")
     assert not (kept / "runs").exists()
     # An unusable device, or table 4.2's weights that do not load, are named before the pairs are made.
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)

@@ -193,6 +193,32 @@ def test_a_face_larger_than_the_crop_keeps_its_finest_detail(face_512):
     assert metrics.psnr(out[y0:y1, x0:x1], face_512[y0:y1, x0:x1]) > 42
 
 
+def test_overlapping_large_faces_take_their_detail_from_the_photo(face_512):
+    """Each face's finest detail comes from the photo, not from a face pasted before it: where the
+    second face covers the first, it is as restored alone (the first's grey face was its detail)."""
+    from smfd.restorer import Restoration
+
+    class Grey:
+        def restore_face(self, image, mask=None, *, keep_colours=True):
+            return Restoration(np.full_like(image, 128), np.ones(image.shape[:2], np.uint8), True)
+
+    photo = place(place(gradient(560, 320), face_512, 300, 0, 10), face_512[:, ::-1], 300, 230, 10)
+    faces = sorted(detect_faces(photo, rotations=False), key=lambda f: f.landmarks[:, 0].mean())
+    assert len(faces) == 2 and min(f.size for f in faces) > 152  # larger than the crop's face: detail kept
+    both, _ = restore_photo(photo, Grey(), faces=faces)
+    alone, report = restore_photo(photo, Grey(), faces=faces[1:])
+    x0, y0, x1, y1 = report.faces[0].region
+    first = restore_photo(photo, Grey(), faces=faces[:1])[1].faces[0].region
+    overlap = (slice(y0, y1), slice(x0, first[2]))
+    assert first[2] - x0 > 40  # the regions overlap
+    second = report.faces[0]
+    weight = warp(paste_alpha(second.groups), invert(second.face.matrix), (photo.shape[1], photo.shape[0]))
+    covered = weight[overlap] > 0.999  # the second face alone decides these pixels: the base does not count
+    assert covered.sum() > 2000
+    difference = np.abs(both[overlap].astype(int) - alone[overlap].astype(int))[covered]
+    assert difference.max() <= 1, difference.max()
+
+
 def test_a_crop_with_a_small_second_hit_is_still_an_aligned_crop(shared_data):
     """realworld/cropped's Eliane Karp crop: a 22 px false hit beside the face made it a photo
     (its edges faded out); a second face of the main one's size still does."""

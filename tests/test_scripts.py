@@ -201,6 +201,14 @@ def test_the_benchmark_names_an_output_file_that_exists_before_it_starts(option,
     assert kept.read_text() == "an earlier run's\n" and "benchmark" not in done.stdout
 
 
+def test_the_benchmark_refuses_one_file_for_json_and_per_face(tmp_path, capsys):
+    same = tmp_path / "figures.out"
+    done = run_here("benchmark_model.py", "--json", same, "--per-face", tmp_path / "." / "figures.out", capsys=capsys)
+    assert done.returncode == 2 and not same.exists() and "benchmark" not in done.stdout
+    assert f"error: --json and --per-face name one file ({same}): the figures would replace the faces'" \
+        in done.stderr, done.stderr
+
+
 def test_mask_scoring_scripts_name_a_bad_face_file_before_the_first_face(celeba, tmp_path):
     """A mask file that is not an image is one line naming it before any face is restored (it was
     found at that face, after the faces before it)."""

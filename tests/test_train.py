@@ -786,13 +786,124 @@ def test_cross_validation_names_a_fold_without_faces_before_the_first_fold_train
     records = [r for r in open_dataset(celeba) if r.has_mask][:12]
     k = next(k for k in range(3, 12) if select(records, "val", k, 0) and select(records, "train", k, 0)
              and not all(select(records, "val", k, f) for f in range(k)))
-    data = tmp_path / "faces"
-    for sub, files in (("images", [r.image for r in records]), ("masks", [r.mask for r in records])):
-        (data / sub).mkdir(parents=True)
-        for f in files:
-            (data / sub / f.name).symlink_to(f)
+    data = _link_faces(records, tmp_path / "faces")
     settings = TrainSettings(task="deblur", data=(str(data),), out=str(tmp_path / "cv"), k=k, size=64,
                              **{**TINY, "epochs": 1, "patch": 32, "batch": 1, "samples_per_epoch": 1})
     with pytest.raises(InputError, match=r"^too few faces: \d+ for training, 0 for validation$"):
         cross_validate(settings)
     assert not (tmp_path / "cv").exists()  # no fold trained before the empty one was found
+
+
+def _link_faces(records, data: Path) -> Path:
+    """A merged-layout dataset folder of symbolic links to these faces and their masks."""
+    for sub, files in (("images", [r.image for r in records]), ("masks", [r.mask for r in records])):
+        (data / sub).mkdir(parents=True, exist_ok=True)
+        for f in files:
+            (data / sub / f.name).symlink_to(f)
+    return data
+
+
+TINY_RUN = dict(batch=2, size=32, samples_per_epoch=2, workers=0)  # a tiny run, and as `smfd train` options
+TINY_ARGS = ["--batch", "2", "--size", "32", "--samples-per-epoch", "2", "--workers", "0"]
+
+
+def _saved_run(**settings) -> Trainer:
+    """A run folder with the state.pt that `smfd train` saves (before any epoch, for speed)."""
+    trainer = Trainer(TrainSettings(**settings, **TINY_RUN))
+    trainer.out.mkdir()
+    trainer.save_state()
+    return trainer
+
+
+def test_a_resume_on_other_faces_is_refused_and_says_which(celeba, tmp_path, capsys):
+    """Scores of epochs validated on other faces do not compare: faces added to the dataset folder
+    stop the run's resume (a state.pt written before the faces were recorded resumes as before)."""
+    from smfd.cli import main
+    from smfd.data import open_dataset, select
+
+    records = open_dataset(celeba)[:12]
+    data, out = _link_faces(records[:8], tmp_path / "faces"), tmp_path / "run"  # 6 training, 1 validation
+    _saved_run(task="mask", data=(str(data),), out=str(out))
+    _link_faces(records[8:], data)  # 1 training, 2 validation and 1 test face more
+    command = ["train", "mask", str(data), "--out", str(out), *TINY_ARGS, "--epochs", "2"]
+    assert main(command) == 2
+    assert capsys.readouterr().err.strip() == (f"smfd: error: {out / 'state.pt'}: the dataset's training faces "
+                                               "changed since the run began (6 then, 7 now); choose another --out")
+    added = next(r for r in select(records, "train") if r not in records[:8])
+    (data / "images" / added.image.name).unlink()  # training as before, validation not
+    assert main(command) == 2
+    assert "the dataset's validation faces changed since the run began (1 then, 3 now)" in capsys.readouterr().err
+    state = torch.load(out / "state.pt", weights_only=True)
+    del state["inputs"]
+    torch.save(state, out / "state.pt")
+    assert Trainer(TrainSettings(task="mask", data=(str(data),), out=str(out), **TINY_RUN)).load_state()  # an older run
+
+
+def test_a_resume_with_a_changed_mask_generator_is_refused(celeba, tmp_path, capsys):
+    """--mask-model is checked by its content, not only its path."""
+    from smfd.cli import main
+    from smfd.data import open_dataset
+    from smfd.models import MaskNet
+
+    torch.manual_seed(0)
+    generator = checkpoint.save(tmp_path / "mask.safetensors", MaskNet())
+    data, out = _link_faces(open_dataset(celeba)[:8], tmp_path / "faces"), tmp_path / "run"
+    _saved_run(task="deblur", data=(str(data),), out=str(out), mask_source="generated", mask_model=str(generator))
+    checkpoint.save(generator, MaskNet())  # other random weights at the same path
+    assert main(["train", "deblur", str(data), "--out", str(out), "--mask-source", "generated",
+                 "--mask-model", str(generator), *TINY_ARGS, "--epochs", "2"]) == 2
+    assert capsys.readouterr().err.strip() == (f"smfd: error: {out / 'state.pt'}: --mask-model {generator}: its "
+                                               "content changed since the run began (another sha256); restore it "
+                                               "or choose another --out")
+
+
+def test_mask_options_of_a_network_without_a_mask_are_refused(celeba, tmp_path, capsys):
+    """--ablation no-mask (use_mask=false) reads no mask: a mask source or teacher masks would be
+    ignored. The generator stays allowed for --semantic and --perceptual, which read it; a run saved
+    with such an option before it was refused resumes under the command without it."""
+    from smfd.cli import main
+
+    out = tmp_path / "run"
+    for extra, says in (
+            (["--ablation", "no-mask", "--mask-source", "generated", "--mask-model", "m.safetensors"],
+             "--mask-source generated chooses SMFD-UNet's mask input, and this network reads no mask"),
+            (["--set", "use_mask=false", "--teacher", "t.safetensors", "--teacher-masks", "true"],
+             "--teacher-masks true chooses SMFD-UNet's mask input, and this network reads no mask")):
+        assert main(["train", "deblur", str(celeba), "--out", str(out), *extra]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and says in err, err
+        assert not out.exists()
+    no_mask = {"use_mask": False, "upsample": "plain", "post_process": False}
+    TrainSettings(task="deblur", data=(str(celeba),), out=str(out), config=no_mask, mask_model="m.safetensors",
+                  semantic=0.1)
+    settings = dict(task="deblur", data=(str(celeba),), out=str(out), size=64, config=no_mask, **TINY)
+    old = Trainer(TrainSettings(**settings))
+    old.s.mask_source, old.s.mask_model = "mix", "old_generator.safetensors"
+    old.out.mkdir()
+    old.save_state()
+    assert Trainer(TrainSettings(**settings)).load_state()
+
+
+def test_a_seed_beyond_torch_s_range_is_refused_up_front(celeba, tmp_path, capsys):
+    from smfd.cli import main
+    from smfd.train import SEED_MAX
+
+    out = tmp_path / "run"
+    assert main(["train", "deblur", "no-such-data", "--out", str(out), "--seed", str(10**23)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"--seed: must be at most {SEED_MAX}" in err, err
+    with pytest.raises(ValueError, match=f"^--seed must be at most {SEED_MAX}"):
+        TrainSettings(task="deblur", data=(str(celeba),), out=str(out), seed=SEED_MAX + 1)
+    assert Trainer(TrainSettings(task="deblur", data=(str(celeba),), out=str(out), seed=SEED_MAX, **TINY))
+    assert not out.exists()
+
+
+def test_a_size_above_the_source_size_is_refused_not_enlarged(tmp_path, capsys):
+    """Faces are loaded and degraded at 512x512: a larger --size would train on enlarged faces."""
+    from smfd.cli import main
+
+    assert main(["train", "deblur", "no-such-data", "--out", str(tmp_path / "run"), "--size", "1024"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and ("--size must be a multiple of 32 between 32 and 512 (the faces are "
+                                           "degraded at 512x512; a larger size would only enlarge them), got 1024") in err
+    TrainSettings(task="deblur", data=("unused",), out=str(tmp_path), size=512)
