@@ -7,25 +7,33 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import gradio as gr
 import numpy as np
 from gradio import FileData
+from gradio.utils import get_upload_folder, is_in_or_equal
 
 from smfd import degrade
-from smfd.blur_files import recipe_record, recipe_text
+from smfd.blur_files import recipe_record, recipe_text, rng_for_file
 from smfd.images import write_png
 
 from .context import AppContext
 from .errors import shown_to_user
-from .examples import blurred
 from .face import fit_to, safe_stem, write_mask_png
 from .uploads import FULL_SIZE_PIXELS, read_mask_upload, read_upload
 
 
 def _file(data, what: str) -> dict:
-    """An uploaded file's record, or a one-line error when the call sent none (or something else)."""
+    """An uploaded file's record, or a one-line error when the call sent none (or something else).
+
+    Gradio checks that a record's file was uploaded only when the record says it is a file (its
+    ``meta``): a bare {"path": ...} would read any image on the server, and tell whether any path
+    exists. So the path must lie in Gradio's upload folder, whatever the record says."""
     if not isinstance(data, dict) or not data.get("path"):
         raise gr.Error(f"{what}: a file is required (gradio_client: handle_file(PATH))")
+    if not is_in_or_equal(str(data["path"]), get_upload_folder()):
+        raise gr.Error(f"{what}: not a file uploaded to this server (gradio_client: handle_file(PATH))")
     return data
 
 
@@ -68,12 +76,17 @@ def register(ctx: AppContext) -> None:
              blur_stage: bool = True, rescale_stage: bool = True, noise_stage: bool = True
              ) -> tuple[FileData, str]:
         """Degrade an image with the thesis pipeline, as `smfd blur` does (any option left out
-        keeps the thesis' value). Returns the degraded PNG and the recipe as JSON, which
-        `smfd blur --recipe` replays exactly. Images blur at full size: up to 4.2 megapixels."""
+        keeps the thesis' value; a colour file and seed give what `smfd blur --seed` gives that
+        file). Returns the degraded PNG and the recipe as JSON, which `smfd blur --recipe` replays
+        exactly. Images blur at full size: up to 4.2 megapixels."""
         picture = _image(image, max_pixels=FULL_SIZE_PIXELS, what="blurring at full size")
         given = dict(layers=layers, sequences=sequences, gaussian_sizes=gaussian_sizes,
                      motion_sizes=motion_sizes, directions=directions, scale_range=scale_range,
                      noise_range=noise_range)
+        for key, value in given.items():  # else PipelineOptions' own TypeError, which names no option
+            if value is not None and not (isinstance(value, list) and all(
+                    isinstance(v, (int, float, str)) and not isinstance(v, bool) for v in value)):
+                raise gr.Error(f"{key}: a list of numbers or names, got {str(value)[:80]}")
         try:
             whole = isinstance(seed, int) or (isinstance(seed, float) and seed.is_integer())
             if isinstance(seed, bool) or not whole or seed < 0:
@@ -83,9 +96,10 @@ def register(ctx: AppContext) -> None:
                                                **{k: v for k, v in given.items() if v is not None})
         except (TypeError, ValueError) as exc:
             raise gr.Error(str(exc)) from None
-        degraded, recipe = blurred(picture, seed, options)
+        name = image.get("orig_name") or "upload"
+        degraded, recipe = degrade.degrade(picture, rng_for_file(seed, Path(name)), options)  # as smfd blur draws
         out = write_png(ctx.output_dir() / f"{_stem(image)}_blurred.png", degraded)
-        record = recipe_record(recipe, options, seed, image.get("orig_name") or "upload")
+        record = recipe_record(recipe, options, seed, name)
         return FileData(path=str(out)), recipe_text(record)
 
     model = dict(concurrency_id="model")

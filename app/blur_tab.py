@@ -72,7 +72,9 @@ def blur_lab(ctx: AppContext, image, resize, source, seed, *option_values):
     record = recipe_record(recipe, options, seed, name)
     folder, stem = ctx.output_dir(), f"{safe_stem(name)}_seed{seed}"
     files = [str(write_recipe(folder / f"{stem}_recipe.json", record))]
-    if sharp.shape != image.shape:  # the recipe replays on the face it was drawn on: the scaled one
+    # The recipe replays on the face it was drawn on: where the user has no file of it (scaled, or
+    # an example, which is loaded at 512 px), the lab gives it.
+    if sharp.shape != image.shape or source is not None:
         files.append(str(write_png(folder / f"{stem}_sharp_{sharp.shape[1]}x{sharp.shape[0]}.png", sharp)))
     text = recipe_text(record)
     face = Face(f"{name} (blur lab, seed {seed})", blurry, sharp, origin=name)

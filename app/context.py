@@ -22,6 +22,7 @@ from smfd.restorer import PATH_VERSION, Restorer, weight_files
 from .examples import Example
 
 OUTPUT_TTL = 3600  # seconds a request's download folder is kept
+SWEEP_EVERY = 300  # seconds between looks for old request folders on a server with no requests
 OWN_METHODS = ("blurry", "input")  # the unrestored input: the registry's name and the study's control
 
 
@@ -57,22 +58,36 @@ class AppContext:
         raise InputError(f"unknown example {name!r}")
 
     def output_dir(self) -> Path:
-        """A fresh folder for one request's files under work_dir/requests; request folders older
-        than OUTPUT_TTL are removed. Nothing else in work_dir is touched: the user study serves its
-        images from work_dir/study for as long as the server runs."""
+        """A fresh folder for one request's files under work_dir/requests."""
+        self.remove_old_requests()
+        folder = self.work_dir / "requests" / uuid.uuid4().hex
+        folder.mkdir(parents=True)
+        return folder
+
+    def remove_old_requests(self) -> None:
+        """Request folders older than OUTPUT_TTL go. Nothing else in work_dir is touched: the user
+        study serves its images from work_dir/study for as long as the server runs."""
         requests = self.work_dir / "requests"
-        requests.mkdir(parents=True, exist_ok=True)
         now = time.time()
-        for old in requests.iterdir():
+        for old in requests.iterdir() if requests.is_dir() else ():
             try:
                 expired = old.is_dir() and now - old.stat().st_mtime > OUTPUT_TTL
             except FileNotFoundError:  # another request removed it meanwhile
                 continue
             if expired:
                 shutil.rmtree(old, ignore_errors=True)
-        folder = requests / uuid.uuid4().hex
-        folder.mkdir()
-        return folder
+
+    def keep_removing_old_requests(self, every: float = SWEEP_EVERY) -> threading.Event:
+        """Remove old request folders every ``every`` seconds, so that a face restored on an idle
+        server does not stay there until the next request; until the event returned is set."""
+        stop = threading.Event()
+
+        def sweep():
+            while not stop.wait(every):
+                self.remove_old_requests()
+
+        threading.Thread(target=sweep, daemon=True, name="request-sweep").start()
+        return stop
 
     # ------------------------------------------------------------ baselines
     def external_methods(self) -> list:

@@ -188,6 +188,7 @@ def launch(host: str = "127.0.0.1", port: int = 7860, weights=None, examples=Non
     if block:  # stopped by SIGTERM (`kill`, a service manager, the tests): exit as from Ctrl+C, so
         # that the atexit handlers run and the work folder goes with this run
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    ctx.keep_removing_old_requests()
     if ctx.study is not None:
         # Compute every restoration before the study opens (Start says so until then), so a
         # participant only ever waits for a database write.

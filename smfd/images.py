@@ -376,11 +376,15 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(np.asarray(image, np.float32) * 255.0), 0, 255).astype(np.uint8)
 
 
+MIN_SIDE = 8  # px: the smallest side of an image the library restores or masks
+
+
 def check_rgb(image: np.ndarray, name: str = "image") -> np.ndarray:
     """Validate an in-memory RGB uint8 HxWx3 array (the library's input convention)."""
     image = np.asarray(image)
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise InputError(f"{name}: expected an RGB uint8 HxWx3 array, got {image.dtype} {image.shape}")
-    if min(image.shape[:2]) < 8:
-        raise InputError(f"{name}: image is too small ({image.shape[1]}x{image.shape[0]})")
+    if min(image.shape[:2]) < MIN_SIDE:
+        raise InputError(f"{name}: image is too small ({image.shape[1]}x{image.shape[0]}; at least "
+                         f"{MIN_SIDE} px on each side)")
     return image

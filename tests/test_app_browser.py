@@ -24,6 +24,7 @@ from PIL import Image
 
 from app.demo_process import STUDY_READY, DemoProcess
 from smfd import degrade
+from smfd.cli import main
 from smfd.images import read_image, read_labels
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -463,6 +464,9 @@ def test_api_blur_mask_and_restore(client, celeba, local):
     assert recipe["seed"] == 11 and recipe["source"] == src.name and recipe["noise_sigma"] is None
     blurry = read_image(blurred)
     assert (blurry == degrade.apply(read_image(src), degrade.Recipe.from_dict(recipe))).all()
+    out = Path(blurred).parent / "cli"  # the same draw as `smfd blur --seed` on that file
+    assert main(["blur", str(src), str(out), "--seed", "11", "--sequences", "G>M", "--no-noise"]) == 0
+    assert (read_image(out / f"{src.stem}.png") == blurry).all()
 
     mask_file = client.predict(handle_file(blurred), api_name="/mask")
     mask = read_labels(mask_file)
@@ -478,6 +482,27 @@ def test_api_blur_mask_and_restore(client, celeba, local):
     assert out.shape == blurry.shape
     assert np.abs(out.astype(int) - expected).mean() < 0.5
     assert np.abs(out.astype(int) - local.restore(blurry)).mean() > 0.5  # the edit reached the network
+
+
+def test_api_reads_only_files_uploaded_to_it(client, celeba):
+    """A record without Gradio's file marker skips Gradio's upload check: it named any image on the
+    server (and told whether a path exists). Refused alike for every path, before it is opened."""
+    from gradio_client.exceptions import AppError
+
+    src = sorted((celeba / "images").glob("*.jpg"))[2]
+    for path, endpoint in ((src, "/blur"), (src, "/mask"), ("/etc/passwd", "/mask"), ("/no/such.png", "/restore")):
+        with pytest.raises(AppError, match="^image: not a file uploaded to this server"):
+            client.predict({"path": str(path), "orig_name": "face.png"}, api_name=endpoint)
+
+
+def test_api_blur_names_a_malformed_option(client, celeba):
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    src = handle_file(str(sorted((celeba / "images").glob("*.jpg"))[2]))
+    for option, value in (("layers", 3), ("sequences", [{"a": 1}]), ("noise_range", [True, 2])):
+        with pytest.raises(AppError, match=f"^{option}: a list of numbers or names, got "):
+            client.predict(src, api_name="/blur", **{option: value})
 
 
 def test_api_requests_each_get_their_own_files(client, celeba, local):

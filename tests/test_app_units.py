@@ -126,7 +126,7 @@ def test_expensive_paths_have_a_pixel_budget_checked_before_decoding(tmp_path, m
 
 def test_an_upload_too_small_for_the_networks_is_named_at_once(tmp_path):
     Image.new("RGB", (5, 5)).save(tmp_path / "dot.png")
-    with pytest.raises(gr.Error, match=r"dot.png: image is too small \(5x5\)"):
+    with pytest.raises(gr.Error, match=r"dot.png: image is too small \(5x5; at least 8 px on each side\)"):
         read_upload(tmp_path / "dot.png")
 
 
@@ -315,14 +315,18 @@ def test_blur_lab_recipe_replays_the_result_and_files_are_per_request(tmp_path):
     sharp = examples.astronaut_face()
     values = option_values(layers=[2], sequences=["G>M"], directions=["vertical"], noise_on=False)
     outputs = [blur_tab.blur_lab(ctx, sharp, True, ("astronaut", None), 7, *values) for _ in range(2)]
-    blurry, kernels, summary, text, (path,), lab_face = outputs[0]
+    blurry, kernels, summary, text, (path, given), lab_face = outputs[0]
+    assert given.endswith("astronaut_seed7_sharp_512x512.png")  # an example: the user has no file of it
+    assert (read_image(given) == sharp).all()
     record = json.loads(text)
     assert record["seed"] == 7 and record["source"] == "astronaut" and record["noise_sigma"] is None
     assert [[op["kind"] for op in layer] for layer in record["layers"]] == [["gaussian", "motion"]] * 2
     assert all(layer[1]["direction"] == "vertical" for layer in record["layers"])
     replay = degrade.apply(sharp, degrade.Recipe.from_dict(json.loads(Path(path).read_text())))
     assert (replay == blurry).all()
-    assert (outputs[1][0] == blurry).all() and outputs[1][4] != [path]  # same seed, own file
+    assert (outputs[1][0] == blurry).all() and outputs[1][4][0] != path  # same seed, own file
+    uploaded = blur_tab.blur_lab(ctx, sharp, True, None, 7, *values)[4]  # the user's own 512 px file: no copy
+    assert [Path(f).name for f in uploaded] == ["upload_seed7_recipe.json"]
     # A face the lab scales to 512 px first comes with its scaled copy: the recipe replays on that.
     large = cv2.resize(sharp, (800, 800), interpolation=cv2.INTER_CUBIC)
     big, *_, (big_recipe, scaled), _ = blur_tab.blur_lab(ctx, large, True, ("big", None), 7, *values)
@@ -1206,3 +1210,11 @@ def test_old_request_folders_go_and_the_study_images_stay(tmp_path):
         os.utime(folder, (long_ago, long_ago))
     second = ctx.output_dir()
     assert not first.exists() and second.is_dir() and (study / "served.png").is_file()
+    # ... and on a server with no requests: looked for on a timer (here every 10 ms)
+    os.utime(second, (long_ago, long_ago))
+    stop = ctx.keep_removing_old_requests(every=0.01)
+    deadline = time.monotonic() + 10
+    while second.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    stop.set()
+    assert not second.exists() and (study / "served.png").is_file()

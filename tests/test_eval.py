@@ -377,7 +377,7 @@ def test_eval_refuses_bad_inputs(pairs_dir, tmp_path, capsys):
         Image.new("RGB", (4, 4)).save(tmp_path / sub / "face.png")
     assert main(["eval", "--pairs", str(tmp_path / "tiny_blurry"), str(tmp_path / "tiny_sharp"), "--methods",
                  "deconv", "--out", str(tmp_path / "o")]) == 2
-    assert capsys.readouterr().err.strip() == f"smfd: error: {tmp_path / 'tiny_blurry' / 'face.png'}: image is too small (4x4)"
+    assert capsys.readouterr().err.strip() == f"smfd: error: {tmp_path / 'tiny_blurry' / 'face.png'}: image is too small (4x4; at least 8 px on each side)"
     assert not (tmp_path / "o").exists()
 
 

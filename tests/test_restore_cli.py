@@ -165,8 +165,8 @@ def test_bad_inputs_exit_with_one_line(tmp_path, random_weights, capsys, monkeyp
                            (["restore", str(empty), "--aligned"], f"{empty}: file is empty"),
                            (["restore", str(tmp_path / "missing.jpg")], "no such file"),
                            (["blur", str(text)], f"{text}: not an image file"),
-                           (["restore", str(tiny)], f"{tiny}: image is too small (4x4)"),
-                           (["mask", str(tiny)], f"{tiny}: image is too small (4x4)"),
+                           (["restore", str(tiny)], f"{tiny}: image is too small (4x4; at least 8 px on each side)"),
+                           (["mask", str(tiny)], f"{tiny}: image is too small (4x4; at least 8 px on each side)"),
                            (["restore", str(truncated), "--aligned"], f"{truncated}: corrupt or truncated"),
                            (["restore", "/dev/null"], "/dev/null: not a regular file or folder"),
                            (["mask", ""], "the input path is empty"),
@@ -194,15 +194,17 @@ def test_bad_inputs_exit_with_one_line(tmp_path, random_weights, capsys, monkeyp
     assert "model weights not found" in err and "Traceback" not in err and not out.exists()
     for option, says in (("--weights", f"{face}: a file, not a weights folder (one holding mask_generator"),
                          ("--masks", f"{face}: --masks is a file, not a folder")):
-        assert main(["restore", str(face), str(out), option, str(face)]) == 2
+        assert main(["restore", str(face), str(out), option, str(face), "--aligned"]) == 2
         assert capsys.readouterr().err.startswith(f"smfd: error: {says}")
     assert not out.exists()
-    # Inputs that fail only once the networks run (no face in either photo): no output folder is left
+    # No face in either photo: found before the networks load, one line, no output folder
     noise = np.random.default_rng(0).integers(0, 255, (96, 128, 3), dtype=np.uint8)
     for name in ("a.png", "b.png"):
         write_png(tmp_path / "photos" / name, noise)
-    assert main(["restore", str(tmp_path / "photos"), str(out), "--weights", str(random_weights)]) == 1
-    assert "restored 0 of 2 images" in capsys.readouterr().out and not out.exists()
+    assert main(["restore", str(tmp_path / "photos"), str(out), "--weights", str(random_weights)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("no face found, nothing written (--detector cnn finds smaller and more turned faces) "
+                        "(and the 1 other inputs cannot be used either)") and not out.exists(), err
 
 
 def test_a_swapped_weights_file_is_named(tmp_path, random_weights, capsys):
