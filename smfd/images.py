@@ -34,7 +34,7 @@ _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 
 
-def _umask() -> int:
+def process_umask() -> int:
     """The process's umask now (a server may tighten it after import): Linux shows it in /proc
     without changing it; elsewhere the one at import."""
     try:
@@ -236,7 +236,7 @@ def write_atomically(path: str | Path, write: Callable[[Path], None], suffix: st
         # ``write`` closed its handle: the data reached the system, not yet the disk. (Before the
         # chmod, which may make the file read-only; Windows syncs only a handle open for writing.)
         _sync(tmp, os.O_RDWR)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the usual permissions
+        os.chmod(tmp, 0o666 & ~process_umask())  # mkstemp creates 0600; give the usual permissions
         os.replace(tmp, path)
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)

@@ -20,7 +20,7 @@ from .engines import calibration_faces, make_engine, threads_asked
 from .errors import InputError
 from .images import check_rgb, is_grey, resize_labels, resize_to, to_float, to_uint8
 from .models import MaskNetConfig, SMFDConfig, build, generated_mask_input, one_hot_mask
-from .runtime import pick_device, torch_threads
+from .runtime import native_bf16, pick_device, torch_threads
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 MASK_WEIGHTS = "mask_generator.safetensors"
@@ -140,6 +140,7 @@ class Restorer:
         dev = pick_device(device)
         if threads is None:  # like the device, a bad $SMFD_THREADS is named before the networks load
             threads_asked()
+        native_bf16(dev.type)  # and a bad $SMFD_BF16
         return cls(*load_networks(weights, dev), dev, engine, threads)
 
     # ------------------------------------------------------------ network inputs

@@ -28,8 +28,10 @@ def pick_device(name: str, rank: int = 0) -> torch.device:
 @functools.cache
 def native_bf16(device_type: str) -> bool:
     """Whether bf16 runs natively here (CUDA, or a CPU with AVX512-BF16/AMX). SMFD_BF16=0/1 overrides."""
-    forced = os.environ.get("SMFD_BF16")
-    if forced in ("0", "1"):
+    forced = os.environ.get("SMFD_BF16", "").strip()
+    if forced:  # "yes" or "true" silently meant "let the machine decide"
+        if forced not in ("0", "1"):
+            raise InputError(f"$SMFD_BF16 must be 0 (float32) or 1 (bf16), got {forced!r}")
         return forced == "1"
     if device_type == "cuda":
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()

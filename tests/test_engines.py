@@ -4,7 +4,9 @@ absent. Cache tests use small networks of the real architecture so that converti
 
 from __future__ import annotations
 
+import os
 import shutil
+import stat
 import sys
 
 import numpy as np
@@ -108,6 +110,9 @@ def test_a_damaged_or_unwritable_conversion_cache_costs_a_conversion_not_the_res
     again = Restorer(*small_networks(0), engine="openvino")
     assert again.engine.converted_in is not None and np.array_equal(again.restore(face), reference)
     assert weights.read_bytes() == whole  # the entry was written again
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o777 & ~umask  # not 0700: a shared cache's other users read it
     for name in ("mask.xml", "mask.bin", "deblur.xml", "deblur.bin"):
         (folder / name).unlink()
     (folder / "compiled").mkdir(exist_ok=True)
@@ -174,6 +179,26 @@ def test_smfd_threads_sets_both_engines_and_nonsense_is_named(monkeypatch, tmp_p
                 make_engine("pytorch", mask, deblur, torch.device("cpu"), 256)
     finally:
         torch.set_num_threads(before)
+
+
+def test_nonsense_smfd_bf16_is_named_before_the_networks_load(monkeypatch):
+    """'yes' or 'true' silently let the machine decide; only 0 and 1 mean something."""
+    from smfd import restorer
+    from smfd.runtime import native_bf16
+
+    monkeypatch.setattr(restorer, "load_networks", lambda *a, **k: pytest.fail("the networks were loaded"))
+    try:
+        for nonsense in ("yes", "true", "2"):
+            monkeypatch.setenv("SMFD_BF16", nonsense)
+            native_bf16.cache_clear()
+            with pytest.raises(InputError, match=f"^\\$SMFD_BF16 must be 0 \\(float32\\) or 1 \\(bf16\\), "
+                                                 f"got '{nonsense}'$"):
+                restorer.Restorer.from_pretrained(None, "cpu")
+        monkeypatch.setenv("SMFD_BF16", " 1")
+        native_bf16.cache_clear()
+        assert native_bf16("cpu")
+    finally:
+        native_bf16.cache_clear()
 
 
 @pytest.mark.parametrize("engine", ["pytorch", "openvino"])
