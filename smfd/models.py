@@ -204,8 +204,13 @@ class Decoder(nn.Module):
         return self.refine(self.attention(x))
 
 
+def size_multiple(levels: int) -> int:
+    """What the sides of an encoder's input must be multiples of: one 2x pooling per level after the first."""
+    return 2 ** (levels - 1)
+
+
 def _check_size(x: torch.Tensor, levels: int) -> None:
-    factor = 2 ** (levels - 1)
+    factor = size_multiple(levels)
     if x.shape[-1] % factor or x.shape[-2] % factor:
         raise ValueError(f"the network's input height and width must be multiples of {factor}, "
                          f"got {tuple(x.shape[-2:])}")

@@ -19,7 +19,7 @@ from .data import WORK_SIZE
 from .engines import calibration_faces, make_engine, threads_asked
 from .errors import InputError
 from .images import check_rgb, is_grey, resize_labels, resize_to, to_float, to_uint8
-from .models import MaskNetConfig, SMFDConfig, build, generated_mask_input, one_hot_mask
+from .models import MaskNetConfig, SMFDConfig, build, generated_mask_input, one_hot_mask, size_multiple
 from .runtime import native_bf16, pick_device, torch_threads
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
@@ -59,6 +59,20 @@ def load_networks(weights: str | Path | None = None, device: str | torch.device 
         raise InputError(f"{mask_path} predicts {mask.config.classes} classes and {deblur_path} reads "
                          f"{deblur.config.mask_channels} mask channels: the restorer needs both to be the "
                          f"{len(labels.GROUPS)} groups")
+    # What the restorer feeds them, checked here: else a folder of such networks failed at the
+    # first face, or in the OpenVINO conversion with a multi-line trace.
+    if deblur.config.image_channels != 3:
+        raise InputError(f"{deblur_path} reads {deblur.config.image_channels} image channels: the restorer "
+                         "gives it the RGB face (3)")
+    channels = getattr(mask.config, "in_channels", 3)
+    if channels not in (1, 3):
+        raise InputError(f"{mask_path} reads {channels} channels: the restorer gives a mask generator the "
+                         "grey (1) or RGB (3) face")
+    if isinstance(mask.config, MaskNetConfig):
+        side, factor = int(WORK_SIZE * mask.config.input_scale), size_multiple(len(mask.config.encoder))
+        if side % factor:
+            raise InputError(f"{mask_path} looks at the {WORK_SIZE} px face at input_scale "
+                             f"{mask.config.input_scale:g}, {side} px: its encoder needs a multiple of {factor}")
     return mask, deblur
 
 

@@ -219,6 +219,30 @@ def test_a_swapped_weights_file_is_named(tmp_path, random_weights, capsys):
     assert "mask_generator.safetensors: holds a 'deblur' network" in err and "Traceback" not in err
 
 
+def test_networks_the_restorer_cannot_feed_are_named_before_any_face(tmp_path, capsys):
+    """A grey-image SMFD-UNet, a 2-channel generator, or one whose input scale gives a side its
+    encoder cannot take: one line naming the file (they failed at the first face, or in the
+    OpenVINO conversion with a multi-line trace)."""
+    from smfd.models import MaskNetConfig, SMFDConfig
+    from smfd.restorer import save_random_weights
+
+    face = tmp_path / "face.png"
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(face)
+    small = dict(encoder=(8, 8, 8, 8), decoder=(8, 8, 8), head=8)
+    for name, mask, deblur, says in (
+            ("grey", MaskNetConfig(**small), SMFDConfig(image_channels=1, mask_encoder=(8, 8, 8, 8), **small),
+             "smfd_unet.safetensors reads 1 image channels: the restorer gives it the RGB face (3)"),
+            ("two", MaskNetConfig(in_channels=2, **small), None,
+             "mask_generator.safetensors reads 2 channels: the restorer gives a mask generator the grey (1) or RGB"),
+            ("scale", MaskNetConfig(input_scale=0.3, **small), None,
+             "mask_generator.safetensors looks at the 256 px face at input_scale 0.3, 76 px: its encoder needs a "
+             "multiple of 8")):
+        weights = save_random_weights(tmp_path / name, mask, deblur)
+        assert main(["mask", str(face), str(tmp_path / "o"), "--weights", str(weights)]) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and says in err, err
+
+
 def test_aligned_crops_are_recognised_without_aligned(celeba, tmp_path, random_weights, capsys):
     """A folder of aligned 256x256 faces (held-out, blurred as in the benchmark) is restored as
     aligned crops, as with --aligned, and says so; --whole treats them as photos; a photo whose one
