@@ -43,14 +43,13 @@ def _remove_stale_parts(folder: Path) -> None:
 def download(url: str, target: Path, sha256: str | None, force: bool = False,
              verify: Callable[[Path], None] | None = None) -> Path:
     """Fetch ``url`` into ``target`` atomically; a file whose digest differs from ``sha256``, or
-    that is shorter than the server announced, is refused. Without a pinned digest the file is
-    kept if ``verify(path)`` (when given) raises no InputError (an error page, a file cut short
-    with no length announced), and the computed digest printed. A file present already is kept if
-    its digest is right (or, unpinned, it passes ``verify``)."""
+    that is shorter than the server announced, or that ``verify(path)`` (when given: for a file
+    without a pinned digest) refuses with an InputError (an error page, a file cut short with no
+    length announced), is refused; without a pinned digest the computed one is printed. A file
+    present already is kept if its digest is right and ``verify`` takes it."""
     if target.is_file() and not force:
         problem = ("not the official file (its SHA-256 differs: damaged or cut short)"
-                   if sha256 is not None and sha256_of(target) != sha256 else
-                   _unusable(target, verify) if sha256 is None else None)
+                   if sha256 is not None and sha256_of(target) != sha256 else _unusable(target, verify))
         if problem is None:
             print(f"{target}: present already (use --force to fetch it again)")
             return target
@@ -78,7 +77,7 @@ def download(url: str, target: Path, sha256: str | None, force: bool = False,
         if sha256 is not None and digest.hexdigest() != sha256:
             raise InputError(f"{url}: SHA-256 mismatch (expected {sha256}, got {digest.hexdigest()}); "
                              "file discarded")
-        problem = _unusable(tmp, verify) if sha256 is None else None
+        problem = _unusable(tmp, verify)
         if problem is not None:
             raise InputError(f"{url}: {problem}; file discarded")
 
@@ -92,10 +91,11 @@ def download(url: str, target: Path, sha256: str | None, force: bool = False,
 
 
 def _unusable(path: Path, verify: Callable[[Path], None] | None) -> str | None:
-    """Why ``verify`` refuses the file (its own name left out), or None."""
+    """Why ``verify`` refuses the file (its own name left out), or None (also without ``verify``)."""
+    if verify is None:
+        return None
     try:
-        if verify is not None:
-            verify(path)
+        verify(path)
     except InputError as exc:
         return f"not a usable checkpoint ({str(exc).removeprefix(f'{path}: ')})"
     return None

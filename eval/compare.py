@@ -162,11 +162,10 @@ def evaluate(pairs: list[Pair], names: list[str], out: str | Path, options: Eval
     replaced = [out / "outputs" / n for n in names]
     if overwrite and (out / "outputs").is_dir():  # and the images of methods the new results.csv will not list
         replaced += sorted(d for d in (out / "outputs").iterdir() if d.is_dir() and d not in replaced)
-    check_removable(replaced,  # e.g. --pairs OUT/outputs/blurry
-                    (p for pair in pairs for p in (pair.blurry, pair.sharp, pair.mask) if p is not None),
-                    "an image of the pairs evaluated")
-    inputs = {p.parent.resolve() for pair in pairs for p in (pair.blurry, pair.sharp, pair.mask) if p is not None}
-    if out.resolve() in inputs:  # grid.png, results.*: the next evaluation would take them for pairs
+    inputs = [p for pair in pairs for p in (pair.blurry, pair.sharp, pair.mask) if p is not None]
+    check_removable(replaced, inputs, "an image of the pairs evaluated")  # e.g. --pairs OUT/outputs/blurry
+    # grid.png, results.* among the pairs: the next evaluation would take them for pairs
+    if out.resolve() in {p.parent.resolve() for p in inputs}:
         raise InputError(f"{out}: a folder of the pairs evaluated; the results would lie among them "
                          "(choose another --out)")
     for pair in pairs:  # an unreadable or mismatched pair is named before any method runs
