@@ -145,6 +145,8 @@ class Budget:
         if self.samples_per_epoch is not None:
             need(self.samples_per_epoch >= self.batch, "--samples-per-epoch", f"at least --batch ({self.batch})",
                  self.samples_per_epoch)
+            need(self.samples_per_epoch % self.batch == 0, "--samples-per-epoch",
+                 f"a multiple of --batch ({self.batch})", self.samples_per_epoch)
             if self.samples is not None:
                 need(self.samples >= self.samples_per_epoch, "--budget",
                      f"at least --samples-per-epoch ({self.samples_per_epoch})", self.samples)
@@ -336,9 +338,12 @@ def _resized_labels(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 # ---------------------------------------------------------------- verdicts
 
 def paired_difference(after: list[float], before: list[float]) -> tuple[float, float]:
-    """Mean per-face difference and the half-width of its 95 % confidence interval."""
+    """Mean per-face difference and the half-width of its 95 % confidence interval (Student's t:
+    1.96 would be 6 % too narrow at 20 faces)."""
+    from scipy.stats import t
+
     d = np.asarray(after, np.float64) - np.asarray(before, np.float64)
-    half = 1.96 * d.std(ddof=1) / math.sqrt(len(d)) if len(d) > 1 else math.inf
+    half = t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / math.sqrt(len(d)) if len(d) > 1 else math.inf
     return float(d.mean()), float(half)
 
 

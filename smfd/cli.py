@@ -231,7 +231,7 @@ def _add_train(sub) -> None:
     p.add_argument("--patch", type=int_from(32), default=None,
                    help="train on random PATCH x PATCH crops, a multiple of 32 up to --size (default: whole faces)")
     p.add_argument("--samples-per-epoch", type=int_from(1), default=None,
-                   help="training samples between two validations (default: one pass over the faces)")
+                   help="training samples between two validations, a multiple of --batch (default: one pass over the faces)")
     p.add_argument("--val-faces", type=int_from(1), default=None,
                    help="cap on validation faces (default: the whole validation fold)")
     p.add_argument("--workers", type=int_from(0), default=2, help="data-loading processes (default 2; 0: in the main process)")
@@ -530,7 +530,7 @@ def _add_eval(sub) -> None:
                         "rows residual), or 'thesis': the thesis' recipe (50 passes over "
                         "whole faces, early stopping; a GPU's budget). Raising it continues finished runs")
     g.add_argument("--samples-per-epoch", type=int_from(1), default=None,
-                   help="training samples between two validations (default 1024; thesis: one pass)")
+                   help="training samples between two validations, a multiple of --batch (default 1024; thesis: one pass)")
     g.add_argument("--patch", type=int_from(32), default=None,
                    help="SMFD-UNet rows train on PATCH x PATCH crops (default 128; thesis: whole faces); "
                         "mask rows always see whole faces")
@@ -810,7 +810,10 @@ def run_reported(job) -> int:
     except Exception as exc:  # one line for users; the traceback on request
         if os.environ.get("SMFD_DEBUG"):
             raise
-        report(f"{type(exc).__name__}: {exc} (set SMFD_DEBUG=1 for the traceback)")
+        # first line only: some messages (torch.jit's, a worker's traceback) run to dozens
+        lines = message_of(exc).strip().splitlines() or [""]
+        more = " ..." if len(lines) > 1 else ""
+        report(f"{type(exc).__name__}: {lines[0]}{more} (set SMFD_DEBUG=1 for the whole message and traceback)")
         return 1
     return 0
 

@@ -196,6 +196,9 @@ class TrainSettings:
         if self.samples_per_epoch is not None:
             need(self.samples_per_epoch >= self.batch, "--samples-per-epoch",
                  f"at least --batch ({self.batch})", self.samples_per_epoch)
+            # whole batches only: the loader drops a last, partial one
+            need(self.samples_per_epoch % self.batch == 0, "--samples-per-epoch",
+                 f"a multiple of --batch ({self.batch})", self.samples_per_epoch)
         if self.val_faces is not None:
             need(self.val_faces >= 1, "--val-faces", "at least 1", self.val_faces)
         need(0 < self.test_fraction < 1, "test_fraction", "between 0 and 1", self.test_fraction)

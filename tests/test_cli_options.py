@@ -27,6 +27,7 @@ BLUR = ["blur", "no-such-image.png"]
     (TRAIN + ["{out}", "--early-stop", "0"], "--early-stop"),
     (TRAIN + ["{out}", "--samples-per-epoch", "0"], "--samples-per-epoch"),
     (TRAIN + ["{out}", "--samples-per-epoch", "8"], "--samples-per-epoch"),  # below --batch 16
+    (TRAIN + ["{out}", "--samples-per-epoch", "24"], "--samples-per-epoch"),  # 1.5 batches of 16
     (TRAIN + ["{out}", "--val-faces", "0"], "--val-faces"),
     (TRAIN + ["{out}", "--seed", "-1"], "--seed"),
     (TRAIN + ["{out}", "--folds", "1"], "--folds"),
@@ -51,8 +52,9 @@ BLUR = ["blur", "no-such-image.png"]
     (["eval", "--make-pairs", "no-such-data", "--out", "{out}", "--limit", "0"], "--limit"),
     (["eval", "--make-pairs", "no-such-data", "--out", "{out}", "--seed", "-3"], "--seed"),
     (THESIS + ["{out}", "--budget", "ten"], "--budget: expected a number of training samples or 'thesis', got 'ten'"),
-    (THESIS + ["{out}", "--budget", "100", "--samples-per-epoch", "1000"], "--budget"),
+    (THESIS + ["{out}", "--budget", "100", "--samples-per-epoch", "1024"], "--budget"),
     (THESIS + ["{out}", "--samples-per-epoch", "8", "--batch", "16"], "--samples-per-epoch"),
+    (THESIS + ["{out}", "--samples-per-epoch", "24", "--batch", "16"], "--samples-per-epoch"),
     (THESIS + ["{out}", "--budget", "0"], "--budget"),
     (THESIS + ["{out}", "--batch", "0"], "--batch"),
     (THESIS + ["{out}", "--patch", "16"], "--patch"),
@@ -120,3 +122,19 @@ def test_an_output_folder_that_is_a_file_is_refused_up_front(args, tmp_path, cap
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and str(file) in err and "is a file" in err, err
     assert file.read_text() == "kept\n" and not (tmp_path / "out").exists()
+
+
+def test_an_unexpected_error_is_one_line_and_debug_gives_the_traceback(monkeypatch, capsys):
+    """A multi-line message (torch.jit's trace errors run to dozens of lines) is cut to its first."""
+    from smfd.cli import run_reported
+
+    def fail():
+        raise RuntimeError("the first line\nsecond line\nthird line")
+
+    monkeypatch.delenv("SMFD_DEBUG", raising=False)
+    assert run_reported(fail) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "RuntimeError: the first line ..." in err and "second" not in err
+    monkeypatch.setenv("SMFD_DEBUG", "1")
+    with pytest.raises(RuntimeError, match="second line"):
+        run_reported(fail)

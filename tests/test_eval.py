@@ -549,6 +549,13 @@ def test_the_command_hands_its_budget_the_config_it_states(extra, config, tmp_pa
     assert seen[0].deblur_config == config
 
 
+def test_the_paired_interval_uses_students_t():
+    """Five faces differing by 1..5 dB: mean 3, sd sqrt(2.5); t(0.975, 4) = 2.7764 (tables)."""
+    mean, half = thesis.paired_difference([1.0, 2, 3, 4, 5], [0.0] * 5)
+    assert mean == pytest.approx(3.0) and half == pytest.approx(2.7764 * 2.5 ** 0.5 / 5 ** 0.5, rel=1e-4)
+    assert thesis.paired_difference([1.0], [0.0])[1] == float("inf")
+
+
 def test_verdicts_follow_the_measurements():
     dice = {"mask-generator": 63.4, "unet": 61.0, "unetplusplus": 66.6}
     line = thesis._verdict_41({k: {"mean_dice": v} for k, v in dice.items()})
