@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import gradio as gr
 import numpy as np
@@ -15,9 +14,10 @@ from gradio import FileData
 from gradio.utils import get_upload_folder, is_in_or_equal
 
 from smfd import degrade
-from smfd.blur_files import recipe_record, recipe_text, rng_for_file
+from smfd.blur_files import recipe_record, recipe_text
 from smfd.images import write_png
 
+from . import examples
 from .context import AppContext
 from .errors import shown_to_user
 from .face import fit_to, safe_stem, write_mask_png
@@ -97,7 +97,7 @@ def register(ctx: AppContext) -> None:
         except (TypeError, ValueError) as exc:
             raise gr.Error(str(exc)) from None
         name = image.get("orig_name") or "upload"
-        degraded, recipe = degrade.degrade(picture, rng_for_file(seed, Path(name)), options)  # as smfd blur draws
+        degraded, recipe = examples.blurred(picture, seed, name, options)  # as smfd blur draws and applies
         out = write_png(ctx.output_dir() / f"{_stem(image)}_blurred.png", degraded)
         record = recipe_record(recipe, options, seed, name)
         return FileData(path=str(out)), recipe_text(record)

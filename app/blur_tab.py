@@ -27,9 +27,10 @@ def options_from(layers, sequences, gaussian_sizes, motion_sizes, directions, sc
                  noise_lo, noise_hi, blur_on, rescale_on, noise_on) -> degrade.PipelineOptions:
     """The UI's values as PipelineOptions; raises ValueError naming a bad combination."""
     return degrade.PipelineOptions(
-        layers=sorted(int(n) for n in layers), sequences=list(sequences),
+        # in the pipeline's own order: Gradio lists a box ticked again last, and the draws go by position
+        layers=sorted(int(n) for n in layers), sequences=[q for q in degrade.SEQUENCES if q in sequences],
         gaussian_sizes=sorted(int(k) for k in gaussian_sizes),
-        motion_sizes=sorted(int(k) for k in motion_sizes), directions=list(directions),
+        motion_sizes=sorted(int(k) for k in motion_sizes), directions=[d for d in degrade.DIRECTIONS if d in directions],
         scale_range=(float(scale_lo), float(scale_hi)), noise_range=(float(noise_lo), float(noise_hi)),
         blur=bool(blur_on), rescale=bool(rescale_on), noise=bool(noise_on))
 
@@ -68,7 +69,7 @@ def blur_lab(ctx: AppContext, image, resize, source, seed, *option_values):
         check_pixels(image.shape[1], image.shape[0], FULL_SIZE_PIXELS,
                      "the blur lab at full size (tick 'Scale to 512 px first', or use `smfd blur`)", name)
     sharp = source_size(image) if resize else image
-    blurry, recipe = examples.blurred(sharp, seed, options)
+    blurry, recipe = examples.blurred(sharp, seed, name, options)
     record = recipe_record(recipe, options, seed, name)
     folder, stem = ctx.output_dir(), f"{safe_stem(name)}_seed{seed}"
     files = [str(write_recipe(folder / f"{stem}_recipe.json", record))]

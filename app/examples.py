@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from smfd import data, degrade, labels
+from smfd.blur_files import apply_to_photo, rng_for_file
 from smfd.errors import InputError
 from smfd.faces import astronaut_face
 
@@ -57,7 +58,10 @@ def seed_from(value) -> int:
     return seed
 
 
-def blurred(image: np.ndarray, seed: int,
+def blurred(image: np.ndarray, seed: int, name: str,
             options: degrade.PipelineOptions = degrade.PipelineOptions()) -> tuple[np.ndarray, degrade.Recipe]:
-    """Degrade a sharp face with a recipe drawn from ``seed`` (the thesis pipeline by default)."""
-    return degrade.degrade(image, np.random.default_rng(seed), options)
+    """Degrade a sharp RGB face as ``smfd blur --seed`` degrades a file called ``name`` (the thesis
+    pipeline by default): the same recipe, the same pixels (a grey face's in three equal channels)."""
+    recipe = degrade.sample_recipe(rng_for_file(seed, Path(name)), options)
+    out = apply_to_photo(image, recipe)
+    return (np.repeat(out[..., None], 3, axis=2) if out.ndim == 2 else out), recipe

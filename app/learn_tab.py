@@ -86,7 +86,7 @@ def ablation_rows() -> list[list]:
 def feature_maps(ctx: AppContext, face: Face | None, mode: str, progress=gr.Progress()):
     if face is None:
         sharp = examples.astronaut_face()
-        face = Face("astronaut, seed 0", examples.blurred(sharp, 0)[0], sharp)
+        face = Face("astronaut, seed 0", examples.blurred(sharp, 0, examples.BUILTIN_STEM)[0], sharp)
     if face.whole_photo:
         raise gr.Error(f"{face.name} was restored as a whole photo; the networks see one aligned face: "
                        "restore it with 'Whole photo' off, or upload a crop of the face.")

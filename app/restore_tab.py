@@ -36,7 +36,7 @@ def face_from_example(ctx: AppContext, name: str, seed) -> Face:
         seed = examples.seed_from(seed)
         example = ctx.example(name)
         sharp, truth = example.load()
-    blurry, recipe = examples.blurred(sharp, seed)
+    blurry, recipe = examples.blurred(sharp, seed, example.stem)
     face = Face(f"{name} (seed {seed}: {recipe.describe()})", blurry, sharp, origin=example.stem)
     return face if truth is None else face.with_truth(truth)
 

@@ -23,6 +23,15 @@ def rng_for_file(seed: int, path: Path) -> np.random.Generator:
     return np.random.default_rng([seed, *np.frombuffer(digest, "<u4").tolist()])  # the same on every machine
 
 
+def apply_to_photo(image: np.ndarray, recipe: degrade.Recipe) -> np.ndarray:
+    """``recipe`` on a photo as every tool applies it (``smfd blur``, the Blur lab, the API): a grey
+    photo is blurred and noised as one channel, which it comes back as (noise drawn per channel
+    would tint it)."""
+    if is_grey(image):
+        image = np.ascontiguousarray(image[..., 0])
+    return degrade.apply(image, recipe)
+
+
 def recipe_record(recipe: degrade.Recipe, options: degrade.PipelineOptions | None, seed: int | None,
                   source: str, replayed: str | None = None) -> dict:
     """What is written beside a degraded image: its recipe (``smfd blur --recipe`` replays it),
@@ -65,11 +74,8 @@ def blur_files(src: str, dst: str, options: degrade.PipelineOptions, seed: int =
     def work(path: Path) -> None:
         png, js = out / f"{path.stem}.png", out / f"{path.stem}.json"
         check_free((png, js), overwrite)
-        image = read_image(path)
-        if is_grey(image):  # a grey photo is blurred, noised and written as one channel
-            image = np.ascontiguousarray(image[..., 0])
         recipe = fixed or degrade.sample_recipe(rng_for_file(seed, path), options)
-        write_png(png, degrade.apply(image, recipe))
+        write_png(png, apply_to_photo(read_image(path), recipe))  # a grey photo as one channel
         write_recipe(js, recipe_record(recipe, options, seed, path.name, recipe_path))
 
     return run_batch(files, "blur", work, "blurred", out)

@@ -38,7 +38,7 @@ from app.rate_limit import SlidingWindow
 from app.context import AppContext
 from app.study import CONTROL, NotReady, Study, setup_of, study_photos
 from app.study_store import Vote, VoteStore, deal, default_url, trials_table, valid_id
-from app.uploads import FULL_SIZE_PIXELS, checked_image, read_mask_upload, read_upload
+from app.uploads import FULL_SIZE_PIXELS, Upload, checked_image, read_mask_upload, read_upload
 from baselines import WeightsMissing
 from smfd import degrade, labels
 from smfd.errors import InputError
@@ -339,6 +339,27 @@ def test_blur_lab_recipe_replays_the_result_and_files_are_per_request(tmp_path):
         blur_tab.blur_lab(ctx, sharp, True, None, 0, *option_values(gaussian_sizes=[]))
 
 
+def test_the_blur_lab_draws_and_applies_as_smfd_blur_does(tmp_path):
+    """Seed N on an upload called F gives `smfd blur F --seed N`'s pixels, a grey face's too (one
+    channel of noise, not three that tint it), whatever order the boxes were ticked in."""
+    from smfd.cli import main
+
+    ctx = make_context(tmp_path)
+    grey = cv2.cvtColor(examples.astronaut_face(), cv2.COLOR_RGB2GRAY)
+    Image.fromarray(grey).save(tmp_path / "grey face.png")
+    upload = np.repeat(grey[..., None], 3, axis=2).view(Upload)
+    upload.file_name = "grey face.png"
+    blurry, _, _, text, *_ = blur_tab.blur_lab(ctx, upload, False, None, 9, *option_values())
+    assert main(["blur", str(tmp_path / "grey face.png"), str(tmp_path / "cli"), "--seed", "9"]) == 0
+    cli = np.asarray(Image.open(tmp_path / "cli" / "grey face.png"))
+    assert cli.ndim == 2 and all((blurry[..., c] == cli).all() for c in range(3))
+    assert json.loads(text)["seed"] == 9 and json.loads(text)["source"] == "grey face.png"
+    # the same boxes ticked in another order (Gradio lists a box ticked again last): the same draw
+    shuffled = option_values(sequences=["G>M>G", "M", "M>G", "G>M"], directions=["vertical", "diagonal",
+                                                                               "anti-diagonal", "horizontal"])
+    assert (blur_tab.blur_lab(ctx, upload, False, None, 9, *shuffled)[0] == blurry).all()
+
+
 def test_live_count_follows_the_options():
     assert "1,743,335,166,888 scenarios" in blur_tab.count_text(*option_values())
     few = blur_tab.count_text(*option_values(layers=[1], sequences=["M"], directions=["vertical"],
@@ -410,7 +431,7 @@ def test_references_follow_their_boxes_and_show_at_once(tmp_path):
     its box leaves the face; seeds stay in the boxes' range."""
     ctx = make_context(tmp_path)
     sharp = examples.astronaut_face()
-    blurry = face.Face("upload", examples.blurred(sharp, 1)[0])
+    blurry = face.Face("upload", examples.blurred(sharp, 1, "upload")[0])
     assert restore_tab.with_sharp(blurry, sharp)[1] == gr.update()  # nothing restored: no report yet
     done = restore_tab.restore(ctx, blurry, False, lambda *a, **k: None)
     restored, _, shown, *_ = restore_tab.adopted(ctx, blurry, done)
@@ -419,7 +440,7 @@ def test_references_follow_their_boxes_and_show_at_once(tmp_path):
     meanwhile, shown, _ = restore_tab.with_sharp(blurry, sharp)
     adopted, _, shown, *_ = restore_tab.adopted(ctx, meanwhile, done)
     assert adopted.sharp is not None and adopted.restored is done.restored and "| restored |" in shown
-    replaced = face.Face("another", examples.blurred(sharp, 2)[0])
+    replaced = face.Face("another", examples.blurred(sharp, 2, "upload")[0])
     assert restore_tab.adopted(ctx, replaced, done) == (gr.update(),) * 6
     with_sharp, shown, _ = restore_tab.with_sharp(restored, sharp)
     assert "| restored |" in shown and with_sharp.sharp is not None
@@ -578,7 +599,7 @@ def test_learn_shows_the_pass_a_restoration_makes(tmp_path):
 
     restorer = Restorer.from_pretrained(save_random_weights(tmp_path / "w", deblur_config=SMFDConfig(soft_mask=True)),
                                         "cpu", engine="pytorch")
-    image = examples.blurred(examples.astronaut_face(), 0)[0]
+    image = examples.blurred(examples.astronaut_face(), 0, "astronaut")[0]
     shown = dict(features.smfd_maps(restorer, image))["input mask"]
     np.testing.assert_allclose(shown, restorer.mask_probabilities(image).transpose(2, 0, 1), atol=1e-6)
     ctx = make_context(tmp_path, restorer=restorer)
@@ -593,7 +614,7 @@ def test_feature_maps_of_both_networks(random_weights):
     from smfd.restorer import Restorer
 
     restorer = Restorer.from_pretrained(random_weights, "cpu")
-    image = examples.blurred(examples.astronaut_face(), 0)[0]
+    image = examples.blurred(examples.astronaut_face(), 0, "astronaut")[0]
     mask_maps = features.mask_generator_maps(restorer, image)
     names = [n for n, _ in mask_maps]
     assert names[0] == "input (grayscale)" and names[-2:] == ["output head", "network output"]
@@ -627,10 +648,12 @@ def test_feature_map_pictures_follow_the_thesis_rules():
     picture, how = features.picture(five, "first channel")
     assert how == "argmax of 5" and (picture == labels.GROUP_PALETTE[3]).all()
     many = np.zeros((8, 4, 4), np.float32)
-    many[0, :2] = 1  # first channel: top half bright; mean: faint but the same pattern
+    many[0, :2] = 1  # first channel: top half bright, bottom dark
+    many[1, 3] = 0.5  # second: the bottom row; the mean shows it between the top and row 2
     first, how = features.picture(many, "first channel")
     assert how == "channel 1" and (first[0] != first[-1]).any()
-    assert features.picture(many, "channel mean")[1] == "channel mean"
+    mean, how = features.picture(many, "channel mean")
+    assert how == "channel mean" and (mean[0] != mean[-1]).any() and (mean[-1] != first[-1]).any()
 
 
 # ---------------------------------------------------------------- the study: dealing and restorations

@@ -15,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -551,7 +552,9 @@ def test_plot_training_draws_a_log_and_names_a_run_without_one(tmp_path, capsys)
     (run / "log.csv").write_text("epoch,seconds,lr,psnr\n1,60,0.001,22.5\n2,60,0.0002,23.1\n")
     done = run_here("plot_training.py", str(run), "--out", str(tmp_path / "figs" / "c.png"), capsys=capsys)
     assert done.returncode == 0, done.stderr
-    assert Image.open(tmp_path / "figs" / "c.png").size[0] > 300
+    figure = np.asarray(Image.open(tmp_path / "figs" / "c.png").convert("RGB")).astype(int)
+    curve = (np.abs(figure - (31, 119, 180)).max(axis=2) < 30).sum()  # matplotlib's first line colour
+    assert figure.shape[1] > 300 and curve > 100, curve  # the curve and its markers are drawn
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "log.csv").touch()
     for folder, says in (("empty", "no epochs logged yet"), ("nowhere", "no training log")):

@@ -514,9 +514,21 @@ def test_the_best_epoch_can_be_kept_by_identity(celeba, tmp_path):
         TrainSettings(task="deblur", data=(str(celeba),), out=str(tmp_path), monitor="dice")
     settings = TrainSettings(task="deblur", data=(str(celeba),), out=str(tmp_path / "real"), monitor="identity",
                              **TINY)
-    Trainer(settings).run()
+    real = Trainer(settings)
+    real.run()
     rows = _rows(tmp_path / "real" / "log.csv")
     assert all(0 < float(r["id_distance"]) < 2 and 0 <= float(r["same_person"]) <= 1 for r in rows)
+    # the figures themselves: each face against itself, then against the next person's
+    from smfd.identity import SAME_PERSON, geometry
+    from smfd.images import read_image
+
+    faces = [read_image(f) for f in sorted((celeba / "images").glob("*.jpg"))[:3]]
+    real.references = None  # made anew from these faces
+    assert real.identity_scores(faces, faces) == {"id_distance": pytest.approx(0, abs=1e-6), "same_person": 1.0}
+    others = faces[1:] + faces[:1]
+    d = [geometry().compare(o, t)[0] for o, t in zip(others, faces)]
+    assert real.identity_scores(others, faces) == {"id_distance": pytest.approx(np.mean(d)),
+                                                    "same_person": pytest.approx(np.mean(np.array(d) < SAME_PERSON))}
 
     settings = TrainSettings(task="deblur", data=(str(celeba),), out=str(tmp_path / "chosen"), monitor="identity",
                              **{**TINY, "epochs": 3})
