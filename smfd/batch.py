@@ -43,6 +43,9 @@ def check_folder(path: str | Path, option: str) -> Path:
         raise InputError(f"{option} is empty: name a folder")
     path = Path(path)
     for p in (path.absolute(), *path.absolute().parents):
+        if p.is_symlink() and not p.exists():  # mkdir would fail on it after the work ("File exists")
+            raise InputError(f"{path}: {option} cannot be made: {p} is a link to {os.readlink(p)}, "
+                             "which does not exist")
         if p.exists():
             if not p.is_dir():
                 raise InputError(f"{path}: {option} is a file, not a folder" if p == path.absolute()

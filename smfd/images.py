@@ -19,14 +19,18 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from . import labels
 from .errors import InputError
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")
 EIGHT_BITS = np.rint(np.arange(65536) / 257).astype(np.uint8)  # each 16-bit value's 8-bit one: 65535 is white
 ORIENTATION = 0x0112  # the EXIF tag
+# EXIF orientation -> the turn that makes the image upright (the EXIF standard's eight values)
+_UPRIGHT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+            5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+            8: Image.Transpose.ROTATE_90}
 ROWS = 256  # rows of a 16-bit image handled at once: a few copies of a whole one would take gigabytes
 MAX_PIXELS = 100_000_000  # ~10000x10000; larger files are refused rather than risking memory
 _OPENCV_LOG = threading.Lock()
@@ -88,6 +92,10 @@ def _open(path: Path, decode: bool = True) -> Image.Image:
             if img.width * img.height > MAX_PIXELS:
                 raise InputError(f"{path}: image is too large ({img.width}x{img.height}, "
                                  f"limit {MAX_PIXELS // 1_000_000} megapixels)")
+            frames = getattr(img, "n_frames", 1)  # decoded, only the first would be restored, silently
+            if frames > 1 and img.format != "MPO":  # MPO: a camera's JPEG, its second picture a preview
+                raise InputError(f"{path}: holds {frames} frames or pages (an animation or a multi-page file); "
+                                 "save the one wanted as an image of its own")
             if decode:
                 img.load()
     except InputError:
@@ -172,13 +180,21 @@ def _check_label_mode(path, img: Image.Image) -> None:
         raise InputError(f"{path}: a label map must be a palette or grayscale PNG, got mode {img.mode}")
 
 
+def _upright(img: Image.Image) -> Image.Image:
+    """``img`` turned by its EXIF orientation, as phone photos need. Not ImageOps.exif_transpose:
+    it writes the EXIF block back, and fails on a tag of an unexpected type that reading passed
+    over (a damaged block should only lose the image its orientation; none is written out here)."""
+    turn = img.getexif().get(ORIENTATION, 1)
+    return img.transpose(_UPRIGHT[turn]) if turn in _UPRIGHT else img
+
+
 def read_image(path: str | Path) -> np.ndarray:
     """Read any common image file as RGB uint8 HxWx3 (alpha dropped, grayscale expanded), turned
     upright by its EXIF orientation as phone photos need."""
     img = _open(Path(path))
     with _pillow_quietly():
         deep = _deep_colour(Path(path), img)
-        img = ImageOps.exif_transpose(img)
+        img = _upright(img)
     if deep is not None:
         return EIGHT_BITS[deep[..., :3]]
     if img.mode.startswith("I;16"):  # 16-bit grayscale
@@ -288,7 +304,7 @@ def write_like(path: str | Path, rgb: np.ndarray, source: str | Path) -> Path:
     with _pillow_quietly():
         src = _open(Path(source))
         deep = _deep_colour(Path(source), src)
-        src = ImageOps.exif_transpose(src)  # upright, as read_image gave the pixels
+        src = _upright(src)  # as read_image gave the pixels
     if deep is not None:  # 16-bit colour, opaque or with its own alpha channel
         _keep_deep(deep[..., :3], rgb)
         return write_atomically(path, lambda tmp: _write_deep_png(tmp, deep, **_info_for(src, "RGB")), ".png")
@@ -314,6 +330,8 @@ def _info_for(src: Image.Image, mode: str) -> dict:
     """The source's colour profile and resolution as PNG options, less a profile that does not
     describe pixels of ``mode`` (e.g. a CMYK JPEG's)."""
     extra = {key: src.info[key] for key in ("icc_profile", "dpi") if src.info.get(key)}
+    if "dpi" in extra and not all(0 < v < 100_000 for v in extra["dpi"]):  # PNG stores it in 32 bits:
+        del extra["dpi"]  # a damaged EXIF block's 4294967295 dpi failed the save after the restoration
     space = b"RGB " if mode in ("RGB", "RGBA") else b"GRAY"
     if "icc_profile" in extra and extra["icc_profile"][16:20] != space:
         del extra["icc_profile"]

@@ -12,7 +12,7 @@ from .errors import InputError
 from .faces import detect_faces, is_aligned_crop
 from .images import check_rgb, list_images, read_groups, read_image, write_like, write_png
 from .labels import colorize
-from .photos import MIN_FACE, PhotoReport, restore_photo
+from .photos import MIN_FACE, FaceResult, PhotoReport, restore_photo
 
 LAYOUTS = ("auto", "aligned", "whole")
 
@@ -86,7 +86,7 @@ def restore_files(src: str, dst: str, make_restorer, masks: str | None = None,
         return image, mask
 
     def find_faces(path: Path):
-        """The photo and the faces in it, refused when there is none."""
+        """The photo and the faces in it, refused when there is none to restore."""
         image = read_rgb(path)
         faces = detect_faces(image, detector=detector)
         if not faces:  # nothing to restore: an error, not a copy of the photo that looks like a result
@@ -95,6 +95,9 @@ def restore_files(src: str, dst: str, make_restorer, masks: str | None = None,
                     else "--detector cnn finds smaller and more turned faces" if detector == "hog"
                     else "is there a face of at least 16 px?")
             raise InputError(f"{path}: no face found, nothing written ({hint})")
+        if all(f.size < min_face for f in faces) and not (layout == "auto" and is_aligned_crop(image, faces)):
+            small = PhotoReport([FaceResult(f, restored=False) for f in faces], min_face)  # every face too small
+            raise InputError(f"{path}: {small.summary()}; nothing written (--min-face sets the smallest face restored)")
         return image, faces
 
     found = {}  # the photo the check below found faces in, kept so that it is not read and searched twice
@@ -120,9 +123,6 @@ def restore_files(src: str, dst: str, make_restorer, masks: str | None = None,
                 stale.unlink()
             return result
         photo, report = restore_photo(image, restorer, min_face=min_face, faces=faces)
-        if not report.restored:  # every face too small: as with no face, no copy that looks like a result
-            raise InputError(f"{path}: {report.summary()}; nothing written (--min-face sets the smallest face "
-                             "restored)")
         tqdm.write(f"{path.name}: {report.summary()}")
         if crops_dir is not None:
             for stale in earlier:  # an earlier run's, perhaps of more faces: none may stay beside the new

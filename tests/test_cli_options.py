@@ -3,7 +3,9 @@ nothing written."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from smfd.cli import main
 from smfd.train import TrainSettings
@@ -122,6 +124,18 @@ def test_an_output_folder_that_is_a_file_is_refused_up_front(args, tmp_path, cap
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and str(file) in err and "is a file" in err, err
     assert file.read_text() == "kept\n" and not (tmp_path / "out").exists()
+
+
+def test_an_output_folder_that_is_a_broken_link_is_refused_up_front(tmp_path, capsys):
+    """A link to a folder that no longer exists: mkdir fails on it ("File exists") after the work."""
+    (tmp_path / "out").symlink_to(tmp_path / "gone" / "sub")
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(tmp_path / "face.png")
+    for args in (["blur", str(tmp_path / "face.png"), str(tmp_path / "out")],
+                 ["blur", str(tmp_path / "face.png"), str(tmp_path / "out" / "deeper")]):
+        assert main(args) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.endswith(f"OUT cannot be made: {tmp_path / 'out'} is a link to {tmp_path / 'gone' / 'sub'}, "
+                            "which does not exist"), err
 
 
 def test_an_unexpected_error_is_one_line_and_debug_gives_the_traceback(monkeypatch, capsys):

@@ -267,11 +267,11 @@ def test_tiny_face_is_left_untouched_and_reported(restorer, face_512):
     assert "1 left untouched (smaller than 32 px" in report.summary()
 
 
-def test_a_photo_whose_every_face_is_too_small_is_named_and_not_written(tmp_path, random_weights, face_512,
-                                                                        capsys):
+def test_a_photo_whose_every_face_is_too_small_is_named_and_not_written(tmp_path, face_512, capsys):
+    """Before the networks load: a missing --weights folder is not even looked at."""
     src = write_png(tmp_path / "small.png", place(gradient(640, 480), face_512, 45, 300, 200))
     out = tmp_path / "out"
-    assert main(["restore", str(src), str(out), "--weights", str(random_weights)]) == 2
+    assert main(["restore", str(src), str(out), "--weights", str(tmp_path / "no-weights")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and f"{src}: 1 face found, 0 restored, 1 left untouched" in err, err
     assert "nothing written (--min-face" in err and not (out / "small.png").exists()
@@ -452,6 +452,29 @@ def test_a_damaged_exif_block_prints_no_warning(tmp_path):
         image = read_image(tmp_path / "cut.jpg")
         write_like(tmp_path / "out.png", image, tmp_path / "cut.jpg")
     assert image.shape == (40, 60, 3) and read_image(tmp_path / "out.png").shape == (40, 60, 3)
+
+
+def test_a_tag_of_the_wrong_type_keeps_the_orientation_and_a_huge_resolution_is_dropped(tmp_path):
+    """A phone JPEG (orientation 6) whose EXIF holds a tag typed otherwise than the standard says is
+    read turned upright (Pillow's exif_transpose failed on it: the run stopped with "required
+    argument is not an integer"); a resolution PNG cannot store is left out of the written file,
+    which failed after the restoration."""
+    from PIL import Image
+
+    from smfd.images import write_like
+
+    exif = Image.Exif()
+    exif[0x0112], exif[0x0131] = 6, "sw"
+    pixels = np.zeros((40, 60, 3), np.uint8)
+    pixels[:, :20] = 255  # white on the left: on top once turned upright
+    Image.fromarray(pixels).save(tmp_path / "phone.jpg", exif=exif, quality=100)
+    data = (tmp_path / "phone.jpg").read_bytes()  # the Software tag's id becomes StripByteCounts', still ASCII
+    (tmp_path / "phone.jpg").write_bytes(data.replace(b"\x01\x31\x00\x02", b"\x01\x17\x00\x02", 1))
+    image = read_image(tmp_path / "phone.jpg")
+    assert image.shape == (60, 40, 3) and image[:15].min() > 200 and image[-15:].max() < 50
+    Image.fromarray(pixels).save(tmp_path / "dpi.jpg", dpi=(4294967295, 4294967295))
+    written = write_like(tmp_path / "dpi.png", read_image(tmp_path / "dpi.jpg"), tmp_path / "dpi.jpg")
+    assert "dpi" not in Image.open(written).info and (read_image(written) == read_image(tmp_path / "dpi.jpg")).all()
 
 
 def test_aligned_option_and_masks_imply_it(tmp_path, random_weights, face_512, capsys):

@@ -157,6 +157,10 @@ def test_bad_inputs_exit_with_one_line(tmp_path, random_weights, capsys, monkeyp
     truncated.write_bytes(truncated.read_bytes()[:-40])  # a sound header, a cut body
     face = tmp_path / "face.png"
     Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(face)
+    frames, pages = tmp_path / "anim.gif", tmp_path / "scan.tif"  # only the first frame would be restored
+    for path in (frames, pages):
+        first, *rest = [Image.fromarray(np.full((64, 64, 3), v, np.uint8)) for v in (0, 128, 255)]
+        first.save(path, save_all=True, append_images=rest)
     out = tmp_path / "o"
     with monkeypatch.context() as m:
         m.setattr("smfd.restorer.Restorer.from_pretrained",
@@ -169,6 +173,8 @@ def test_bad_inputs_exit_with_one_line(tmp_path, random_weights, capsys, monkeyp
                            (["mask", str(tiny)], f"{tiny}: image is too small (4x4; at least 8 px on each side)"),
                            (["restore", str(truncated), "--aligned"], f"{truncated}: corrupt or truncated"),
                            (["restore", "/dev/null"], "/dev/null: not a regular file or folder"),
+                           (["restore", str(frames)], f"{frames}: holds 3 frames or pages (an animation"),
+                           (["blur", str(pages)], f"{pages}: holds 3 frames or pages"),
                            (["mask", ""], "the input path is empty"),
                            (["restore", str(face), "--faces-out", ""], "--faces-out is empty"),
                            (["restore", str(face), "--masks", ""], "--masks is empty"),
