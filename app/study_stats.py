@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import datetime, timezone
 from dataclasses import dataclass
 
 import numpy as np
@@ -118,6 +119,17 @@ def plot(scores: list[Score]):
     return fig
 
 
+def _cell(value):
+    """A value as the CSV shows it: times in UTC ISO 8601 whatever the database (SQLite returns
+    them without a zone, PostgreSQL in its session's), and text that a spreadsheet would run as a
+    formula (a photo named "=HYPERLINK(...).png") quoted with a leading apostrophe."""
+    if isinstance(value, datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).astimezone(timezone.utc).isoformat()
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
 def csv_text(rows: list[dict]) -> str:
     """Every vote as CSV text, one row per vote (study_store.VoteStore.rows)."""
     columns = ["id", "participant", "trial", "image", "left", "right", "chosen", "side",
@@ -125,5 +137,5 @@ def csv_text(rows: list[dict]) -> str:
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows({k: _cell(v) for k, v in row.items()} for row in rows)
     return out.getvalue()

@@ -36,7 +36,8 @@ from pathlib import Path
 from sqlalchemy import (CheckConstraint, Column, DateTime, Integer, MetaData, String, Table,
                         UniqueConstraint, and_, create_engine, event, func, insert, select, update)
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, NoSuchModuleError, OperationalError
+from sqlalchemy.exc import (ArgumentError, DBAPIError, IntegrityError, NoSuchModuleError, OperationalError,
+                            ProgrammingError)
 
 from smfd.batch import check_folder
 from smfd.errors import InputError
@@ -255,7 +256,10 @@ class VoteStore:
         return _retrying(action, self.retry_seconds)
 
     def _create(self) -> None:
-        metadata.create_all(self.engine, checkfirst=True)
+        try:
+            metadata.create_all(self.engine, checkfirst=True)
+        except (IntegrityError, ProgrammingError):  # PostgreSQL: another replica created them between
+            metadata.create_all(self.engine, checkfirst=True)  # the check and CREATE; now they are found
         with self.engine.begin() as conn:
             have = set(conn.execute(select(refusals_table.c.kind)).scalars())
         for kind in REFUSALS.keys() - have:
@@ -374,8 +378,10 @@ class VoteStore:
                     and_(t.c.participant == participant, t.c.trial == index, t.c.side.is_(None))
                 ).values(side=side, chosen=chosen, response_ms=ms, created_at=datetime.now(timezone.utc),
                          instance=self.instance, session=session or None))
-                if done.rowcount != 1:  # another request stored it between our read and write
-                    return Outcome("duplicate")
+                if done.rowcount != 1:  # another request stored it between our read and write: whose?
+                    winner = conn.execute(select(t.c.session).where(
+                        t.c.participant == participant, t.c.trial == index)).scalar()
+                    return Outcome("duplicate" if session and winner == session else "replayed")
             return Outcome("stored")
 
         outcome = self._retry(write)

@@ -59,7 +59,9 @@ def _screen(ctx: AppContext, participant: str, index: int | None):
     buttons = [gr.Button(interactive=index is not None)] * 2
     if index is None:
         done = f"**Thank you!** You have answered all {len(study)} photos."
-        return ({"participant": participant}, None, None, done, "", *buttons)
+        # the last trial stays this tab's: a second click on it (a lost answer, a double submit)
+        # is a duplicate, not a vote for a trial never shown
+        return ({"participant": participant, "trial": len(study) - 1}, None, None, done, "", *buttons)
     trial = _database(lambda: study.store.trial(participant, index), "the next photo cannot be shown "
                       "(your votes so far are saved; press Start to continue)")
     # The database holds trials of this study's photos and methods only (VoteStore.bind), so a
@@ -137,7 +139,8 @@ def vote(ctx: AppContext, side: str, state: dict | None, shown, request: gr.Requ
         raise gr.Error("This vote does not belong to the photo shown to you, and was not counted. "
                        "Press Start to continue.", title="Vote refused")
     if outcome.status in ("duplicate", "replayed"):
-        gr.Warning("This photo was already answered (in another tab?); here is your next one.")
+        gr.Warning("This photo was already answered (in another tab?)"
+                   + ("." if outcome.next_index is None else "; here is your next one."))
     return _screen(ctx, participant, outcome.next_index)
 
 

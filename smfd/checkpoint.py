@@ -65,7 +65,11 @@ def load(path: str | Path, device: str | torch.device = "cpu", kinds: tuple[str,
         model.load_state_dict(state, strict=True)
     except (KeyError, TypeError, ValueError, RuntimeError, SafetensorError) as exc:
         # e.g. a config from another version, or weights that do not fit it
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"{path}: the checkpoint does not rebuild its network ({first})") from None
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
+        if lines[0].startswith("Error(s) in loading state_dict") and len(lines) > 1:
+            lines = lines[1:]  # torch's header names only the class: the first difference says what
+        first = lines[0] if len(lines[0]) <= 300 else lines[0][:300] + " ..."  # missing keys: one long line
+        more = f"; {len(lines) - 1} more" if len(lines) > 1 else ""
+        raise InputError(f"{path}: the checkpoint does not rebuild its network ({first}{more})") from None
     model.info = meta["info"]
     return model.to(device).eval()

