@@ -254,6 +254,13 @@ def training_records(s: TrainSettings) -> tuple[list, list]:
     records = [r for found in by_root.values() for r in found]
     train = data.select(records, "train", s.k, s.fold, s.test_fraction)
     val = data.select(records, "val", s.k, s.fold, s.test_fraction)
+    if len(by_root) > 1:  # each dataset is split by its own ids: one photo in two of them can cross the split
+        copies = data.copies_of(train + val, data.select(records, "test", s.k, s.fold, s.test_fraction))
+        if copies:
+            print(f"[smfd train] left out {len(copies)} training/validation faces that are copies of held-out "
+                  f"test faces: " + ", ".join(f"{a} (= {b})" for a, b in sorted(copies.items())),
+                  flush=True)
+            train, val = ([r for r in part if r.id not in copies] for part in (train, val))
     val = val[: s.val_faces] if s.val_faces else val
     data.check_files(train + val)
     if not train or not val:

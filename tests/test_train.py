@@ -919,3 +919,29 @@ def test_a_size_above_the_source_size_is_refused_not_enlarged(tmp_path, capsys):
     assert len(err.splitlines()) == 1 and ("--size must be a multiple of 32 between 32 and 512 (the faces are "
                                            "degraded at 512x512; a larger size would only enlarge them), got 1024") in err
     TrainSettings(task="deblur", data=("unused",), out=str(tmp_path), size=512)
+
+
+def test_copies_of_test_faces_in_another_dataset_are_left_out(shared_data, tmp_path, capsys):
+    """Each dataset is split by its own ids; the shared FFHQ sample holds re-encoded copies of
+    CelebA-HQ faces under other ids, two of them of test faces that its own split puts in training
+    and validation (the shipped SMFD-UNet was trained with one of them). Both are left out, named."""
+    from smfd import data
+    from smfd.images import read_image
+    from smfd.restorer import MASK_WEIGHTS, WEIGHTS_DIR
+    from smfd.train import training_records
+
+    celeba, ffhq = shared_data / "celebamask_mini", shared_data / "ffhq_mini"
+    copies = {"00240": "b33f1c612da54ab4a3e7fdb438ebb6e8", "00144": "b79692ce50b14035b8a7a8ab2d261bbc"}
+    for copy, original in copies.items():  # the same photo, re-encoded; and a test face, that one
+        a, b = (read_image(path).astype(int) for path in (ffhq / f"{copy}.jpg", celeba / "images" / f"{original}.jpg"))
+        assert np.abs(a - b).mean() < 3 and data.split_of(original) == "test"
+    alone = {r.id for part in ("train", "val") for r in data.select(data.open_dataset(ffhq), part)}
+    assert set(copies) <= alone  # what FFHQ's own split does with them
+    settings = TrainSettings(task="deblur", data=(str(celeba), str(ffhq)), out=str(tmp_path), mask_source="generated",
+                             mask_model=str(WEIGHTS_DIR / MASK_WEIGHTS))
+    train, val = training_records(settings)
+    assert not set(copies) & {r.id for r in train + val}
+    assert len(train) + len(val) == len(alone) + sum(1 for part in ("train", "val")
+                                                     for _ in data.select(data.open_dataset(celeba), part)) - 2
+    said = capsys.readouterr().out
+    assert all(f"{copy} (= {original})" in said for copy, original in copies.items())
