@@ -20,6 +20,7 @@ import traceback
 from pathlib import Path
 
 import gradio as gr
+from starlette.middleware import Middleware
 
 from baselines import registry
 from smfd.errors import InputError
@@ -33,6 +34,7 @@ from .context import AppContext, weights_tag
 from .examples import find_examples
 from .face import Face
 from .study import NEW_IDS_PER_ADDRESS, Study, setup_of, study_photos, with_control
+from .study_gate import GateMiddleware
 from .study_store import VoteStore, default_url
 from .uploads import MAX_UPLOAD
 
@@ -199,5 +201,7 @@ def launch(host: str = "127.0.0.1", port: int = 7860, weights=None, examples=Non
         server_name=host, server_port=port, share=False, max_file_size=MAX_UPLOAD, theme=THEME,
         css=CSS, ssr_mode=False, mcp_server=False, footer_links=["api"], show_error=False,
         allowed_paths=[str(ctx.work_dir)],  # the API hands out files from the requests' folders
-        prevent_thread_lock=not block)
+        prevent_thread_lock=not block,
+        # votes of sessions that never pressed Start are answered before the queue (app.study_gate)
+        app_kwargs={"middleware": [Middleware(GateMiddleware, gate=ctx.study.gate)]} if ctx.study else None)
     return demo

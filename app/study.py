@@ -18,6 +18,7 @@ from smfd.images import check_rgb, list_images, read_image, write_png
 from smfd.paths import sha256_of
 
 from .rate_limit import SlidingWindow
+from .study_gate import StudyGate
 from .study_store import VoteStore
 
 CONTROL = "input"  # the unrestored photo: joins the study when fewer than 2 methods exist
@@ -72,6 +73,7 @@ class Study:
         self.ready = threading.Event()
         self.failure: str | None = None  # why precompute stopped, if it failed: the study cannot open
         self.newcomers = SlidingWindow(new_ids, 60.0)  # new participant ids per client address and minute
+        self.gate = StudyGate(store.refuse)  # votes of sessions that never pressed Start, before the queue
 
     def __len__(self) -> int:
         return len(self.images)

@@ -22,6 +22,7 @@ from . import study_stats
 from .admin import Refused
 from .context import AppContext
 from .study import NotReady
+from .study_gate import REFUSED
 from .study_store import REFUSALS, StoreUnavailable, Vote
 
 INTRO = """Each screen shows **two restorations of the same photo**. Click the one that looks
@@ -113,6 +114,7 @@ def start(ctx: AppContext, saved_id, request: gr.Request = None, state: dict | N
     if participant is None:
         raise gr.Error("Too many new participants from your network address right now: please try again "
                        "in a minute.", title="Busy")
+    study.gate.started(getattr(request, "session_hash", None))
     return (participant, *_screen(ctx, participant, index))
 
 
@@ -122,7 +124,7 @@ def vote(ctx: AppContext, side: str, state: dict | None, shown, request: gr.Requ
     if store is None or participant is None:
         if store is not None:
             store.refuse("forged")
-        raise gr.Error("No study session in this tab: press Start first.")
+        raise gr.Error(REFUSED)
     try:
         index = int(shown)
     except (TypeError, ValueError):
@@ -215,8 +217,10 @@ def build(ctx: AppContext) -> SimpleNamespace:
     start_btn.click(on_start, [saved_id, state], [saved_id, *screen], **events)
     newcomer.click(lambda: (None, None), None, [saved_id, state], api_visibility="private", queue=False).then(
         on_start, [saved_id, state], [saved_id, *screen], **events)
-    pick_left.click(on_left, [state, shown], screen, **events)
-    pick_right.click(on_right, [state, shown], screen, **events)
+    votes = [pick_left.click(on_left, [state, shown], screen, **events),
+             pick_right.click(on_right, [state, shown], screen, **events)]
+    if ctx.study is not None:
+        ctx.study.gate.vote_fns = {vote["id"] for vote in votes}
 
     with gr.Accordion("Results (admin)", open=False, elem_id="study-admin"):
         token = gr.Textbox(label="Admin token", type="password", elem_id="study-token")

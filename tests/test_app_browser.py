@@ -431,6 +431,41 @@ def test_raw_calls_cannot_forge_or_replay_votes(server):
     assert refused == expected
 
 
+def test_a_flood_of_votes_without_start_is_answered_before_the_queue(server):
+    """Raw votes from sessions that never pressed Start: past the first few per address within
+    10 s, the app answers them itself (429 and the reason, which the page shows) instead of
+    queueing them before the participants' votes; a participant on the same address votes on."""
+    import asyncio
+
+    from app.study_client import API, StudyClient
+    from app.study_gate import NOT_STARTED_PER_ADDRESS, REFUSED
+    from app.study_store import VoteStore
+
+    store = VoteStore(f"sqlite:///{server.db}")
+    forged_before = store.refusals()["forged"]
+
+    async def flood():
+        async with StudyClient(server.url) as participant:
+            screen = await participant.start()
+            fn_index, trigger = participant.fns["study-pick-left"]
+            answers = [await participant.http.post(f"{participant.url}{API}/queue/join", json={
+                "data": [None, "0"], "fn_index": fn_index, "trigger_id": trigger, "event_data": None,
+                "session_hash": f"flood{i}"}) for i in range(NOT_STARTED_PER_ADDRESS + 10)]
+            after = await participant.vote("left", screen.trial)
+            return answers, after
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:  # Playwright's loop owns this thread
+        answers, after = pool.submit(asyncio.run, flood()).result()
+    refused = [a for a in answers if a.status_code == 429]
+    assert len(refused) >= 10 and all(a.status_code in (200, 429) for a in answers)
+    assert all(a.json() == {"detail": REFUSED} for a in refused)
+    assert after.trial == "1" and "Photo 2" in after.where  # the participant's vote was stored
+    deadline = time.monotonic() + 10  # the app writes the refusals it counted within a second
+    while store.refusals()["forged"] - forged_before < len(refused) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert store.refusals()["forged"] - forged_before >= len(refused)
+
+
 # ---------------------------------------------------------------- the API
 
 @pytest.fixture(scope="module")

@@ -1073,6 +1073,25 @@ def test_study_events_deal_vote_and_refuse(tmp_path):
                                           "too-many-ids": 0}
 
 
+def test_the_gate_lets_started_sessions_and_a_few_others_into_the_queue():
+    from app.study_gate import NOT_STARTED_PER_ADDRESS, StudyGate
+
+    refused = []
+    gate = StudyGate(refused.append)
+    gate.vote_fns = {5}
+    gate.started("tab-a")
+
+    def body(fn, session):
+        return json.dumps({"fn_index": fn, "session_hash": session, "data": []}).encode()
+
+    assert all(gate.admits(body(5, f"s{i}"), "10.0.0.1") for i in range(NOT_STARTED_PER_ADDRESS))
+    assert not gate.admits(body(5, "one-more"), "10.0.0.1") and refused == ["forged"]
+    assert gate.admits(body(5, "tab-a"), "10.0.0.1")  # a session that pressed Start, same address
+    assert gate.admits(body(5, "elsewhere"), "10.0.0.2")  # another address has its own few
+    assert gate.admits(body(7, "s99"), "10.0.0.1") and gate.admits(b"not json", "10.0.0.1")  # not a vote
+    assert refused == ["forged"]
+
+
 def test_a_second_click_on_the_last_photo_is_a_duplicate(tmp_path):
     """The answer to the last vote lost (or a double submit): the click again is the duplicate it
     is, and the participant reads "Thank you", not "Press Start" (which begins a new participant)."""
