@@ -9,6 +9,7 @@ import math
 from smfd.errors import InputError
 
 COLUMNS = ("generated_id_dist", "truth_id_dist", "generated_psnr", "truth_psnr")
+INPUTS = ("input_psnr", "input_id_dist")  # the blurry faces' own figures: equal where the degradations are
 
 
 def read(path: str, columns: tuple[str, ...] = COLUMNS) -> dict[str, dict[str, float]]:
@@ -40,3 +41,14 @@ def read(path: str, columns: tuple[str, ...] = COLUMNS) -> dict[str, dict[str, f
         if odd:  # a nan would make every mean nan
             raise InputError(f"{path}: face {face}: {odd[0]} is not a finite number ({row[odd[0]]})")
     return figures
+
+
+def check_same_inputs(first: dict, second: dict, names: tuple[str, str]) -> None:
+    """Refuse two CSVs (read with INPUTS) whose blurry faces differ: runs with another --seed,
+    --jpeg or data, whose differences would be the degradations', not the models'."""
+    for face in first:
+        for column in INPUTS:
+            if abs(first[face][column] - second[face][column]) > 1e-6:
+                raise InputError(f"{names[0]} and {names[1]}: face {face} was degraded otherwise ({column} "
+                                 f"{first[face][column]:.4f} against {second[face][column]:.4f}): compare runs "
+                                 "with the same --seed, --jpeg and data")

@@ -12,7 +12,7 @@ import sys
 
 import numpy as np
 
-from eval.per_face import COLUMNS, read
+from eval.per_face import COLUMNS, INPUTS, check_same_inputs, read
 from smfd.cli import run_reported, script_parser
 from smfd.errors import InputError
 
@@ -22,9 +22,10 @@ def main() -> None:
     parser.add_argument("before", help="--per-face CSV of the older model")
     parser.add_argument("after", help="--per-face CSV of the newer model")
     args = parser.parse_args()
-    before, after = read(args.before), read(args.after)
+    before, after = (read(path, COLUMNS + INPUTS) for path in (args.before, args.after))
     if set(before) != set(after):
         raise InputError(f"{args.before} and {args.after} hold different faces: compare runs on the same faces")
+    check_same_inputs(before, after, (args.before, args.after))
     ids = sorted(before)
     print(f"{len(ids)} faces, {args.after} - {args.before}\n")
     print("| figure | mean change | standard error | faces down | faces up |")

@@ -4,7 +4,7 @@
 
 Copies the training and validation faces of celebamask_mini (never its test split, so every figure
 measured here on the test faces stays held out) with their masks, then FFHQ faces while the budget
-lasts, each image as JPEG at ``--quality`` (or its original JPEG file where that is smaller). The
+lasts (less any copy of a CelebAMask-HQ test face: FFHQ's sample holds some under other ids), each image as JPEG at ``--quality`` (or its original JPEG file where that is smaller). The
 split is a hash of each face id, so the packed folders give the same training and validation faces
 as the originals. ``.device/`` is
 git-ignored; name it in the device tool's ``carry``. Prints what it wrote and its size.
@@ -73,8 +73,14 @@ def main() -> None:
             raise InputError(f"only {faces} of {len(celeba)} CelebAMask-HQ faces fit in {args.budget_mb:g} MiB: "
                              "raise --budget-mb")
         ffhq_dir = Path(args.data) / "ffhq_mini"
-        extra, used2 = pack(data.open_dataset(ffhq_dir), building / "ffhq_mini", args.quality, budget, used) \
-            if ffhq_dir.is_dir() else (0, used)
+        ffhq = data.open_dataset(ffhq_dir) if ffhq_dir.is_dir() else []
+        # FFHQ holds re-encoded copies of CelebA-HQ faces: on the device the test faces are not there
+        # for smfd train to find them, so copies of test faces are left out here
+        copies = data.copies_of(ffhq, data.select(data.open_dataset(Path(args.data) / "celebamask_mini"), "test"))
+        if copies:
+            print(f"left out {len(copies)} FFHQ faces that are copies of CelebAMask-HQ test faces: "
+                  + ", ".join(f"{a} (= {b})" for a, b in sorted(copies.items())))
+        extra, used2 = pack([r for r in ffhq if r.id not in copies], building / "ffhq_mini", args.quality, budget, used)
         building.chmod(0o755)  # mkdtemp's folder is owner-only; the pack is an ordinary folder
         building.rename(out)
     finally:
