@@ -72,7 +72,7 @@ def blur_lab(ctx: AppContext, image, resize, source, seed, *option_values):
     blurry, recipe = examples.blurred(sharp, seed, name, options)
     record = recipe_record(recipe, options, seed, name)
     folder, stem = ctx.output_dir(), f"{safe_stem(name)}_seed{seed}"
-    files = [str(write_recipe(folder / f"{stem}_recipe.json", record))]
+    files = [str(write_png(folder / f"{stem}_blurred.png", blurry)), str(write_recipe(folder / f"{stem}_recipe.json", record))]
     # The recipe replays on the face it was drawn on: where the user has no file of it (scaled, or
     # an example, which is loaded at 512 px), the lab gives it.
     if sharp.shape != image.shape or source is not None:
@@ -140,7 +140,7 @@ def build(ctx: AppContext) -> SimpleNamespace:
             kernels = gr.Image(label="Kernels and effective point-spread function", format="png",
                                interactive=False, elem_id="blur-kernels")
             summary = gr.Markdown()
-            recipe_file = gr.File(label="Download the recipe ('smfd blur SHARP OUT --recipe FILE' replays it; "
+            recipe_file = gr.File(label="Download the blurred face and its recipe ('smfd blur SHARP OUT --recipe FILE' replays it; "
                                         "SHARP: the face scaled to 512 px, given with it when the lab scaled it)",
                                   file_count="multiple", elem_id="blur-recipe-file")
             send = gr.Button("Send to restore", elem_id="blur-send", interactive=False)
@@ -151,8 +151,14 @@ def build(ctx: AppContext) -> SimpleNamespace:
     for c in option_inputs:
         c.change(count_text, option_inputs, count, api_visibility="private", show_progress="hidden",
                  queue=False)
-    example.change(partial(load_example, ctx), example, [image, source], api_visibility="private")
-    image.upload(lambda: None, None, source, api_visibility="private", queue=False)  # named by the upload itself
+    # A new face, or the result refused: no result of the face before stays beside it, to be sent
+    results = [blurry, kernels, summary, recipe, recipe_file, lab_face, send]
+    stale = lambda: (None, None, "", "", None, None, gr.Button(interactive=False))  # noqa: E731
+    example.change(partial(load_example, ctx), example, [image, source], api_visibility="private").success(
+        stale, None, results, api_visibility="private", queue=False)
+    image.upload(lambda: (None, *stale()), None, [source, *results], api_visibility="private",
+                 queue=False)  # named by the upload itself
+    image.clear(stale, None, results, api_visibility="private", queue=False)
     new_seed.click(lambda: int(np.random.default_rng().integers(examples.SEEDS)), None, seed,
                    api_visibility="private", queue=False)
     run.click(partial(blur_lab, ctx), [image, resize, source, seed, *option_inputs],

@@ -125,11 +125,12 @@ def clear_errors(fn):
     return run
 
 
-def send_to_restore(face: Face | None):
+def send_to_restore(ctx: AppContext, face: Face | None):
+    """The lab's face in the Restore tab as a loaded example is: its references in their boxes
+    (an example's mask too, which came along unseen before)."""
     if face is None:
         raise gr.Error("Blur a face first.")
-    return face, face.blurry, None, "", None, None, gr.Button(interactive=face.truth is not None), \
-        face.sharp, None, gr.Tabs(selected="restore")
+    return face, *restore_tab.loaded(ctx, face), gr.Tabs(selected="restore")
 
 
 def build_app(ctx: AppContext) -> gr.Blocks:
@@ -147,8 +148,8 @@ def build_app(ctx: AppContext) -> gr.Blocks:
                 study_tab.build(ctx)
             with gr.Tab("Learn", id="learn", elem_id="tab-learn"):
                 learn_tab.build(ctx, face)
-        blur.send.click(send_to_restore, blur.lab_face,
-                        [face, restore.input, *restore.outputs[1:], *restore.references, tabs],
+        blur.send.click(functools.partial(send_to_restore, ctx), blur.lab_face,
+                        [face, restore.input, *restore.outputs[1:], *restore.references, restore.kind, tabs],
                         api_visibility="private")
         api.register(ctx)
     for block_fn in demo.fns.values():

@@ -16,7 +16,7 @@ from . import examples
 from .context import AppContext
 from .errors import shown_to_user
 from .face import Face, apply_strokes, editor_value, palette_hex, report, write_mask_png
-from .uploads import WHOLE_PHOTO_PIXELS, Upload, check_pixels, checked_image, read_mask_upload
+from .uploads import FULL_SIZE_PIXELS, WHOLE_PHOTO_PIXELS, Upload, check_pixels, checked_image, read_mask_upload
 
 
 def legend_html() -> str:
@@ -140,6 +140,9 @@ def restore(ctx: AppContext, face: Face | None, whole_photo: bool, progress=gr.P
             reason = found.summary() if found.faces else "no face found (an aligned face crop? switch off the whole-photo mode)"
             raise gr.Error(f"{face.name}: {reason}", title="No face restored")
         return face.replace(mask=None, mask_source="", restored=out, note=found.summary())
+    h, w = face.blurry.shape[:2]  # its fine detail is kept at full size: seconds per megapixel
+    check_pixels(w, h, FULL_SIZE_PIXELS, "a face restored as one aligned crop (use `smfd restore --aligned` "
+                 "for bigger ones)", face.name)
     progress(0.1, desc="Predicting the mask and restoring")
     return restored_with(ctx, face, None, "generated")
 
@@ -219,11 +222,15 @@ def build(ctx: AppContext, face: gr.State) -> SimpleNamespace:
 
     outputs = [face, slider, info, files, editor, use_truth]
     hidden = dict(api_visibility="private")
-    # A new face starts without the previous one's references: the boxes show what the face has.
+    # A new face starts without the previous one's references (and reads a mask's values as auto
+    # again): the boxes show what the face has. A refused upload leaves no face: Restore would
+    # have restored the one before it, shown beside the refused picture.
     references = [sharp_in, truth_in]
-    blurry_in.upload(lambda image: (face_from_upload(image), *cleared(), None, None), blurry_in,
-                     [*outputs, *references], **hidden)
-    blurry_in.clear(lambda: (None, *cleared(), None, None), None, [*outputs, *references], **hidden)
+    blurry_in.upload(lambda image: (face_from_upload(image), *cleared(), None, None, "auto"), blurry_in,
+                     [*outputs, *references, kind], **hidden).failure(
+        lambda: (None, *cleared(), None, None, "auto", None), None, [*outputs, *references, kind, blurry_in],
+        **hidden)
+    blurry_in.clear(lambda: (None, *cleared(), None, None, "auto"), None, [*outputs, *references, kind], **hidden)
     load.click(partial(face_from_example, ctx), [example, seed], face, **hidden).success(
         partial(loaded, ctx), face, [blurry_in, *outputs[1:], *references, kind], **hidden)
     # A reference removed or refused (another picture's, not a mask) leaves the face and its box:
@@ -250,4 +257,4 @@ def build(ctx: AppContext, face: gr.State) -> SimpleNamespace:
                                   (use_generated.click, restore_generated, face)):
         trigger(partial(work, ctx), inputs, result, **model).success(
             partial(adopted, ctx), [face, result], outputs, **hidden)
-    return SimpleNamespace(input=blurry_in, outputs=outputs, references=references)
+    return SimpleNamespace(input=blurry_in, outputs=outputs, references=references, kind=kind)

@@ -140,7 +140,7 @@ def load_example(page, name: str) -> None:
 
 # ---------------------------------------------------------------- tabs
 
-def test_blur_lab_with_chosen_parameters_then_send_to_restore(visitor):
+def test_blur_lab_with_chosen_parameters_then_send_to_restore(visitor, tmp_path):
     from playwright.sync_api import expect
 
     page = visitor.open()
@@ -172,6 +172,12 @@ def test_blur_lab_with_chosen_parameters_then_send_to_restore(visitor):
     page.get_by_text("Optional references").click()  # ... and its box shows it
     expect(page.locator("#restore-sharp img")).to_be_visible(timeout=TIMEOUT)
     assert (image_at(visitor, "#restore-sharp img") == astronaut_face()).all()
+    # Another face uploaded to the lab: the result of the one before is not left to be sent
+    page.get_by_role("tab", name="Blur lab").click()
+    Image.fromarray(astronaut_face()[::-1]).save(tmp_path / "upside_down.png")
+    page.locator("#blur-source input[type=file]").set_input_files(str(tmp_path / "upside_down.png"))
+    expect(page.locator("#blur-send")).to_be_disabled(timeout=TIMEOUT)
+    expect(page.locator("#blur-result img")).to_have_count(0)
 
 
 def test_restore_edit_the_mask_restore_again_and_swap_in_the_truth(browser, server, celeba):
@@ -255,6 +261,13 @@ def test_a_bad_upload_gets_a_clear_message(visitor, tmp_path, celeba):
     expect(report).to_contain_text("Measured at 256x256 against the sharp face", timeout=TIMEOUT)
     page.locator("#restore-sharp").get_by_label("Remove Image").click()
     expect(report).to_contain_text("No sharp reference", timeout=TIMEOUT)
+    # A refused upload after a restoration leaves no face: the result before it goes, and Restore
+    # says so rather than restoring the earlier face again beside the refused picture
+    page.locator("#restore-input input[type=file]").set_input_files(str(notes))
+    expect(report).not_to_contain_text("restored", timeout=TIMEOUT)
+    page.click("#restore-run")
+    expect(page.get_by_text("Upload a blurry face or load an example first.")).to_be_visible(timeout=TIMEOUT)
+    expect(report).not_to_contain_text("restored")
 
 
 def test_compare_every_method(visitor, celeba):

@@ -119,6 +119,11 @@ def test_expensive_paths_have_a_pixel_budget_checked_before_decoding(tmp_path, m
     photo = face.Face("group.jpg", np.zeros((4200, 4100, 3), np.uint8))
     with pytest.raises(gr.Error, match=r"group.jpg: image is too large for the whole-photo mode .*4100x4200"):
         restore_tab.restore(ctx, photo, True, lambda *a, **k: None)
+    # One face restored whole keeps its fine detail at full size: 20 megapixels held the model 28 s
+    ctx = make_context(tmp_path, restorer=SimpleNamespace(restore_face=lambda *a, **k: pytest.fail("ran")))
+    with pytest.raises(gr.Error, match=r"group.jpg: image is too large for a face restored as one aligned crop "
+                                       r"\(use `smfd restore --aligned` for bigger ones\) \(4100x4200, 17.2 megapixels; the limit is 4.2"):
+        restore_tab.restore(ctx, photo, False, lambda *a, **k: None)
     # Compare runs every method (the deconvolution's kernel grows with the image) at full size.
     ctx = make_context(tmp_path)
     monkeypatch.setattr(compare_tab, "run_all", lambda *a, **k: pytest.fail("ran"))
@@ -317,7 +322,8 @@ def test_blur_lab_recipe_replays_the_result_and_files_are_per_request(tmp_path):
     sharp = examples.astronaut_face()
     values = option_values(layers=[2], sequences=["G>M"], directions=["vertical"], noise_on=False)
     outputs = [blur_tab.blur_lab(ctx, sharp, True, ("astronaut", None), 7, *values) for _ in range(2)]
-    blurry, kernels, summary, text, (path, given), lab_face = outputs[0]
+    blurry, kernels, summary, text, (blurred, path, given), lab_face = outputs[0]
+    assert blurred.endswith("astronaut_seed7_blurred.png") and (read_image(blurred) == blurry).all()
     assert given.endswith("astronaut_seed7_sharp_512x512.png")  # an example: the user has no file of it
     assert (read_image(given) == sharp).all()
     record = json.loads(text)
@@ -326,12 +332,12 @@ def test_blur_lab_recipe_replays_the_result_and_files_are_per_request(tmp_path):
     assert all(layer[1]["direction"] == "vertical" for layer in record["layers"])
     replay = degrade.apply(sharp, degrade.Recipe.from_dict(json.loads(Path(path).read_text())))
     assert (replay == blurry).all()
-    assert (outputs[1][0] == blurry).all() and outputs[1][4][0] != path  # same seed, own file
+    assert (outputs[1][0] == blurry).all() and outputs[1][4][1] != path  # same seed, own file
     uploaded = blur_tab.blur_lab(ctx, sharp, True, None, 7, *values)[4]  # the user's own 512 px file: no copy
-    assert [Path(f).name for f in uploaded] == ["upload_seed7_recipe.json"]
+    assert [Path(f).name for f in uploaded] == ["upload_seed7_blurred.png", "upload_seed7_recipe.json"]
     # A face the lab scales to 512 px first comes with its scaled copy: the recipe replays on that.
     large = cv2.resize(sharp, (800, 800), interpolation=cv2.INTER_CUBIC)
-    big, *_, (big_recipe, scaled), _ = blur_tab.blur_lab(ctx, large, True, ("big", None), 7, *values)
+    big, *_, (_, big_recipe, scaled), _ = blur_tab.blur_lab(ctx, large, True, ("big", None), 7, *values)
     assert scaled.endswith("big_seed7_sharp_512x512.png")
     replay = degrade.apply(read_image(scaled), degrade.Recipe.from_dict(json.loads(Path(big_recipe).read_text())))
     assert (replay == big).all()
@@ -360,6 +366,22 @@ def test_the_blur_lab_draws_and_applies_as_smfd_blur_does(tmp_path):
     shuffled = option_values(sequences=["G>M>G", "M", "M>G", "G>M"], directions=["vertical", "diagonal",
                                                                                "anti-diagonal", "horizontal"])
     assert (blur_tab.blur_lab(ctx, upload, False, None, 9, *shuffled)[0] == blurry).all()
+
+
+def test_send_to_restore_shows_the_example_s_mask_it_brings(tmp_path):
+    """A lab face of a dataset example carries its true mask: the Restore tab's box shows it, read
+    as groups (it came along unseen, used by 'Use the ground-truth mask' and the report's Dice)."""
+    from app.main import send_to_restore
+
+    ctx = make_context(tmp_path)
+    sharp = examples.astronaut_face()
+    truth = np.zeros(sharp.shape[:2], np.uint8)
+    truth[100:400, 100:400] = 1
+    lab = face.Face("example (blur lab, seed 1)", examples.blurred(sharp, 1, "example")[0], sharp,
+                    origin="example").with_truth(truth)
+    sent, blurry, *_, button, sharp_box, truth_box, kind, tabs = send_to_restore(ctx, lab)
+    assert sent is lab and (blurry == lab.blurry).all() and (sharp_box == sharp).all() and button.interactive
+    assert kind == "groups" and (read_labels(truth_box) == truth).all()
 
 
 def test_live_count_follows_the_options():
