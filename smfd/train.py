@@ -255,7 +255,10 @@ def training_records(s: TrainSettings) -> tuple[list, list]:
     train = data.select(records, "train", s.k, s.fold, s.test_fraction)
     val = data.select(records, "val", s.k, s.fold, s.test_fraction)
     if len(by_root) > 1:  # each dataset is split by its own ids: one photo in two of them can cross the split
-        copies = data.copies_of(train + val, data.select(records, "test", s.k, s.fold, s.test_fraction))
+        held_out = data.select(records, "test", s.k, s.fold, s.test_fraction)
+        print(f"[smfd train] looking for copies of the {len(held_out)} test faces among the {len(train) + len(val)} "
+              "training and validation faces (thumbnails: seconds per ten thousand)", flush=True)
+        copies = data.copies_of(train + val, held_out)
         if copies:
             print(f"[smfd train] left out {len(copies)} training/validation faces that are copies of held-out "
                   f"test faces: " + ", ".join(f"{a} (= {b})" for a, b in sorted(copies.items())),
