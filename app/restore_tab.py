@@ -222,17 +222,20 @@ def build(ctx: AppContext, face: gr.State) -> SimpleNamespace:
 
     outputs = [face, slider, info, files, editor, use_truth]
     hidden = dict(api_visibility="private")
+    # Every event that reads or changes the face, one at a time: an upload that ran beside the
+    # adoption of a result for the face before it could leave that result shown beside the new face
+    on_face = dict(concurrency_id="face", **hidden)
     # A new face starts without the previous one's references (and reads a mask's values as auto
     # again): the boxes show what the face has. A refused upload leaves no face: Restore would
     # have restored the one before it, shown beside the refused picture.
     references = [sharp_in, truth_in]
     blurry_in.upload(lambda image: (face_from_upload(image), *cleared(), None, None, "auto"), blurry_in,
-                     [*outputs, *references, kind], **hidden).failure(
+                     [*outputs, *references, kind], **on_face).failure(
         lambda: (None, *cleared(), None, None, "auto", None), None, [*outputs, *references, kind, blurry_in],
-        **hidden)
-    blurry_in.clear(lambda: (None, *cleared(), None, None, "auto"), None, [*outputs, *references, kind], **hidden)
-    load.click(partial(face_from_example, ctx), [example, seed], face, **hidden).success(
-        partial(loaded, ctx), face, [blurry_in, *outputs[1:], *references, kind], **hidden)
+        **on_face)
+    blurry_in.clear(lambda: (None, *cleared(), None, None, "auto"), None, [*outputs, *references, kind], **on_face)
+    load.click(partial(face_from_example, ctx), [example, seed], face, **on_face).success(
+        partial(loaded, ctx), face, [blurry_in, *outputs[1:], *references, kind], **on_face)
     # A reference removed or refused (another picture's, not a mask) leaves the face and its box:
     # the boxes show what the face has.
     changed = [face, info, use_truth]
@@ -240,13 +243,13 @@ def build(ctx: AppContext, face: gr.State) -> SimpleNamespace:
     def refused(reference: str):
         return lambda f: (None, *without(f, reference))
 
-    sharp_in.upload(with_sharp, [face, sharp_in], changed, **hidden).failure(
-        refused("sharp"), face, [sharp_in, *changed], **hidden)
+    sharp_in.upload(with_sharp, [face, sharp_in], changed, **on_face).failure(
+        refused("sharp"), face, [sharp_in, *changed], **on_face)
     for event in (truth_in.upload, kind.change):  # the radio button says how to read the mask
-        event(with_truth, [face, truth_in, kind], changed, **hidden).failure(
-            refused("truth"), face, [truth_in, *changed], **hidden)
-    sharp_in.clear(partial(without, reference="sharp"), face, changed, **hidden)
-    truth_in.clear(partial(without, reference="truth"), face, changed, **hidden)
+        event(with_truth, [face, truth_in, kind], changed, **on_face).failure(
+            refused("truth"), face, [truth_in, *changed], **on_face)
+    sharp_in.clear(partial(without, reference="sharp"), face, changed, **on_face)
+    truth_in.clear(partial(without, reference="truth"), face, changed, **on_face)
     # The model's result goes to the face as it is when the result comes: what was uploaded or
     # removed meanwhile stays.
     result = gr.State()
@@ -256,5 +259,5 @@ def build(ctx: AppContext, face: gr.State) -> SimpleNamespace:
                                   (use_truth.click, restore_truth, face),
                                   (use_generated.click, restore_generated, face)):
         trigger(partial(work, ctx), inputs, result, **model).success(
-            partial(adopted, ctx), [face, result], outputs, **hidden)
+            partial(adopted, ctx), [face, result], outputs, **on_face)
     return SimpleNamespace(input=blurry_in, outputs=outputs, references=references, kind=kind)

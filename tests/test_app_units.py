@@ -368,6 +368,22 @@ def test_the_blur_lab_draws_and_applies_as_smfd_blur_does(tmp_path):
     assert (blur_tab.blur_lab(ctx, upload, False, None, 9, *shuffled)[0] == blurry).all()
 
 
+def test_every_event_that_changes_the_face_waits_for_the_others(tmp_path):
+    """An upload that ran beside the adoption of the face before it's result left that result
+    beside the new face (3 of 5 tries in a browser): the events that write the face share one
+    queue of one at a time."""
+    from app.main import build_app
+
+    demo = build_app(make_context(tmp_path))
+    fns = list(demo.fns.values())
+    adoption = next(f for f in fns if getattr(getattr(f.fn, "__wrapped__", None), "func", None) is restore_tab.adopted)
+    face_state = adoption.outputs[0]
+    writers = [f for f in fns if face_state in f.outputs]
+    assert len(writers) >= 8 and {f.concurrency_id for f in writers} == {"face"}, \
+        [(f.name, f.concurrency_id) for f in writers]
+    assert all(f.concurrency_limit in (1, "default") for f in writers)
+
+
 def test_send_to_restore_shows_the_example_s_mask_it_brings(tmp_path):
     """A lab face of a dataset example carries its true mask: the Restore tab's box shows it, read
     as groups (it came along unseen, used by 'Use the ground-truth mask' and the report's Dice)."""
