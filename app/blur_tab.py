@@ -151,14 +151,15 @@ def build(ctx: AppContext) -> SimpleNamespace:
     for c in option_inputs:
         c.change(count_text, option_inputs, count, api_visibility="private", show_progress="hidden",
                  queue=False)
-    # A new face, or the result refused: no result of the face before stays beside it, to be sent
+    # A new face: no result of the face before stays beside it, to be sent. Cleared in the model's
+    # queue, after any Blur run queued or running for the face before.
     results = [blurry, kernels, summary, recipe, recipe_file, lab_face, send]
+    after_runs = dict(api_visibility="private", concurrency_id="model")
     stale = lambda: (None, None, "", "", None, None, gr.Button(interactive=False))  # noqa: E731
     example.change(partial(load_example, ctx), example, [image, source], api_visibility="private").success(
-        stale, None, results, api_visibility="private", queue=False)
-    image.upload(lambda: (None, *stale()), None, [source, *results], api_visibility="private",
-                 queue=False)  # named by the upload itself
-    image.clear(stale, None, results, api_visibility="private", queue=False)
+        stale, None, results, **after_runs)
+    image.upload(lambda: (None, *stale()), None, [source, *results], **after_runs)  # named by the upload itself
+    image.clear(stale, None, results, **after_runs)
     new_seed.click(lambda: int(np.random.default_rng().integers(examples.SEEDS)), None, seed,
                    api_visibility="private", queue=False)
     run.click(partial(blur_lab, ctx), [image, resize, source, seed, *option_inputs],

@@ -78,6 +78,9 @@ def without(face: Face | None, reference: str):
 
 def restored_with(ctx: AppContext, face: Face, mask, source: str) -> Face:
     """The face restored with ``mask``, or with the generated one when ``mask`` is None."""
+    h, w = face.blurry.shape[:2]  # its fine detail is kept at full size: seconds per megapixel
+    check_pixels(w, h, FULL_SIZE_PIXELS, "a face restored as one aligned crop (use `smfd restore --aligned` "
+                 "for bigger ones)", face.name)
     with shown_to_user():
         result = ctx.restorer.restore_face(face.blurry, mask)
     generated = result.groups if result.generated else face.generated
@@ -104,7 +107,7 @@ def loaded(ctx: AppContext, face: Face):
     group values (the mask radio set to say so), so that what the face holds is what the boxes show."""
     truth = None if face.truth is None else write_mask_png(ctx.output_dir() / f"{face.file_stem}_mask.png", face.truth)
     return (face.blurry, *cleared()[:-1], gr.Button(interactive=truth is not None), face.sharp,
-            None if truth is None else str(truth), "groups" if truth is not None else gr.update())
+            None if truth is None else str(truth), "groups" if truth is not None else "auto")
 
 
 def show(ctx: AppContext, face: Face):
@@ -140,9 +143,6 @@ def restore(ctx: AppContext, face: Face | None, whole_photo: bool, progress=gr.P
             reason = found.summary() if found.faces else "no face found (an aligned face crop? switch off the whole-photo mode)"
             raise gr.Error(f"{face.name}: {reason}", title="No face restored")
         return face.replace(mask=None, mask_source="", restored=out, note=found.summary())
-    h, w = face.blurry.shape[:2]  # its fine detail is kept at full size: seconds per megapixel
-    check_pixels(w, h, FULL_SIZE_PIXELS, "a face restored as one aligned crop (use `smfd restore --aligned` "
-                 "for bigger ones)", face.name)
     progress(0.1, desc="Predicting the mask and restoring")
     return restored_with(ctx, face, None, "generated")
 

@@ -22,6 +22,7 @@ NOT_STARTED_PER_ADDRESS = 20  # votes of sessions without Start that reach the q
 WINDOW = 10.0  # seconds
 SESSIONS_KEPT = 100_000  # sessions that pressed Start remembered (oldest forgotten first): a few MB
 REFUSED = "No study session in this tab: press Start first."
+VOTE_BODY = 64 * 1024  # bytes of a queue call read to see whether it is a vote (one is under 1 KB)
 
 
 class StudyGate:
@@ -45,16 +46,17 @@ class StudyGate:
             while len(self._started) > SESSIONS_KEPT:
                 self._started.popitem(last=False)
 
-    def admits(self, body: bytes, client: str) -> bool:
-        """Whether a queue call (its JSON body) may join the queue."""
+    def admits(self, body: bytes | None, client: str) -> bool:
+        """Whether a queue call (its JSON body; None: too long to be a vote) may join the queue."""
         try:
-            call = json.loads(body)
-        except ValueError:  # Gradio answers a malformed body itself
+            call = json.loads(body) if body is not None else None
+        except (ValueError, RecursionError):  # Gradio answers a malformed body itself
             return True
-        if not isinstance(call, dict) or call.get("fn_index") not in self.vote_fns:
+        if not (isinstance(call, dict) and isinstance(call.get("fn_index"), int)
+                and isinstance(call.get("session_hash"), str) and call["fn_index"] in self.vote_fns):
             return True
         with self._lock:
-            if call.get("session_hash") in self._started:
+            if call["session_hash"] in self._started:
                 return True
         if self._not_started.admit(client):
             return True
@@ -72,15 +74,17 @@ class GateMiddleware:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope["method"] != "POST" or not scope["path"].endswith("/queue/join"):
             return await self.app(scope, receive, send)
-        body, more = b"", True
-        while more:
+        chunks, size, more = [], 0, True
+        while more and size <= VOTE_BODY:  # a vote's body is small: a longer one is not read here
             message = await receive()
             if message["type"] != "http.request":  # the client went away
                 return
-            body += message.get("body", b"")
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
             more = message.get("more_body", False)
+        body = b"".join(chunks)
         client = (scope.get("client") or ("unknown",))[0]
-        if not self.gate.admits(body, client):
+        if not self.gate.admits(None if more else body, client):
             answer = json.dumps({"detail": REFUSED}).encode()
             await send({"type": "http.response.start", "status": 429,
                         "headers": [(b"content-type", b"application/json"),
@@ -93,7 +97,7 @@ class GateMiddleware:
             nonlocal replayed
             if not replayed:
                 replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
+                return {"type": "http.request", "body": body, "more_body": more}
             return await receive()
 
         await self.app(scope, replay, send)

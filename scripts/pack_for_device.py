@@ -80,7 +80,8 @@ def main() -> None:
         if copies:
             print(f"left out {len(copies)} FFHQ faces that are copies of CelebAMask-HQ test faces: "
                   + ", ".join(f"{a} (= {b})" for a, b in sorted(copies.items())))
-        extra, used2 = pack([r for r in ffhq if r.id not in copies], building / "ffhq_mini", args.quality, budget, used)
+        extra, used2 = pack([r for r in ffhq if r.id not in copies], building / "ffhq_mini", args.quality, budget,
+                            used) if ffhq else (0, used)
         building.chmod(0o755)  # mkdtemp's folder is owner-only; the pack is an ordinary folder
         building.rename(out)
     finally:

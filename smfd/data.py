@@ -216,8 +216,8 @@ def thumbnails(records: list[FaceRecord]) -> np.ndarray:
     prints = np.empty((len(records), 256), np.float32)
     for i, record in enumerate(records):
         grey = cv2.imdecode(np.fromfile(record.image, np.uint8), cv2.IMREAD_REDUCED_GRAYSCALE_8)
-        if grey is None:  # a format OpenCV does not decode
-            grey = cv2.cvtColor(read_image(record.image), cv2.COLOR_RGB2GRAY)
+        if grey is None or min(grey.shape) < 16:  # a format OpenCV does not decode, or a small image
+            grey = cv2.cvtColor(read_image(record.image), cv2.COLOR_RGB2GRAY)  # (names a bad file)
         prints[i] = cv2.resize(grey, (16, 16), interpolation=cv2.INTER_AREA).ravel()
     prints -= prints.mean(axis=1, keepdims=True)
     prints /= np.maximum(np.linalg.norm(prints, axis=1, keepdims=True), 1e-6)  # a flat image stays 0

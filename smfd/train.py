@@ -254,8 +254,11 @@ def training_records(s: TrainSettings) -> tuple[list, list]:
     records = [r for found in by_root.values() for r in found]
     train = data.select(records, "train", s.k, s.fold, s.test_fraction)
     val = data.select(records, "val", s.k, s.fold, s.test_fraction)
+    val = val[: s.val_faces] if s.val_faces else val
+    data.check_files(train + val)
     if len(by_root) > 1:  # each dataset is split by its own ids: one photo in two of them can cross the split
         held_out = data.select(records, "test", s.k, s.fold, s.test_fraction)
+        data.check_files(held_out)  # read for their thumbnails
         print(f"[smfd train] looking for copies of the {len(held_out)} test faces among the {len(train) + len(val)} "
               "training and validation faces (thumbnails: seconds per ten thousand)", flush=True)
         copies = data.copies_of(train + val, held_out)
@@ -264,8 +267,6 @@ def training_records(s: TrainSettings) -> tuple[list, list]:
                   f"test faces: " + ", ".join(f"{a} (= {b})" for a, b in sorted(copies.items())),
                   flush=True)
             train, val = ([r for r in part if r.id not in copies] for part in (train, val))
-    val = val[: s.val_faces] if s.val_faces else val
-    data.check_files(train + val)
     if not train or not val:
         raise InputError(f"too few faces: {len(train)} for training, {len(val)} for validation")
     if (s.samples_per_epoch or len(train)) < s.batch:  # drop_last would leave no batch

@@ -121,9 +121,12 @@ def test_expensive_paths_have_a_pixel_budget_checked_before_decoding(tmp_path, m
         restore_tab.restore(ctx, photo, True, lambda *a, **k: None)
     # One face restored whole keeps its fine detail at full size: 20 megapixels held the model 28 s
     ctx = make_context(tmp_path, restorer=SimpleNamespace(restore_face=lambda *a, **k: pytest.fail("ran")))
-    with pytest.raises(gr.Error, match=r"group.jpg: image is too large for a face restored as one aligned crop "
-                                       r"\(use `smfd restore --aligned` for bigger ones\) \(4100x4200, 17.2 megapixels; the limit is 4.2"):
-        restore_tab.restore(ctx, photo, False, lambda *a, **k: None)
+    for restore in (lambda f: restore_tab.restore(ctx, f, False, lambda *a, **k: None),
+                    lambda f: restore_tab.restore_truth(ctx, f, lambda *a, **k: None)):  # every single-face path
+        with pytest.raises(gr.Error, match=r"group.jpg: image is too large for a face restored as one aligned crop "
+                                           r"\(use `smfd restore --aligned` for bigger ones\) \(4100x4200, 17.2 megapixels; "
+                                           r"the limit is 4.2"):
+            restore(photo.with_truth(np.zeros((4200, 4100), np.uint8)))
     # Compare runs every method (the deconvolution's kernel grows with the image) at full size.
     ctx = make_context(tmp_path)
     monkeypatch.setattr(compare_tab, "run_all", lambda *a, **k: pytest.fail("ran"))
@@ -398,6 +401,8 @@ def test_send_to_restore_shows_the_example_s_mask_it_brings(tmp_path):
     sent, blurry, *_, button, sharp_box, truth_box, kind, tabs = send_to_restore(ctx, lab)
     assert sent is lab and (blurry == lab.blurry).all() and (sharp_box == sharp).all() and button.interactive
     assert kind == "groups" and (read_labels(truth_box) == truth).all()
+    *_, truth_box, kind, _ = send_to_restore(ctx, lab.replace(truth=None))  # a mask's values read as auto again
+    assert truth_box is None and kind == "auto"
 
 
 def test_live_count_follows_the_options():
@@ -1127,6 +1132,10 @@ def test_the_gate_lets_started_sessions_and_a_few_others_into_the_queue():
     assert gate.admits(body(5, "tab-a"), "10.0.0.1")  # a session that pressed Start, same address
     assert gate.admits(body(5, "elsewhere"), "10.0.0.2")  # another address has its own few
     assert gate.admits(body(7, "s99"), "10.0.0.1") and gate.admits(b"not json", "10.0.0.1")  # not a vote
+    # malformed or long calls are Gradio's to answer, never a server error here
+    for odd in (b'{"fn_index": [5], "session_hash": "x"}', b'{"fn_index": 5, "session_hash": ["x"]}',
+                b"[" * 100_000, None):
+        assert gate.admits(odd, "10.0.0.1")
     assert refused == ["forged"]
 
 
