@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-
 import gradio as gr
 import numpy as np
 from gradio import FileData

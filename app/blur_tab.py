@@ -72,7 +72,8 @@ def blur_lab(ctx: AppContext, image, resize, source, seed, *option_values):
     blurry, recipe = examples.blurred(sharp, seed, name, options)
     record = recipe_record(recipe, options, seed, name)
     folder, stem = ctx.output_dir(), f"{safe_stem(name)}_seed{seed}"
-    files = [str(write_png(folder / f"{stem}_blurred.png", blurry)), str(write_recipe(folder / f"{stem}_recipe.json", record))]
+    files = [str(write_png(folder / f"{stem}_blurred.png", blurry)),
+             str(write_recipe(folder / f"{stem}_recipe.json", record))]
     # The recipe replays on the face it was drawn on: where the user has no file of it (scaled, or
     # an example, which is loaded at 512 px), the lab gives it.
     if sharp.shape != image.shape or source is not None:

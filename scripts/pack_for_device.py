@@ -4,7 +4,8 @@
 
 Copies the training and validation faces of celebamask_mini (never its test split, so every figure
 measured here on the test faces stays held out) with their masks, then FFHQ faces while the budget
-lasts (less any copy of a CelebAMask-HQ test face: FFHQ's sample holds some under other ids), each image as JPEG at ``--quality`` (or its original JPEG file where that is smaller). The
+lasts (less any copy of a CelebAMask-HQ test face: FFHQ's sample holds some under other ids),
+each image as JPEG at ``--quality`` (or its original JPEG file where that is smaller). The
 split is a hash of each face id, so the packed folders give the same training and validation faces
 as the originals. ``.device/`` is
 git-ignored; name it in the device tool's ``carry``. Prints what it wrote and its size.
@@ -63,7 +64,8 @@ def main() -> None:
     if out.exists():
         raise InputError(f"{out}: exists already; remove it first")
     check_folder(out.parent, "--out")
-    celeba = data.select(data.open_dataset(Path(args.data) / "celebamask_mini"), "trainval")
+    celebamask = data.open_dataset(Path(args.data) / "celebamask_mini")
+    celeba = data.select(celebamask, "trainval")
     # Packed beside --out and renamed at the end: a pack that does not fit leaves nothing behind
     out.parent.mkdir(parents=True, exist_ok=True)
     building = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
@@ -76,10 +78,10 @@ def main() -> None:
         ffhq = data.open_dataset(ffhq_dir) if ffhq_dir.is_dir() else []
         # FFHQ holds re-encoded copies of CelebA-HQ faces: on the device the test faces are not there
         # for smfd train to find them, so copies of test faces are left out here
-        copies = data.copies_of(ffhq, data.select(data.open_dataset(Path(args.data) / "celebamask_mini"), "test"))
+        copies = data.copies_of(ffhq, data.select(celebamask, "test"))
         if copies:
             print(f"left out {len(copies)} FFHQ faces that are copies of CelebAMask-HQ test faces: "
-                  + ", ".join(f"{a} (= {b})" for a, b in sorted(copies.items())))
+                  + data.named_copies(copies))
         extra, used2 = pack([r for r in ffhq if r.id not in copies], building / "ffhq_mini", args.quality, budget,
                             used) if ffhq else (0, used)
         building.chmod(0o755)  # mkdtemp's folder is owner-only; the pack is an ordinary folder

@@ -238,6 +238,11 @@ def copies_of(records: list[FaceRecord], held_out: list[FaceRecord]) -> dict[str
     return found
 
 
+def named_copies(copies: dict[str, str]) -> str:
+    """What :func:`copies_of` found, as a line names it: "copy (= original), ..."."""
+    return ", ".join(f"{copy} (= {original})" for copy, original in sorted(copies.items()))
+
+
 # ---------------------------------------------------------------- augmentation and samples
 
 @dataclass(frozen=True)

@@ -264,7 +264,7 @@ def training_records(s: TrainSettings) -> tuple[list, list]:
         copies = data.copies_of(train + val, held_out)
         if copies:
             print(f"[smfd train] left out {len(copies)} training/validation faces that are copies of held-out "
-                  f"test faces: " + ", ".join(f"{a} (= {b})" for a, b in sorted(copies.items())),
+                  "test faces: " + data.named_copies(copies),
                   flush=True)
             train, val = ([r for r in part if r.id not in copies] for part in (train, val))
     if not train or not val:
