@@ -40,7 +40,7 @@ from sqlalchemy.exc import (ArgumentError, DBAPIError, IntegrityError, NoSuchMod
                             ProgrammingError)
 
 from smfd.batch import check_folder
-from smfd.errors import InputError
+from smfd.errors import InputError, first_line
 from smfd.paths import cache_root
 
 RETRY_SECONDS = 20.0  # how long a vote waits for a locked or restarting database
@@ -249,8 +249,7 @@ class VoteStore:
         except StoreUnavailable as exc:
             raise InputError(f"{url.render_as_string()}: {exc}") from None
         except DBAPIError as exc:  # e.g. a file that is not a database: no retry helps
-            reason = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else type(exc.orig).__name__
-            raise InputError(f"{url.render_as_string()}: not a usable study database ({reason})") from None
+            raise InputError(f"{url.render_as_string()}: not a usable study database ({first_line(exc.orig)})") from None
 
     def _retry(self, action):
         return _retrying(action, self.retry_seconds)

@@ -16,7 +16,7 @@ import re
 import sys
 
 from .batch import BatchErrors, note, report
-from .errors import InputError, message_of
+from .errors import InputError, first_line, message_of
 
 DEFAULTS_NOTE = "defaults are the thesis' values"
 
@@ -810,10 +810,7 @@ def run_reported(job) -> int:
     except Exception as exc:  # one line for users; the traceback on request
         if os.environ.get("SMFD_DEBUG"):
             raise
-        # first line only: some messages (torch.jit's, a worker's traceback) run to dozens
-        lines = message_of(exc).strip().splitlines() or [""]
-        more = " ..." if len(lines) > 1 else ""
-        report(f"{type(exc).__name__}: {lines[0]}{more} (set SMFD_DEBUG=1 for the whole message and traceback)")
+        report(f"{type(exc).__name__}: {first_line(exc)} (set SMFD_DEBUG=1 for the whole message and traceback)")
         return 1
     return 0
 

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import InputError
+from .errors import InputError, first_line
 from .images import process_umask
 from .models import config_to_dict, generated_mask_input, mask_probabilities, mirrored_restoration
 from .paths import cache_root
@@ -176,14 +176,14 @@ class OpenVINOEngine:
         try:
             networks = [core.read_model(self.folder / name) for name in ("mask.xml", "deblur.xml")]
         except (RuntimeError, OSError) as exc:
-            log.warning("the OpenVINO cache %s cannot be read (%s); converting again", self.folder, _first_line(exc))
+            log.warning("the OpenVINO cache %s cannot be read (%s); converting again", self.folder, first_line(exc))
             _discard(self.folder)
             return None
         try:
             return [core.compile_model(n, "CPU", {**config, "CACHE_DIR": str(self.folder / "compiled")})
                     for n in networks]
         except (RuntimeError, OSError) as exc:  # the compiled blobs cannot be kept (a read-only cache)
-            log.warning("OpenVINO's compiled networks cannot be cached in %s (%s)", self.folder, _first_line(exc))
+            log.warning("OpenVINO's compiled networks cannot be cached in %s (%s)", self.folder, first_line(exc))
             return [core.compile_model(n, "CPU", config) for n in networks]
 
     def _convert(self, mask_model, deblur_model, size: int, calibration) -> tuple:
@@ -240,10 +240,6 @@ class OpenVINOEngine:
     def deblur(self, x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
         with self._lock:
             return torch.from_numpy(self._deblur((x.numpy(), m.numpy()))[0].copy())
-
-
-def _first_line(exc: Exception) -> str:
-    return str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
 
 
 def _discard(folder: Path) -> None:

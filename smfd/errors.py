@@ -17,6 +17,17 @@ def message_of(exc: BaseException) -> str:
     return text
 
 
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """An error's message as one line for a log or a user: its first non-empty line (some messages,
+    torch's or a worker's traceback, run to dozens), at most ``limit`` characters, " ..." where more
+    was left out; the class name when there is no message."""
+    lines = [line.strip() for line in message_of(exc).splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    first = lines[0][:limit]
+    return first + (" ..." if len(lines) > 1 or len(lines[0]) > limit else "")
+
+
 class MetricUnavailable(RuntimeError):
     """A measurement cannot run here (its model or parameters are absent). Results show it as "not
     available" with ``reason``, never as a number; ``remedy`` says how to get what is missing."""

@@ -304,6 +304,7 @@ def test_learn_shows_both_networks_layer_by_layer(visitor):
 
 def test_study_votes_from_concurrent_participants_survive_a_crash(browser, server):
     from playwright.sync_api import expect
+    from sqlalchemy import text
 
     from app.study_store import VoteStore
 
@@ -322,10 +323,14 @@ def test_study_votes_from_concurrent_participants_survive_a_crash(browser, serve
         for page in pages:
             expect(page.locator("#study-where")).to_contain_text(f"Photo {round_ + 2} of 3", timeout=TIMEOUT)
 
+    # each browser keeps the id it was given (a page that lost it would start anew after a reload)
+    assert all(page.evaluate("localStorage.getItem('smfd-study-participant')") for page in pages)
     server.crash()  # mid-session: every participant is looking at photo 3
     store = VoteStore(f"sqlite:///{server.db}")
     rows = store.rows()
     assert len(rows) == 6 and len({r["participant"] for r in rows}) == 3
+    with store.engine.connect() as conn:  # one id per Start: none issued that no page is using
+        assert conn.execute(text("SELECT count(*) FROM study_participants")).scalar() == 3
     assert sorted(r["trial"] for r in rows) == [0, 0, 0, 1, 1, 1]
     for r in rows:  # what was stored is what the server dealt, whatever the page showed
         dealt = store.trial(r["participant"], r["trial"])

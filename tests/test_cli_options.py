@@ -152,3 +152,13 @@ def test_an_unexpected_error_is_one_line_and_debug_gives_the_traceback(monkeypat
     monkeypatch.setenv("SMFD_DEBUG", "1")
     with pytest.raises(RuntimeError, match="second line"):
         run_reported(fail)
+
+
+def test_first_line_of_any_error():
+    """The one way a message becomes a line (the CLI, the engines' log, the study database)."""
+    from smfd.errors import first_line
+
+    assert first_line(RuntimeError("\n  one  \ntwo")) == "one ..."
+    assert first_line(KeyError()) == "KeyError"  # no message: its kind
+    assert first_line(ValueError("x" * 500), limit=10) == "x" * 10 + " ..."
+    assert first_line(ValueError("short")) == "short"
