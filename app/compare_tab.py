@@ -16,6 +16,7 @@ import numpy as np
 from baselines import MethodInfo, WeightsMissing
 from baselines import info as method_info
 from smfd.errors import InputError
+from smfd.images import write_png
 
 from .context import AppContext
 from .errors import shown_to_user
@@ -33,6 +34,7 @@ class Result:
     licence: str = ""
     commercial: str = ""
     problem: str = ""  # why there is no image (weights missing, no given mask)
+    method: str = ""  # what its download is named after
 
 
 def given_mask(face: Face) -> tuple[np.ndarray | None, str]:
@@ -56,7 +58,7 @@ def terms(info: MethodInfo) -> tuple[str, str]:
 
 
 def run_all(ctx: AppContext, face: Face, progress=None) -> list[Result]:
-    results = [Result("blurry input", face.blurry)]
+    results = [Result("blurry input", face.blurry, method="blurry")]
     infos = ctx.external_methods()
     given, given_name = given_mask(face)
     steps = 2 + len(infos)
@@ -64,14 +66,15 @@ def run_all(ctx: AppContext, face: Face, progress=None) -> list[Result]:
 
     tick(0 / steps, desc="SMFD with the generated mask")
     out, secs = _timed(ctx.run_method, "smfd", face.blurry)
-    results.append(Result("SMFD (generated mask)", out, secs, *terms(method_info("smfd"))))
+    results.append(Result("SMFD (generated mask)", out, secs, *terms(method_info("smfd")), method="smfd"))
     tick(1 / steps, desc="SMFD with the given mask")
     if given is None:
         results.append(Result("SMFD (given mask)", problem="no given mask: load a dataset example "
                               "with a ground-truth mask, upload one in Restore, or edit the mask there"))
     else:
         out, secs = _timed(ctx.run_method, "smfd", face.blurry, given)
-        results.append(Result(f"SMFD (given: {given_name})", out, secs, *terms(method_info("smfd-gt-mask"))))
+        results.append(Result(f"SMFD (given: {given_name})", out, secs, *terms(method_info("smfd-gt-mask")),
+                              method="smfd-given-mask"))
     for k, info in enumerate(infos):
         tick((2 + k) / steps, desc=info.title)
         licence, commercial = terms(info)
@@ -82,7 +85,7 @@ def run_all(ctx: AppContext, face: Face, progress=None) -> list[Result]:
                     else ctx.restorer.mask(face.blurry)
             ctx.baseline(info.name)  # loaded once per app, before the clock starts: seconds are restoring
             out, secs = _timed(ctx.run_method, info.name, face.blurry, mask)
-            results.append(Result(info.title, out, secs, licence, commercial))
+            results.append(Result(info.title, out, secs, licence, commercial, method=info.name))
         except WeightsMissing:  # the registry's message names server paths and command-line options
             results.append(Result(info.title, licence=licence, commercial=commercial, problem=(
                 f"its weights are not on this server; whoever runs the app can fetch them with "
@@ -125,7 +128,10 @@ def compare(ctx: AppContext, face: Face | None, progress=gr.Progress()):
                  "comparing every method at full size (crop it to the face)", face.name)
     with shown_to_user():
         results = run_all(ctx, face, progress)
-    gallery = [(r.image, r.title) for r in results if r.image is not None]
+    # files named after the face and the method: what the gallery's download button saves
+    folder = ctx.output_dir()
+    gallery = [(str(write_png(folder / f"{face.file_stem}_{r.method}.png", r.image)), r.title)
+               for r in results if r.image is not None]
     note = "" if face.sharp is not None else (
         "No sharp reference for this image, so no PSNR/SSIM (load an example or upload the sharp face).")
     return gallery, table(face, results), unavailable(results, ctx.baselines is not None), note

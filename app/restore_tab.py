@@ -197,8 +197,10 @@ def build(ctx: AppContext, face: gr.State) -> SimpleNamespace:
                                      "classes; auto: classes if a value above 4 occurs")
             run = gr.Button("Restore", variant="primary", elem_id="restore-run")
         with gr.Column(scale=2):
+            # no download button of its own: it would save "image.png"; the files below are named
             slider = gr.ImageSlider(label="Before / after (drag the handle)", format="png",
-                                    type="numpy", elem_id="restore-slider", max_height=560)
+                                    type="numpy", elem_id="restore-slider", max_height=560,
+                                    buttons=["fullscreen"])
             info = gr.Markdown(elem_id="restore-report")
             files = gr.File(label="Download the restored face and its mask", file_count="multiple",
                             elem_id="restore-files")

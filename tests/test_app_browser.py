@@ -196,6 +196,8 @@ def test_restore_edit_the_mask_restore_again_and_swap_in_the_truth(browser, serv
     expect(report).to_contain_text("generated mask", timeout=TIMEOUT)
     expect(report).to_contain_text("Mask vs ground truth")
     expect(page.locator("#restore-slider img")).to_have_count(2, timeout=TIMEOUT)
+    # the slider's own download would save "image.png": the named files below it are the downloads
+    expect(page.locator("#restore-slider [data-testid=download-link]")).to_have_count(0)
     before = decoded(file_link(visitor, "#restore-files", "_mask.png"))
 
     # paint a horizontal stroke in the brush's default colour (face skin) across the face

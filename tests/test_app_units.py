@@ -587,6 +587,10 @@ def test_compare_runs_every_method_and_explains_the_missing_ones(tmp_path):
     titles = [t for _, t in gallery]
     assert titles == ["blurry input", "SMFD (generated mask)", "SMFD (given: ground-truth mask)",
                       "Sharpen", "Masked"]
+    # saved as the face's name and the method's: what the gallery's download button names them
+    assert [Path(p).name for p, _ in gallery] == ["x_blurry.png", "x_smfd.png", "x_smfd-given-mask.png",
+                                                  "x_sharpen.png", "x_masked.png"]
+    assert np.array_equal(read_image(gallery[0][0]), f.blurry)
     # the registry's own 'blurry' and 'smfd' entries are the app's first rows, not repeated
     assert [r[0] for r in rows] == titles
     psnr = {r[0]: r[1] for r in rows}
