@@ -71,9 +71,17 @@ class DemoProcess:
         self.proc.wait()
         self.crashes += 1
 
-    def stop(self) -> None:
+    def stop(self, again_after: float | None = None) -> None:
+        """SIGTERM (and with ``again_after``, a second one that many seconds later, as an impatient
+        service manager sends); SIGKILL if it has not stopped 20 s later."""
         if self.proc and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
+            if again_after is not None:
+                time.sleep(again_after)
+                try:
+                    os.killpg(self.proc.pid, signal.SIGTERM)
+                except ProcessLookupError:  # already gone
+                    pass
             try:
                 self.proc.wait(timeout=20)
             except subprocess.TimeoutExpired:

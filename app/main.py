@@ -178,6 +178,13 @@ def check_can_listen(host: str, port: int) -> None:
                              "another server may hold the port: choose another --port") from None
 
 
+def _stop(*_) -> None:
+    """The first SIGTERM ends the server; another one while it shuts down (an impatient service
+    manager, a second Ctrl+C-like kill) must not break off the clean-up in the middle."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    sys.exit(0)
+
+
 def launch(host: str = "127.0.0.1", port: int = 7860, weights=None, examples=None, study_db=None,
            admin_token: tuple[str, bool] = ("", False), study_images=None,
            study_new_ids: int | None = None, block: bool = True) -> gr.Blocks:
@@ -190,7 +197,7 @@ def launch(host: str = "127.0.0.1", port: int = 7860, weights=None, examples=Non
     demo = build_app(ctx)
     if block:  # stopped by SIGTERM (`kill`, a service manager, the tests): exit as from Ctrl+C, so
         # that the atexit handlers run and the work folder goes with this run
-        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        signal.signal(signal.SIGTERM, _stop)
     ctx.keep_removing_old_requests()
     if ctx.study is not None:
         # Compute every restoration before the study opens (Start says so until then), so a
