@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import gradio as gr
 import numpy as np
 
-from baselines import MethodInfo, WeightsMissing
+from baselines import MethodInfo, WeightsDamaged, WeightsMissing
 from baselines import info as method_info
 from smfd.errors import InputError
 from smfd.images import write_png
@@ -86,10 +86,12 @@ def run_all(ctx: AppContext, face: Face, progress=None) -> list[Result]:
             ctx.baseline(info.name)  # loaded once per app, before the clock starts: seconds are restoring
             out, secs = _timed(ctx.run_method, info.name, face.blurry, mask)
             results.append(Result(info.title, out, secs, licence, commercial, method=info.name))
-        except WeightsMissing:  # the registry's message names server paths and command-line options
+        except WeightsMissing as exc:  # the registry's message names server paths and command-line options
+            damaged = isinstance(exc, WeightsDamaged)
             results.append(Result(info.title, licence=licence, commercial=commercial, problem=(
-                f"its weights are not on this server; whoever runs the app can fetch them with "
-                f"'smfd baselines download {info.name}' (no restart needed)")))
+                f"its weights {'file on this server is damaged' if damaged else 'are not on this server'}; "
+                f"whoever runs the app can fetch {'it again' if damaged else 'them'} with "
+                f"'smfd baselines download {info.name}{' --force' if damaged else ''}' (no restart needed)")))
         except InputError as exc:
             results.append(Result(info.title, licence=licence, commercial=commercial, problem=str(exc)))
         except Exception as exc:  # a broken method must not hide the others: show what failed

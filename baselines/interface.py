@@ -19,6 +19,10 @@ class WeightsMissing(InputError):
     """A method's weights file is absent; the message says how to get it."""
 
 
+class WeightsDamaged(WeightsMissing):
+    """A method's weights file is there but is not the official one (damaged or cut short)."""
+
+
 @dataclass(frozen=True)
 class MethodInfo:
     name: str

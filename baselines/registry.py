@@ -18,7 +18,7 @@ from smfd.errors import InputError
 from smfd.paths import sha256_of
 
 from . import weights as _weights
-from .interface import Method, MethodInfo, WeightsMissing
+from .interface import Method, MethodInfo, WeightsDamaged, WeightsMissing
 
 PROTOCOL = ("zero-shot: aligned faces are resized to the method's native size (bilinear), restored, "
             "and resized back (area); no face detection for aligned inputs")
@@ -130,10 +130,10 @@ def weights_file(m: MethodInfo, weights: str | Path | None) -> tuple[Path, str]:
     if not path.is_file():
         raise WeightsMissing(
             f"{m.name}: weights not found at {path}; on a machine with internet run "
-            f"'smfd baselines download {m.name}' (or pass --weights PATH to the official {m.filename})")
+            f"'smfd baselines download {m.name}' (or pass --weights {m.name}=PATH to the official {m.filename})")
     digest = sha256_of(path)
     if m.sha256 is not None and digest != m.sha256:
-        raise WeightsMissing(
+        raise WeightsDamaged(
             f"{m.name}: {path} is not the official file (its SHA-256 differs: damaged or cut short); on a "
             f"machine with internet run 'smfd baselines download {m.name} --force'")
     return path, f"the official {m.filename} (sha256 {digest[:16]}...)" if m.sha256 else \

@@ -4,7 +4,8 @@
 bf16, or CUDA). ``openvino`` runs the same networks on CPUs, converted from the PyTorch modules
 once and kept on disk under the cache folder, keyed by the networks' weights and the engine's
 settings; it computes in bf16 where the CPU runs it natively (else float32). ``openvino-int8``
-adds post-training int8 quantisation (NNCF) calibrated on :data:`CALIBRATION_FACES` real faces.
+adds post-training int8 quantisation (NNCF), calibrated on :data:`CALIBRATION_FACES` degraded
+copies of one real face (:func:`calibration_faces`).
 ``auto`` is OpenVINO on a CPU when the package is installed, else PyTorch.
 
 Every engine takes and returns torch tensors on the Restorer's device, NCHW float32: the face in
@@ -45,7 +46,8 @@ CALIBRATION_FACES = 16  # int8: faces whose activations set the quantisation ran
 INT8_KEEP_FLOAT = (r".*encoder\.levels\.0\..*",)
 INT8_RECIPE = 2  # part of the cache key: bump when the quantisation recipe changes
 # Bump when what is stored in the cache changes meaning (e.g. the graph wrappers).
-CACHE_FORMAT = 2  # 2: SMFD-UNet averaged over the mirror image inside its graph
+CACHE_FORMAT = 3  # 2: SMFD-UNet averaged over the mirror image inside its graph; 3: manifest.json
+IR_FILES = ("mask.xml", "mask.bin", "deblur.xml", "deblur.bin")
 log = logging.getLogger("smfd")
 
 
@@ -153,7 +155,7 @@ class OpenVINOEngine:
                   "INFERENCE_PRECISION_HINT": self.precision}
         core = ov.Core()
         try:
-            cached = (self.folder / "deblur.xml").is_file()
+            cached = (self.folder / "manifest.json").is_file()
         except OSError:  # another user's entry in a shared cache that this one cannot read
             cached = False
         compiled = self._load_cached(core, config) if cached else None
@@ -164,7 +166,6 @@ class OpenVINOEngine:
             log.info("converted for OpenVINO in %.1f s", self.converted_in)
             compiled = [core.compile_model(ir, "CPU", config) for ir in networks]
         self._mask, self._deblur = compiled
-        self.device = torch.device("cpu")
         self._lock = threading.Lock()
 
     def describe(self) -> str:
@@ -172,10 +173,13 @@ class OpenVINOEngine:
 
     def _load_cached(self, core, config: dict) -> list | None:
         """The cached networks compiled (with OpenVINO's compiled blobs where they can be kept), or
-        None, the entry discarded, when it cannot be read (cut short or partly deleted)."""
+        None, the entry discarded, when it cannot be read or is not what was written (cut short,
+        partly deleted, bytes changed: OpenVINO would run changed weights without a word)."""
         try:
+            if json.loads((self.folder / "manifest.json").read_text()) != _digests(self.folder):
+                raise RuntimeError("its files are not those converted (manifest.json)")
             networks = [core.read_model(self.folder / name) for name in ("mask.xml", "deblur.xml")]
-        except (RuntimeError, OSError) as exc:
+        except (RuntimeError, OSError, ValueError) as exc:
             log.warning("the OpenVINO cache %s cannot be read (%s); converting again", self.folder, first_line(exc))
             _discard(self.folder)
             return None
@@ -205,8 +209,6 @@ class OpenVINOEngine:
             deblur_ir = ov.convert_model(deblur, example_input=(x, m),
                                          input=[(1, 3, size, size), (1, config.mask_channels, size, size)])
         if self.int8:
-            if calibration is None:
-                raise InputError("the openvino-int8 engine needs calibration faces")
             mask_ir, deblur_ir = _quantise(mask_ir, deblur_ir, calibration(), config)
         tmp = None
         try:
@@ -215,13 +217,14 @@ class OpenVINOEngine:
             # float32 on disk: the precision is chosen when compiling, for the CPU at hand.
             ov.save_model(mask_ir, tmp / "mask.xml", compress_to_fp16=False)
             ov.save_model(deblur_ir, tmp / "deblur.xml", compress_to_fp16=False)
-            if self.folder.exists() and not (self.folder / "deblur.xml").is_file():
+            (tmp / "manifest.json").write_text(json.dumps(_digests(tmp)))  # written last: a whole entry
+            if self.folder.exists() and not (self.folder / "manifest.json").is_file():
                 _discard(self.folder)  # a stale entry (e.g. only compiled/ left) would block the rename
             os.chmod(tmp, 0o777 & ~process_umask())  # mkdtemp's 0700 would shut out the cache's other users
             try:
                 os.replace(tmp, self.folder)
             except OSError:  # another process converted the same weights meanwhile: theirs stays
-                if not (self.folder / "deblur.xml").is_file():
+                if not (self.folder / "manifest.json").is_file():
                     raise
         except (OSError, RuntimeError) as exc:  # a read-only or full cache: this run goes on uncached
             log.warning("the converted networks cannot be cached in %s (%s); they are converted again "
@@ -242,6 +245,11 @@ class OpenVINOEngine:
             return torch.from_numpy(self._deblur((x.numpy(), m.numpy()))[0].copy())
 
 
+def _digests(folder: Path) -> dict[str, str]:
+    """SHA-256 of each IR file of a cache entry (about 0.1 s for the shipped networks)."""
+    return {name: hashlib.sha256((folder / name).read_bytes()).hexdigest() for name in IR_FILES}
+
+
 def _discard(folder: Path) -> None:
     """Remove a cache entry: renamed aside first, so that no other process reads it half gone."""
     aside = folder.with_name(f".stale-{folder.name}-{os.getpid()}-{time.monotonic_ns()}")
@@ -258,17 +266,14 @@ def nncf_version() -> str | None:
         from importlib.metadata import version
 
         return version("nncf")
-    except Exception:  # not installed: _quantise says so when it is needed
+    except Exception:  # not installed: make_engine says so for openvino-int8
         return None
 
 
 def _quantise(mask_ir, deblur_ir, faces: list[np.ndarray], deblur_config):
     """int8 post-training quantisation of both networks with NNCF, calibrated on ``faces``
     (aligned blurry faces at the working size) and the masks the float mask generator gives them."""
-    try:
-        import nncf
-    except ImportError:
-        raise InputError("the openvino-int8 engine needs nncf (pip install nncf, see requirements.txt)") from None
+    import nncf  # make_engine checked that it is installed
     import openvino as ov
 
     inputs = [np.ascontiguousarray(f.transpose(2, 0, 1)[None], np.float32) / 255 for f in faces]
@@ -332,4 +337,9 @@ def make_engine(name: str, mask_model: nn.Module, deblur_model: nn.Module, devic
         raise InputError(f"the {name} engine runs on the CPU; use --engine pytorch for {device.type}")
     if openvino_version() is None:
         raise InputError(f"the {name} engine needs OpenVINO (pip install openvino, see requirements.txt)")
+    if name == "openvino-int8":  # said before the conversion, which takes a minute
+        if nncf_version() is None:
+            raise InputError("the openvino-int8 engine needs nncf (pip install nncf, see requirements.txt)")
+        if calibration is None:
+            raise InputError("the openvino-int8 engine needs calibration faces")
     return OpenVINOEngine(mask_model, deblur_model, size, name == "openvino-int8", threads, calibration)

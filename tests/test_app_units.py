@@ -41,7 +41,7 @@ from app.context import AppContext
 from app.study import CONTROL, NotReady, Study, setup_of, study_photos
 from app.study_store import Vote, VoteStore, deal, default_url, trials_table, valid_id
 from app.uploads import FULL_SIZE_PIXELS, Upload, checked_image, read_mask_upload, read_upload
-from baselines import WeightsMissing
+from baselines import WeightsDamaged, WeightsMissing
 from smfd import degrade, labels
 from smfd.errors import InputError
 from smfd.images import read_image, read_labels, resize_labels
@@ -567,7 +567,8 @@ class FakeRegistry:
     def methods(self):
         return [FakeInfo("blurry", "Blurry input"), FakeInfo("smfd", "SMFD"),
                 FakeInfo("sharpen", "Sharpen", "BSD"), FakeInfo("gone", "Gone-GAN", "NC", False),
-                FakeInfo("masked", "Masked", needs_mask=True), FakeInfo("broken", "Broken")]
+                FakeInfo("masked", "Masked", needs_mask=True), FakeInfo("broken", "Broken"),
+                FakeInfo("rotten", "Rotten-GAN")]
 
     def load(self, name, weights=None, device="cpu", restorer=None):
         time.sleep(0.5)  # reading a checkpoint: not the method's restoring time
@@ -575,6 +576,8 @@ class FakeRegistry:
             raise FakeWeightsMissing("gone: weights not found; run 'smfd baselines download gone'")
         if name == "broken":
             raise RuntimeError("no such layer")
+        if name == "rotten":
+            raise WeightsDamaged("rotten: /srv/w.pth is not the official file")
         return self.loaded[name]
 
 
@@ -599,6 +602,8 @@ def test_compare_runs_every_method_and_explains_the_missing_ones(tmp_path):
     assert ("Gone-GAN**: its weights are not on this server; whoever runs the app can fetch them with "
             "'smfd baselines download gone' (no restart needed)") in missing
     assert "Broken**: failed (RuntimeError: no such layer)" in missing
+    assert ("Rotten-GAN**: its weights file on this server is damaged; whoever runs the app can fetch it "
+            "again with 'smfd baselines download rotten --force'") in missing and "/srv" not in missing
     assert note == ""
     terms = {r[0]: (r[4], r[5]) for r in rows}  # the registry's terms, SMFD's too (its weights are not for sale)
     assert terms["SMFD (generated mask)"] == terms["SMFD (given: ground-truth mask)"] == (

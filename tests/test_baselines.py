@@ -18,7 +18,7 @@ import pytest
 import torch
 
 import baselines
-from baselines import WeightsMissing, load, methods
+from baselines import WeightsDamaged, WeightsMissing, load, methods
 from baselines.restoreformer_pp import RestoreFormerPP, RestoreFormerPPConfig
 from smfd import metrics
 from smfd.cli import main
@@ -71,7 +71,9 @@ def test_registry_lists_every_method_with_its_terms():
 
 def test_missing_weights_say_how_to_get_them():
     for name in EXTERNAL:
-        with pytest.raises(WeightsMissing, match=f"smfd baselines download {name}.*--weights PATH") as e:
+        # the option as the commands take it: NAME=PATH
+        hint = f"smfd baselines download {name}.*--weights {re.escape(name)}=PATH"
+        with pytest.raises(WeightsMissing, match=hint) as e:
             load(name)
         assert "\n" not in str(e.value) and isinstance(e.value, InputError)
     with pytest.raises(InputError, match="unknown method 'gfpgan'"):
@@ -196,7 +198,7 @@ def test_weights_are_known_by_their_digest(tmp_path, monkeypatch, capsys):
     cached = official.cached_path()
     cached.parent.mkdir(parents=True)
     cached.write_bytes(b"official by")  # cut short
-    with pytest.raises(WeightsMissing, match=r"not the official file .*smfd baselines download gfpgan-1.4 --force"):
+    with pytest.raises(WeightsDamaged, match=r"not the official file .*smfd baselines download gfpgan-1.4 --force"):
         registry.weights_file(official, None)
     main(["baselines", "list"])
     listed = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("gfpgan-1.4 "))

@@ -99,17 +99,20 @@ def test_conversion_is_cached_per_weights(converted, tmp_path, monkeypatch):
 
 
 def test_a_damaged_or_unwritable_conversion_cache_costs_a_conversion_not_the_restorer(converted, tmp_path, monkeypatch):
-    """A .bin cut short (power loss), an entry of which only compiled/ is left, and a cache that
+    """A .bin cut short (power loss) or with bytes changed at the same size (a bad disk: OpenVINO
+    ran such weights without a word), an entry of which only compiled/ is left, and a cache that
     cannot be written: each is converted again (and cached where it can be), never an error."""
     cache_copy(converted, tmp_path, monkeypatch)
     _, face, reference = converted
     folder = Restorer(*small_networks(0), engine="openvino").engine.folder
     weights = folder / "deblur.bin"
     whole = weights.read_bytes()
-    weights.write_bytes(whole[: len(whole) // 2])
-    again = Restorer(*small_networks(0), engine="openvino")
-    assert again.engine.converted_in is not None and np.array_equal(again.restore(face), reference)
-    assert weights.read_bytes() == whole  # the entry was written again
+    for damaged in (whole[: len(whole) // 2], whole[:1000] + bytes(b ^ 0x5A for b in whole[1000:3000]) + whole[3000:]):
+        shutil.rmtree(folder / "compiled", ignore_errors=True)  # OpenVINO's blobs of the sound entry
+        weights.write_bytes(damaged)
+        again = Restorer(*small_networks(0), engine="openvino")
+        assert again.engine.converted_in is not None and np.array_equal(again.restore(face), reference)
+        assert weights.read_bytes() == whole  # the entry was written again
     umask = os.umask(0o022)
     os.umask(umask)
     assert stat.S_IMODE(folder.stat().st_mode) == 0o777 & ~umask  # not 0700: a shared cache's other users read it
@@ -136,6 +139,13 @@ def test_without_openvino_auto_falls_back_to_pytorch(monkeypatch, random_weights
     assert isinstance(restorer.engine, TorchEngine)
     with pytest.raises(InputError, match="needs OpenVINO"):
         Restorer.from_pretrained(random_weights, "cpu", engine="openvino")
+
+
+def test_int8_without_nncf_is_refused_before_converting(monkeypatch, random_weights):
+    monkeypatch.setattr(engines, "nncf_version", lambda: None)  # nncf not installed
+    monkeypatch.setattr(OpenVINOEngine, "_convert", lambda *a: pytest.fail("converted first"))
+    with pytest.raises(InputError, match="needs nncf"):
+        Restorer.from_pretrained(random_weights, "cpu", engine="openvino-int8")
 
 
 def test_each_pytorch_restorer_runs_on_its_own_threads(random_weights, monkeypatch):
