@@ -525,10 +525,11 @@ def _add_eval(sub) -> None:
     g.add_argument("--tables", nargs="+", default=["4.1", "4.2", "4.3", "4.4"],
                    choices=["4.1", "4.2", "4.3", "4.4"], help="with --thesis-tables: the tables to build (default all)")
     g.add_argument("--budget", type=_budget, default=None, metavar="SAMPLES|thesis",
-                   help="training samples every trained row sees (default 8192: about 29-31 minutes per mask-generator "
-                        "or UNet row, 55 per UNet++ row and 30-38 per SMFD-UNet row on 2 idle CPU cores; SMFD-UNet "
-                        "rows residual), or 'thesis': the thesis' recipe (50 passes over "
-                        "whole faces, early stopping; a GPU's budget). Raising it continues finished runs")
+                   help="training samples every trained row sees (default 8192: about 29-31 minutes per "
+                        "mask-generator or UNet row, 55 per UNet++ row and 23-31 per SMFD-UNet row on 2 idle "
+                        "CPU cores, docs/thesis_tables.md; SMFD-UNet rows residual), or 'thesis': the thesis' "
+                        "recipe (50 passes over whole faces, early stopping; a GPU's budget). Raising it "
+                        "continues finished runs")
     g.add_argument("--samples-per-epoch", type=int_from(1), default=None,
                    help="training samples between two validations, a multiple of --batch (default 1024; thesis: one pass)")
     g.add_argument("--patch", type=int_from(32), default=None,
