@@ -213,21 +213,69 @@ def _log(out: Path) -> list[dict]:
         return [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(f)]
 
 
-def train_run(task: str, data_dir: str, out: Path, budget: Budget, device: str, config: dict | None = None,
-              fold: int = 0) -> Run:
-    """Train, resume, or reuse when finished, one run under ``budget``."""
-    from smfd.train import TrainSettings, train
+@dataclass(frozen=True)
+class Planned:
+    """A training run a table needs: ``label`` is its row (a model, an ablation, a fold)."""
+    label: str | int
+    task: str
+    folder: Path
+    config: dict
+    fold: int = 0
 
-    epochs = budget.epochs()
-    settings = TrainSettings(task=task, data=(data_dir,), out=str(out), epochs=epochs, batch=budget.batch,
-                             patch=budget.patch_for(task), samples_per_epoch=budget.samples_per_epoch,
-                             val_faces=budget.val_faces, workers=budget.workers, k=budget.folds, fold=fold,
-                             early_stop=budget.early_stop or NEVER, config=dict(config or {}),
-                             device=device)
-    done = _log(out)
-    if done and done[-1]["epoch"] > epochs:
-        raise InputError(f"{out}: this run has trained {int(done[-1]['epoch'])} epochs, more than the "
-                         f"budget's {epochs}; give the larger --budget or another --runs folder")
+
+def plan_41(lab: Lab) -> list[Planned]:
+    plan = []
+    for key, (_, config) in MASK_MODELS.items():
+        folder = key
+        if key == "mask-generator" and lab.budget.mask_config:  # another network: a run folder of its own
+            config, folder = {**config, **lab.budget.mask_config}, f"{key}-{_slug(lab.budget.mask_config)}"
+        plan.append(Planned(key, "mask", lab.runs / folder, config))
+    return plan
+
+
+def plan_43(lab: Lab) -> list[Planned]:
+    return [Planned(variant, "deblur", lab.runs / f"deblur-{variant}-fold0", {**overrides, **lab.budget.deblur_config})
+            for variant, overrides in ABLATIONS.items()]
+
+
+def plan_44(lab: Lab) -> list[Planned]:  # fold 0 is table 4.3's full row: one run for both
+    return [Planned(fold, "deblur", lab.runs / f"deblur-full-fold{fold}", lab.budget.deblur_config, fold)
+            for fold in range(lab.budget.folds)]
+
+
+PLANS = {"4.1": plan_41, "4.3": plan_43, "4.4": plan_44}
+
+
+def run_settings(lab: Lab, planned: Planned):
+    from smfd.train import TrainSettings
+
+    budget = lab.budget
+    return TrainSettings(task=planned.task, data=(lab.data,), out=str(planned.folder), epochs=budget.epochs(),
+                         batch=budget.batch, patch=budget.patch_for(planned.task),
+                         samples_per_epoch=budget.samples_per_epoch, val_faces=budget.val_faces,
+                         workers=budget.workers, k=budget.folds, fold=planned.fold,
+                         early_stop=budget.early_stop or NEVER, config=dict(planned.config), device=lab.device)
+
+
+def check_run(settings) -> None:
+    """An InputError when the run folder holds a run this budget cannot resume: trained longer, or
+    under other settings (another --budget or --set in the same --runs)."""
+    from smfd.train import run_inputs, saved_state, training_records
+
+    done = _log(Path(settings.out))
+    if done and done[-1]["epoch"] > settings.epochs:
+        raise InputError(f"{settings.out}: this run has trained {int(done[-1]['epoch'])} epochs, more than the "
+                         f"budget's {settings.epochs}; give the larger --budget or another --runs folder")
+    saved_state(settings, run_inputs(settings, *training_records(settings)))
+
+
+def train_run(lab: Lab, planned: Planned) -> Run:
+    """Train, resume, or reuse when finished, one planned run under the lab's budget."""
+    from smfd.train import train
+
+    settings = run_settings(lab, planned)
+    out = planned.folder
+    check_run(settings)
     print(f"[thesis tables] run {out.name}", flush=True)
     train(settings)
     best = out / "best.safetensors"
@@ -483,14 +531,13 @@ def table_41(lab: Lab) -> tuple[str, list[Run]]:
               "thesis Jaccard %", "thesis parameters"]
     rows = [["per-pixel prior (floor, no training on images)", "", "", *_overlap_cells(prior), "0", "", "", "", ""]]
     runs, flags, results = [], [], {}
-    for key, (title, config) in MASK_MODELS.items():
-        folder = key
-        if key == "mask-generator" and lab.budget.mask_config:  # another network: a run folder of its own
-            config, folder = {**config, **lab.budget.mask_config}, f"{key}-{_slug(lab.budget.mask_config)}"
-        run = train_run("mask", lab.data, lab.runs / folder, lab.budget, lab.device, config)
+    for planned in plan_41(lab):
+        key, title = planned.label, MASK_MODELS[planned.label][0]
+        run = train_run(lab, planned)
         runs.append(run)
         model = checkpoint.load(run.best, lab.device)
-        s = lab.cached(f"{folder}-segmentation", (run.best,), lambda: segmentation_scores(model, lab.pairs))
+        s = lab.cached(f"{planned.folder.name}-segmentation", (run.best,),
+                       lambda: segmentation_scores(model, lab.pairs))
         t = THESIS_41[key]
         params = f"{count_parameters(model)['total']:,}"
         thesis = [_num(t[0], 2), _num(t[1], 2), f"{t[2]:,}"]
@@ -612,9 +659,9 @@ def table_43(lab: Lab) -> tuple[str, list[Run]]:
     header += ["thesis PSNR", "thesis SSIM %"]
     rows = [["blurry input (floor)", "", "", *_restoration_cells(blurry) * 2, "", ""]]
     runs, flags, scored = [], [], {}
-    for variant, overrides in ABLATIONS.items():
-        run = train_run("deblur", lab.data, lab.runs / f"deblur-{variant}-fold0", lab.budget, lab.device,
-                        {**overrides, **lab.budget.deblur_config})
+    for planned in plan_43(lab):
+        variant = planned.label
+        run = train_run(lab, planned)
         runs.append(run)
         model = checkpoint.load(run.best, lab.device)
         both = {"gt": lab.restoration(run, model, False), "generated": lab.restoration(run, model, True)}
@@ -667,9 +714,9 @@ def table_44(lab: Lab) -> tuple[str, list[Run]]:
     rows = [["blurry input (floor, held-out faces)", "", "", _num(floor, 4), _num(_mean(blurry["ssim"]) * 100, 2),
              _num(_mean(blurry["id_distance"]), 3), "", "", "", ""]]
     held, val, runs, flags = [], [], [], []
-    for fold in range(lab.budget.folds):
-        run = train_run("deblur", lab.data, lab.runs / f"deblur-full-fold{fold}", lab.budget, lab.device,
-                        lab.budget.deblur_config, fold=fold)
+    for planned in plan_44(lab):
+        fold = planned.label
+        run = train_run(lab, planned)
         runs.append(run)
         model = checkpoint.load(run.best, lab.device)
         s = lab.restoration(run, model, False)
@@ -768,6 +815,11 @@ def reproduce(data_dir: str, out: str | Path, tables: list[str], budget: Budget 
         lab.mask_weights()  # its generated-mask columns need one: say so before hours of training
     if {"4.3", "4.4"} & set(tables):
         lab.check_identity()
+    # Every run folder already there must suit this budget and config: found now, not when its
+    # table is reached after hours of training for the ones before it.
+    for key in sorted(set(tables) & set(PLANS)):
+        for planned in PLANS[key](lab):
+            check_run(run_settings(lab, planned))
     builders = {"4.1": lambda: table_41(lab), "4.2": lambda: (table_42(lab, overwrite), []),
                 "4.3": lambda: table_43(lab), "4.4": lambda: table_44(lab)}
     parts, all_runs = [], {}

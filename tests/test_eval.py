@@ -523,6 +523,13 @@ def test_thesis_tables_with_a_tiny_budget(celeba, random_weights, tmp_path, monk
     assert all("±" in cell for cell in spread[3:8])  # PSNR, SSIM, ID distance held out; PSNR, SSIM validation
     assert any(line.startswith("**Verdict.** across 2 folds the validation PSNR (what the thesis reports) varies by") for line in lines)
 
+    # Another --set in the same runs folder: refused before any table is built (it was refused when
+    # table 4.4's first run was reached, after hours of training for the tables before it).
+    monkeypatch.setattr(thesis, "train_run", lambda *a: pytest.fail("a table was built first"))
+    assert main(args + ["--overwrite", "--tables", "4.1", "4.4", "--set", "soft_mask=true"]) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'runs' / 'deblur-full-fold0' / 'state.pt'}: this run folder was trained with other settings" in err
+
 
 def test_the_sample_budget_trains_residual_rows_and_the_thesis_budget_the_thesis_network():
     """At 8,192 samples a network that rebuilds the image may end below the blurry input, so the
