@@ -312,10 +312,12 @@ def _fingerprint(*paths: Path | None, pairs: list[Pair]) -> str:
     return digest.hexdigest()
 
 
-def _cached(path: Path, key: str, compute):
+def _cached(path: Path, key: str, compute, reusable=lambda scores: True):
+    """``compute()``'s scores, kept in ``path`` under ``key`` and reused while the key is the same
+    (and ``reusable`` says they may be)."""
     if path.is_file():
         stored = json.loads(path.read_text())
-        if stored.get("key") == key:
+        if stored.get("key") == key and reusable(stored["scores"]):
             return stored["scores"]
     scores = compute()
     text = json.dumps({"key": key, "scores": scores})
@@ -603,8 +605,11 @@ def table_42(lab: Lab, overwrite: bool) -> str:
     kept = lab.out / "scores" / "table4.2.json"
     if overwrite:  # evaluated anew (the other tables' scores are kept: their runs are)
         kept.unlink(missing_ok=True)
+    # A metric that could not be computed then (its parameters or backbone absent) may be now: such
+    # kept results are not reused.
     results = {r["method"]: r for r in _cached(kept, key, lambda: evaluate(
-        lab.pairs, list(TABLE_42_METHODS), folder, lab.options, overwrite=True))}
+        lab.pairs, list(TABLE_42_METHODS), folder, lab.options, overwrite=True),
+        reusable=lambda rows: not any("not available (" in r["status"] for r in rows))}
     rows = []
     for name in TABLE_42_METHODS:
         r, t = results[name], THESIS_42.get(name)

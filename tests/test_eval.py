@@ -531,6 +531,26 @@ def test_thesis_tables_with_a_tiny_budget(celeba, random_weights, tmp_path, monk
     assert f"{tmp_path / 'runs' / 'deblur-full-fold0' / 'state.pt'}: this run folder was trained with other settings" in err
 
 
+def test_table_42_is_evaluated_again_where_a_metric_was_not_available(celeba, random_weights, tmp_path, monkeypatch,
+                                                                      capsys):
+    """A sitting cut short after table 4.2 keeps its scores; the next one reuses them, except where a
+    metric could not be computed then (its parameters fetched since would stay "not available")."""
+    calls = []
+
+    def evaluate(pairs, methods, folder, options, overwrite):
+        calls.append(status)
+        return [{"method": m, "n": len(pairs), "status": status} for m in methods]
+
+    monkeypatch.setattr(thesis, "evaluate", evaluate)
+    args = ["eval", "--thesis-tables", "--tables", "4.2", "--data", str(celeba), "--out", str(tmp_path),
+            "--test-faces", "1", "--weights", f"smfd={random_weights}", "--device", "cpu"]
+    for status in ("niqe: not available (no parameters)", "ok"):
+        (tmp_path / "thesis_tables.md").unlink(missing_ok=True)  # the sitting was cut short
+        assert main(args) == 0
+    assert calls == ["niqe: not available (no parameters)", "ok"]  # not the first sitting's, reused
+    assert "| smfd | 1 |" in capsys.readouterr().out
+
+
 def test_the_sample_budget_trains_residual_rows_and_the_thesis_budget_the_thesis_network():
     """At 8,192 samples a network that rebuilds the image may end below the blurry input, so the
     sample budget's SMFD-UNet rows are residual; --budget thesis keeps the thesis' network; --set wins."""
