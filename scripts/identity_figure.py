@@ -7,7 +7,8 @@ BEFORE.csv is the ``--per-face`` output of ``scripts/benchmark_model.py --weight
 older weights: the faces whose descriptor distance to the sharp face grew most against the blurry
 input's are shown (sharp, blurry, the generated mask, each model's restoration with generated
 masks), every image titled with its dlib descriptor distance to the sharp face (below 0.6: the
-same person). The faces are degraded under the benchmark protocol (SPEC section 2).
+same person). The faces are degraded under the benchmark protocol (SPEC section 2) with --seed and
+no JPEG stage; a CSV whose blurry faces were degraded otherwise is refused.
 """
 
 import sys
@@ -15,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from eval.per_face import read
-from smfd import data, labels
+from eval.per_face import INPUTS, check_same_inputs, read
+from smfd import data, labels, metrics
 from smfd.batch import check_folder
 from smfd.cli import int_from, run_reported, script_parser
 from smfd.errors import InputError
@@ -41,17 +42,23 @@ def main() -> None:
     args = parser.parse_args()
 
     check_folder(Path(args.out).parent, "--out")  # before the faces are restored, not after
-    faces = read(args.per_face, ("input_id_dist", "generated_id_dist"))
+    faces = read(args.per_face, ("generated_id_dist", *INPUTS))
     chosen = sorted(faces, key=lambda f: faces[f]["input_id_dist"] - faces[f]["generated_id_dist"])[: args.faces]
     records = {r.id: r for r in data.open_dataset(args.data)}
     unknown = [f for f in chosen if f not in records]
     if unknown:
         raise InputError(f"{args.per_face}: face {unknown[0]} is not in {args.data}")
+    pairs = {face_id: data.benchmark_pair(records[face_id], args.seed)[:2] for face_id in chosen}
+    # The faces shown must be the faces the CSV ranked: the same seed, no JPEG stage, the same data.
+    here = {}
+    for face_id, (blurry, sharp) in pairs.items():
+        here[face_id] = {"input_psnr": metrics.psnr(blurry, sharp),
+                         "input_id_dist": geometry().distances([blurry], sharp)[0]}
+    check_same_inputs(here, faces, (f"these faces (--seed {args.seed}, no JPEG)", args.per_face))
     before = Restorer.from_pretrained(args.before, "cpu", engine="pytorch")
     after = Restorer.from_pretrained(args.after, "cpu", engine="pytorch")
     table = []
-    for face_id in chosen:
-        blurry, sharp, _, _ = data.benchmark_pair(records[face_id], args.seed)
+    for face_id, (blurry, sharp) in pairs.items():
         old, new = before.restore_face(blurry), after.restore_face(blurry)
         d = geometry().distances([blurry, old.image, new.image], sharp)
         print(f"{face_id[:8]}: blurry {d[0]:.3f}, before {d[1]:.3f}, after {d[2]:.3f}")

@@ -340,7 +340,7 @@ def test_identity_analysis_scales_the_restoration_s_change_and_splits_by_degrada
         assert len(done.stderr.strip().splitlines()) == 1, done.stderr  # no progress bar: nothing restored
 
 
-def test_compare_faces_reports_the_face_by_face_change_and_refuses_other_faces(tmp_path, capsys):
+def test_compare_faces_reports_the_face_by_face_change_and_refuses_other_faces(tmp_path, capsys, celeba):
     """compare_faces.py: mean of AFTER - BEFORE over the same faces, its standard error and the
     faces that went down and up; files of different faces, or not from benchmark_model.py, are one
     line each (exit 2)."""
@@ -385,10 +385,21 @@ def test_compare_faces_reports_the_face_by_face_change_and_refuses_other_faces(t
     no_inputs = tmp_path / "no_inputs.csv"
     no_inputs.write_text("id,generated_id_dist\nf1,0.5\n")
     figure = [sys.executable, str(ROOT / "scripts" / "identity_figure.py"), str(no_inputs), "--before", str(tmp_path)]
-    for extra, says in (([], f"{no_inputs}: not a --per-face CSV of benchmark_model.py (no input_id_dist)"),
+    for extra, says in (([], f"{no_inputs}: not a --per-face CSV of benchmark_model.py (no input_psnr, "
+                             "input_id_dist)"),
                         (["--out", str(ROOT / "README.md" / "f.png")], "README.md: --out is a file, not a folder")):
         done = subprocess.run([*figure, *extra], cwd=tmp_path, capture_output=True, text=True, timeout=120)
         assert done.returncode == 2 and done.stderr.strip().count("\n") == 0 and says in done.stderr, done.stderr
+    # a real face whose blurry figures are not those of the faces it would show (another --seed or
+    # --jpeg): refused before any network loads, not drawn as if they were the faces ranked
+    face = sorted(p.stem for p in (celeba / "images").glob("*.jpg"))[0]
+    ranked = tmp_path / "ranked.csv"
+    ranked.write_text(f"id,generated_id_dist,input_psnr,input_id_dist\n{face},0.5,22.0,0.55\n")
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "identity_figure.py"), str(ranked), "--before",
+                           str(tmp_path), "--data", str(celeba), "--out", str(tmp_path / "f.png")],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and f"{ranked}: face {face} was degraded otherwise (input_psnr " in done.stderr, \
+        done.stderr
 
 
 def test_the_benchmark_s_jpeg_option_adds_compression_and_keeps_the_thesis_draws(shared_data, tmp_path, capsys):
