@@ -468,7 +468,7 @@ def test_thesis_tables_with_a_tiny_budget(celeba, random_weights, tmp_path, monk
     assert 0 < float(prior[8]) < 100 and 15 < float(blurry[3]) < 40 and 0 <= float(blurry[6]) <= 100
     assert 0 < float(prior[14]) <= float(prior[8])  # mean Jaccard, after the 5 groups' Jaccard: never above Dice
     held_out = row("blurry input (floor, held-out faces)")  # table 4.4's floor: the same faces' figures
-    assert abs(float(held_out[3]) - float(blurry[3])) < 0.006 and held_out[4:6] == blurry[4:6], held_out
+    assert abs(float(held_out[3]) - float(blurry[3])) < 0.006 and held_out[4:7] == blurry[4:7], held_out
     zero_shot = row("blurry")  # table 4.2: identity beside PSNR and SSIM, the blurry input's too
     assert abs(float(zero_shot[8]) - float(blurry[5])) < 0.0006 and zero_shot[9] == blurry[6], zero_shot
     # Every trained row is below its floor: flagged, its measured cells withheld.
@@ -520,7 +520,9 @@ def test_thesis_tables_with_a_tiny_budget(celeba, random_weights, tmp_path, monk
     spread = row("mean ± SD")
     mean, sd = (float(v) for v in spread[3].split(" ± "))
     assert abs(mean - np.mean(held)) < 1e-4 and abs(sd - np.std(held)) < 1e-4 and spread[-2] == "24.4687 ± 0.2289"
-    assert all("±" in cell for cell in spread[3:8])  # PSNR, SSIM, ID distance held out; PSNR, SSIM validation
+    assert all("±" in cell for cell in spread[3:9])  # PSNR, SSIM, ID distance and share held out; PSNR, SSIM val
+    share = [float(f[6]) for f in folds]  # the same-person share of each fold, and their mean ± SD
+    assert all(0 <= x <= 100 for x in share) and abs(float(spread[6].split(" ± ")[0]) - np.mean(share)) < 0.06
     assert any(line.startswith("**Verdict.** across 2 folds the validation PSNR (what the thesis reports) varies by") for line in lines)
 
     # Another --set in the same runs folder: refused before any table is built (it was refused when
