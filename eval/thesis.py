@@ -835,11 +835,13 @@ def reproduce(data_dir: str, out: str | Path, tables: list[str], budget: Budget 
         all_runs.update({r.name: r for r in made})
     seconds = sum(r.seconds for r in all_runs.values())
     head = [f"# The thesis' tables, reproduced on {data_dir}\n",
-            f"Held-out faces: {len(pairs)} (test split, pairs in {pairs_dir}); runs in {runs}.\n",
-            f"**Training budget**: {budget.describe()}. {len(all_runs)} trained runs took "
-            f"{seconds / 3600:.2f} hours of training and validation here in all (each row's minutes are in its "
-            "table). A row that ends no better than its table's floor is withheld and flagged, never shown as "
-            "a result.\n"]
+            f"Held-out faces: {len(pairs)} (test split, pairs in {pairs_dir})"
+            + (f"; runs in {runs}.\n" if all_runs else ".\n")]
+    if all_runs:  # only the trained tables have a budget
+        head.append(f"**Training budget**: {budget.describe()}. {len(all_runs)} trained runs took "
+                    f"{seconds / 3600:.2f} hours of training and validation here in all (each row's minutes are in "
+                    "its table). A row that ends no better than its table's floor is withheld and flagged, never "
+                    "shown as a result.\n")
     text = "\n".join(head + parts)
     write_atomically(out / "thesis_tables.md", lambda tmp: tmp.write_text(text), ".md")
     return text

@@ -558,10 +558,17 @@ EVAL_JOB_OPTIONS = {
                       "test_faces", "workers", "runs", "set"),
 }
 RESTORING_OPTIONS = ("weights", "device", "codeformer_fidelity", "download")
+TRAINED_TABLES = ("4.1", "4.3", "4.4")
+# --thesis-tables options that only some tables read
+TABLES_READING = {**{dest: TRAINED_TABLES for dest in ("budget", "samples_per_epoch", "batch", "val_faces", "folds",
+                                                        "workers", "runs")},
+                  "patch": ("4.3", "4.4"), "set": ("4.3", "4.4"), "codeformer_fidelity": ("4.2",),
+                  "download": ("4.2",)}
 
 
 def _check_eval_job_options(args) -> None:
-    """An option of another job than the one asked for would be ignored: refuse it instead."""
+    """An option of another job than the one asked for, or of a table not asked for, would be
+    ignored: refuse it instead."""
     job = next(j for j in EVAL_JOB_OPTIONS if getattr(args, j) not in (None, False))
     foreign = [dest for j, dests in EVAL_JOB_OPTIONS.items() if j != job for dest in dests]
     if job == "make_pairs":
@@ -569,6 +576,16 @@ def _check_eval_job_options(args) -> None:
     for dest in foreign:
         if getattr(args, dest) != args.eval_parser.get_default(dest):
             raise InputError(f"--{dest.replace('_', '-')} does not go with --{job.replace('_', '-')}")
+    if job != "thesis_tables":
+        return
+    for dest, tables in TABLES_READING.items():
+        if getattr(args, dest) != args.eval_parser.get_default(dest) and not set(tables) & set(args.tables):
+            raise InputError(f"--{dest.replace('_', '-')}: only table {' or '.join(tables)} reads it, and "
+                             f"--tables {' '.join(args.tables)} builds none of them")
+    named = [item.split("=")[0] for item in args.weights if item.split("=")[0] != "smfd"]
+    if named and "4.2" not in args.tables:
+        raise InputError(f"--weights {named[0]}=...: only table 4.2 runs {named[0]}, and --tables "
+                         f"{' '.join(args.tables)} does not build it")
 
 
 def _budget(text: str):

@@ -343,6 +343,19 @@ def test_eval_refuses_bad_inputs(pairs_dir, tmp_path, capsys):
     assert capsys.readouterr().err.strip() == "smfd: error: --device does not go with --make-pairs"
     assert main(["eval", "--thesis-tables", "--data", str(pairs_dir), "--out", str(tmp_path / "o"), "--seed", "3"]) == 2
     assert capsys.readouterr().err.strip() == "smfd: error: --seed does not go with --thesis-tables"
+    # an option no requested table reads would be ignored (and the header would report a budget)
+    tables = ["eval", "--thesis-tables", "--data", str(pairs_dir), "--out", str(tmp_path / "o"), "--tables"]
+    for extra, says in ((["4.2", "--budget", "2048"], "--budget: only table 4.1 or 4.3 or 4.4 reads it, and "
+                                                      "--tables 4.2 builds none of them"),
+                        (["4.1", "--set", "soft_mask=true"], "--set: only table 4.3 or 4.4 reads it, and --tables "
+                                                             "4.1 builds none of them"),
+                        (["4.3", "4.4", "--codeformer-fidelity", "0.7"], "--codeformer-fidelity: only table 4.2 "
+                                                                         "reads it, and --tables 4.3 4.4 builds none "
+                                                                         "of them"),
+                        (["4.1", "--weights", "codeformer=x.pth"], "--weights codeformer=...: only table 4.2 runs "
+                                                                   "codeformer, and --tables 4.1 does not build it")):
+        assert main(tables + extra) == 2
+        assert capsys.readouterr().err.strip() == f"smfd: error: {says}"
     assert not (tmp_path / "o").exists()
     twice = tmp_path / "twice"
     shutil.copytree(pairs_dir / "blurry", twice)
@@ -550,7 +563,8 @@ def test_table_42_is_evaluated_again_where_a_metric_was_not_available(celeba, ra
         (tmp_path / "thesis_tables.md").unlink(missing_ok=True)  # the sitting was cut short
         assert main(args) == 0
     assert calls == ["niqe: not available (no parameters)", "ok"]  # not the first sitting's, reused
-    assert "| smfd | 1 |" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "| smfd | 1 |" in out and "Training budget" not in out  # nothing trained: no budget reported
 
 
 def test_the_sample_budget_trains_residual_rows_and_the_thesis_budget_the_thesis_network():
