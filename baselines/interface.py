@@ -40,12 +40,24 @@ class MethodInfo:
     def cached_path(self) -> Path | None:
         return _weights.weights_dir() / self.filename if self.filename else None
 
+    def expected_sha256(self) -> str | None:
+        """The pinned digest; for a file without one, the digest recorded when the cached file was
+        downloaded (None: nothing to compare with)."""
+        if self.sha256 is not None or self.cached_path() is None:
+            return self.sha256
+        try:
+            return _weights.recorded_digest(self.cached_path()).read_text().strip() or None
+        except OSError:  # not downloaded by smfd (copied in by hand), or the record is gone
+            return None
+
     def cache_state(self) -> str:
-        """'missing', 'damaged' (present, but its SHA-256 is not the official one) or 'cached'."""
+        """'missing', 'damaged' (present, but its SHA-256 is not the official one, or not the one
+        recorded at its download) or 'cached'."""
         path = self.cached_path()
         if path is None or not path.is_file():
             return "missing"
-        return "damaged" if self.sha256 is not None and sha256_of(path) != self.sha256 else "cached"
+        expected = self.expected_sha256()
+        return "damaged" if expected is not None and sha256_of(path) != expected else "cached"
 
 
 class Method(ABC):

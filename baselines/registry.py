@@ -131,10 +131,11 @@ def weights_file(m: MethodInfo, weights: str | Path | None) -> tuple[Path, str]:
         raise WeightsMissing(
             f"{m.name}: weights not found at {path}; on a machine with internet run "
             f"'smfd baselines download {m.name}' (or pass --weights {m.name}=PATH to the official {m.filename})")
-    digest = sha256_of(path)
-    if m.sha256 is not None and digest != m.sha256:
+    digest, expected = sha256_of(path), m.expected_sha256()
+    if expected is not None and digest != expected:
+        which = "the official file" if m.sha256 else "the file downloaded (its SHA-256 was recorded then)"
         raise WeightsDamaged(
-            f"{m.name}: {path} is not the official file (its SHA-256 differs: damaged or cut short); on a "
+            f"{m.name}: {path} is not {which}: its SHA-256 differs, damaged or cut short; on a "
             f"machine with internet run 'smfd baselines download {m.name} --force'")
     return path, f"the official {m.filename} (sha256 {digest[:16]}...)" if m.sha256 else \
         f"{m.filename} from {m.url} (sha256 {digest[:16]}...; no official digest to compare with)"

@@ -40,6 +40,12 @@ def _remove_stale_parts(folder: Path) -> None:
                 part.unlink(missing_ok=True)
 
 
+def recorded_digest(target: Path) -> Path:
+    """Where the SHA-256 of a download without a pinned digest is recorded, so that the file can
+    be told damaged later (``RestoreFormer++.ckpt.sha256``)."""
+    return target.with_name(target.name + ".sha256")
+
+
 def download(url: str, target: Path, sha256: str | None, force: bool = False,
              verify: Callable[[Path], None] | None = None) -> Path:
     """Fetch ``url`` into ``target`` atomically; a file whose digest differs from ``sha256``, or
@@ -84,6 +90,7 @@ def download(url: str, target: Path, sha256: str | None, force: bool = False,
     write_atomically(target, fetch, ".part")  # a cache folder that cannot be written: named by it
     got = digest.hexdigest()
     if sha256 is None:
+        write_atomically(recorded_digest(target), lambda tmp: tmp.write_text(got + "\n"), ".part")
         print(f"{target.name}: no SHA-256 is pinned for this file; computed {got} "
               "(compare it with the publisher's before trusting results)")
     print(f"{target}: ok (sha256 {got})")

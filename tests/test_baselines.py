@@ -125,6 +125,27 @@ def test_download_verifies_the_digest(tmp_path, capsys):
     assert download(source.as_uri(), pinned, digest) == pinned and pinned.read_bytes() == source.read_bytes()
 
 
+def test_an_unpinned_download_is_known_by_the_digest_recorded_then(tmp_path, monkeypatch):
+    """RestoreFormer++ has no pinned digest: the one computed at its download is kept beside the file,
+    so that a file damaged since is 'damaged' (fetched again by eval --download), not 'cached'."""
+    from baselines import info, registry
+    from baselines.weights import download, recorded_digest
+
+    monkeypatch.setenv("SMFD_CACHE", str(tmp_path / "cache"))
+    m = info("restoreformer++")
+    source = tmp_path / "rf.ckpt"
+    source.write_bytes(b"a checkpoint" * 1000)
+    path = download(source.as_uri(), m.cached_path(), None)
+    assert recorded_digest(path).read_text().strip() == hashlib.sha256(source.read_bytes()).hexdigest()
+    assert m.cache_state() == "cached"
+    path.write_bytes(source.read_bytes()[:100])  # cut short since
+    assert m.cache_state() == "damaged"
+    with pytest.raises(WeightsDamaged, match=r"not the file downloaded .*download restoreformer\+\+ --force"):
+        registry.weights_file(m, None)
+    recorded_digest(path).unlink()  # a file copied in by hand: nothing to compare it with
+    assert m.cache_state() == "cached"
+
+
 def with_method(monkeypatch, method) -> None:
     """The registry with ``method`` in place of the method of its name (e.g. another URL or digest)."""
     from baselines import registry
@@ -198,7 +219,7 @@ def test_weights_are_known_by_their_digest(tmp_path, monkeypatch, capsys):
     cached = official.cached_path()
     cached.parent.mkdir(parents=True)
     cached.write_bytes(b"official by")  # cut short
-    with pytest.raises(WeightsDamaged, match=r"not the official file .*smfd baselines download gfpgan-1.4 --force"):
+    with pytest.raises(WeightsDamaged, match=r"not the official file: .*smfd baselines download gfpgan-1.4 --force"):
         registry.weights_file(official, None)
     main(["baselines", "list"])
     listed = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("gfpgan-1.4 "))
