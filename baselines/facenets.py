@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import torch
 
-from smfd.errors import InputError
+from smfd.errors import InputError, first_line
 from smfd.images import check_rgb, resize_to
 from smfd.runtime import pick_device
 
@@ -99,14 +99,20 @@ def _spandrel_arch(name: str):
 
 
 def _load_spandrel(info: MethodInfo, path: Path) -> torch.nn.Module:
-    from spandrel import ModelLoader
+    from safetensors.torch import load_file
+    from spandrel import canonicalize_state_dict
 
     arch = _spandrel_arch(info.name)
     try:
-        state = ModelLoader().load_state_dict_from_file(path)
+        # read by its content whatever its name (spandrel's own reader goes by the extension and
+        # refused a checkpoint named .bin, or a download's .part file); weights_only: a file from
+        # the internet must not run code when unpickled
+        raw = load_file(str(path)) if path.suffix == ".safetensors" else \
+            torch.load(path, map_location="cpu", weights_only=True)
+        state = canonicalize_state_dict(raw)
     except Exception as exc:  # corrupt file, or pickled objects beyond tensors and containers
         raise InputError(f"{path}: cannot read the checkpoint safely ({type(exc).__name__}: "
-                         f"{str(exc).splitlines()[0][:200] if str(exc) else ''})") from None
+                         f"{first_line(exc)})") from None
     if not arch.detect(state):
         raise InputError(f"{path}: not a {info.title} checkpoint (its keys do not match)")
     try:
@@ -115,7 +121,7 @@ def _load_spandrel(info: MethodInfo, path: Path) -> torch.nn.Module:
         raise InputError(f"{path}: weights do not fit {info.title} ({load_error_details(exc)})") from None
     except (KeyError, IndexError, ValueError, TypeError, AttributeError, AssertionError) as exc:  # shapes read, non-tensors
         raise InputError(f"{path}: not a valid {info.title} checkpoint ({type(exc).__name__}: "
-                         f"{str(exc)[:200]})") from None
+                         f"{first_line(exc)})") from None
 
 
 def load_facenet(info: MethodInfo, path: Path, device: str = "cpu", fidelity: float = 0.5) -> FaceNetMethod:

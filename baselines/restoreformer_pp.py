@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from smfd.errors import InputError
+from smfd.errors import InputError, first_line
 
 PREFIX = "vqvae."
 # Entries of the network's own prefix that are training statistics, not parameters: the
@@ -257,7 +257,7 @@ def load_checkpoint(path: str | Path) -> RestoreFormerPP:
     except Exception as exc:  # corrupt file, or pickled objects beyond tensors and containers
         refused = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
         reason = (f"it pickles {refused.group(1)}, which is not allowed" if refused
-                  else f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}")
+                  else f"{type(exc).__name__}: {first_line(exc)}")
         raise InputError(f"{path}: cannot read the checkpoint safely ({reason})") from None
     model = RestoreFormerPP()
     try:

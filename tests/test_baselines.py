@@ -260,6 +260,9 @@ def test_gfpgan_full_path(tmp_path, face):
     same = load("gfpgan-1.3", weights=path)  # v1.3 and v1.4 share the architecture
     assert same.info.name == "gfpgan-1.3" and same.size == 512
     assert all(torch.equal(a, b) for a, b in zip(method.net.state_dict().values(), same.net.state_dict().values()))
+    renamed = path.rename(tmp_path / "gfpgan.bin")  # a checkpoint is read by its content, not its name
+    assert all(torch.equal(a, b) for a, b in zip(method.net.state_dict().values(),
+                                                 load("gfpgan-1.4", weights=renamed).net.state_dict().values()))
 
 
 def test_codeformer_full_path_and_fidelity(tmp_path, face):
