@@ -161,11 +161,15 @@ def load(name: str, weights: str | Path | None = None, device: str = "cpu", rest
         from .smfd_methods import SMFDMethod
 
         return SMFDMethod(m, weights, device, restorer)
-    if download_missing and weights is None and m.cache_state() != "cached":  # a damaged file fetched again
-        download(m.name)
     from .facenets import load_facenet
 
-    path, described = weights_file(m, weights)
+    try:
+        path, described = weights_file(m, weights)  # the cached file hashed once, when it is there
+    except WeightsMissing:  # absent, or damaged: fetched (again) where asked
+        if not download_missing or weights is not None:
+            raise
+        download(m.name, force=True)  # known not to be the file wanted: no second look at it
+        path, described = weights_file(m, weights)
     method = load_facenet(m, path, device, fidelity)
     method.weights = described
     return method

@@ -210,7 +210,7 @@ def test_weights_are_known_by_their_digest(tmp_path, monkeypatch, capsys):
     is another method's official release is refused; the results name the file a method ran."""
     import dataclasses
 
-    from baselines import info, registry
+    from baselines import info, interface, registry, weights
 
     fake = tmp_path / "GFPGANv1.4.pth"
     fake.write_bytes(b"official bytes")
@@ -230,6 +230,16 @@ def test_weights_are_known_by_their_digest(tmp_path, monkeypatch, capsys):
     with pytest.raises(InputError, match="GFPGANv1.4.pth: "):  # fetched, then not a network: it is a test's bytes
         load("gfpgan-1.4", download_missing=True)
     assert cached.read_bytes() == b"official bytes" and official.cache_state() == "cached"
+    hashed = []  # the cached official file is read once to be known (it was twice: state, then file)
+    def counted(path) -> str:
+        hashed.append(path)
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+
+    for module in (interface, registry, weights):
+        monkeypatch.setattr(module, "sha256_of", counted)
+    with pytest.raises(InputError, match="GFPGANv1.4.pth: "):
+        load("gfpgan-1.4", download_missing=True)
+    assert hashed == [cached]
     assert registry.weights_file(official, None)[1].startswith("the official GFPGANv1.4.pth (sha256 ")
     with pytest.raises(InputError, match=r"is the official GFPGANv1.4.pth of GFPGAN v1.4 .*not weights of GFPGAN v1.3"):
         registry.weights_file(info("gfpgan-1.3"), fake)
