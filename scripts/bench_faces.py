@@ -22,7 +22,7 @@ from smfd.faces import detect_faces
 from smfd.images import check_image_file, list_images, read_image
 from smfd.paths import shared_data
 from smfd.photos import restore_photo
-from smfd.restorer import Restorer
+from smfd.restorer import Restorer, random_weights_like
 
 
 class TimedRestorer:
@@ -41,17 +41,11 @@ class TimedRestorer:
             self.seconds += time.perf_counter() - start
 
 
-def random_weights(folder: str) -> str:
-    """Random-init networks of the shipped configurations saved into ``folder`` (the defaults are
-    the thesis' widths, about 2.8x slower per face)."""
-    from smfd.restorer import load_networks, save_random_weights
-
-    return str(save_random_weights(folder, *[model.config for model in load_networks(None)]))
-
-
 def random_restorer(device: str) -> Restorer:
+    """Random-init networks of the shipped configurations (the configs' defaults are the thesis'
+    widths, about 2.8x slower per face)."""
     with tempfile.TemporaryDirectory() as folder:
-        return Restorer.from_pretrained(random_weights(folder), device)
+        return Restorer.from_pretrained(random_weights_like(folder), device)
 
 
 def main() -> None:

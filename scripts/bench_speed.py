@@ -95,19 +95,16 @@ def random_weights(folder: Path, deblur: dict, mask: dict, base: str | None) -> 
     ``deblur`` / ``mask``, saved as a weights folder."""
     import json
 
-    from smfd.models import with_overrides
-    from smfd.restorer import load_networks, save_random_weights, weight_files
+    from smfd.restorer import random_weights_like, weight_files
 
-    shipped = [model.config for model in load_networks(base)]
     for path, changes in zip(weight_files(folder), (mask, deblur)):
         print(f"random-init {path.stem}: {json.dumps(changes)}")
-    try:
-        configs = with_overrides(shipped[0], mask), with_overrides(shipped[1], deblur)
+    try:  # the same seed each run: the same networks, so an engine converts them once
+        return str(random_weights_like(folder, base, mask, deblur))
+    except InputError:  # the weights folder's own message (an InputError is a ValueError too)
+        raise
     except (TypeError, ValueError) as exc:  # an unknown field or a value of the wrong kind
         raise InputError(f"--set / --mask-set: {exc}") from None
-    # The same seed each run: the same networks, so an engine converts them once.
-    save_random_weights(folder, *configs)
-    return str(folder)
 
 
 def main() -> None:

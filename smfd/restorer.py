@@ -19,7 +19,8 @@ from .data import WORK_SIZE
 from .engines import calibration_faces, make_engine, threads_asked
 from .errors import InputError
 from .images import check_rgb, is_grey, resize_labels, resize_to, to_float, to_uint8
-from .models import MaskNetConfig, SMFDConfig, build, generated_mask_input, one_hot_mask, size_multiple
+from .models import (MaskNetConfig, SMFDConfig, build, generated_mask_input, one_hot_mask, size_multiple,
+                     with_overrides)
 from .runtime import native_bf16, pick_device, torch_threads
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
@@ -85,6 +86,16 @@ def save_random_weights(folder: str | Path, mask_config=None, deblur_config=None
     for path, config in zip(weight_files(folder), (mask_config or MaskNetConfig(), deblur_config or SMFDConfig())):
         checkpoint.save(path, build(config).eval(), half=True)
     return folder
+
+
+def random_weights_like(folder: str | Path, base: str | Path | None = None, mask_changes: dict | None = None,
+                        deblur_changes: dict | None = None) -> Path:
+    """Random-init networks of the configurations in the weights folder ``base`` (default: the
+    shipped ones), some fields changed (``with_overrides``), saved into ``folder``: for timings,
+    which do not depend on the weights' values. A TypeError or ValueError names a bad change."""
+    mask, deblur = (model.config for model in load_networks(base))
+    return save_random_weights(folder, with_overrides(mask, mask_changes or {}),
+                               with_overrides(deblur, deblur_changes or {}))
 
 
 def with_input_colours(restored: np.ndarray, blurry: np.ndarray, sigma: float = COLOUR_SIGMA) -> np.ndarray:

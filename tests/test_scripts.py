@@ -238,8 +238,8 @@ def test_bench_faces_random_networks_are_the_shipped_size(tmp_path):
     from smfd.restorer import load_networks
 
     script = runpy.run_path(str(ROOT / "scripts" / "bench_faces.py"))
-    random = load_networks(script["random_weights"](str(tmp_path)))
-    assert [m.config for m in random] == [m.config for m in load_networks(None)]
+    random = script["random_restorer"]("cpu")
+    assert [random.mask_model.config, random.deblur_model.config] == [m.config for m in load_networks(None)]
 
 
 def test_the_device_pack_keeps_the_split_and_leaves_out_the_test_faces(shared_data, tmp_path, capsys):
