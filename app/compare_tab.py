@@ -87,11 +87,12 @@ def run_all(ctx: AppContext, face: Face, progress=None) -> list[Result]:
             out, secs = _timed(ctx.run_method, info.name, face.blurry, mask)
             results.append(Result(info.title, out, secs, licence, commercial, method=info.name))
         except WeightsMissing as exc:  # the registry's message names server paths and command-line options
-            damaged = isinstance(exc, WeightsDamaged)
-            results.append(Result(info.title, licence=licence, commercial=commercial, problem=(
-                f"its weights {'file on this server is damaged' if damaged else 'are not on this server'}; "
-                f"whoever runs the app can fetch {'it again' if damaged else 'them'} with "
-                f"'smfd baselines download {info.name}{' --force' if damaged else ''}' (no restart needed)")))
+            fetch = (f"its weights file on this server is damaged; whoever runs the app can fetch it again with "
+                     f"'smfd baselines download {info.name} --force'" if isinstance(exc, WeightsDamaged) else
+                     f"its weights are not on this server; whoever runs the app can fetch them with "
+                     f"'smfd baselines download {info.name}'")
+            results.append(Result(info.title, licence=licence, commercial=commercial,
+                                  problem=f"{fetch} (no restart needed)"))
         except InputError as exc:
             results.append(Result(info.title, licence=licence, commercial=commercial, problem=str(exc)))
         except Exception as exc:  # a broken method must not hide the others: show what failed

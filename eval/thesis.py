@@ -270,14 +270,13 @@ def check_run(settings) -> None:
 
 
 def train_run(lab: Lab, planned: Planned) -> Run:
-    """Train, resume, or reuse when finished, one planned run under the lab's budget."""
+    """Train, resume, or reuse when finished, one planned run under the lab's budget (reproduce
+    checked its folder with :func:`check_run` before the first table)."""
     from smfd.train import train
 
-    settings = run_settings(lab, planned)
     out = planned.folder
-    check_run(settings)
     print(f"[thesis tables] run {out.name}", flush=True)
-    train(settings)
+    train(run_settings(lab, planned))
     best = out / "best.safetensors"
     if not best.is_file():
         raise InputError(f"{out}: training wrote no best.safetensors")

@@ -60,7 +60,7 @@ def main() -> None:
     table = []
     for face_id, (blurry, sharp) in pairs.items():
         old, new = before.restore_face(blurry), after.restore_face(blurry)
-        d = geometry().distances([blurry, old.image, new.image], sharp)
+        d = [here[face_id]["input_id_dist"], *geometry().distances([old.image, new.image], sharp)]
         print(f"{face_id[:8]}: blurry {d[0]:.3f}, before {d[1]:.3f}, after {d[2]:.3f}")
         table.append([("sharp", sharp), (f"blurry {d[0]:.2f}", blurry),
                       ("generated mask", labels.colorize(old.groups)),
