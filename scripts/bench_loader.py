@@ -19,12 +19,12 @@ from torch.utils.data import DataLoader
 
 from smfd import data
 from smfd.cli import int_from, run_reported, script_parser
-from smfd.paths import shared_data
+from smfd.paths import benchmark_data
 
 
 def main() -> None:
     parser = script_parser(__doc__)
-    parser.add_argument("--data", default=str(shared_data() / "celebamask_mini"))
+    parser.add_argument("--data", default=str(benchmark_data()))
     parser.add_argument("--workers", type=int_from(0), nargs="+", default=[0, 1, 2])
     parser.add_argument("--samples", type=int_from(1), default=96)
     parser.add_argument("--patch", type=int_from(8), default=None)

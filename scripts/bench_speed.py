@@ -36,7 +36,7 @@ from smfd.engines import ENGINES
 from smfd.errors import InputError
 from smfd.images import write_png
 from smfd.models import count_parameters
-from smfd.paths import shared_data
+from smfd.paths import benchmark_data
 from smfd.restorer import Restorer
 
 
@@ -110,7 +110,7 @@ def random_weights(folder: Path, deblur: dict, mask: dict, base: str | None) -> 
 def main() -> None:
     parser = script_parser(__doc__)
     parser.add_argument("--weights", default=None, help="weights folder (default: the shipped weights)")
-    parser.add_argument("--data", default=str(shared_data() / "celebamask_mini"),
+    parser.add_argument("--data", default=str(benchmark_data()),
                         help="CelebAMask-HQ folder whose held-out faces are timed")
     parser.add_argument("--engines", nargs="+", choices=ENGINES[1:], default=["pytorch", "openvino", "openvino-int8"])
     parser.add_argument("--threads", type=int_from(1, 1024), nargs="+", default=[2])

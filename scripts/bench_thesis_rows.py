@@ -24,7 +24,7 @@ import torch
 
 from eval.thesis import MASK_MODELS, Budget
 from smfd.cli import int_from, run_reported, script_parser
-from smfd.paths import shared_data
+from smfd.paths import benchmark_data
 from smfd.models import ABLATIONS
 from smfd.train import Trainer, TrainSettings
 
@@ -34,7 +34,7 @@ KINDS = {**{f"mask: {k}": ("mask", c) for k, (_, c) in MASK_MODELS.items()},
 
 def main() -> None:
     p = script_parser(__doc__)
-    p.add_argument("--data", default=str(shared_data() / "celebamask_mini"))
+    p.add_argument("--data", default=str(benchmark_data()))
     p.add_argument("--budget", type=int_from(1), default=Budget().samples)
     p.add_argument("--batches", type=int_from(1), default=8)
     p.add_argument("--repeats", type=int_from(1), default=3)

@@ -23,7 +23,7 @@ from smfd.cli import int_from, run_reported, script_parser
 from smfd.errors import InputError
 from smfd.identity import geometry
 from smfd.images import write_figure
-from smfd.paths import shared_data
+from smfd.paths import benchmark_data
 from smfd.restorer import Restorer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,7 +34,7 @@ def main() -> None:
     parser.add_argument("per_face", help="--per-face CSV of benchmark_model.py for the older weights")
     parser.add_argument("--before", required=True, help="weights folder of the older model")
     parser.add_argument("--after", default=None, help="weights folder of the newer model (default: shipped)")
-    parser.add_argument("--data", default=str(shared_data() / "celebamask_mini"))
+    parser.add_argument("--data", default=str(benchmark_data()))
     parser.add_argument("--faces", type=int_from(1), default=6)
     parser.add_argument("--seed", type=int_from(0), default=0, help="the benchmark's seed")
     parser.add_argument("--out", default=str(ROOT / "docs" / "identity_before_after.png"),

@@ -22,7 +22,7 @@ from tqdm import tqdm
 from smfd import data, metrics
 from smfd.cli import int_from, run_reported, script_parser
 from smfd.identity import SAME_PERSON, References
-from smfd.paths import shared_data
+from smfd.paths import benchmark_data
 from smfd.photos import restore_photo
 from smfd.restorer import Restorer
 
@@ -34,7 +34,7 @@ def main() -> None:
     parser.add_argument("--weights", default=None, help="weights folder (default: the shipped weights)")
     parser.add_argument("--data", default=None, help="CelebAMask-HQ folder (default: celebamask_mini of the shared data)")
     args = parser.parse_args()
-    records = data.select(data.open_dataset(args.data or shared_data() / "celebamask_mini"), "test")[:args.faces]
+    records = data.select(data.open_dataset(args.data or benchmark_data()), "test")[:args.faces]
     restorer = Restorer.from_pretrained(args.weights)
 
     rows: dict[str, list[tuple[float, float, float, float]]] = {}

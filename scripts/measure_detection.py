@@ -29,7 +29,7 @@ from tqdm import tqdm
 from smfd import data
 from smfd.cli import int_from, run_reported, script_parser
 from smfd.faces import detect_faces
-from smfd.paths import shared_data
+from smfd.paths import benchmark_data
 
 LADDER = (12, 16, 20, 24, 28, 32, 40, 48, 56, 64, 80, 96, 115, 128, 160, 192)  # face widths, px
 MEGAPIXELS = (0.75, 3, 12, 24)
@@ -40,7 +40,6 @@ import re, sys
 from pathlib import Path
 import numpy as np
 from smfd.faces import detect_faces
-from smfd.paths import shared_data
 photo = np.load(sys.argv[1])
 detect_faces(photo[:256, :256])  # the models loaded and warmed up
 def peak():
@@ -92,7 +91,7 @@ def smallest_found(face: np.ndarray, fraction: float, size: tuple[int, int]) -> 
 
 def main() -> None:
     p = script_parser(__doc__)
-    p.add_argument("--data", default=str(shared_data() / "celebamask_mini"),
+    p.add_argument("--data", default=str(benchmark_data()),
                    help="dataset with held-out faces (default: celebamask_mini of the shared data)")
     p.add_argument("--faces", type=int_from(1), default=4, help="faces per photo size for the smallest face (default 4)")
     p.add_argument("--tilt-faces", type=int_from(1), default=8, help="faces for the tilt test (default 8)")

@@ -21,12 +21,12 @@ from smfd.cli import run_reported, script_parser
 from smfd.errors import InputError
 from smfd.faces import find_boxes, key_points, landmarks_in
 from smfd.images import list_images, read_image
-from smfd.paths import shared_data
+from smfd.paths import benchmark_data
 
 
 def main() -> None:
     parser = script_parser(__doc__)
-    parser.add_argument("folder", nargs="?", default=str(shared_data() / "celebamask_mini" / "images"),
+    parser.add_argument("folder", nargs="?", default=str(benchmark_data() / "images"),
                         help="aligned square face crops")
     args = parser.parse_args()
 

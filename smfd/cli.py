@@ -96,9 +96,9 @@ def add_face_set_options(parser: argparse.ArgumentParser, engine: bool = True) -
     --data, --weights, --split, --faces, --seed, --device and (``engine``) --engine; :func:`face_set`
     reads them."""
     from .engines import ENGINES
-    from .paths import shared_data
+    from .paths import benchmark_data
 
-    parser.add_argument("--data", default=str(shared_data() / "celebamask_mini"),
+    parser.add_argument("--data", default=str(benchmark_data()),
                         help="CelebAMask-HQ-layout faces with masks (default: celebamask_mini of the shared data)")
     parser.add_argument("--weights", default=None, help="weights folder (default: the shipped weights)")
     parser.add_argument("--split", choices=("test", "val"), default="test",

@@ -164,12 +164,12 @@ def is_grey(image: np.ndarray) -> bool:
     return bool((image[..., :1] == image).all())
 
 
-def check_image_file(path: str | Path, label_map: bool = False) -> tuple[int, int]:
+def check_image_file(path: str | Path, label_map: bool = False, decode: bool = False) -> tuple[int, int]:
     """Refuse a missing, empty, non-image or oversized file (or, with ``label_map``, one that is
-    not a palette or grayscale PNG) from its header alone (milliseconds: a whole dataset is checked
-    before a training starts; a truncated body shows only when read). Returns (width, height) as
-    stored (before any EXIF turn)."""
-    with _open(Path(path), decode=False) as img:
+    not a palette or grayscale PNG) from its header alone, or with ``decode`` also a truncated or
+    corrupt body (about a millisecond a 512x512 face). Returns (width, height) as stored (before
+    any EXIF turn)."""
+    with _open(Path(path), decode=decode) as img:
         if label_map:
             _check_label_mode(path, img)
         return img.size
@@ -235,6 +235,9 @@ def read_groups(path: str | Path, values: str = "groups") -> np.ndarray:
         raise InputError(f"{path}: {exc}") from None
 
 
+PARTIAL_PREFIX = ".smfd-partial-"  # write_atomically's unfinished files: a name no one else gives a file
+
+
 def write_atomically(path: str | Path, write: Callable[[Path], None], suffix: str = "") -> Path:
     """Call ``write(tmp)`` on a new file beside ``path``, then rename it to ``path``: a crash never
     leaves a half-written file, and readers see the old file or the whole new one. The new file
@@ -243,7 +246,7 @@ def write_atomically(path: str | Path, write: Callable[[Path], None], suffix: st
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(suffix=suffix, dir=path.parent)
+        fd, tmp = tempfile.mkstemp(suffix=suffix, prefix=PARTIAL_PREFIX, dir=path.parent)
     except OSError as exc:  # no permission, a file in the way, a full disk: one line naming the file
         raise InputError(f"{path}: cannot be written ({exc.strerror or exc})") from None
     os.close(fd)

@@ -25,6 +25,12 @@ def shared_data() -> Path:
     return Path(folder) if folder else Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
+def benchmark_data() -> Path:
+    """The faces every quality figure is measured on (SPEC section 2): the shared CelebAMask-HQ
+    sample, whose test split no training run may see."""
+    return shared_data() / "celebamask_mini"
+
+
 def sha256_of(path: str | Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:

@@ -34,12 +34,12 @@ from tqdm import tqdm
 
 from . import checkpoint, data, degrade, metrics
 from .errors import InputError
-from .images import to_uint8, write_atomically
+from .images import PARTIAL_PREFIX, to_uint8, write_atomically
 from .labels import CLASSES, GROUPS
 from .losses import LOSSES, SSIM_WEIGHT, restoration_loss, segmentation_loss
 from .models import (MaskNetConfig, SegBaselineConfig, SMFDConfig, build, count_parameters,
                      generated_mask_input, mask_input, mask_probabilities, one_hot_mask, with_overrides)
-from .paths import sha256_of
+from .paths import benchmark_data, sha256_of
 from .runtime import fast_autocast, pick_device
 
 # Validation figures that may pick the best epoch and drive the learning rate; the first is the
@@ -225,7 +225,7 @@ class EpochSampler(Sampler):
         self.epoch = epoch
 
     def _indices(self) -> list[int]:
-        rng = np.random.default_rng([self.seed, self.epoch, 7])
+        rng = data.epoch_rng(self.seed, self.epoch, "order")
         passes = math.ceil(self.samples / self.n)
         order = np.concatenate([rng.permutation(self.n) + p * self.n for p in range(passes)])
         # every rank the same count, so that all take the same number of steps: one rank's extra
@@ -241,8 +241,11 @@ class EpochSampler(Sampler):
 
 
 def training_records(s: TrainSettings) -> tuple[list, list]:
-    """The run's (training, validation) faces, every file checked from its header: too few faces
-    or a bad file is an InputError before any network is built."""
+    """The run's (training, validation) faces, every file checked: too few faces or a bad file is
+    an InputError before any network is built. Each dataset is split by its own ids, so one photo
+    in two datasets (the shared FFHQ sample holds re-encoded CelebA-HQ faces) can cross the split:
+    copies of held-out test faces (the datasets' own and the benchmark's) are left out, and so are
+    training faces that are copies of validation faces, which would flatter every validation."""
     by_root = {root: data.open_dataset(root) for root in s.data}
     if s.task == "mask" or s.mask_source == "gt":  # every face needs its true mask
         for root, found in by_root.items():
@@ -256,17 +259,23 @@ def training_records(s: TrainSettings) -> tuple[list, list]:
     val = data.select(records, "val", s.k, s.fold, s.test_fraction)
     val = val[: s.val_faces] if s.val_faces else val
     data.check_files(train + val)
-    if len(by_root) > 1:  # each dataset is split by its own ids: one photo in two of them can cross the split
-        held_out = data.select(records, "test", s.k, s.fold, s.test_fraction)
-        data.check_files(held_out)  # read for their thumbnails
-        print(f"[smfd train] looking for copies of the {len(held_out)} test faces among the {len(train) + len(val)} "
-              "training and validation faces (thumbnails: seconds per ten thousand)", flush=True)
-        copies = data.copies_of(train + val, held_out)
-        if copies:
-            print(f"[smfd train] left out {len(copies)} training/validation faces that are copies of held-out "
-                  "test faces: " + data.named_copies(copies),
-                  flush=True)
-            train, val = ([r for r in part if r.id not in copies] for part in (train, val))
+    held_out = data.select(records, "test", s.k, s.fold, s.test_fraction)
+    benchmark = benchmark_data()
+    if benchmark.is_dir() and benchmark.resolve() not in {Path(root).resolve() for root in s.data}:
+        held_out += [r for r in data.select(data.open_dataset(benchmark), "test") if r.has_mask]
+    data.check_files(held_out)  # read for their thumbnails
+    print(f"[smfd train] looking for copies of the {len(held_out)} test faces among the {len(train) + len(val)} "
+          "training and validation faces (thumbnails: seconds per ten thousand)", flush=True)
+    copies = data.copies_of(train + val, held_out)
+    if copies:
+        print(f"[smfd train] left out {len(copies)} training/validation faces that are copies of held-out "
+              "test faces: " + data.named_copies(copies), flush=True)
+        train, val = ([r for r in part if r.id not in copies] for part in (train, val))
+    twins = data.copies_of(train, val)
+    if twins:
+        print(f"[smfd train] left out {len(twins)} training faces that are copies of validation faces: "
+              + data.named_copies(twins), flush=True)
+        train = [r for r in train if r.id not in twins]
     if not train or not val:
         raise InputError(f"too few faces: {len(train)} for training, {len(val)} for validation")
     if (s.samples_per_epoch or len(train)) < s.batch:  # drop_last would leave no batch
@@ -302,11 +311,12 @@ def saved_state(s: TrainSettings, inputs: dict, device: str | torch.device = "cp
         raise InputError(f"{out / blocked[0]}: is in the way of the run's file of that name (a folder?); "
                          "remove it or choose another --out")
     if not path.is_file():
-        # Only state.pt says what a run folder holds; without it, weights or a log there are
-        # another run's (or a finished one's with state.pt deleted): never train over them.
-        found = [name for name in ("best.safetensors", "log.csv") if (out / name).is_file()]
+        # Only state.pt says what a run folder holds; without it, weights, a log or settings there
+        # are another run's or the user's own (or a finished run's with state.pt deleted): never
+        # train over them.
+        found = [name for name in RUN_FILES if (out / name).is_file()]
         if found:
-            raise InputError(f"{out}: holds {' and '.join(found)} but no state.pt to resume from; "
+            raise InputError(f"{out}: holds {', '.join(found)} but no state.pt to resume from; "
                              "choose another --out (nothing there was changed)")
         return None
     try:
@@ -566,7 +576,7 @@ class Trainer:
     def train_epoch(self, loader) -> dict:
         self.net.train()
         share = {"gt": 0.0, "generated": 1.0, "mix": 0.5}[self.s.mask_source]
-        rng = np.random.default_rng([self.s.seed, self.epoch, 11, self.rank])
+        rng = data.epoch_rng(self.s.seed, self.epoch, "masks", self.rank)
         # extra terms with a weight: each logged alone (unweighted), so runs with and without compare
         terms = {name: term for name, term in (("semantic", self.semantic_term), ("perceptual", self.perceptual_term))
                  if getattr(self.s, name)}
@@ -729,7 +739,8 @@ class Trainer:
 
 # The files of a run folder, state.pt the one record (see Trainer.save_state).
 RUN_FILES = ("state.pt", "best.safetensors", "log.csv", "settings.json")
-TEMPORARY = re.compile(r"tmp[a-z0-9_]{8}\.(pt|safetensors|csv|json)")  # write_atomically's copies of them
+# write_atomically's unfinished copies of them (a user's own "tmp_notes.csv" is not one)
+TEMPORARY = re.compile(re.escape(PARTIAL_PREFIX) + r"[a-z0-9_]{8}\.(pt|safetensors|csv|json)")
 STATE_KEYS = ("model", "optimizer", "scheduler", "epoch", "best", "bad_epochs", "history", "settings")
 LOG_ONLY = ("epoch", "lr", "train_loss", "train_semantic", "train_perceptual", "seconds", "samples")
 # Settings a resumed run may change: they do not alter what is trained.

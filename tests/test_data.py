@@ -249,9 +249,19 @@ def test_brightness_and_contrast_change_the_image_only(face_and_classes):
     assert out.astype(float).std() == pytest.approx(0.7 * image.astype(float).std(), rel=0.02)
 
 
+def test_each_stream_of_a_training_epoch_is_its_own():
+    """Every sample's draws, the epoch's order of faces and each process's choice of generated
+    masks come from different generators (numpy pads a short key with zeros: keyed [seed, epoch,
+    11, 0], a stream was sample 11's)."""
+    streams = [("sample", i) for i in range(64)] + [("order", 0)] + [("masks", rank) for rank in range(4)]
+    firsts = {data.epoch_rng(1, 3, stream, index).random() for stream, index in streams}
+    assert len(firsts) == len(streams)
+    assert data.epoch_rng(1, 3, "sample", 5).random() != data.epoch_rng(1, 4, "sample", 5).random()
+
+
 def test_make_pair_degrades_at_the_source_size_then_resizes(face_and_classes):
     image, _ = face_and_classes
-    blurry, sharp, recipe = data.make_pair(image, np.random.default_rng(3))
+    blurry, _, sharp, recipe = data.make_pair(image, np.random.default_rng(3))
     assert blurry.shape == sharp.shape == (256, 256, 3)
     np.testing.assert_array_equal(sharp, cv2.resize(image, (256, 256), interpolation=cv2.INTER_AREA))
     source = degrade.apply(image, recipe)
@@ -262,19 +272,20 @@ def test_jpeg_compresses_the_source_or_the_crop_after_the_same_draws(face_and_cl
     """jpeg_at: the same recipe's quality applied to the degraded 512 source before the resize
     (as degrade.apply does) or to the 256 face after it; the face before JPEG is the thesis pair's."""
     image, _ = face_and_classes
-    thesis = data.make_pair(image, np.random.default_rng(3))
+    thesis, _, thesis_sharp, _ = data.make_pair(image, np.random.default_rng(3))
     at = {}
     for where in degrade.JPEG_AT:
         options = degrade.PipelineOptions(jpeg=True, jpeg_range=(25, 25), jpeg_at=where)
         at[where] = data.make_pair(image, np.random.default_rng(3), options)
-        assert at[where][2].jpeg_quality == 25
-        blurry, uncompressed, sharp = data.degrade_pair(image, at[where][2], where)
+        assert at[where][3].jpeg_quality == 25
+        blurry, uncompressed, sharp = data.degrade_pair(image, at[where][3], where)
         np.testing.assert_array_equal(blurry, at[where][0])
-        np.testing.assert_array_equal(uncompressed, thesis[0])
-        np.testing.assert_array_equal(sharp, thesis[1])
-    source = degrade.apply(image, at["source"][2])
+        np.testing.assert_array_equal(uncompressed, thesis)
+        np.testing.assert_array_equal(at[where][1], thesis)
+        np.testing.assert_array_equal(sharp, thesis_sharp)
+    source = degrade.apply(image, at["source"][3])
     np.testing.assert_array_equal(at["source"][0], cv2.resize(source, (256, 256), interpolation=cv2.INTER_AREA))
-    np.testing.assert_array_equal(at["crop"][0], degrade.jpeg_roundtrip(thesis[0], 25))
+    np.testing.assert_array_equal(at["crop"][0], degrade.jpeg_roundtrip(thesis, 25))
     assert not np.array_equal(at["source"][0], at["crop"][0])
 
 

@@ -18,7 +18,7 @@ from PIL import Image
 
 from smfd import checkpoint
 from smfd.errors import InputError
-from smfd.train import EpochSampler, Trainer, TrainSettings
+from smfd.train import TEMPORARY, EpochSampler, Trainer, TrainSettings
 
 TINY = dict(epochs=2, batch=4, patch=64, samples_per_epoch=8, val_faces=4, workers=0)
 
@@ -193,8 +193,8 @@ def test_a_batch_larger_than_the_training_faces_is_refused(celeba, tmp_path, cap
     assert not out.exists()
 
 
-@pytest.mark.parametrize("found", [("best.safetensors",), ("log.csv",), ("best.safetensors", "log.csv")])
-def test_a_folder_with_weights_or_a_log_but_no_state_is_not_trained_over(celeba, tmp_path, capsys, found):
+@pytest.mark.parametrize("found", [("best.safetensors",), ("settings.json",), ("best.safetensors", "log.csv")])
+def test_a_folder_with_weights_a_log_or_settings_but_no_state_is_not_trained_over(celeba, tmp_path, capsys, found):
     from smfd.cli import main
 
     for name in found:
@@ -203,39 +203,47 @@ def test_a_folder_with_weights_or_a_log_but_no_state_is_not_trained_over(celeba,
             "--patch", "32", "--size", "64", "--samples-per-epoch", "8", "--val-faces", "4", "--workers", "0"]
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and " and ".join(found) + " but no state.pt" in err, err
+    assert len(err.splitlines()) == 1 and ", ".join(found) + " but no state.pt" in err, err
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(found)  # nothing written
     assert all((tmp_path / name).read_text() == "another run's" for name in found)
 
 
 def test_unreadable_dataset_files_are_named_before_the_first_epoch(celeba, tmp_path, capsys):
-    """An empty image or a mask that is not an image stops the run before anything is written."""
+    """An empty or truncated image, a mask that is not an image or holds no CelebAMask-HQ class stop
+    the run before anything is written: found later, inside an epoch, the file could only be mended
+    (a run's faces are recorded: removing one would lose the run)."""
     from smfd.cli import main
 
     images = sorted((celeba / "images").iterdir())[:30]
-    for broken in ("image", "mask"):
-        data = tmp_path / broken
+    body = images[-1].read_bytes()
+    out_of_range = tmp_path / "out-of-range.png"
+    Image.fromarray(np.full((512, 512), 19, np.uint8), "L").save(out_of_range)
+    broken = {"empty image": ("images", b"", "file is empty"),
+              "truncated image": ("images", body[:len(body) * 6 // 10], "corrupt or truncated image ("),
+              "mask not an image": ("masks", b"not a png", "not an image file (unrecognised format)"),
+              "mask label 19": ("masks", out_of_range.read_bytes(), "class index 19 outside 0..18")}
+    for case, (folder, content, says) in broken.items():
+        data = tmp_path / case.replace(" ", "-")
         (data / "images").mkdir(parents=True)
         (data / "masks").mkdir()
         for image in images:
             (data / "images" / image.name).symlink_to(image)
             (data / "masks" / f"{image.stem}.png").symlink_to(celeba / "masks" / f"{image.stem}.png")
-        victim = data / ("images" if broken == "image" else "masks") / (
-            images[-1].name if broken == "image" else f"{images[-1].stem}.png")
+        victim = data / folder / (images[-1].name if folder == "images" else f"{images[-1].stem}.png")
         victim.unlink()
-        victim.write_bytes(b"" if broken == "image" else b"not a png")
-        out = tmp_path / f"run-{broken}"
+        victim.write_bytes(content)
+        out = tmp_path / f"run-{case}"
         args = ["train", "deblur", str(data), "--out", str(out), "--batch", "4", "--workers", "0"]
-        assert main(args) == 2
+        assert main(args) == 2, case
         err = capsys.readouterr().err.strip()
-        assert err == f"smfd: error: {victim}: " + ("file is empty" if broken == "image"
-                                                     else "not an image file (unrecognised format)"), err
+        assert err.startswith(f"smfd: error: {victim}: {says}") and len(err.splitlines()) == 1, (case, err)
         assert not out.exists()
 
 
 def test_a_corrupt_face_found_by_a_loader_worker_is_one_line_naming_it(celeba, tmp_path):
-    """A face that cannot be read is found when a DataLoader worker first loads it; torch wraps the
-    error in the worker's traceback, and the user still gets one line naming the file. (In a process
+    """A face damaged after the check before the first epoch is found when a DataLoader worker
+    first loads it; torch wraps the error in the worker's traceback, and the user still gets one
+    line naming the file. (In a process
     of its own: loader workers leave torch's SIGCHLD handler behind in the process that started
     them, and the test process must not keep it.)"""
     data = tmp_path / "data"
@@ -248,7 +256,10 @@ def test_a_corrupt_face_found_by_a_loader_worker_is_one_line_naming_it(celeba, t
         (data / "masks" / mask.name).write_bytes(mask.read_bytes())
     args = ["train", "deblur", str(data), "--out", str(tmp_path / "run"), "--epochs", "1", "--batch", "4",
             "--patch", "32", "--size", "64", "--samples-per-epoch", "8", "--val-faces", "4", "--workers", "1"]
-    done = subprocess.run([sys.executable, "-m", "smfd", *args], capture_output=True, text=True, timeout=300)
+    # as if the files were damaged after the check before the first epoch (which finds these)
+    unchecked = ("import sys; from smfd import data; from smfd.cli import main; "
+                 "data.check_files = lambda records: None; sys.exit(main(sys.argv[1:]))")
+    done = subprocess.run([sys.executable, "-c", unchecked, *args], capture_output=True, text=True, timeout=300)
     assert done.returncode == 2, done.stderr
     err = done.stderr.strip().splitlines()[-1]  # after the progress bar
     assert err.startswith(f"smfd: error: {data / 'images'}") and ".jpg" in err, done.stderr
@@ -362,6 +373,7 @@ def test_an_interruption_leaves_log_and_checkpoint_in_step(celeba, tmp_path, mon
         calls["n"] += 1
         if calls["n"] == 2:  # epoch 2
             if target is torch:  # half of state.pt's new copy is on disk
+                assert TEMPORARY.fullmatch(Path(args[1]).name)  # a name resuming knows to remove
                 whole = io.BytesIO()
                 real(args[0], whole)
                 Path(args[1]).write_bytes(whole.getvalue()[: len(whole.getvalue()) // 2])
@@ -376,10 +388,12 @@ def test_an_interruption_leaves_log_and_checkpoint_in_step(celeba, tmp_path, mon
     assert logged == ["1"]  # the log never runs ahead of state.pt
     assert torch.load(tmp_path / "state.pt", weights_only=True)["epoch"] == (1 if target is torch else 2)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best.safetensors", "log.csv", "settings.json", "state.pt"]
-    (tmp_path / "tmpk3_9zq0a.pt").write_bytes(b"x" * 100)  # what a SIGKILL while saving leaves
+    (tmp_path / ".smfd-partial-k3_9zq0a.pt").write_bytes(b"x" * 100)  # what a SIGKILL while saving leaves
+    (tmp_path / "tmp_results.csv").write_text("the user's own")  # a name like mkstemp's own
     resumed = Trainer(settings)
     assert resumed.run()["epochs"] == 3
-    assert not (tmp_path / "tmpk3_9zq0a.pt").exists()  # removed on resuming
+    assert not (tmp_path / ".smfd-partial-k3_9zq0a.pt").exists()  # removed on resuming
+    assert (tmp_path / "tmp_results.csv").read_text() == "the user's own"
     rows = _rows(tmp_path / "log.csv")
     assert [r["epoch"] for r in rows] == ["1", "2", "3"]
     assert [int(r["samples"]) for r in rows] == [8, 16, 24]
@@ -921,27 +935,38 @@ def test_a_size_above_the_source_size_is_refused_not_enlarged(tmp_path, capsys):
     TrainSettings(task="deblur", data=("unused",), out=str(tmp_path), size=512)
 
 
-def test_copies_of_test_faces_in_another_dataset_are_left_out(shared_data, tmp_path, capsys):
+def test_copies_of_test_faces_in_another_dataset_are_left_out(shared_data, tmp_path, capsys, monkeypatch):
     """Each dataset is split by its own ids; the shared FFHQ sample holds re-encoded copies of
     CelebA-HQ faces under other ids, two of them of test faces that its own split puts in training
-    and validation (the shipped SMFD-UNet was trained with one of them). Both are left out, named."""
+    and validation (the shipped SMFD-UNet was trained with one of them), one of a validation face
+    that it puts in training. All are left out, named, also when FFHQ is trained on alone: the
+    benchmark's test faces are held out of every run."""
     from smfd import data
     from smfd.images import read_image
     from smfd.restorer import MASK_WEIGHTS, WEIGHTS_DIR
     from smfd.train import training_records
 
+    monkeypatch.setenv("SMFD_SHARED_DATA", str(shared_data))  # the benchmark's faces, wherever the checkout is
     celeba, ffhq = shared_data / "celebamask_mini", shared_data / "ffhq_mini"
     copies = {"00240": "b33f1c612da54ab4a3e7fdb438ebb6e8", "00144": "b79692ce50b14035b8a7a8ab2d261bbc"}
-    for copy, original in copies.items():  # the same photo, re-encoded; and a test face, that one
+    twin, its_original = "00241", "41e24362ccd84709b40007bcbb43fe4a"
+    for copy, original in (*copies.items(), (twin, its_original)):  # the same photo, re-encoded
         a, b = (read_image(path).astype(int) for path in (ffhq / f"{copy}.jpg", celeba / "images" / f"{original}.jpg"))
-        assert np.abs(a - b).mean() < 3 and data.split_of(original) == "test"
+        assert np.abs(a - b).mean() < 3
+    assert all(data.split_of(original) == "test" for original in copies.values())
+    assert data.split_of(its_original) == "trainval" and data.fold_of(its_original) == 0  # validation
     alone = {r.id for part in ("train", "val") for r in data.select(data.open_dataset(ffhq), part)}
-    assert set(copies) <= alone  # what FFHQ's own split does with them
+    assert set(copies) <= alone and twin in {r.id for r in data.select(data.open_dataset(ffhq), "train")}
     settings = TrainSettings(task="deblur", data=(str(celeba), str(ffhq)), out=str(tmp_path), mask_source="generated",
                              mask_model=str(WEIGHTS_DIR / MASK_WEIGHTS))
     train, val = training_records(settings)
-    assert not set(copies) & {r.id for r in train + val}
+    assert not (set(copies) | {twin}) & {r.id for r in train + val} and its_original in {r.id for r in val}
     assert len(train) + len(val) == len(alone) + sum(1 for part in ("train", "val")
-                                                     for _ in data.select(data.open_dataset(celeba), part)) - 2
+                                                     for _ in data.select(data.open_dataset(celeba), part)) - 3
+    said = capsys.readouterr().out
+    assert f"{twin} (= {its_original})" in said
+    assert all(f"{copy} (= {original})" in said for copy, original in copies.items())
+    train, val = training_records(dataclasses.replace(settings, data=(str(ffhq),)))
+    assert not set(copies) & {r.id for r in train + val} and len(train) + len(val) == len(alone) - 2
     said = capsys.readouterr().out
     assert all(f"{copy} (= {original})" in said for copy, original in copies.items())
