@@ -39,7 +39,7 @@ from smfd.identity import SAME_PERSON, FaceGeometry, References, geometry
 from smfd.images import resize_labels, resize_to, to_uint8, write_atomically, write_figure
 from smfd.labels import GROUPS, to_groups
 from smfd.models import ABLATIONS, count_parameters, mask_input
-from smfd.restorer import weight_files
+from smfd.restorer import find_weights, weight_files
 from smfd.runtime import pick_device
 
 from .compare import EvalOptions, evaluate, load_methods
@@ -797,9 +797,10 @@ def reproduce(data_dir: str, out: str | Path, tables: list[str], budget: Budget 
                          "runs and scores are reused; table 4.2 is evaluated anew) or choose another --out")
     named = options.weights.get("smfd")
     if named is not None:  # weights named on the command line are used, never skipped for want of a file
-        missing = [p for p in weight_files(named) if not p.is_file()]
-        if missing:
-            raise InputError(f"--weights smfd={named}: {missing[0]} not found")
+        try:
+            find_weights(named)
+        except InputError as exc:
+            raise InputError(f"--weights smfd={named}: {exc}") from None
     pick_device(options.device)  # named before the pairs are made
     if "4.2" in tables:  # its named weights load now, not after hours of training for table 4.1
         load_methods([m for m in options.weights if m in TABLE_42_METHODS], options, has_masks=True)

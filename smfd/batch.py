@@ -114,7 +114,8 @@ def check_some_usable(files: list[Path], check: Callable[[Path], None]) -> None:
     """Before the networks load, refuse a run in which no input passes ``check`` (e.g. the image's
     header and its mask), naming the first; where only some fail, the batch names them one by one."""
     errors = []
-    for path in files:
+    # a bar only where the inputs before the first usable one take long (photos without a face)
+    for path in tqdm(files, desc="looking for a usable input", unit="file", delay=2, leave=False):
         try:
             check(path)
         except InputError as exc:

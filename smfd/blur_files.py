@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 
 from . import degrade
-from .batch import check_folder, check_free, check_not_inputs, check_some_usable, run_batch
+from .batch import check_folder, check_free, check_not_inputs, check_some_free, check_some_usable, run_batch
 from .errors import InputError
-from .images import check_image_file, is_grey, list_images, read_image, write_atomically, write_png
+from .images import check_image_file, is_grey, list_images, read_image, write_atomically, write_like
 
 
 def rng_for_file(seed: int, path: Path) -> np.random.Generator:
@@ -63,19 +63,21 @@ def load_recipe(path: str) -> degrade.Recipe:
 
 def blur_files(src: str, dst: str, options: degrade.PipelineOptions, seed: int = 0,
                recipe_path: str | None = None, overwrite: bool = False) -> int:
-    if seed < 0:
-        raise InputError(f"--seed must be a non-negative integer, got {seed}")
     files = list_images(src)
     fixed = load_recipe(recipe_path) if recipe_path else None
     out = check_folder(dst, "OUT")
     check_not_inputs(files, out, [Path(recipe_path)] if recipe_path else [], (".png", ".json"))
+    check_some_free(files, out, overwrite)  # a repeated command: one line, not one per file
     check_some_usable(files, check_image_file)
 
     def work(path: Path) -> None:
         png, js = out / f"{path.stem}.png", out / f"{path.stem}.json"
         check_free((png, js), overwrite)
         recipe = fixed or degrade.sample_recipe(rng_for_file(seed, path), options)
-        write_png(png, apply_to_photo(read_image(path), recipe))  # a grey photo as one channel
+        degraded = apply_to_photo(read_image(path), recipe)  # a grey photo as one channel
+        if degraded.ndim == 2:
+            degraded = np.repeat(degraded[..., None], 3, axis=2)
+        write_like(png, degraded, path)  # its transparency, depth and colour profile kept, as restore does
         write_recipe(js, recipe_record(recipe, options, seed, path.name, recipe_path))
 
     return run_batch(files, "blur", work, "blurred", out)

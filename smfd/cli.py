@@ -166,9 +166,22 @@ PIPELINE_OPTION = {"layers": "--layers", "sequences": "--sequences", "gaussian_s
                    "noise_range": "--noise-range", "jpeg_range": "--jpeg", "jpeg_share": "--jpeg-share"}
 
 
+# The options of each stage that a --no-STAGE switch turns off: given with it, they would be ignored.
+STAGE_OPTIONS = {"blur": ("layers", "sequences", "gaussian_sizes", "motion_sizes", "directions"),
+                 "rescale": ("scale_range",), "noise": ("noise_range",)}
+
+
 def _pipeline_options(args):
     from .degrade import PipelineOptions
 
+    d = PipelineOptions()
+    for stage, fields in STAGE_OPTIONS.items():
+        given = [PIPELINE_OPTION[f] for f in fields if tuple(getattr(args, f)) != getattr(d, f)]
+        if getattr(args, f"no_{stage}") and given:
+            raise InputError(f"{' and '.join(given)} set the {stage} stage, which --no-{stage} switches off")
+    if args.no_blur and args.no_rescale and args.no_noise and args.jpeg is None:
+        raise InputError("--no-blur, --no-rescale and --no-noise without --jpeg leave every image as it is: "
+                         "nothing would be degraded")
     try:
         return PipelineOptions(
             layers=args.layers, sequences=args.sequences, gaussian_sizes=args.gaussian_sizes,
@@ -383,9 +396,10 @@ def _add_restore(sub) -> None:
                         "restored crop to DIR")
     p.add_argument("--min-face", type=number_in(0, 100_000, low_open=True), default=None, metavar="PX",
                    help="faces narrower than PX pixels are left untouched and reported (default: 32)")
-    p.add_argument("--detector", default="hog", choices=["hog", "cnn"],
+    p.add_argument("--detector", default=None, choices=["hog", "cnn"],
                    help="dlib face detector: hog (default, fast) or cnn (copes better with turned heads "
-                        "and poor light; on CPU ~10 s and ~1 GB per photo)")
+                        "and poor light; on CPU ~10 s and ~2.5 GB for a photo with an upright face, "
+                        "up to 8 times as long where none is found upright and turned copies are searched)")
     p.add_argument("--masks", default=None, metavar="DIR", help="folder of 5-group label PNGs (values "
                    "0..4), DIR/<stem>.png per input, used instead of generated masks; the inputs are "
                    "then aligned face crops (implies --aligned)")
@@ -420,6 +434,12 @@ def _add_runtime_options(p: argparse.ArgumentParser) -> None:
 
 
 def _restorer_factory(args):
+    """How a command makes its Restorer once its inputs are known to be usable; the options the
+    Restorer will read (--weights, --device, $SMFD_THREADS) are checked now, before that work."""
+    from .restorer import Restorer
+
+    Restorer.check_options(args.weights, args.device, args.threads)
+
     def make():
         from .restorer import Restorer
 
@@ -433,9 +453,12 @@ def cmd_restore(args) -> None:
     from .restore_files import restore_files
 
     layout = "aligned" if args.aligned else "whole" if args.whole else "auto"
+    if (args.aligned or args.masks is not None) and (args.min_face is not None or args.detector is not None):
+        raise InputError("--min-face and --detector choose the faces of whole photos: "
+                         "they do not go with --aligned or --masks (each input is one face, restored whole)")
     restore_files(args.input, args.output, _restorer_factory(args), args.masks, args.overwrite,
                   layout=layout, faces_out=args.faces_out,
-                  min_face=MIN_FACE if args.min_face is None else args.min_face, detector=args.detector)
+                  min_face=MIN_FACE if args.min_face is None else args.min_face, detector=args.detector or "hog")
 
 
 def cmd_mask(args) -> None:

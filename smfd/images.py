@@ -290,11 +290,9 @@ def write_figure(path: str | Path, figure, dpi: int) -> Path:
 PNG_LEVEL = 3
 
 
-def write_png(path: str | Path, array: np.ndarray, overwrite: bool = True) -> Path:
+def write_png(path: str | Path, array: np.ndarray) -> Path:
     """Write uint8 HxW or HxWx3 as PNG atomically."""
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise InputError(f"{path}: exists already (refusing to overwrite)")
     image = Image.fromarray(np.ascontiguousarray(array))
     return write_atomically(path, lambda tmp: image.save(tmp, format="PNG", compress_level=PNG_LEVEL), ".png")
 

@@ -100,10 +100,19 @@ def restore_files(src: str, dst: str, make_restorer, masks: str | None = None,
             raise InputError(f"{path}: {small.summary()}; nothing written (--min-face sets the smallest face restored)")
         return image, faces
 
-    found = {}  # the photo the check below found faces in, kept so that it is not read and searched twice
+    found = {}  # what the check below found in each photo it searched (its faces, or why it has none to
+    # restore), kept so that no photo is read and searched twice
+
+    def search(path: Path) -> None:
+        try:
+            found[path] = find_faces(path)
+        except InputError as exc:
+            found[path] = exc
+            raise
+
     # Read whole (a cut body or a 4x4 image) and photos searched for faces until one has some: a
     # run with nothing to restore is refused before the networks load.
-    check_some_usable(files, read_aligned if aligned else lambda path: found.update({path: find_faces(path)}))
+    check_some_usable(files, read_aligned if aligned else search)
     restorer = make_restorer()  # OUT and --faces-out are made by their first file
 
     def work_aligned(path: Path):
@@ -113,7 +122,10 @@ def restore_files(src: str, dst: str, make_restorer, masks: str | None = None,
         earlier = crops_there.get(path.stem, [])  # listed once before the run; only this photo writes them
         if earlier and not overwrite:  # checked before the detection and restoration, not after
             raise InputError(f"{earlier[0]}: exists already (use --overwrite to replace this photo's face crops)")
-        image, faces = found.pop(path) if path in found else find_faces(path)
+        searched = found.pop(path) if path in found else find_faces(path)
+        if isinstance(searched, InputError):
+            raise searched
+        image, faces = searched
         if layout == "auto" and is_aligned_crop(image, faces):
             crops = "; it is its own face crop, none written" if crops_dir is not None else ""
             tqdm.write(f"{path.name}: an aligned face crop ({image.shape[1]}x{image.shape[0]}), restored "

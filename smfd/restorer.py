@@ -43,17 +43,23 @@ def weight_files(folder: str | Path | None = None) -> tuple[Path, Path]:
     return folder / MASK_WEIGHTS, folder / DEBLUR_WEIGHTS
 
 
-def load_networks(weights: str | Path | None = None, device: str | torch.device = "cpu"
-                  ) -> tuple[torch.nn.Module, torch.nn.Module]:
-    """(mask generator, SMFD-UNet) from the folder ``weights`` (default: the shipped ones), each
-    rebuilt from the config stored beside its weights."""
-    mask_path, deblur_path = weight_files(weights)
-    if weights is not None and Path(weights).is_file():  # e.g. one of the two files, or an image
-        raise InputError(f"{weights}: a file, not a weights folder (one holding {MASK_WEIGHTS} and "
+def find_weights(folder: str | Path | None = None) -> tuple[Path, Path]:
+    """:func:`weight_files`, refused (InputError) where the folder is a file or lacks one of them."""
+    mask_path, deblur_path = weight_files(folder)
+    if folder is not None and Path(folder).is_file():  # e.g. one of the two files, or an image
+        raise InputError(f"{folder}: a file, not a weights folder (one holding {MASK_WEIGHTS} and "
                          f"{DEBLUR_WEIGHTS})")
     missing = [str(p) for p in (mask_path, deblur_path) if not p.is_file()]
     if missing:
         raise InputError(f"model weights not found: {', '.join(missing)}")
+    return mask_path, deblur_path
+
+
+def load_networks(weights: str | Path | None = None, device: str | torch.device = "cpu"
+                  ) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """(mask generator, SMFD-UNet) from the folder ``weights`` (default: the shipped ones), each
+    rebuilt from the config stored beside its weights."""
+    mask_path, deblur_path = find_weights(weights)
     mask = checkpoint.load(mask_path, device, kinds=("mask", "smp"))
     deblur = checkpoint.load(deblur_path, device, kinds=("deblur",))
     if mask.config.classes != len(labels.GROUPS) or deblur.config.mask_channels != len(labels.GROUPS):
@@ -162,11 +168,21 @@ class Restorer:
         """Load the shipped weights, or ``mask_generator.safetensors`` and ``smfd_unet.safetensors``
         from the folder ``weights``; each network is rebuilt from the config stored beside its
         weights. Works offline."""
-        dev = pick_device(device)
-        if threads is None:  # like the device, a bad $SMFD_THREADS is named before the networks load
-            threads_asked()
-        native_bf16(dev.type)  # and a bad $SMFD_BF16
+        dev = cls.check_options(weights, device, threads)
         return cls(*load_networks(weights, dev), dev, engine, threads)
+
+    @staticmethod
+    def check_options(weights: str | Path | None = None, device: str = "auto",
+                      threads: int | None = None) -> torch.device:
+        """What :meth:`from_pretrained` is given, checked in milliseconds before the networks load
+        (a command checks it before its inputs' long checks): the weights folder holds both files,
+        the device exists, $SMFD_THREADS and $SMFD_BF16 are usable. Returns the device."""
+        dev = pick_device(device)
+        if threads is None:
+            threads_asked()
+        native_bf16(dev.type)
+        find_weights(weights)
+        return dev
 
     # ------------------------------------------------------------ network inputs
     def work_tensor(self, image: np.ndarray) -> torch.Tensor:

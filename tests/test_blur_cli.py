@@ -92,6 +92,40 @@ def test_a_grey_photo_is_blurred_in_grey(tmp_path, face_files):
     assert Image.open(tmp_path / "out" / "grey.png").mode == "L"
 
 
+def test_transparency_depth_and_colour_profile_are_kept_as_restore_keeps_them(tmp_path, face_files):
+    """The degraded image is written like a restored one: what the pipeline does not touch (the
+    alpha channel, a colour profile, 16-bit grey values' depth) stays."""
+    from PIL import ImageCms
+
+    face = Image.open(face_files[0])
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    rgba = face.convert("RGBA")
+    rgba.putalpha(Image.fromarray(np.tile(np.arange(512, dtype=np.uint8)[None] // 2, (512, 1))))
+    (tmp_path / "in").mkdir()
+    rgba.save(tmp_path / "in" / "clear.png", icc_profile=profile)
+    Image.fromarray(np.asarray(face.convert("L"), np.uint16) * 257).save(tmp_path / "in" / "deep.png")
+    assert main(["blur", str(tmp_path / "in"), str(tmp_path / "out"), "--seed", "3"]) == 0
+    clear, deep = (Image.open(tmp_path / "out" / name) for name in ("clear.png", "deep.png"))
+    assert clear.mode == "RGBA" and clear.info.get("icc_profile") == profile
+    assert np.array_equal(np.asarray(clear.getchannel("A")), np.asarray(rgba.getchannel("A")))
+    assert deep.mode.startswith("I;16")
+
+
+def test_a_repeated_folder_run_is_one_line(tmp_path, face_files, capsys):
+    """Every output there already: refused as a whole, not once per file."""
+    out = tmp_path / "out"
+    (tmp_path / "in").mkdir()
+    for f in face_files[:2]:
+        shutil.copy(f, tmp_path / "in" / f.name)
+    assert main(["blur", str(tmp_path / "in"), str(out), "--seed", "1"]) == 0
+    written = {p: p.read_bytes() for p in out.iterdir()}
+    capsys.readouterr()
+    assert main(["blur", str(tmp_path / "in"), str(out), "--seed", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "and the 1 other outputs: exist already" in err, err
+    assert {p: p.read_bytes() for p in out.iterdir()} == written
+
+
 def test_names_with_one_32_bit_checksum_get_their_own_recipes():
     """Recipes were seeded by the name's CRC-32: these two (hex names, as celebamask_mini's) drew
     the same recipe, noise included."""
@@ -187,11 +221,14 @@ def test_pipeline_options_reach_the_recipe(tmp_path, face_files, capsys):
     assert meta["layers"] == [layer, layer]
     assert meta["scale"] == 2.5 and meta["noise_sigma"] == 7.0
     assert meta["options"]["gaussian_sizes"] == [21] and meta["options"]["layers"] == [2]
-    # With every stage off the output is the input's pixels.
-    assert main(["blur", str(src), str(tmp_path / "off"), "--no-blur", "--no-rescale", "--no-noise"]) == 0
-    np.testing.assert_array_equal(read_image(tmp_path / "off" / f"{src.stem}.png"), read_image(src))
+    # With the thesis' stages off, only JPEG compresses (every stage off would be refused: a copy).
+    off = ["--no-blur", "--no-rescale", "--no-noise", "--jpeg", "90", "90"]
+    assert main(["blur", str(src), str(tmp_path / "off"), *off]) == 0
+    np.testing.assert_array_equal(read_image(tmp_path / "off" / f"{src.stem}.png"),
+                                  degrade.jpeg_roundtrip(read_image(src), 90))
     meta = json.loads((tmp_path / "off" / f"{src.stem}.json").read_text())
     assert meta["layers"] == [] and meta["scale"] is None and meta["noise_sigma"] is None
+    assert meta["jpeg_quality"] == 90
 
 
 def test_existing_outputs_are_kept_without_overwrite(tmp_path, face_files, capsys):
@@ -229,6 +266,10 @@ def test_missing_input_and_output_file_are_one_line_errors(tmp_path, face_files,
     (["--layers", "1", "1"], "must not repeat"),
     (["--scale-range", "0.5", "2"], "--scale-range must be"),
     (["--seed", "-1"], "--seed"),
+    (["--no-blur", "--layers", "2", "--gaussian-sizes", "5"], "--layers and --gaussian-sizes set the blur stage, "
+                                                              "which --no-blur switches off"),
+    (["--no-noise", "--noise-range", "1", "2"], "--noise-range set the noise stage, which --no-noise"),
+    (["--no-blur", "--no-rescale", "--no-noise"], "without --jpeg leave every image as it is"),
 ])
 def test_bad_options_are_one_line_errors(args, message, tmp_path, face_files, capsys):
     assert main(["blur", str(face_files[0]), str(tmp_path / "out"), *args]) == 2

@@ -380,7 +380,8 @@ def test_eval_refuses_bad_inputs(pairs_dir, tmp_path, capsys):
         assert capsys.readouterr().err.strip().startswith(f"smfd: error: {says}")
     assert main(["eval", "--thesis-tables", "--data", str(pairs_dir), "--weights", f"smfd={tmp_path}",
                  "--out", str(tmp_path / "o")]) == 2
-    assert f"--weights smfd={tmp_path}: {tmp_path / 'mask_generator.safetensors'} not found" in capsys.readouterr().err
+    said = capsys.readouterr().err
+    assert f"--weights smfd={tmp_path}: model weights not found: {tmp_path / 'mask_generator.safetensors'}" in said
     assert main(["eval", "--thesis-tables", "--out", str(tmp_path / "o")]) == 2
     assert "--data" in capsys.readouterr().err
     sharp = tmp_path / "sharp"

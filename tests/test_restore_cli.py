@@ -213,6 +213,32 @@ def test_bad_inputs_exit_with_one_line(tmp_path, random_weights, capsys, monkeyp
                         "(and the 1 other inputs cannot be used either)") and not out.exists(), err
 
 
+def test_each_photo_is_searched_once_and_options_are_named_before_any_search(celeba, tmp_path, random_weights,
+                                                                             capsys, monkeypatch):
+    """The check before the networks load searches photos until one has a face: those without one
+    are not searched a second time in the run, and options the Restorer reads, or that only whole
+    photos use, are refused before any search (a photo's search can take minutes with cnn)."""
+    import smfd.restore_files
+
+    photos, out = tmp_path / "photos", tmp_path / "out"
+    write_png(photos / "a.png", np.random.default_rng(0).integers(0, 255, (96, 128, 3), dtype=np.uint8))
+    shutil.copy(sorted((celeba / "images").glob("*.jpg"))[0], photos / "b.jpg")
+    searched = []
+    real = smfd.restore_files.detect_faces
+    monkeypatch.setattr(smfd.restore_files, "detect_faces",
+                        lambda image, **kw: searched.append(image.shape) or real(image, **kw))
+    for args, says in ((["--weights", str(tmp_path / "nowhere")], "model weights not found: "),
+                       (["--device", "cuda"], "--device cuda"),
+                       (["--aligned", "--min-face", "40"], "--min-face and --detector choose the faces of whole"),
+                       (["--masks", str(photos), "--detector", "cnn"], "--min-face and --detector choose")):
+        assert main(["restore", str(photos), str(out), *args]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and says in err and not searched and not out.exists(), (args, err)
+    assert main(["restore", str(photos), str(out), "--weights", str(random_weights)]) == 1
+    assert searched == [(96, 128, 3), (512, 512, 3)]  # each once: the check's findings are kept
+    assert "no face found" in capsys.readouterr().err and (out / "b.png").is_file() and not (out / "a.png").exists()
+
+
 def test_a_swapped_weights_file_is_named(tmp_path, random_weights, capsys):
     swapped = tmp_path / "swapped"
     swapped.mkdir()
