@@ -398,8 +398,9 @@ def _add_restore(sub) -> None:
                    help="faces narrower than PX pixels are left untouched and reported (default: 32)")
     p.add_argument("--detector", default=None, choices=["hog", "cnn"],
                    help="dlib face detector: hog (default, fast) or cnn (copes better with turned heads "
-                        "and poor light; on CPU ~10 s and ~2.5 GB for a photo with an upright face, "
-                        "up to 8 times as long where none is found upright and turned copies are searched)")
+                        "and poor light; on 2 CPU cores ~15 s and ~1.5 GB for a 1 MP photo with upright "
+                        "faces, up to 8 times as long where none is found upright and turned copies are "
+                        "searched)")
     p.add_argument("--masks", default=None, metavar="DIR", help="folder of 5-group label PNGs (values "
                    "0..4), DIR/<stem>.png per input, used instead of generated masks; the inputs are "
                    "then aligned face crops (implies --aligned)")
