@@ -195,7 +195,7 @@ class Face:
     landmarks: np.ndarray  # 68x2, photo coordinates
     score: float  # detector confidence
 
-    @functools.cached_property  # computed once per face: size, crop, box and paste-back all use it
+    @functools.cached_property  # computed once per face: size, crop and paste-back all use it
     def matrix(self) -> np.ndarray:
         """Photo -> aligned CROP_SIZE crop."""
         return alignment(self.landmarks, CROP_SIZE)
@@ -208,14 +208,6 @@ class Face:
     @property
     def centre(self) -> np.ndarray:
         return key_points(self.landmarks).mean(0)
-
-    @property
-    def box(self) -> tuple[int, int, int, int]:
-        """Axis-aligned bounds (x0, y0, x1, y1) of the face box in the photo (may pass its edges)."""
-        x0, y0, x1, y1 = (v * CROP_SIZE for v in TEMPLATE_BOX)
-        corners = apply(invert(self.matrix), [(x0, y0), (x1, y0), (x0, y1), (x1, y1)])
-        (bx0, by0), (bx1, by1) = np.floor(corners.min(0)), np.ceil(corners.max(0))
-        return int(bx0), int(by0), int(bx1), int(by1)
 
 
 def refine(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:

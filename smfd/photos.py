@@ -9,6 +9,7 @@ the photo is returned bit-identical to the input.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import cv2
@@ -55,7 +56,8 @@ class PhotoReport:
         n = len(self.faces)
         text = f"{n} face{'s' if n != 1 else ''} found, {len(self.restored)} restored"
         if self.too_small:
-            where = ", ".join(f"{f.face.size:.0f} px at ({f.face.centre[0]:.0f}, {f.face.centre[1]:.0f})"
+            # widths rounded down: "smaller than 32 px: 32 px" (31.6) would read as a contradiction
+            where = ", ".join(f"{math.floor(f.face.size)} px at ({f.face.centre[0]:.0f}, {f.face.centre[1]:.0f})"
                               for f in self.too_small)
             text += f", {len(self.too_small)} left untouched (smaller than {self.min_face:g} px: {where})"
         return text

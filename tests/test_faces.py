@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -18,7 +19,7 @@ from smfd import metrics
 from smfd.cli import main
 from smfd.faces import CROP_SIZE, TEMPLATE, apply, detect_faces, fit_template, invert, key_points, warp
 from smfd.images import read_image, read_labels, write_png
-from smfd.photos import MIN_FACE, paste, paste_alpha, restore_photo
+from smfd.photos import MIN_FACE, FaceResult, PhotoReport, paste, paste_alpha, restore_photo
 from smfd.restorer import Restorer
 
 # The real photos and how many faces each shows (counted by eye).
@@ -251,7 +252,7 @@ def test_face_at_the_border(restorer, face_512):
     out, report = restore_photo(photo, restorer)
     assert len(report.restored) == 1
     face = report.faces[0].face
-    assert face.box[0] < 0  # the face box passes the photo's edge
+    assert face.centre[0] - face.size / 2 < 0  # the face passes the photo's edge
     assert out.shape == photo.shape
     assert mean_change_around(photo, out, face) > 1.0
     assert changed(photo, out)[:, :3].any()  # restored right up to the edge
@@ -265,33 +266,41 @@ def test_tiny_face_is_left_untouched_and_reported(restorer, face_512):
     assert report.faces[0].face.size < MIN_FACE
     assert np.array_equal(out, photo)
     assert "1 left untouched (smaller than 32 px" in report.summary()
+    # a width just under the limit is not rounded up to it ("smaller than 32 px: 32 px")
+    near = PhotoReport([FaceResult(SimpleNamespace(size=31.6, centre=np.array([10.0, 20.0])), restored=False)], 32)
+    assert near.summary().endswith("(smaller than 32 px: 31 px at (10, 20))")
 
 
-def test_a_photo_whose_every_face_is_too_small_is_named_and_not_written(tmp_path, face_512, capsys):
-    """Before the networks load: a missing --weights folder is not even looked at."""
+def test_a_photo_whose_every_face_is_too_small_is_named_and_not_written(tmp_path, random_weights, face_512, capsys,
+                                                                        monkeypatch):
+    """Before the networks load."""
+    monkeypatch.setattr("smfd.restorer.load_networks", lambda *a, **k: pytest.fail("the networks were loaded"))
     src = write_png(tmp_path / "small.png", place(gradient(640, 480), face_512, 45, 300, 200))
     out = tmp_path / "out"
-    assert main(["restore", str(src), str(out), "--weights", str(tmp_path / "no-weights")]) == 2
+    assert main(["restore", str(src), str(out), "--weights", str(random_weights)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and f"{src}: 1 face found, 0 restored, 1 left untouched" in err, err
     assert "nothing written (--min-face" in err and not (out / "small.png").exists()
 
 
 def test_a_photo_without_a_face_is_named_and_nothing_is_written_for_it(tmp_path, random_weights, face_512,
-                                                                       capsys):
-    """Alone: one line naming it with a hint, exit status 2, no output, before the networks load (a
-    missing --weights folder is not even looked at). In a folder: named, the other photos restored,
-    exit status 1; a copy of the photo is never written as its result."""
+                                                                       capsys, monkeypatch):
+    """Alone: one line naming it with a hint, exit status 2, no output, before the networks load.
+    In a folder: named, the other photos restored, exit status 1; a copy of the photo is never
+    written as its result."""
     sky = write_png(tmp_path / "in" / "sky.png", gradient(320, 240))
     square = write_png(tmp_path / "square" / "grey.png", gradient(256, 256))
     out = tmp_path / "out"
-    for src, hint in ((sky, "--detector cnn"), (square, "--aligned restores it whole"), (sky.parent, "--detector cnn")):
-        assert main(["restore", str(src), str(out), "--weights", str(tmp_path / "missing")]) == 2
-        err = capsys.readouterr().err.strip()
-        assert len(err.splitlines()) == 1 and err.startswith(f"smfd: error: {sky if src == sky.parent else src}: "
-                                                             "no face found, nothing written ("), err
-        assert hint in err, err
-        assert not out.exists()
+    with monkeypatch.context() as m:
+        m.setattr("smfd.restorer.load_networks", lambda *a, **k: pytest.fail("the networks were loaded"))
+        for src, hint in ((sky, "--detector cnn"), (square, "--aligned restores it whole"),
+                          (sky.parent, "--detector cnn")):
+            assert main(["restore", str(src), str(out), "--weights", str(random_weights)]) == 2
+            err = capsys.readouterr().err.strip()
+            assert len(err.splitlines()) == 1 and err.startswith(
+                f"smfd: error: {sky if src == sky.parent else src}: no face found, nothing written ("), err
+            assert hint in err, err
+            assert not out.exists()
     write_png(tmp_path / "in" / "portrait.png", place(gradient(640, 480), face_512, 200, 220, 120))
     assert main(["restore", str(tmp_path / "in"), str(out), "--weights", str(random_weights)]) == 1
     captured = capsys.readouterr()
@@ -299,7 +308,7 @@ def test_a_photo_without_a_face_is_named_and_nothing_is_written_for_it(tmp_path,
     assert sorted(p.name for p in out.iterdir()) == ["portrait.png"]
 
 
-def test_folder_with_bad_files_and_faces_out(tmp_path, random_weights, face_512, capsys):
+def test_folder_with_bad_files_and_faces_out(tmp_path, random_weights, face_512, capsys, monkeypatch):
     photos = tmp_path / "photos"
     write_png(photos / "good.png", place(gradient(640, 480), face_512, 200, 220, 120))
     (photos / "empty.jpg").write_bytes(b"")
@@ -321,15 +330,16 @@ def test_folder_with_bad_files_and_faces_out(tmp_path, random_weights, face_512,
     assert labels.shape == (CROP_SIZE, CROP_SIZE) and labels.max() <= 4
     assert read_image(crops / "good_face1_restored.png").shape == (CROP_SIZE, CROP_SIZE, 3)
     # Again into the same --faces-out (an earlier run left a second face's crops there too): refused
-    # before the networks load (a missing --weights folder is not even looked at); with --overwrite
-    # this photo's crops are its new ones only.
+    # before the networks load; with --overwrite this photo's crops are its new ones only.
     for kind in ("blurry", "restored"):
         write_png(crops / f"good_face2_{kind}.png", np.zeros((8, 8, 3), np.uint8))
     write_png(crops / "goodbye_face1_blurry.png", np.zeros((8, 8, 3), np.uint8))  # another photo's
     before = {p.name: p.read_bytes() for p in crops.iterdir()}
     again = ["restore", str(photos / "good.png"), str(tmp_path / "out2"), "--weights", str(random_weights),
              "--faces-out", str(crops)]
-    assert main([*again[:3], "--weights", str(tmp_path / "none"), *again[5:]]) == 2  # the only input: one line
+    with monkeypatch.context() as m:
+        m.setattr("smfd.restorer.load_networks", lambda *a, **k: pytest.fail("the networks were loaded"))
+        assert main(again) == 2  # the only input: one line
     captured = capsys.readouterr()
     assert f"{crops / 'good_face1_blurry.png'}: exists already" in captured.err and "face found" not in captured.out
     assert {p.name: p.read_bytes() for p in crops.iterdir()} == before and not (tmp_path / "out2" / "good.png").exists()
@@ -341,13 +351,14 @@ def test_folder_with_bad_files_and_faces_out(tmp_path, random_weights, face_512,
     write_png(victim, place(gradient(640, 480), face_512, 200, 220, 120))
     kept = victim.read_bytes()
     capsys.readouterr()
-    assert main(["restore", str(photos), str(tmp_path / "out3"), "--weights", str(tmp_path / "none"),
+    monkeypatch.setattr("smfd.restorer.load_networks", lambda *a, **k: pytest.fail("the networks were loaded"))
+    assert main(["restore", str(photos), str(tmp_path / "out3"), "--weights", str(random_weights),
                  "--faces-out", str(photos), "--overwrite"]) == 2
     assert capsys.readouterr().err.strip() == (f"smfd: error: {victim}: an input of this run, which its face "
                                                "crops would replace (choose another --faces-out folder)")
     assert victim.read_bytes() == kept and not (tmp_path / "out3").exists()
     # --faces-out OUT itself: the output of good_face1_blurry.png would be a crop of good.png
-    assert main(["restore", str(photos), str(tmp_path / "out4"), "--weights", str(tmp_path / "none"),
+    assert main(["restore", str(photos), str(tmp_path / "out4"), "--weights", str(random_weights),
                  "--faces-out", str(tmp_path / "out4"), "--overwrite"]) == 2
     assert capsys.readouterr().err.strip() == (
         f"smfd: error: {tmp_path / 'out4' / 'good_face1_blurry.png'}: would be both the output of "
