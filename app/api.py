@@ -14,6 +14,7 @@ from gradio.utils import get_upload_folder, is_in_or_equal
 
 from smfd import degrade
 from smfd.blur_files import recipe_record, recipe_text
+from smfd.errors import InputError
 from smfd.images import write_png
 
 from . import examples
@@ -54,9 +55,12 @@ def register(ctx: AppContext) -> None:
         it the mask generator makes one. Returns the restored face as a PNG of the input's size."""
         picture = _image(image)
         labels = read_mask_upload(_file(mask, "mask")["path"], "auto", mask.get("orig_name")) if mask else None
-        with shown_to_user():
-            if labels is not None:  # as the Restore tab: another aspect ratio is another picture
+        if labels is not None:  # as the Restore tab: another aspect ratio is another picture
+            try:
                 labels = fit_to(labels, picture, "mask", nearest=True)
+            except InputError as exc:  # two files came: the message names the mask's
+                raise gr.Error(f"{mask.get('orig_name') or 'mask'}: {exc}", title="Unusable mask") from None
+        with shown_to_user():
             out = ctx.restorer.restore(picture, labels)
         return FileData(path=str(write_png(ctx.output_dir() / f"{_stem(image)}_restored.png", out)))
 
@@ -87,10 +91,7 @@ def register(ctx: AppContext) -> None:
                     isinstance(v, (int, float, str)) and not isinstance(v, bool) for v in value)):
                 raise gr.Error(f"{key}: a list of numbers or names, got {str(value)[:80]}")
         try:
-            whole = isinstance(seed, int) or (isinstance(seed, float) and seed.is_integer())
-            if isinstance(seed, bool) or not whole or seed < 0:
-                raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-            seed = int(seed)
+            seed = examples.seed_from(seed, limit=None)  # any, as `smfd blur --seed`: no file is named by it
             options = degrade.PipelineOptions(blur=blur_stage, rescale=rescale_stage, noise=noise_stage,
                                                **{k: v for k, v in given.items() if v is not None})
         except (TypeError, ValueError) as exc:

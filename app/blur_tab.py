@@ -157,9 +157,11 @@ def build(ctx: AppContext) -> SimpleNamespace:
     results = [blurry, kernels, summary, recipe, recipe_file, lab_face, send]
     after_runs = dict(api_visibility="private", concurrency_id="model")
     stale = lambda: (None, None, "", "", None, None, gr.Button(interactive=False))  # noqa: E731
-    example.change(partial(load_example, ctx), example, [image, source], api_visibility="private").success(
+    # .input, not .change: the upload below empties the box, which must not load anything
+    example.input(partial(load_example, ctx), example, [image, source], api_visibility="private").success(
         stale, None, results, **after_runs)
-    image.upload(lambda: (None, *stale()), None, [source, *results], **after_runs)  # named by the upload itself
+    # the upload is named by itself, and the example box no longer names the face shown
+    image.upload(lambda: (None, None, *stale()), None, [example, source, *results], **after_runs)
     image.clear(stale, None, results, **after_runs)
     new_seed.click(lambda: int(np.random.default_rng().integers(examples.SEEDS)), None, seed,
                    api_visibility="private", queue=False)

@@ -152,7 +152,9 @@ def fingerprint(face: Face | None) -> str:
 
 
 def compare_and_remember(ctx: AppContext, face: Face | None, progress=gr.Progress()):
-    return *compare(ctx, face, progress), fingerprint(face)
+    """compare's outputs, the header naming the face they belong to (another may have been loaded
+    while they were computed) and that face's fingerprint."""
+    return current(face), *compare(ctx, face, progress), fingerprint(face)
 
 
 def on_select(face: Face | None, compared: str):
@@ -182,6 +184,6 @@ def build(ctx: AppContext, face: gr.State, tab: gr.Tab) -> SimpleNamespace:
     compared = gr.State("")  # fingerprint() of the face the results belong to
     tab.select(on_select, [face, compared], [about, gallery, metrics, missing, note], api_visibility="private",
                queue=False)
-    run.click(partial(compare_and_remember, ctx), face, [gallery, metrics, missing, note, compared],
+    run.click(partial(compare_and_remember, ctx), face, [about, gallery, metrics, missing, note, compared],
               api_visibility="private", concurrency_id="model")
     return SimpleNamespace(about=about)

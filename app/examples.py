@@ -47,15 +47,16 @@ def find_examples(folder: str | Path | None) -> list[Example]:
     return examples
 
 
-def seed_from(value) -> int:
-    """A seed box's value (empty: 0), refused outside 0 .. SEEDS - 1."""
-    try:
-        seed = int(value or 0)
-    except (ValueError, OverflowError):  # nan, inf (an API call)
-        raise InputError(f"the seed must be a whole number from 0 to {SEEDS - 1}, got {value}") from None
-    if not 0 <= seed < SEEDS:
-        raise InputError(f"the seed must be a whole number from 0 to {SEEDS - 1}, got {seed}")
-    return seed
+def seed_from(value, limit: int | None = SEEDS) -> int:
+    """A seed as the app takes it, in a box (empty: 0) or an API call: a whole number from 0, and
+    below ``limit`` where there is one (the boxes' seed names the files made with it)."""
+    if value is None:
+        return 0
+    whole = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+    if isinstance(value, bool) or not whole or value < 0 or (limit is not None and value >= limit):
+        upto = f" to {limit - 1}" if limit is not None else ""
+        raise InputError(f"the seed must be a whole number from 0{upto}, got {value!r}")
+    return int(value)
 
 
 def blurred(image: np.ndarray, seed: int, name: str,

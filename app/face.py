@@ -13,7 +13,7 @@ from PIL import Image
 
 from smfd import labels, metrics
 from smfd.errors import InputError
-from smfd.images import resize_labels, resize_to
+from smfd.images import resize_labels, resize_to, same_aspect
 from smfd.restorer import WORK
 
 EDITOR_SIZE = 512  # the mask editor's longer side: big enough to paint eyes and lips
@@ -56,7 +56,7 @@ def fit_to(image: np.ndarray, reference: np.ndarray, what: str, nearest: bool = 
     """Resize to the reference's size; a different aspect ratio means a different picture."""
     h, w = reference.shape[:2]
     ih, iw = image.shape[:2]
-    if abs(iw / ih - w / h) > 0.02:
+    if not same_aspect(image.shape, reference.shape):  # the rule of `smfd restore --masks`
         raise InputError(f"the {what} ({iw}x{ih}) does not match the blurry image ({w}x{h})")
     return resize_labels(image, (w, h)) if nearest else resize_to(image, (w, h))
 

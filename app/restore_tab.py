@@ -15,8 +15,9 @@ from smfd.images import write_png
 from . import examples
 from .context import AppContext
 from .errors import shown_to_user
-from .face import Face, apply_strokes, editor_value, palette_hex, report, write_mask_png
-from .uploads import FULL_SIZE_PIXELS, WHOLE_PHOTO_PIXELS, Upload, check_pixels, checked_image, read_mask_upload
+from .face import EDITOR_SIZE, Face, apply_strokes, editor_value, palette_hex, report, write_mask_png
+from .uploads import (FULL_SIZE_PIXELS, WHOLE_PHOTO_PIXELS, Upload, check_pixels, checked_editor, checked_image,
+                      read_mask_upload)
 
 
 def legend_html() -> str:
@@ -207,8 +208,8 @@ def build(ctx: AppContext, face: gr.State) -> SimpleNamespace:
     gr.Markdown("### The mask: paint a group's colour over it, then restore again")
     gr.HTML(legend_html())
     with gr.Row():
-        editor = gr.ImageEditor(
-            label="Mask over the blurry face", type="numpy", image_mode="RGBA", format="png",
+        editor = checked_editor(
+            4 * EDITOR_SIZE ** 2, label="Mask over the blurry face", type="numpy", image_mode="RGBA", format="png",
             sources=(), transforms=(), canvas_size=(512, 512), height=640, elem_id="restore-editor",
             brush=gr.Brush(colors=palette_hex(), default_color=palette_hex()[1], color_mode="fixed",
                            default_size=8),

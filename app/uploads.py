@@ -3,11 +3,14 @@ and any problem becomes a one-line message in the browser (gr.Error), never a st
 
 from __future__ import annotations
 
+import io
 import warnings
 from pathlib import Path
+from typing import BinaryIO
 
 import gradio as gr
 import numpy as np
+from gradio.data_classes import FileData
 from PIL import Image
 
 from smfd.errors import InputError
@@ -24,8 +27,9 @@ WHOLE_PHOTO_PIXELS = 16_800_000  # 4096x4096
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 
-def check_declared_size(path: Path, limit: int, what: str, name: str) -> None:
-    """check_pixels on the size the file's header declares, before any pixel is decoded."""
+def check_declared_size(path: Path | BinaryIO, limit: int, what: str, name: str) -> None:
+    """check_pixels on the size the file's header declares (a path or the bytes of an open file),
+    before any pixel is decoded."""
     try:
         with Image.open(path) as img:
             size = img.size
@@ -70,6 +74,25 @@ def read_mask_upload(path: str | Path, kind: str, name: str | None = None) -> np
         message = str(exc).replace(str(path), shown)
         raise gr.Error(message if message.startswith(shown) else f"{shown}: {message}",
                        title="Unusable mask") from None
+
+
+def checked_editor(max_pixels: int, **kwargs) -> gr.ImageEditor:
+    """A gr.ImageEditor whose background, layers and composite are refused over ``max_pixels``
+    from their headers, before Gradio decodes them: the page sends them at the editor's size,
+    but a call made by hand could send a layer of a hundred megapixels in a file of 150 kB, and
+    matching its colours takes about 100 bytes a pixel. (The instance's converter is replaced, as
+    in :func:`checked_image`.)"""
+    editor = gr.ImageEditor(**kwargs)
+    standard = editor.convert_and_format_image
+
+    def convert(file, flatten_on_white: bool = False):
+        if file is not None:  # a file the page uploaded, or the bytes of a blob it sent
+            source = file.path if isinstance(file, FileData) else io.BytesIO(file)
+            check_declared_size(source, max_pixels, "the mask editor", "a layer of the mask editor")
+        return standard(file, flatten_on_white)
+
+    editor.convert_and_format_image = convert
+    return editor
 
 
 class Upload(np.ndarray):

@@ -368,6 +368,13 @@ def _write_deep_png(path: Path, pixels: np.ndarray, icc_profile: bytes | None = 
         f.write(png[head:])
 
 
+def same_aspect(shape: tuple[int, ...], reference: tuple[int, ...], tolerance: float = 0.02) -> bool:
+    """Whether two images (shapes: height, width, ...) have one aspect ratio, to ``tolerance`` of
+    it: another scale of one picture (a mask at half size), not another picture."""
+    (h, w), (rh, rw) = shape[:2], reference[:2]
+    return abs(h * rw - w * rh) <= tolerance * max(h * rw, w * rh)
+
+
 def resize_to(image: np.ndarray, size: tuple[int, int], upscale: int = cv2.INTER_CUBIC) -> np.ndarray:
     """Resize an image to (width, height): area averaging down, ``upscale`` interpolation up."""
     h, w = image.shape[:2]

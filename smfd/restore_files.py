@@ -10,7 +10,7 @@ from tqdm import tqdm
 from .batch import check_folder, check_free, check_not_inputs, check_some_free, check_some_usable, run_batch
 from .errors import InputError
 from .faces import detect_faces, is_aligned_crop
-from .images import check_rgb, list_images, read_groups, read_image, write_like, write_png
+from .images import check_rgb, list_images, read_groups, read_image, same_aspect, write_like, write_png
 from .labels import colorize
 from .photos import MIN_FACE, FaceResult, PhotoReport, restore_photo
 
@@ -79,8 +79,7 @@ def restore_files(src: str, dst: str, make_restorer, masks: str | None = None,
             return image, None
         mask_path = mask_path_for(path, masks_dir)
         mask = read_groups(mask_path)
-        if abs(mask.shape[0] * image.shape[1] - mask.shape[1] * image.shape[0]) \
-                > 0.02 * mask.shape[1] * image.shape[0]:  # a mask of another picture, not another scale
+        if not same_aspect(mask.shape, image.shape):  # a mask of another picture, not another scale
             raise InputError(f"{mask_path}: a {mask.shape[1]}x{mask.shape[0]} mask for a "
                              f"{image.shape[1]}x{image.shape[0]} face: not the same shape")
         return image, mask

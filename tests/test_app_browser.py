@@ -142,7 +142,7 @@ def load_example(page, name: str) -> None:
 
 # ---------------------------------------------------------------- tabs
 
-def test_blur_lab_with_chosen_parameters_then_send_to_restore(visitor, tmp_path):
+def test_blur_lab_with_chosen_parameters_then_send_to_restore(visitor, tmp_path, celeba):
     from playwright.sync_api import expect
 
     page = visitor.open()
@@ -180,6 +180,16 @@ def test_blur_lab_with_chosen_parameters_then_send_to_restore(visitor, tmp_path)
     page.locator("#blur-source input[type=file]").set_input_files(str(tmp_path / "upside_down.png"))
     expect(page.locator("#blur-send")).to_be_disabled(timeout=TIMEOUT)
     expect(page.locator("#blur-result img")).to_have_count(0)
+    # An example chosen loads; an upload after it empties the box, which named the face before
+    name = sorted(p.stem for p in (celeba / "images").glob("*.jpg"))[0]
+    uploaded = page.locator("#blur-source img").first.get_attribute("src")
+    page.locator("#blur-example input").fill(name)
+    page.get_by_role("option", name=name).click()
+    expect(page.locator("#blur-source img").first).not_to_have_attribute("src", uploaded, timeout=TIMEOUT)
+    example = read_image(celeba / "images" / f"{name}.jpg").astype(int)
+    assert np.abs(image_at(visitor, "#blur-source img") - example).mean() < 1
+    page.locator("#blur-source input[type=file]").set_input_files(str(tmp_path / "upside_down.png"))
+    expect(page.locator("#blur-example input")).to_have_value("", timeout=TIMEOUT)
 
 
 def test_restore_edit_the_mask_restore_again_and_swap_in_the_truth(browser, server, celeba):
@@ -604,11 +614,11 @@ def test_api_refuses_bad_uploads_with_a_message(client, tmp_path):
         client.predict(handle_file(str(good)), layers=[0], api_name="/blur")
     with pytest.raises(Exception, match="blur must be true or false, got 'false'"):
         client.predict(handle_file(str(good)), blur_stage="false", api_name="/blur")
-    with pytest.raises(Exception, match="seed must be a non-negative integer, got 2.7"):
+    with pytest.raises(Exception, match="seed must be a whole number from 0, got 2.7"):
         client.predict(handle_file(str(good)), seed=2.7, api_name="/blur")
     wide = tmp_path / "wide.png"  # a mask of another picture: refused, as the Restore tab does
     Image.fromarray(np.zeros((64, 128), np.uint8)).save(wide)
-    with pytest.raises(Exception, match=r"the mask \(128x64\) does not match the blurry image \(64x64\)"):
+    with pytest.raises(Exception, match=r"wide.png: the mask \(128x64\) does not match the blurry image \(64x64\)"):
         client.predict(handle_file(str(good)), handle_file(str(wide)), api_name="/restore")
     huge_mask = tmp_path / "huge_mask.png"
     Image.new("L", (6000, 5000)).save(huge_mask, optimize=True)  # small file, 30 megapixels

@@ -40,7 +40,7 @@ from app.rate_limit import SlidingWindow
 from app.context import AppContext
 from app.study import CONTROL, NotReady, Study, setup_of, study_photos
 from app.study_store import Vote, VoteStore, deal, default_url, trials_table, valid_id
-from app.uploads import FULL_SIZE_PIXELS, Upload, checked_image, read_mask_upload, read_upload
+from app.uploads import FULL_SIZE_PIXELS, Upload, checked_editor, checked_image, read_mask_upload, read_upload
 from baselines import WeightsDamaged, WeightsMissing
 from smfd import degrade, labels
 from smfd.errors import InputError
@@ -164,6 +164,26 @@ def test_checked_image_component_reads_uploads_through_the_checks(tmp_path):
     assert component.get_config()["format"] == "png"  # lossless to the browser and back
 
 
+def test_the_mask_editor_refuses_a_huge_layer_before_decoding_it(tmp_path):
+    """The page sends layers at the editor's size; a hand-made call's 36-megapixel layer (a file of
+    a few hundred kB) is refused from its header, sent as a file or as the bytes of a blob."""
+    from gradio.components.image_editor import EditorData, EditorDataBlobs
+    from gradio.data_classes import FileData
+
+    editor = checked_editor(4 * face.EDITOR_SIZE ** 2, type="numpy", image_mode="RGBA", format="png")
+    small, huge = tmp_path / "small.png", tmp_path / "huge.png"
+    Image.fromarray(np.zeros((512, 384, 4), np.uint8)).save(small)
+    Image.new("RGBA", (6000, 6000)).save(huge)
+    value = editor.preprocess(EditorData(background=FileData(path=str(small)), layers=[FileData(path=str(small))]))
+    assert value["layers"][0].shape == (512, 384, 4)
+    with pytest.raises(gr.Error, match=r"a layer of the mask editor: image is too large .*6000x6000"):
+        editor.preprocess(EditorData(background=FileData(path=str(small)), layers=[FileData(path=str(huge))]))
+    editor.blob_storage["call"] = EditorDataBlobs(background=small.read_bytes(), layers=[huge.read_bytes()],
+                                                  composite=None)
+    with pytest.raises(gr.Error, match="image is too large for the mask editor"):
+        editor.preprocess(EditorData(id="call"))
+
+
 def test_mask_uploads_groups_classes_and_bad_values(tmp_path, celeba):
     groups = np.array([[0, 1], [2, 4]], np.uint8)
     Image.fromarray(groups).save(tmp_path / "g.png")
@@ -267,6 +287,11 @@ def test_face_references_must_match_the_blurry_image():
     assert f.with_sharp(np.zeros((128, 128, 3), np.uint8)).sharp.shape == (64, 64, 3)
     with pytest.raises(InputError, match="does not match"):
         f.with_truth(np.zeros((64, 128), np.uint8))
+    # the rule of `smfd restore --masks` (restore_files): 2 % of the aspect ratio, whichever side is longer
+    flat = face.Face("x", np.zeros((247, 1000, 3), np.uint8))
+    assert flat.with_truth(np.zeros((250, 1000), np.uint8)).truth.shape == (247, 1000)
+    with pytest.raises(InputError, match=r"the ground-truth mask \(500x1000\) does not match the blurry image \(480x1000\)"):
+        face.Face("x", np.zeros((1000, 480, 3), np.uint8)).with_truth(np.zeros((1000, 500), np.uint8))
 
 
 # ---------------------------------------------------------------- contexts for handlers
@@ -501,7 +526,7 @@ def test_references_follow_their_boxes_and_show_at_once(tmp_path):
     assert dropped.sharp is None and dropped.truth is not None and "No sharp reference" in shown
     dropped, shown, button = restore_tab.without(dropped, "truth")
     assert dropped.truth is None and "mean Dice" not in shown and not button.interactive
-    for seed in (-1, examples.SEEDS, float("nan")):
+    for seed in (-1, examples.SEEDS, float("nan"), 2.7):  # 2.7 was taken as 2
         with pytest.raises(gr.Error, match=f"seed must be a whole number from 0 to 4294967295, got {seed}"):
             restore_tab.face_from_example(ctx, examples.BUILTIN, seed)
         with pytest.raises(gr.Error, match="seed must be a whole number"):
@@ -628,8 +653,9 @@ def test_compare_clears_another_face_s_results_and_refuses_a_whole_photo(tmp_pat
     ctx = make_context(tmp_path)
     a = face.Face("a", np.full((32, 32, 3), 100, np.uint8))
     b = face.Face("b", np.full((32, 32, 3), 90, np.uint8))
-    *shown, compared = compare_tab.compare_and_remember(ctx, a, progress=lambda *args, **k: None)
-    assert len(shown[0]) == 2 and compared == compare_tab.fingerprint(a)
+    header, *shown, compared = compare_tab.compare_and_remember(ctx, a, progress=lambda *args, **k: None)
+    # the results come with the header of their face: another loaded meanwhile is not named above them
+    assert "**a**" in header and len(shown[0]) == 2 and compared == compare_tab.fingerprint(a)
     header, *outputs = compare_tab.on_select(a, compared)
     assert "**a**" in header and all(o == gr.update() for o in outputs)  # kept
     header, *outputs = compare_tab.on_select(b, compared)
