@@ -64,5 +64,4 @@ def blurred(image: np.ndarray, seed: int, name: str,
     """Degrade a sharp RGB face as ``smfd blur --seed`` degrades a file called ``name`` (the thesis
     pipeline by default): the same recipe, the same pixels (a grey face's in three equal channels)."""
     recipe = degrade.sample_recipe(rng_for_file(seed, Path(name)), options)
-    out = apply_to_photo(image, recipe)
-    return (np.repeat(out[..., None], 3, axis=2) if out.ndim == 2 else out), recipe
+    return apply_to_photo(image, recipe), recipe

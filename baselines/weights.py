@@ -18,7 +18,7 @@ from typing import Callable
 from tqdm import tqdm
 
 from smfd.errors import InputError
-from smfd.images import write_atomically
+from smfd.images import PARTIAL_PREFIX, write_atomically
 from smfd.paths import cache_root, sha256_of
 
 CHUNK = 1 << 20
@@ -35,7 +35,8 @@ def _remove_stale_parts(folder: Path) -> None:
     """A download killed outright (SIGKILL, power) leaves its part file, hundreds of MB; a download
     running beside this one keeps its own fresh."""
     if folder.is_dir():
-        for part in folder.glob("tmp*.part"):
+        # write_atomically's unfinished files; tmp*.part: those of versions before it named them so
+        for part in [*folder.glob(f"{PARTIAL_PREFIX}*.part"), *folder.glob("tmp*.part")]:
             if part.is_file() and time.time() - part.stat().st_mtime > STALE_PART:
                 part.unlink(missing_ok=True)
 

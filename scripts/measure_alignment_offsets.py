@@ -19,7 +19,7 @@ from smfd import data
 from smfd.cli import int_from, run_reported, script_parser
 from smfd.faces import ALIGNED_TOLERANCE, alignment_offset, detect_faces
 from smfd.images import list_images, read_image, resize_to
-from smfd.paths import shared_data
+from smfd.paths import benchmark_data, shared_data
 
 
 def offsets(images) -> tuple[list[float], int, int]:
@@ -51,7 +51,7 @@ def main() -> None:
     parser.add_argument("--size", type=int_from(8), default=256)
     args = parser.parse_args()
     root = shared_data()
-    records = data.select(data.open_dataset(root / "celebamask_mini"), "test")[: args.faces]
+    records = data.select(data.open_dataset(benchmark_data()), "test")[: args.faces]
     size = (args.size, args.size)
     sharp = (resize_to(data.load_face(r)[0], size) for r in tqdm(records, desc="sharp", unit="face"))
     show(f"celebamask_mini sharp {args.size}", offsets(sharp))

@@ -24,12 +24,13 @@ def rng_for_file(seed: int, path: Path) -> np.random.Generator:
 
 
 def apply_to_photo(image: np.ndarray, recipe: degrade.Recipe) -> np.ndarray:
-    """``recipe`` on a photo as every tool applies it (``smfd blur``, the Blur lab, the API): a grey
-    photo is blurred and noised as one channel, which it comes back as (noise drawn per channel
-    would tint it)."""
-    if is_grey(image):
-        image = np.ascontiguousarray(image[..., 0])
-    return degrade.apply(image, recipe)
+    """``recipe`` on an RGB photo as every tool applies it (``smfd blur``, the Blur lab, the API):
+    a grey photo is blurred and noised as one channel (noise drawn per channel would tint it),
+    which comes back in three equal channels."""
+    if not is_grey(image):
+        return degrade.apply(image, recipe)
+    grey = degrade.apply(np.ascontiguousarray(image[..., 0]), recipe)
+    return np.repeat(grey[..., None], 3, axis=2)
 
 
 def recipe_record(recipe: degrade.Recipe, options: degrade.PipelineOptions | None, seed: int | None,
@@ -74,10 +75,10 @@ def blur_files(src: str, dst: str, options: degrade.PipelineOptions, seed: int =
         png, js = out / f"{path.stem}.png", out / f"{path.stem}.json"
         check_free((png, js), overwrite)
         recipe = fixed or degrade.sample_recipe(rng_for_file(seed, path), options)
-        degraded = apply_to_photo(read_image(path), recipe)  # a grey photo as one channel
-        if degraded.ndim == 2:
-            degraded = np.repeat(degraded[..., None], 3, axis=2)
-        write_like(png, degraded, path)  # its transparency, depth and colour profile kept, as restore does
+        degraded = apply_to_photo(read_image(path), recipe)
+        # its transparency, a grey photo's one channel and its colour profile kept, as restore keeps
+        # them; 8-bit values (a 16-bit file's own low bits would mix the sharp image into the blurry)
+        write_like(png, degraded, path, depth=False)
         write_recipe(js, recipe_record(recipe, options, seed, path.name, recipe_path))
 
     return run_batch(files, "blur", work, "blurred", out)

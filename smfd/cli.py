@@ -171,7 +171,8 @@ STAGE_OPTIONS = {"blur": ("layers", "sequences", "gaussian_sizes", "motion_sizes
                  "rescale": ("scale_range",), "noise": ("noise_range",)}
 
 
-def _pipeline_options(args):
+def _check_stages(args) -> None:
+    """Refuse options of a stage switched off (they would be ignored) and every stage off (a copy)."""
     from .degrade import PipelineOptions
 
     d = PipelineOptions()
@@ -182,6 +183,11 @@ def _pipeline_options(args):
     if args.no_blur and args.no_rescale and args.no_noise and args.jpeg is None:
         raise InputError("--no-blur, --no-rescale and --no-noise without --jpeg leave every image as it is: "
                          "nothing would be degraded")
+
+
+def _pipeline_options(args):
+    from .degrade import PipelineOptions
+
     try:
         return PipelineOptions(
             layers=args.layers, sequences=args.sequences, gaussian_sizes=args.gaussian_sizes,
@@ -208,6 +214,7 @@ def cmd_blur(args) -> None:
                          "--seed or --recipe")
     if args.recipe and (args.seed is not None or options != PipelineOptions()):  # would be ignored
         raise InputError("--recipe replays its own draws: --seed and the pipeline options do not go with it")
+    _check_stages(args)
     if args.count:
         c = count_scenarios(options)
         print(f"{c.total:,} scenarios = {c.blur:,} blur combinations ({c.per_layer:,} per layer) "
@@ -442,8 +449,6 @@ def _restorer_factory(args):
     Restorer.check_options(args.weights, args.device, args.threads)
 
     def make():
-        from .restorer import Restorer
-
         return Restorer.from_pretrained(args.weights, args.device, args.engine, args.threads)
 
     return make

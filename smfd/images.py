@@ -297,21 +297,22 @@ def write_png(path: str | Path, array: np.ndarray) -> Path:
     return write_atomically(path, lambda tmp: image.save(tmp, format="PNG", compress_level=PNG_LEVEL), ".png")
 
 
-def write_like(path: str | Path, rgb: np.ndarray, source: str | Path) -> Path:
+def write_like(path: str | Path, rgb: np.ndarray, source: str | Path, depth: bool = True) -> Path:
     """Write ``rgb`` (:func:`read_image` of ``source``, restored) as PNG with what the source file
     holds beyond 8-bit RGB, so that what was not restored stays as it was: its transparency, a
-    grey image's single channel, a 16-bit image's values where the 8-bit ones are unchanged, and
-    its colour profile and resolution (a phone photo's Display P3 profile would otherwise be lost)."""
+    grey image's single channel, a 16-bit image's values where the 8-bit ones are unchanged (not
+    with ``depth=False``: 8 bits), and its colour profile and resolution (a phone photo's Display
+    P3 profile would otherwise be lost)."""
     with _pillow_quietly():
         src = _open(Path(source))
-        deep = _deep_colour(Path(source), src)
+        deep = _deep_colour(Path(source), src) if depth else None
         src = _upright(src)  # as read_image gave the pixels
     if deep is not None:  # 16-bit colour, opaque or with its own alpha channel
         _keep_deep(deep[..., :3], rgb)
         return write_atomically(path, lambda tmp: _write_deep_png(tmp, deep, **_info_for(src, "RGB")), ".png")
     image = Image.fromarray(np.ascontiguousarray(rgb))
     if src.getbands()[0] in ("L", "I", "F", "1") and is_grey(rgb):  # grey, and still grey
-        if src.mode.startswith("I;16"):
+        if src.mode.startswith("I;16") and depth:
             deep = np.array(src, np.uint16)
             _keep_deep(deep[..., None], rgb[..., :1])
             image = Image.fromarray(deep)

@@ -23,7 +23,7 @@ from baselines.restoreformer_pp import RestoreFormerPP, RestoreFormerPPConfig
 from smfd import metrics
 from smfd.cli import main
 from smfd.errors import InputError
-from smfd.images import read_image
+from smfd.images import PARTIAL_PREFIX, read_image
 
 EXTERNAL = ("gfpgan-1.3", "gfpgan-1.4", "codeformer", "restoreformer", "restoreformer++")
 
@@ -103,7 +103,7 @@ def test_download_verifies_the_digest(tmp_path, capsys):
     digest = hashlib.sha256(source.read_bytes()).hexdigest()
     target = tmp_path / "cache" / "w.pth"
     target.parent.mkdir()
-    killed, running = target.parent / "tmpk1ll3d_x.part", target.parent / "tmpb3s1d3_y.part"
+    killed, running = (target.parent / f"{PARTIAL_PREFIX}{name}.part" for name in ("k1ll3d_x", "b3s1d3_y"))
     for part in (killed, running):
         part.write_bytes(b"x" * 1000)
     os.utime(killed, (time.time() - 3600,) * 2)  # a download killed an hour ago; the other one runs

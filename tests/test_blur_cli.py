@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from smfd import degrade
+from smfd.blur_files import apply_to_photo
 from smfd.cli import main
 from smfd.images import read_image
 
@@ -94,7 +95,8 @@ def test_a_grey_photo_is_blurred_in_grey(tmp_path, face_files):
 
 def test_transparency_depth_and_colour_profile_are_kept_as_restore_keeps_them(tmp_path, face_files):
     """The degraded image is written like a restored one: what the pipeline does not touch (the
-    alpha channel, a colour profile, 16-bit grey values' depth) stays."""
+    alpha channel, a colour profile, a grey image's one channel) stays; its values are the 8-bit
+    ones degraded, not a 16-bit file's own low bits wherever the 8 bits came out unchanged."""
     from PIL import ImageCms
 
     face = Image.open(face_files[0])
@@ -103,12 +105,14 @@ def test_transparency_depth_and_colour_profile_are_kept_as_restore_keeps_them(tm
     rgba.putalpha(Image.fromarray(np.tile(np.arange(512, dtype=np.uint8)[None] // 2, (512, 1))))
     (tmp_path / "in").mkdir()
     rgba.save(tmp_path / "in" / "clear.png", icc_profile=profile)
-    Image.fromarray(np.asarray(face.convert("L"), np.uint16) * 257).save(tmp_path / "in" / "deep.png")
+    Image.fromarray(np.asarray(face.convert("L"), np.uint16) * 256 + 100).save(tmp_path / "in" / "deep.png")
     assert main(["blur", str(tmp_path / "in"), str(tmp_path / "out"), "--seed", "3"]) == 0
     clear, deep = (Image.open(tmp_path / "out" / name) for name in ("clear.png", "deep.png"))
     assert clear.mode == "RGBA" and clear.info.get("icc_profile") == profile
     assert np.array_equal(np.asarray(clear.getchannel("A")), np.asarray(rgba.getchannel("A")))
-    assert deep.mode.startswith("I;16")
+    recipe = degrade.Recipe.from_dict(json.loads((tmp_path / "out" / "deep.json").read_text()))
+    degraded = apply_to_photo(read_image(tmp_path / "in" / "deep.png"), recipe)
+    assert deep.mode == "L" and np.array_equal(np.asarray(deep), degraded[..., 0])
 
 
 def test_a_repeated_folder_run_is_one_line(tmp_path, face_files, capsys):

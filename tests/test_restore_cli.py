@@ -223,6 +223,7 @@ def test_each_photo_is_searched_once_and_options_are_named_before_any_search(cel
     photos, out = tmp_path / "photos", tmp_path / "out"
     write_png(photos / "a.png", np.random.default_rng(0).integers(0, 255, (96, 128, 3), dtype=np.uint8))
     shutil.copy(sorted((celeba / "images").glob("*.jpg"))[0], photos / "b.jpg")
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)  # --device cuda refused on a GPU machine too
     searched = []
     real = smfd.restore_files.detect_faces
     monkeypatch.setattr(smfd.restore_files, "detect_faces",
