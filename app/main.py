@@ -205,7 +205,9 @@ def launch(host: str = "127.0.0.1", port: int = 7860, weights=None, examples=Non
         threading.Thread(target=ctx.study.precompute, daemon=True, name="study-cache").start()
     if ctx.study is not None and not given:  # the token opens the study's results: none, no token
         print(f"user-study results token (this run only): {token}", flush=True)
-    demo.queue(default_concurrency_limit=1).launch(
+    # api_open=False: /run/... would run any queued event outside the queue, its limits and the
+    # study's gate (the page's own queue=False events still use it)
+    demo.queue(default_concurrency_limit=1, api_open=False).launch(
         server_name=host, server_port=port, share=False, max_file_size=MAX_UPLOAD, theme=THEME,
         css=CSS, ssr_mode=False, mcp_server=False, footer_links=["api"], show_error=False,
         allowed_paths=[str(ctx.work_dir)],  # the API hands out files from the requests' folders

@@ -16,13 +16,14 @@ import json
 import threading
 from collections.abc import Callable
 
+from gradio.data_classes import PredictBody
+
 from .rate_limit import SlidingWindow
 
 NOT_STARTED_PER_ADDRESS = 20  # votes of sessions without Start that reach the queue, per address and window
 WINDOW = 10.0  # seconds
 SESSIONS_KEPT = 100_000  # sessions that pressed Start remembered (oldest forgotten first): a few MB
 REFUSED = "No study session in this tab: press Start first."
-VOTE_BODY = 64 * 1024  # bytes of a queue call read to see whether it is a vote (one is under 1 KB)
 
 
 class StudyGate:
@@ -46,17 +47,17 @@ class StudyGate:
             while len(self._started) > SESSIONS_KEPT:
                 self._started.popitem(last=False)
 
-    def admits(self, body: bytes | None, client: str) -> bool:
-        """Whether a queue call (its JSON body; None: too long to be a vote) may join the queue."""
+    def admits(self, body: bytes, client: str) -> bool:
+        """Whether a queue call (its JSON body) may join the queue. The body is read as Gradio reads
+        it (its PredictBody): "45" or 45.0 is function 45 there, so it is here."""
         try:
-            call = json.loads(body) if body is not None else None
-        except (ValueError, RecursionError):  # Gradio answers a malformed body itself
+            call = PredictBody.model_validate_json(body)
+        except ValueError:  # a malformed body (pydantic's ValidationError): Gradio answers it itself
             return True
-        if not (isinstance(call, dict) and isinstance(call.get("fn_index"), int)
-                and isinstance(call.get("session_hash"), str) and call["fn_index"] in self.vote_fns):
+        if call.fn_index not in self.vote_fns or not call.session_hash:  # not a vote; no session: Gradio's 400
             return True
         with self._lock:
-            if call["session_hash"] in self._started:
+            if call.session_hash in self._started:
                 return True
         if self._not_started.admit(client):
             return True
@@ -74,17 +75,18 @@ class GateMiddleware:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope["method"] != "POST" or not scope["path"].endswith("/queue/join"):
             return await self.app(scope, receive, send)
-        chunks, size, more = [], 0, True
-        while more and size <= VOTE_BODY:  # a vote's body is small: a longer one is not read here
+        # The whole body (Gradio reads all of it too): a vote padded past any bound read here
+        # would otherwise pass unseen. Joined once, not by repeated concatenation.
+        chunks, more = [], True
+        while more:
             message = await receive()
             if message["type"] != "http.request":  # the client went away
                 return
             chunks.append(message.get("body", b""))
-            size += len(chunks[-1])
             more = message.get("more_body", False)
         body = b"".join(chunks)
         client = (scope.get("client") or ("unknown",))[0]
-        if not self.gate.admits(None if more else body, client):
+        if not self.gate.admits(body, client):
             answer = json.dumps({"detail": REFUSED}).encode()
             await send({"type": "http.response.start", "status": 429,
                         "headers": [(b"content-type", b"application/json"),
@@ -97,7 +99,7 @@ class GateMiddleware:
             nonlocal replayed
             if not replayed:
                 replayed = True
-                return {"type": "http.request", "body": body, "more_body": more}
+                return {"type": "http.request", "body": body, "more_body": False}
             return await receive()
 
         await self.app(scope, replay, send)

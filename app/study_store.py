@@ -163,11 +163,11 @@ def valid_id(value) -> bool:
     return isinstance(value, str) and _HEX_ID.fullmatch(value) is not None
 
 
-def deal(participant: str, images: list[str], pairs: list[tuple[str, str]],
-         rng: random.Random | None = None) -> list[Trial]:
+def deal(participant: str, images: list[str], pairs: list[tuple[str, str]]) -> list[Trial]:
     """A participant's sequence: every photo once in random order, the method pairs in turn
-    (so each pair comes up equally often), each on a random side."""
-    rng = rng or random.SystemRandom()
+    (so each pair comes up equally often), each on a random side (from the system's randomness:
+    a participant cannot predict which side is which)."""
+    rng = random.SystemRandom()
     order = rng.sample(images, len(images))
     pair_order = rng.sample(pairs, len(pairs))
     trials = []
@@ -359,34 +359,43 @@ class VoteStore:
         session = session[:16]
         ms = max(0, min(int(response_ms), 86_400_000))
 
+        t = trials_table
+
+        def decide(conn) -> str:
+            row = conn.execute(select(t.c.left, t.c.right, t.c.side, t.c.session).where(
+                t.c.participant == participant, t.c.trial == index)).first()
+            if row is None:
+                return "forged"
+            if row.side is not None:
+                return "duplicate" if session and row.session == session else "replayed"
+            earlier = conn.execute(select(func.count()).select_from(t).where(
+                t.c.participant == participant, t.c.trial < index, t.c.side.is_(None))).scalar()
+            if earlier:
+                return "out-of-order"
+            chosen = row.left if side == "left" else row.right
+            done = conn.execute(update(t).where(
+                and_(t.c.participant == participant, t.c.trial == index, t.c.side.is_(None))
+            ).values(side=side, chosen=chosen, response_ms=ms, created_at=datetime.now(timezone.utc),
+                     instance=self.instance, session=session or None))
+            if done.rowcount != 1:  # another request stored it between our read and write: whose?
+                winner = conn.execute(select(t.c.session).where(
+                    t.c.participant == participant, t.c.trial == index)).scalar()
+                return "duplicate" if session and winner == session else "replayed"
+            return "stored"
+
         def write() -> Outcome:
-            t = trials_table
+            # the next trial read in the same transaction: a failure after the commit would say
+            # "not saved" of a vote that was, and make its honest retry a refusal
             with self.engine.begin() as conn:
-                row = conn.execute(select(t.c.left, t.c.right, t.c.side, t.c.session).where(
-                    t.c.participant == participant, t.c.trial == index)).first()
-                if row is None:
-                    return Outcome("forged")
-                if row.side is not None:
-                    return Outcome("duplicate" if session and row.session == session else "replayed")
-                earlier = conn.execute(select(func.count()).select_from(t).where(
-                    t.c.participant == participant, t.c.trial < index, t.c.side.is_(None))).scalar()
-                if earlier:
-                    return Outcome("out-of-order")
-                chosen = row.left if side == "left" else row.right
-                done = conn.execute(update(t).where(
-                    and_(t.c.participant == participant, t.c.trial == index, t.c.side.is_(None))
-                ).values(side=side, chosen=chosen, response_ms=ms, created_at=datetime.now(timezone.utc),
-                         instance=self.instance, session=session or None))
-                if done.rowcount != 1:  # another request stored it between our read and write: whose?
-                    winner = conn.execute(select(t.c.session).where(
-                        t.c.participant == participant, t.c.trial == index)).scalar()
-                    return Outcome("duplicate" if session and winner == session else "replayed")
-            return Outcome("stored")
+                status = decide(conn)
+                following = conn.execute(select(func.min(t.c.trial)).where(
+                    t.c.participant == participant, t.c.side.is_(None))).scalar()
+            return Outcome(status, following)
 
         outcome = self._retry(write)
         if not outcome.stored:
             self.refuse(outcome.status)
-        return Outcome(outcome.status, self.next_index(participant))
+        return outcome
 
     def refuse(self, kind: str) -> None:
         """Count a refusal: in memory now, in the database within FLUSH_SECONDS or when the app

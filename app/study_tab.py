@@ -91,7 +91,8 @@ def start(ctx: AppContext, saved_id, request: gr.Request = None, state: dict | N
                        title="Study unavailable")
     if not study.ready.is_set():
         raise gr.Error(f"The study is still being prepared ({study.prepared} of {study.total} "
-                       "restorations ready). Please try again in a minute.", title="Not ready yet")
+                       "restorations ready). Please try again in a minute.", title="Not ready yet",
+                       print_exception=False)
 
     def who() -> tuple[str | None, int | None]:
         """(participant, their next trial); (None, None) when no new id may be issued."""
@@ -113,10 +114,13 @@ def start(ctx: AppContext, saved_id, request: gr.Request = None, state: dict | N
     participant, index = _database(who, "the study cannot start")
     if participant is None:
         raise gr.Error("Too many new participants from your network address right now: please try again "
-                       "in a minute.", title="Busy")
+                       "in a minute.", title="Busy", print_exception=False)
     study.gate.started(getattr(request, "session_hash", None))
     return (participant, *_screen(ctx, participant, index))
 
+
+# Refusals a participant (or a flood of forged calls) meets are expected answers, not server
+# faults: print_exception=False keeps their tracebacks out of the server's log.
 
 def vote(ctx: AppContext, side: str, state: dict | None, shown, request: gr.Request = None):
     store = ctx.study.store if ctx.study is not None else None
@@ -124,7 +128,7 @@ def vote(ctx: AppContext, side: str, state: dict | None, shown, request: gr.Requ
     if store is None or participant is None:
         if store is not None:
             store.refuse("forged")
-        raise gr.Error(REFUSED)
+        raise gr.Error(REFUSED, print_exception=False)
     try:
         index = int(shown)
     except (TypeError, ValueError):
@@ -132,14 +136,14 @@ def vote(ctx: AppContext, side: str, state: dict | None, shown, request: gr.Requ
     if index > state.get("trial", -1):  # a later trial than this tab shows: it was never shown
         store.refuse("out-of-order")
         raise gr.Error("This vote does not belong to the photo shown to you, and was not counted. "
-                       "Press Start to continue.", title="Vote refused")
+                       "Press Start to continue.", title="Vote refused", print_exception=False)
     started = state.get("served_at") if state.get("trial") == index else None
     ms = round((time.time() - started) * 1000) if started else 0
     outcome = _database(lambda: store.vote(participant, index, side, ms, _session(request)),
                         "your vote was not saved (your earlier ones are); click again")
     if outcome.status in ("forged", "out-of-order"):
         raise gr.Error("This vote does not belong to the photo shown to you, and was not counted. "
-                       "Press Start to continue.", title="Vote refused")
+                       "Press Start to continue.", title="Vote refused", print_exception=False)
     if outcome.status in ("duplicate", "replayed"):
         gr.Warning("This photo was already answered (in another tab?)"
                    + ("." if outcome.next_index is None else "; here is your next one."))
@@ -154,7 +158,7 @@ def results(ctx: AppContext, token, request: gr.Request = None):
     except Refused as exc:
         if store is not None:
             store.refuse(exc.kind)
-        raise gr.Error(str(exc), title="Admin") from None
+        raise gr.Error(str(exc), title="Admin", print_exception=False) from None
     if store is None:
         raise gr.Error("No study here: start the app with --study-images DIR.")
     rows = _database(store.rows, "the results cannot be read")

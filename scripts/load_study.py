@@ -93,9 +93,9 @@ def summary(name: str, times: list[float]) -> str:
 
 
 async def flood(url: str, probe: StudyClient, n: int) -> int:
-    """``n`` votes for the left side from sessions that never pressed Start, posted at once: the
-    app refuses each, after it has waited its turn in the study's queue. Returns how many were not
-    taken into the queue."""
+    """``n`` votes for the left side from sessions that never pressed Start, posted at once: past
+    the first few per address the app's gate answers them itself (429) before the study's queue,
+    and refuses those few in the queue. Returns how many were not taken into the queue."""
     await asyncio.sleep(FLOOD_AT)
     fn_index, trigger = probe.fns["study-pick-left"]
     url = f"{url.rstrip('/')}/gradio_api/queue/join"

@@ -407,16 +407,21 @@ def test_raw_calls_cannot_forge_or_replay_votes(server):
     participant ids and replayed requests."""
     import asyncio
 
-    from app.study_client import CallFailed, StudyClient
+    from app.study_client import API, CallFailed, StudyClient
     from app.study_store import VoteStore
 
     store = VoteStore(f"sqlite:///{server.db}")
     before, refused_before = len(store.rows()), store.refusals()
+    logged = len(server.output())
 
     async def attack():
         async with StudyClient(server.url) as c:
             with pytest.raises(CallFailed, match="No study session in this tab: press Start first"):
                 await c.vote("left", "0")  # no Start in this session
+            # Gradio's direct route would run the vote outside the queue, its limits and the gate
+            direct = await c.http.post(f"{c.url}{API}/run/predict", json={
+                "fn_index": c.fns["study-pick-left"][0], "session_hash": "direct", "data": [None, "0"]})
+            assert direct.status_code == 404 and "join the queue" in direct.text
             with pytest.raises(CallFailed, match="press Start first"):  # a client-made state is ignored
                 await c.call("study-pick-left", [{"participant": "a" * 32, "trial": 0}, "0"])
             with pytest.raises(CallFailed, match="Wrong admin token"):
@@ -461,6 +466,7 @@ def test_raw_calls_cannot_forge_or_replay_votes(server):
             and time.monotonic() < deadline:
         time.sleep(0.2)
     assert refused == expected
+    assert "Traceback" not in server.output()[logged:]  # refusals are answers, not faults in the log
 
 
 def test_a_flood_of_votes_without_start_is_answered_before_the_queue(server):
@@ -483,13 +489,25 @@ def test_a_flood_of_votes_without_start_is_answered_before_the_queue(server):
             answers = [await participant.http.post(f"{participant.url}{API}/queue/join", json={
                 "data": [None, "0"], "fn_index": fn_index, "trigger_id": trigger, "event_data": None,
                 "session_hash": f"flood{i}"}) for i in range(NOT_STARTED_PER_ADDRESS + 10)]
+            # past the few: a vote is refused however Gradio would read it, its function named as a
+            # string, or its body sent in chunks and padded beyond what a vote needs
+            call = {"data": [None, "0"], "fn_index": str(fn_index), "trigger_id": trigger, "session_hash": "odd"}
+
+            async def padded():
+                yield json.dumps({**call, "fn_index": fn_index}).encode()
+                yield b" " * 100_000
+
+            odd = [await participant.http.post(f"{participant.url}{API}/queue/join", json=call),
+                   await participant.http.post(f"{participant.url}{API}/queue/join", content=padded(),
+                                               headers={"content-type": "application/json"})]
             after = await participant.vote("left", screen.trial)
-            return answers, after
+            return answers, odd, after
 
     with concurrent.futures.ThreadPoolExecutor(1) as pool:  # Playwright's loop owns this thread
-        answers, after = pool.submit(asyncio.run, flood()).result()
-    refused = [a for a in answers if a.status_code == 429]
-    assert len(refused) >= 10 and all(a.status_code in (200, 429) for a in answers)
+        answers, odd, after = pool.submit(asyncio.run, flood()).result()
+    assert [a.status_code for a in odd] == [429, 429]
+    refused = [a for a in answers + odd if a.status_code == 429]
+    assert len(refused) >= 12 and all(a.status_code in (200, 429) for a in answers)
     assert all(a.json() == {"detail": REFUSED} for a in refused)
     assert after.trial == "1" and "Photo 2" in after.where  # the participant's vote was stored
     deadline = time.monotonic() + 10  # the app writes the refusals it counted within a second

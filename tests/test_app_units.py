@@ -1167,11 +1167,16 @@ def test_the_gate_lets_started_sessions_and_a_few_others_into_the_queue():
     assert gate.admits(body(5, "tab-a"), "10.0.0.1")  # a session that pressed Start, same address
     assert gate.admits(body(5, "elsewhere"), "10.0.0.2")  # another address has its own few
     assert gate.admits(body(7, "s99"), "10.0.0.1") and gate.admits(b"not json", "10.0.0.1")  # not a vote
-    # malformed or long calls are Gradio's to answer, never a server error here
+    # malformed calls are Gradio's to answer, never a server error here
     for odd in (b'{"fn_index": [5], "session_hash": "x"}', b'{"fn_index": 5, "session_hash": ["x"]}',
-                b"[" * 100_000, None):
+                b"[" * 100_000, b'{"fn_index": 5, "data": []}'):
         assert gate.admits(odd, "10.0.0.1")
     assert refused == ["forged"]
+    # a vote however Gradio reads it: function 5 as a string or a float, or padded past 64 kB
+    for fn, padding in (("5", ""), (5.0, ""), (5, " " * 100_000)):
+        call = json.dumps({"fn_index": fn, "session_hash": "one-more", "data": []}) + padding
+        assert not gate.admits(call.encode(), "10.0.0.1")
+    assert refused == ["forged"] * 4
 
 
 def test_a_second_click_on_the_last_photo_is_a_duplicate(tmp_path):
@@ -1184,6 +1189,23 @@ def test_a_second_click_on_the_last_photo_is_a_duplicate(tmp_path):
     again = study_tab.vote(ctx, "left", state, last, Request())
     assert "Thank you" in again[3] and again[0]["participant"] == pid and len(ctx.study.store.rows()) == 3
     assert ctx.study.store.refusals()["duplicate"] == 1 and ctx.study.store.refusals()["out-of-order"] == 0
+
+
+def test_a_stored_vote_is_reported_stored_whatever_happens_after_its_commit(tmp_path, monkeypatch):
+    """The next trial is read in the vote's own transaction: a database lost right after the commit
+    cannot make the page say "not saved" of a saved vote (whose honest retry would be a refusal)."""
+    from app.study_store import StoreUnavailable
+
+    ctx = study_context(tmp_path)
+    pid, state, *_, shown, _, _ = study_tab.start(ctx, None, Request())
+
+    def lost(*args):
+        raise StoreUnavailable("the study database is unreachable (OperationalError)")
+
+    monkeypatch.setattr(ctx.study.store, "next_index", lost)
+    state, *_, where, shown, _, _ = study_tab.vote(ctx, "left", state, shown, Request())
+    assert "Photo 2 of 3" in where and shown == "1" and len(ctx.study.store.rows()) == 1
+    assert sum(ctx.study.store.refusals().values()) == 0
 
 
 def test_start_after_a_finished_sequence_begins_a_new_participant(tmp_path):
