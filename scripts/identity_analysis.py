@@ -1,7 +1,7 @@
 """Why does a restoration lose the person's identity? Mask interventions on held-out faces.
 
     .venv/bin/python scripts/identity_analysis.py [--weights DIR] [--faces N] [--seed 0]
-        [--warp 4,8,12] [--residual 0.5,0.75] [--figure docs/identity_analysis.png] [--after DIR]
+        [--warp 4,8,12] [--residual 0.5,0.75] [--figure FILE.png]
 
 On the test split under the benchmark protocol (SPEC section 2), each face is restored by the same
 SMFD-UNet with different masks, and dlib's descriptor distance to the sharp face is measured (the
@@ -27,13 +27,11 @@ whose distance grows most with the generated mask, and how the identity loss fol
 facial-parts Dice and the semantic error (what ``smfd train --semantic`` trains against: the mask
 generator's cross-entropy on the restored face against the true mask; here mirror-averaged, on
 the face as every caller gets it). ``--figure`` shows those faces: sharp, blurry, both masks, both
-restorations; with ``--after DIR`` also the restoration by the weights in DIR (a newer model) of
-the same faces.
+restorations (``scripts/identity_figure.py`` shows such faces beside another model's restorations).
 """
 
 import argparse
 import sys
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -121,7 +119,6 @@ def main() -> None:
                              "blurry face scaled by each")
     parser.add_argument("--worst", type=int_from(1), default=6, help="faces listed and shown")
     parser.add_argument("--figure", default=None, help="write a PNG of the faces that lose most identity")
-    parser.add_argument("--after", default=None, help="weights folder of a newer model to show beside")
     args = parser.parse_args()
     if args.figure:  # named before the faces are restored, not after
         check_replaced_file(args.figure, "--figure", (".png", ".pdf", ".svg"))
@@ -129,7 +126,6 @@ def main() -> None:
     if len(records) < 3:
         parser.error(f"the analysis splits the faces into thirds: it needs at least 3, got {len(records)}")
     restorer = Restorer.from_pretrained(args.weights, args.device, engine="pytorch")
-    newer = Restorer.from_pretrained(args.after, args.device, engine="pytorch") if args.after else None
     warps = {f"true mask warped {a:g} px": a for a in args.warp}
     scaled = {f"generated, change x {f:g}": f for f in args.residual}
     variants = ("blurry input", "ground-truth mask", "generated mask", *GROUP_FIXES,
@@ -207,16 +203,8 @@ def main() -> None:
         print(f"  {shown[i][0]}: blurry {d['blurry input'][i]:.3f} -> generated {d['generated mask'][i]:.3f} "
               f"(ground truth {d['ground-truth mask'][i]:.3f}, facial parts fixed "
               f"{d['facial parts fixed'][i]:.3f}); facial-parts Dice {parts[i]:.2f}")
-    after = None
-    if newer is not None:
-        after = []
-        for i in worst:
-            blurry, sharp = shown[i][2], shown[i][1]
-            out = newer.restore(blurry)
-            after.append((out, geometry().distances([out], sharp)[0]))
-            print(f"  {shown[i][0][:8]} with {args.after}: {after[-1][1]:.3f}")
     if args.figure:
-        figure(args.figure, [shown[i] for i in worst], {k: d[k][worst] for k in d}, after)
+        figure(args.figure, [shown[i] for i in worst], {k: d[k][worst] for k in d})
         print(f"\nwrote {args.figure}")
 
 
@@ -240,14 +228,14 @@ def by_degradation(dist: dict, psnr: dict, names: list[str]) -> None:
         print(f"| {name:28s} | " + " | ".join(f"{c:29s}" for c in cells) + " |")
 
 
-def figure(path: str, rows: list, dist: dict, after: list | None) -> None:
+def figure(path: str, rows: list, dist: dict) -> None:
     """One row per face; each restoration titled with its descriptor distance to the sharp face."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    columns = 7 if after else 6
+    columns = 6
     fig, axes = plt.subplots(len(rows), columns, figsize=(2 * columns, 2.15 * len(rows)), squeeze=False)
     for r, row in enumerate(rows):
         face_id, sharp, blurry, generated, truth, out_gen, out_gt = row
@@ -255,8 +243,6 @@ def figure(path: str, rows: list, dist: dict, after: list | None) -> None:
                  ("generated mask", labels.colorize(generated)), ("true mask", labels.colorize(truth)),
                  (f"with generated {dist['generated mask'][r]:.2f}", out_gen),
                  (f"with true {dist['ground-truth mask'][r]:.2f}", out_gt)]
-        if after:
-            cells.append((f"newer, generated {after[r][1]:.2f}", after[r][0]))
         for c, (title, image) in enumerate(cells):
             ax = axes[r, c]
             ax.imshow(image)

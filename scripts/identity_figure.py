@@ -18,7 +18,7 @@ import numpy as np
 
 from eval.per_face import INPUTS, check_same_inputs, read
 from smfd import data, labels, metrics
-from smfd.batch import check_folder
+from smfd.batch import check_replaced_file
 from smfd.cli import int_from, run_reported, script_parser
 from smfd.errors import InputError
 from smfd.identity import geometry
@@ -34,14 +34,19 @@ def main() -> None:
     parser.add_argument("per_face", help="--per-face CSV of benchmark_model.py for the older weights")
     parser.add_argument("--before", required=True, help="weights folder of the older model")
     parser.add_argument("--after", default=None, help="weights folder of the newer model (default: shipped)")
-    parser.add_argument("--data", default=str(benchmark_data()))
-    parser.add_argument("--faces", type=int_from(1), default=6)
+    parser.add_argument("--data", default=str(benchmark_data()),
+                        help="the faces the CSV was made on (default: the benchmark's, celebamask_mini)")
+    parser.add_argument("--faces", type=int_from(1), default=6,
+                        help="how many faces to show: those the older weights moved furthest from the person (default 6)")
     parser.add_argument("--seed", type=int_from(0), default=0, help="the benchmark's seed")
     parser.add_argument("--out", default=str(ROOT / "docs" / "identity_before_after.png"),
                         help="the PNG written (default: docs/identity_before_after.png of this project)")
     args = parser.parse_args()
 
-    check_folder(Path(args.out).parent, "--out")  # before the faces are restored, not after
+    # before the faces are restored, not after
+    check_replaced_file(args.out, "--out", (".png", ".pdf", ".svg"), [Path(args.per_face)])
+    for weights in (args.before, args.after):
+        Restorer.check_options(weights, "cpu")
     faces = read(args.per_face, ("generated_id_dist", *INPUTS))
     chosen = sorted(faces, key=lambda f: faces[f]["input_id_dist"] - faces[f]["generated_id_dist"])[: args.faces]
     records = {r.id: r for r in data.open_dataset(args.data)}

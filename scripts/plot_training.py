@@ -15,7 +15,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from smfd.batch import check_folder  # noqa: E402
+from smfd.batch import check_replaced_file  # noqa: E402
 from smfd.cli import run_reported, script_parser  # noqa: E402
 from smfd.errors import InputError  # noqa: E402
 from smfd.images import write_figure  # noqa: E402
@@ -24,20 +24,20 @@ from smfd.images import write_figure  # noqa: E402
 def main() -> None:
     parser = script_parser(__doc__)
     parser.add_argument("runs", nargs="+", help="run folders (each with log.csv)")
-    parser.add_argument("--out", default="learning_curves.png")
+    parser.add_argument("--out", default="learning_curves.png", help="the figure written (.png, .pdf or .svg)")
     args = parser.parse_args()
-    check_folder(Path(args.out).parent, "--out")
+    check_replaced_file(args.out, "--out", (".png", ".pdf", ".svg"))
     logs = [(run, read_log(Path(run) / "log.csv")) for run in args.runs]  # every log checked before drawing
     fig, axes = plt.subplots(1, len(args.runs), figsize=(4.2 * len(args.runs), 3.2), squeeze=False)
     for ax, (run, rows) in zip(axes[0], logs):
         score = "dice" if "dice" in rows[0] else "psnr"
         hours, total = [], 0.0
         for r in rows:
-            total += float(r["seconds"]) / 3600
+            total += r["seconds"] / 3600
             hours.append(total)
-        ax.plot(hours, [float(r[score]) for r in rows], marker="o", markersize=3)
+        ax.plot(hours, [r[score] for r in rows], marker="o", markersize=3)
         for prev, r, h in zip(rows, rows[1:], hours[1:]):
-            if float(r["lr"]) < float(prev["lr"]):
+            if r["lr"] < prev["lr"]:
                 ax.axvline(h, color="grey", linestyle=":", linewidth=1)
         ax.set_title(f"{Path(run).name} ({len(rows)} epochs)")
         ax.set_xlabel("hours of training (1 CPU thread)")
@@ -57,6 +57,13 @@ def read_log(path: Path) -> list[dict]:
         rows = list(csv.DictReader(f))
     if not rows or not {"seconds", "lr"} <= rows[0].keys() or not {"dice", "psnr"} & rows[0].keys():
         raise InputError(f"{path}: {'no epochs logged yet' if not rows else 'not a log of smfd train'}")
+    score = "dice" if "dice" in rows[0] else "psnr"
+    for n, row in enumerate(rows, 1):  # the columns drawn, as numbers
+        for column in ("seconds", "lr", score):
+            try:
+                row[column] = float(row[column])
+            except (TypeError, ValueError):
+                raise InputError(f"{path}: row {n}: {column} is not a number ({row[column]!r})") from None
     return rows
 
 

@@ -331,9 +331,9 @@ def test_identity_analysis_scales_the_restoration_s_change_and_splits_by_degrada
 
     done = run_here("identity_analysis.py", "--residual", "0", capsys=capsys)
     assert done.returncode == 2 and "residual factors must lie in (0, 2], got '0'" in done.stderr
-    # refused before any face is restored: too few faces for thirds, --after weights that are not there
+    # refused before any face is restored: too few faces for thirds, weights that are not there
     for extra, says in ((["--faces", "2"], "it needs at least 3, got 2"),
-                        (["--after", str(ROOT / "nowhere")], "model weights not found")):
+                        (["--weights", str(ROOT / "nowhere")], "model weights not found")):
         done = run_here("identity_analysis.py", *extra, "--data",
                                str(shared_data / "celebamask_mini"), capsys=capsys)
         assert done.returncode == 2 and says in done.stderr, done.stderr
@@ -381,13 +381,16 @@ def test_compare_faces_reports_the_face_by_face_change_and_refuses_other_faces(t
         done = run_here("compare_faces.py", before, path, capsys=capsys)
         assert done.returncode == 2 and done.stderr.strip().count("\n") == 0 and says in done.stderr, done.stderr
     # identity_figure.py reads its CSV the same way (it needs input_id_dist too), and names an --out
-    # it cannot write before any face is restored
+    # it cannot write and weights it cannot read before any face is restored
     no_inputs = tmp_path / "no_inputs.csv"
     no_inputs.write_text("id,generated_id_dist\nf1,0.5\n")
-    figure = [sys.executable, str(ROOT / "scripts" / "identity_figure.py"), str(no_inputs), "--before", str(tmp_path)]
+    shipped = str(ROOT / "smfd" / "weights")
+    figure = [sys.executable, str(ROOT / "scripts" / "identity_figure.py"), str(no_inputs), "--before", shipped]
     for extra, says in (([], f"{no_inputs}: not a --per-face CSV of benchmark_model.py (no input_psnr, "
                              "input_id_dist)"),
-                        (["--out", str(ROOT / "README.md" / "f.png")], "README.md: --out is a file, not a folder")):
+                        (["--out", str(ROOT / "README.md" / "f.png")], "README.md: --out is a file, not a folder"),
+                        (["--out", str(tmp_path / "f.txt")], "f.txt: --out must end in .png or .pdf or .svg"),
+                        (["--after", str(tmp_path)], "model weights not found")):
         done = subprocess.run([*figure, *extra], cwd=tmp_path, capture_output=True, text=True, timeout=120)
         assert done.returncode == 2 and done.stderr.strip().count("\n") == 0 and says in done.stderr, done.stderr
     # a real face whose blurry figures are not those of the faces it would show (another --seed or
@@ -396,7 +399,7 @@ def test_compare_faces_reports_the_face_by_face_change_and_refuses_other_faces(t
     ranked = tmp_path / "ranked.csv"
     ranked.write_text(f"id,generated_id_dist,input_psnr,input_id_dist\n{face},0.5,22.0,0.55\n")
     done = subprocess.run([sys.executable, str(ROOT / "scripts" / "identity_figure.py"), str(ranked), "--before",
-                           str(tmp_path), "--data", str(celeba), "--out", str(tmp_path / "f.png")],
+                           shipped, "--data", str(celeba), "--out", str(tmp_path / "f.png")],
                           cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and f"{ranked}: face {face} was degraded otherwise (input_psnr " in done.stderr, \
         done.stderr
@@ -593,8 +596,12 @@ def test_plot_training_draws_a_log_and_names_a_run_without_one(tmp_path, capsys)
     assert figure.shape[1] > 300 and curve > 100, curve  # the curve and its markers are drawn
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "log.csv").touch()
-    for folder, says in (("empty", "no epochs logged yet"), ("nowhere", "no training log")):
-        done = run_here("plot_training.py", str(run), str(tmp_path / folder), "--out", str(tmp_path / "d.png"),
+    (tmp_path / "gap").mkdir()
+    (tmp_path / "gap" / "log.csv").write_text("epoch,seconds,lr,psnr\n1,60,0.001,\n")
+    for folder, out, says in (("empty", "d.png", "no epochs logged yet"), ("nowhere", "d.png", "no training log"),
+                              ("gap", "d.png", "log.csv: row 1: psnr is not a number ('')"),
+                              ("empty", "d.txt", "d.txt: --out must end in .png or .pdf or .svg")):
+        done = run_here("plot_training.py", str(run), str(tmp_path / folder), "--out", str(tmp_path / out),
                         capsys=capsys)
         assert done.returncode == 2 and says in done.stderr and len(done.stderr.strip().splitlines()) == 1
         assert not (tmp_path / "d.png").exists()
