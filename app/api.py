@@ -80,7 +80,8 @@ def register(ctx: AppContext) -> None:
              ) -> tuple[FileData, str]:
         """Degrade an image with the thesis pipeline, as `smfd blur` does (any option left out
         keeps the thesis' value; a file and seed give the pixels `smfd blur --seed` gives that
-        file, as 8-bit RGB: `smfd blur` also keeps a file's transparency and colour profile). Returns the degraded PNG and the recipe as JSON, which `smfd blur --recipe` replays
+        file, as 8-bit RGB: `smfd blur` also keeps a file's transparency and colour profile).
+        Returns the degraded PNG and the recipe as JSON, which `smfd blur --recipe` replays
         exactly. Images blur at full size: up to 4.2 megapixels."""
         picture = _image(image, max_pixels=FULL_SIZE_PIXELS, what="blurring at full size")
         given = dict(layers=layers, sequences=sequences, gaussian_sizes=gaussian_sizes,

@@ -163,6 +163,12 @@ def valid_id(value) -> bool:
     return isinstance(value, str) and _HEX_ID.fullmatch(value) is not None
 
 
+def _next_trial(participant: str):
+    """The query of a participant's first unanswered trial (NULL when all are answered)."""
+    return select(func.min(trials_table.c.trial)).where(trials_table.c.participant == participant,
+                                                        trials_table.c.side.is_(None))
+
+
 def deal(participant: str, images: list[str], pairs: list[tuple[str, str]]) -> list[Trial]:
     """A participant's sequence: every photo once in random order, the method pairs in turn
     (so each pair comes up equally often), each on a random side (from the system's randomness:
@@ -332,8 +338,7 @@ class VoteStore:
         """The participant's first unanswered trial (None when all are answered)."""
         def read():
             with self.engine.connect() as conn:
-                return conn.execute(select(func.min(trials_table.c.trial)).where(
-                    trials_table.c.participant == participant, trials_table.c.side.is_(None))).scalar()
+                return conn.execute(_next_trial(participant)).scalar()
 
         return self._retry(read)
 
@@ -388,8 +393,7 @@ class VoteStore:
             # "not saved" of a vote that was, and make its honest retry a refusal
             with self.engine.begin() as conn:
                 status = decide(conn)
-                following = conn.execute(select(func.min(t.c.trial)).where(
-                    t.c.participant == participant, t.c.side.is_(None))).scalar()
+                following = conn.execute(_next_trial(participant)).scalar()
             return Outcome(status, following)
 
         outcome = self._retry(write)

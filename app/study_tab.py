@@ -121,6 +121,10 @@ def start(ctx: AppContext, saved_id, request: gr.Request = None, state: dict | N
 
 # Refusals a participant (or a flood of forged calls) meets are expected answers, not server
 # faults: print_exception=False keeps their tracebacks out of the server's log.
+def _not_this_photo() -> gr.Error:
+    return gr.Error("This vote does not belong to the photo shown to you, and was not counted. "
+                    "Press Start to continue.", title="Vote refused", print_exception=False)
+
 
 def vote(ctx: AppContext, side: str, state: dict | None, shown, request: gr.Request = None):
     store = ctx.study.store if ctx.study is not None else None
@@ -135,15 +139,13 @@ def vote(ctx: AppContext, side: str, state: dict | None, shown, request: gr.Requ
         index = -1
     if index > state.get("trial", -1):  # a later trial than this tab shows: it was never shown
         store.refuse("out-of-order")
-        raise gr.Error("This vote does not belong to the photo shown to you, and was not counted. "
-                       "Press Start to continue.", title="Vote refused", print_exception=False)
+        raise _not_this_photo()
     started = state.get("served_at") if state.get("trial") == index else None
     ms = round((time.time() - started) * 1000) if started else 0
     outcome = _database(lambda: store.vote(participant, index, side, ms, _session(request)),
                         "your vote was not saved (your earlier ones are); click again")
     if outcome.status in ("forged", "out-of-order"):
-        raise gr.Error("This vote does not belong to the photo shown to you, and was not counted. "
-                       "Press Start to continue.", title="Vote refused", print_exception=False)
+        raise _not_this_photo()
     if outcome.status in ("duplicate", "replayed"):
         gr.Warning("This photo was already answered (in another tab?)"
                    + ("." if outcome.next_index is None else "; here is your next one."))

@@ -37,7 +37,8 @@ def main() -> None:
     parser.add_argument("--data", default=str(benchmark_data()),
                         help="the faces the CSV was made on (default: the benchmark's, celebamask_mini)")
     parser.add_argument("--faces", type=int_from(1), default=6,
-                        help="how many faces to show: those the older weights moved furthest from the person (default 6)")
+                        help="how many faces to show: those the older weights moved furthest from the "
+                             "person (default 6)")
     parser.add_argument("--seed", type=int_from(0), default=0, help="the benchmark's seed")
     parser.add_argument("--out", default=str(ROOT / "docs" / "identity_before_after.png"),
                         help="the PNG written (default: docs/identity_before_after.png of this project)")

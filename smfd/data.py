@@ -129,12 +129,18 @@ def check_files(records: list[FaceRecord]) -> None:
 _CHECKED: set[tuple] = set()  # check_files' records, by _fingerprint
 
 
+def _file_key(path: str | Path) -> tuple:
+    """(path, size, modification time): what a file is known by in this process's caches."""
+    st = Path(path).stat()
+    return str(path), st.st_size, st.st_mtime_ns
+
+
 def _fingerprint(record: FaceRecord) -> tuple | None:
-    """(path, size, modification time) of each of the record's files; None where one cannot be
-    looked at (the check itself names it)."""
+    """:func:`_file_key` of each of the record's files; None where one cannot be looked at (the
+    check itself names it)."""
     files = [record.image, *([record.mask] if record.mask is not None else []), *(png for _, png in record.parts)]
     try:
-        return tuple((str(p), (st := Path(p).stat()).st_size, st.st_mtime_ns) for p in files)
+        return tuple(_file_key(p) for p in files)
     except OSError:
         return None
 
@@ -244,8 +250,7 @@ def thumbnails(records: list[FaceRecord]) -> np.ndarray:
     thousands take seconds, not minutes."""
     prints = np.empty((len(records), 256), np.float32)
     for i, record in enumerate(records):
-        st = Path(record.image).stat()
-        key = (str(record.image), st.st_size, st.st_mtime_ns)  # a run's faces are looked at up to 3 times
+        key = _file_key(record.image)  # a run's faces are looked at up to 3 times
         if key not in _THUMBNAILS:
             grey = cv2.imdecode(np.fromfile(record.image, np.uint8), cv2.IMREAD_REDUCED_GRAYSCALE_8)
             if grey is None or min(grey.shape) < 16:  # a format OpenCV does not decode, or a small image
@@ -257,7 +262,7 @@ def thumbnails(records: list[FaceRecord]) -> np.ndarray:
     return prints
 
 
-_THUMBNAILS: dict[tuple, np.ndarray] = {}  # by (path, size, modification time): 256 bytes a face
+_THUMBNAILS: dict[tuple, np.ndarray] = {}  # by _file_key: 256 bytes a face
 
 
 def copies_of(records: list[FaceRecord], held_out: list[FaceRecord]) -> dict[str, str]:

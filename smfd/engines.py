@@ -33,7 +33,7 @@ from torch import nn
 from .errors import InputError, first_line
 from .images import process_umask
 from .models import config_to_dict, generated_mask_input, mask_probabilities, mirrored_restoration
-from .paths import cache_root
+from .paths import cache_root, sha256_of
 from .runtime import fast_autocast, native_bf16
 
 ENGINES = ("auto", "pytorch", "openvino", "openvino-int8")
@@ -247,7 +247,7 @@ class OpenVINOEngine:
 
 def _digests(folder: Path) -> dict[str, str]:
     """SHA-256 of each IR file of a cache entry (about 0.1 s for the shipped networks)."""
-    return {name: hashlib.sha256((folder / name).read_bytes()).hexdigest() for name in IR_FILES}
+    return {name: sha256_of(folder / name) for name in IR_FILES}
 
 
 def _discard(folder: Path) -> None:
