@@ -114,8 +114,8 @@ def check_files(records: list[FaceRecord]) -> None:
     """Every image and mask file of the records, decoded whole (InputError naming the first
     unusable one: truncated, a label outside the 19 classes, ...), so that a bad file stops a run
     before its first epoch, not inside it: a run's faces are recorded, so a file found damaged
-    later can only be mended, not removed, without losing the run (1.5 s for the shared data's
-    1,200 faces of 512 px and 800 masks)."""
+    later can only be mended, not removed, without losing the run (1.5 s for celebamask_mini's
+    800 faces of 512 px and their masks)."""
     for record in records:
         key = _fingerprint(record)
         if key in _CHECKED:  # decoded whole before in this process (another run, a test), unchanged since
