@@ -13,8 +13,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
+import fcntl
 import hashlib
 import json
 import math
@@ -36,6 +38,7 @@ from . import checkpoint, data, degrade, metrics
 from .errors import InputError
 from .images import PARTIAL_PREFIX, to_uint8, write_atomically
 from .labels import CLASSES, GROUPS
+from .paths import cache_root
 from .losses import LOSSES, SSIM_WEIGHT, restoration_loss, segmentation_loss
 from .models import (MaskNetConfig, SegBaselineConfig, SMFDConfig, build, count_parameters,
                      generated_mask_input, mask_input, mask_probabilities, one_hot_mask, with_overrides)
@@ -819,7 +822,34 @@ def _initialise(model: torch.nn.Module, start: torch.nn.Module, path: str, parti
 
 
 def train(settings: TrainSettings) -> dict:
-    return Trainer(settings).run()
+    # torchrun's other processes share rank 0's folder and its lock
+    held = run_lock(Path(settings.out)) if os.environ.get("RANK", "0") == "0" else contextlib.nullcontext()
+    with held:
+        return Trainer(settings).run()
+
+
+@contextlib.contextmanager
+def run_lock(out: Path):
+    """Held while a run trains into ``out``: a second run into the same folder (another
+    `smfd train`, or `smfd eval --thesis-tables`) is refused before any work, since the two would
+    overwrite each other's state.pt epoch by epoch. An flock on a file below the cache folder,
+    named by the folder's resolved path, so no run folder is made before the first save, and a
+    killed run's lock goes with its process."""
+    name = hashlib.sha256(str(out.resolve()).encode()).hexdigest()[:16]
+    path = cache_root() / "locks" / f"train-{name}.lock"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = open(path, "w")
+    except OSError as exc:
+        raise InputError(f"{path}: cannot write the run's lock file ({exc.strerror}); "
+                         "set SMFD_CACHE to a folder you can write to") from None
+    with lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise InputError(f"{out}: another training run is using this folder now; wait for it to "
+                             "end or choose another --out (nothing there was changed)") from None
+        yield
 
 
 def cross_validate(settings: TrainSettings) -> list[dict]:

@@ -181,6 +181,22 @@ def test_resume_with_other_settings_is_refused_and_names_them(celeba, tmp_path, 
     assert (out / "settings.json").read_text() == "earlier"  # nothing rewritten
 
 
+def test_a_second_run_into_a_folder_in_use_is_refused_before_any_work(celeba, tmp_path, capsys):
+    from smfd.cli import main
+    from smfd.train import run_lock
+
+    out, other = tmp_path / "run", tmp_path / "other"
+    args = ["train", "deblur", str(celeba), "--out", str(out), "--size", "32", "--patch", "32",
+            "--epochs", "1", "--batch", "4", "--samples-per-epoch", "8", "--val-faces", "4", "--workers", "0"]
+    with run_lock(out), run_lock(other):  # the first run's lock; another folder's is apart
+        assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "another training run is using this folder now" in err
+    assert not out.exists()
+    with run_lock(out):  # released with the first run
+        pass
+
+
 def test_a_batch_larger_than_the_training_faces_is_refused(celeba, tmp_path, capsys):
     """An epoch with fewer faces than --batch has no full batch (drop_last): it would 'train' the
     untrained network and save it as the best."""
