@@ -106,7 +106,9 @@ def loaded(ctx: AppContext, face: Face):
     """Outputs for an example just loaded: its picture, empty results (the truth button live when
     it has a mask), and its references in their boxes: the sharp face, and its mask as a file of
     group values (the mask radio set to say so), so that what the face holds is what the boxes show."""
-    truth = None if face.truth is None else write_mask_png(ctx.output_dir() / f"{face.file_stem}_mask.png", face.truth)
+    # named apart from the used mask's download, which may sit beside it in the user's folder
+    truth = (None if face.truth is None
+             else write_mask_png(ctx.output_dir() / f"{face.file_stem}_true_mask.png", face.truth))
     return (face.blurry, *cleared()[:-1], gr.Button(interactive=truth is not None), face.sharp,
             None if truth is None else str(truth), "groups" if truth is not None else "auto")
 

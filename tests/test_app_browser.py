@@ -202,7 +202,7 @@ def test_restore_edit_the_mask_restore_again_and_swap_in_the_truth(browser, serv
     name = sorted(p.stem for p in (celeba / "images").glob("*.jpg"))[0]
     load_example(page, name)
     page.get_by_text("Optional references").click()
-    expect(page.locator("#restore-truth-file")).to_contain_text(f"{name}_mask", timeout=TIMEOUT)  # what it holds
+    expect(page.locator("#restore-truth-file")).to_contain_text(f"{name}_true_mask", timeout=TIMEOUT)  # what it holds
     page.click("#restore-run")
     report = page.locator("#restore-report")
     expect(report).to_contain_text("generated mask", timeout=TIMEOUT)

@@ -460,7 +460,7 @@ def test_a_loaded_example_shows_its_references_in_their_boxes(tmp_path, celeba):
     blurry, *results, truth_button, sharp, truth_file, kind = restore_tab.loaded(ctx, face)
     assert blurry is face.blurry and sharp is face.sharp and results == list(restore_tab.cleared()[:-1])
     assert truth_button.interactive and kind == "groups"
-    assert Path(truth_file).name == f"{ctx.examples[1].name}_mask.png"
+    assert Path(truth_file).name == f"{ctx.examples[1].name}_true_mask.png"  # not the used mask's name
     assert np.array_equal(read_mask_upload(truth_file, kind), face.truth) and face.truth.max() > 0
     astronaut = restore_tab.face_from_example(ctx, examples.BUILTIN, 3)
     *_, truth_button, sharp, truth_file, kind = restore_tab.loaded(ctx, astronaut)
