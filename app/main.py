@@ -157,6 +157,8 @@ def build_app(ctx: AppContext) -> gr.Blocks:
         if fn is not None and not (inspect.iscoroutinefunction(fn) or inspect.isgeneratorfunction(fn)
                                    or inspect.isasyncgenfunction(fn)):
             block_fn.fn = clear_errors(fn)
+    if ctx.study is not None:  # Gradio's /call/NAME runs these too: the study's gate refuses it
+        ctx.study.gate.private_names = {f.api_name for f in demo.fns.values() if f.api_visibility == "private"}
     return demo
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import collections
 import json
+import re
 import threading
 from collections.abc import Callable
 
@@ -24,14 +25,18 @@ NOT_STARTED_PER_ADDRESS = 20  # votes of sessions without Start that reach the q
 WINDOW = 10.0  # seconds
 SESSIONS_KEPT = 100_000  # sessions that pressed Start remembered (oldest forgotten first): a few MB
 REFUSED = "No study session in this tab: press Start first."
+# Gradio's REST route: it runs an event named in the path, whatever its api_visibility
+CALL = re.compile(r"/call/(?:v2/)?([^/]+)/?$")
 
 
 class StudyGate:
     """Which calls to let into the queue. ``vote_fns``: the queue's ids of the vote events
-    (study_tab.build sets them); ``refuse(kind)``: counts a refusal (VoteStore.refuse)."""
+    (study_tab.build sets them); ``private_names``: the names of the events only the page calls
+    (main.build_app sets them); ``refuse(kind)``: counts a refusal (VoteStore.refuse)."""
 
     def __init__(self, refuse: Callable[[str], None]):
         self.vote_fns: set[int] = set()
+        self.private_names: set[str] = set()
         self.refuse = refuse
         self._started: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._lock = threading.Lock()
@@ -49,10 +54,11 @@ class StudyGate:
 
     def admits(self, body: bytes, client: str) -> bool:
         """Whether a queue call (its JSON body) may join the queue. The body is read as Gradio reads
-        it (its PredictBody): "45" or 45.0 is function 45 there, so it is here."""
+        it (json.loads, which takes a UTF-8 BOM or UTF-16, then its PredictBody): "45" or 45.0 is
+        function 45 there, so it is here."""
         try:
-            call = PredictBody.model_validate_json(body)
-        except ValueError:  # a malformed body (pydantic's ValidationError): Gradio answers it itself
+            call = PredictBody.model_validate(json.loads(body))
+        except ValueError:  # malformed (JSON's or pydantic's ValidationError): Gradio answers it itself
             return True
         if call.fn_index not in self.vote_fns or not call.session_hash:  # not a vote; no session: Gradio's 400
             return True
@@ -67,13 +73,19 @@ class StudyGate:
 
 class GateMiddleware:
     """ASGI middleware that asks a :class:`StudyGate` about every call joining the queue; a refused
-    one is answered 429 with the reason, which Gradio's page shows."""
+    one is answered 429 with the reason, which Gradio's page shows. A call of a private event by
+    name (Gradio's /call/NAME, which would join the queue past this gate) is answered 404."""
 
     def __init__(self, app, gate: StudyGate):
         self.app, self.gate = app, gate
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope["method"] != "POST" or not scope["path"].endswith("/queue/join"):
+        if scope["type"] != "http" or scope["method"] != "POST":
+            return await self.app(scope, receive, send)
+        called = CALL.search(scope["path"])
+        if called and called[1] in self.gate.private_names:
+            return await _answer(send, 404, f"No API endpoint named /{called[1]}.")
+        if not scope["path"].endswith("/queue/join"):
             return await self.app(scope, receive, send)
         # The whole body (Gradio reads all of it too): a vote padded past any bound read here
         # would otherwise pass unseen. Joined once, not by repeated concatenation.
@@ -87,12 +99,7 @@ class GateMiddleware:
         body = b"".join(chunks)
         client = (scope.get("client") or ("unknown",))[0]
         if not self.gate.admits(body, client):
-            answer = json.dumps({"detail": REFUSED}).encode()
-            await send({"type": "http.response.start", "status": 429,
-                        "headers": [(b"content-type", b"application/json"),
-                                    (b"content-length", str(len(answer)).encode())]})
-            await send({"type": "http.response.body", "body": answer})
-            return
+            return await _answer(send, 429, REFUSED)
         replayed = False
 
         async def replay():  # the body read above, then whatever the connection says next
@@ -103,3 +110,12 @@ class GateMiddleware:
             return await receive()
 
         await self.app(scope, replay, send)
+
+
+async def _answer(send, status: int, detail: str) -> None:
+    """Answer a request here, as FastAPI words an HTTPException."""
+    answer = json.dumps({"detail": detail}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(answer)).encode())]})
+    await send({"type": "http.response.body", "body": answer})

@@ -422,6 +422,9 @@ def test_raw_calls_cannot_forge_or_replay_votes(server):
             direct = await c.http.post(f"{c.url}{API}/run/predict", json={
                 "fn_index": c.fns["study-pick-left"][0], "session_hash": "direct", "data": [None, "0"]})
             assert direct.status_code == 404 and "join the queue" in direct.text
+            for route in ("call", "call/v2"):  # Gradio's REST route by name would join past the gate
+                named = await c.http.post(f"{c.url}{API}/{route}/on_left", json={"data": [None, "0"]})
+                assert named.status_code == 404 and "No API endpoint named /on_left" in named.text
             with pytest.raises(CallFailed, match="press Start first"):  # a client-made state is ignored
                 await c.call("study-pick-left", [{"participant": "a" * 32, "trial": 0}, "0"])
             with pytest.raises(CallFailed, match="Wrong admin token"):
@@ -497,15 +500,19 @@ def test_a_flood_of_votes_without_start_is_answered_before_the_queue(server):
                 yield json.dumps({**call, "fn_index": fn_index}).encode()
                 yield b" " * 100_000
 
+            text = json.dumps(call)
             odd = [await participant.http.post(f"{participant.url}{API}/queue/join", json=call),
                    await participant.http.post(f"{participant.url}{API}/queue/join", content=padded(),
                                                headers={"content-type": "application/json"})]
+            for body in ("\ufeff" + text).encode(), text.encode("utf-16"):  # as JSON reads them: a vote
+                odd.append(await participant.http.post(f"{participant.url}{API}/queue/join", content=body,
+                                                       headers={"content-type": "application/json"}))
             after = await participant.vote("left", screen.trial)
             return answers, odd, after
 
     with concurrent.futures.ThreadPoolExecutor(1) as pool:  # Playwright's loop owns this thread
         answers, odd, after = pool.submit(asyncio.run, flood()).result()
-    assert [a.status_code for a in odd] == [429, 429]
+    assert [a.status_code for a in odd] == [429] * 4
     refused = [a for a in answers + odd if a.status_code == 429]
     assert len(refused) >= 12 and all(a.status_code in (200, 429) for a in answers)
     assert all(a.json() == {"detail": REFUSED} for a in refused)
