@@ -13,13 +13,20 @@ from .errors import InputError
 
 
 def pick_device(name: str, rank: int = 0) -> torch.device:
-    """'auto' (CUDA when present), 'cpu' or 'cuda'; an unusable choice is an InputError."""
+    """'auto' (CUDA when present), 'cpu' or 'cuda'; an unusable choice is an InputError. A chosen
+    device's own name ('cuda:1', what str() of it gives) names it again, for callers that pass one on."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
+    cuda, _, index = name.partition(":")
+    if cuda == "cuda":
         if not torch.cuda.is_available():
-            raise InputError("--device cuda asked for, but no CUDA GPU is available")
-        return torch.device("cuda", rank % torch.cuda.device_count())
+            raise InputError(f"--device {name} asked for, but no CUDA GPU is available")
+        count = torch.cuda.device_count()
+        if not index:
+            return torch.device("cuda", rank % count)
+        if index.isdecimal() and int(index) < count:
+            return torch.device("cuda", int(index))
+        raise InputError(f"device {name!r}: no such CUDA GPU ({count} here)")
     if name != "cpu":
         raise InputError(f"device must be auto, cpu or cuda, got {name!r}")
     return torch.device("cpu")

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from smfd.errors import InputError
 from smfd.images import read_image
 from smfd.restorer import Restorer
+from smfd.runtime import pick_device
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +66,8 @@ def test_missing_weights_and_unknown_devices_are_named(tmp_path, random_weights)
         Restorer.from_pretrained("")
     with pytest.raises(InputError, match="auto, cpu or cuda, got 'tpu'"):
         Restorer.from_pretrained(random_weights, "tpu")
+    with pytest.raises(InputError, match="no CUDA GPU is available"):
+        pick_device("cuda:0")
     # a mask generator of the 19 classes (smfd train mask --set classes=19) beside SMFD-UNet:
     # named when loading, not a ValueError at the first face
     from smfd.models import MaskNetConfig
@@ -74,11 +78,23 @@ def test_missing_weights_and_unknown_devices_are_named(tmp_path, random_weights)
                                          r"the 5 groups"):
         Restorer.from_pretrained(classes)
 
+
 def test_top_level_import():
     from smfd import Restorer as top
     from smfd.restorer import Restorer
 
     assert top is Restorer
+
+
+def test_a_chosen_gpu_s_own_name_picks_it_again(monkeypatch):
+    """The app loads the baselines on str(its restorer's device), 'cuda:0' on a GPU."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    chosen = pick_device("cuda", rank=1)
+    assert pick_device(str(chosen)) == chosen == torch.device("cuda", 1)
+    for bad in ("cuda:2", "cuda:x", "cuda:-1"):
+        with pytest.raises(InputError, match=f"device '{bad}': no such CUDA GPU \\(2 here\\)"):
+            pick_device(bad)
 
 
 def test_the_mask_of_a_mirrored_face_is_the_mirrored_mask(face):
