@@ -27,7 +27,7 @@ from smfd.runtime import pick_device
 
 from . import report
 from .pairs import Pair
-from .report import PER_IMAGE
+from .report import PER_IMAGE, RESULT_FILES
 
 
 
@@ -131,8 +131,6 @@ def load_methods(names: list[str], options: EvalOptions, has_masks: bool) -> dic
 
 def earlier_results(out: Path, names: list[str]) -> list[Path]:
     """What an earlier evaluation left in ``out`` that this one would replace."""
-    from .report import RESULT_FILES
-
     found = [out / f for f in RESULT_FILES if (out / f).exists()]
     return found + [out / "outputs" / n for n in names
                     if (out / "outputs" / n).is_dir() and any((out / "outputs" / n).iterdir())]
@@ -175,6 +173,9 @@ def evaluate(pairs: list[Pair], names: list[str], out: str | Path, options: Eval
     for folder in replaced:  # only now that the methods and metrics load
         if folder.is_dir():  # --overwrite: no stale image of a face outside this set stays behind
             shutil.rmtree(folder)
+    if overwrite:  # nor results of the images just removed, should this evaluation not finish
+        for name in (*RESULT_FILES, "plotly.min.js"):
+            (out / name).unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
     rows, per_image = [], []
     runnable = [n for n in names if not isinstance(loaded[n], str)]

@@ -21,7 +21,7 @@ from smfd.batch import check_removable
 from smfd.blur_files import recipe_record, write_recipe
 from smfd.degrade import PipelineOptions
 from smfd.errors import InputError
-from smfd.images import check_rgb, list_images, read_groups, read_image, write_png
+from smfd.images import check_rgb, list_images, read_groups, read_image, write_atomically, write_png
 
 
 @dataclass(frozen=True)
@@ -102,10 +102,11 @@ def make_pairs(dataset: str | Path, out: str | Path, limit: int | None = None, s
         if (making / sub.name).is_dir():
             (making / sub.name).rename(sub)
     making.rmdir()
-    (out / "pairs.json").write_text(json.dumps(
-        {"dataset": str(Path(dataset).resolve()), "split": split, "faces": len(records), "seed": seed,
-         "protocol": "thesis pipeline on the 512x512 source, blurry and sharp resized to 256x256 "
-                     "with cv2.INTER_AREA (SPEC section 2)"}, indent=2) + "\n")
+    made = json.dumps({"dataset": str(Path(dataset).resolve()), "split": split, "faces": len(records),
+                       "seed": seed, "protocol": "thesis pipeline on the 512x512 source, blurry and sharp "
+                                                 "resized to 256x256 with cv2.INTER_AREA (SPEC section 2)"},
+                      indent=2) + "\n"
+    write_atomically(out / "pairs.json", lambda tmp: tmp.write_text(made), ".json")  # the marker: whole or none
     return len(records)
 
 

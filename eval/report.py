@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from smfd.images import read_image, resize_to, write_png
+from smfd.images import read_image, resize_to, write_atomically, write_png
 
 from .pairs import Pair
 
@@ -46,11 +46,14 @@ def fmt(name: str, value) -> str:
 
 
 def write_csv(path: Path, columns, rows: list[dict]) -> None:
-    with path.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(columns)
-        for row in rows:
-            writer.writerow([fmt(c, row.get(c)) for c in columns])
+    def write(tmp: Path) -> None:
+        with tmp.open("w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(columns)
+            for row in rows:
+                writer.writerow([fmt(c, row.get(c)) for c in columns])
+
+    write_atomically(path, write, ".csv")
 
 
 def markdown_grid(header, rows) -> str:
@@ -91,7 +94,7 @@ def write_markdown(path: Path, rows: list[dict], pairs: list[Pair], unavailable:
     lines.append(f"- Standard errors of the means (SD / sqrt(n) over the images; the chart's error bars) are in "
                  f"results.csv: {', '.join(f'`{k}_se`' for k in WITH_SE)}. Differences between rows smaller than "
                  "about twice them may be chance.")
-    path.write_text("\n".join(lines) + "\n")
+    write_atomically(path, lambda tmp: tmp.write_text("\n".join(lines) + "\n"), ".md")
 
 
 def write_chart(path: Path, rows: list[dict], title: str) -> None:
@@ -109,7 +112,8 @@ def write_chart(path: Path, rows: list[dict], title: str) -> None:
         fig.add_trace(go.Bar(x=[r["method"] for r in have], y=[r[k] for r in have], name=k, showlegend=False,
                              error_y=None if spread is None else {"type": "data", "array": spread}), row=1, col=i)
     fig.update_layout(title=title, height=460, width=max(700, 330 * len(names)))
-    fig.write_html(path, include_plotlyjs="directory")
+    # plotly.min.js goes beside the temporary file, the same folder
+    write_atomically(path, lambda tmp: fig.write_html(tmp, include_plotlyjs="directory"), ".html")
 
 
 TILE = 256

@@ -765,12 +765,17 @@ def table_44(lab: Lab) -> tuple[str, list[Run]]:
             + "\n".join(flags) + ("\n\n" if flags else "") + f"**Verdict.** {verdict}\n"), runs
 
 
-OUTPUTS = ("thesis_tables.md", "curves_4.1.png", "curves_4.3.png", "curves_4.4.png")
+TABLES_FILE = "thesis_tables.md"  # written last: a sitting without it is one to continue
 
 
 def check_pairs_fit(pairs_dir: Path, data_dir: str, faces: int) -> None:
     """Pairs kept from an earlier sitting must be of this dataset's faces, and enough of them."""
-    made = json.loads((pairs_dir / "pairs.json").read_text())
+    try:
+        made = json.loads((pairs_dir / "pairs.json").read_text())
+        made["dataset"], made["faces"]
+    except (ValueError, TypeError, KeyError):  # not JSON, not an object, or another program's file
+        raise InputError(f"{pairs_dir / 'pairs.json'}: not a record of evaluation pairs made by smfd; "
+                         "choose another --out") from None
     if made.get("split") != "test" or made.get("seed") != 0:  # held-out faces, the tables' degradations
         raise InputError(f"{pairs_dir}: made with --split {made.get('split')} --seed {made.get('seed')}; the "
                          "tables need the held-out faces degraded with seed 0: choose another --out")
@@ -788,13 +793,14 @@ def reproduce(data_dir: str, out: str | Path, tables: list[str], budget: Budget 
               runs: str | Path | None = None, overwrite: bool = False) -> str:
     """Build the requested tables; writes ``OUT/thesis_tables.md`` (and one curves PNG per trained
     table) and returns its text. An earlier run's tables are refused unless ``overwrite``; its
-    training runs and scores are reused either way."""
+    training runs and scores are reused either way. A sitting interrupted before its tables were
+    written (thesis_tables.md is the last) continues without it: its curves are replaced."""
     options = options or EvalOptions()
     out = Path(out)
-    taken = [out / f for f in OUTPUTS if (out / f).exists()]
-    if taken and not overwrite:
-        raise InputError(f"{taken[0]}: tables of an earlier run; pass --overwrite to replace them (its training "
-                         "runs and scores are reused; table 4.2 is evaluated anew) or choose another --out")
+    tables_md = out / TABLES_FILE
+    if tables_md.exists() and not overwrite:
+        raise InputError(f"{tables_md}: tables of an earlier run; pass --overwrite to replace them (its "
+                         "training runs and scores are reused; table 4.2 is evaluated anew) or choose another --out")
     named = options.weights.get("smfd")
     if named is not None:  # weights named on the command line are used, never skipped for want of a file
         try:
@@ -843,5 +849,5 @@ def reproduce(data_dir: str, out: str | Path, tables: list[str], budget: Budget 
                     "its table). A row that ends no better than its table's floor is withheld and flagged, never "
                     "shown as a result.\n")
     text = "\n".join(head + parts)
-    write_atomically(out / "thesis_tables.md", lambda tmp: tmp.write_text(text), ".md")
+    write_atomically(out / TABLES_FILE, lambda tmp: tmp.write_text(text), ".md")
     return text

@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from eval import niqe, thesis
+from eval import niqe, report, thesis
 from eval.pairs import find_pairs
 from smfd import data, identity, metrics
 from smfd.identity import SAME_PERSON
@@ -193,6 +193,13 @@ def test_thesis_tables_check_their_data_and_kept_pairs_up_front(celeba, tmp_path
             (other / sub / f.name).symlink_to(f)
     assert main(args + [str(kept), "--data", str(other), "--test-faces", "2"]) == 2
     assert f"made from {celeba}, not {other}" in capsys.readouterr().err
+    record = kept / "pairs" / "pairs.json"
+    made = record.read_text()
+    for damaged in ("", "[]", '{"split": "test"}'):  # e.g. a copy cut short
+        record.write_text(damaged)
+        assert main(args + [str(kept), "--data", str(celeba), "--test-faces", "2"]) == 2
+        assert f"{record}: not a record of evaluation pairs made by smfd" in capsys.readouterr().err
+    record.write_text(made)
     with monkeypatch.context() as patch:  # tables 4.3 and 4.4 measure identity: no dlib, said before training
         patch.setitem(sys.modules, "dlib", None)
         assert main(["eval", "--thesis-tables", "--tables", "4.4", "--workers", "0", "--out", str(kept),
@@ -288,6 +295,10 @@ def test_eval_never_replaces_earlier_results_silently(pairs_dir, tmp_path, capsy
         m.setattr(torch.cuda, "is_available", lambda: False)
         assert main(args + ["--overwrite", "--device", "cuda"]) == 2
         assert "no CUDA GPU" in capsys.readouterr().err and (out / "outputs" / "blurry" / "stale.png").exists()
+    with monkeypatch.context() as m:  # one that stops before its results: none left of the images it removed
+        m.setattr(report, "write_all", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+        assert main(args + ["--overwrite"]) == 130
+        assert not any((out / name).exists() for name in (*report.RESULT_FILES, "plotly.min.js"))
     assert main(args + ["--overwrite"]) == 0
     assert not (out / "outputs" / "blurry" / "stale.png").exists()
     assert sorted(p.name for p in (out / "outputs").iterdir()) == ["blurry"]  # no images results.csv does not list
@@ -511,6 +522,10 @@ def test_thesis_tables_with_a_tiny_budget(celeba, random_weights, tmp_path, monk
     assert (tmp_path / "thesis_tables.md").read_bytes() == tables
     kept = {p: p.stat().st_mtime_ns for p in [*(tmp_path / "runs").glob("*/best.safetensors"),
                                              *(tmp_path / "scores").glob("*.json")]}
+    (tmp_path / "thesis_tables.md").unlink()  # a sitting interrupted after its curves: it continues
+    assert main(args + ["--tables", "4.3"]) == 0
+    assert {p: p.stat().st_mtime_ns for p in kept} == kept
+    capsys.readouterr()
     assert main(args + ["--overwrite", "--tables", "4.1", "4.3", "4.4"]) == 0
     assert {p: p.stat().st_mtime_ns for p in kept} == kept
     assert capsys.readouterr().out.count(thesis.FLAG) == text.count(thesis.FLAG)
