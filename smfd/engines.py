@@ -142,7 +142,7 @@ class OpenVINOEngine:
                  cache: str | Path | None = None):
         import openvino as ov
 
-        self.precision = "bf16" if native_bf16("cpu") else "f32"
+        self.precision = "bf16" if native_bf16("cpu") else "f32"  # asked for; what runs is set below
         self.int8 = int8
         self.threads = threads or default_threads()
         settings = {"format": CACHE_FORMAT, "openvino": ov.__version__, "size": size,
@@ -166,6 +166,8 @@ class OpenVINOEngine:
             log.info("converted for OpenVINO in %.1f s", self.converted_in)
             compiled = [core.compile_model(ir, "CPU", config) for ir in networks]
         self._mask, self._deblur = compiled
+        # what OpenVINO runs: a CPU without bf16 computes f32 whatever SMFD_BF16 asked
+        self.precision = "bf16" if self._deblur.get_property("INFERENCE_PRECISION_HINT") == ov.Type.bf16 else "f32"
         self._lock = threading.Lock()
 
     def describe(self) -> str:

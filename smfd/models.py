@@ -122,7 +122,9 @@ def config_from_dict(data: dict):
 # Fields with a range beyond their type: (lowest, highest, whether the lowest is allowed); integer
 # fields are at least 1 (counts, widths) unless named here.
 FIELD_RANGES = {"input_scale": (0.0, 1.0, False), "contrast": (0.0, 100.0, False), "brightness": (-1.0, 1.0, True)}
-INT_MINIMUM = {"dense_layers": 0}  # 0: plain convolutions, no dense block
+# dense_layers 0: blocks of their 1x1 fusion and projection alone, no 3x3 convolution (an ablation)
+INT_MINIMUM = {"dense_layers": 0}
+ODD = ("shuffle_kernel",)  # "same" padding (k // 2) keeps the size only for an odd kernel
 
 
 def check_override(name: str, kind: str, value) -> None:
@@ -138,6 +140,8 @@ def check_override(name: str, kind: str, value) -> None:
     elif kind == "int":
         least = INT_MINIMUM.get(name, 1)
         ok, rule = int_from(value, least), "a positive integer" if least == 1 else f"an integer of at least {least}"
+        if name in ODD:
+            ok, rule = ok and value % 2 == 1, "an odd positive integer"
     elif kind.startswith("tuple"):
         ok, rule = isinstance(value, (list, tuple)) and value and all(map(int_from, value)), \
             "a list of positive integers"
@@ -263,7 +267,8 @@ class SMFDNet(nn.Module):
             raise ValueError("image and mask encoders need the same number of levels")
         self.image_encoder = Encoder(c.image_channels, c.encoder, c.dense_layers)
         self.mask_encoder = Encoder(c.mask_channels, c.mask_encoder, c.dense_layers) if c.use_mask else None
-        fused = [i + (m if c.use_mask else 0) for i, m in zip(c.encoder, c.mask_encoder)]
+        # without a mask, the (default) mask encoder's levels do not count
+        fused = [i + m for i, m in zip(c.encoder, c.mask_encoder)] if c.use_mask else list(c.encoder)
         self.decoder = Decoder(fused[-1], tuple(reversed(fused[:-1])), c.decoder, c.head,
                                c.dense_layers, c.upsample, c.shuffle_kernel)
         self.out = nn.Sequential(nn.Conv2d(c.head, c.head, 1), nn.ReLU(inplace=True),

@@ -8,6 +8,7 @@ import os
 import shutil
 import stat
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -96,6 +97,18 @@ def test_conversion_is_cached_per_weights(converted, tmp_path, monkeypatch):
     assert other.engine.converted_in is not None and other.engine.folder != same.engine.folder
     assert sorted(p.name for p in (tmp_path / "engines").iterdir()) == sorted(
         [same.engine.folder.name, other.engine.folder.name])  # no half-written leftovers
+    # bf16 asked for: the engine names what OpenVINO runs (f32 on a CPU without bf16), as timings print it
+    from smfd.runtime import native_bf16
+
+    monkeypatch.setenv("SMFD_BF16", "1")
+    native_bf16.cache_clear()
+    try:
+        asked = Restorer(*small_networks(0), engine="openvino").engine
+    finally:
+        native_bf16.cache_clear()
+    flags = Path("/proc/cpuinfo").read_text()
+    runs = "bf16" if "avx512_bf16" in flags or "amx_bf16" in flags else "f32"
+    assert asked.describe().startswith(f"openvino {runs}, ")
 
 
 def test_a_damaged_or_unwritable_conversion_cache_costs_a_conversion_not_the_restorer(converted, tmp_path, monkeypatch):

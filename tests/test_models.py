@@ -251,14 +251,20 @@ def test_smfd_info_prints_parameters_and_compute_of_a_weights_folder(tmp_path, c
 
 def test_config_overrides_are_checked_against_each_field():
     """with_overrides (--set, checkpoint configs): the values a network builds from pass, others are
-    named; dense_layers 0 (plain convolutions) is allowed, a width of 0 is not."""
+    named; dense_layers 0 (no 3x3 convolutions) is allowed, a width of 0 or an even kernel before
+    PixelShuffle (the first face would fail on its size) is not."""
     from smfd.models import with_overrides
 
     assert with_overrides(SMFDConfig(), {"dense_layers": 0, "contrast": 2, "decoder": [64, 32, 16]}).decoder == (64, 32, 16)
     for field, value, says in (("dense_layers", -1, "an integer of at least 0"), ("head", 0, "a positive integer"),
                                ("residual", "yes", "true or false"), ("brightness", float("nan"), "a number in"),
-                               ("decoder", [], "a list of positive integers")):
+                               ("decoder", [], "a list of positive integers"),
+                               ("shuffle_kernel", 2, "an odd positive integer")):
         with pytest.raises(ValueError, match=f"^{field} must be {says}"):
             with_overrides(SMFDConfig(), {field: value})
     with pytest.raises(TypeError, match="SMFDConfig has no field 'input_scale'"):
         with_overrides(SMFDConfig(), {"input_scale": 0.5})
+    assert with_overrides(SMFDConfig(), {"shuffle_kernel": 1}).shuffle_kernel == 1
+    # a network without a mask of more levels than the (unused) mask encoder's default
+    deep = build(SMFDConfig(use_mask=False, encoder=(8, 8, 8, 8, 8), decoder=(8, 8, 8, 8)))
+    assert deep(torch.zeros(1, 3, 64, 64)).shape == (1, 3, 64, 64)
