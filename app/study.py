@@ -47,7 +47,10 @@ def setup_of(photos: list[Path], methods: list[str], weights_tag: str) -> tuple[
     content = {"weights": weights_tag, "methods": sorted(methods),
                "photos": {p.name: sha256_of(p) for p in photos}}
     fingerprint = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
-    return fingerprint, f"weights {weights_tag}; methods {', '.join(sorted(methods))}; {len(photos)} photos"
+    # the photos' own digest, so that a refusal tells photos changed under the same names apart
+    seen = hashlib.sha256(json.dumps(content["photos"], sort_keys=True).encode()).hexdigest()[:8]
+    return fingerprint, (f"weights {weights_tag}; methods {', '.join(sorted(methods))}; "
+                         f"{len(photos)} photos, content {seen}")
 
 
 def with_control(methods: list[str]) -> list[str]:

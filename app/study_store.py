@@ -220,12 +220,16 @@ def _check_length(name: str, value: str, limit: int) -> str:
 
 class VoteStore:
     def __init__(self, url: str, retry_seconds: float = RETRY_SECONDS):
+        given = url
         try:
             url = make_url(url)
         except ArgumentError as exc:
             raise InputError(f"{url}: not a database URL ({exc})") from None
         backend = url.get_backend_name()
-        if backend == "sqlite" and url.database not in (None, "", ":memory:"):
+        if backend == "sqlite" and url.database in (None, "", ":memory:"):  # each thread its own, empty
+            raise InputError(f"{given}: an in-memory database, which loses every vote (and "
+                             "the app's threads would each see another one); give sqlite:///FILE")
+        if backend == "sqlite":
             path = Path(url.database).expanduser()
             if path.is_dir():
                 raise InputError(f"{url.render_as_string()}: {path} is a folder, not a database file")

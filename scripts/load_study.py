@@ -144,8 +144,9 @@ def main() -> None:
     parser.add_argument("--think", type=float, nargs=2, default=(1.0, 3.0), metavar=("MIN", "MAX"),
                         help="seconds a participant looks at a pair before clicking (uniform)")
     parser.add_argument("--photos", default=None, help="study photos (default: realworld/cropped of the shared data)")
-    parser.add_argument("--weights", default=None, help="weights folder (default: the shipped weights)")
-    parser.add_argument("--random-weights", action="store_true", help="random networks (no shipped weights needed)")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--weights", default=None, help="weights folder (default: the shipped weights)")
+    which.add_argument("--random-weights", action="store_true", help="random networks (no shipped weights needed)")
     parser.add_argument("--study-db", default=None, help="database URL (default: a fresh SQLite file)")
     parser.add_argument("--url", default=None, help="drive this running app instead of starting one")
     parser.add_argument("--seed", type=int_from(0), default=0)
@@ -160,6 +161,12 @@ def main() -> None:
         parser.error(f"--think MIN MAX must satisfy 0 <= MIN <= MAX <= 600 s, got {args.think[0]:g} {args.think[1]:g}")
     if args.url and not args.url.startswith(("http://", "https://")):
         parser.error(f"--url must be the app's http:// or https:// address, got {args.url!r}")
+    # the app at --url runs its own photos, weights and database: these would go unread
+    unread = [f"--{k.replace('_', '-')}" for k in ("photos", "weights", "random_weights", "study_db", "start_timeout")
+              if getattr(args, k) != parser.get_default(k)]
+    if args.url and unread:
+        parser.error(f"{', '.join(unread)}: {'they start' if len(unread) > 1 else 'it starts'} an app, which --url "
+                     "does not (the app there has its own)")
     if args.photos and not Path(args.photos).is_dir():  # found now, not by the app after its start
         parser.error(f"--photos {args.photos}: folder not found")
     if args.url:

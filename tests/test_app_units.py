@@ -13,6 +13,7 @@ import inspect
 import json
 import multiprocessing
 import os
+import re
 import signal
 import stat
 import struct
@@ -832,9 +833,10 @@ def test_a_database_keeps_the_votes_of_one_study_setup(study_db, tmp_path):
     Image.fromarray(np.full((16, 16, 3), 9, np.uint8)).save(photos[0])  # same name, other picture
     changed["photo"] = setup_of(photos, ["smfd", "input"], "weights-a")
     for what, other in changed.items():
-        assert other[0] != setup[0], what
+        assert other[0] != setup[0] and other[1] != setup[1], what  # the refusal tells the two apart
         with pytest.raises(InputError, match=r"holds the votes of another study \(weights weights-a; "
-                                             r"methods input, smfd; 2 photos\)"):
+                                             r"methods input, smfd; 2 photos, content [0-9a-f]{8}\); this one "
+                                             f"is {re.escape(other[1])}\\."):
             VoteStore(study_db).bind(*other)
     assert len({default_url(fingerprint) for fingerprint, _ in [setup, *changed.values()]}) == 4
     # A database with participants from before setups were recorded is not adopted either.
@@ -972,6 +974,9 @@ def test_no_acknowledged_vote_is_lost_when_replicas_are_killed_and_restarted(stu
 def test_a_database_url_of_an_unknown_kind_is_named_in_one_line():
     with pytest.raises(InputError, match=r"^garbage://x: not a kind of database SQLAlchemy knows \(garbage\)"):
         VoteStore("garbage://x")
+    for memory in ("sqlite://", "sqlite:///:memory:"):  # every vote lost; the app's threads see none
+        with pytest.raises(InputError, match=f"^{memory}: an in-memory database, which loses every vote"):
+            VoteStore(memory)
 
 
 def test_a_sqlite_path_that_is_no_database_is_named_in_one_line(tmp_path):

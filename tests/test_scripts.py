@@ -612,7 +612,10 @@ def test_the_load_test_names_bad_options_before_the_app_starts(tmp_path):
     started and a failure or a stack of connection errors a minute later."""
     cases = [(["--duration", "nan"], "--duration"), (["--call-timeout", "0"], "--call-timeout"),
              (["--participants", "501"], "--participants"), (["--url", "notaurl"], "--url must be"),
-             (["--photos", str(tmp_path / "nowhere")], "folder not found"), (["--flood", "-5"], "--flood")]
+             (["--photos", str(tmp_path / "nowhere")], "folder not found"), (["--flood", "-5"], "--flood"),
+             (["--weights", str(tmp_path), "--random-weights"], "not allowed with argument --weights"),
+             (["--url", "http://127.0.0.1:9", "--random-weights", "--study-db", "sqlite:///v.sqlite"],
+              "--random-weights, --study-db: they start an app, which --url does not")]
     for args, says in cases:
         (code, _, err), = run_all([ROOT / "scripts" / "load_study.py"], *args).values()
         assert code == 2 and err.startswith("smfd: error: ") and says in err and len(err.strip().splitlines()) == 1, err
