@@ -6,8 +6,9 @@ size. Loading never downloads: a missing weights file raises :class:`WeightsMiss
 message says how to get it.
 
 Zero-shot protocol for the face-prior networks (GFPGAN, CodeFormer, RestoreFormer(++)): an aligned
-face crop is resized to the network's native size (bilinear, as their official aligned-input
-paths do), restored, and resized back (area averaging). No face detection for aligned inputs.
+face crop is resized to the network's native size (bilinear up, as their official aligned-input
+paths do; area averaging down, for crops above it), restored, and resized back (area averaging).
+No face detection for aligned inputs.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from smfd.paths import sha256_of
 from . import weights as _weights
 from .interface import Method, MethodInfo, WeightsDamaged, WeightsMissing
 
-PROTOCOL = ("zero-shot: aligned faces are resized to the method's native size (bilinear), restored, "
-            "and resized back (area); no face detection for aligned inputs")
+PROTOCOL = ("zero-shot: aligned faces are resized to the method's native size (bilinear up, area down), "
+            "restored, and resized back (area); no face detection for aligned inputs")
 
 
 _GFPGAN = "https://github.com/TencentARC/GFPGAN/releases/download"

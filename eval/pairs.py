@@ -87,8 +87,10 @@ def make_pairs(dataset: str | Path, out: str | Path, limit: int | None = None, s
         for record in tqdm(records, desc="pairs", unit="face"):
             blurry, sharp, groups, recipe = data.benchmark_pair(record, seed)
             write_png(making / "blurry" / f"{record.id}.png", blurry)
+            # its seed is the benchmark's, drawn per face: not what `smfd blur --seed` would draw
+            drawn = {"stream": f"smfd.data.eval_rng({seed}, {record.id!r})", "resized_to": blurry.shape[0]}
             write_recipe(making / "blurry" / f"{record.id}.json",
-                         recipe_record(recipe, PipelineOptions(), seed, str(record.image)))
+                         {**recipe_record(recipe, PipelineOptions(), seed, str(record.image)), **drawn})
             write_png(making / "sharp" / f"{record.id}.png", sharp)
             if groups is not None:
                 write_png(making / "masks" / f"{record.id}.png", groups)

@@ -39,6 +39,8 @@ def main() -> None:
     p.add_argument("--batches", type=int_from(1), default=8)
     p.add_argument("--repeats", type=int_from(1), default=3)
     args = p.parse_args()
+    if args.budget < Budget().samples_per_epoch:  # Budget's own message names an option this script lacks
+        p.error(f"--budget must be at least one epoch's {Budget().samples_per_epoch} samples, got {args.budget}")
     budget = Budget(samples=args.budget)
     print(f"torch threads {torch.get_num_threads()}; budget {budget.describe()}")
     for label, (task, config) in KINDS.items():

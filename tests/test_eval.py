@@ -136,7 +136,10 @@ def test_pairs_follow_the_benchmark_protocol(celeba, pairs_dir):
         blurry, sharp, groups, recipe = data.benchmark_pair(records[pair.id], seed=0)
         assert np.array_equal(read_image(pair.blurry), blurry) and np.array_equal(read_image(pair.sharp), sharp)
         assert np.array_equal(read_labels(pair.mask), groups) and blurry.shape == (256, 256, 3)
-        assert json.loads(pair.blurry.with_suffix(".json").read_text())["layers"] == recipe.to_dict()["layers"]
+        written = json.loads(pair.blurry.with_suffix(".json").read_text())
+        assert written["layers"] == recipe.to_dict()["layers"]
+        # the stream it was drawn from, which `smfd blur --seed 0` is not, and the size it was brought to
+        assert written["stream"] == f"smfd.data.eval_rng(0, {pair.id!r})" and written["resized_to"] == 256
     assert main(["eval", "--make-pairs", str(celeba), "--out", str(pairs_dir), "--limit", "1"]) == 2  # no overwrite
 
 
@@ -753,9 +756,13 @@ def test_table_42_makes_kept_results_anew_for_other_weights(pairs_dir, random_we
     other = tmp_path / "other"
     shutil.copytree(random_weights, other)
 
+    codeformer = tmp_path / "codeformer.pth"  # a baseline's --weights file (never loaded here)
+    codeformer.write_bytes(b"weights")
+
     def psnr_shown(weights, fidelity=0.5) -> str:
         lab = thesis.Lab("unused", tmp_path, tmp_path / "runs", pairs, thesis.Budget(),
-                         thesis.EvalOptions(weights={"smfd": str(weights)}, fidelity=fidelity))
+                         thesis.EvalOptions(weights={"smfd": str(weights), "codeformer": str(codeformer)},
+                                            fidelity=fidelity))
         line = next(line for line in thesis.table_42(lab, overwrite=False).splitlines() if line.startswith("| smfd |"))
         return line.split("|")[3].strip()
 
@@ -764,6 +771,8 @@ def test_table_42_makes_kept_results_anew_for_other_weights(pairs_dir, random_we
     (other / "smfd_unet.safetensors").write_bytes((other / "smfd_unet.safetensors").read_bytes())
     assert psnr_shown(other) == "23.00"  # the same path rewritten: made anew
     assert psnr_shown(other, fidelity=0.7) == "24.00"  # CodeFormer's other fidelity: made anew
+    codeformer.write_bytes(b"fine-tuned")
+    assert psnr_shown(other, fidelity=0.7) == "25.00"  # a baseline's file rewritten: made anew
 
 
 def test_a_row_scored_at_an_earlier_best_says_so(tmp_path):

@@ -607,9 +607,10 @@ def test_plot_training_draws_a_log_and_names_a_run_without_one(tmp_path, capsys)
         assert not (tmp_path / "d.png").exists()
 
 
-def test_the_load_test_names_bad_options_before_the_app_starts(tmp_path):
+def test_the_load_tests_name_bad_options_before_the_app_starts(tmp_path):
     """load_study.py: a nonsense number, address or photo folder is one line (exit 2), not an app
-    started and a failure or a stack of connection errors a minute later."""
+    started and a failure or a stack of connection errors a minute later; bench_thesis_rows.py's
+    budget likewise before any training."""
     cases = [(["--duration", "nan"], "--duration"), (["--call-timeout", "0"], "--call-timeout"),
              (["--participants", "501"], "--participants"), (["--url", "notaurl"], "--url must be"),
              (["--photos", str(tmp_path / "nowhere")], "folder not found"), (["--flood", "-5"], "--flood"),
@@ -619,6 +620,9 @@ def test_the_load_test_names_bad_options_before_the_app_starts(tmp_path):
     for args, says in cases:
         (code, _, err), = run_all([ROOT / "scripts" / "load_study.py"], *args).values()
         assert code == 2 and err.startswith("smfd: error: ") and says in err and len(err.strip().splitlines()) == 1, err
+    # a budget below one epoch, in the script's own terms (it has no --samples-per-epoch)
+    (code, _, err), = run_all([ROOT / "scripts" / "bench_thesis_rows.py"], "--budget", "512").values()
+    assert code == 2 and "--budget must be at least one epoch's 1024 samples, got 512" in err, err
 
 
 def test_the_speed_benchmark_refuses_a_folder_rate_it_cannot_time_and_uses_the_weights_named(
