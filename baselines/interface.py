@@ -45,10 +45,7 @@ class MethodInfo:
         downloaded (None: nothing to compare with)."""
         if self.sha256 is not None or self.cached_path() is None:
             return self.sha256
-        try:
-            return _weights.recorded_digest(self.cached_path()).read_text().strip() or None
-        except OSError:  # not downloaded by smfd (copied in by hand), or the record is gone
-            return None
+        return _weights.recorded_sha256(self.cached_path())  # None: copied in by hand, or no record
 
     def cache_state(self) -> str:
         """'missing', 'damaged' (present, but its SHA-256 is not the official one, or not the one

@@ -47,16 +47,27 @@ def recorded_digest(target: Path) -> Path:
     return target.with_name(target.name + ".sha256")
 
 
+def recorded_sha256(target: Path) -> str | None:
+    """The digest recorded at ``target``'s download (None: not downloaded by smfd, or the record is gone)."""
+    try:
+        return recorded_digest(target).read_text().strip() or None
+    except OSError:
+        return None
+
+
 def download(url: str, target: Path, sha256: str | None, force: bool = False,
              verify: Callable[[Path], None] | None = None) -> Path:
     """Fetch ``url`` into ``target`` atomically; a file whose digest differs from ``sha256``, or
     that is shorter than the server announced, or that ``verify(path)`` (when given: for a file
     without a pinned digest) refuses with an InputError (an error page, a file cut short with no
     length announced), is refused; without a pinned digest the computed one is printed. A file
-    present already is kept if its digest is right and ``verify`` takes it."""
+    present already is kept if its digest is right (the pinned one, else the one recorded at its
+    download) and ``verify`` takes it."""
     if target.is_file() and not force:
-        problem = ("not the official file (its SHA-256 differs: damaged or cut short)"
-                   if sha256 is not None and sha256_of(target) != sha256 else _unusable(target, verify))
+        expected = sha256 if sha256 is not None else recorded_sha256(target)
+        problem = (("not the official file" if sha256 is not None else "not the file downloaded then")
+                   + " (its SHA-256 differs: damaged or cut short)"
+                   if expected is not None and sha256_of(target) != expected else _unusable(target, verify))
         if problem is None:
             print(f"{target}: present already (use --force to fetch it again)")
             return target

@@ -723,7 +723,8 @@ def _add_baselines(sub) -> None:
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     a = actions.add_parser("list", help="methods, licences, native sizes and weights status")
     a.set_defaults(func=cmd_baselines)
-    a = actions.add_parser("download", help="fetch official weights into the cache (SHA-256 checked)")
+    a = actions.add_parser("download", help="fetch official weights into the cache (SHA-256 checked where "
+                                "one is pinned; else recorded, to tell the file damaged later)")
     a.add_argument("names", nargs="+", metavar="NAME", help="methods whose official weights to fetch "
                    "(see 'smfd baselines list')")
     a.add_argument("--force", action="store_true", help="fetch again even if present")

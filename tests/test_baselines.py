@@ -125,7 +125,7 @@ def test_download_verifies_the_digest(tmp_path, capsys):
     assert download(source.as_uri(), pinned, digest) == pinned and pinned.read_bytes() == source.read_bytes()
 
 
-def test_an_unpinned_download_is_known_by_the_digest_recorded_then(tmp_path, monkeypatch):
+def test_an_unpinned_download_is_known_by_the_digest_recorded_then(tmp_path, monkeypatch, capsys):
     """RestoreFormer++ has no pinned digest: the one computed at its download is kept beside the file,
     so that a file damaged since is 'damaged' (fetched again by eval --download), not 'cached'."""
     from baselines import info, registry
@@ -142,6 +142,9 @@ def test_an_unpinned_download_is_known_by_the_digest_recorded_then(tmp_path, mon
     assert m.cache_state() == "damaged"
     with pytest.raises(WeightsDamaged, match=r"not the file downloaded .*download restoreformer\+\+ --force"):
         registry.weights_file(m, None)
+    download(source.as_uri(), path, None)  # `smfd baselines download` agrees: fetched again, not "present"
+    assert path.read_bytes() == source.read_bytes() and m.cache_state() == "cached"
+    assert "present, but not the file downloaded then" in capsys.readouterr().out
     recorded_digest(path).unlink()  # a file copied in by hand: nothing to compare it with
     assert m.cache_state() == "cached"
 
