@@ -281,12 +281,16 @@ def test_gfpgan_full_path(tmp_path, face):
 def test_codeformer_full_path_and_fidelity(tmp_path, face):
     from spandrel_extra_arches.architectures.CodeFormer import CodeFormer
 
+    from baselines.facenets import is_grey
+
     torch.manual_seed(0)
     path = tmp_path / "codeformer.pth"
     torch.save({"params_ema": CodeFormer().state_dict()}, path)
     faithful = check_restored(load("codeformer", weights=path, fidelity=1.0), face)
     # the weight reaches the network: 0 (the codebook alone) restores otherwise than 1
     assert np.abs(check_restored(load("codeformer", weights=path, fidelity=0.0), face).astype(int) - faithful).mean() > 5
+    grey = np.repeat(cv2.cvtColor(face, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
+    assert is_grey(load("codeformer", weights=path, fidelity=1.0).restore(grey), threshold=1.0)  # the official finish
     with pytest.raises(InputError, match="fidelity"):
         load("codeformer", weights=path, fidelity=1.5)
 
@@ -486,6 +490,23 @@ def test_injected_noise_is_seeded_and_leaves_the_global_generator_alone(face):
     a, b = noisy.restore(face), noisy.restore(face)
     assert np.array_equal(a, b) and torch.equal(torch.rand(1), before)
     assert not np.array_equal(a, method(0.0).restore(face))  # the noise is really there
+
+
+def test_face_networks_read_and_give_rgb_in_minus_one_to_one(face):
+    """As their official inference runs them: RGB (not OpenCV's BGR) scaled to [-1, 1], and the
+    output read back the same way, so a network that changes nothing gives the face back."""
+    from baselines.facenets import FaceNetMethod
+    from baselines.registry import info
+
+    seen = []
+    method = FaceNetMethod(info("gfpgan-1.4"), torch.nn.Identity(), lambda net, x: seen.append(x) or net(x),
+                           torch.device("cpu"))
+    method.size = face.shape[0]
+    red = np.zeros_like(face)
+    red[..., 0] = 255
+    assert np.array_equal(method.restore(red), red)
+    assert torch.equal(seen[0][0, :, 0, 0], torch.tensor([1.0, -1.0, -1.0]))
+    assert np.abs(method.restore(face).astype(int) - face).max() <= 1
 
 
 # ---------------------------------------------------------------- classical and SMFD
