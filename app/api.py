@@ -97,6 +97,8 @@ def register(ctx: AppContext) -> None:
                                                **{k: v for k, v in given.items() if v is not None})
         except (TypeError, ValueError) as exc:
             raise gr.Error(str(exc)) from None
+        if options.changes_nothing:
+            raise gr.Error(examples.NOTHING_DEGRADED)
         name = image.get("orig_name") or "upload"
         degraded, recipe = examples.blurred(picture, seed, name, options)  # as smfd blur draws and applies
         out = write_png(ctx.output_dir() / f"{_stem(image)}_blurred.png", degraded)

@@ -26,13 +26,14 @@ LAYER_CHOICES = (1, 2, 3, 4, 5)
 def options_from(layers, sequences, gaussian_sizes, motion_sizes, directions, scale_lo, scale_hi,
                  noise_lo, noise_hi, blur_on, rescale_on, noise_on) -> degrade.PipelineOptions:
     """The UI's values as PipelineOptions; raises ValueError naming a bad combination."""
-    return degrade.PipelineOptions(
-        # in the pipeline's own order: Gradio lists a box ticked again last, and the draws go by position
-        layers=sorted(int(n) for n in layers), sequences=[q for q in degrade.SEQUENCES if q in sequences],
-        gaussian_sizes=sorted(int(k) for k in gaussian_sizes),
-        motion_sizes=sorted(int(k) for k in motion_sizes), directions=[d for d in degrade.DIRECTIONS if d in directions],
+    options = degrade.PipelineOptions(  # which puts them in its own order, as `smfd blur` does
+        layers=[int(n) for n in layers], sequences=list(sequences), gaussian_sizes=[int(k) for k in gaussian_sizes],
+        motion_sizes=[int(k) for k in motion_sizes], directions=list(directions),
         scale_range=(float(scale_lo), float(scale_hi)), noise_range=(float(noise_lo), float(noise_hi)),
         blur=bool(blur_on), rescale=bool(rescale_on), noise=bool(noise_on))
+    if options.changes_nothing:
+        raise ValueError(examples.NOTHING_DEGRADED)
+    return options
 
 
 def count_text(*values) -> str:

@@ -59,6 +59,10 @@ def seed_from(value, limit: int | None = SEEDS) -> int:
     return int(value)
 
 
+# the Blur lab and the API refuse options with every stage off, as `smfd blur` does
+NOTHING_DEGRADED = "every stage is switched off: the result would be the sharp face itself"
+
+
 def blurred(image: np.ndarray, seed: int, name: str,
             options: degrade.PipelineOptions = degrade.PipelineOptions()) -> tuple[np.ndarray, degrade.Recipe]:
     """Degrade a sharp RGB face as ``smfd blur --seed`` degrades a file called ``name`` (the thesis

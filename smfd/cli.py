@@ -137,7 +137,8 @@ def _add_pipeline_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--layers", type=int_from(1), nargs="+", default=list(d.layers), metavar="N",
                    help=f"allowed numbers of blur layers (default: {shown(d.layers)})")
     g.add_argument("--sequences", nargs="+", default=list(d.sequences), choices=list(SEQUENCES),
-                   metavar="SEQ", help=f"allowed blur sequences per layer: {', '.join(SEQUENCES)} "
+                   metavar="SEQ", help="allowed blur sequences per layer, quoted (a bare > redirects "
+                                       f"into a file): {', '.join(repr(q) for q in SEQUENCES)} "
                                        f"(default: {shown(d.sequences)})")
     g.add_argument("--gaussian-sizes", type=int, nargs="+", default=list(d.gaussian_sizes), metavar="K",
                    help=f"odd Gaussian kernel sizes (default: {shown(d.gaussian_sizes)})")

@@ -65,7 +65,21 @@ class PipelineOptions:
         for name in ("layers", "sequences", "gaussian_sizes", "motion_sizes", "directions",
                      "scale_range", "noise_range", "jpeg_range"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
+        # The sets in one order (the draws pick by position): the same options typed in another
+        # order, or ticked in another order in the app, draw the same images.
+        for name, known in (("sequences", tuple(SEQUENCES)), ("directions", DIRECTIONS)):
+            values = getattr(self, name)  # unknown names last, for validate to name
+            object.__setattr__(self, name, tuple(sorted(values, key=lambda v: known.index(v) if v in known
+                                                        else len(known))))
+        for name in ("layers", "gaussian_sizes", "motion_sizes"):
+            if all(_is_finite(v) for v in getattr(self, name)):
+                object.__setattr__(self, name, tuple(sorted(getattr(self, name))))
         self.validate()
+
+    @property
+    def changes_nothing(self) -> bool:
+        """Every stage off: a degradation would be a copy (valid, but never what a user means)."""
+        return not (self.blur or self.rescale or self.noise or self.jpeg)
 
     def validate(self) -> None:
         def fail(msg: str) -> None:
@@ -316,6 +330,9 @@ def apply(image: np.ndarray, recipe: Recipe) -> np.ndarray:
     """Degrade an RGB (or grayscale) uint8 image with a recipe; returns uint8 of the same shape."""
     if image.dtype != np.uint8 or image.ndim not in (2, 3):
         raise ValueError(f"expected a uint8 HxW or HxWxC image, got {image.dtype} {image.shape}")
+    if recipe.jpeg_quality is not None and image.ndim == 3 and image.shape[2] not in (1, 3):
+        raise ValueError(f"a recipe with JPEG needs a grey or RGB image (JPEG has no other), got {image.shape[2]} "
+                         "channels")
     h, w = image.shape[:2]
     x = image.astype(np.float32)
     for layer in recipe.layers:

@@ -595,6 +595,8 @@ def test_api_blur_names_a_malformed_option(client, celeba):
     for option, value in (("layers", 3), ("sequences", [{"a": 1}]), ("noise_range", [True, 2])):
         with pytest.raises(AppError, match=f"^{option}: a list of numbers or names, got "):
             client.predict(src, api_name="/blur", **{option: value})
+    with pytest.raises(AppError, match="^every stage is switched off"):
+        client.predict(src, api_name="/blur", blur_stage=False, rescale_stage=False, noise_stage=False)
 
 
 def test_api_requests_each_get_their_own_files(client, celeba, local):

@@ -374,6 +374,10 @@ def test_blur_lab_recipe_replays_the_result_and_files_are_per_request(tmp_path):
     assert lab_face.sharp is not None and (lab_face.blurry == blurry).all()
     with pytest.raises(gr.Error, match="sequence with Gaussian blur needs"):
         blur_tab.blur_lab(ctx, sharp, True, None, 0, *option_values(gaussian_sizes=[]))
+    off = option_values(blur_on=False, rescale_on=False, noise_on=False)  # refused as `smfd blur` does
+    with pytest.raises(gr.Error, match="every stage is switched off"):
+        blur_tab.blur_lab(ctx, sharp, True, None, 0, *off)
+    assert "every stage is switched off" in blur_tab.count_text(*off)
 
 
 def test_the_blur_lab_draws_and_applies_as_smfd_blur_does(tmp_path):

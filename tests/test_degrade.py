@@ -104,6 +104,20 @@ def test_options_survive_json_and_lists_become_tuples():
         PipelineOptions.from_dict({**o.to_dict(), "kernel": 3})
 
 
+def test_options_typed_in_another_order_draw_the_same_images():
+    """The draws pick from the sets by position: the sets are kept in one order (the app ticks
+    boxes in any order, the command line takes them as typed)."""
+    typed = dict(layers=[1, 2], sequences=["G>M", "M"], gaussian_sizes=[15, 41], motion_sizes=[35, 21],
+                 directions=["horizontal", "vertical"])
+    other = {k: list(reversed(v)) for k, v in typed.items()}
+    assert PipelineOptions(**typed) == PipelineOptions(**other)
+    assert {degrade.sample_recipe(np.random.default_rng(5), PipelineOptions(**o)) for o in (typed, other)} == \
+        {degrade.sample_recipe(np.random.default_rng(5), PipelineOptions(**typed))}
+    assert PipelineOptions() == PipelineOptions(**{k: list(reversed(getattr(PipelineOptions(), k))) for k in typed})
+    with pytest.raises(ValueError, match=r"sequences must be among .* got \['M', 'G-M'\]"):
+        PipelineOptions(sequences=["G-M", "M"])  # an unknown name still named
+
+
 # ---------------------------------------------------------------- recipes
 
 def test_recipes_from_the_same_seed_are_equal_and_other_seeds_differ():
@@ -231,6 +245,10 @@ def test_apply_checks_its_input_and_keeps_grayscale_and_tiny_shapes(small_face):
     assert degrade.apply(small_face[:3, :5], r).shape == (3, 5, 3)
     unscaled = degrade.sample_recipe(np.random.default_rng(5), degrade.PipelineOptions(rescale=False))
     assert degrade.apply(gray[..., None], unscaled).shape == gray.shape + (1,)  # blur alone kept the axis too
+    compressed = degrade.Recipe(jpeg_quality=50)
+    for channels in (2, 4):
+        with pytest.raises(ValueError, match=f"JPEG needs a grey or RGB image .* got {channels} channels"):
+            degrade.apply(np.zeros((8, 8, channels), np.uint8), compressed)
 
 
 # ---------------------------------------------------------------- kernels and PSF
