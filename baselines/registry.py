@@ -7,8 +7,8 @@ message says how to get it.
 
 Zero-shot protocol for the face-prior networks (GFPGAN, CodeFormer, RestoreFormer(++)): an aligned
 face crop is resized to the network's native size (bilinear up, as their official aligned-input
-paths do; area averaging down, for crops above it), restored, and resized back (area averaging).
-No face detection for aligned inputs.
+paths do; area averaging down, for crops above it), restored, and resized back (area averaging
+down, bilinear up). No face detection for aligned inputs.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from smfd.paths import sha256_of
 from . import weights as _weights
 from .interface import Method, MethodInfo, WeightsDamaged, WeightsMissing
 
-PROTOCOL = ("zero-shot: aligned faces are resized to the method's native size (bilinear up, area down), "
-            "restored, and resized back (area); no face detection for aligned inputs")
+PROTOCOL = ("zero-shot: aligned faces are resized to the method's native size and back (bilinear up, "
+            "area averaging down); no face detection for aligned inputs")
 
 
 _GFPGAN = "https://github.com/TencentARC/GFPGAN/releases/download"

@@ -38,7 +38,6 @@ from . import checkpoint, data, degrade, metrics
 from .errors import InputError
 from .images import PARTIAL_PREFIX, to_uint8, write_atomically
 from .labels import CLASSES, GROUPS
-from .paths import cache_root
 from .losses import LOSSES, SSIM_WEIGHT, restoration_loss, segmentation_loss
 from .models import (MaskNetConfig, SegBaselineConfig, SMFDConfig, build, count_parameters,
                      generated_mask_input, mask_input, mask_probabilities, one_hot_mask, with_overrides)
@@ -683,7 +682,7 @@ class Trainer:
 
     def run(self) -> dict:
         s, main = self.s, self.rank == 0
-        resumed = self.load_state()  # the folder is made by the first file saved: a run that fails before leaves none
+        resumed = self.load_state()  # (run_lock removes a folder it made where no file was saved)
         if main and resumed:  # a run killed while saving (SIGKILL, out of memory) left its temporary copy
             for stale in self.out.iterdir():
                 if TEMPORARY.fullmatch(stale.name) and stale.is_file():
@@ -828,28 +827,39 @@ def train(settings: TrainSettings) -> dict:
         return Trainer(settings).run()
 
 
+LOCK = ".smfd-train.lock"  # in the run folder while a run trains there
+
+
 @contextlib.contextmanager
 def run_lock(out: Path):
     """Held while a run trains into ``out``: a second run into the same folder (another
-    `smfd train`, or `smfd eval --thesis-tables`) is refused before any work, since the two would
-    overwrite each other's state.pt epoch by epoch. An flock on a file below the cache folder,
-    named by the folder's resolved path, so no run folder is made before the first save, and a
-    killed run's lock goes with its process."""
-    name = hashlib.sha256(str(out.resolve()).encode()).hexdigest()[:16]
-    path = cache_root() / "locks" / f"train-{name}.lock"
+    `smfd train`, or `smfd eval --thesis-tables`, whoever runs it) is refused before any work,
+    since the two would overwrite each other's state.pt epoch by epoch. An flock on a file in the
+    folder, which goes with a killed run's process; a folder made for it is removed again when
+    the run saved nothing there, so a run that fails before its first epoch still leaves none."""
+    missing = [p for p in (out, *out.parents) if not p.exists()]
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        lock = open(path, "w")
+        out.mkdir(parents=True, exist_ok=True)
+        lock = open(out / LOCK, "w")
     except OSError as exc:
-        raise InputError(f"{path}: cannot write the run's lock file ({exc.strerror}); "
-                         "set SMFD_CACHE to a folder you can write to") from None
-    with lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise InputError(f"{out}: another training run is using this folder now; wait for it to "
-                             "end or choose another --out (nothing there was changed)") from None
-        yield
+        raise InputError(f"{out}: cannot be written ({exc.strerror})") from None
+    try:
+        with lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise InputError(f"{out}: another training run is using this folder now; wait for it to "
+                                 "end or choose another --out (nothing there was changed)") from None
+            try:
+                yield
+            finally:
+                (out / LOCK).unlink(missing_ok=True)
+    finally:
+        for folder in missing:  # innermost first; one with files in it stays
+            try:
+                folder.rmdir()
+            except OSError:
+                break
 
 
 def cross_validate(settings: TrainSettings) -> list[dict]:

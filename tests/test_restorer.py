@@ -59,13 +59,14 @@ def test_bad_inputs_are_refused(restorer, face):
         restorer.restore(face, np.full(face.shape[:2], 7, np.uint8))
 
 
-def test_missing_weights_and_unknown_devices_are_named(tmp_path, random_weights):
+def test_missing_weights_and_unknown_devices_are_named(tmp_path, random_weights, monkeypatch):
     with pytest.raises(InputError, match="mask_generator.safetensors"):
         Restorer.from_pretrained(tmp_path)
     with pytest.raises(InputError, match="model weights not found"):  # an empty name is not the default
         Restorer.from_pretrained("")
     with pytest.raises(InputError, match="auto, cpu or cuda, got 'tpu'"):
         Restorer.from_pretrained(random_weights, "tpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # refused on a GPU machine too
     with pytest.raises(InputError, match="no CUDA GPU is available"):
         pick_device("cuda:0")
     # a mask generator of the 19 classes (smfd train mask --set classes=19) beside SMFD-UNet:

@@ -192,9 +192,13 @@ def test_a_second_run_into_a_folder_in_use_is_refused_before_any_work(celeba, tm
         assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "another training run is using this folder now" in err
-    assert not out.exists()
+    assert not out.exists() and not other.exists()  # folders made for the locks, nothing saved: gone
     with run_lock(out):  # released with the first run
         pass
+    (out / "notes").mkdir(parents=True)
+    with run_lock(out):
+        pass
+    assert [p.name for p in out.iterdir()] == ["notes"]  # a folder that holds something stays, its lock gone
 
 
 def test_a_batch_larger_than_the_training_faces_is_refused(celeba, tmp_path, capsys):
@@ -310,7 +314,7 @@ def test_options_a_run_cannot_use_are_refused_before_it_starts(celeba, tmp_path,
     fast = ["--epochs", "1", "--batch", "4", "--patch", "32", "--size", "64", "--samples-per-epoch", "8",
             "--val-faces", "4", "--workers", "0"]
     cases = [
-        (["deblur", "--set", "shuffle_kernel=2"], "no network can be trained from them (Sizes of tensors must match"),
+        (["deblur", "--set", "shuffle_kernel=2"], "shuffle_kernel must be an odd positive integer, got 2"),
         (["deblur", "--set", "mask_channels=3"], "SMFD-UNet reads RGB faces (image_channels 3) and the 5 groups"),
         (["mask", "--set", "classes=3"], "a mask network predicts 5 groups or 19 classes"),
         (["mask", "--set", "arch=unet", "--set", "in_channels=2"], "no network can be trained from them"),
