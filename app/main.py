@@ -150,7 +150,7 @@ def build_app(ctx: AppContext) -> gr.Blocks:
                 learn_tab.build(ctx, face)
         blur.send.click(functools.partial(send_to_restore, ctx), blur.lab_face,
                         [face, restore.input, *restore.outputs[1:], *restore.references, restore.kind, tabs],
-                        api_visibility="private", concurrency_id="face")
+                        api_visibility="private", concurrency_id="face", concurrency_limit=1)
         api.register(ctx)
     for block_fn in demo.fns.values():
         fn = block_fn.fn

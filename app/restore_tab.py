@@ -229,7 +229,7 @@ def build(ctx: AppContext, face: gr.State) -> SimpleNamespace:
     hidden = dict(api_visibility="private")
     # Every event that reads or changes the face, one at a time: an upload that ran beside the
     # adoption of a result for the face before it could leave that result shown beside the new face
-    on_face = dict(concurrency_id="face", **hidden)
+    on_face = dict(concurrency_id="face", concurrency_limit=1, **hidden)
     # A new face starts without the previous one's references (and reads a mask's values as auto
     # again): the boxes show what the face has. A refused upload leaves no face: Restore would
     # have restored the one before it, shown beside the refused picture.

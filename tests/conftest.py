@@ -30,9 +30,10 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """../shared/data (see its README); the only skip allowed is when the folder is truly absent."""
+    """../shared/data (see its README). Absent, the tests that need it fail rather than skip: a
+    mistyped $SMFD_SHARED_DATA must not pass half the suite unseen."""
     if not (SHARED_DATA / "celebamask_mini").is_dir():
-        pytest.skip(f"real face data not found at {SHARED_DATA} (set SMFD_SHARED_DATA)")
+        pytest.fail(f"real face data not found at {SHARED_DATA} (set SMFD_SHARED_DATA)")
     return SHARED_DATA
 
 

@@ -414,7 +414,7 @@ def test_every_event_that_changes_the_face_waits_for_the_others(tmp_path):
     writers = [f for f in fns if face_state in f.outputs]
     assert len(writers) >= 8 and {f.concurrency_id for f in writers} == {"face"}, \
         [(f.name, f.concurrency_id) for f in writers]
-    assert all(f.concurrency_limit in (1, "default") for f in writers)
+    assert all(f.concurrency_limit == 1 for f in writers)  # not the queue's default, which may change
 
 
 def test_send_to_restore_shows_the_example_s_mask_it_brings(tmp_path):

@@ -84,6 +84,9 @@ def test_a_16_bit_grey_png_keeps_its_brightness(tmp_path, face_files):
     image = read_image(tmp_path / "deep.png")
     assert image.shape == grey.shape + (3,)
     assert np.abs(image[..., 0].astype(int) - np.rint(grey / 257).astype(int)).max() == 0  # not stretched
+    assert main(["blur", str(tmp_path / "deep.png"), str(tmp_path / "out"), "--seed", "2"]) == 0
+    blurred = read_image(tmp_path / "out" / "deep.png")  # blur and noise keep the mean, to a level or two
+    assert abs(float(blurred.mean()) - float(image.mean())) < 2
 
 
 def test_a_grey_photo_is_blurred_in_grey(tmp_path, face_files):

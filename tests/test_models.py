@@ -94,7 +94,7 @@ def test_bad_input_size_is_explained():
 
 
 @pytest.mark.parametrize("name", list(ABLATIONS))
-def test_every_ablation_builds_trains_and_differs(name):
+def test_every_ablation_builds_trains_and_its_switches_reach_their_modules(name):
     config = dataclasses.replace(SMFDConfig(), **ABLATIONS[name])
     model = build(config)
     x, mask = torch.rand(2, 3, 32, 32), one_hot_mask(torch.randint(0, 5, (2, 32, 32)))
