@@ -58,7 +58,9 @@ class StudyGate:
         function 45 there, so it is here."""
         try:
             call = PredictBody.model_validate(json.loads(body))
-        except ValueError:  # malformed (JSON's or pydantic's ValidationError): Gradio answers it itself
+        # malformed (JSON's or pydantic's ValidationError; nested past Python's recursion limit):
+        # Gradio answers it itself
+        except (ValueError, RecursionError):
             return True
         if call.fn_index not in self.vote_fns or not call.session_hash:  # not a vote; no session: Gradio's 400
             return True

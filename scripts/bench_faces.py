@@ -18,7 +18,7 @@ import time
 import numpy as np
 
 from smfd.cli import run_reported, script_parser
-from smfd.faces import detect_faces
+from smfd.faces import detect_faces, landmark_predictor
 from smfd.images import check_image_file, list_images, read_image
 from smfd.paths import shared_data
 from smfd.photos import restore_photo
@@ -66,7 +66,10 @@ def main() -> None:
     print(f"device {restorer.device}, engine {restorer.engine.describe()}, detector {args.detector}; times in seconds")
     print(f"{'photo':24s} {'size':>11s} {'faces':>5s} {'detect':>7s} {'networks':>9s} {'align+paste':>12s} "
           f"{'total':>7s} {'per face':>9s}")
-    restorer.restore_face(np.full((256, 256, 3), 128, np.uint8), keep_colours=True)  # one-time setup, not timed
+    # one-time setup, not timed: the networks, the detector and the landmark model (loaded by the first face found)
+    restorer.restore_face(np.full((256, 256, 3), 128, np.uint8), keep_colours=True)
+    detect_faces(np.full((256, 256, 3), 128, np.uint8), detector=args.detector)
+    landmark_predictor()
     for path in photos:
         image = read_image(path)
         start = time.perf_counter()

@@ -9,9 +9,11 @@ box found once on the sharp face):
 
 * ground truth, and the mask generator's mask as the network takes it (the mirror-averaged
   probabilities for a ``soft_mask`` network, else their argmax);
-* the generated mask with one group corrected: every pixel whose true or generated group is that
-  group takes its true value (facial parts; face skin; hair) -- the share of the identity loss
-  that each group's errors cause;
+* the generated mask's argmax fed one-hot ("generated, one-hot"), and that mask with one group
+  corrected: every pixel whose true or generated group is that group takes its true value (facial
+  parts; face skin; hair) -- the share of the identity loss that each group's errors cause, read
+  against the one-hot row (a ``soft_mask`` network's own row is fed probabilities, which alone
+  moves the distance);
 * the mask generator's probabilities fed as they are, even to a network trained on one-hot masks,
   and with the facial-parts probability added to face skin (``generated_parts=false``);
 * no mask information: every pixel "face skin" -- how much the network relies on the mask;
@@ -128,7 +130,7 @@ def main() -> None:
     restorer = Restorer.from_pretrained(args.weights, args.device, engine="pytorch")
     warps = {f"true mask warped {a:g} px": a for a in args.warp}
     scaled = {f"generated, change x {f:g}": f for f in args.residual}
-    variants = ("blurry input", "ground-truth mask", "generated mask", *GROUP_FIXES,
+    variants = ("blurry input", "ground-truth mask", "generated mask", "generated, one-hot", *GROUP_FIXES,
                 "probabilities", "probabilities, parts as skin", "no mask (all skin)", *warps, *scaled)
     dist = {v: [] for v in variants}
     psnr = {v: [] for v in variants}
@@ -141,7 +143,8 @@ def main() -> None:
         generated = probs.argmax(-1).astype(np.uint8)
         outputs = {"blurry input": blurry,
                    "ground-truth mask": deblur(restorer, blurry, truth),
-                   "generated mask": restorer.restore(blurry)}
+                   "generated mask": restorer.restore(blurry),
+                   "generated, one-hot": deblur(restorer, blurry, generated)}  # what the fixes change
         for name, group in GROUP_FIXES.items():
             outputs[name] = deblur(restorer, blurry, with_group_fixed(generated, truth, group))
         outputs["probabilities"] = deblur(restorer, blurry, probs)

@@ -62,11 +62,12 @@ def stack(rows: list[np.ndarray]) -> np.ndarray:
 
 
 def zoom(image: np.ndarray, centre: np.ndarray, size: float, side: int) -> np.ndarray:
-    """A square of 1.6 face widths around the face, resized to ``side`` px."""
-    half = 0.8 * size
-    x0, y0 = (max(int(v - half), 0) for v in centre)
-    x1, y1 = min(int(centre[0] + half), image.shape[1]), min(int(centre[1] + half), image.shape[0])
-    return cv2.resize(image[y0:y1, x0:x1], (side, side), interpolation=cv2.INTER_CUBIC)
+    """A square of 1.6 face widths around the face, resized to ``side`` px (white beyond the
+    photo's edge, so that a face near it is not stretched)."""
+    half = int(0.8 * size)
+    padded = cv2.copyMakeBorder(image, half, half, half, half, cv2.BORDER_CONSTANT, value=(255, 255, 255))
+    x, y = (int(v) + half for v in centre)
+    return cv2.resize(padded[y - half:y + half, x - half:x + half], (side, side), interpolation=cv2.INTER_CUBIC)
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""Measure the face template of smfd/faces.py on the aligned training crops.
+"""Measure the face template of smfd/faces.py on aligned CelebA-HQ crops.
 
 Runs the HOG detector and the 68-point predictor over aligned 512x512 CelebA-HQ crops and prints
 the mean eye centres and mouth corners (TEMPLATE) and the mean detector box (TEMPLATE_BOX) as
@@ -7,7 +7,9 @@ fractions of the crop side, ready to paste into smfd/faces.py.
     .venv/bin/python scripts/measure_face_template.py [FOLDER]
 
 FOLDER defaults to celebamask_mini/images of the shared data ($SMFD_SHARED_DATA, else
-../shared/data beside the project folder).
+../shared/data beside the project folder): all 800 crops, its 151 held-out test faces among them,
+as the shipped TEMPLATE was measured (so the alignment offsets that scripts/measure_alignment_offsets.py
+measures on those faces are not fully held out).
 """
 
 from __future__ import annotations

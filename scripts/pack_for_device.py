@@ -66,7 +66,9 @@ def main() -> None:
     check_folder(out.parent, "--out")
     celebamask = data.open_dataset(Path(args.data) / "celebamask_mini")
     celeba = data.select(celebamask, "trainval")
-    # Packed beside --out and renamed at the end: a pack that does not fit leaves nothing behind
+    # Packed beside --out and renamed at the end: a pack that does not fit leaves nothing behind,
+    # not even the folders made for it
+    made = [p for p in (out.parent, *out.parent.parents) if not p.exists()]
     out.parent.mkdir(parents=True, exist_ok=True)
     building = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     try:
@@ -88,6 +90,9 @@ def main() -> None:
         building.rename(out)
     finally:
         shutil.rmtree(building, ignore_errors=True)
+        if not out.exists():
+            for folder in made:  # innermost first
+                folder.rmdir()
     print(f"packed {faces} CelebAMask-HQ faces with masks ({used / 2**20:.1f} MiB) and {extra} FFHQ faces "
           f"({(used2 - used) / 2**20:.1f} MiB) into {out}, JPEG quality {args.quality}")
 

@@ -40,7 +40,7 @@ def main() -> None:
             if r["lr"] < prev["lr"]:
                 ax.axvline(h, color="grey", linestyle=":", linewidth=1)
         ax.set_title(f"{Path(run).name} ({len(rows)} epochs)")
-        ax.set_xlabel("hours of training (1 CPU thread)")
+        ax.set_xlabel("hours of training (wall clock, as log.csv records it)")
         ax.set_ylabel("validation " + ("mean Dice" if score == "dice" else "PSNR (dB)"))
         ax.grid(alpha=0.3)
     fig.tight_layout()

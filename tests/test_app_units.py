@@ -1181,11 +1181,13 @@ def test_the_gate_lets_started_sessions_and_a_few_others_into_the_queue():
                 b"[" * 100_000, b'{"fn_index": 5, "data": []}'):
         assert gate.admits(odd, "10.0.0.1")
     assert refused == ["forged"]
-    # a vote however Gradio reads it: function 5 as a string or a float, or padded past 64 kB
-    for fn, padding in (("5", ""), (5.0, ""), (5, " " * 100_000)):
+    # a vote however Gradio reads it: function 5 as a string or a float, padded past 64 kB, after a
+    # byte-order mark or in UTF-16 (json.loads takes both)
+    for fn, padding, encode in (("5", "", str.encode), (5.0, "", str.encode), (5, " " * 100_000, str.encode),
+                                (5, "", lambda t: ("\ufeff" + t).encode()), (5, "", lambda t: t.encode("utf-16"))):
         call = json.dumps({"fn_index": fn, "session_hash": "one-more", "data": []}) + padding
-        assert not gate.admits(call.encode(), "10.0.0.1")
-    assert refused == ["forged"] * 4
+        assert not gate.admits(encode(call), "10.0.0.1")
+    assert refused == ["forged"] * 6
 
 
 def test_a_second_click_on_the_last_photo_is_a_duplicate(tmp_path):

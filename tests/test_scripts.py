@@ -265,7 +265,7 @@ def test_the_device_pack_keeps_the_split_and_leaves_out_the_test_faces(shared_da
     again = run_here("pack_for_device.py", "--data", str(shared_data),
                             "--out", str(out), capsys=capsys)
     assert again.returncode == 2 and again.stderr.strip() == f"smfd: error: {out}: exists already; remove it first"
-    small = tmp_path / "small"  # a pack that does not fit leaves nothing that would block the next try
+    small = tmp_path / "made" / "small"  # a pack that does not fit leaves nothing, not even folders made for it
     run = run_here("pack_for_device.py", "--data", str(shared_data),
                           "--out", str(small), "--budget-mb", "1", capsys=capsys)
     assert run.returncode == 2 and "CelebAMask-HQ faces fit in 1 MiB: raise --budget-mb" in run.stderr, run.stderr
@@ -326,6 +326,8 @@ def test_identity_analysis_scales_the_restoration_s_change_and_splits_by_degrada
 
     assert row("generated, change x 1")[1:] == row("generated mask")[1:]
     assert row("generated, change x 0.5")[4] != row("generated mask")[4]  # PSNR moves with the factor
+    # the shipped network reads probabilities: the group fixes' own baseline is the one-hot row
+    assert row("generated, one-hot")[1] != row("generated mask")[1]
     thirds = done.stdout.split("by thirds of the blurry input's PSNR")[1]
     assert re.search(r"\| generated, change x 0\.5 +\| [+-]\d\.\d{4} \(\d/1\)", thirds), thirds
 
