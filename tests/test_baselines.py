@@ -286,11 +286,12 @@ def test_codeformer_full_path_and_fidelity(tmp_path, face):
     torch.manual_seed(0)
     path = tmp_path / "codeformer.pth"
     torch.save({"params_ema": CodeFormer().state_dict()}, path)
-    faithful = check_restored(load("codeformer", weights=path, fidelity=1.0), face)
+    faithful_method = load("codeformer", weights=path, fidelity=1.0)
+    faithful = check_restored(faithful_method, face)
     # the weight reaches the network: 0 (the codebook alone) restores otherwise than 1
     assert np.abs(check_restored(load("codeformer", weights=path, fidelity=0.0), face).astype(int) - faithful).mean() > 5
     grey = np.repeat(cv2.cvtColor(face, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
-    assert is_grey(load("codeformer", weights=path, fidelity=1.0).restore(grey), threshold=1.0)  # the official finish
+    assert is_grey(faithful_method.restore(grey), threshold=1.0)  # the official finish
     with pytest.raises(InputError, match="fidelity"):
         load("codeformer", weights=path, fidelity=1.5)
 
