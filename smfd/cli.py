@@ -139,7 +139,7 @@ def _add_pipeline_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--sequences", nargs="+", default=list(d.sequences), choices=list(SEQUENCES),
                    metavar="SEQ", help="allowed blur sequences per layer, quoted (a bare > redirects "
                                        f"into a file): {', '.join(repr(q) for q in SEQUENCES)} "
-                                       f"(default: {shown(d.sequences)})")
+                                       f"(default: {' '.join(repr(q) for q in d.sequences)})")
     g.add_argument("--gaussian-sizes", type=int, nargs="+", default=list(d.gaussian_sizes), metavar="K",
                    help=f"odd Gaussian kernel sizes (default: {shown(d.gaussian_sizes)})")
     g.add_argument("--motion-sizes", type=int, nargs="+", default=list(d.motion_sizes), metavar="K",

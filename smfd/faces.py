@@ -3,7 +3,8 @@
 Detection and landmarks run offline on dlib with the CC0 models of the ``face_recognition_models``
 package (HOG or CNN face detector, 68-point shape predictor). A face is aligned by the similarity
 transform that puts its eye centres and mouth corners on :data:`TEMPLATE`, the mean positions of
-those points in the aligned CelebA-HQ crops the networks were trained on.
+those points in aligned CelebA-HQ crops (all 800 of celebamask_mini, its held-out test faces
+included: scripts/measure_face_template.py).
 
 Coordinates are (x, y) pixels; an affine ``matrix`` is 2x3 and maps photo points to crop points.
 """

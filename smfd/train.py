@@ -835,26 +835,35 @@ def run_lock(out: Path):
     """Held while a run trains into ``out``: a second run into the same folder (another
     `smfd train`, or `smfd eval --thesis-tables`, whoever runs it) is refused before any work,
     since the two would overwrite each other's state.pt epoch by epoch. An flock on a file in the
-    folder, which goes with a killed run's process; a folder made for it is removed again when
-    the run saved nothing there, so a run that fails before its first epoch still leaves none."""
+    folder, which goes with a killed run's process (such a run may leave the file, and a folder
+    made for it, behind: the next run takes them over); otherwise a folder made for it is removed
+    again when the run saved nothing there."""
     missing = [p for p in (out, *out.parents) if not p.exists()]
+    path = out / LOCK
+    while True:
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            # read-only: flock needs no more, and another user may resume in a shared folder
+            fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o666)
+        except OSError as exc:
+            raise InputError(f"{out}: cannot be written ({exc.strerror})") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise InputError(f"{out}: another training run is using this folder now; wait for it to "
+                             "end or choose another --out (nothing there was changed)") from None
+        try:  # the file locked may be one a run that just ended removed: then lock the new one
+            if os.fstat(fd).st_ino == os.stat(path).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        lock = open(out / LOCK, "w")
-    except OSError as exc:
-        raise InputError(f"{out}: cannot be written ({exc.strerror})") from None
-    try:
-        with lock:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise InputError(f"{out}: another training run is using this folder now; wait for it to "
-                                 "end or choose another --out (nothing there was changed)") from None
-            try:
-                yield
-            finally:
-                (out / LOCK).unlink(missing_ok=True)
+        yield
     finally:
+        path.unlink(missing_ok=True)  # while still held: whoever opened it before retries
+        os.close(fd)
         for folder in missing:  # innermost first; one with files in it stays
             try:
                 folder.rmdir()
