@@ -597,12 +597,12 @@ def table_42(lab: Lab, overwrite: bool) -> str:
 
     # What its results were made from: kept results of other weights (named, downloaded since, or
     # rewritten at the same path), another CodeFormer fidelity or other faces are made anew.
-    named = sorted((m, str(Path(w).resolve())) for m, w in lab.options.weights.items())
-    weights = lab.options.weights  # SMFD's named folder: weight_files
-    files = [Path(weights[m]) if m in weights else info(m).cached_path()
+    weights = lab.options.weights
+    named = sorted((m, str(Path(w).resolve())) for m, w in weights.items())
+    files = [Path(weights[m]) if m in weights else info(m).cached_path()  # SMFD's named folder: weight_files
              for m in TABLE_42_METHODS if not (m == "smfd" and m in weights)]
     key = json.dumps({"weights": named, "fidelity": lab.options.fidelity, "files": _fingerprint(
-        *weight_files(lab.options.weights.get("smfd")), *files, pairs=lab.pairs)})
+        *weight_files(weights.get("smfd")), *files, pairs=lab.pairs)})
     kept = lab.out / "scores" / "table4.2.json"
     if overwrite:  # evaluated anew (the other tables' scores are kept: their runs are)
         kept.unlink(missing_ok=True)

@@ -19,7 +19,7 @@ from pathlib import Path
 import cv2
 
 from smfd import data
-from smfd.batch import check_folder
+from smfd.batch import check_folder, no_empty_folder_left
 from smfd.cli import int_from, number_in, run_reported, script_parser
 from smfd.errors import InputError
 from smfd.images import read_image, read_labels
@@ -68,31 +68,28 @@ def main() -> None:
     celeba = data.select(celebamask, "trainval")
     # Packed beside --out and renamed at the end: a pack that does not fit leaves nothing behind,
     # not even the folders made for it
-    made = [p for p in (out.parent, *out.parent.parents) if not p.exists()]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    building = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    try:
-        faces, used = pack(celeba, building / "celebamask_mini", args.quality, budget, 0)
-        if faces < len(celeba):
-            raise InputError(f"only {faces} of {len(celeba)} CelebAMask-HQ faces fit in {args.budget_mb:g} MiB: "
-                             "raise --budget-mb")
-        ffhq_dir = Path(args.data) / "ffhq_mini"
-        ffhq = data.open_dataset(ffhq_dir) if ffhq_dir.is_dir() else []
-        # FFHQ holds re-encoded copies of CelebA-HQ faces: on the device the test faces are not there
-        # for smfd train to find them, so copies of test faces are left out here
-        copies = data.copies_of(ffhq, data.select(celebamask, "test"))
-        if copies:
-            print(f"left out {len(copies)} FFHQ faces that are copies of CelebAMask-HQ test faces: "
-                  + data.named_copies(copies))
-        extra, used2 = pack([r for r in ffhq if r.id not in copies], building / "ffhq_mini", args.quality, budget,
-                            used) if ffhq else (0, used)
-        building.chmod(0o755)  # mkdtemp's folder is owner-only; the pack is an ordinary folder
-        building.rename(out)
-    finally:
-        shutil.rmtree(building, ignore_errors=True)
-        if not out.exists():
-            for folder in made:  # innermost first
-                folder.rmdir()
+    with no_empty_folder_left(out.parent):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        building = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+        try:
+            faces, used = pack(celeba, building / "celebamask_mini", args.quality, budget, 0)
+            if faces < len(celeba):
+                raise InputError(f"only {faces} of {len(celeba)} CelebAMask-HQ faces fit in "
+                                 f"{args.budget_mb:g} MiB: raise --budget-mb")
+            ffhq_dir = Path(args.data) / "ffhq_mini"
+            ffhq = data.open_dataset(ffhq_dir) if ffhq_dir.is_dir() else []
+            # FFHQ holds re-encoded copies of CelebA-HQ faces: on the device the test faces are not there
+            # for smfd train to find them, so copies of test faces are left out here
+            copies = data.copies_of(ffhq, data.select(celebamask, "test"))
+            if copies:
+                print(f"left out {len(copies)} FFHQ faces that are copies of CelebAMask-HQ test faces: "
+                      + data.named_copies(copies))
+            kept = [r for r in ffhq if r.id not in copies]
+            extra, used2 = pack(kept, building / "ffhq_mini", args.quality, budget, used) if ffhq else (0, used)
+            building.chmod(0o755)  # mkdtemp's folder is owner-only; the pack is an ordinary folder
+            building.rename(out)
+        finally:
+            shutil.rmtree(building, ignore_errors=True)
     print(f"packed {faces} CelebAMask-HQ faces with masks ({used / 2**20:.1f} MiB) and {extra} FFHQ faces "
           f"({(used2 - used) / 2**20:.1f} MiB) into {out}, JPEG quality {args.quality}")
 

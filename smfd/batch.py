@@ -7,10 +7,11 @@ overwriting each other; errors are single lines; the exit status says whether al
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from tqdm import tqdm
@@ -32,6 +33,22 @@ def report(message: str) -> None:
 def note(message: str) -> None:
     # tqdm.write keeps the message on a line of its own while a progress bar is drawn.
     tqdm.write(f"smfd: {message}", file=sys.stderr)
+
+
+@contextlib.contextmanager
+def no_empty_folder_left(path: str | Path) -> Iterator[None]:
+    """The folders from ``path`` up that do not exist yet are removed again after the block where it
+    left them empty (innermost first), so that work which made them and saved nothing leaves none
+    behind: :func:`check_folder`'s rule, for work that must make its folder before its first file."""
+    missing = [p for p in (Path(path), *Path(path).parents) if not p.exists()]
+    try:
+        yield
+    finally:
+        for folder in missing:
+            try:
+                folder.rmdir()
+            except OSError:  # holds something (or is gone): it and the folders above it stay
+                break
 
 
 def check_folder(path: str | Path, option: str) -> Path:

@@ -142,7 +142,6 @@ class OpenVINOEngine:
                  cache: str | Path | None = None):
         import openvino as ov
 
-        self.precision = "bf16" if native_bf16("cpu") else "f32"  # asked for; what runs is set below
         self.int8 = int8
         self.threads = threads or default_threads()
         settings = {"format": CACHE_FORMAT, "openvino": ov.__version__, "size": size,
@@ -152,7 +151,7 @@ class OpenVINOEngine:
         self.folder = Path(cache or cache_root() / "engines") / f"openvino-{key}"
         self.converted_in: float | None = None  # seconds, when this load converted (None: cache hit)
         config = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1, "INFERENCE_NUM_THREADS": self.threads,
-                  "INFERENCE_PRECISION_HINT": self.precision}
+                  "INFERENCE_PRECISION_HINT": "bf16" if native_bf16("cpu") else "f32"}
         core = ov.Core()
         try:
             cached = (self.folder / "manifest.json").is_file()
@@ -166,7 +165,7 @@ class OpenVINOEngine:
             log.info("converted for OpenVINO in %.1f s", self.converted_in)
             compiled = [core.compile_model(ir, "CPU", config) for ir in networks]
         self._mask, self._deblur = compiled
-        # what OpenVINO runs: a CPU without bf16 computes f32 whatever SMFD_BF16 asked
+        # what OpenVINO runs, not what was asked: a CPU without bf16 computes f32 whatever SMFD_BF16 says
         self.precision = "bf16" if self._deblur.get_property("INFERENCE_PRECISION_HINT") == ov.Type.bf16 else "f32"
         self._lock = threading.Lock()
 

@@ -35,6 +35,7 @@ from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
 from . import checkpoint, data, degrade, metrics
+from .batch import check_folder, no_empty_folder_left
 from .errors import InputError
 from .images import PARTIAL_PREFIX, to_uint8, write_atomically
 from .labels import CLASSES, GROUPS
@@ -838,43 +839,36 @@ def run_lock(out: Path):
     folder, which goes with a killed run's process (such a run may leave the file, and a folder
     made for it, behind: the next run takes them over); otherwise a folder made for it is removed
     again when the run saved nothing there."""
-    missing = [p for p in (out, *out.parents) if not p.exists()]
     path = out / LOCK
-    while True:
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-            # read-only: flock needs no more, and another user may resume in a shared folder
-            fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o666)
-        except OSError as exc:
-            raise InputError(f"{out}: cannot be written ({exc.strerror})") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise InputError(f"{out}: another training run is using this folder now; wait for it to "
-                             "end or choose another --out (nothing there was changed)") from None
-        try:  # the file locked may be one a run that just ended removed: then lock the new one
-            if os.fstat(fd).st_ino == os.stat(path).st_ino:
-                break
-        except FileNotFoundError:
-            pass
-        os.close(fd)
-    try:
-        yield
-    finally:
-        path.unlink(missing_ok=True)  # while still held: whoever opened it before retries
-        os.close(fd)
-        for folder in missing:  # innermost first; one with files in it stays
+    with no_empty_folder_left(out):
+        while True:
             try:
-                folder.rmdir()
-            except OSError:
-                break
+                out.mkdir(parents=True, exist_ok=True)
+                # read-only: flock needs no more, and another user may resume in a shared folder
+                fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o666)
+            except OSError as exc:
+                raise InputError(f"{out}: cannot be written ({exc.strerror})") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise InputError(f"{out}: another training run is using this folder now; wait for it to "
+                                 "end or choose another --out (nothing there was changed)") from None
+            try:  # the file locked may be one a run that just ended removed: then lock the new one
+                if os.fstat(fd).st_ino == os.stat(path).st_ino:
+                    break
+            except FileNotFoundError:
+                pass
+            os.close(fd)
+        try:
+            yield
+        finally:
+            path.unlink(missing_ok=True)  # while still held: whoever opened it before retries
+            os.close(fd)
 
 
 def cross_validate(settings: TrainSettings) -> list[dict]:
     """k-fold cross-validation: one run per fold in ``out/fold<i>``, each validated on its fold."""
-    from .batch import check_folder
-
     runs = [dataclasses.replace(settings, fold=fold, out=str(Path(settings.out) / f"fold{fold}"))
             for fold in range(settings.k)]
     for run in runs:  # a file in any fold's way, too few faces or another run's state is named
