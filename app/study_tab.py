@@ -30,6 +30,10 @@ better to you: sharper, more natural, more like a real face. There are no right 
 methods are not named, and the sides are random. Your votes are stored anonymously under a
 random participant id as soon as you click; you can stop at any time."""
 DB_DOWN = "The study database cannot be reached right now: {what}. Please try again in a minute."
+SAVED_KEY = "smfd-study-participant"  # this browser's participant id, in its localStorage
+READ_SAVED_JS = f"(saved, state) => [localStorage.getItem('{SAVED_KEY}'), state]"
+NO_SAVED_JS = "(saved, state) => [null, state]"  # a new participant: the old id stays until a new one comes
+KEEP_SAVED_JS = f"(saved) => {{ if (saved) localStorage.setItem('{SAVED_KEY}', saved); return []; }}"
 DOWNLOAD_JS = """(text) => {
   if (!text) return;
   const url = URL.createObjectURL(new Blob([text], {type: "text/csv"}));
@@ -182,10 +186,12 @@ def build(ctx: AppContext) -> SimpleNamespace:
     gr.Markdown(INTRO)
     if ctx.study is None:
         gr.Markdown("**No study photos here:** start the app with `--study-images DIR`.")
-    # The id the server issued, kept in this browser; the server checks it against its records.
-    # A fixed key (its "encryption" is readable in the page anyway), so that the id survives a
-    # restart of the app and works on every replica.
-    saved_id = gr.BrowserState(None, storage_key="smfd-study-participant", secret="smfd-study")
+    # The id the server issued, kept in this browser's localStorage (it survives a restart of the
+    # app and works on every replica); the server checks it against its records. Start reads it
+    # from localStorage when clicked: a gr.BrowserState reads it only once its component's script
+    # has arrived, and a Start clicked before that (a slow network, a busy server) sent no id and
+    # began a new participant.
+    saved_id = gr.Textbox(visible="hidden", elem_id="study-saved")
     state = gr.State(None)  # server-side: the participant of this session and the trial shown
     with gr.Row():
         start_btn = gr.Button("Start / continue", variant="primary", elem_id="study-start")
@@ -220,9 +226,11 @@ def build(ctx: AppContext) -> SimpleNamespace:
     def on_show(text, request: gr.Request):
         return results(ctx, text, request)
 
-    start_btn.click(on_start, [saved_id, state], [saved_id, *screen], **events)
-    newcomer.click(lambda: (None, None), None, [saved_id, state], api_visibility="private", queue=False).then(
-        on_start, [saved_id, state], [saved_id, *screen], **events)
+    start_btn.click(on_start, [saved_id, state], [saved_id, *screen], js=READ_SAVED_JS, **events).success(
+        None, saved_id, None, js=KEEP_SAVED_JS)
+    newcomer.click(lambda: None, None, state, api_visibility="private", queue=False).then(
+        on_start, [saved_id, state], [saved_id, *screen], js=NO_SAVED_JS, **events).success(
+        None, saved_id, None, js=KEEP_SAVED_JS)
     votes = [pick_left.click(on_left, [state, shown], screen, **events),
              pick_right.click(on_right, [state, shown], screen, **events)]
     if ctx.study is not None:

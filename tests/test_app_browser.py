@@ -31,6 +31,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 ADMIN = "let-me-see"
+SAVED_ID = "localStorage.getItem('smfd-study-participant')"  # the participant id this browser keeps
 METHOD_NAMES = ("smfd", "deconv", "blurry", "gfpgan", "codeformer", "restoreformer")
 TIMEOUT = 90_000  # ms: model steps, and images that load after their step, on two busy cores
 
@@ -338,7 +339,8 @@ def test_study_votes_from_concurrent_participants_survive_a_crash(browser, serve
             expect(page.locator("#study-where")).to_contain_text(f"Photo {round_ + 2} of 3", timeout=TIMEOUT)
 
     # each browser keeps the id it was given (a page that lost it would start anew after a reload)
-    assert all(page.evaluate("localStorage.getItem('smfd-study-participant')") for page in pages)
+    saved = [page.evaluate(SAVED_ID) for page in pages]
+    assert all(saved) and len(set(saved)) == 3
     server.crash()  # mid-session: every participant is looking at photo 3
     store = VoteStore(f"sqlite:///{server.db}")
     rows = store.rows()
@@ -389,11 +391,27 @@ def test_study_votes_from_concurrent_participants_survive_a_crash(browser, serve
     expect(where).to_contain_text("Thank you!", timeout=TIMEOUT)
     pages[0].click("#study-start")
     expect(where).to_contain_text("Photo 1 of 3", timeout=TIMEOUT)
+    # A slow network or a busy server: Start is clicked before the scripts of components that keep
+    # something in the browser have come (held here until Start has answered).
+    held = []
+
+    def hold_browser_storage(route):
+        response = route.fetch()
+        if b"localStorage" in response.body():
+            held.append((route, response))
+        else:
+            route.fulfill(response=response)
+
+    pages[1].route("**/assets/Index-*.js", hold_browser_storage)
     pages[1].reload()
     pages[1].get_by_role("tab", name="User study").click()
+    assert pages[1].evaluate(SAVED_ID) == saved[1]
     pages[1].click("#study-start")
     where = pages[1].locator("#study-where")
     expect(where).to_contain_text("Photo 3 of 3", timeout=TIMEOUT)
+    for route, response in held:
+        route.fulfill(response=response)
+    pages[1].unroute("**/assets/Index-*.js")
     before = where.inner_text()
     pages[1].click("#study-new")
     expect(where).to_contain_text("Photo 1 of 3", timeout=TIMEOUT)
