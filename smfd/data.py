@@ -239,8 +239,9 @@ def select(records: list[FaceRecord], part: str, k: int = 5, fold: int = 0,
     return [r for r, v in zip(pool, in_val) if v == (part == "val")]
 
 
-# A photo under two datasets' ids (the shared FFHQ sample holds re-encoded CelebA-HQ faces): 16x16
-# grey thumbnails of such copies correlate at 0.998 and more there, two different faces at 0.96 at most.
+# A photo under two datasets' ids (the shared FFHQ sample holds re-encoded CelebA-HQ faces, one of
+# them mirrored): 16x16 grey thumbnails of such copies correlate at 0.998 and more there, two
+# different faces at 0.96 at most, also when one of them is mirrored.
 COPY_CORRELATION = 0.99
 
 
@@ -266,16 +267,18 @@ _THUMBNAILS: dict[tuple, np.ndarray] = {}  # by _file_key: 256 bytes a face
 
 
 def copies_of(records: list[FaceRecord], held_out: list[FaceRecord]) -> dict[str, str]:
-    """{id of a face in ``records``: id of the held-out face it is a copy of}."""
+    """{id of a face in ``records``: id of the held-out face it is a copy of, or a mirror image of
+    (augmentation flips half the training samples, so a mirrored copy is trained on as the face)}."""
     if not records or not held_out:
         return {}
     theirs = thumbnails(held_out)
+    theirs = np.concatenate([theirs, theirs.reshape(-1, 16, 16)[:, :, ::-1].reshape(len(theirs), 256)])
     found = {}
     for start in range(0, len(records), 4096):  # a block of similarities at a time: bounded memory
         block = records[start:start + 4096]
         similarity = thumbnails(block) @ theirs.T
         for i in np.flatnonzero(similarity.max(axis=1) >= COPY_CORRELATION):
-            found[block[i].id] = held_out[int(similarity[i].argmax())].id
+            found[block[i].id] = held_out[int(similarity[i].argmax()) % len(held_out)].id
     return found
 
 

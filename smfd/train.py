@@ -303,10 +303,10 @@ def run_inputs(s: TrainSettings, train: list, val: list) -> dict:
     return faces | {name: digest(name) for name in ("mask_model", "teacher") if getattr(s, name)}
 
 
-def saved_state(s: TrainSettings, inputs: dict, device: str | torch.device = "cpu") -> dict | None:
+def saved_state(s: TrainSettings, inputs: dict | None, device: str | torch.device = "cpu") -> dict | None:
     """The state.pt of the run folder ``s.out`` when it is a run of these settings and ``inputs``
-    (run_inputs) (None: a fresh folder); an InputError for a folder that holds something else,
-    before any epoch is trained."""
+    (run_inputs; None: not checked, for a check before the faces are read) (None: a fresh
+    folder); an InputError for a folder that holds something else, before any epoch is trained."""
     out = Path(s.out)
     path = out / "state.pt"
     blocked = [name for name in RUN_FILES if (out / name).exists() and not (out / name).is_file()]
@@ -344,7 +344,8 @@ def saved_state(s: TrainSettings, inputs: dict, device: str | torch.device = "cp
         raise InputError(f"{path}: this run folder was trained with other settings ({'; '.join(changed)}); "
                          "repeat its command (only --epochs, --workers and --device may change) "
                          "or choose another --out")
-    for key, then in state.get("inputs", {}).items():  # a run saved before they were recorded: unchecked
+    # (a run saved before its inputs were recorded: unchecked)
+    for key, then in (state.get("inputs", {}) if inputs is not None else {}).items():
         now = inputs.get(key)
         if now == then:
             continue
@@ -375,12 +376,14 @@ class Trainer:
         self.out = Path(s.out)
         torch.manual_seed(s.seed)
 
-        self.train_records, self.val_records = training_records(s)
+        # Everything that needs no face is checked before the faces are read (minutes for a large set):
+        # a run folder of other settings, the networks named, dlib for the identity monitor.
+        saved_state(s, None)
         self.model = build(s.model_config()).to(self.device, memory_format=torch.channels_last)
         self.init_note = None
         if s.init and not (self.out / "state.pt").is_file():  # a resumed run's weights are its state's
             start = checkpoint.load(s.init, kinds=("deblur",) if s.task == "deblur" else ("mask", "smp"))
-            self.init_note = _initialise(self.model, start, s.init, s.init_partial)
+            self.init_note = _initialise(self.model, start, s.init, s.init_partial, set(s.config))
         self.mask_model = None
         if s.task == "deblur" and (s.mask_source != "gt" or s.semantic or s.perceptual):
             self.mask_model = checkpoint.load(s.mask_model, self.device, kinds=("mask", "smp"))
@@ -389,13 +392,6 @@ class Trainer:
                                  "classes; SMFD-UNet takes the 5 groups")
             self.mask_model.requires_grad_(False)
         self.teacher = self.load_teacher(s.teacher) if s.teacher else None
-        self.inputs = run_inputs(s, self.train_records, self.val_records)
-        if s.parts_weight and not any(r.has_mask for r in self.train_records):
-            raise InputError("--parts-weight needs training faces with masks (it finds the facial parts "
-                             "in the true mask); none of the datasets has any")
-        if s.semantic and not any(r.has_mask for r in self.train_records):
-            raise InputError("--semantic needs training faces with masks (it scores the restored face "
-                             "against the true mask); none of the datasets has any")
         self.references = None  # identity monitor: the validation faces' descriptors, made once
         if s.monitor == "identity":  # dlib's models, checked before the first epoch, not after it
             from .errors import MetricUnavailable
@@ -405,6 +401,14 @@ class Trainer:
                 geometry()
             except MetricUnavailable as exc:
                 raise InputError(f"--monitor identity: {exc}") from None
+        self.train_records, self.val_records = training_records(s)
+        self.inputs = run_inputs(s, self.train_records, self.val_records)
+        if s.parts_weight and not any(r.has_mask for r in self.train_records):
+            raise InputError("--parts-weight needs training faces with masks (it finds the facial parts "
+                             "in the true mask); none of the datasets has any")
+        if s.semantic and not any(r.has_mask for r in self.train_records):
+            raise InputError("--semantic needs training faces with masks (it scores the restored face "
+                             "against the true mask); none of the datasets has any")
         self.net = self.model
         if self.world > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -703,7 +707,7 @@ class Trainer:
         sign = -1.0 if s.monitor == "identity" else 1.0  # a distance: lower is better
         column = "id_distance" if s.monitor == "identity" else s.monitor
         while self.epoch < s.epochs and self.bad_epochs < s.early_stop:
-            start = time.time()
+            start, lr = time.time(), self.optimizer.param_groups[0]["lr"]  # the rate this epoch trains at
             train_set.set_epoch(self.epoch)
             sampler.set_epoch(self.epoch)
             losses = self.train_epoch(train)
@@ -721,7 +725,7 @@ class Trainer:
             self.epoch += 1
             if main:
                 seen = (self.history[-1].get("samples", 0) if self.history else 0) + self.epoch_samples
-                row = {"epoch": self.epoch, "lr": self.optimizer.param_groups[0]["lr"], **losses,
+                row = {"epoch": self.epoch, "lr": lr, **losses,
                        **scores, "seconds": round(time.time() - start, 1), "samples": seen}
                 self.history.append(row)
                 if improved:
@@ -750,6 +754,12 @@ LOG_ONLY = ("epoch", "lr", "train_loss", "train_semantic", "train_perceptual", "
 RESUMABLE = ("epochs", "workers", "device", "out")
 
 
+# How a setting is given to smfd train, where it is not --its-name (the last three: Python only)
+OPTION_NAMES = {"task": "the task (smfd train TASK)", "data": "the DATA folders", "k": "--folds",
+                "config": "--set/--ablation", "augment": "--no-augment", "test_fraction": "test_fraction",
+                "lr_factor": "lr_factor", "min_lr": "min_lr"}
+
+
 def settings_changes(saved: TrainSettings, wanted: TrainSettings) -> list[str]:
     """'--option: run folder X, command Y' for every setting that differs (paths compared resolved)."""
     def norm(name: str, value):
@@ -763,8 +773,10 @@ def settings_changes(saved: TrainSettings, wanted: TrainSettings) -> list[str]:
     for f in dataclasses.fields(TrainSettings):
         a, b = norm(f.name, getattr(saved, f.name)), norm(f.name, getattr(wanted, f.name))
         if f.name not in RESUMABLE and a != b:
-            option = {"k": "folds", "config": "set/--ablation"}.get(f.name, f.name).replace("_", "-")
-            changes.append(f"--{option}: run folder {a!r}, command {b!r}")
+            if f.name == "augment":  # the option says the opposite
+                a, b = not a, not b
+            changes.append(f"{OPTION_NAMES.get(f.name, '--' + f.name.replace('_', '-'))}: run folder {a!r}, "
+                           f"command {b!r}")
     return changes
 
 
@@ -801,8 +813,10 @@ def _write_log(path: Path, history: list[dict]) -> None:
         writer.writerows(history)
 
 
-def _initialise(model: torch.nn.Module, start: torch.nn.Module, path: str, partial: bool) -> str:
-    """Load ``start``'s weights into ``model``: all of them (their layouts must agree), or with
+def _initialise(model: torch.nn.Module, start: torch.nn.Module, path: str, partial: bool,
+                named: set[str] = frozenset()) -> str:
+    """Load ``start``'s weights into ``model``: all of them (their layouts must agree, and so must
+    every setting of their configurations that the command did not name with --set), or with
     ``partial`` those whose name and shape fit, e.g. a shipped network's encoders into one with a
     lighter decoder. Returns a line saying what was taken."""
     mine, theirs = model.state_dict(), start.state_dict()
@@ -811,6 +825,16 @@ def _initialise(model: torch.nn.Module, start: torch.nn.Module, path: str, parti
         if len(fits) != len(mine) or len(theirs) != len(mine):
             raise InputError(f"{path}: its network ({start.config}) does not fit the one being trained "
                              f"({model.config}); --init-partial takes the tensors that fit")
+        # Settings without tensors (residual, match_input_mean, soft_mask, ...) change what the
+        # weights compute: one that differs and was not named is a forgotten --set.
+        forgotten = [f.name for f in dataclasses.fields(model.config) if f.name not in named
+                     and getattr(start.config, f.name) != getattr(model.config, f.name)]
+        if forgotten:
+            keep = " ".join(f"--set {k}={json.dumps(getattr(start.config, k), separators=(',', ':'))}"
+                            for k in forgotten)
+            raise InputError(f"{path}: its network differs from the one being trained in "
+                             f"{', '.join(forgotten)}; add {keep} to train it further (or --set another value "
+                             "to change it, --init-partial to take only its tensors)")
         model.load_state_dict(theirs)
         return f"all {len(mine)} tensors from {path}"
     if not fits:
