@@ -76,25 +76,31 @@ def register(ctx: AppContext) -> None:
              sequences: list[str] | None = None, gaussian_sizes: list[int] | None = None,
              motion_sizes: list[int] | None = None, directions: list[str] | None = None,
              scale_range: list[float] | None = None, noise_range: list[float] | None = None,
-             blur_stage: bool = True, rescale_stage: bool = True, noise_stage: bool = True
+             blur_stage: bool = True, rescale_stage: bool = True, noise_stage: bool = True,
+             jpeg_stage: bool = False, jpeg_range: list[int] | None = None, jpeg_share: float | None = None
              ) -> tuple[FileData, str]:
         """Degrade an image with the thesis pipeline, as `smfd blur` does (any option left out
-        keeps the thesis' value; a file and seed give the pixels `smfd blur --seed` gives that
+        keeps the thesis' value; JPEG compression, not in the thesis, is `jpeg_stage` with
+        `jpeg_range` and `jpeg_share`, as `smfd blur --jpeg LO HI --jpeg-share P`; a file and seed
+        give the pixels `smfd blur --seed` gives that
         file, as 8-bit RGB: `smfd blur` also keeps a file's transparency and colour profile).
         Returns the degraded PNG and the recipe as JSON, which `smfd blur --recipe` replays
         exactly. Images blur at full size: up to 4.2 megapixels."""
         picture = _image(image, max_pixels=FULL_SIZE_PIXELS, what="blurring at full size")
         given = dict(layers=layers, sequences=sequences, gaussian_sizes=gaussian_sizes,
                      motion_sizes=motion_sizes, directions=directions, scale_range=scale_range,
-                     noise_range=noise_range)
+                     noise_range=noise_range, jpeg_range=jpeg_range)
         for key, value in given.items():  # else PipelineOptions' own TypeError, which names no option
             if value is not None and not (isinstance(value, list) and all(
                     isinstance(v, (int, float, str)) and not isinstance(v, bool) for v in value)):
                 raise gr.Error(f"{key}: a list of numbers or names, got {str(value)[:80]}")
+        if jpeg_share is not None and (isinstance(jpeg_share, bool) or not isinstance(jpeg_share, (int, float))):
+            raise gr.Error(f"jpeg_share: a number in (0, 1], got {str(jpeg_share)[:80]}")
         try:
             seed = examples.seed_from(seed, limit=None)  # any, as `smfd blur --seed`: no file is named by it
             options = degrade.PipelineOptions(blur=blur_stage, rescale=rescale_stage, noise=noise_stage,
-                                               **{k: v for k, v in given.items() if v is not None})
+                                               jpeg=jpeg_stage, **{k: v for k, v in given.items() if v is not None},
+                                               **({} if jpeg_share is None else {"jpeg_share": jpeg_share}))
         except (TypeError, ValueError) as exc:
             raise gr.Error(str(exc)) from None
         if options.changes_nothing:

@@ -24,13 +24,16 @@ LAYER_CHOICES = (1, 2, 3, 4, 5)
 
 
 def options_from(layers, sequences, gaussian_sizes, motion_sizes, directions, scale_lo, scale_hi,
-                 noise_lo, noise_hi, blur_on, rescale_on, noise_on) -> degrade.PipelineOptions:
+                 noise_lo, noise_hi, blur_on, rescale_on, noise_on, jpeg_on=False,
+                 jpeg_lo=degrade.PipelineOptions.jpeg_range[0], jpeg_hi=degrade.PipelineOptions.jpeg_range[1],
+                 jpeg_share=degrade.PipelineOptions.jpeg_share) -> degrade.PipelineOptions:
     """The UI's values as PipelineOptions; raises ValueError naming a bad combination."""
     options = degrade.PipelineOptions(  # which puts them in its own order, as `smfd blur` does
         layers=[int(n) for n in layers], sequences=list(sequences), gaussian_sizes=[int(k) for k in gaussian_sizes],
         motion_sizes=[int(k) for k in motion_sizes], directions=list(directions),
         scale_range=(float(scale_lo), float(scale_hi)), noise_range=(float(noise_lo), float(noise_hi)),
-        blur=bool(blur_on), rescale=bool(rescale_on), noise=bool(noise_on))
+        blur=bool(blur_on), rescale=bool(rescale_on), noise=bool(noise_on), jpeg=bool(jpeg_on),
+        jpeg_range=(int(jpeg_lo), int(jpeg_hi)), jpeg_share=float(jpeg_share))
     if options.changes_nothing:
         raise ValueError(examples.NOTHING_DEGRADED)
     return options
@@ -45,8 +48,10 @@ def count_text(*values) -> str:
     parts = [f"{c.blur:,} blur combinations ({c.per_layer:,} per layer)" if options.blur else "no blur",
              f"{c.scales} scales" if options.rescale else "no rescaling",
              f"{c.noise_levels} noise levels" if options.noise else "no noise"]
+    if options.jpeg:  # (the share left uncompressed counts as one more "quality")
+        parts.append(f"{c.jpeg_qualities} JPEG qualities")
     return (f"### {c.total:,} scenarios\n{' x '.join(parts)} (scale and noise counted in steps of "
-            f"{options.count_step}; the Learn tab shows how this number arises)")
+            f"{options.count_step}; the Learn tab shows how the thesis' count arises)")
 
 
 def source_size(image: np.ndarray) -> np.ndarray:
@@ -111,6 +116,7 @@ def build(ctx: AppContext) -> SimpleNamespace:
                 blur_on = gr.Checkbox(d.blur, label="1. Heavy blur", elem_id="blur-on")
                 rescale_on = gr.Checkbox(d.rescale, label="2. Down- and up-scaling", elem_id="rescale-on")
                 noise_on = gr.Checkbox(d.noise, label="3. Gaussian noise", elem_id="noise-on")
+                jpeg_on = gr.Checkbox(d.jpeg, label="4. JPEG compression (not in the thesis)", elem_id="jpeg-on")
             layers = gr.CheckboxGroup(list(LAYER_CHOICES), value=list(d.layers), label="Number of blur layers (drawn uniformly)",
                                       elem_id="blur-layers")
             sequences = gr.CheckboxGroup(list(degrade.SEQUENCES), value=list(d.sequences),
@@ -127,8 +133,13 @@ def build(ctx: AppContext) -> SimpleNamespace:
             with gr.Row():
                 noise_lo = gr.Slider(0.0, 50.0, d.noise_range[0], step=0.1, label="Noise sigma from (0..255 scale)")
                 noise_hi = gr.Slider(0.0, 50.0, d.noise_range[1], step=0.1, label="to")
+            with gr.Row():
+                jpeg_lo = gr.Slider(1, 100, d.jpeg_range[0], step=1, label="JPEG quality from")
+                jpeg_hi = gr.Slider(1, 100, d.jpeg_range[1], step=1, label="to")
+                jpeg_share = gr.Slider(0.05, 1.0, d.jpeg_share, step=0.05, label="Share of faces compressed")
             option_inputs = [layers, sequences, gaussian_sizes, motion_sizes, directions, scale_lo,
-                             scale_hi, noise_lo, noise_hi, blur_on, rescale_on, noise_on]
+                             scale_hi, noise_lo, noise_hi, blur_on, rescale_on, noise_on, jpeg_on,
+                             jpeg_lo, jpeg_hi, jpeg_share]
             count = gr.Markdown(count_text(*[c.value for c in option_inputs]), elem_id="blur-count")
             with gr.Row():
                 seed = gr.Number(0, precision=0, minimum=0, maximum=examples.SEEDS - 1, label="Seed",

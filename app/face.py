@@ -92,9 +92,12 @@ def report(face: Face) -> str:
     else:
         lines += ["", "No sharp reference for this image, so no PSNR/SSIM (load an example, send "
                   "one from the Blur lab, or upload the sharp face under *Optional references*)."]
-    if face.truth is not None and face.mask is not None:
-        lines.append(f"Mask vs ground truth: mean Dice {mean_dice(face.mask, face.truth) * 100:.1f} % "
-                     "over the 5 groups.")
+    # the mask used against the truth; with the truth used, the generator's (the truth scores itself 100 %)
+    which, mask = (("generated", face.generated) if face.mask_source == "ground truth"
+                   else (face.mask_source or "generated", face.mask))
+    if face.truth is not None and mask is not None:
+        lines.append(f"{which.capitalize()} mask vs ground truth: mean Dice "
+                     f"{mean_dice(mask, face.truth) * 100:.1f} % over the 5 groups.")
     return "\n".join(lines)
 
 

@@ -31,9 +31,15 @@ methods are not named, and the sides are random. Your votes are stored anonymous
 random participant id as soon as you click; you can stop at any time."""
 DB_DOWN = "The study database cannot be reached right now: {what}. Please try again in a minute."
 SAVED_KEY = "smfd-study-participant"  # this browser's participant id, in its localStorage
-READ_SAVED_JS = f"(saved, state) => [localStorage.getItem('{SAVED_KEY}'), state]"
+# (a browser that refuses storage, e.g. some private windows, throws: its tab starts as a new participant)
+READ_SAVED_JS = f"""(saved, state) => {{
+  try {{ return [localStorage.getItem('{SAVED_KEY}'), state]; }} catch (e) {{ return [null, state]; }}
+}}"""
 NO_SAVED_JS = "(saved, state) => [null, state]"  # a new participant: the old id stays until a new one comes
-KEEP_SAVED_JS = f"(saved) => {{ if (saved) localStorage.setItem('{SAVED_KEY}', saved); return []; }}"
+KEEP_SAVED_JS = f"""(saved) => {{
+  try {{ if (saved) localStorage.setItem('{SAVED_KEY}', saved); }} catch (e) {{}}
+  return [];
+}}"""
 DOWNLOAD_JS = """(text) => {
   if (!text) return;
   const url = URL.createObjectURL(new Blob([text], {type: "text/csv"}));

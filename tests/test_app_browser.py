@@ -207,7 +207,7 @@ def test_restore_edit_the_mask_restore_again_and_swap_in_the_truth(browser, serv
     page.click("#restore-run")
     report = page.locator("#restore-report")
     expect(report).to_contain_text("generated mask", timeout=TIMEOUT)
-    expect(report).to_contain_text("Mask vs ground truth")
+    expect(report).to_contain_text("Generated mask vs ground truth")
     expect(page.locator("#restore-slider img")).to_have_count(2, timeout=TIMEOUT)
     # the slider's own download would save "image.png": the named files below it are the downloads
     expect(page.locator("#restore-slider [data-testid=download-link]")).to_have_count(0)
@@ -233,7 +233,9 @@ def test_restore_edit_the_mask_restore_again_and_swap_in_the_truth(browser, serv
 
     page.click("#restore-truth")
     expect(report).to_contain_text("ground truth mask", timeout=TIMEOUT)
-    expect(report).to_contain_text("mean Dice 100.0 %")
+    # the truth is not scored against itself: the generator's mask is
+    expect(report).to_contain_text("Generated mask vs ground truth")
+    expect(report).not_to_contain_text("100.0 %")
     truth = decoded(file_link(visitor, "#restore-files", "_mask.png", not_href=visitor.last_href))
     from smfd import labels
 
@@ -569,13 +571,15 @@ def test_api_blur_mask_and_restore(client, celeba, local):
 
     src = sorted((celeba / "images").glob("*.jpg"))[2]
     blurred, text = client.predict(handle_file(str(src)), seed=11, sequences=["G>M"], noise_stage=False,
-                                   api_name="/blur")
+                                   jpeg_stage=True, jpeg_range=[40, 60], jpeg_share=0.5, api_name="/blur")
     recipe = json.loads(text)
     assert recipe["seed"] == 11 and recipe["source"] == src.name and recipe["noise_sigma"] is None
+    assert recipe["options"]["jpeg_range"] == [40, 60] and recipe["options"]["jpeg_share"] == 0.5
     blurry = read_image(blurred)
     assert (blurry == degrade.apply(read_image(src), degrade.Recipe.from_dict(recipe))).all()
     out = Path(blurred).parent / "cli"  # the same draw as `smfd blur --seed` on that file
-    assert main(["blur", str(src), str(out), "--seed", "11", "--sequences", "G>M", "--no-noise"]) == 0
+    assert main(["blur", str(src), str(out), "--seed", "11", "--sequences", "G>M", "--no-noise",
+                 "--jpeg", "40", "60", "--jpeg-share", "0.5"]) == 0
     assert (read_image(out / f"{src.stem}.png") == blurry).all()
 
     mask_file = client.predict(handle_file(blurred), api_name="/mask")

@@ -399,6 +399,12 @@ def test_the_blur_lab_draws_and_applies_as_smfd_blur_does(tmp_path):
     shuffled = option_values(sequences=["G>M>G", "M", "M>G", "G>M"], directions=["vertical", "diagonal",
                                                                                "anti-diagonal", "horizontal"])
     assert (blur_tab.blur_lab(ctx, upload, False, None, 9, *shuffled)[0] == blurry).all()
+    # JPEG compression, not in the thesis, is an option here too
+    compressed, _, _, text, *_ = blur_tab.blur_lab(ctx, upload, False, None, 9, *option_values(
+        jpeg_on=True, jpeg_lo=20, jpeg_hi=20, jpeg_share=1.0))
+    assert main(["blur", str(tmp_path / "grey face.png"), str(tmp_path / "jpeg"), "--seed", "9", "--jpeg", "20", "20"]) == 0
+    assert json.loads(text)["jpeg_quality"] == 20
+    assert (compressed[..., 0] == np.asarray(Image.open(tmp_path / "jpeg" / "grey face.png"))).all()
 
 
 def test_every_event_that_changes_the_face_waits_for_the_others(tmp_path):
@@ -440,6 +446,9 @@ def test_live_count_follows_the_options():
     few = blur_tab.count_text(*option_values(layers=[1], sequences=["M"], directions=["vertical"],
                                              noise_on=False))
     assert "126 scenarios" in few  # 6 motion sizes x 1 direction x 21 scales
+    compressed = blur_tab.count_text(*option_values(layers=[1], sequences=["M"], directions=["vertical"],
+                                                    noise_on=False, jpeg_on=True, jpeg_lo=40, jpeg_hi=60))
+    assert "2,646 scenarios" in compressed and "21 JPEG qualities" in compressed
     assert "do not make a pipeline" in blur_tab.count_text(*option_values(layers=[]))
 
 
@@ -494,6 +503,9 @@ def test_restore_edit_truth_and_back_keep_track_of_the_mask(tmp_path):
     assert Path(rest[2][0]).parent != Path(files[0]).parent  # every request writes its own folder
     truth = restore_tab.restore_truth(ctx, edited, lambda *a, **k: None)
     assert truth.mask_source == "ground truth" and (truth.mask == 2).all()
+    # the generator's mask is what is scored against the truth, not the truth against itself
+    assert "Generated mask vs ground truth: mean Dice 0.0 %" in face.report(truth)
+    assert "Edited mask vs ground truth" in face.report(edited)
     back = restore_tab.restore_generated(ctx, truth, lambda *a, **k: None)
     assert back.mask_source == "generated" and (back.mask == 1).all()
     with pytest.raises(gr.Error, match="no ground-truth mask"):
