@@ -9,7 +9,7 @@ export GRADIO_ANALYTICS_ENABLED := False
 .PHONY: install demo test browser postgres clean
 
 $(STAMP): requirements.txt pyproject.toml
-	test -x $(PY) || python3 -m venv $(VENV)
+	test -x $(VENV)/bin/pip || python3 -m venv --clear $(VENV)  # (a venv made without python3-venv lacks pip)
 	$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt
 	$(PY) -m pip install --disable-pip-version-check -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
@@ -28,7 +28,7 @@ browser:
 postgres:
 	@ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || { apt-get update -q && apt-get install -y -q postgresql; }
 
-demo: install
+demo: $(STAMP)  # (the app needs no NIQE parameters: no package registry needed to start it)
 	$(VENV)/bin/smfd demo
 
 test: install browser postgres

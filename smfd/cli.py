@@ -15,6 +15,7 @@ import os
 import re
 import sys
 
+from . import __version__
 from .batch import BatchErrors, note, report
 from .errors import InputError, first_line, message_of
 
@@ -444,10 +445,10 @@ def _add_runtime_options(p: argparse.ArgumentParser) -> None:
 
 def _restorer_factory(args):
     """How a command makes its Restorer once its inputs are known to be usable; the options the
-    Restorer will read (--weights, --device, $SMFD_THREADS) are checked now, before that work."""
+    Restorer will read (--weights, --device, --engine, $SMFD_THREADS) are checked now, before that work."""
     from .restorer import Restorer
 
-    Restorer.check_options(args.weights, args.device, args.threads)
+    Restorer.check_options(args.weights, args.device, args.threads, args.engine)
 
     def make():
         return Restorer.from_pretrained(args.weights, args.device, args.engine, args.threads)
@@ -781,6 +782,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="smfd", description="SMFD lab: deblur face photos with semantic-mask guidance (SMFD-UNet).",
         epilog="Run 'smfd COMMAND --help' for the options of a command.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__} (smfd-lab)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("blur", help="degrade images with the randomised pipeline",

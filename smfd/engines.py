@@ -319,6 +319,25 @@ def default_threads() -> int:
     return threads_asked() or cores
 
 
+def engine_for(name: str, device: torch.device) -> str:
+    """The engine ``name`` runs as on ``device`` ("auto" resolved); an InputError where it cannot
+    run: checked in milliseconds, before a command's long work (face search, network loading)."""
+    if name not in ENGINES:
+        raise InputError(f"engine must be one of {', '.join(ENGINES)}, got {name!r}")
+    if name == "auto":
+        return "openvino" if device.type == "cpu" and openvino_version() is not None else "pytorch"
+    if name == "pytorch":
+        return name
+    if device.type != "cpu":
+        raise InputError(f"the {name} engine runs on the CPU: add --device cpu, or use --engine pytorch "
+                         f"for {device.type}")
+    if openvino_version() is None:
+        raise InputError(f"the {name} engine needs OpenVINO (pip install openvino, see requirements.txt)")
+    if name == "openvino-int8" and nncf_version() is None:  # said before the conversion, which takes a minute
+        raise InputError("the openvino-int8 engine needs nncf (pip install nncf, see requirements.txt)")
+    return name
+
+
 def make_engine(name: str, mask_model: nn.Module, deblur_model: nn.Module, device: torch.device, size: int,
                 threads: int | None = None, calibration=None):
     """The engine ``name`` (see :data:`ENGINES`) for these networks on ``device``.
@@ -326,21 +345,11 @@ def make_engine(name: str, mask_model: nn.Module, deblur_model: nn.Module, devic
     ``auto`` falls back to PyTorch on a GPU, or where OpenVINO is not installed; an explicit
     ``openvino*`` on a GPU or without the package is an InputError.
     """
-    if name not in ENGINES:
-        raise InputError(f"engine must be one of {', '.join(ENGINES)}, got {name!r}")
     if threads is not None and not (isinstance(threads, int) and 1 <= threads <= 1024):
         raise InputError(f"threads must be a number of threads from 1 to 1024, got {threads!r}")
-    if name == "auto":
-        name = "openvino" if device.type == "cpu" and openvino_version() is not None else "pytorch"
+    name = engine_for(name, device)
     if name == "pytorch":  # without threads: PyTorch's own default, one per core
         return TorchEngine(mask_model, deblur_model, device, threads or threads_asked())
-    if device.type != "cpu":
-        raise InputError(f"the {name} engine runs on the CPU; use --engine pytorch for {device.type}")
-    if openvino_version() is None:
-        raise InputError(f"the {name} engine needs OpenVINO (pip install openvino, see requirements.txt)")
-    if name == "openvino-int8":  # said before the conversion, which takes a minute
-        if nncf_version() is None:
-            raise InputError("the openvino-int8 engine needs nncf (pip install nncf, see requirements.txt)")
-        if calibration is None:
-            raise InputError("the openvino-int8 engine needs calibration faces")
+    if name == "openvino-int8" and calibration is None:
+        raise InputError("the openvino-int8 engine needs calibration faces")
     return OpenVINOEngine(mask_model, deblur_model, size, name == "openvino-int8", threads, calibration)

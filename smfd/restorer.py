@@ -16,7 +16,7 @@ import torch
 
 from . import checkpoint, labels
 from .data import WORK_SIZE
-from .engines import calibration_faces, make_engine, threads_asked
+from .engines import calibration_faces, engine_for, make_engine, threads_asked
 from .errors import InputError
 from .images import check_rgb, is_grey, resize_labels, resize_to, to_float, to_uint8
 from .models import (MaskNetConfig, SMFDConfig, build, generated_mask_input, one_hot_mask, size_multiple,
@@ -168,16 +168,18 @@ class Restorer:
         """Load the shipped weights, or ``mask_generator.safetensors`` and ``smfd_unet.safetensors``
         from the folder ``weights``; each network is rebuilt from the config stored beside its
         weights. Works offline."""
-        dev = cls.check_options(weights, device, threads)
+        dev = cls.check_options(weights, device, threads, engine)
         return cls(*load_networks(weights, dev), dev, engine, threads)
 
     @staticmethod
     def check_options(weights: str | Path | None = None, device: str = "auto",
-                      threads: int | None = None) -> torch.device:
+                      threads: int | None = None, engine: str = "auto") -> torch.device:
         """What :meth:`from_pretrained` is given, checked in milliseconds before the networks load
         (a command checks it before its inputs' long checks): the weights folder holds both files,
-        the device exists, $SMFD_THREADS and $SMFD_BF16 are usable. Returns the device."""
+        the device exists, the engine runs there and is installed, $SMFD_THREADS and $SMFD_BF16
+        are usable. Returns the device."""
         dev = pick_device(device)
+        engine_for(engine, dev)
         if threads is None:
             threads_asked()
         native_bf16(dev.type)

@@ -162,3 +162,17 @@ def test_first_line_of_any_error():
     assert first_line(KeyError()) == "KeyError"  # no message: its kind
     assert first_line(ValueError("x" * 500), limit=10) == "x" * 10 + " ..."
     assert first_line(ValueError("short")) == "short"
+
+
+def test_python_m_smfd_takes_the_project_s_packages_not_a_users_files_of_that_name(tmp_path):
+    """`python -m smfd` puts the working folder first on the path, where a user may keep an
+    eval.py or app.py of their own."""
+    import subprocess
+    import sys
+
+    (tmp_path / "eval.py").write_text('raise SystemExit("the user\'s own eval.py")\n')
+    done = subprocess.run([sys.executable, "-m", "smfd", "eval", "--pairs", "nowhere", "nowhere", "--out", "o"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "nowhere: folder not found" in done.stderr, done.stderr
+    version = subprocess.run([sys.executable, "-m", "smfd", "--version"], cwd=tmp_path, capture_output=True, text=True)
+    assert version.stdout.strip() == f"smfd {__import__('smfd').__version__} (smfd-lab)"

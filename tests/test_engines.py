@@ -177,10 +177,23 @@ def test_each_pytorch_restorer_runs_on_its_own_threads(random_weights, monkeypat
         make_engine("pytorch", one.mask_model, one.deblur_model, torch.device("cpu"), 256, threads=-2)
 
 
+def test_openvino_sends_no_usage_statistics(tmp_path):
+    """OpenVINO's telemetry (Google Analytics, a client id in ~/intel) starts at its import; the
+    project runs offline and sends nothing."""
+    import subprocess
+
+    script = ("import smfd.engines, openvino.tools.ovc, nncf; "
+              "assert smfd.engines.openvino_version(), 'openvino is installed'")
+    done = subprocess.run([sys.executable, "-c", script], env={**os.environ, "HOME": str(tmp_path)},
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert not (tmp_path / "intel").exists()
+
+
 def test_gpu_uses_pytorch_and_names_unknown_engines():
     mask, deblur = small_networks()
     assert isinstance(make_engine("auto", mask, deblur, torch.device("cuda"), 256), TorchEngine)
-    with pytest.raises(InputError, match="runs on the CPU"):
+    with pytest.raises(InputError, match="runs on the CPU: add --device cpu, or use --engine pytorch for cuda"):
         make_engine("openvino", mask, deblur, torch.device("cuda"), 256)
     with pytest.raises(InputError, match="engine must be one of"):
         make_engine("tensorrt", mask, deblur, torch.device("cpu"), 256)

@@ -224,12 +224,14 @@ def test_each_photo_is_searched_once_and_options_are_named_before_any_search(cel
     write_png(photos / "a.png", np.random.default_rng(0).integers(0, 255, (96, 128, 3), dtype=np.uint8))
     shutil.copy(sorted((celeba / "images").glob("*.jpg"))[0], photos / "b.jpg")
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)  # --device cuda refused on a GPU machine too
+    monkeypatch.setattr("smfd.engines.openvino_version", lambda: None)  # a machine without OpenVINO
     searched = []
     real = smfd.restore_files.detect_faces
     monkeypatch.setattr(smfd.restore_files, "detect_faces",
                         lambda image, **kw: searched.append(image.shape) or real(image, **kw))
     for args, says in ((["--weights", str(tmp_path / "nowhere")], "model weights not found: "),
                        (["--device", "cuda"], "--device cuda"),
+                       (["--engine", "openvino"], "the openvino engine needs OpenVINO"),
                        (["--aligned", "--min-face", "40"], "--min-face and --detector choose the faces of whole"),
                        (["--masks", str(photos), "--detector", "cnn"], "--min-face and --detector choose")):
         assert main(["restore", str(photos), str(out), *args]) == 2
