@@ -96,6 +96,8 @@ def register(ctx: AppContext) -> None:
                 raise gr.Error(f"{key}: a list of numbers or names, got {str(value)[:80]}")
         if jpeg_share is not None and (isinstance(jpeg_share, bool) or not isinstance(jpeg_share, (int, float))):
             raise gr.Error(f"jpeg_share: a number in (0, 1], got {str(jpeg_share)[:80]}")
+        if not jpeg_stage and (jpeg_range is not None or jpeg_share is not None):  # as smfd blur refuses
+            raise gr.Error("jpeg_range and jpeg_share set the JPEG stage: give jpeg_stage=True with them")
         try:
             seed = examples.seed_from(seed, limit=None)  # any, as `smfd blur --seed`: no file is named by it
             options = degrade.PipelineOptions(blur=blur_stage, rescale=rescale_stage, noise=noise_stage,

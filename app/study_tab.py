@@ -31,11 +31,21 @@ methods are not named, and the sides are random. Your votes are stored anonymous
 random participant id as soon as you click; you can stop at any time."""
 DB_DOWN = "The study database cannot be reached right now: {what}. Please try again in a minute."
 SAVED_KEY = "smfd-study-participant"  # this browser's participant id, in its localStorage
-# (a browser that refuses storage, e.g. some private windows, throws: its tab starts as a new participant)
+# Only an id as the server issues them is sent: a value an earlier version kept under the key (an
+# encrypted one) is no forged id, and starts a new participant without being counted as one. A
+# browser that refuses storage (some private windows) throws: its tab starts as a new participant.
 READ_SAVED_JS = f"""(saved, state) => {{
-  try {{ return [localStorage.getItem('{SAVED_KEY}'), state]; }} catch (e) {{ return [null, state]; }}
+  try {{
+    const id = localStorage.getItem('{SAVED_KEY}');
+    return [/^[0-9a-f]{{32}}$/.test(id || '') ? id : null, state];
+  }} catch (e) {{ return [null, state]; }}
 }}"""
-NO_SAVED_JS = "(saved, state) => [null, state]"  # a new participant: the old id stays until a new one comes
+# "Someone else used this browser": their id goes at once, so that a Start after a failed one
+# (a busy server) cannot continue their sequence.
+NO_SAVED_JS = f"""(saved, state) => {{
+  try {{ localStorage.removeItem('{SAVED_KEY}'); }} catch (e) {{}}
+  return [null, state];
+}}"""
 KEEP_SAVED_JS = f"""(saved) => {{
   try {{ if (saved) localStorage.setItem('{SAVED_KEY}', saved); }} catch (e) {{}}
   return [];

@@ -36,8 +36,8 @@ def main() -> None:
             total += r["seconds"] / 3600
             hours.append(total)
         ax.plot(hours, [r[score] for r in rows], marker="o", markersize=3)
-        for prev, r, h in zip(rows, rows[1:], hours):  # each row's lr is the rate its epoch trained at:
-            if r["lr"] < prev["lr"]:                     # lowered at the end of the epoch before
+        for prev, r, h in zip(rows, rows[1:], hours[1:]):
+            if r["lr"] < prev["lr"]:
                 ax.axvline(h, color="grey", linestyle=":", linewidth=1)
         ax.set_title(f"{Path(run).name} ({len(rows)} epochs)")
         ax.set_xlabel("hours of training (wall clock, as log.csv records it)")

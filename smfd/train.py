@@ -351,8 +351,9 @@ def saved_state(s: TrainSettings, inputs: dict | None, device: str | torch.devic
             continue
         if key in ("train_faces", "val_faces"):
             which = "training" if key == "train_faces" else "validation"
-            raise InputError(f"{path}: the dataset's {which} faces changed since the run began ({then[0]} then, "
-                             f"{now[0]} now{', other ones' if then[0] == now[0] else ''}); choose another --out")
+            raise InputError(f"{path}: the {which} faces differ from the run's ({then[0]} then, {now[0]} now"
+                             f"{', other ones' if then[0] == now[0] else ''}: the dataset changed, or what smfd "
+                             "train leaves out, such as copies of held-out faces); choose another --out")
         raise InputError(f"{path}: --{key.replace('_', '-')} {getattr(s, key)}: its content changed since "
                          "the run began (another sha256); restore it or choose another --out")
     return state
@@ -707,7 +708,7 @@ class Trainer:
         sign = -1.0 if s.monitor == "identity" else 1.0  # a distance: lower is better
         column = "id_distance" if s.monitor == "identity" else s.monitor
         while self.epoch < s.epochs and self.bad_epochs < s.early_stop:
-            start, lr = time.time(), self.optimizer.param_groups[0]["lr"]  # the rate this epoch trains at
+            start = time.time()
             train_set.set_epoch(self.epoch)
             sampler.set_epoch(self.epoch)
             losses = self.train_epoch(train)
@@ -725,7 +726,8 @@ class Trainer:
             self.epoch += 1
             if main:
                 seen = (self.history[-1].get("samples", 0) if self.history else 0) + self.epoch_samples
-                row = {"epoch": self.epoch, "lr": lr, **losses,
+                # lr: the rate after this epoch's scheduler step, the one the next epoch trains at
+                row = {"epoch": self.epoch, "lr": self.optimizer.param_groups[0]["lr"], **losses,
                        **scores, "seconds": round(time.time() - start, 1), "samples": seen}
                 self.history.append(row)
                 if improved:

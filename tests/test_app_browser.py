@@ -323,7 +323,7 @@ def test_study_votes_from_concurrent_participants_survive_a_crash(browser, serve
     from playwright.sync_api import expect
     from sqlalchemy import text
 
-    from app.study_store import VoteStore
+    from app.study_store import FLUSH_SECONDS, VoteStore
 
     people = [Visitor(browser, server) for _ in range(3)]
     pages = [p.open("User study") for p in people]
@@ -418,6 +418,17 @@ def test_study_votes_from_concurrent_participants_survive_a_crash(browser, serve
     pages[1].click("#study-new")
     expect(where).to_contain_text("Photo 1 of 3", timeout=TIMEOUT)
     assert where.inner_text().split("participant")[1] != before.split("participant")[1]
+    assert pages[1].evaluate(SAVED_ID) not in (None, saved[1])  # the newcomer's id is the one kept
+    # a value an earlier version kept under the key (encrypted) starts a new participant, not
+    # counted among the ids the server never issued
+    unknown = store.refusals()["unknown-id"]
+    pages[2].evaluate("localStorage.setItem('smfd-study-participant', 'c2FsdA==:U2FsdGVkX1+b2xkIHZhbHVl')")
+    pages[2].reload()
+    pages[2].get_by_role("tab", name="User study").click()
+    pages[2].click("#study-start")
+    expect(pages[2].locator("#study-where")).to_contain_text("Photo 1 of 3", timeout=TIMEOUT)
+    time.sleep(2 * FLUSH_SECONDS)  # refusals are written to the database this long after they happen
+    assert store.refusals()["unknown-id"] == unknown
     for v in [*people, admin]:
         v.close()
 
@@ -619,6 +630,8 @@ def test_api_blur_names_a_malformed_option(client, celeba):
             client.predict(src, api_name="/blur", **{option: value})
     with pytest.raises(AppError, match="^every stage is switched off"):
         client.predict(src, api_name="/blur", blur_stage=False, rescale_stage=False, noise_stage=False)
+    with pytest.raises(AppError, match="^jpeg_range and jpeg_share set the JPEG stage: give jpeg_stage=True"):
+        client.predict(src, api_name="/blur", jpeg_range=[30, 60])  # not silently left uncompressed
 
 
 def test_api_requests_each_get_their_own_files(client, celeba, local):

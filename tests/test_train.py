@@ -77,8 +77,8 @@ def test_lr_drops_and_early_stopping(celeba, tmp_path):
     trainer.train_epoch = lambda loader: {"train_loss": 1.0}
     result = trainer.run()
     assert result["epochs"] == 3  # best at epoch 1, then 2 epochs without improvement
-    lrs = [float(r["lr"]) for r in _rows(tmp_path / "log.csv")]  # the rate each epoch trained at
-    assert lrs == pytest.approx([1e-3, 1e-3, 2e-4])  # lowered after epoch 2, the first without improvement
+    lrs = [float(r["lr"]) for r in _rows(tmp_path / "log.csv")]  # the rate after each epoch's step
+    assert lrs == pytest.approx([1e-3, 2e-4, 4e-5])  # lowered after epochs 2 and 3, without improvement
 
 
 def test_generated_masks_need_a_mask_model(celeba, tmp_path):
@@ -899,12 +899,13 @@ def test_a_resume_on_other_faces_is_refused_and_says_which(celeba, tmp_path, cap
     _link_faces(records[8:], data)  # 1 training, 2 validation and 1 test face more
     command = ["train", "mask", str(data), "--out", str(out), *TINY_ARGS, "--epochs", "2"]
     assert main(command) == 2
-    assert capsys.readouterr().err.strip() == (f"smfd: error: {out / 'state.pt'}: the dataset's training faces "
-                                               "changed since the run began (6 then, 7 now); choose another --out")
+    assert capsys.readouterr().err.strip() == (f"smfd: error: {out / 'state.pt'}: the training faces differ from "
+                                               "the run's (6 then, 7 now: the dataset changed, or what smfd train "
+                                               "leaves out, such as copies of held-out faces); choose another --out")
     added = next(r for r in select(records, "train") if r not in records[:8])
     (data / "images" / added.image.name).unlink()  # training as before, validation not
     assert main(command) == 2
-    assert "the dataset's validation faces changed since the run began (1 then, 3 now)" in capsys.readouterr().err
+    assert "the validation faces differ from the run's (1 then, 3 now: the dataset changed" in capsys.readouterr().err
     state = torch.load(out / "state.pt", weights_only=True)
     del state["inputs"]
     torch.save(state, out / "state.pt")
