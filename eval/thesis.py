@@ -701,7 +701,7 @@ def table_43(lab: Lab) -> tuple[str, list[Run]]:
     _curves(lab.out / "curves_4.3.png", runs, [ABLATION_TITLES[v] for v in ABLATIONS], "psnr",
             "Table 4.3: validation PSNR per ablation run")
     return ("## Table 4.3: ablation (held-out faces, equal budget)\n\n" + markdown_grid(header, rows)
-            + f"\nTrained with ground-truth masks (as the thesis does); scored with the ground-truth masks and with "
+            + f"\nTrained with ground-truth masks (our reading of section 3.4.6, which also speaks of training with the generator's masks); scored with the ground-truth masks and with "
               f"the masks of the mask generator {lab.mask_weights()}. ID dist: Euclidean distance of dlib's 128-d "
               "face descriptors of the result and the sharp face (box found once on the sharp face); ID < 0.6: "
               "the share of faces dlib calls the same person. Learning curves: curves_4.3.png.\n\n"

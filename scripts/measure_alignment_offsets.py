@@ -3,9 +3,9 @@ smfd.faces.ALIGNED_TOLERANCE, below which `smfd restore` treats a photo as an al
 
     .venv/bin/python scripts/measure_alignment_offsets.py [--faces 100] [--size 256]
 
-Measures smfd.faces.alignment_offset of the single detected face on CelebAMask-HQ crops of
-celebamask_mini (sharp, and blurred under the benchmark protocol), resized to --size, and on the
-photos of realworld/whole and the crops of realworld/cropped.
+Measures smfd.faces.alignment_offset of the main detected face (as is_aligned_crop takes it) on
+CelebAMask-HQ crops of celebamask_mini (sharp, and blurred under the benchmark protocol), resized
+to --size, and on the photos of realworld/whole and the crops of realworld/cropped.
 """
 
 from __future__ import annotations
@@ -17,22 +17,24 @@ from tqdm import tqdm
 
 from smfd import data
 from smfd.cli import int_from, run_reported, script_parser
-from smfd.faces import ALIGNED_TOLERANCE, alignment_offset, detect_faces
+from smfd.faces import ALIGNED_TOLERANCE, alignment_offset, detect_faces, main_face
 from smfd.images import list_images, read_image, resize_to
 from smfd.paths import benchmark_data, shared_data
 
 
 def offsets(images) -> tuple[list[float], int, int]:
-    """(offsets of single-face images, images with no face, images with several)."""
+    """(offsets of the main face of each image, images with no face, images with several faces of
+    a size), the main face as smfd.faces.is_aligned_crop takes it."""
     found, none, several = [], 0, 0
     for image in images:
         faces = detect_faces(image)
+        main = main_face(faces)
         if not faces:
             none += 1
-        elif len(faces) > 1:
+        elif main is None:
             several += 1
         else:
-            found.append(alignment_offset(faces[0], image.shape[1], image.shape[0]))
+            found.append(alignment_offset(main, image.shape[1], image.shape[0]))
     return found, none, several
 
 

@@ -34,7 +34,13 @@ def main() -> None:
 
     points, boxes, missed = [], [], 0
     files = list_images(args.folder)
-    for path in tqdm(files, unit="face"):
+    crops = []
+    for path in files:  # every file read and checked before the first detection
+        image = read_image(path)
+        if abs(image.shape[0] - image.shape[1]) > 1:  # the template is a fraction of a square crop's side
+            raise InputError(f"{path}: {image.shape[1]}x{image.shape[0]} is not a square face crop")
+        crops.append(path)
+    for path in tqdm(crops, unit="face"):
         image = read_image(path)
         side = image.shape[0]
         found = find_boxes(image)

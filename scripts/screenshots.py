@@ -96,8 +96,9 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         photos = Path(tmp) / "photos"
-        for seed in range(3):
-            write_png(photos / f"astronaut-{seed}.png", blurred(astronaut_face(), seed)[0])
+        for seed in range(3):  # as `smfd blur --seed` blurs a file of that name
+            name = f"astronaut-{seed}.png"
+            write_png(photos / name, blurred(astronaut_face(), seed, name)[0])
         port, token = free_port(), "screenshots"
         demo = launch(port=port, weights=args.weights, study_db=f"sqlite:///{tmp}/study.sqlite",
                       admin_token=(token, True), study_images=photos, block=False)

@@ -50,8 +50,8 @@ DETECTORS = ("hog", "cnn")
 # A square photo whose single face sits this close to the template (alignment_offset: the largest
 # shift of a crop corner between the face's alignment and plain resizing, as a fraction of the
 # side) is an aligned crop already. scripts/measure_alignment_offsets.py --faces 60 measured, on
-# 256x256 crops of celebamask_mini's held-out faces: median 0.023, p99 0.127, max 0.152 (sharp),
-# median 0.036, p90 0.075 (blurred, where a face was found); realworld/cropped: max 0.114.
+# 256x256 crops of celebamask_mini's held-out faces: median 0.024, p99 0.125, max 0.151 (sharp),
+# median 0.036, p90 0.077 (blurred, where a face was found); realworld/cropped: max 0.108.
 ALIGNED_TOLERANCE = 0.16
 
 _EYE_LEFT, _EYE_RIGHT = slice(36, 42), slice(42, 48)  # 68-point layout, image left/right
@@ -305,11 +305,19 @@ def is_aligned_crop(image: np.ndarray, faces: list[Face]) -> bool:
     the training crops (within :data:`ALIGNED_TOLERANCE`) and any other under a quarter of its
     width (a face in the background, or a false hit: one of 22 px in a 250 px crop of realworld/cropped)."""
     h, w = image.shape[:2]
-    if not faces or abs(w - h) > 0.01 * max(w, h):
+    if abs(w - h) > 0.01 * max(w, h):
         return False
+    main = main_face(faces)
+    return main is not None and alignment_offset(main, w, h) <= ALIGNED_TOLERANCE
+
+
+def main_face(faces: list[Face]) -> Face | None:
+    """The largest face when every other one is under a quarter of its width (a face in the
+    background, or a false hit); None when there is no face, or two of a size."""
+    if not faces:
+        return None
     main = max(faces, key=lambda f: f.size)
-    return (all(f is main or f.size < main.size / 4 for f in faces)
-            and alignment_offset(main, w, h) <= ALIGNED_TOLERANCE)
+    return main if all(f is main or f.size < main.size / 4 for f in faces) else None
 
 
 # ---------------------------------------------------------------- the built-in face

@@ -456,6 +456,7 @@ def test_learn_tab_derives_the_count_and_names_the_thesis_slip():
     text = learn_tab.count_explained()
     assert "**1,176**" in text and "1,626,379,776" in text and "1,627,763,928" in text
     assert "**1,743,335,166,888**" in text and "1,743,940,018,728" in text
+    assert "1,628,327,928" in text and "1,743,940,067,688" in text  # the thesis' other two slips
     other = learn_tab.count_explained(degrade.PipelineOptions(layers=(1,), noise=False))
     assert "slip" not in other and "1,176 x 21 x 1 = **24,696**" in other
     rows = learn_tab.ablation_rows()

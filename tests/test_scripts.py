@@ -19,6 +19,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from smfd.images import write_png
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = sorted((ROOT / "scripts").glob("*.py"))
 PROJECT = ("smfd", "eval", "app", "baselines")
@@ -642,3 +644,13 @@ def test_the_speed_benchmark_refuses_a_folder_rate_it_cannot_time_and_uses_the_w
                     "--set", "decoder=[128,64,32]", capsys=capsys)
     assert done.returncode == 2 and done.stderr.strip().startswith("smfd: error: model weights not found: "
                                                                    f"{tmp_path / 'none'}"), done.stderr
+
+
+def test_the_face_template_is_measured_on_square_crops_only(tmp_path, capsys):
+    """The template is a fraction of a square crop's side: a photo of another shape is named,
+    before any face is searched, rather than bending the template."""
+    write_png(tmp_path / "crop.png", np.zeros((64, 64, 3), np.uint8))
+    write_png(tmp_path / "photo.png", np.zeros((40, 64, 3), np.uint8))
+    done = run_here("measure_face_template.py", tmp_path, capsys=capsys)
+    assert done.returncode == 2 and done.stderr.strip() == (
+        f"smfd: error: {tmp_path / 'photo.png'}: 64x40 is not a square face crop")
