@@ -68,7 +68,7 @@ _METHODS = (
     MethodInfo("blurry", "Blurry input (no restoration)", "-", True, None, None, None, False, False,
                "the input itself: the floor every method should beat"),
     MethodInfo("smfd", "SMFD-UNet, generated masks", "MIT (code)", False, 256, None, None, True, False,
-               "the shipped mask generator makes the mask; weights trained on CelebAMask-HQ "
+               "the mask generator of the same weights folder makes the mask; weights trained on CelebAMask-HQ "
                "(non-commercial research and education only)"),
     MethodInfo("smfd-gt-mask", "SMFD-UNet, ground-truth masks", "MIT (code)", False, 256, None, None, True,
                True, "the given 5-group mask guides the restoration; weights trained on CelebAMask-HQ "
@@ -172,5 +172,5 @@ def load(name: str, weights: str | Path | None = None, device: str = "cpu", rest
         download(m.name, force=True)  # known not to be the file wanted: no second look at it
         path, described = weights_file(m, weights)
     method = load_facenet(m, path, device, fidelity)
-    method.weights = described
+    method.weights = described + (f"; fidelity weight w = {fidelity}" if m.name == "codeformer" else "")
     return method

@@ -18,6 +18,8 @@ class SMFDMethod(Method):
 
         self.info = info
         self.restorer = restorer if restorer is not None else Restorer.from_pretrained(weights, device)
+        # what made the figures, for the results: the weights folder and the engine that ran it
+        self.weights = f"{weights or 'the shipped weights'} ({self.restorer.engine.describe()})"
 
     def restore(self, image: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
         if not self.info.needs_mask:

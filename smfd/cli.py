@@ -617,6 +617,10 @@ def _check_eval_job_options(args) -> None:
     if named and "4.2" not in args.tables:
         raise InputError(f"--weights {named[0]}=...: only table 4.2 runs {named[0]}, and --tables "
                          f"{' '.join(args.tables)} does not build it")
+    reading_smfd = ("4.1", "4.2", "4.3")  # 4.1 and 4.3 read its mask generator, 4.2 runs it; 4.4 trains anew
+    if len(named) < len(args.weights) and not set(reading_smfd) & set(args.tables):
+        raise InputError(f"--weights smfd=...: only tables {', '.join(reading_smfd)} read the SMFD weights, "
+                         f"and --tables {' '.join(args.tables)} builds none of them")
 
 
 def _budget(text: str):
@@ -673,7 +677,9 @@ def cmd_eval(args) -> None:
         from eval.pairs import make_pairs
 
         n = make_pairs(args.make_pairs, args.out, args.limit, args.seed, args.split, args.overwrite)
-        print(f"wrote {n} evaluation pairs into {args.out}/{{blurry,sharp,masks}}")
+        # (masks only where the faces have them)
+        made = [d for d in ("blurry", "sharp", "masks") if os.path.isdir(os.path.join(args.out, d))]
+        print(f"wrote {n} evaluation pairs into {args.out}/{{{','.join(made)}}}")
         return
     from eval.compare import EvalOptions
 
@@ -699,12 +705,20 @@ def cmd_eval(args) -> None:
     from eval.pairs import find_pairs
     from eval.report import COLUMNS, markdown_table
 
-    pairs = find_pairs(*args.pairs, args.masks)
-    names, by_name = _method_list(args.methods)
+    names, by_name = _method_list(args.methods)  # the options first: finding the pairs reads every file
     unused = [n for n in options.weights if n not in names and not (n == "smfd" and "smfd-gt-mask" in names)]
     if unused:  # a typo in --methods, or weights that would silently not be evaluated
         raise InputError(f"--weights {unused[0]}={options.weights[unused[0]]}: {unused[0]} is not among the "
                          f"methods evaluated ({', '.join(names)})")
+    if args.codeformer_fidelity != args.eval_parser.get_default("codeformer_fidelity") and "codeformer" not in names:
+        raise InputError(f"--codeformer-fidelity: only codeformer reads it, and it is not among the methods "
+                         f"evaluated ({', '.join(names)})")
+    if args.download:
+        from baselines import info
+
+        if not any(info(n).url for n in names):
+            raise InputError(f"--download: none of the methods evaluated ({', '.join(names)}) has weights to download")
+    pairs = find_pairs(*args.pairs, args.masks)
     if by_name and any(p.mask is None for p in pairs):  # a method chosen by name must run
         from baselines import methods
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
 import sys
 
@@ -59,6 +60,7 @@ def test_making_pairs_names_a_bad_face_before_anything_is_removed(shared_data, t
         shutil.copy(image, faces)
     out = tmp_path / "pairs"
     assert main(["eval", "--make-pairs", str(faces), "--out", str(out), "--split", "all"]) == 0
+    assert capsys.readouterr().out.strip().endswith(f"into {out}/{{blurry,sharp}}")  # faces without masks
     made = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     (faces / "zz_broken.jpg").write_text("not a photo")
     capsys.readouterr()
@@ -268,6 +270,9 @@ def test_eval_writes_every_result(pairs_dir, random_weights, tmp_path, capsys):
     chart = (out / "chart.html").read_text()
     assert all(method in chart for method in ("blurry", "smfd-gt-mask")) and (out / "plotly.min.js").is_file()
     assert "zero-shot" in (out / "results.md").read_text() and "S-Lab" not in (out / "results.md").read_text()
+    # what made SMFD's figures: its weights and the engine that ran them
+    assert re.search(rf"\(`smfd-gt-mask`\).*Weights: {re.escape(str(random_weights))} \((openvino|pytorch)",
+                     (out / "results.md").read_text())
     assert read_image(out / "grid.png").shape == (FACES * 256, 4 * 256, 3)  # input, 2 methods, target
     assert len(list((out / "outputs" / "smfd-gt-mask").glob("*.png"))) == FACES
 
