@@ -6,6 +6,7 @@ from __future__ import annotations
 import hmac
 import os
 import secrets
+import sys
 import threading
 import time
 from pathlib import Path
@@ -27,6 +28,8 @@ def admin_token(flag: str | None = None, file: str | Path | None = None) -> tupl
     the token out of the process list."""
     if flag is not None and not flag.strip():  # e.g. an unset shell variable: not a token anyone knows
         raise InputError("--admin-token is empty: give a token, or leave the option out for a random one")
+    if file is not None and not str(file).strip():
+        raise InputError("--admin-token-file is empty (an unset shell variable?): name the file")
     if flag and file:
         raise InputError("give either --admin-token or --admin-token-file, not both")
     if file:
@@ -37,6 +40,8 @@ def admin_token(flag: str | None = None, file: str | Path | None = None) -> tupl
             raise InputError(f"{path}: cannot read the admin token ({exc.__class__.__name__})") from None
         if not token:
             raise InputError(f"{path}: the admin token file is empty")
+        if path.stat().st_mode & 0o077:  # the file keeps the token out of the process list, not from them
+            print(f"warning: {path} can be read by other users of this machine: chmod 600 it", file=sys.stderr)
         return token, True
     token = flag or os.environ.get(TOKEN_ENV, "").strip()
     if token:

@@ -23,6 +23,7 @@ import gradio as gr
 from starlette.middleware import Middleware
 
 from baselines import registry
+from smfd.batch import check_folder
 from smfd.errors import InputError
 from smfd.paths import cache_root, shared_data
 from smfd.photos import restore_photo
@@ -76,21 +77,33 @@ def study_methods(ctx: AppContext) -> list[str]:
 
 def create_context(weights=None, examples=None, study_db=None, admin_token="",
                    study_images=None, study_new_ids: int | None = None) -> AppContext:
-    """Checks the study's photos, its database URL and the examples folder before the models load,
-    so that a wrong folder or URL (or a missing driver) is reported at once; whether the database
-    belongs to this study (its weights, photos and methods) is known once the methods have loaded."""
-    folder = study_images or default_study_images()
+    """Checks the examples folder, the weights, the study's photos, its cache and its database URL
+    before the models load, so that a wrong folder or URL (or a missing driver) is reported at once,
+    the database (which the check makes when new) last; whether the database belongs to this study
+    (its weights, photos and methods) is known once the methods have loaded."""
+    for option, value in (("--study-images", study_images), ("--study-db", study_db), ("--examples", examples)):
+        if value is not None and not str(value).strip():  # not "left out": the default would be taken
+            raise InputError(f"{option} is empty (an unset shell variable?): give one, or leave the option out")
+    found_examples = find_examples(examples)
+    Restorer.check_options(weights)
+    folder = study_images if study_images is not None else default_study_images()
     store = photos = None
     if folder is not None:
-        photos = study_photos(folder)
-        store = VoteStore(study_db) if study_db else None  # the default file depends on the setup
+        try:
+            photos = study_photos(folder)
+        except InputError as exc:
+            if study_images is not None:
+                raise
+            raise InputError(f"the user study's default photos ({folder}): {exc}; "
+                             "give --study-images DIR") from None
+        check_folder(cache_root() / "study", "the user study's cache ($SMFD_CACHE)")
+        store = VoteStore(study_db) if study_db is not None else None  # the default file depends on the setup
     else:  # an option of the study without one would be ignored
         given = [name for name, value in (("--study-db", study_db), ("--study-new-ids", study_new_ids is not None))
                  if value]
         if given:
             raise InputError(f"{given[0]}: there is no user study here (no --study-images folder, and no "
                              "realworld/cropped in the shared data)")
-    found_examples = find_examples(examples)
     restorer = Restorer.from_pretrained(weights)
     work_dir = Path(tempfile.mkdtemp(prefix="smfd-app-"))  # mode 0700: private to this user
     atexit.register(shutil.rmtree, work_dir, ignore_errors=True)

@@ -193,8 +193,15 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cur.close()
 
 
+# Operational errors no retry mends: a file that cannot be written, a database never created, a
+# login refused (the drivers' own words, SQLite's and PostgreSQL's)
+LASTING = ("readonly database", "does not exist", "authentication failed", "no password supplied")
+
+
 def _transient(exc: DBAPIError) -> bool:
     """A lock, a lost connection or a server that is (re)starting: worth trying again."""
+    if any(words in str(exc.orig) for words in LASTING):
+        return False
     return isinstance(exc, OperationalError) or exc.connection_invalidated
 
 
@@ -207,7 +214,8 @@ def _retrying(action, seconds: float = RETRY_SECONDS):
             if isinstance(exc, IntegrityError) or not _transient(exc):
                 raise
             if time.monotonic() + pause > deadline:
-                raise StoreUnavailable(f"the study database is unreachable ({type(exc.orig).__name__})") from exc
+                raise StoreUnavailable(f"the study database is unreachable ({type(exc.orig).__name__}: "
+                                       f"{first_line(exc.orig)})") from exc
             time.sleep(pause)
             pause = min(pause * 2, 2.0)
 
@@ -277,6 +285,10 @@ class VoteStore:
                     conn.execute(insert(refusals_table).values(kind=kind, count=0))
             except IntegrityError:  # another replica inserted it meanwhile
                 pass
+        # A database that opens but cannot be written (a read-only file) is named now, not at every Start.
+        with self.engine.begin() as conn:
+            conn.execute(update(refusals_table).where(refusals_table.c.kind == "forged")
+                         .values(count=refusals_table.c.count))
 
     def bind(self, fingerprint: str, description: str) -> None:
         """Claim this database for one study setup (app.study.setup_of); a database that holds the

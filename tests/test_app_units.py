@@ -45,7 +45,7 @@ from app.uploads import FULL_SIZE_PIXELS, Upload, checked_editor, checked_image,
 from baselines import WeightsDamaged, WeightsMissing
 from smfd import degrade, labels
 from smfd.errors import InputError
-from smfd.images import read_image, read_labels, resize_labels
+from smfd.images import read_image, read_labels, resize_labels, write_png
 from smfd.restorer import Restoration
 
 
@@ -1009,6 +1009,54 @@ def test_a_sqlite_path_that_is_no_database_is_named_in_one_line(tmp_path):
             VoteStore(f"sqlite:///{path}", retry_seconds=20)
         assert str(caught.value) == says and time.monotonic() - started < 5
     assert notes.read_text() == "not a database " * 100
+
+
+def test_a_database_that_cannot_be_written_is_named_at_start(tmp_path, monkeypatch):
+    """A study database that opens but cannot be written (a read-only file) is named when the app
+    starts, at once, not by every participant's Start after 20 s of retries."""
+    import app.study_store
+
+    url = f"sqlite:///{tmp_path / 'votes.sqlite'}"
+    VoteStore(url)  # the tables are there: opening it only reads
+    pragmas = app.study_store._sqlite_pragmas
+
+    def read_only(conn, record):
+        pragmas(conn, record)
+        conn.execute("PRAGMA query_only = ON")  # as SQLite answers for a file it cannot write
+
+    monkeypatch.setattr(app.study_store, "_sqlite_pragmas", read_only)
+    started = time.monotonic()
+    with pytest.raises(InputError, match=r"not a usable study database \(attempt to write a readonly database\)"):
+        VoteStore(url, retry_seconds=20)
+    assert time.monotonic() - started < 5
+
+
+def test_empty_options_and_unusable_defaults_of_the_app_are_named(tmp_path, monkeypatch, capsys):
+    """An unset shell variable is no option left out; the study's default photos and its cache
+    are named as such when they cannot be used, before the models load."""
+    from app import main as app_main
+
+    monkeypatch.setattr(app_main.Restorer, "from_pretrained", lambda *a, **k: pytest.fail("the models loaded"))
+    for option, kwargs in (("--study-images", {"study_images": ""}), ("--study-db", {"study_db": " "}),
+                           ("--examples", {"examples": ""})):
+        with pytest.raises(InputError, match=f"^{option} is empty"):
+            app_main.create_context(**kwargs)
+    with pytest.raises(InputError, match="^--admin-token-file is empty"):
+        admin_token(None, "")
+    bad = tmp_path / "photos"
+    bad.mkdir()
+    (bad / "a.png").write_text("not a photo")
+    monkeypatch.setattr(app_main, "default_study_images", lambda: bad)
+    with pytest.raises(InputError, match=rf"^the user study's default photos \({bad}\): .*give --study-images DIR"):
+        app_main.create_context()
+    write_png(bad / "a.png", np.zeros((64, 64, 3), np.uint8))
+    monkeypatch.setenv("SMFD_CACHE", str(bad / "a.png"))  # a file where the cache should be
+    with pytest.raises(InputError, match=r"the user study's cache \(\$SMFD_CACHE\)"):
+        app_main.create_context()
+    (tmp_path / "token").write_text("shared-token")
+    os.chmod(tmp_path / "token", 0o644)
+    assert admin_token(None, tmp_path / "token") == ("shared-token", True)
+    assert "can be read by other users of this machine: chmod 600 it" in capsys.readouterr().err
 
 
 def test_a_port_held_by_another_server_or_a_bad_host_is_named_before_the_models_load(monkeypatch, capsys):
