@@ -40,7 +40,7 @@ def admin_token(flag: str | None = None, file: str | Path | None = None) -> tupl
             raise InputError(f"{path}: cannot read the admin token ({exc.__class__.__name__})") from None
         if not token:
             raise InputError(f"{path}: the admin token file is empty")
-        if path.stat().st_mode & 0o077:  # the file keeps the token out of the process list, not from them
+        if path.stat().st_mode & 0o044:  # the file keeps the token out of the process list, not from them
             print(f"warning: {path} can be read by other users of this machine: chmod 600 it", file=sys.stderr)
         return token, True
     token = flag or os.environ.get(TOKEN_ENV, "").strip()

@@ -69,7 +69,7 @@ def markdown_table(rows: list[dict], columns) -> str:
 
 def write_markdown(path: Path, rows: list[dict], pairs: list[Pair], unavailable: dict,
                    weights: dict[str, str]) -> None:
-    """``weights``: method -> which weights file it ran (the external networks)."""
+    """``weights``: method -> which weights it ran (the external networks' file; SMFD's folder and engine)."""
     from baselines import PROTOCOL, info
 
     shown = [{**r, "method": info(r["method"]).title,

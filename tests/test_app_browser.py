@@ -46,6 +46,7 @@ def server(tmp_path_factory, celeba, shared_data):
     db = work / "study.sqlite"
     token = work / "admin-token"
     token.write_text(ADMIN + "\n")  # a file: the token stays out of the process list
+    token.chmod(0o600)  # and out of other users' reach
     (work / "tmp").mkdir()
     env = {**os.environ, "SMFD_CACHE": str(work / "cache"), "GRADIO_TEMP_DIR": str(work / "gradio"),
            "GRADIO_ANALYTICS_ENABLED": "False", "TMPDIR": str(work / "tmp")}
