@@ -22,7 +22,7 @@ from tqdm import tqdm
 from smfd.cli import run_reported, script_parser
 from smfd.errors import InputError
 from smfd.faces import find_boxes, key_points, landmarks_in
-from smfd.images import list_images, read_image
+from smfd.images import check_image_file, list_images, read_image
 from smfd.paths import benchmark_data
 
 
@@ -34,13 +34,11 @@ def main() -> None:
 
     points, boxes, missed = [], [], 0
     files = list_images(args.folder)
-    crops = []
-    for path in files:  # every file read and checked before the first detection
-        image = read_image(path)
-        if abs(image.shape[0] - image.shape[1]) > 1:  # the template is a fraction of a square crop's side
-            raise InputError(f"{path}: {image.shape[1]}x{image.shape[0]} is not a square face crop")
-        crops.append(path)
-    for path in tqdm(crops, unit="face"):
+    for path in files:  # every file checked (decoded, not kept) before the first detection
+        w, h = check_image_file(path, decode=True)
+        if abs(w - h) > 1:  # the template is a fraction of a square crop's side
+            raise InputError(f"{path}: {w}x{h} is not a square face crop")
+    for path in tqdm(files, unit="face"):
         image = read_image(path)
         side = image.shape[0]
         found = find_boxes(image)

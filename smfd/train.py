@@ -344,8 +344,15 @@ def saved_state(s: TrainSettings, inputs: dict | None, device: str | torch.devic
         raise InputError(f"{path}: this run folder was trained with other settings ({'; '.join(changed)}); "
                          "repeat its command (only --epochs, --workers and --device may change) "
                          "or choose another --out")
-    # (a run saved before its inputs were recorded: unchecked)
-    for key, then in (state.get("inputs", {}) if inputs is not None else {}).items():
+    if inputs is not None:
+        check_inputs(path, state, s, inputs)
+    return state
+
+
+def check_inputs(path: Path, state: dict, s: TrainSettings, inputs: dict) -> None:
+    """An InputError when the faces or networks a saved run (its state.pt at ``path``) was trained
+    on are not ``inputs`` (run_inputs) any more."""
+    for key, then in state.get("inputs", {}).items():  # a run saved before they were recorded: unchecked
         now = inputs.get(key)
         if now == then:
             continue
@@ -356,7 +363,6 @@ def saved_state(s: TrainSettings, inputs: dict | None, device: str | torch.devic
                              "train leaves out, such as copies of held-out faces); choose another --out")
         raise InputError(f"{path}: --{key.replace('_', '-')} {getattr(s, key)}: its content changed since "
                          "the run began (another sha256); restore it or choose another --out")
-    return state
 
 
 def _distributed(device_name: str) -> tuple[int, int]:
@@ -378,11 +384,12 @@ class Trainer:
         torch.manual_seed(s.seed)
 
         # Everything that needs no face is checked before the faces are read (minutes for a large set):
-        # a run folder of other settings, the networks named, dlib for the identity monitor.
-        saved_state(s, None)
+        # a run folder of other settings, the networks named, dlib for the identity monitor. The
+        # state read is the one a resumed run continues from (load_state), read once.
+        self.saved = saved_state(s, None, self.device)
         self.model = build(s.model_config()).to(self.device, memory_format=torch.channels_last)
         self.init_note = None
-        if s.init and not (self.out / "state.pt").is_file():  # a resumed run's weights are its state's
+        if s.init and self.saved is None:  # a resumed run's weights are its state's
             start = checkpoint.load(s.init, kinds=("deblur",) if s.task == "deblur" else ("mask", "smp"))
             self.init_note = _initialise(self.model, start, s.init, s.init_partial, set(s.config))
         self.mask_model = None
@@ -449,9 +456,10 @@ class Trainer:
         write_atomically(self.out / "settings.json", lambda tmp: tmp.write_text(settings), ".json")
 
     def load_state(self) -> bool:
-        state = saved_state(self.s, self.inputs, self.device)
+        state = self.saved
         if state is None:
             return False
+        check_inputs(self.out / "state.pt", state, self.s, self.inputs)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -689,6 +697,7 @@ class Trainer:
     def run(self) -> dict:
         s, main = self.s, self.rank == 0
         resumed = self.load_state()  # (run_lock removes a folder it made where no file was saved)
+        self.saved = None  # taken over by the model, optimizer and history: not held for the whole run
         if main and resumed:  # a run killed while saving (SIGKILL, out of memory) left its temporary copy
             for stale in self.out.iterdir():
                 if TEMPORARY.fullmatch(stale.name) and stale.is_file():
